@@ -1,0 +1,1 @@
+"""AnQi central side: MQTT consumer, one person one file, offender tiers, dispositions, data sharing."""

@@ -1,0 +1,132 @@
+"""``anqi-edge``: the installer's and the maintainer's command line.
+
+Subcommands live beside the stage they drive and are only gathered here:
+``edge/cli_pipeline.py`` (run, replay, calibrate), ``edge/detect/cli.py`` (detect-images, models),
+``edge/actuators/cli.py`` (test-speaker, test-lights).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from edge import __version__
+from edge.config import ConfigError, load_config
+from edge.paths import project_home
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="anqi-edge")
+def main() -> None:
+    """AnQi roadside appliance: detect e-bike violations, persuade on the spot, relay evidence."""
+
+
+def load_or_exit(path: Path) -> "object":
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="edge.yaml")
+@click.option("--device-id", default="anqi-dev-0001", help="Id of this appliance (used in MQTT topics).")
+@click.option("--site-id", default="huzhou-demo")
+@click.option("--point-id", default="point-1")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, device_id: str, site_id: str, point_id: str, force: bool) -> None:
+    """Write a commented config for a new site to PATH."""
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; use --force to overwrite")
+    text = (project_home() / "config" / "edge.example.yaml").read_text(encoding="utf-8")
+    text = text.replace("anqi-dev-0001", device_id).replace("huzhou-demo", site_id).replace("point-1", point_id)
+    path.write_text(text, encoding="utf-8")
+    load_config(path)  # the template must itself be valid
+    click.echo(f"wrote {path}; edit source, zone and relay, then run: anqi-edge validate {path}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+def validate(config: Path) -> None:
+    """Check CONFIG and every file, model, prompt and pin it names, without starting anything."""
+    from edge.validate import check_all
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    problems = check_all(cfg)
+    if problems:
+        for p in problems:
+            click.echo(f"{config.name}: {p}", err=True)
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"{config.name}: OK")
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (finds the health file in its data_dir).")
+@click.option("--health-file", type=click.Path(dir_okay=False, path_type=Path), help="Read this health file directly.")
+@click.option("--max-age", default=90.0, show_default=True, help="Seconds after which a heartbeat counts as stale.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw health JSON.")
+def status(config: Path | None, health_file: Path | None, max_age: float, as_json: bool) -> None:
+    """Show the daemon's last heartbeat and the state of each component (exit 1 if stale or down)."""
+    from edge.health import read_health
+
+    if health_file is None:
+        cfg = load_or_exit(config) if config else load_config(Path("/etc/anqi/edge.yaml")) if Path("/etc/anqi/edge.yaml").exists() else None
+        if cfg is None:
+            raise click.ClickException("no --config given and /etc/anqi/edge.yaml does not exist")
+        health_file = cfg.data_dir / "health.json"  # type: ignore[attr-defined]
+    if not health_file.exists():
+        click.echo(f"no health file at {health_file}: the daemon has not run with this config", err=True)
+        sys.exit(1)
+    h = read_health(health_file)
+    if as_json:
+        click.echo(json.dumps(h, indent=2))
+    age = time.time() - datetime.fromisoformat(h["heartbeat"]).timestamp()
+    bad = age > max_age
+    if not as_json:
+        click.echo(f"device {h['device_id']}  heartbeat {h['heartbeat']} ({age:.0f} s ago{', STALE' if bad else ''})  uptime {h['uptime_s']:.0f} s")
+        for name, c in sorted(h.get("components", {}).items()):
+            extra = " ".join(f"{k}={v}" for k, v in c.items() if k not in ("status", "detail", "since"))
+            click.echo(f"  {name:<10} {c['status']:<9} {c.get('detail', '')} {extra}".rstrip())
+        for k, msg in h.get("alarms", {}).items():
+            click.echo(f"  ALARM {k}: {msg}")
+    if bad or any(c["status"] == "down" for c in h.get("components", {}).values()) or h.get("alarms"):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+def schema(out: Path | None) -> None:
+    """Print the JSON Schema of the violation event (shared with central_sync)."""
+    from edge.event import json_schema
+
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _register() -> None:
+    from edge.actuators.cli import test_lights, test_speaker
+    from edge.cli_pipeline import calibrate, replay, run
+    from edge.detect.cli import detect_images, models
+
+    for cmd in (run, replay, calibrate, detect_images, models, test_speaker, test_lights):
+        main.add_command(cmd)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""AnQi (安骑): edge appliance and central side for e-bike safe-riding supervision."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# The device runtime: what a Jetson / Raspberry Pi node needs to run the daemon.
+RUNTIME = [
+    "numpy>=1.24,<2.3",
+    "onnxruntime>=1.17",
+    # headless: the appliance has no display; same cv2 API as opencv-python without X11/Qt.
+    "opencv-python-headless>=4.8",
+    "paho-mqtt>=2.1,<3",
+    "pyserial>=3.5",
+    "gpiozero>=2.0",
+    "sounddevice>=0.4.6",
+    "pyyaml>=6",
+    # pydantic: typed, validated config sections and the event schema (error paths for free).
+    "pydantic>=2.7,<3",
+    # click: subcommands, typed options and help text without hand-written argparse plumbing.
+    "click>=8.1",
+    # PyAV: packet-level access to H.264 so the pre-roll buffer keeps encoded data and clips are remuxed.
+    "av>=12",
+    # scipy: the Hungarian assignment in the tracker (linear_sum_assignment).
+    "scipy>=1.10",
+    # onnx: graph surgery in `anqi-edge models prepare` (SFace's unused inputs).
+    "onnx>=1.15",
+]
+
+CENTRAL = [
+    "sqlalchemy>=2.0",
+    "alembic>=1.13",
+    "fastapi>=0.110",
+    "uvicorn>=0.29",
+    "psycopg[binary]>=3.1",
+]
+
+setup(
+    name="anqi",
+    version="0.1.0",
+    description="AnQi: e-bike safe-riding supervision (edge appliance + central classifier)",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"]),
+    include_package_data=True,
+    package_data={"edge": ["py.typed"], "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"]},
+    install_requires=RUNTIME,
+    extras_require={
+        "central": CENTRAL,
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27"],
+        # Training and third-party model export only: never on the device.
+        "train": ["ultralytics>=8.3", "torch", "torchvision"],
+    },
+    entry_points={
+        "console_scripts": [
+            "anqi-edge=edge.cli:main",
+            "anqi-central=central_sync.cli:main",
+        ]
+    },
+)
