@@ -17,6 +17,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+quiet_pip() { grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "^ *!!" -e "^ *\*\*\*" -e "Please be careful" -e "name as your package" -e "with strategy, WheelFile" -e "^ *$" || true; }
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "setup: creating .venv"; $PY -m venv .venv; }
 
@@ -25,8 +27,9 @@ stamp=".venv/.anqi-installed"
 want="$(sha256sum setup.py | cut -c1-64) $EXTRAS"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing anqi[$EXTRAS] into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  # pip's own chatter (mirror-location warnings, editable-build notices) is filtered; errors still show.
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet_pip
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]" 2>&1 | quiet_pip
   echo "$want" > "$stamp"
 fi
 
