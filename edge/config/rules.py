@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge.config.base import Section
 
@@ -14,7 +14,11 @@ class NoHelmetRuleConfig(Section):
     min_observations: int = Field(3, ge=1, le=100, description="In-zone head classifications needed before deciding.")
     min_fraction: float = Field(0.6, gt=0, le=1, description="Share of in-zone observations that must say 'no helmet'.")
     min_confidence: float = Field(0.5, gt=0, lt=1, description="Mean no-helmet confidence over those observations.")
+    vote_threshold: float = Field(0.5, gt=0, lt=1, description="A head observation votes 'no helmet' when its no-helmet probability is at least this.")
     min_speed_mps: float = Field(0.8, ge=0, le=30, description="Ground speed that separates a rider from a pedestrian.")
+    rider_box_is_bike: bool = Field(
+        True, description="A track built from the detector's rider class (a person on a two-wheeler) counts as riding even below min_speed_mps."
+    )
 
 
 class WrongWayRuleConfig(Section):
@@ -22,21 +26,40 @@ class WrongWayRuleConfig(Section):
     lane_heading_deg: float = Field(0.0, ge=-360, le=360, description="Legal direction of travel on the ground plane, degrees (0 = +y, 90 = +x).")
     tolerance_deg: float = Field(60.0, gt=0, lt=180, description="Headings further than 180-tolerance from the legal one are 'opposed'.")
     min_distance_m: float = Field(3.0, gt=0, le=100, description="Ground distance travelled against the lane before deciding.")
+    min_speed_mps: float = Field(0.8, ge=0, le=30, description="Slower tracks (standing, pushing) are not judged.")
 
 
 class SignalConfig(Section):
     source: Literal["gpio", "serial", "image"] = "image"
     gpio_pin: str | None = Field(None, description="gpiozero pin name (e.g. 'GPIO17' or 'BOARD11') that is active while red.")
+    gpio_active_high: bool = Field(True, description="The red input reads high (True) or low (False) while the signal is red.")
     serial_port: str | None = Field(None, description="Serial device or pyserial URL carrying signal state lines ('RED'/'GREEN'/'AMBER').")
     serial_baud: int = Field(9600, gt=0)
-    region: tuple[int, int, int, int] | None = Field(None, description="Image region (x, y, w, h) of the red lamp of the signal head.")
+    region: tuple[int, int, int, int] | None = Field(None, description="Image region (x, y, w, h) of the red lamp of the signal head, in full-frame pixels.")
     red_threshold: float = Field(0.35, gt=0, lt=1, description="Share of the region's pixels that must be lit red.")
+    stale_s: float = Field(5.0, gt=0, le=600, description="A signal state older than this is unknown (no decision is made on it).")
+
+    @model_validator(mode="after")
+    def _source_has_its_setting(self) -> "SignalConfig":
+        need = {"gpio": "gpio_pin", "serial": "serial_port", "image": "region"}[self.source]
+        if getattr(self, need) is None:
+            raise ValueError(f"signal.{need} is required when signal.source is {self.source!r}")
+        return self
 
 
 class RedLightRuleConfig(Section):
     enabled: bool = False
     stop_line: tuple[tuple[float, float], tuple[float, float]] | None = Field(None, description="Two ground points (metres) of the stop line.")
-    signal: SignalConfig = Field(default_factory=SignalConfig)
+    min_cross_m: float = Field(0.3, ge=0, le=10, description="A track must be this far on each side of the stop line to count as crossing it (debounce).")
+    signal: SignalConfig | None = Field(None, description="Where the signal state comes from; required when the rule is enabled.")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "RedLightRuleConfig":
+        if self.enabled and self.stop_line is None:
+            raise ValueError("rules.red_light.stop_line is required when the rule is enabled")
+        if self.enabled and self.signal is None:
+            raise ValueError("rules.red_light.signal is required when the rule is enabled")
+        return self
 
 
 class RulesConfig(Section):

@@ -1,6 +1,48 @@
-"""STUB: replaced by the stage's own work."""
+"""Capture zone: image -> ground homography, the 15-25 m band, ground speed and heading.
+
+``check_config(cfg)`` is what ``anqi-edge validate`` asks of this stage.
+"""
+
+from __future__ import annotations
+
 from edge.config import EdgeConfig
+from edge.zone.capture import CaptureZone, ground_anchor
+from edge.zone.geometry import CalibrationError, GroundMapper
+from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of
+
+__all__ = [
+    "CalibrationError",
+    "CaptureZone",
+    "GroundMapper",
+    "GroundMotion",
+    "angle_between",
+    "check_config",
+    "fit_motion",
+    "ground_anchor",
+    "heading_of",
+]
 
 
 def check_config(cfg: EdgeConfig) -> list[str]:
-    return []
+    """Problems with ``zone``: homography valid, points not collinear, reprojection small, band visible."""
+    z = cfg.zone
+    if not z.calibration:
+        return ["zone.calibration: no calibration points: give 4 or more image points with their ground position (anqi-edge calibrate)"]
+    try:
+        zone = CaptureZone.from_config(z)
+    except CalibrationError as e:
+        return [f"zone.calibration: {e}"]
+    problems: list[str] = []
+    if zone.mapper.reprojection_m > z.max_reprojection_m:
+        problems.append(
+            f"zone.calibration: points do not fit one ground plane: mean error {zone.mapper.reprojection_m:.2f} m > zone.max_reprojection_m {z.max_reprojection_m:g} m"
+        )
+    if z.image_size is None:
+        xs = [p.image[0] for p in z.calibration]
+        ys = [p.image[1] for p in z.calibration]
+        size = (int(max(xs)) + 1, int(max(ys)) + 1)
+    else:
+        size = (int(z.image_size[0]), int(z.image_size[1]))
+    if zone.visible_fraction(*size) <= 0.0:
+        problems.append(f"zone.near_m: the band {z.near_m:g}-{z.far_m:g} m from zone.camera_ground is not visible in the {size[0]}x{size[1]} image")
+    return problems

@@ -1,0 +1,109 @@
+"""The capture band: riders whose ground point lies ``near_m``..``far_m`` from the camera."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config.zone import ZoneConfig
+from edge.zone.geometry import GroundMapper
+
+Box = tuple[int, int, int, int]
+
+
+def ground_anchor(boxes: np.ndarray) -> np.ndarray:
+    """Bottom-centre of each (N, 4) xyxy box: where a road user touches the ground."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.c_[(b[:, 0] + b[:, 2]) / 2.0, b[:, 3]]
+
+
+@dataclass
+class CaptureZone:
+    """Ground band ``near_m``..``far_m`` around ``camera_ground`` seen through ``mapper``."""
+
+    mapper: GroundMapper
+    camera_ground: tuple[float, float] = (0.0, 0.0)
+    near_m: float = 15.0
+    far_m: float = 25.0
+    roi_margin_m: float = 3.0
+    rider_height_m: float = 2.0
+    _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: ZoneConfig) -> "CaptureZone":
+        return cls(GroundMapper.from_config(cfg), tuple(cfg.camera_ground), cfg.near_m, cfg.far_m, cfg.roi_margin_m, cfg.rider_height_m)  # type: ignore[arg-type]
+
+    def for_frame(self, width: int, height: int) -> "CaptureZone":
+        mapper = self.mapper.for_frame(width, height)
+        if mapper is self.mapper:
+            return self
+        return CaptureZone(mapper, self.camera_ground, self.near_m, self.far_m, self.roi_margin_m, self.rider_height_m)
+
+    def distance(self, ground_pts: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """Ground distance (m) of each (N, 2) ground point from the camera foot point."""
+        g = np.asarray(ground_pts, dtype=np.float64).reshape(-1, 2)
+        return np.linalg.norm(g - np.asarray(self.camera_ground, dtype=np.float64), axis=1)
+
+    def contains_ground(self, ground_pts: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        d = self.distance(ground_pts)
+        return (d >= self.near_m) & (d <= self.far_m)
+
+    def locate_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For (N, 4) image boxes: ground points (N, 2), distances (N,), in-zone mask (N,).
+
+        A box whose anchor is above the horizon has no ground point (NaN) and is never in zone.
+        """
+        anchors = ground_anchor(boxes)
+        g = self.mapper.image_to_ground(anchors)
+        front = self.mapper.in_front(anchors)
+        g[~front] = np.nan
+        d = self.distance(g)
+        inside = np.zeros(len(d), dtype=bool)
+        ok = np.isfinite(d)
+        inside[ok] = (d[ok] >= self.near_m) & (d[ok] <= self.far_m)
+        return g, d, inside
+
+    def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
+        """Ground distance (m) of every ``step``-th pixel of a ``width`` x ``height`` frame; NaN above the horizon."""
+        xs = np.arange(0, width, step, dtype=np.float64) + 0.5
+        ys = np.arange(0, height, step, dtype=np.float64) + 0.5
+        gx, gy = np.meshgrid(xs, ys)
+        pts = np.c_[gx.ravel(), gy.ravel()]
+        d = self.distance(self.mapper.image_to_ground(pts))
+        d[~self.mapper.in_front(pts)] = np.nan
+        return d.reshape(gy.shape)
+
+    def image_region(self, width: int, height: int) -> Box | None:
+        """Pixel region (x0, y0, x1, y1) the detector must see: the band widened by ``roi_margin_m``
+        and raised by ``rider_height_m`` so riders standing in it are whole; None if not visible."""
+        key = (width, height)
+        if key not in self._regions:
+            self._regions[key] = self._compute_region(width, height)
+        return self._regions[key]
+
+    def _compute_region(self, width: int, height: int) -> Box | None:
+        step = max(1, min(width, height) // 180)
+        d = self.distance_map(width, height, step)
+        lo, hi = max(0.0, self.near_m - self.roi_margin_m), self.far_m + self.roi_margin_m
+        with np.errstate(invalid="ignore"):
+            mask = (d >= lo) & (d <= hi)
+        if not mask.any():
+            return None
+        ys, xs = np.nonzero(mask)
+        px = np.c_[xs * step + 0.5, ys * step + 0.5]
+        top = px[:, 1] - self.rider_height_m * self.mapper.pixels_per_metre(px)
+        x0 = int(max(0, xs.min() * step))
+        x1 = int(min(width, (xs.max() + 1) * step))
+        y0 = int(max(0, np.floor(np.nanmin(top))))
+        y1 = int(min(height, (ys.max() + 1) * step))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return x0, y0, x1, y1
+
+    def visible_fraction(self, width: int, height: int) -> float:
+        """Share of the frame's pixels that lie in the band (0 when the band is out of view)."""
+        d = self.distance_map(width, height, max(1, min(width, height) // 180))
+        with np.errstate(invalid="ignore"):
+            return float(((d >= self.near_m) & (d <= self.far_m)).mean())

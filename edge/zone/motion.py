@@ -1,0 +1,52 @@
+"""Ground-plane speed and heading of a track from its recent ground points."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GroundMotion:
+    speed_mps: float
+    heading_deg: float  #: direction of travel, 0 = +y (away along the ground y axis), 90 = +x
+    span_s: float
+    samples: int
+
+
+def heading_of(dx: float, dy: float) -> float:
+    """Heading in degrees, 0 = +y, 90 = +x, in [0, 360)."""
+    return math.degrees(math.atan2(dx, dy)) % 360.0
+
+
+def angle_between(a_deg: float, b_deg: float) -> float:
+    """Smallest absolute angle between two headings, in [0, 180]."""
+    d = (a_deg - b_deg) % 360.0
+    return min(d, 360.0 - d)
+
+
+def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float) -> GroundMotion | None:
+    """Least-squares constant velocity over the last ``window_s`` seconds of (time, ground point) samples.
+
+    Returns None when fewer than two finite samples span a positive time.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    g = np.asarray(ground, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(g).all(axis=1) & np.isfinite(t)
+    t, g = t[ok], g[ok]
+    if len(t) < 2:
+        return None
+    keep = t >= t[-1] - window_s
+    if keep.sum() < 2:
+        keep[-2:] = True
+    t, g = t[keep], g[keep]
+    span = float(t[-1] - t[0])
+    if span <= 0:
+        return None
+    tc = t - t.mean()
+    denom = float((tc * tc).sum())
+    vx = float((tc * (g[:, 0] - g[:, 0].mean())).sum() / denom)
+    vy = float((tc * (g[:, 1] - g[:, 1].mean())).sum() / denom)
+    return GroundMotion(math.hypot(vx, vy), heading_of(vx, vy), span, int(len(t)))

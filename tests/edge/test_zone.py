@@ -1,0 +1,150 @@
+"""Capture zone: homography round trips, validation, band membership, image region, motion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge.config import parse_config
+from edge.config.zone import ZoneConfig
+from edge.zone import CalibrationError, CaptureZone, GroundMapper, angle_between, check_config, fit_motion, ground_anchor
+
+# a pinhole camera 4 m up, 10 deg down, f = 800 px, 1280x720: a realistic road view
+F, CX, CY, HEIGHT, TILT = 800.0, 640.0, 360.0, 4.0, math.radians(10)
+
+
+def project(ground: np.ndarray) -> np.ndarray:
+    """Ground (x right, y forward, metres) -> pixel of the synthetic camera."""
+    g = np.asarray(ground, dtype=np.float64).reshape(-1, 2)
+    x, y = g[:, 0], g[:, 1]
+    zc = y * math.cos(TILT) + HEIGHT * math.sin(TILT)
+    yc = HEIGHT * math.cos(TILT) - y * math.sin(TILT)
+    return np.c_[CX + F * x / zc, CY + F * yc / zc]
+
+
+GROUND = np.array([[-3.0, 10.0], [3.0, 10.0], [3.0, 35.0], [-3.0, 35.0], [0.0, 20.0]])
+
+
+def mapper() -> GroundMapper:
+    return GroundMapper.from_points(project(GROUND), GROUND, (1280, 720))
+
+
+def test_homography_round_trip_image_ground_image() -> None:
+    m = mapper()
+    assert m.reprojection_m < 1e-4
+    rng = np.random.default_rng(0)
+    ground = np.c_[rng.uniform(-5, 5, 200), rng.uniform(8, 60, 200)]
+    px = m.ground_to_image(ground)
+    np.testing.assert_allclose(px, project(ground), atol=1e-3)
+    np.testing.assert_allclose(m.image_to_ground(px), ground, atol=1e-5)
+
+
+def test_mapper_rescales_to_other_frame_sizes() -> None:
+    m = mapper().for_frame(640, 360)
+    g = np.array([[1.0, 18.0]])
+    np.testing.assert_allclose(m.ground_to_image(g), project(g) / 2, atol=1e-3)
+
+
+def test_points_above_horizon_are_not_in_front() -> None:
+    m = mapper()
+    horizon_y = CY - F * math.tan(TILT)
+    assert m.in_front([[640, horizon_y + 5]]).all()
+    assert not m.in_front([[640, horizon_y - 5]]).any()
+
+
+@pytest.mark.parametrize(
+    "image, ground, message",
+    [
+        ([[0, 0], [100, 0], [200, 0], [300, 0]], [[0, 0], [1, 0], [1, 1], [0, 1]], "image points all lie on one line"),
+        ([[0, 0], [100, 0], [100, 100], [0, 100]], [[0, 0], [1, 1], [2, 2], [3, 3]], "ground points all lie on one line"),
+        ([[0, 0], [100, 0], [200, 0], [0, 100]], [[0, 0], [1, 0], [1, 1], [0, 1]], "image points 1, 2 and 3 lie on one line"),
+        ([[0, 0], [100, 0], [100, 100]], [[0, 0], [1, 0], [1, 1]], "at least 4 points"),
+        ([[0, 0], [100, 0], [100, 100], [0, 100]], [[0, 0], [1, 0], [1, 1]], "4 image points but 3 ground points"),
+    ],
+)
+def test_degenerate_calibrations_are_refused(image: list, ground: list, message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        GroundMapper.from_points(image, ground)
+
+
+def zone_cfg(**kw: object) -> ZoneConfig:
+    pts = [{"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)]
+    return ZoneConfig(image_size=(1280, 720), calibration=pts, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "ground, inside",
+    [((0, 14.9), False), ((0, 15.1), True), ((0, 20), True), ((2, 24.8), True), ((2, 24.95), False), ((0, 30), False), ((-12, 16), True)],
+)
+def test_zone_membership_by_distance_from_camera(ground: tuple[float, float], inside: bool) -> None:
+    zone = CaptureZone.from_config(zone_cfg())
+    assert bool(zone.contains_ground([ground])[0]) is inside
+    # the same through an image box standing on that ground point
+    px = project(np.array([ground]))[0]
+    box = np.array([[px[0] - 20, px[1] - 80, px[0] + 20, px[1]]])
+    _, d, ins = zone.locate_boxes(box)
+    assert bool(ins[0]) is inside
+    assert d[0] == pytest.approx(math.hypot(*ground), abs=1e-4)
+
+
+def test_box_above_horizon_has_no_ground_point() -> None:
+    zone = CaptureZone.from_config(zone_cfg())
+    g, d, ins = zone.locate_boxes(np.array([[600, 50, 640, 100]]))
+    assert np.isnan(g).all() and np.isnan(d).all() and not ins.any()
+
+
+def test_image_region_covers_band_and_rider_height() -> None:
+    zone = CaptureZone.from_config(zone_cfg(roi_margin_m=0.0, rider_height_m=2.0))
+    x0, y0, x1, y1 = zone.image_region(1280, 720)  # type: ignore[misc]
+    far_y = project(np.array([[0.0, 25.0]]))[0, 1]
+    # every pixel of the band lies inside the region, and the region is not much larger
+    d = zone.distance_map(1280, 720)
+    ys, xs = np.nonzero((d >= 15) & (d <= 25))
+    assert x0 <= xs.min() and xs.max() < x1 and ys.max() < y1 <= ys.max() + 6
+    # the top includes a 2 m rider standing at the far edge: its head is ~ 2 m * px/m above
+    head_far_y = far_y - 2.0 * F / 25.0
+    assert y0 <= head_far_y + 2 and y0 >= head_far_y - 15
+    assert (x0, x1) == (0, 1280)  # a 15-25 m band around the camera spans the whole width
+
+
+def test_band_out_of_view_is_reported_by_check_config() -> None:
+    base = {"zone": zone_cfg(near_m=0.5, far_m=3).model_dump()}
+    cfg = parse_config(base)
+    problems = check_config(cfg)
+    assert any(p.startswith("zone.near_m:") and "not visible" in p for p in problems)
+
+
+def test_check_config_names_the_key_for_collinear_points() -> None:
+    cfg = parse_config({"zone": {"calibration": [{"image": [x, 0], "ground": [x, 0]} for x in (0, 1, 2, 3)]}})
+    assert check_config(cfg) == ["zone.calibration: the image points all lie on one line: the ground plane is not determined"]
+
+
+def test_check_config_reports_inconsistent_points() -> None:
+    pts = [{"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)]
+    pts[4]["ground"] = [3.0, 20.0]  # a measuring mistake of 3 m
+    cfg = parse_config({"zone": {"image_size": [1280, 720], "calibration": pts}})
+    problems = check_config(cfg)
+    assert len(problems) == 1 and "zone.max_reprojection_m" in problems[0]
+
+
+def test_example_config_zone_is_valid() -> None:
+    from edge.config import load_config
+
+    assert check_config(load_config("config/edge.example.yaml")) == []
+
+
+def test_ground_anchor_is_bottom_centre() -> None:
+    np.testing.assert_allclose(ground_anchor(np.array([[10, 20, 30, 100]])), [[20, 100]])
+
+
+def test_speed_and_heading_from_ground_track() -> None:
+    t = np.arange(0, 2.01, 0.125)
+    # riding towards the camera (-y) at 5 m/s with a little lateral drift
+    g = np.c_[0.5 * t, 30 - 5 * t]
+    m = fit_motion(t, g, window_s=1.0)
+    assert m is not None
+    assert m.speed_mps == pytest.approx(math.hypot(0.5, 5), rel=1e-6)
+    assert angle_between(m.heading_deg, 180.0) == pytest.approx(math.degrees(math.atan2(0.5, 5)), abs=1e-6)
+    assert fit_motion(t[:1], g[:1], 1.0) is None
