@@ -1,0 +1,271 @@
+"""Central office configuration: one YAML, validated into typed sections at start.
+
+Sections map to the central stages: ``database`` (storage), ``mqtt`` (consumer), ``tiers``
+(table 1), ``dispositions`` (table 2), ``identity`` (gallery matching), ``api`` (data sharing),
+``media`` (where verified evidence files go). Unknown keys are errors; every problem names the
+file and the key path. Secrets (broker password, webhook token, API token hashes' salt) come from
+environment variables or systemd credentials named in the YAML, never from the YAML itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ApiConfig",
+    "ApiRole",
+    "CentralConfig",
+    "ConfigError",
+    "DatabaseConfig",
+    "DispositionsConfig",
+    "IdentityConfig",
+    "MqttConsumerConfig",
+    "TierThresholds",
+    "load_config",
+    "parse_config",
+    "read_secret",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Section(BaseModel):
+    """Base of every central config section: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseConfig(Section):
+    url: str = Field(
+        "sqlite:///anqi-central.db",
+        description="SQLAlchemy URL. Default: an SQLite file (WAL) beside the config; production: "
+        "postgresql+psycopg://user@host/db (password from password_env).",
+    )
+    password_env: str | None = Field(None, description="Environment variable holding the database password (never the password itself).")
+    echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError(f"unsupported database URL scheme in {v.split(':', 1)[0]!r}: use sqlite:///FILE or postgresql+psycopg://...")
+        return v
+
+
+class MqttConsumerConfig(Section):
+    host: str = Field("127.0.0.1", description="Broker host the edge devices publish to.")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = Field(None, description="Environment variable / systemd credential with the broker password.")
+    ca_file: Path | None = Field(None, description="CA bundle; set to use TLS.")
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str = Field("anqi-central-1", pattern=ID_PATTERN, description="Unique per consumer instance (several may share the load).")
+    share_group: str = Field("anqi-central", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT 5 shared-subscription group.")
+    topic_prefix: str = Field("anqi/v1", pattern=r"^[^#+\s]+$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    qos: Literal[1, 2] = 1
+
+
+class TierThresholds(Section):
+    """Table 1 of the standard; the defaults are the standard's values.
+
+    * occasional: ``occasional_min_7d..occasional_max_7d`` (1–3) in 7 days, or
+      ``occasional_min_30d..occasional_max_30d`` (3–7) in 30 days;
+    * frequent: more than ``occasional_max_7d`` (3) in 7 days or more than ``occasional_max_30d``
+      (7) in 30 days. The table's upper bounds (7 in 7 days, 30 in 30 days) leave a gap above
+      them; counts above them stay frequent;
+    * the gap below (1–2 in 30 days, none in 7 days) is occasional when
+      ``sparse_30d_is_occasional`` (default true);
+    * repeat: a violation after an ``education`` or ``fine`` disposition, both within
+      ``repeat_window_days`` (365) ending at the evaluation time.
+    """
+
+    short_window_days: int = Field(7, ge=1, le=365)
+    long_window_days: int = Field(30, ge=1, le=365)
+    repeat_window_days: int = Field(365, ge=1, le=3650)
+    occasional_min_7d: int = Field(1, ge=1)
+    occasional_max_7d: int = Field(3, ge=1)
+    occasional_min_30d: int = Field(3, ge=1)
+    occasional_max_30d: int = Field(7, ge=1)
+    sparse_30d_is_occasional: bool = Field(True, description="1-2 in 30 days with none in 7 days counts as occasional (fills the table's gap).")
+    repeat_dispositions: list[Literal["education", "fine"]] = Field(
+        default_factory=lambda: ["education", "fine"], min_length=1,
+        description="Recorded dispositions after which a new violation makes the person 'repeat'. An SMS reminder never does.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TierThresholds":
+        if self.occasional_min_7d > self.occasional_max_7d:
+            raise ValueError("occasional_min_7d must not exceed occasional_max_7d")
+        if self.occasional_min_30d > self.occasional_max_30d:
+            raise ValueError("occasional_min_30d must not exceed occasional_max_30d")
+        if not self.short_window_days < self.long_window_days <= self.repeat_window_days:
+            raise ValueError("windows must satisfy short_window_days < long_window_days <= repeat_window_days")
+        return self
+
+
+class DispositionsConfig(Section):
+    webhook_url: str | None = Field(None, description="Optional: every task is also POSTed here as JSON.")
+    webhook_token_env: str | None = Field(None, description="Environment variable with a bearer token for the webhook.")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    case_study_url: str = Field("https://example.invalid/anqi/case-study", description="Link sent with occasional-tier reminders.")
+    daily_reevaluate_at: str = Field("02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of the daily re-evaluation (HH:MM).")
+
+
+class IdentityConfig(Section):
+    match_threshold: float = Field(
+        0.363, gt=-1, lt=1,
+        description="Cosine similarity above which an event face matches a gallery person (SFace: 0.363 is OpenCV's "
+        "published threshold; calibrate with `anqi-central lfw-eval`).",
+    )
+    cluster_threshold: float = Field(0.45, gt=-1, lt=1, description="Similarity for joining a provisional unknown-person file (stricter than matching).")
+    min_quality: float = Field(0.0, ge=0, le=1, description="Event faces below this capture quality are not matched.")
+    embedding_model: str = Field("sface", description="Embeddings from any other model are not compared (logged and left unmatched).")
+
+
+class ApiRole(Section):
+    """What a caller with this role sees."""
+
+    rows: Literal["all", "own_community"] = Field("own_community", description="all rows, or only residents of the token's community.")
+    id_number: Literal["full", "masked"] = Field("masked")
+    name: Literal["full", "masked"] = Field("full")
+
+
+def _default_roles() -> dict[str, ApiRole]:
+    return {
+        "admin": ApiRole(rows="all", id_number="full", name="full"),
+        "police": ApiRole(rows="all", id_number="full", name="full"),
+        "analyst": ApiRole(rows="all", id_number="masked", name="masked"),
+        "community": ApiRole(rows="own_community", id_number="masked", name="full"),
+    }
+
+
+class ApiConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    roles: dict[str, ApiRole] = Field(default_factory=_default_roles, description="Role name -> rows and fields it may see.")
+    max_rows: int = Field(5000, ge=1, le=1_000_000)
+
+
+class MediaConfig(Section):
+    dir: Path = Field(Path("anqi-central-media"), description="Verified evidence files; relative to the config file.")
+    max_event_media_mb: float = Field(64, gt=0, description="Bigger evidence sets are refused (corrupt or hostile sender).")
+    assembly_timeout_s: float = Field(3600, gt=0, description="Incomplete chunked media older than this are dropped from memory (the edge resends until acked).")
+
+
+class CentralConfig(Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    mqtt: MqttConsumerConfig = Field(default_factory=MqttConsumerConfig)
+    tiers: TierThresholds = Field(default_factory=TierThresholds)
+    dispositions: DispositionsConfig = Field(default_factory=DispositionsConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    timezone: str = Field("Asia/Shanghai", description="IANA zone for dates in reports and statistics.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'Asia/Shanghai')") from None
+        return v
+
+    def resolve(self, p: Path | str) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def database_url(self) -> str:
+        """The URL with relative SQLite paths resolved against the config's folder and the password filled in."""
+        url = self.database.url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not url.startswith("sqlite:////"):
+            url = "sqlite:///" + str(self.resolve(url[len("sqlite:///"):]))
+        if self.database.password_env:
+            from sqlalchemy.engine import make_url
+
+            u = make_url(url).set(password=read_secret(self.database.password_env, "database.password_env"))
+            url = u.render_as_string(hide_password=False)
+        return url
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one line per problem, each naming file and key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def read_secret(name: str, key: str) -> str:
+    """A secret from the environment or a systemd credential file (``$CREDENTIALS_DIRECTORY/name``)."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / name).is_file():
+        return (Path(cred_dir) / name).read_text(encoding="utf-8").strip()
+    raise ConfigError("<environment>", [f"{key}: environment variable or systemd credential {name!r} is not set"])
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _format(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        msg = e["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/central.example.yaml)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and e["type"] != "value_error" and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{_loc(e['loc'])}: {msg}")
+    return lines
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None) -> CentralConfig:
+    data = dict(data or {})
+    if "base_dir" in data:
+        raise ConfigError(source, ["base_dir: unknown key (check the spelling; see config/central.example.yaml)"])
+    try:
+        return CentralConfig(**data, base_dir=base_dir or Path.cwd())
+    except ValidationError as err:
+        raise ConfigError(source, _format(err)) from None
+
+
+def load_config(path: Path | str) -> CentralConfig:
+    path = Path(path)
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, [f"file not found: {path}"]) from None
+    except OSError as e:
+        raise ConfigError(name, [f"cannot read {path}: {e.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(name, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(name, [f"(top level): must be a mapping of sections, got {type(data).__name__}"])
+    return parse_config(data, name, path.resolve().parent)

@@ -1,0 +1,229 @@
+"""The central store: SQLAlchemy 2 over SQLite (WAL, default) or PostgreSQL (by URL).
+
+Every write that can be repeated by a redelivery is idempotent: events on ``event_id``, media on
+``(event_id, name)``, feedback on ``feedback_id``, tasks on ``(tier_change_id, kind)``.
+The schema is created and upgraded with alembic at start (:meth:`CentralStore.migrate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import Engine, and_, case, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from central_sync.config import CentralConfig, TierThresholds
+from central_sync.storage.models import Disposition, Event, Person, utcnow
+from central_sync.tiers import PersonHistory, TierAssessment, assess, window_starts
+from edge.logs import log
+
+logger = logging.getLogger("anqi.central.store")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@dataclass(frozen=True)
+class ViolationRecord:
+    """One violation as stored: from an edge event (consumer) or an audit JSONL line (classify)."""
+
+    event_id: str
+    violation_type: str
+    time: datetime
+    person_id: str | None = None
+    point_id: str = ""
+    device_id: str = ""
+    site_id: str = ""
+    schema_version: int = 1
+    confidence: float | None = None
+    face_found: bool = False
+    match_score: float | None = None
+    media_expected: int = 0
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated (message names the URL without its password)."""
+
+
+def _safe_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported as given, minus nothing secret
+        return url.split("@")[-1]
+
+
+class CentralStore:
+    def __init__(self, url: str = "sqlite://", echo: bool = False):
+        self.url = url
+        kw: dict[str, Any] = {"echo": echo, "future": True}
+        if url.startswith("sqlite"):
+            kw["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kw["poolclass"] = StaticPool
+        else:
+            kw["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(url, **kw)
+        except Exception as e:  # noqa: BLE001 - bad URL, missing driver
+            raise StoreError(f"database.url {_safe_url(url)}: {e}") from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> "CentralStore":
+        store = cls(cfg.database_url(), echo=cfg.database.echo)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest alembic revision (creates it on an empty database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        acfg = Config()
+        acfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        try:
+            with self.engine.begin() as conn:
+                acfg.attributes["connection"] = conn
+                command.upgrade(acfg, "head")
+        except Exception as e:  # noqa: BLE001 - unreachable server, permissions, corrupt file
+            raise StoreError(f"database.url {_safe_url(self.url)}: cannot migrate the schema: {e}") from None
+        log(logger, "store_ready", url=_safe_url(self.url), dialect=self.dialect)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            with s.begin():
+                yield s
+
+    # ---------------------------------------------------------------- inserts
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
+
+    def ensure_person(self, s: Session, person_id: str, kind: str = "listed", **fields: Any) -> None:
+        s.execute(self._insert(Person).values(person_id=person_id, kind=kind, created_at=utcnow(), tier="none",
+                                              party_member=bool(fields.pop("party_member", False)), **fields)
+                  .on_conflict_do_nothing(index_elements=["person_id"]))
+
+    def add_violation(self, rec: ViolationRecord, s: Session | None = None) -> bool:
+        """Store one violation; ``False`` when its ``event_id`` is already stored (duplicate delivery)."""
+        if s is None:
+            with self.session() as s2:
+                return self.add_violation(rec, s2)
+        if rec.person_id:
+            self.ensure_person(s, rec.person_id)
+        res = s.execute(self._insert(Event).values(
+            event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
+            point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
+            match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
+            media_expected=rec.media_expected, body=rec.body, received_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["event_id"]))
+        return bool(res.rowcount)
+
+    def add_violations(self, recs: Sequence[ViolationRecord]) -> int:
+        """Bulk ingest in one transaction; returns how many were new."""
+        n = 0
+        with self.session() as s:
+            for r in recs:
+                n += self.add_violation(r, s)
+        return n
+
+    def add_disposition(self, person_id: str, kind: str, time: datetime, source: str = "import",
+                        task_id: str | None = None, note: str | None = None, s: Session | None = None) -> None:
+        if s is None:
+            with self.session() as s2:
+                return self.add_disposition(person_id, kind, time, source, task_id, note, s2)
+        self.ensure_person(s, person_id)
+        s.add(Disposition(person_id=person_id, kind=kind, time=time, source=source, task_id=task_id, note=note))
+        return None
+
+    def event_exists(self, event_id: str) -> bool:
+        with self.session() as s:
+            return s.get(Event, event_id) is not None
+
+    # ---------------------------------------------------------------- tiers
+    def person_history(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> PersonHistory:
+        """Table 1's inputs for one person at ``at`` (three indexed queries on (person_id, time))."""
+        if s is None:
+            with self.session() as s2:
+                return self.person_history(person_id, at, th, s2)
+        s7, s30, s365 = window_starts(at, th)
+        t = Event.time
+        row = s.execute(
+            select(func.count(), func.coalesce(func.sum(case((t > s30, 1), else_=0)), 0),
+                   func.coalesce(func.sum(case((t > s7, 1), else_=0)), 0))
+            .where(Event.person_id == person_id, t > s365, t <= at)
+        ).one()
+        last_v = s.execute(select(func.max(t)).where(Event.person_id == person_id, t <= at)).scalar()
+        first_d = s.execute(select(func.min(Disposition.time)).where(
+            Disposition.person_id == person_id, Disposition.kind.in_(list(th.repeat_dispositions)),
+            Disposition.time > s365, Disposition.time <= at)).scalar()
+        return PersonHistory(at=at, count_7d=int(row[2]), count_30d=int(row[1]), count_365d=int(row[0]),
+                             first_repeat_disposition=_aware(first_d), last_violation=_aware(last_v))
+
+    def assess_person(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> TierAssessment:
+        """The one tier evaluation used by the consumer, the daily re-evaluation and ``classify``."""
+        return assess(person_id, self.person_history(person_id, at, th, s), th)
+
+    def persons_with_records_until(self, at: datetime) -> list[str]:
+        """Persons with at least one violation or disposition at or before ``at`` (not merged away)."""
+        with self.session() as s:
+            ev = select(Event.person_id).where(Event.person_id.is_not(None), Event.time <= at)
+            di = select(Disposition.person_id).where(Disposition.time <= at)
+            ids = {r for (r,) in s.execute(ev.union(di))}
+        return sorted(i for i in ids if i)
+
+    def persons_active_since(self, since: datetime, at: datetime) -> list[str]:
+        """Persons who may hold a tier other than none at ``at`` (violations in the repeat window)."""
+        with self.session() as s:
+            rows = s.execute(select(Event.person_id).where(Event.person_id.is_not(None), Event.time > since,
+                                                           Event.time <= at).distinct())
+            ids = {r for (r,) in rows}
+            rows = s.execute(select(Person.person_id).where(Person.tier != "none", Person.merged_into.is_(None)))
+            ids |= {r for (r,) in rows}
+        return sorted(ids)
+
+    def set_person_tier(self, s: Session, person_id: str, tier: str, at: datetime) -> None:
+        s.execute(update(Person).where(Person.person_id == person_id).values(tier=tier, tier_at=at))
+
+    def count_events(self) -> int:
+        with self.session() as s:
+            return int(s.execute(select(func.count()).select_from(Event)).scalar() or 0)
+
+    def events_between(self, start: datetime, end: datetime) -> list[Event]:
+        with self.session() as s:
+            return list(s.scalars(select(Event).where(and_(Event.time >= start, Event.time < end)).order_by(Event.time)))
+
+
+def _aware(v: datetime | None) -> datetime | None:
+    from datetime import timezone
+
+    if v is None:
+        return None
+    if isinstance(v, str):  # SQLite aggregates return the stored text, not the column type
+        v = datetime.fromisoformat(v)
+    return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
