@@ -1,0 +1,159 @@
+"""Prompt packs: one folder per language, one WAV per message (layout: audio_prompts/README.md).
+
+Installers may drop in their own recordings at any sample rate, mono or stereo, 8/16/24/32-bit
+integer or float WAV: :func:`load_wav` downmixes to mono and resamples to the output rate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+
+from edge.config import EdgeConfig
+from edge.paths import audio_prompts_dir
+
+#: messages of a complete pack
+MESSAGES = ("no_helmet", "wrong_way", "red_light", "generic")
+#: the message each violation type plays; a pack may add its own ``passenger.wav``, else ``generic``
+MESSAGE_FOR_VIOLATION = {"no_helmet": "no_helmet", "wrong_way": "wrong_way", "red_light": "red_light", "passenger": "passenger"}
+FALLBACK_MESSAGE = "generic"
+
+
+class PromptError(Exception):
+    """A pack or WAV that cannot be used; the message names the file."""
+
+
+def search_dirs(cfg: EdgeConfig) -> list[Path]:
+    """Folders searched for language packs, in order: ``speaker.prompts_dir`` then the shipped packs."""
+    dirs = [cfg.resolve(cfg.speaker.prompts_dir)] if cfg.speaker.prompts_dir else []
+    return dirs + [audio_prompts_dir()]
+
+
+def find_pack(lang: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        if (d / lang).is_dir():
+            return d / lang
+    return None
+
+
+def message_file(pack: Path, message: str) -> Path | None:
+    """The WAV of ``message`` in ``pack`` (``passenger`` falls back to ``generic``), or None."""
+    for name in (message, FALLBACK_MESSAGE) if message == "passenger" else (message,):
+        p = pack / f"{name}.wav"
+        if p.is_file():
+            return p
+    return None
+
+
+def required_messages(cfg: EdgeConfig) -> list[str]:
+    """Messages the enabled rules need, plus ``generic`` (passenger and the installer's self-test)."""
+    rules = cfg.rules
+    needed = [name for name, rule in (("no_helmet", rules.no_helmet), ("wrong_way", rules.wrong_way), ("red_light", rules.red_light)) if rule.enabled]
+    return needed + [FALLBACK_MESSAGE]
+
+
+def read_wav(path: Path) -> tuple[int, np.ndarray]:
+    """``(rate, samples)`` with samples float32 in [-1, 1], shape (n,) or (n, channels)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except FileNotFoundError:
+        raise PromptError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise PromptError(f"{path}: not a readable WAV ({e})") from None
+    if data.dtype == np.uint8:
+        x = (data.astype(np.float32) - 128.0) / 128.0
+    elif data.dtype.kind == "i":
+        x = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+    elif data.dtype.kind == "f":
+        x = data.astype(np.float32)
+    else:
+        raise PromptError(f"{path}: unsupported sample type {data.dtype}")
+    if x.size == 0:
+        raise PromptError(f"{path}: holds no samples")
+    return int(rate), x
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    if rate_in == rate_out:
+        return x.astype(np.float32, copy=False)
+    g = gcd(rate_in, rate_out)
+    return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
+
+
+def load_wav(path: Path, rate: int) -> np.ndarray:
+    """Mono float32 samples of ``path`` at ``rate`` Hz, clipped to [-1, 1]."""
+    rate_in, x = read_wav(path)
+    return np.clip(resample(to_mono(x), rate_in, rate), -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One message ready to play: the languages in order, joined by ``gap_s`` of silence."""
+
+    message: str
+    languages: tuple[str, ...]
+    files: tuple[Path, ...]
+    samples: np.ndarray
+    rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate
+
+
+class PromptLibrary:
+    """Every message of the configured languages, loaded and resampled once at start."""
+
+    def __init__(self, prompts: dict[str, Prompt], problems: list[str]):
+        self.prompts = prompts
+        #: messages that could not be loaded (``key.path: message``); the speaker plays what it has
+        self.problems = problems
+
+    @classmethod
+    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)) -> "PromptLibrary":
+        dirs = search_dirs(cfg)
+        langs = cfg.speaker.languages
+        gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)
+        prompts: dict[str, Prompt] = {}
+        problems: list[str] = []
+        for message in messages:
+            parts: list[np.ndarray] = []
+            files: list[Path] = []
+            used: list[str] = []
+            for lang in langs:
+                pack = find_pack(lang, dirs)
+                f = message_file(pack, message) if pack else None
+                if f is None:
+                    if message in MESSAGES:
+                        where = pack or " or ".join(str(d / lang) for d in dirs)
+                        problems.append(f"speaker.languages: {lang}: no {message}.wav in {where}")
+                    continue
+                try:
+                    samples = load_wav(f, rate)
+                except PromptError as e:
+                    problems.append(f"speaker.languages: {lang}: {e}")
+                    continue
+                if parts:
+                    parts.append(gap)
+                parts.append(samples)
+                files.append(f)
+                used.append(lang)
+            if parts:
+                prompts[message] = Prompt(message, tuple(used), tuple(files), np.concatenate(parts), rate)
+        return cls(prompts, problems)
+
+    def for_violation(self, violation_type: str) -> Prompt | None:
+        message = MESSAGE_FOR_VIOLATION.get(violation_type, FALLBACK_MESSAGE)
+        return self.prompts.get(message) or self.prompts.get(FALLBACK_MESSAGE)

@@ -1,0 +1,259 @@
+"""The speaker (sound column): a prioritised, cooled-down queue of prompts played by one worker.
+
+``request()`` never blocks; the worker thread (owned here, started by :meth:`Speaker.start`) plays
+one prompt at a time. One rider gets one prompt (``cooldown_track_s``); a crowd gets one prompt at a
+time with ``cooldown_global_s`` of quiet between them: requests that pile up meanwhile are
+coalesced into the most urgent one (their riders count as prompted) and requests older than
+``max_delay_s`` are dropped, each with a log line.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from edge.actuators.audio import AUDIO_OUTPUTS, AudioOutput, AudioUnavailable
+from edge.actuators.prompts import Prompt, PromptLibrary
+from edge.actuators.timeswitch import DailyWindow, window_value
+from edge.config import EdgeConfig
+from edge.health import Health
+from edge.logs import log
+
+logger = logging.getLogger("edge.actuators.speaker")
+
+HEALTH_NAME = "speaker"
+MAX_PENDING = 16
+REOPEN_INTERVAL_S = 30.0
+
+
+@dataclass(order=True)
+class PromptRequest:
+    priority: int
+    decided_mono: float
+    seq: int
+    violation_type: str = field(compare=False)
+    track_id: int = field(compare=False)
+
+
+@dataclass(frozen=True)
+class PlayedPrompt:
+    """One prompt that was played, for tests, the self-test and the benchmark."""
+
+    message: str
+    violation_type: str
+    track_id: int
+    languages: tuple[str, ...]
+    decided_mono: float
+    start_mono: float
+    end_mono: float
+    volume: float
+    device: str
+    coalesced_tracks: tuple[int, ...]
+
+    @property
+    def latency_s(self) -> float:
+        return self.start_mono - self.decided_mono
+
+
+class Speaker:
+    """One output device playing the prompt packs; see the module doc for the queue's rules."""
+
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        output: AudioOutput | None,
+        health: Health,
+        local_now: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        sc = cfg.speaker
+        self.cfg = cfg
+        self.output = output
+        self.health = health
+        self.local_now = local_now
+        self.monotonic = monotonic
+        self.priority = {v: i for i, v in enumerate(sc.priority)}
+        self.volume_windows = [(DailyWindow.from_config(w), w.volume) for w in sc.volume_windows]
+        self.library: PromptLibrary | None = None
+        self.latencies_s: list[float] = []
+        self.played: list[PlayedPrompt] = []
+        self._pending: list[PromptRequest] = []
+        self._prompted: dict[int, float] = {}
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._last_end = float("-inf")
+        self._last_open_try = float("-inf")
+        self._ready = False
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig, health: Health, local_now: Callable[[], datetime]) -> "Speaker":
+        sc = cfg.speaker
+        output_cls = AUDIO_OUTPUTS.get(sc.backend) if sc.enabled else None
+        return cls(cfg, output_cls(sc) if output_cls else None, health, local_now)
+
+    # --- life cycle -------------------------------------------------------------------------
+    def open(self) -> bool:
+        """Open the output and load the prompts; on failure warn, mark health down, return False."""
+        if self.output is None:
+            self.health.set(HEALTH_NAME, "off", "speaker disabled" if not self.cfg.speaker.enabled else "backend none")
+            return False
+        self._last_open_try = self.monotonic()
+        try:
+            self.output.open()
+        except AudioUnavailable as e:
+            self._ready = False
+            log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
+            self.health.set(HEALTH_NAME, "down", str(e))
+            return False
+        except Exception as e:  # PortAudio can fail in ways of its own; never into the daemon
+            self._ready = False
+            log(logger, "speaker_unavailable", logging.WARNING, error=f"{type(e).__name__}: {e}")
+            self.health.set(HEALTH_NAME, "down", f"{type(e).__name__}: {e}")
+            return False
+        if self.library is None or any(p.rate != self.output.rate for p in self.library.prompts.values()):
+            self.library = PromptLibrary.load(self.cfg, self.output.rate)
+        lib = self.library
+        for p in lib.problems:
+            log(logger, "prompt_missing", logging.WARNING, problem=p)
+        info = dict(device=self.output.device_name, rate=self.output.rate, channels=self.output.channels, messages=",".join(sorted(lib.prompts)))
+        if not lib.prompts:
+            self.health.set(HEALTH_NAME, "down", "no prompt could be loaded", **info)
+            return False
+        self._ready = True
+        self.health.set(HEALTH_NAME, "degraded" if lib.problems else "up", "; ".join(lib.problems[:3]), **info)
+        log(logger, "speaker_ready", **info, languages=",".join(self.cfg.speaker.languages))
+        return True
+
+    def start(self) -> None:
+        self.open()
+        if self.output is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self.output is not None:
+            self.output.close()
+
+    # --- requests -------------------------------------------------------------------------
+    def request(self, violation_type: str, track_id: int, decided_mono: float) -> bool:
+        """Queue a prompt for a rider; False (with a log line) when it is dropped. Never blocks on audio."""
+        if self.output is None:
+            return False
+        with self._cond:
+            if self._closed:
+                return False
+            last = self._prompted.get(track_id)
+            if last is not None and decided_mono - last < self.cfg.speaker.cooldown_track_s:
+                log(logger, "prompt_dropped", reason="track_cooldown", track_id=track_id, violation=violation_type, since_s=round(decided_mono - last, 2))
+                return False
+            if any(r.track_id == track_id for r in self._pending):
+                log(logger, "prompt_dropped", reason="track_already_queued", track_id=track_id, violation=violation_type)
+                return False
+            req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id)
+            heapq.heappush(self._pending, req)
+            if len(self._pending) > MAX_PENDING:
+                worst = max(self._pending)
+                self._pending.remove(worst)
+                heapq.heapify(self._pending)
+                log(logger, "prompt_dropped", reason="queue_full", track_id=worst.track_id, violation=worst.violation_type)
+            self._cond.notify_all()
+        return True
+
+    def volume_now(self) -> float:
+        local = self.local_now().replace(tzinfo=None)
+        return window_value(self.volume_windows, local, self.cfg.speaker.volume)
+
+    # --- worker ---------------------------------------------------------------------------
+    def _take_batch(self) -> list[PromptRequest] | None:
+        """Wait for requests and for the global cooldown; return every pending request, or None when closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if self._pending:
+                    wait = self._last_end + self.cfg.speaker.cooldown_global_s - self.monotonic()
+                    if wait <= 0:
+                        batch, self._pending = sorted(self._pending), []
+                        return batch
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            try:
+                self._serve(batch)
+            except Exception as e:  # the worker must survive anything a device does
+                log(logger, "speaker_error", logging.ERROR, error=f"{type(e).__name__}: {e}")
+                self.health.set(HEALTH_NAME, "degraded", f"{type(e).__name__}: {e}")
+
+    def _serve(self, batch: list[PromptRequest]) -> None:
+        now = self.monotonic()
+        max_delay = self.cfg.speaker.max_delay_s
+        fresh = []
+        for r in batch:
+            if now - r.decided_mono > max_delay:
+                log(logger, "prompt_dropped", reason="stale", track_id=r.track_id, violation=r.violation_type, waited_s=round(now - r.decided_mono, 2))
+            else:
+                fresh.append(r)
+        if not fresh:
+            return
+        if not self._ready and (now - self._last_open_try < REOPEN_INTERVAL_S or not self.open()):
+            log(logger, "prompt_dropped", reason="speaker_down", tracks=",".join(str(r.track_id) for r in fresh))
+            return
+        chosen, others = fresh[0], fresh[1:]
+        with self._cond:
+            for r in fresh:
+                self._prompted[r.track_id] = now
+            self._forget_old(now)
+        if others:
+            log(logger, "prompt_coalesced", into_track=chosen.track_id, violation=chosen.violation_type, tracks=",".join(str(r.track_id) for r in others))
+        assert self.library is not None and self.output is not None
+        prompt = self.library.for_violation(chosen.violation_type)
+        if prompt is None:
+            log(logger, "prompt_dropped", logging.WARNING, reason="no_prompt", violation=chosen.violation_type, track_id=chosen.track_id)
+            return
+        self._play(prompt, chosen, tuple(r.track_id for r in others))
+
+    def _play(self, prompt: Prompt, req: PromptRequest, coalesced: tuple[int, ...]) -> None:
+        assert self.output is not None
+        volume = self.volume_now()
+        try:
+            pb = self.output.play(prompt.samples * volume)
+        except AudioUnavailable as e:
+            self._ready = False
+            self._last_end = self.monotonic()
+            log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
+            self.health.set(HEALTH_NAME, "down", str(e))
+            return
+        self._last_end = pb.end_mono
+        played = PlayedPrompt(prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced)
+        self.played.append(played)
+        self.latencies_s.append(played.latency_s)
+        self.health.update_info(HEALTH_NAME, prompts_played=len(self.played), last_latency_s=round(played.latency_s, 3))
+        log(
+            logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
+            languages=",".join(prompt.languages), latency_s=played.latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
+        )
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._prompted) > 256:
+            keep = self.cfg.speaker.cooldown_track_s
+            self._prompted = {t: m for t, m in self._prompted.items() if now - m < keep}
