@@ -1,0 +1,61 @@
+"""No helmet: a rider (moving, or detected as a person on a two-wheeler) whose in-zone head
+classifications say 'no helmet' in a majority, with enough confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.config.rules import NoHelmetRuleConfig
+from edge.event import ViolationType
+from edge.rules.violation import OncePerTrack, Violation
+from edge.track.tracker import Track
+
+
+class NoHelmetRule:
+    type = ViolationType.no_helmet
+
+    def __init__(self, cfg: NoHelmetRuleConfig, motion_window_s: float = 1.0):
+        self.cfg = cfg
+        self.motion_window_s = motion_window_s
+        self._once = OncePerTrack()
+
+    def check(self, track: Track) -> Violation | None:
+        cfg = self.cfg
+        if track.track_id is None or self._once.fired(track.track_id) or not track.last.in_zone:
+            return None
+        votes = track.head_votes(in_zone_only=True)
+        if len(votes) < cfg.min_observations:
+            return None
+        p = np.array([v.no_helmet for v in votes], dtype=np.float64)
+        no = p >= cfg.vote_threshold
+        fraction = float(no.mean())
+        if fraction < cfg.min_fraction:
+            return None
+        confidence = float(p[no].mean())
+        if confidence < cfg.min_confidence:
+            return None
+        motion = track.motion(self.motion_window_s)
+        speed = motion.speed_mps if motion else None
+        on_bike = cfg.rider_box_is_bike and track.rider_hits > 0
+        if not on_bike and (speed is None or speed < cfg.min_speed_mps):
+            return None  # a pedestrian, or not enough ground history to tell
+        self._once.mark(track.track_id)
+        last = track.last
+        return Violation(
+            type=self.type,
+            track_id=track.track_id,
+            mono=last.mono,
+            utc=last.utc,
+            confidence=confidence,
+            zone_distance_m=last.distance_m,
+            speed_mps=speed,
+            heading_deg=motion.heading_deg if motion else None,
+            detail={
+                "observations": len(votes),
+                "no_helmet_votes": int(no.sum()),
+                "no_helmet_fraction": round(fraction, 3),
+                "mean_no_helmet_p": round(float(p.mean()), 3),
+                "track_kind": track.kind,
+                "moving": bool(speed is not None and speed >= cfg.min_speed_mps),
+            },
+        )

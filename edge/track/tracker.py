@@ -1,0 +1,326 @@
+"""ByteTrack-style multi-object tracking of riders (own implementation on scipy's Hungarian solver).
+
+Two-pass association per frame (high-confidence detections against every live track, then
+low-confidence detections against the tracks still unmatched that were seen last frame),
+constant-velocity box prediction in seconds (detection may run at an uneven rate), stable ids
+given when a track is confirmed (``min_hits``), and closing after ``max_lost_s`` unseen.
+
+Heads are attached to rider boxes (head centre inside the upper half of the rider box, the upper
+part preferred). A head with no rider box around it becomes a detection of its own with a body
+box extrapolated below it (``head_to_body`` head heights): on frontal cameras the body of a rider is
+often hidden by the bike and the detector only finds the head.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from edge.config.track import TrackConfig
+from edge.zone.capture import CaptureZone
+from edge.zone.motion import GroundMotion, fit_motion
+
+TrackKind = Literal["rider", "head"]
+
+
+class DetectionsLike(Protocol):
+    """What the tracker reads of ``edge.detect.FrameDetections``."""
+
+    riders: np.ndarray
+    rider_scores: np.ndarray
+    heads: np.ndarray
+    head_scores: np.ndarray
+    head_no_helmet: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    """One matched observation of a track."""
+
+    mono: float
+    utc: datetime
+    box: tuple[float, float, float, float]
+    score: float
+    kind: TrackKind
+    ground: tuple[float, float] | None = None
+    distance_m: float | None = None
+    in_zone: bool = False
+    head_box: tuple[float, float, float, float] | None = None
+    head_score: float | None = None
+    no_helmet: float | None = None  #: probability that the head wears no helmet (a helmet vote)
+
+
+@dataclass
+class RiderDetection:
+    box: np.ndarray
+    score: float
+    kind: TrackKind
+    head_box: np.ndarray | None = None
+    head_score: float | None = None
+    no_helmet: float | None = None
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]:
+    """Rider boxes with their head (if any), plus head-only riders for heads outside every rider box."""
+    riders = np.asarray(dets.riders, dtype=np.float64).reshape(-1, 4)
+    rscores = np.asarray(dets.rider_scores, dtype=np.float64).reshape(-1)
+    heads = np.asarray(dets.heads, dtype=np.float64).reshape(-1, 4)
+    hscores = np.asarray(dets.head_scores, dtype=np.float64).reshape(-1)
+    nohelm = np.asarray(dets.head_no_helmet, dtype=np.float64).reshape(-1)
+    out = [RiderDetection(riders[i], float(rscores[i]), "rider") for i in range(len(riders))]
+    if len(heads) == 0:
+        return out
+    hc = np.c_[(heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2]
+    used_head = np.zeros(len(heads), dtype=bool)
+    inside_any = np.zeros(len(heads), dtype=bool)
+    if len(riders):
+        h = riders[:, 3] - riders[:, 1]
+        inside_x = (hc[None, :, 0] >= riders[:, None, 0]) & (hc[None, :, 0] <= riders[:, None, 2])
+        rel_y = (hc[None, :, 1] - riders[:, None, 1]) / np.maximum(h[:, None], 1e-6)
+        inside = inside_x & (rel_y >= -0.1) & (rel_y <= 0.5)
+        inside_any = (inside_x & (rel_y >= -0.1) & (rel_y <= 1.0)).any(axis=0)
+        # cost: prefer heads high in the box and horizontally centred, then confident
+        cx = (riders[:, 0] + riders[:, 2]) / 2
+        w = np.maximum(riders[:, 2] - riders[:, 0], 1e-6)
+        cost = np.abs(rel_y) + np.abs(hc[None, :, 0] - cx[:, None]) / w[:, None] - 0.1 * hscores[None, :]
+        cost = np.where(inside, cost, 1e6)
+        ri, hi = linear_sum_assignment(cost)
+        for r, k in zip(ri, hi):
+            if cost[r, k] < 1e6:
+                out[r].head_box, out[r].head_score, out[r].no_helmet = heads[k], float(hscores[k]), float(nohelm[k])
+                used_head[k] = True
+    if cfg.head_only_tracks:
+        for k in np.nonzero(~used_head & ~inside_any)[0]:
+            x0, y0, x1, y1 = heads[k]
+            hw, hh = x1 - x0, y1 - y0
+            cxk = (x0 + x1) / 2
+            body = np.array([cxk - 1.5 * hw, y0, cxk + 1.5 * hw, y0 + cfg.head_to_body * hh])
+            out.append(RiderDetection(body, float(hscores[k]), "head", heads[k], float(hscores[k]), float(nohelm[k])))
+    return out
+
+
+_track_keys = itertools.count(1)
+
+
+@dataclass
+class Track:
+    """A rider followed across frames: box state, history of observations and helmet votes."""
+
+    key: int
+    box: np.ndarray  #: last estimated xyxy box
+    first_mono: float
+    first_utc: datetime
+    last_mono: float
+    history: deque[TrackPoint]
+    track_id: int | None = None  #: public id, given at confirmation
+    hits: int = 1
+    rider_hits: int = 0
+    matched_now: bool = True
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  #: d(cx, cy, w, h)/dt in px/s
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id is not None
+
+    @property
+    def kind(self) -> TrackKind:
+        return "rider" if self.rider_hits > 0 else "head"
+
+    @property
+    def last(self) -> TrackPoint:
+        return self.history[-1]
+
+    def predict(self, mono: float) -> np.ndarray:
+        dt = max(0.0, mono - self.last_mono)
+        cxcywh = _to_cxcywh(self.box) + self.velocity * dt
+        cxcywh[2:] = np.maximum(cxcywh[2:], 1.0)
+        return _to_xyxy(cxcywh)
+
+    def update(self, det: RiderDetection, point: TrackPoint) -> None:
+        dt = point.mono - self.last_mono
+        z = _to_cxcywh(det.box)
+        if dt > 1e-6:
+            pred = _to_cxcywh(self.predict(point.mono))
+            resid = z - pred
+            if self.hits == 1:
+                self.velocity = (z - _to_cxcywh(self.box)) / dt
+                state = z
+            else:
+                state = pred + 0.7 * resid
+                self.velocity = self.velocity + 0.3 * resid / dt
+            self.box = _to_xyxy(state)
+        else:
+            self.box = np.asarray(det.box, dtype=np.float64)
+        self.last_mono = point.mono
+        self.hits += 1
+        self.rider_hits += det.kind == "rider"
+        self.history.append(point)
+
+    def points(self, since_mono: float | None = None) -> list[TrackPoint]:
+        return [p for p in self.history if since_mono is None or p.mono >= since_mono]
+
+    def head_votes(self, in_zone_only: bool = True) -> list[TrackPoint]:
+        """Observations with a helmet classification (optionally only those made in the capture zone)."""
+        return [p for p in self.history if p.no_helmet is not None and (p.in_zone or not in_zone_only)]
+
+    def motion(self, window_s: float) -> GroundMotion | None:
+        pts = [p for p in self.history if p.ground is not None]
+        if len(pts) < 2:
+            return None
+        return fit_motion(np.array([p.mono for p in pts]), np.array([p.ground for p in pts]), window_s)
+
+
+def _to_cxcywh(b: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, dtype=np.float64)
+    return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]])
+
+
+def _to_xyxy(c: np.ndarray) -> np.ndarray:
+    return np.array([c[0] - c[2] / 2, c[1] - c[3] / 2, c[0] + c[2] / 2, c[1] + c[3] / 2])
+
+
+@dataclass
+class TrackerUpdate:
+    """Result of one :meth:`RiderTracker.update`."""
+
+    active: list[Track]  #: confirmed tracks matched in this frame
+    closed: list[Track]  #: confirmed tracks closed in this frame (unseen for max_lost_s)
+
+
+class RiderTracker:
+    """ByteTrack-style tracker of :class:`RiderDetection` boxes; optionally places them in a :class:`CaptureZone`."""
+
+    def __init__(self, cfg: TrackConfig, zone: CaptureZone | None = None):
+        self.cfg = cfg
+        self.zone = zone
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, dets: DetectionsLike, mono: float, utc: datetime, frame_size: tuple[int, int] | None = None) -> TrackerUpdate:
+        return self.update_detections(attach_heads(dets, self.cfg), mono, utc, frame_size)
+
+    def update_detections(
+        self, detections: Iterable[RiderDetection], mono: float, utc: datetime, frame_size: tuple[int, int] | None = None
+    ) -> TrackerUpdate:
+        cfg = self.cfg
+        dets = [d for d in detections if d.score >= cfg.low_conf]
+        high = [i for i, d in enumerate(dets) if d.score >= cfg.high_conf]
+        low = [i for i, d in enumerate(dets) if d.score < cfg.high_conf]
+        prev_matched = {t.key for t in self.tracks if t.matched_now}
+        for t in self.tracks:
+            t.matched_now = False
+        preds = np.array([t.predict(mono) for t in self.tracks]).reshape(-1, 4)
+        matches: dict[int, int] = {}  # track index -> det index
+
+        def associate(track_idx: list[int], det_idx: list[int]) -> list[int]:
+            if not track_idx or not det_idx:
+                return det_idx
+            iou = iou_matrix(preds[track_idx], np.array([dets[j].box for j in det_idx]))
+            rows, cols = linear_sum_assignment(1.0 - iou)
+            taken = set()
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= cfg.match_iou:
+                    matches[track_idx[r]] = det_idx[c]
+                    taken.add(det_idx[c])
+            return [j for j in det_idx if j not in taken]
+
+        all_idx = list(range(len(self.tracks)))
+        unmatched_high = associate(all_idx, high)
+        second = [i for i in all_idx if i not in matches and self.tracks[i].key in prev_matched]
+        associate(second, low)
+
+        size = frame_size
+        zone = self.zone.for_frame(*size) if (self.zone is not None and size is not None) else self.zone
+        new_dets = [dets[j] for j in unmatched_high]
+        matched_dets = [dets[j] for j in matches.values()]
+        located = self._locate([d.box for d in matched_dets + new_dets], zone)
+
+        for n, (ti, dj) in enumerate(matches.items()):
+            t = self.tracks[ti]
+            t.update(dets[dj], self._point(dets[dj], mono, utc, located, n))
+            t.matched_now = True
+            if t.track_id is None and t.hits >= cfg.min_hits:
+                t.track_id = self._take_id()
+        for n, d in enumerate(new_dets, start=len(matched_dets)):
+            p = self._point(d, mono, utc, located, n)
+            t = Track(next(_track_keys), np.asarray(d.box, dtype=np.float64), mono, utc, mono, deque([p]), rider_hits=int(d.kind == "rider"))
+            if cfg.min_hits <= 1:
+                t.track_id = self._take_id()
+            self.tracks.append(t)
+
+        closed: list[Track] = []
+        keep: list[Track] = []
+        for t in self.tracks:
+            if t.matched_now:
+                self._trim(t, mono)
+                keep.append(t)
+            elif t.track_id is None:
+                continue  # ByteTrack: an unconfirmed track that misses a frame is dropped
+            elif mono - t.last_mono > cfg.max_lost_s:
+                closed.append(t)
+            else:
+                keep.append(t)
+        self.tracks = keep
+        active = [t for t in self.tracks if t.matched_now and t.confirmed]
+        return TrackerUpdate(active, closed)
+
+    def close_all(self) -> list[Track]:
+        """End of stream: every confirmed track is closed."""
+        closed = [t for t in self.tracks if t.confirmed]
+        self.tracks = []
+        return closed
+
+    def _take_id(self) -> int:
+        tid = self._next_id
+        self._next_id += 1
+        return tid
+
+    def _trim(self, t: Track, mono: float) -> None:
+        while len(t.history) > 2 and t.history[0].mono < mono - self.cfg.history_s:
+            t.history.popleft()
+
+    @staticmethod
+    def _locate(boxes: list[np.ndarray], zone: CaptureZone | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if zone is None or not boxes:
+            return None
+        return zone.locate_boxes(np.array(boxes))
+
+    @staticmethod
+    def _point(d: RiderDetection, mono: float, utc: datetime, located: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n: int) -> TrackPoint:
+        ground: tuple[float, float] | None = None
+        dist: float | None = None
+        inside = False
+        if located is not None:
+            g, dd, ins = located
+            if np.isfinite(g[n]).all():
+                ground, dist, inside = (float(g[n, 0]), float(g[n, 1])), float(dd[n]), bool(ins[n])
+        hb = None if d.head_box is None else tuple(float(v) for v in d.head_box)
+        return TrackPoint(
+            mono, utc, tuple(float(v) for v in d.box), d.score, d.kind, ground, dist, inside,  # type: ignore[arg-type]
+            hb, d.head_score, d.no_helmet,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,261 @@
+"""The three rules on crafted tracks, and the signal inputs on real gpiozero mock pins / pyserial loop://."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from edge.config import parse_config
+from edge.config.rules import NoHelmetRuleConfig, RedLightRuleConfig, SignalConfig, WrongWayRuleConfig
+from edge.event import ViolationType
+from edge.rules import GpioSignal, ImageSignal, NoHelmetRule, RedLightRule, RuleSet, SerialSignal, SignalState, WrongWayRule
+from edge.track import Track, TrackPoint
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def make_track(
+    ground: list[tuple[float, float]], no_helmet: list[float | None] | None = None, kind: str = "rider", dt: float = 0.125, zone: tuple[float, float] = (15, 25)
+) -> Track:
+    """A confirmed track whose points lie at ``ground`` (metres, camera at the origin), one per ``dt``."""
+    pts = []
+    for i, g in enumerate(ground):
+        d = float(np.hypot(*g))
+        p = no_helmet[i] if no_helmet else None
+        pts.append(
+            TrackPoint(i * dt, T0 + timedelta(seconds=i * dt), (0, 0, 10, 10), 0.9, kind, g, d, zone[0] <= d <= zone[1],  # type: ignore[arg-type]
+                       (0, 0, 5, 5) if p is not None else None, 0.8 if p is not None else None, p)
+        )
+    t = Track(key=1, box=np.zeros(4), first_mono=0.0, first_utc=T0, last_mono=pts[0].mono, history=deque(pts[:1]), track_id=7)
+    t.rider_hits = int(kind == "rider")
+    return t
+
+
+def replay(rule: object, track: Track, points: list[TrackPoint]) -> list:
+    """Feed the track's points one at a time, as the tracker would, collecting violations."""
+    out = []
+    for p in points[1:]:
+        track.history.append(p)
+        track.last_mono = p.mono
+        v = rule.check(track)  # type: ignore[attr-defined]
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def approach(n: int = 24, start: float = 30.0, speed: float = 5.0, dt: float = 0.125) -> list[tuple[float, float]]:
+    """A rider riding towards the camera along +y -> -y."""
+    return [(0.5, start - speed * dt * i) for i in range(n)]
+
+
+def _points(ground: list[tuple[float, float]], votes: list[float | None] | None, kind: str, dt: float = 0.125) -> list[TrackPoint]:
+    out = []
+    for i, g in enumerate(ground):
+        d = float(np.hypot(*g))
+        p = votes[i] if votes else None
+        out.append(TrackPoint(i * dt, T0 + timedelta(seconds=i * dt), (0, 0, 10, 10), 0.9, kind, g, d, 15 <= d <= 25,  # type: ignore[arg-type]
+                              (0, 0, 5, 5) if p is not None else None, 0.8 if p is not None else None, p))
+    return out
+
+
+def run_rule(rule: object, ground: list[tuple[float, float]], votes: list[float | None] | None = None, kind: str = "rider") -> list:
+    """Grow a track point by point, as the tracker does, asking the rule after each point."""
+    track = make_track(ground[:1], votes[:1] if votes else None, kind)
+    return replay(rule, track, _points(ground, votes, kind))
+
+
+# ---- no helmet -------------------------------------------------------------------------------
+
+
+def test_no_helmet_fires_once_in_zone_for_a_moving_rider() -> None:
+    ground = approach()
+    votes = [0.9] * len(ground)
+    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3)), ground, votes)
+    assert len(vs) == 1
+    v = vs[0]
+    assert v.type == ViolationType.no_helmet and v.track_id == 7
+    assert 15 <= v.zone_distance_m <= 25
+    # decided on the third in-zone observation
+    in_zone = [i for i, g in enumerate(ground) if 15 <= np.hypot(*g) <= 25]
+    assert v.mono == pytest.approx(in_zone[2] * 0.125)
+    assert v.speed_mps == pytest.approx(5.0, rel=1e-6) and abs(v.heading_deg - 180) < 10
+    assert v.confidence == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    "votes, kind, speed, fires, why",
+    [
+        ([0.1] * 24, "rider", 5.0, False, "helmet worn"),
+        ([0.9, 0.1] * 12, "rider", 5.0, False, "half the votes: no majority of 0.6"),
+        ([0.9 if i < 8 else 0.1 for i in range(24)], "rider", 5.0, False, "no-helmet votes only outside the zone"),
+        ([None] * 24, "rider", 5.0, False, "no head ever classified"),
+        ([0.9] * 24, "head", 0.3, False, "slow head-only track: a pedestrian"),
+        ([0.9] * 24, "head", 5.0, True, "head-only track moving at riding speed"),
+        ([0.9] * 24, "rider", 0.3, True, "slow, but the detector saw a person on a two-wheeler"),
+        ([0.55] * 24, "rider", 5.0, True, "just above both thresholds"),
+    ],
+)
+def test_no_helmet_decision_table(votes: list, kind: str, speed: float, fires: bool, why: str) -> None:
+    n = 24
+    start = 25.5 if speed < 1 else 30.0
+    ground = approach(n, start=start, speed=speed)
+    if speed < 1:  # a slow track inside the zone all along
+        ground = [(0.5, 22 - speed * 0.125 * i) for i in range(n)]
+    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_speed_mps=0.8)), ground, votes, kind)
+    assert (len(vs) == 1) is fires, why
+
+
+def test_no_helmet_with_rider_box_not_counted_as_bike_needs_speed() -> None:
+    ground = [(0.5, 22 - 0.05 * i) for i in range(24)]  # 0.4 m/s
+    rule = NoHelmetRule(NoHelmetRuleConfig(rider_box_is_bike=False, min_speed_mps=0.8))
+    assert run_rule(rule, ground, [0.9] * 24, "rider") == []
+
+
+# ---- wrong way -------------------------------------------------------------------------------
+
+
+def test_wrong_way_fires_after_min_distance_against_the_lane() -> None:
+    # legal direction: towards the camera (180 deg); this rider rides away (+y) at 4 m/s
+    ground = [(0.0, 12 + 4 * 0.125 * i) for i in range(20)]
+    vs = run_rule(WrongWayRule(WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3)), ground)
+    assert len(vs) == 1
+    v = vs[0]
+    assert v.type == ViolationType.wrong_way
+    assert v.detail["against_m"] >= 3 and v.detail["against_m"] < 3 + 0.5 + 1e-6
+    assert v.heading_deg == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ground, why",
+    [
+        ([(0.0, 30 - 4 * 0.125 * i) for i in range(20)], "legal direction"),
+        ([(-5 + 4 * 0.125 * i, 20) for i in range(20)], "crossing the lane sideways (90 deg off)"),
+        ([(0.0, 12 + 4 * 0.125 * i) for i in range(5)], "not far enough yet (2 m)"),
+        ([(0.0, 12 + 0.3 * 0.125 * i) for i in range(200)], "slower than min_speed"),
+    ],
+)
+def test_wrong_way_does_not_fire(ground: list, why: str) -> None:
+    rule = WrongWayRule(WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3, min_speed_mps=0.8))
+    assert run_rule(rule, ground) == [], why
+
+
+# ---- red light -------------------------------------------------------------------------------
+
+
+class ScriptedSignal:
+    """A SignalInput whose state is a function of time (the real inputs are tested below)."""
+
+    def __init__(self, red_between: tuple[float, float] | None):
+        self.red_between = red_between
+
+    def observe(self, image: np.ndarray | None, mono: float) -> None:
+        pass
+
+    def state_at(self, mono: float) -> SignalState:
+        if self.red_between is None:
+            return SignalState.green
+        a, b = self.red_between
+        return SignalState.red if a <= mono < b else SignalState.green
+
+    def close(self) -> None:
+        pass
+
+
+STOP = RedLightRuleConfig(enabled=True, stop_line=((-3.0, 16.0), (3.0, 16.0)), signal=SignalConfig(source="image", region=(0, 0, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    "red_between, ground, fires, why",
+    [
+        ((0.0, 100.0), approach(), True, "crossed on red"),
+        (None, approach(), False, "crossed on green"),
+        ((0.0, 1.0), approach(), False, "red ended before the crossing (at 1.75 s)"),
+        ((0.0, 100.0), [(0.5, 20 - 5 * 0.125 * i) for i in range(4)], False, "stopped before the line"),
+        ((0.0, 100.0), [(8.0, 30 - 5 * 0.125 * i) for i in range(24)], False, "passed beside the stop line's extent"),
+    ],
+)
+def test_red_light_rule(red_between: tuple[float, float] | None, ground: list, fires: bool, why: str) -> None:
+    rule = RedLightRule(STOP, ScriptedSignal(red_between))
+    vs = run_rule(rule, ground)
+    assert (len(vs) == 1) is fires, why
+    if fires:
+        assert vs[0].type == ViolationType.red_light
+
+
+def test_image_signal_sees_a_red_lamp() -> None:
+    sig = ImageSignal((10, 10, 20, 20), red_threshold=0.35, stale_s=5)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    sig.observe(frame, 0.0)
+    assert sig.state_at(0.0) == SignalState.not_red
+    frame[12:28, 12:28] = (20, 20, 235)  # BGR: lit red lamp
+    sig.observe(frame, 1.0)
+    assert sig.state_at(1.5) == SignalState.red
+    assert sig.state_at(0.5) == SignalState.not_red  # history: the state at the crossing time
+    assert sig.state_at(10.0) == SignalState.unknown  # stale
+
+
+def test_serial_signal_reads_controller_lines_over_loop_url() -> None:
+    sig = SerialSignal("loop://", 9600, stale_s=5)
+    try:
+        sig.port.write(b"GREEN\nRED\n")
+        sig.observe(None, 1.0)
+        assert sig.state_at(1.0) == SignalState.red
+        sig.port.write(b"GARBAGE\nGRE")  # a partial line waits for its end
+        sig.observe(None, 2.0)
+        assert sig.bad_lines == 1 and sig.state_at(2.0) == SignalState.red
+        sig.port.write(b"EN\n")
+        sig.observe(None, 3.0)
+        assert sig.state_at(3.0) == SignalState.green
+    finally:
+        sig.close()
+
+
+def test_gpio_signal_on_mock_pin() -> None:
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    sig = GpioSignal("GPIO17", active_high=True, pin_factory=factory)
+    try:
+        pin = factory.pin(17)
+        pin.drive_low()
+        sig.observe(None, 0.0)
+        assert sig.state_at(0.0) == SignalState.not_red
+        pin.drive_high()
+        sig.observe(None, 1.0)
+        assert sig.state_at(1.0) == SignalState.red
+    finally:
+        sig.close()
+
+
+def test_red_light_from_gpio_through_ruleset() -> None:
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    cfg = parse_config({"rules": {"no_helmet": {"enabled": False}, "red_light": {
+        "enabled": True, "stop_line": [[-3, 16], [3, 16]], "signal": {"source": "gpio", "gpio_pin": "GPIO22"}}}})
+    rules = RuleSet.from_config(cfg, pin_factory=factory)
+    try:
+        factory.pin(22).drive_high()
+        ground = approach()
+        t = make_track(ground[:1])
+        pts = _points(ground, None, "rider")
+        fired = []
+        for p in pts[1:]:
+            t.history.append(p)
+            rules.observe_signal(None, p.mono)
+            fired += rules.check([t])
+        assert [v.type for v in fired] == [ViolationType.red_light]
+    finally:
+        rules.close()
+
+
+def test_red_light_config_needs_stop_line_and_signal() -> None:
+    from edge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="rules.red_light: .*stop_line is required"):
+        parse_config({"rules": {"red_light": {"enabled": True}}})
+    with pytest.raises(ConfigError, match="signal.gpio_pin is required"):
+        parse_config({"rules": {"red_light": {"enabled": True, "stop_line": [[0, 1], [1, 1]], "signal": {"source": "gpio"}}}})

@@ -1,0 +1,136 @@
+"""Tracker: stable ids across crafted detections, two-pass association, closing, head attachment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from edge.config.track import TrackConfig
+from edge.track import RiderTracker, attach_heads, iou_matrix
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class Dets:
+    """Detections shaped like edge.detect.FrameDetections (numpy arrays, full-frame xyxy)."""
+
+    riders: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    rider_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    heads: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    head_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    head_no_helmet: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def riders(*boxes_scores: tuple[list[float], float]) -> Dets:
+    return Dets(np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4), np.array([s for _, s in boxes_scores], np.float32))
+
+
+def step(tr: RiderTracker, dets: Dets, i: int, dt: float = 0.125):
+    return tr.update(dets, i * dt, T0 + timedelta(seconds=i * dt), (1280, 720))
+
+
+def test_iou_matrix() -> None:
+    iou = iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0]])
+
+
+def test_two_crossing_riders_keep_their_ids() -> None:
+    tr = RiderTracker(TrackConfig(min_hits=2))
+    seen: dict[int, list[float]] = {}
+    for i in range(30):
+        a = [100 + 20 * i, 300, 160 + 20 * i, 420]  # left -> right
+        b = [700 - 20 * i, 310, 760 - 20 * i, 430]  # right -> left, they pass each other
+        upd = step(tr, riders((a, 0.9), (b, 0.8)), i)
+        for t in upd.active:
+            seen.setdefault(t.track_id, []).append(t.last.box[0])  # type: ignore[arg-type]
+    assert sorted(seen) == [1, 2]
+    xs1, xs2 = (np.array(v) for v in seen.values())
+    # each id moves monotonically in its own direction: ids did not swap while crossing
+    assert (np.diff(xs1) > 0).all() and (np.diff(xs2) < 0).all()
+
+
+def test_min_hits_delays_confirmation_and_single_false_positive_never_gets_an_id() -> None:
+    tr = RiderTracker(TrackConfig(min_hits=3))
+    assert step(tr, riders(([0, 0, 50, 100], 0.9)), 0).active == []
+    assert step(tr, riders(([2, 0, 52, 100], 0.9), ([900, 0, 950, 100], 0.9)), 1).active == []
+    upd = step(tr, riders(([4, 0, 54, 100], 0.9)), 2)
+    assert [t.track_id for t in upd.active] == [1]
+    upd = step(tr, riders(([6, 0, 56, 100], 0.9)), 3)
+    assert [t.track_id for t in upd.active] == [1]
+
+
+def test_low_confidence_detection_extends_but_never_starts_a_track() -> None:
+    cfg = TrackConfig(high_conf=0.5, low_conf=0.1, min_hits=1)
+    tr = RiderTracker(cfg)
+    step(tr, riders(([100, 100, 160, 220], 0.9)), 0)
+    upd = step(tr, riders(([104, 100, 164, 220], 0.2)), 1)  # occluded: weak detection, same rider
+    assert [t.track_id for t in upd.active] == [1]
+    upd = step(tr, riders(([500, 100, 560, 220], 0.3)), 2)  # weak and nowhere near: not a new track
+    assert upd.active == []
+
+
+def test_lost_track_is_recovered_within_max_lost_and_closed_after() -> None:
+    tr = RiderTracker(TrackConfig(min_hits=1, max_lost_s=0.5))
+    for i in range(4):
+        step(tr, riders(([100 + 10 * i, 100, 160 + 10 * i, 220], 0.9)), i)
+    # missed for 3 frames (0.375 s), then seen where constant velocity predicts it
+    for i in range(4, 7):
+        assert step(tr, Dets(), i).active == []
+    upd = step(tr, riders(([170, 100, 230, 220], 0.9)), 7)
+    assert [t.track_id for t in upd.active] == [1]
+    closed = []
+    for i in range(8, 14):
+        closed += step(tr, Dets(), i).closed
+    assert [t.track_id for t in closed] == [1]
+    assert tr.tracks == []
+
+
+def test_heads_attach_to_the_rider_box_around_them() -> None:
+    d = Dets(
+        riders=np.array([[100, 100, 200, 400], [400, 100, 500, 400]], np.float32),
+        rider_scores=np.array([0.9, 0.9], np.float32),
+        heads=np.array([[430, 105, 470, 150], [130, 110, 170, 150]], np.float32),
+        head_scores=np.array([0.8, 0.7], np.float32),
+        head_no_helmet=np.array([0.9, 0.1], np.float32),
+    )
+    out = attach_heads(d, TrackConfig())
+    assert len(out) == 2
+    assert out[0].no_helmet == pytest.approx(0.1) and out[1].no_helmet == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("head_only, expected", [(True, 2), (False, 1)])
+def test_head_without_rider_box_is_a_rider_of_its_own_when_configured(head_only: bool, expected: int) -> None:
+    d = Dets(
+        riders=np.array([[100, 100, 200, 400]], np.float32),
+        rider_scores=np.array([0.9], np.float32),
+        heads=np.array([[600, 100, 640, 150]], np.float32),
+        head_scores=np.array([0.8], np.float32),
+        head_no_helmet=np.array([0.9], np.float32),
+    )
+    out = attach_heads(d, TrackConfig(head_only_tracks=head_only, head_to_body=6.0))
+    assert len(out) == expected
+    if head_only:
+        body = out[1].box
+        assert out[1].kind == "head" and body[3] == pytest.approx(100 + 6.0 * 50)
+        assert (body[0] + body[2]) / 2 == pytest.approx(620)
+
+
+def test_helmet_votes_accumulate_per_track() -> None:
+    tr = RiderTracker(TrackConfig(min_hits=1))
+    for i in range(5):
+        d = Dets(
+            riders=np.array([[100 + i, 100, 200 + i, 400]], np.float32),
+            rider_scores=np.array([0.9], np.float32),
+            heads=np.array([[130 + i, 110, 170 + i, 150]], np.float32) if i != 2 else np.zeros((0, 4), np.float32),
+            head_scores=np.array([0.8] if i != 2 else [], np.float32),
+            head_no_helmet=np.array([0.7] if i != 2 else [], np.float32),
+        )
+        step(tr, d, i)
+    (t,) = tr.tracks
+    votes = t.head_votes(in_zone_only=False)
+    assert len(votes) == 4 and all(v.no_helmet == pytest.approx(0.7) for v in votes)
+    assert t.kind == "rider" and len(t.history) == 5
