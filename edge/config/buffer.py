@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from edge.config.base import Section
@@ -10,5 +12,19 @@ from edge.config.base import Section
 class BufferConfig(Section):
     pre_s: float = Field(6.0, ge=0, le=30, description="Seconds of video kept before a violation (standard: 6 s).")
     post_s: float = Field(1.0, ge=0, le=10, description="Seconds recorded after a violation (standard: 1 s).")
-    jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality for raw sources, whose frames are kept encoded.")
-    max_mb: float = Field(96.0, gt=1, le=2048, description="Hard memory bound of the ring buffer in MiB; oldest frames go first.")
+    trigger_lag_s: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="Extra seconds kept beyond pre_s, so a violation decided this late (detection latency) still gets its full pre-roll.",
+    )
+    jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality for raw sources (V4L2, GStreamer), whose frames are kept encoded.")
+    max_mb: float = Field(96.0, gt=1, le=2048, description="Hard memory bound of the ring buffer in MiB; oldest keyframe groups go first.")
+    clip_codec: Literal["auto", "libx264", "mpeg4"] = Field(
+        "auto",
+        description="Encoder for clips of raw (JPEG) sources; auto: libx264 when FFmpeg has it, else mpeg4. Compressed sources are remuxed, never re-encoded.",
+    )
+    clip_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="libx264 preset for clips of raw sources (speed against size)."
+    )
+    clip_crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor for clips of raw sources (lower is better and larger).")

@@ -1,0 +1,133 @@
+"""Write a list of :class:`EncodedPacket` to an MP4 file whose timestamps start at 0.
+
+H.264 / H.265 / other compressed packets are remuxed as they are (no re-encode), using the codec
+parameters kept in the session's ``StreamInfo.template``. JPEG packets (raw sources) are decoded
+and encoded to H.264 with libx264 (or MPEG-4 Part 2 when this FFmpeg has no libx264).
+
+The file is written as ``<name>.part``, flushed to disk and renamed: a clip path that exists is
+always a complete, closed file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from edge.config.buffer import BufferConfig
+from edge.source.frame import EncodedPacket
+
+JPEG_CODEC = "mjpeg"
+
+
+@dataclass(frozen=True)
+class WrittenClip:
+    """What went into the file: first and last frame's stream time (source timeline), frames, codec."""
+
+    path: Path
+    first_pts_s: float
+    last_pts_s: float
+    frame_interval_s: float
+    frames: int
+    size: int
+    codec: str
+    remuxed: bool
+
+
+def clip_encoder(cfg: BufferConfig) -> str:
+    """The encoder for clips of raw sources: ``libx264`` if FFmpeg has it (and config allows)."""
+    if cfg.clip_codec != "auto":
+        return cfg.clip_codec
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig) -> WrittenClip:
+    """Write ``packets`` (decode order, one session, starting at a keyframe) to ``path`` (.mp4)."""
+    if not packets:
+        raise ValueError(f"no video to write to {path}")
+    if not packets[0].keyframe:
+        raise ValueError(f"clip {path.name} does not start at a keyframe")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        if packets[0].stream.codec == JPEG_CODEC:
+            clip = _encode_jpegs(packets, part, cfg)
+        else:
+            clip = _remux(packets, part)
+        with open(part, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return WrittenClip(path, clip.first_pts_s, clip.last_pts_s, clip.frame_interval_s, clip.frames,
+                       path.stat().st_size, clip.codec, clip.remuxed)
+
+
+def _remux(packets: list[EncodedPacket], part: Path) -> WrittenClip:
+    stream = packets[0].stream
+    if stream.template is None:
+        raise ValueError(f"session {stream.session} has no codec parameters (no keyframe seen by the source)")
+    tb = stream.time_base
+    base = min(p.pts for p in packets)
+    with av.open(io.BytesIO(stream.template), "r") as tmpl, av.open(str(part), "w", format="mp4") as out:
+        ostream = out.add_stream_from_template(tmpl.streams.video[0])
+        ostream.time_base = tb
+        for p in packets:
+            pkt = av.Packet(p.data)
+            pkt.pts = p.pts - base
+            pkt.dts = p.dts - base
+            if p.duration:
+                pkt.duration = p.duration
+            pkt.is_keyframe = p.keyframe
+            pkt.time_base = tb
+            pkt.stream = ostream
+            out.mux(pkt)
+    interval = 1.0 / stream.fps if stream.fps > 0 else 0.04
+    return WrittenClip(part, stream.to_seconds(base), max(p.pts_s for p in packets), interval, len(packets), 0, stream.codec, True)
+
+
+def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
+    stream = packets[0].stream
+    codec = clip_encoder(cfg)
+    tb = Fraction(1, 90000)
+    fps = stream.fps if stream.fps > 0 else 25.0
+    w, h = stream.width - stream.width % 2, stream.height - stream.height % 2
+    base_s = packets[0].pts_s
+    with av.open(str(part), "w", format="mp4") as out:
+        ostream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        ostream.width, ostream.height = w, h
+        ostream.pix_fmt = "yuv420p"
+        ostream.codec_context.time_base = tb
+        ostream.time_base = tb
+        if codec == "libx264":
+            ostream.codec_context.options = {"preset": cfg.clip_preset, "crf": str(cfg.clip_crf), "bf": "0"}
+        else:
+            ostream.codec_context.bit_rate = 6_000_000
+            ostream.codec_context.gop_size = max(1, int(round(fps)))
+        last_pts = -1
+        frames = 0
+        for p in packets:
+            img = cv2.imdecode(np.frombuffer(p.data, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                continue  # an undecodable JPEG: skip the frame, keep the clip
+            if img.shape[1] != w or img.shape[0] != h:
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+            pts = int(round((p.pts_s - base_s) / tb))
+            pts = max(pts, last_pts + 1)  # strictly increasing
+            last_pts = pts
+            vf.pts = pts
+            vf.time_base = tb
+            for pkt in ostream.encode(vf):
+                out.mux(pkt)
+            frames += 1
+        for pkt in ostream.encode(None):
+            out.mux(pkt)
+    return WrittenClip(part, base_s, packets[-1].pts_s, 1.0 / fps, frames, 0, codec, False)
