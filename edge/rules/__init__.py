@@ -52,9 +52,9 @@ class RuleSet:
             rules.append(RedLightRule(cfg.rules.red_light, signal, window))
         return cls(rules, signal)
 
-    def observe_signal(self, image: np.ndarray | None, mono: float) -> None:
+    def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
         if self.signal is not None:
-            self.signal.observe(image, mono)
+            self.signal.observe(image, t_s)
 
     def check(self, tracks: list[Track]) -> list[Violation]:
         """Violations decided on this update (each rule reports a track at most once)."""

@@ -44,7 +44,8 @@ class NoHelmetRule:
         return Violation(
             type=self.type,
             track_id=track.track_id,
-            mono=last.mono,
+            t_s=last.t_s,
+            mono=last.mono if last.mono is not None else last.t_s,
             utc=last.utc,
             confidence=confidence,
             zone_distance_m=last.distance_m,

@@ -53,7 +53,7 @@ class RedLightRule:
         # crossing time: first observation after the last one on the far side
         k = before[-1] + 1
         crossed = pts[k]
-        state = self.signal.state_at(crossed.mono)
+        state = self.signal.state_at(crossed.t_s)
         if state != SignalState.red:
             if state != SignalState.unknown:
                 self._once.mark(track.track_id)  # crossed on green: never judged again for this track
@@ -64,11 +64,12 @@ class RedLightRule:
         return Violation(
             type=self.type,
             track_id=track.track_id,
-            mono=last.mono,
+            t_s=last.t_s,
+            mono=last.mono if last.mono is not None else last.t_s,
             utc=last.utc,
             confidence=round(float(np.mean([p.score for p in pts[max(0, k - 2) : k + 2]])), 3),
             zone_distance_m=last.distance_m,
             speed_mps=motion.speed_mps if motion else None,
             heading_deg=motion.heading_deg if motion else None,
-            detail={"crossed_s_ago": round(last.mono - crossed.mono, 3), "signal": state.value},
+            detail={"crossed_s_ago": round(last.t_s - crossed.t_s, 3), "signal": state.value},
         )

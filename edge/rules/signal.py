@@ -28,17 +28,17 @@ class SignalState(str, Enum):
 
 
 class SignalInput(Protocol):
-    def observe(self, image: np.ndarray | None, mono: float) -> None:
+    def observe(self, image: np.ndarray | None, t_s: float) -> None:
         """Take in what is new (a detection frame, serial lines, the pin); never blocks."""
 
-    def state_at(self, mono: float) -> SignalState:
-        """The state that held at ``mono`` (``unknown`` if none is known or it is stale)."""
+    def state_at(self, t_s: float) -> SignalState:
+        """The state that held at ``t_s`` (``unknown`` if none is known or it is stale)."""
 
     def close(self) -> None: ...
 
 
 class _StateHistory:
-    """Recent (mono, state) changes, to look up the state at a crossing time."""
+    """Recent (t_s, state) changes, to look up the state at a crossing time."""
 
     def __init__(self, stale_s: float, keep: int = 512):
         self.stale_s = stale_s
@@ -46,20 +46,20 @@ class _StateHistory:
         self._s: deque[SignalState] = deque(maxlen=keep)
         self._last_seen: deque[float] = deque(maxlen=keep)
 
-    def record(self, mono: float, state: SignalState) -> None:
+    def record(self, t_s: float, state: SignalState) -> None:
         if self._s and self._s[-1] == state:
-            self._last_seen[-1] = mono
+            self._last_seen[-1] = t_s
             return
-        self._t.append(mono)
+        self._t.append(t_s)
         self._s.append(state)
-        self._last_seen.append(mono)
+        self._last_seen.append(t_s)
 
-    def state_at(self, mono: float) -> SignalState:
-        i = bisect.bisect_right(list(self._t), mono) - 1
+    def state_at(self, t_s: float) -> SignalState:
+        i = bisect.bisect_right(list(self._t), t_s) - 1
         if i < 0:
             return SignalState.unknown
         seen = self._last_seen[i] if i == len(self._t) - 1 else self._t[i + 1]
-        if mono - seen > self.stale_s:
+        if t_s - seen > self.stale_s:
             return SignalState.unknown
         return self._s[i]
 
@@ -73,11 +73,11 @@ class GpioSignal:
         self.device = DigitalInputDevice(pin, pull_up=None, active_state=active_high, pin_factory=pin_factory)
         self._history = _StateHistory(stale_s=float("inf"))
 
-    def observe(self, image: np.ndarray | None, mono: float) -> None:
-        self._history.record(mono, SignalState.red if self.device.is_active else SignalState.not_red)
+    def observe(self, image: np.ndarray | None, t_s: float) -> None:
+        self._history.record(t_s, SignalState.red if self.device.is_active else SignalState.not_red)
 
-    def state_at(self, mono: float) -> SignalState:
-        return self._history.state_at(mono)
+    def state_at(self, t_s: float) -> SignalState:
+        return self._history.state_at(t_s)
 
     def close(self) -> None:
         self.device.close()
@@ -98,7 +98,7 @@ class SerialSignal:
         self._history = _StateHistory(stale_s)
         self.bad_lines = 0
 
-    def observe(self, image: np.ndarray | None, mono: float) -> None:
+    def observe(self, image: np.ndarray | None, t_s: float) -> None:
         waiting = self.port.in_waiting
         if waiting:
             self._buf += self.port.read(waiting)
@@ -111,10 +111,10 @@ class SerialSignal:
             if state is None:
                 self.bad_lines += 1
                 continue
-            self._history.record(mono, state)
+            self._history.record(t_s, state)
 
-    def state_at(self, mono: float) -> SignalState:
-        return self._history.state_at(mono)
+    def state_at(self, t_s: float) -> SignalState:
+        return self._history.state_at(t_s)
 
     def close(self) -> None:
         self.port.close()
@@ -139,20 +139,20 @@ class ImageSignal:
         red = ((h <= 10) | (h >= 170)) & (s >= 90) & (v >= 120)
         return float(red.mean())
 
-    def observe(self, image: np.ndarray | None, mono: float) -> None:
+    def observe(self, image: np.ndarray | None, t_s: float) -> None:
         if image is None:
             return
         x, y, w, h = self.region
         patch = image[max(0, y) : y + h, max(0, x) : x + w]
         if patch.size == 0:
-            self._history.record(mono, SignalState.unknown)
+            self._history.record(t_s, SignalState.unknown)
             return
         share = self.red_share(patch)
         self.last_red_share = share
-        self._history.record(mono, SignalState.red if share >= self.red_threshold else SignalState.not_red)
+        self._history.record(t_s, SignalState.red if share >= self.red_threshold else SignalState.not_red)
 
-    def state_at(self, mono: float) -> SignalState:
-        return self._history.state_at(mono)
+    def state_at(self, t_s: float) -> SignalState:
+        return self._history.state_at(t_s)
 
     def close(self) -> None:
         pass

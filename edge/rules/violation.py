@@ -14,7 +14,8 @@ from edge.track.tracker import Track
 class Violation:
     type: ViolationType
     track_id: int
-    mono: float  #: time.monotonic() of the frame on which the rule decided
+    t_s: float  #: source time (stream seconds) of the frame on which the rule decided
+    mono: float  #: time.monotonic() when that frame was captured (latency accounting)
     utc: datetime
     confidence: float
     zone_distance_m: float | None

@@ -46,7 +46,8 @@ class WrongWayRule:
         return Violation(
             type=self.type,
             track_id=track.track_id,
-            mono=last.mono,
+            t_s=last.t_s,
+            mono=last.mono if last.mono is not None else last.t_s,
             utc=last.utc,
             confidence=round(confidence, 3),
             zone_distance_m=last.distance_m,

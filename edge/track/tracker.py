@@ -44,7 +44,7 @@ class DetectionsLike(Protocol):
 class TrackPoint:
     """One matched observation of a track."""
 
-    mono: float
+    t_s: float  #: source timeline (stream seconds): the clock of all motion and rule timing
     utc: datetime
     box: tuple[float, float, float, float]
     score: float
@@ -55,6 +55,7 @@ class TrackPoint:
     head_box: tuple[float, float, float, float] | None = None
     head_score: float | None = None
     no_helmet: float | None = None  #: probability that the head wears no helmet (a helmet vote)
+    mono: float | None = None  #: time.monotonic() when the frame was captured (latency accounting)
 
 
 @dataclass
@@ -133,9 +134,9 @@ class Track:
 
     key: int
     box: np.ndarray  #: last estimated xyxy box
-    first_mono: float
+    first_t_s: float
     first_utc: datetime
-    last_mono: float
+    last_t_s: float
     history: deque[TrackPoint]
     track_id: int | None = None  #: public id, given at confirmation
     hits: int = 1
@@ -155,17 +156,17 @@ class Track:
     def last(self) -> TrackPoint:
         return self.history[-1]
 
-    def predict(self, mono: float) -> np.ndarray:
-        dt = max(0.0, mono - self.last_mono)
+    def predict(self, t_s: float) -> np.ndarray:
+        dt = max(0.0, t_s - self.last_t_s)
         cxcywh = _to_cxcywh(self.box) + self.velocity * dt
         cxcywh[2:] = np.maximum(cxcywh[2:], 1.0)
         return _to_xyxy(cxcywh)
 
     def update(self, det: RiderDetection, point: TrackPoint) -> None:
-        dt = point.mono - self.last_mono
+        dt = point.t_s - self.last_t_s
         z = _to_cxcywh(det.box)
         if dt > 1e-6:
-            pred = _to_cxcywh(self.predict(point.mono))
+            pred = _to_cxcywh(self.predict(point.t_s))
             resid = z - pred
             if self.hits == 1:
                 self.velocity = (z - _to_cxcywh(self.box)) / dt
@@ -176,13 +177,13 @@ class Track:
             self.box = _to_xyxy(state)
         else:
             self.box = np.asarray(det.box, dtype=np.float64)
-        self.last_mono = point.mono
+        self.last_t_s = point.t_s
         self.hits += 1
         self.rider_hits += det.kind == "rider"
         self.history.append(point)
 
-    def points(self, since_mono: float | None = None) -> list[TrackPoint]:
-        return [p for p in self.history if since_mono is None or p.mono >= since_mono]
+    def points(self, since_t_s: float | None = None) -> list[TrackPoint]:
+        return [p for p in self.history if since_t_s is None or p.t_s >= since_t_s]
 
     def head_votes(self, in_zone_only: bool = True) -> list[TrackPoint]:
         """Observations with a helmet classification (optionally only those made in the capture zone)."""
@@ -192,7 +193,7 @@ class Track:
         pts = [p for p in self.history if p.ground is not None]
         if len(pts) < 2:
             return None
-        return fit_motion(np.array([p.mono for p in pts]), np.array([p.ground for p in pts]), window_s)
+        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s)
 
 
 def _to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -221,11 +222,19 @@ class RiderTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, dets: DetectionsLike, mono: float, utc: datetime, frame_size: tuple[int, int] | None = None) -> TrackerUpdate:
-        return self.update_detections(attach_heads(dets, self.cfg), mono, utc, frame_size)
+    def update(
+        self, dets: DetectionsLike, t_s: float, utc: datetime, frame_size: tuple[int, int] | None = None, mono: float | None = None
+    ) -> TrackerUpdate:
+        """One detection frame at source time ``t_s`` (stream seconds; replay runs faster than real time)."""
+        return self.update_detections(attach_heads(dets, self.cfg), t_s, utc, frame_size, mono)
 
     def update_detections(
-        self, detections: Iterable[RiderDetection], mono: float, utc: datetime, frame_size: tuple[int, int] | None = None
+        self,
+        detections: Iterable[RiderDetection],
+        t_s: float,
+        utc: datetime,
+        frame_size: tuple[int, int] | None = None,
+        mono: float | None = None,
     ) -> TrackerUpdate:
         cfg = self.cfg
         dets = [d for d in detections if d.score >= cfg.low_conf]
@@ -234,7 +243,7 @@ class RiderTracker:
         prev_matched = {t.key for t in self.tracks if t.matched_now}
         for t in self.tracks:
             t.matched_now = False
-        preds = np.array([t.predict(mono) for t in self.tracks]).reshape(-1, 4)
+        preds = np.array([t.predict(t_s) for t in self.tracks]).reshape(-1, 4)
         matches: dict[int, int] = {}  # track index -> det index
 
         def associate(track_idx: list[int], det_idx: list[int]) -> list[int]:
@@ -262,13 +271,13 @@ class RiderTracker:
 
         for n, (ti, dj) in enumerate(matches.items()):
             t = self.tracks[ti]
-            t.update(dets[dj], self._point(dets[dj], mono, utc, located, n))
+            t.update(dets[dj], self._point(dets[dj], t_s, utc, located, n, mono))
             t.matched_now = True
             if t.track_id is None and t.hits >= cfg.min_hits:
                 t.track_id = self._take_id()
         for n, d in enumerate(new_dets, start=len(matched_dets)):
-            p = self._point(d, mono, utc, located, n)
-            t = Track(next(_track_keys), np.asarray(d.box, dtype=np.float64), mono, utc, mono, deque([p]), rider_hits=int(d.kind == "rider"))
+            p = self._point(d, t_s, utc, located, n, mono)
+            t = Track(next(_track_keys), np.asarray(d.box, dtype=np.float64), t_s, utc, t_s, deque([p]), rider_hits=int(d.kind == "rider"))
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
@@ -277,11 +286,11 @@ class RiderTracker:
         keep: list[Track] = []
         for t in self.tracks:
             if t.matched_now:
-                self._trim(t, mono)
+                self._trim(t, t_s)
                 keep.append(t)
             elif t.track_id is None:
                 continue  # ByteTrack: an unconfirmed track that misses a frame is dropped
-            elif mono - t.last_mono > cfg.max_lost_s:
+            elif t_s - t.last_t_s > cfg.max_lost_s:
                 closed.append(t)
             else:
                 keep.append(t)
@@ -300,8 +309,8 @@ class RiderTracker:
         self._next_id += 1
         return tid
 
-    def _trim(self, t: Track, mono: float) -> None:
-        while len(t.history) > 2 and t.history[0].mono < mono - self.cfg.history_s:
+    def _trim(self, t: Track, t_s: float) -> None:
+        while len(t.history) > 2 and t.history[0].t_s < t_s - self.cfg.history_s:
             t.history.popleft()
 
     @staticmethod
@@ -311,7 +320,9 @@ class RiderTracker:
         return zone.locate_boxes(np.array(boxes))
 
     @staticmethod
-    def _point(d: RiderDetection, mono: float, utc: datetime, located: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n: int) -> TrackPoint:
+    def _point(
+        d: RiderDetection, t_s: float, utc: datetime, located: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n: int, mono: float | None
+    ) -> TrackPoint:
         ground: tuple[float, float] | None = None
         dist: float | None = None
         inside = False
@@ -321,6 +332,6 @@ class RiderTracker:
                 ground, dist, inside = (float(g[n, 0]), float(g[n, 1])), float(dd[n]), bool(ins[n])
         hb = None if d.head_box is None else tuple(float(v) for v in d.head_box)
         return TrackPoint(
-            mono, utc, tuple(float(v) for v in d.box), d.score, d.kind, ground, dist, inside,  # type: ignore[arg-type]
-            hb, d.head_score, d.no_helmet,  # type: ignore[arg-type]
+            t_s, utc, tuple(float(v) for v in d.box), d.score, d.kind, ground, dist, inside,  # type: ignore[arg-type]
+            hb, d.head_score, d.no_helmet, mono,  # type: ignore[arg-type]
         )

@@ -29,7 +29,7 @@ def make_track(
             TrackPoint(i * dt, T0 + timedelta(seconds=i * dt), (0, 0, 10, 10), 0.9, kind, g, d, zone[0] <= d <= zone[1],  # type: ignore[arg-type]
                        (0, 0, 5, 5) if p is not None else None, 0.8 if p is not None else None, p)
         )
-    t = Track(key=1, box=np.zeros(4), first_mono=0.0, first_utc=T0, last_mono=pts[0].mono, history=deque(pts[:1]), track_id=7)
+    t = Track(key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=pts[0].t_s, history=deque(pts[:1]), track_id=7)
     t.rider_hits = int(kind == "rider")
     return t
 
@@ -39,7 +39,7 @@ def replay(rule: object, track: Track, points: list[TrackPoint]) -> list:
     out = []
     for p in points[1:]:
         track.history.append(p)
-        track.last_mono = p.mono
+        track.last_t_s = p.t_s
         v = rule.check(track)  # type: ignore[attr-defined]
         if v is not None:
             out.append(v)
@@ -80,7 +80,7 @@ def test_no_helmet_fires_once_in_zone_for_a_moving_rider() -> None:
     assert 15 <= v.zone_distance_m <= 25
     # decided on the third in-zone observation
     in_zone = [i for i, g in enumerate(ground) if 15 <= np.hypot(*g) <= 25]
-    assert v.mono == pytest.approx(in_zone[2] * 0.125)
+    assert v.t_s == pytest.approx(in_zone[2] * 0.125)
     assert v.speed_mps == pytest.approx(5.0, rel=1e-6) and abs(v.heading_deg - 180) < 10
     assert v.confidence == pytest.approx(0.9)
 
@@ -245,7 +245,7 @@ def test_red_light_from_gpio_through_ruleset() -> None:
         fired = []
         for p in pts[1:]:
             t.history.append(p)
-            rules.observe_signal(None, p.mono)
+            rules.observe_signal(None, p.t_s)
             fired += rules.check([t])
         assert [v.type for v in fired] == [ViolationType.red_light]
     finally:

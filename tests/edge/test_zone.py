@@ -148,3 +148,40 @@ def test_speed_and_heading_from_ground_track() -> None:
     assert m.speed_mps == pytest.approx(math.hypot(0.5, 5), rel=1e-6)
     assert angle_between(m.heading_deg, 180.0) == pytest.approx(math.degrees(math.atan2(0.5, 5)), abs=1e-6)
     assert fit_motion(t[:1], g[:1], 1.0) is None
+
+
+def test_calibrate_command_prints_error_and_writes_overlay(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    video = "../shared/video/bikelane-cyclists.mp4"
+    out = tmp_path / "overlay.png"
+    res = CliRunner().invoke(main, ["calibrate", "config/examples/bikelane-cyclists.yaml", "--video", video, "--frame", "100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "mean error 0.000 m" in res.output and "band 15-25 m" in res.output
+    img = cv2.imread(str(out))
+    assert img.shape == (360, 640, 3)
+    # the band is tinted: pixels on the ground 20 m ahead differ from the source frame
+    cap = cv2.VideoCapture(video)
+    for _ in range(101):
+        ok, frame = cap.read()
+    y20 = int(66 + 3960 / 20)
+    assert np.abs(img[y20 + 5, 300:340].astype(int) - frame[y20 + 5, 300:340].astype(int)).mean() > 20
+
+
+def test_calibrate_command_refuses_collinear_points(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text("zone:\n  calibration:\n" + "".join(f"    - {{image: [{x}, 10], ground: [{x}, 5]}}\n" for x in (0, 10, 20, 30)))
+    snap = tmp_path / "snap.png"
+    import cv2
+
+    cv2.imwrite(str(snap), np.zeros((100, 100, 3), np.uint8))
+    res = CliRunner().invoke(main, ["calibrate", str(cfg), "--snapshot", str(snap), "--out", str(tmp_path / "o.png")])
+    assert res.exit_code == 1
+    assert "zone.calibration: the image points all lie on one line" in res.output

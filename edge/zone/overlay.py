@@ -1,0 +1,66 @@
+"""Calibration overlay: the capture band, distance ticks and calibration points drawn on a snapshot,
+so the installer can check the calibration by eye."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.zone.capture import CaptureZone
+
+BAND_BGR = (0, 200, 255)
+TICK_BGR = (255, 255, 255)
+POINT_BGR = (0, 0, 255)
+REPROJ_BGR = (0, 255, 0)
+ROI_BGR = (255, 160, 0)
+
+
+def draw_overlay(
+    image: np.ndarray,
+    zone: CaptureZone,
+    calibration: list[tuple[tuple[float, float], tuple[float, float]]] | None = None,
+    tick_m: float = 5.0,
+) -> np.ndarray:
+    """A copy of ``image`` with the band tinted, iso-distance lines every ``tick_m`` metres (labelled),
+    the calibration points (red) with their ground points mapped back (green), and the detector's region."""
+    h, w = image.shape[:2]
+    zone = zone.for_frame(w, h)
+    out = image.copy()
+    d = zone.distance_map(w, h)
+    with np.errstate(invalid="ignore"):
+        band = (d >= zone.near_m) & (d <= zone.far_m)
+    tint = out.copy()
+    tint[band] = BAND_BGR
+    out = cv2.addWeighted(tint, 0.35, out, 0.65, 0)
+    dd = np.nan_to_num(d, nan=-1.0)
+    top = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+    ticks = np.arange(tick_m, min(top, 2.0 * zone.far_m) + 1e-9, tick_m)
+    for t in ticks:
+        edge = (dd >= t).astype(np.uint8)
+        contours, _ = cv2.findContours(edge, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        strong = abs(t - zone.near_m) < 1e-6 or abs(t - zone.far_m) < 1e-6
+        color = BAND_BGR if strong else TICK_BGR
+        for c in contours:
+            # draw only the iso-distance part of the contour, not the image border
+            pts = c.reshape(-1, 2)
+            inner = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
+            for a, b in zip(pts[:-1][inner[:-1] & inner[1:]], pts[1:][inner[:-1] & inner[1:]]):
+                cv2.line(out, tuple(int(v) for v in a), tuple(int(v) for v in b), color, 2 if strong else 1, cv2.LINE_AA)
+        ys, xs = np.nonzero((dd >= t) & (dd < t + 0.5))
+        if len(xs):
+            k = int(np.argmin(np.abs(xs - w * 0.85)))
+            cv2.putText(out, f"{t:g} m", (int(xs[k]) + 3, int(ys[k]) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    roi = zone.image_region(w, h)
+    if roi is not None:
+        cv2.rectangle(out, (roi[0], roi[1]), (roi[2] - 1, roi[3] - 1), ROI_BGR, 1)
+    for img_pt, gnd_pt in calibration or []:
+        p = (int(round(img_pt[0])), int(round(img_pt[1])))
+        cv2.circle(out, p, 5, POINT_BGR, 2, cv2.LINE_AA)
+        q = zone.mapper.ground_to_image([gnd_pt])[0]
+        if np.isfinite(q).all():
+            cv2.drawMarker(out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, 10, 1)
+        cv2.putText(out, f"({gnd_pt[0]:g},{gnd_pt[1]:g})", (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, POINT_BGR, 1, cv2.LINE_AA)
+    label = f"band {zone.near_m:g}-{zone.far_m:g} m  reprojection {zone.mapper.reprojection_m:.3f} m / {zone.mapper.reprojection_px:.2f} px"
+    cv2.putText(out, label, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, label, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
