@@ -3,6 +3,7 @@ the README's demo, the tests). Production always names a broker in ``relay.mqtt.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,8 @@ class LocalBroker:
 
     def write_conf(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to user 'mosquitto' and cannot read our private files
         if "allow_anonymous" not in self.extra_conf:
             lines.append("allow_anonymous true")
         if self.persistence:

@@ -1,0 +1,293 @@
+"""MqttRelay against real mosquitto processes: order, outages, restarts, acks, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from edge.config import EdgeConfig
+from edge.health import Health
+from edge.relay import EventState, MqttRelay, Outbox, RelayConfigError, connect_or_start_local
+from edge.relay import protocol as P
+from edge.relay.localbroker import LocalBroker
+from edge.relay.reference_consumer import ReferenceConsumer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def _setup(tmp_path: Path, port: int, relay_config: Callable[..., EdgeConfig], **kw: Any) -> tuple[EdgeConfig, Outbox, Health]:
+    cfg = relay_config(tmp_path, port, **kw)
+    health = Health(tmp_path / "health.json", cfg.device.device_id)
+    return cfg, Outbox.for_config(cfg, health), health
+
+
+def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                          relay_config: Any) -> None:
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, media_chunk_kb=4)
+    consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
+    sent = []
+    for i in range(15):
+        ev, files = make_event(tmp_path, i, {"face.jpg": 3000, "clip.mp4": 20_000})  # clip: 5 chunks of 4 KiB
+        outbox.add(ev, files)
+        sent.append(ev)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(20), outbox.stats()
+        assert consumer.order == [e.event_id for e in sent]
+        for ev in sent:
+            stored = consumer.events[ev.event_id]
+            assert stored.event == ev
+            for ref in ev.media:
+                assert len(stored.media[ref.name]) == ref.size
+            assert outbox.state_of(ev.event_id) is EventState.acked
+        assert consumer.corrupt_chunks == 0
+        _wait(lambda: consumer.statuses.get(cfg.device.device_id) == "online", 5)
+        assert consumer.statuses[cfg.device.device_id] == "online"
+        assert _wait(lambda: bool(consumer.heartbeats), 5)
+        hb = consumer.heartbeats[-1]
+        assert hb.device_id == cfg.device.device_id and hb.queue_depth >= 0
+        _wait(lambda: health.snapshot()["components"]["relay"].get("queue_depth") == 0, 3)
+        comp = health.snapshot()["components"]["relay"]
+        assert comp["status"] == "up" and comp["connected"] is True and comp["queue_depth"] == 0
+    finally:
+        relay.stop()
+    assert _wait(lambda: consumer.statuses.get(cfg.device.device_id) == "offline", 5)
+    consumer.stop()
+
+
+def test_events_added_while_broker_is_down_are_all_delivered_in_order_after_it_returns(
+        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
+    consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_connected(10)
+        first = [make_event(tmp_path, i) for i in range(5)]
+        for ev, f in first:
+            outbox.add(ev, f)
+        assert relay.wait_drained(15)
+        broker.stop()  # graceful: the consumer's persistent session is saved
+        assert _wait(lambda: not relay.connected, 10)
+        assert _wait(lambda: health.snapshot()["components"]["relay"]["status"] == "down", 5)
+        during = [make_event(tmp_path, 5 + i) for i in range(20)]
+        for ev, f in during:
+            outbox.add(ev, f)
+        time.sleep(0.5)
+        assert outbox.stats().pending == 20
+        assert health.snapshot()["components"]["relay"]["queue_depth"] >= 20 or _wait(
+            lambda: health.snapshot()["components"]["relay"]["queue_depth"] >= 20, 3)
+        broker.start()
+        assert relay.wait_drained(30), outbox.stats()
+        assert consumer.order == [e.event_id for e, _ in first + during]
+    finally:
+        relay.stop()
+        consumer.stop()
+
+
+def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_media(
+        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    """Central acks 'stored' but lacks face.jpg: the edge re-sends it, and acks complete next time."""
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
+    ev, files = make_event(tmp_path, 0, {"face.jpg": 1000, "ctx.jpg": 500})
+    outbox.add(ev, files)
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    seen: list[str] = []
+    central = paho.Client(CallbackAPIVersion.VERSION2, client_id="t-central")
+    ack_topic = P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id)
+
+    def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
+        t = P.parse_topic(msg.topic)
+        if t.kind is P.TopicKind.media:
+            seen.append(t.name or "")
+        elif t.kind is P.TopicKind.event:
+            first = seen.count("face.jpg") == 1
+            ack = P.Ack(event_id=ev.event_id, status="stored", media_complete=not first, missing_media=["face.jpg"] if first else [])
+            c.publish(ack_topic, P.encode_ack(ack), qos=1)
+
+    central.on_message = on_message
+    central.connect("127.0.0.1", broker.port)
+    central.subscribe(P.central_filters()[P.TopicKind.media], 1)
+    central.subscribe(P.central_filters()[P.TopicKind.event], 1)
+    central.loop_start()
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(15)
+        assert sorted(seen) == ["ctx.jpg", "face.jpg", "face.jpg"]
+        assert outbox.state_of(ev.event_id) is EventState.acked
+        assert relay.stats_acks.get("resend") == 1 and relay.stats_acks.get("acked") == 1
+    finally:
+        relay.stop()
+        central.loop_stop()
+        central.disconnect()
+
+
+def test_rejected_event_is_kept_and_raises_an_alarm(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
+    ev, files = make_event(tmp_path, 0, {})
+    outbox.add(ev, files)
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    central = paho.Client(CallbackAPIVersion.VERSION2, client_id="t-central-rej")
+    central.on_message = lambda c, u, m: c.publish(P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id),
+                                                   P.encode_ack(P.Ack(event_id=ev.event_id, status="rejected", reason="unknown point")), qos=1)
+    central.connect("127.0.0.1", broker.port)
+    central.subscribe(P.central_filters()[P.TopicKind.event], 1)
+    central.loop_start()
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(15)
+        assert outbox.state_of(ev.event_id) is EventState.rejected
+        assert "unknown point" in health.snapshot()["alarms"]["relay_rejected"]
+    finally:
+        relay.stop()
+        central.loop_stop()
+        central.disconnect()
+
+
+def test_published_but_never_acked_events_are_sent_again_after_ack_timeout(
+        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    """The broker PUBACKed, but central never answered (e.g. the broker lost it): re-send."""
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, outbox={"ack_timeout_s": 1})
+    consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-noack", ack=False).start()
+    ev, files = make_event(tmp_path, 0)
+    outbox.add(ev, files)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(10, until="published")
+        assert _wait(lambda: consumer.deliveries >= 2, 10), consumer.deliveries
+        assert outbox.state_of(ev.event_id) in (EventState.published, EventState.pending)
+        assert len(consumer.events) == 1 and consumer.duplicates >= 1  # duplicates are harmless
+        consumer.ack_enabled = True
+        assert relay.wait_drained(10)
+    finally:
+        relay.stop()
+        consumer.stop()
+
+
+def test_mqtt_311_works_and_password_comes_from_a_credential_file(
+        tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pw = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "s3cret-dev"], check=True, capture_output=True)
+    pw.chmod(0o600)
+    b = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ANQI_MQTT_PASSWORD").write_text("s3cret-dev\n")
+    monkeypatch.delenv("ANQI_MQTT_PASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg, outbox, health = _setup(tmp_path, b.port, relay_config, protocol="3.1.1", username="anqi-dev-0001", password_env="ANQI_MQTT_PASSWORD")
+    ev, files = make_event(tmp_path, 0)
+    outbox.add(ev, files)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(10, until="published")
+    finally:
+        relay.stop()
+
+
+def test_wrong_password_keeps_everything_and_says_why(tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pw = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "right"], check=True, capture_output=True)
+    b = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
+    monkeypatch.setenv("ANQI_TEST_PW", "wrong")
+    cfg, outbox, health = _setup(tmp_path, b.port, relay_config, username="anqi-dev-0001", password_env="ANQI_TEST_PW")
+    ev, files = make_event(tmp_path, 0)
+    outbox.add(ev, files)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert _wait(lambda: "refused" in health.snapshot()["components"].get("relay", {}).get("detail", ""), 10)
+        assert not relay.connected and outbox.stats().pending == 1
+    finally:
+        relay.stop(flush_timeout_s=0)
+
+
+def test_missing_password_env_is_a_clear_config_error(tmp_path: Path, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANQI_NOPE", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = relay_config(tmp_path, 1, username="u", password_env="ANQI_NOPE")
+    with pytest.raises(RelayConfigError, match="relay.mqtt.password_env: environment variable ANQI_NOPE is not set"):
+        MqttRelay(cfg, Outbox.for_config(cfg), None)
+
+
+def test_connect_or_start_local_starts_a_development_broker(tmp_path: Path, relay_config: Any, make_event: Any) -> None:
+    cfg = relay_config(tmp_path, 1883, host=None)
+    local, b = connect_or_start_local(cfg)
+    assert b is not None and local.relay.mqtt.host == "127.0.0.1" and local.relay.mqtt.port == b.port != 1883
+    assert cfg.relay.mqtt.host is None  # the caller's config is not changed
+    try:
+        outbox = Outbox.for_config(local)
+        ev, files = make_event(tmp_path, 0)
+        outbox.add(ev, files)
+        with MqttRelay(local, outbox) as relay:
+            assert relay.wait_drained(10, until="published")
+    finally:
+        b.close()
+    same, none = connect_or_start_local(relay_config(tmp_path, 1884))
+    assert none is None and same.relay.mqtt.port == 1884
+
+
+PUBLISHER = r"""
+import sys, time, json, pathlib
+sys.path.insert(0, sys.argv[1])
+from edge.config import parse_config
+from edge.relay import MqttRelay, Outbox
+cfg = parse_config(json.loads(sys.argv[2]), "child", pathlib.Path(sys.argv[3]))
+outbox = Outbox.for_config(cfg)
+relay = MqttRelay(cfg, outbox).start()
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_publisher_restarts_and_resends_everything_not_acknowledged(
+        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    """kill -9 the publishing process mid-stream; a new process on the same outbox finishes the job."""
+    cfg, outbox, _ = _setup(tmp_path, broker.port, relay_config, max_inflight=5, media_chunk_kb=4)
+    consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
+    sent = []
+    for i in range(150):
+        ev, files = make_event(tmp_path, i, {"face.jpg": 6000, "clip.mp4": 12_000})
+        outbox.add(ev, files)
+        sent.append(ev.event_id)
+    data = json.loads(cfg.model_dump_json(exclude={"base_dir"}))
+    args = [sys.executable, "-c", PUBLISHER, str(ROOT), json.dumps(data), str(tmp_path)]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"started"
+        assert _wait(lambda: len(consumer.events) >= 10, 20), child.stderr.read() if child.poll() is not None else ""  # type: ignore[union-attr]
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        at_kill = len(consumer.events)
+        assert at_kill < len(sent), "the kill came too late to prove anything"
+        st = outbox.stats()
+        assert st.acked < len(sent)
+        child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert consumer.wait_for(len(sent), 60), (len(consumer.events), outbox.stats())
+        assert outbox.wait_until("acked", 20), outbox.stats()
+        assert set(consumer.events) == set(sent)
+        assert consumer.order == sorted(consumer.order, key=sent.index)  # first deliveries in insertion order
+    finally:
+        child.kill()
+        child.wait()
+        consumer.stop()
