@@ -130,6 +130,10 @@ class FrameSource:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    def _redact(self, text: str) -> str:
+        """FFmpeg's messages quote the URL: never let its password through."""
+        return text.replace(self.uri, self.display_uri) if self.uri != self.display_uri else text
+
     def backoff_s(self, failures: int) -> float:
         """Wait before attempt ``failures + 1``: initial, doubling, capped at ``reconnect_max_s``."""
         return min(self.cfg.reconnect_initial_s * (2.0 ** max(0, failures - 1)), self.cfg.reconnect_max_s)
@@ -166,9 +170,9 @@ class FrameSource:
                     if self._stop.is_set():
                         break
             except SourceError as e:
-                error = str(e)
+                error = self._redact(str(e))
             except Exception as e:  # PyAV / OpenCV / OS errors: the source failed, the loop lives on
-                error = f"{type(e).__name__}: {e}"
+                error = self._redact(f"{type(e).__name__}: {e}")
             if self._stop.is_set():
                 break
             if error is None:
@@ -343,7 +347,7 @@ class FrameSource:
                 self.stats.corrupt_skipped += 1
                 if corrupt_in_session <= 3 or corrupt_in_session % _CORRUPT_LOG_EVERY == 0:
                     log(logger, "source_corrupt_packet", level=logging.WARNING, uri=self.display_uri,
-                        pts_s=round(info.to_seconds(int(pts)), 3), error=str(e), skipped=self.stats.corrupt_skipped)
+                        pts_s=round(info.to_seconds(int(pts)), 3), error=self._redact(str(e)), skipped=self.stats.corrupt_skipped)
                 continue
             for vf in decoded:
                 yield from emit(vf)
@@ -352,7 +356,11 @@ class FrameSource:
             for vf in cc.decode(None):
                 yield from emit(vf)
         except av.FFmpegError as e:
-            log(logger, "source_flush_failed", level=logging.WARNING, error=str(e))
+            log(logger, "source_flush_failed", level=logging.WARNING, error=self._redact(str(e)))
+        expected = int(vstream.frames or 0)
+        if file_mode and expected and self.stats.frames < expected - 1:
+            log(logger, "source_file_short", level=logging.WARNING, uri=self.display_uri,
+                frames=self.stats.frames, expected=expected, corrupt_skipped=self.stats.corrupt_skipped)
 
     # ------------------------------------------------------------------ OpenCV: V4L2 and GStreamer
     def _cv_session(self) -> Iterator[Frame]:

@@ -13,6 +13,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,8 @@ from edge.paths import shared_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import av.container
+
+    from edge.source.frame import Frame
 
 
 def default_video() -> Path:
@@ -52,6 +55,7 @@ def make_test_clip(
     bframes: int = 0,
     bit_rate: int = 4_000_000,
     seconds: float | None = None,
+    loops: int = 1,
     preset: str = "veryfast",
 ) -> Path:
     """Write (once; cached) an H.264 MP4 made from ``source`` and return its path.
@@ -63,26 +67,24 @@ def make_test_clip(
         gop: frames per keyframe group (50 = one keyframe every 2 s at 25 fps).
         bframes: B-frames between references (0 like most cameras).
         bit_rate: target bits per second (a 1080p camera main stream: 2-8 Mbit/s).
-        seconds: stop after this much video (default: the whole source).
+        seconds: stop after this much video (default: the whole source, ``loops`` times).
+        loops: play the source this many times in a row (a longer clip for window tests).
     """
     import av
-    import cv2
 
     src = Path(source) if source else default_video()
     if not src.is_file():
         raise FileNotFoundError(f"test clip source not found: {src} (expected ../shared beside the checkout, or set ANQI_SHARED)")
     st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}|s{seconds}|{preset}|v1"
+    key = f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}|s{seconds}|l{loops}|{preset}|v1"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    out_path = Path(path) if path else cache_dir() / f"{src.stem}-{width}x{height}-{fps}fps-g{gop}-b{bframes}-{digest}.mp4"
+    out_path = Path(path) if path else cache_dir() / f"{src.stem}-{width}x{height}-{fps}fps-g{gop}-b{bframes}-x{loops}-{digest}.mp4"
     if out_path.is_file() and out_path.stat().st_size > 0:
         return out_path
     out_path.parent.mkdir(parents=True, exist_ok=True)
     part = out_path.with_name(f"{out_path.name}.{os.getpid()}.part")
     try:
-        with av.open(str(src)) as inp, av.open(str(part), "w", format="mp4") as out:
-            istream = inp.streams.video[0]
-            istream.thread_type = "AUTO"
+        with av.open(str(part), "w", format="mp4") as out:
             ostream = out.add_stream("libx264", rate=fps)
             ostream.width, ostream.height, ostream.pix_fmt = width, height, "yuv420p"
             ostream.bit_rate = bit_rate
@@ -97,9 +99,7 @@ def make_test_clip(
             tb = Fraction(1, fps)
             n_out = 0
             last_img = None
-            for vf in inp.decode(istream):
-                t = float(vf.pts * vf.time_base) if vf.pts is not None else n_out / fps
-                img = vf.to_ndarray(format="bgr24")
+            for t, img in _source_images(src, loops):
                 # emit every output frame whose time has come (nearest earlier source frame)
                 while last_img is not None and n_out / fps < t - 1e-9:
                     n_out = _encode(ostream, out, last_img, n_out, tb, width, height)
@@ -118,6 +118,24 @@ def make_test_clip(
     return out_path
 
 
+def _source_images(src: Path, loops: int) -> Iterator[tuple[float, np.ndarray]]:
+    """(time s, BGR image) of every frame of ``src``, played ``loops`` times back to back."""
+    import av
+
+    offset = 0.0
+    for _ in range(max(1, loops)):
+        end = offset
+        with av.open(str(src)) as inp:
+            istream = inp.streams.video[0]
+            istream.thread_type = "AUTO"
+            step = 1.0 / float(istream.average_rate or 25)
+            for i, vf in enumerate(inp.decode(istream)):
+                t = float(vf.pts * vf.time_base) if vf.pts is not None else i * step
+                end = offset + t + step
+                yield offset + t, vf.to_ndarray(format="bgr24")
+        offset = end
+
+
 def _encode(ostream: Any, out: "av.container.OutputContainer", img: np.ndarray, n: int, tb: Fraction, width: int, height: int) -> int:
     import av
     import cv2
@@ -130,3 +148,31 @@ def _encode(ostream: Any, out: "av.container.OutputContainer", img: np.ndarray, 
     for pkt in ostream.encode(frame):
         out.mux(pkt)
     return n + 1
+
+
+def raw_frames(path: Path, *, limit: int | None = None, session: int = 1) -> Iterator["Frame"]:
+    """The frames of a video file as a raw camera (V4L2 / GStreamer) delivers them: decoded BGR
+    images, no encoded packets (``RAW_CODEC``), stream time from the file; for the JPEG path of the
+    ring buffer in tests and benchmarks."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    import av
+
+    from edge.source.frame import RAW_CODEC, Frame, StreamInfo
+
+    utc0 = datetime.now(timezone.utc)
+    with av.open(str(path)) as inp:
+        vs = inp.streams.video[0]
+        vs.thread_type = "AUTO"
+        fps = float(vs.average_rate or 25)
+        info = StreamInfo(session=session, codec=RAW_CODEC, width=vs.codec_context.width, height=vs.codec_context.height,
+                          time_base=Fraction(1, 90000), fps=fps)
+        for i, vf in enumerate(inp.decode(vs)):
+            if limit is not None and i >= limit:
+                return
+            img = vf.to_ndarray(format="bgr24")
+            img.flags.writeable = False
+            pts_s = float(vf.pts * vf.time_base) if vf.pts is not None else i / fps
+            yield Frame(image=img, index=i, pts_s=pts_s, mono=time.monotonic(), utc=utc0 + timedelta(seconds=pts_s),
+                        stream=info, keyframe=True)

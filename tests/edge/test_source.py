@@ -1,0 +1,355 @@
+"""Capture (stage 1): real video from ../shared demuxed with PyAV, real FFmpeg network streams
+that drop and come back, corrupt and truncated files, missing devices."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edge.config import ConfigError, parse_config
+from edge.config.source import SourceConfig
+from edge.health import Health
+from edge.logs import LogfmtFormatter
+from edge.relay.localbroker import free_port
+from edge.source import DetectQueue, DetectSampler, Frame, FrameSource, check_config, guess_kind, redact_uri
+from edge.source.testclips import default_video
+
+VIDEO = default_video()
+pytestmark = pytest.mark.skipif(not VIDEO.is_file(), reason=f"needs {VIDEO}")
+
+
+def source(uri: str | Path, tmp_path: Path, **kw: object) -> tuple[FrameSource, Health]:
+    health = Health(tmp_path / "health.json", "test")
+    cfg = SourceConfig(uri=str(uri), **{"reconnect_initial_s": 0.02, "reconnect_max_s": 0.1, **kw})  # type: ignore[arg-type]
+    return FrameSource(cfg, health=health), health
+
+
+def camera(health: Health) -> dict[str, object]:
+    return health.snapshot()["components"]["camera"]
+
+
+def demuxed_packets(path: Path) -> list[tuple[int, int, bytes]]:
+    with av.open(str(path)) as c:
+        return [(int(p.pts), int(p.dts), bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
+
+
+def remux(src: Path, dst: Path, mutate: Callable[[int, av.Packet], av.Packet | None] | None = None,
+          options: dict[str, str] | None = None) -> Path:
+    """Copy ``src``'s video packets into ``dst`` (MP4), letting ``mutate`` replace some."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4", options=options or {}) as o:
+        s = i.streams.video[0]
+        os_ = o.add_stream_from_template(s)
+        n = 0
+        for p in i.demux(s):
+            if not p.size:
+                continue
+            q = (mutate(n, p) if mutate else None) or p
+            q.stream = os_
+            o.mux(q)
+            n += 1
+    return dst
+
+
+# ---------------------------------------------------------------------------- uri forms
+@pytest.mark.parametrize(
+    ("uri", "kind"),
+    [
+        ("rtsp://192.0.2.10:554/stream1", "rtsp"),
+        ("rtsp://admin:pw@cam/ch1", "rtsp"),
+        ("http://cam.local/video.ts", "rtsp"),
+        ("tcp://127.0.0.1:9000", "rtsp"),
+        ("/dev/video0", "v4l2"),
+        ("0", "v4l2"),
+        ("nvarguscamerasrc ! video/x-raw(memory:NVMM) ! nvvidconv ! appsink", "gstreamer"),
+        ("libcamerasrc ! videoconvert ! appsink", "gstreamer"),
+        ("../shared/video/bikelane-cyclists.mp4", "file"),
+        ("file:///data/clip.mp4", "file"),
+        ("C:clip.mp4", "file"),
+    ],
+)
+def test_kind_is_guessed_from_the_uri_form(uri: str, kind: str) -> None:
+    assert guess_kind(uri) == kind
+
+
+def test_credentials_never_reach_logs_or_health(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert redact_uri("rtsp://admin:s3cret@10.0.0.2:554/x") == "rtsp://admin:***@10.0.0.2:554/x"
+    src, health = source(f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/x", tmp_path, reconnect_attempts=1, open_timeout_s=1)
+    with caplog.at_level(logging.INFO, logger="edge.source"):
+        assert list(src.frames()) == []
+    lines = "\n".join(LogfmtFormatter().format(r) for r in caplog.records)
+    assert "source_gave_up" in lines and "s3cret" not in lines
+    assert "s3cret" not in str(health.snapshot())
+    assert "admin:***@" in str(health.snapshot())
+
+
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        ({"reconnect_initial_s": 5, "reconnect_max_s": 1}, "reconnect_max_s must be >="),
+        ({"detect_fps": 0}, "source.detect_fps"),
+        ({"kind": "webcam"}, "source.kind"),
+        ({"reconnect_attempts": -1}, "source.reconnect_attempts"),
+        ({"rtsp_transport": "http"}, "source.rtsp_transport"),
+        ({"urii": "x.mp4"}, "source.urii: unknown key"),
+    ],
+)
+def test_bad_source_config_names_the_key(section: dict[str, object], error: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({"source": section})
+    assert error in str(e.value)
+
+
+def test_empty_uri_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="source.uri"):
+        FrameSource(SourceConfig(uri=""))
+    with pytest.raises(ValidationError):
+        SourceConfig(uri="x", capture_fps=-1)
+
+
+def test_validate_reports_missing_file_and_device(tmp_path: Path) -> None:
+    assert check_config(parse_config({"source": {"uri": str(VIDEO)}})) == []
+    assert "file not found" in check_config(parse_config({"source": {"uri": "nope.mp4"}}, base_dir=tmp_path))[0]
+    assert "no such device" in check_config(parse_config({"source": {"uri": "/dev/video97"}}))[0]
+
+
+# ---------------------------------------------------------------------------- files
+def test_file_delivers_every_frame_and_every_packet_once(tmp_path: Path) -> None:
+    src, health = source(VIDEO, tmp_path)
+    frames = list(src.frames())
+    with av.open(str(VIDEO)) as c:
+        n_expected = c.streams.video[0].frames
+    assert len(frames) == n_expected == 238
+    assert [f.index for f in frames] == list(range(len(frames)))
+    pts = np.array([f.pts_s for f in frames])
+    assert pts[0] == 0.0 and np.all(np.diff(pts) > 0)
+    np.testing.assert_allclose(np.diff(pts), 1 / 30, atol=1e-6)
+    assert all(f.image.shape == (360, 640, 3) and f.image.dtype == np.uint8 and not f.image.flags.writeable for f in frames)
+    monos = [f.mono for f in frames]
+    assert monos == sorted(monos)
+    # utc follows stream time for files, and is timezone-aware
+    assert frames[0].utc.tzinfo is not None
+    assert abs((frames[-1].utc - frames[0].utc).total_seconds() - pts[-1]) < 1e-3
+    # the buffer sees exactly the demuxed packets, in decode order, once
+    got = [(p.pts, p.dts, p.data) for f in frames for p in f.packets]
+    assert got == demuxed_packets(VIDEO)
+    keys = [p for f in frames for p in f.packets if p.keyframe]
+    assert len(keys) == 8 and keys[0].stream.template is not None
+    assert src.stats.state == "ended" and camera(health)["status"] == "off"
+
+
+def test_realtime_paces_a_file_at_its_own_rate(tmp_path: Path) -> None:
+    src, _ = source(VIDEO, tmp_path, realtime=True)
+    t0 = time.monotonic()
+    frames = []
+    for f in src.frames():
+        frames.append(f)
+        if len(frames) == 16:
+            break
+    elapsed = time.monotonic() - t0
+    span = frames[-1].pts_s - frames[0].pts_s  # 0.5 s of video
+    assert elapsed >= 0.9 * span
+    assert frames[-1].mono - frames[0].mono >= 0.9 * span
+
+
+def test_corrupt_packet_is_skipped_and_capture_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def garble(n: int, p: av.Packet) -> av.Packet | None:
+        if n != 100:
+            return None
+        data = bytearray(bytes(p))
+        data[0:4] = (0x7FFFFFFF).to_bytes(4, "big")  # an impossible NAL unit length
+        q = av.Packet(bytes(data))
+        q.pts, q.dts, q.duration, q.time_base, q.is_keyframe = p.pts, p.dts, p.duration, p.time_base, p.is_keyframe
+        return q
+
+    bad = remux(VIDEO, tmp_path / "corrupt.mp4", garble)
+    src, health = source(bad, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="edge.source"):
+        frames = list(src.frames())
+    assert src.stats.corrupt_skipped == 1
+    assert 230 <= len(frames) < 238  # the broken frame (and what referenced it) is gone, the rest arrives
+    assert frames[-1].pts_s == pytest.approx(237 / 30)
+    assert "source_corrupt_packet" in caplog.text
+    # the ring buffer still gets every packet, the corrupt one included (a faithful copy of the stream)
+    assert sum(len(f.packets) for f in frames) == 238
+    assert src.stats.state == "ended"
+
+
+def test_truncated_file_delivers_what_is_there(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fast = remux(VIDEO, tmp_path / "fast.mp4", options={"movflags": "faststart"})
+    data = fast.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    src, _ = source(cut, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="edge.source"):
+        frames = list(src.frames())
+    assert 80 < len(frames) < 140
+    assert "source_file_short" in caplog.text
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\x00\x00\x00\x18ftypmp42 not a video at all"])
+def test_unreadable_file_is_retried_then_reported_down(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "camera.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    states: list[tuple[str, str]] = []
+    src, health = source(path, tmp_path, reconnect_attempts=2)
+    src.on_state = lambda s, d: states.append((s, d))
+    assert list(src.frames()) == []
+    assert src.stats.failures_in_row == 3 and src.stats.reconnects == 2
+    comp = camera(health)
+    assert comp["status"] == "down" and "gave up after 2" in str(comp["detail"])
+    assert [s for s, _ in states] == ["down"]  # starting -> down (once, not per retry)
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    src = FrameSource(SourceConfig(uri="x.mp4", reconnect_initial_s=0.5, reconnect_max_s=3))
+    assert [src.backoff_s(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+# ---------------------------------------------------------------------------- devices
+def test_missing_v4l2_device_is_down_not_a_crash(tmp_path: Path) -> None:
+    src, health = source("/dev/video97", tmp_path, reconnect_attempts=1)
+    assert list(src.frames()) == []
+    assert "no such device: /dev/video97" in str(camera(health)["detail"])
+
+
+def test_gstreamer_pipeline_without_gstreamer_says_so(tmp_path: Path) -> None:
+    import cv2
+
+    if "GStreamer:                   YES" in cv2.getBuildInformation():
+        pytest.skip("this OpenCV has GStreamer")
+    src, health = source("videotestsrc num-buffers=5 ! videoconvert ! appsink", tmp_path, reconnect_attempts=0)
+    assert list(src.frames()) == []
+    assert "GStreamer" in str(camera(health)["detail"])
+
+
+# ---------------------------------------------------------------------------- network streams
+class StreamServer:
+    """FFmpeg serving the shared clip as MPEG-TS over TCP in real time (one client, like a camera)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "StreamServer":
+        ffmpeg = shutil.which("ffmpeg")
+        assert ffmpeg, "ffmpeg (Debian package) is needed"
+        self.proc = subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(VIDEO),
+             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # wait until it listens (connect-probing would take the one client slot)
+            if f":{self.port:04X} " in Path("/proc/net/tcp").read_text():
+                return self
+            time.sleep(0.02)
+        raise TimeoutError("ffmpeg did not listen")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path) -> None:
+    port = free_port()
+    server = StreamServer(port).start()
+    src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.2,
+                         open_timeout_s=2, read_timeout_s=2)
+    frames: list[Frame] = []
+    statuses: list[str] = []
+    src.on_state = lambda s, d: statuses.append(s)
+    restarted = threading.Event()
+
+    def capture() -> None:
+        for f in src.frames():
+            frames.append(f)
+            if restarted.is_set() and f.session >= 2 and sum(1 for g in frames if g.session >= 2) >= 15:
+                src.stop()
+
+    t = threading.Thread(target=capture)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(frames) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(frames) >= 20, "no frames from the stream"
+        server.stop()  # the camera disappears mid-stream
+        while camera(health)["status"] != "down" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert camera(health)["status"] == "down"
+        time.sleep(0.5)  # a few refused reconnects
+        failures = src.stats.failures_in_row
+        assert failures >= 2
+        server = StreamServer(port).start()
+        restarted.set()
+        t.join(timeout=20)
+    finally:
+        src.stop()
+        server.stop()
+        t.join(timeout=5)
+    assert not t.is_alive()
+    assert statuses[:3] == ["up", "down", "up"]
+    assert src.stats.reconnects >= 2
+    pts = [f.pts_s for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])), "stream time keeps increasing across the reconnect"
+    assert {f.session for f in frames} == {1, 2}
+    assert [f.index for f in frames] == list(range(len(frames)))
+    second = [f for f in frames if f.session == 2]
+    assert second[0].packets and any(p.keyframe for f in second for p in f.packets)
+
+
+def test_unreachable_url_retries_with_backoff_until_stopped(tmp_path: Path) -> None:
+    src, health = source(f"rtsp://127.0.0.1:{free_port()}/stream1", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.1,
+                         open_timeout_s=1)
+    assert src.max_attempts is None  # cameras: forever
+    t = threading.Thread(target=lambda: list(src.frames()))
+    t.start()
+    time.sleep(0.6)
+    src.stop()
+    t.join(timeout=5)
+    assert not t.is_alive()
+    assert src.stats.reconnects >= 3
+    assert src.stats.state == "stopped"
+
+
+# ---------------------------------------------------------------------------- detection hand-over
+def test_sampler_picks_detect_fps_on_stream_time(tmp_path: Path) -> None:
+    src, _ = source(VIDEO, tmp_path)
+    frames = list(src.frames())
+    sampler = DetectSampler(8.0)
+    picked = [f for f in frames if sampler.want(f)]
+    span = frames[-1].pts_s - frames[0].pts_s
+    assert 7.0 * span <= len(picked) <= 8.6 * span + 1
+    gaps = np.diff([f.pts_s for f in picked])
+    assert gaps.max() <= 1 / 8 + 1 / 30 + 1e-9
+
+
+def test_detect_queue_drops_the_oldest_and_never_blocks(tmp_path: Path) -> None:
+    src, _ = source(VIDEO, tmp_path)
+    q = DetectQueue(2)
+    frames = []
+    for f in src.frames():
+        frames.append(f)
+        q.put(f)
+        if len(frames) == 5:
+            break
+    assert len(q) == 2 and q.dropped == 3
+    assert q.get(0.1) is frames[3] and q.get(0.1) is frames[4]
+    assert q.get(0.05) is None
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(q.get(5)))
+    waiter.start()
+    q.close()
+    waiter.join(2)
+    assert got == [None]
