@@ -132,8 +132,8 @@ class CentralStore:
             point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
             match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
             media_expected=rec.media_expected, body=rec.body, received_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["event_id"]))
-        return bool(res.rowcount)
+        ).on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.event_id))
+        return res.first() is not None
 
     def add_violations(self, recs: Sequence[ViolationRecord]) -> int:
         """Bulk ingest in one transaction; returns how many were new."""

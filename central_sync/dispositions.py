@@ -1,0 +1,282 @@
+"""Dispositions (table 2, clause 8.3 a–c): tasks for the external systems, and their outcomes.
+
+* :func:`plan_tasks` (pure): which tasks a tier change calls for.
+
+  - occasional -> SMS reminder, voice reminder, case-study link;
+  - frequent -> education by employer (when the person has one) or by village/community, a
+    grid-worker home visit, and a party-pioneer-index deduction when the person is a party member;
+  - repeat -> public notice by employer/community and a civilisation-credit deduction.
+
+  Tasks are made only when the tier *rises* (none -> occasional -> frequent -> repeat); a tier
+  that falls as windows slide is recorded but calls for nothing. One task per person per tier
+  change: the ``(tier_change_id, kind)`` pair is unique in the store, so a redelivered event or a
+  second consumer cannot make a duplicate storm.
+* :class:`DispositionDesk`: records tier changes and tasks, publishes them on
+  ``{prefix}/central/tasks/{kind}`` (QoS 1) and optionally POSTs them to a webhook; records the
+  outcomes fed back on ``{prefix}/central/feedback`` so every case closes. A task carried out as
+  education (or fine) becomes a :class:`~central_sync.storage.models.Disposition` of that kind,
+  which is what makes a later violation "repeat".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Callable
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+
+from central_sync.config import CentralConfig, read_secret
+from central_sync.storage.models import Disposition, Feedback, Person, Task, TierChange, utcnow
+from central_sync.storage.store import CentralStore
+from central_sync.tiers import OffenderTier, TierAssessment
+from edge.logs import log
+
+logger = logging.getLogger("anqi.central.dispositions")
+
+
+class TaskKind(str, Enum):
+    sms_reminder = "sms_reminder"
+    voice_reminder = "voice_reminder"
+    case_study_link = "case_study_link"
+    education_by_employer = "education_by_employer"
+    education_by_community = "education_by_community"
+    party_index_deduction = "party_index_deduction"
+    home_visit = "home_visit"
+    public_notice = "public_notice"
+    credit_deduction = "credit_deduction"
+
+
+class DispositionKind(str, Enum):
+    """What was carried out. Only ``education`` and ``fine`` count for the repeat tier."""
+
+    sms_reminder = "sms_reminder"
+    voice_reminder = "voice_reminder"
+    case_study_link = "case_study_link"
+    education = "education"
+    fine = "fine"
+    party_index_deduction = "party_index_deduction"
+    home_visit = "home_visit"
+    public_notice = "public_notice"
+    credit_deduction = "credit_deduction"
+
+
+#: the disposition a task records when it is done (feedback may say ``fine`` for an education task)
+DISPOSITION_OF_TASK: dict[TaskKind, DispositionKind] = {
+    TaskKind.sms_reminder: DispositionKind.sms_reminder,
+    TaskKind.voice_reminder: DispositionKind.voice_reminder,
+    TaskKind.case_study_link: DispositionKind.case_study_link,
+    TaskKind.education_by_employer: DispositionKind.education,
+    TaskKind.education_by_community: DispositionKind.education,
+    TaskKind.party_index_deduction: DispositionKind.party_index_deduction,
+    TaskKind.home_visit: DispositionKind.home_visit,
+    TaskKind.public_notice: DispositionKind.public_notice,
+    TaskKind.credit_deduction: DispositionKind.credit_deduction,
+}
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """What task planning needs to know about the person (from the gallery, if enrolled)."""
+
+    person_id: str
+    employer: str | None = None
+    community: str | None = None
+    party_member: bool = False
+
+
+def plan_tasks(person: PersonFacts, old: OffenderTier, new: OffenderTier) -> list[TaskKind]:
+    """Tasks a change from ``old`` to ``new`` calls for (empty unless the tier rises)."""
+    if new.rank <= old.rank:
+        return []
+    if new is OffenderTier.occasional:
+        return [TaskKind.sms_reminder, TaskKind.voice_reminder, TaskKind.case_study_link]
+    if new is OffenderTier.frequent:
+        tasks = [TaskKind.education_by_employer if person.employer else TaskKind.education_by_community]
+        if person.party_member:
+            tasks.append(TaskKind.party_index_deduction)
+        tasks.append(TaskKind.home_visit)
+        return tasks
+    if new is OffenderTier.repeat:
+        return [TaskKind.public_notice, TaskKind.credit_deduction]
+    return []
+
+
+class TaskFeedback(BaseModel):
+    """An outcome fed back by the external system on ``.../central/feedback``."""
+
+    model_config = ConfigDict(extra="ignore")
+    task_id: uuid.UUID
+    status: str = Field(..., pattern=r"^(done|failed|cancelled)$")
+    time: AwareDatetime
+    feedback_id: str | None = Field(None, max_length=64, description="Idempotency key; default: digest of task, status and time.")
+    disposition: DispositionKind | None = Field(None, description="What was carried out, when it differs from the task (e.g. fine).")
+    note: str | None = Field(None, max_length=500)
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    topic: str
+    payload: dict[str, Any]
+
+
+Publish = Callable[[str, bytes], bool]
+
+
+class DispositionDesk:
+    """Tier changes -> tasks -> MQTT (+ webhook); feedback -> closed tasks + recorded dispositions."""
+
+    def __init__(self, cfg: CentralConfig, store: CentralStore, publish: Publish | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.publish = publish
+        self.prefix = cfg.mqtt.topic_prefix.strip("/")
+        self._webhook_q: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
+        self._webhook_thread: threading.Thread | None = None
+        self.changes = 0
+
+    # ------------------------------------------------------------ tier changes
+    def apply_assessment(self, a: TierAssessment, event_id: str | None = None) -> list[TaskMessage]:
+        """Record the person's tier; on a rise, create the tasks (once) and publish them."""
+        msgs: list[TaskMessage] = []
+        with self.store.session() as s:
+            p = s.execute(select(Person).where(Person.person_id == a.person_id).with_for_update()).scalar_one_or_none()
+            if p is None:
+                return []
+            old = OffenderTier(p.tier)
+            if old is a.tier:
+                return []
+            change = TierChange(person_id=p.person_id, from_tier=old.value, to_tier=a.tier.value, at=a.at, event_id=event_id)
+            s.add(change)
+            self.changes += 1
+            p.tier, p.tier_at = a.tier.value, a.at
+            s.flush()
+            facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
+            for kind in plan_tasks(facts, old, a.tier):
+                task = Task(task_id=str(uuid.uuid4()), tier_change_id=change.id, person_id=p.person_id, tier=a.tier.value,
+                            kind=kind.value, status="open", created_at=utcnow())
+                task.payload = self._payload(task, p, a)
+                s.add(task)
+                msgs.append(TaskMessage(self.task_topic(kind), task.payload))
+            log(logger, "tier_changed", person=p.person_id, old=old.value, new=a.tier.value, tasks=len(msgs),
+                n7=a.count_7d, n30=a.count_30d, n365=a.count_365d)
+        for m in msgs:
+            self._send(m)
+        return msgs
+
+    def task_topic(self, kind: TaskKind | str) -> str:
+        return f"{self.prefix}/central/tasks/{TaskKind(kind).value}"
+
+    @property
+    def feedback_topic(self) -> str:
+        return f"{self.prefix}/central/feedback"
+
+    def _payload(self, task: Task, p: Person, a: TierAssessment) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "v": 1, "task_id": task.task_id, "kind": task.kind, "tier": a.tier.value, "person_id": p.person_id,
+            "name": p.name, "community": p.community, "employer": p.employer, "phone": p.phone,
+            "counts": {"7d": a.count_7d, "30d": a.count_30d, "365d": a.count_365d},
+            "assessed_at": a.at.isoformat(), "created_at": task.created_at.isoformat(),
+            "feedback_topic": self.feedback_topic,
+        }
+        if task.kind == TaskKind.case_study_link.value:
+            body["link"] = self.cfg.dispositions.case_study_url
+        return body
+
+    def _send(self, m: TaskMessage) -> None:
+        data = json.dumps(m.payload, ensure_ascii=False).encode("utf-8")
+        ok = self.publish(m.topic, data) if self.publish else False
+        if ok:
+            with self.store.session() as s:
+                t = s.get(Task, m.payload["task_id"])
+                if t is not None and t.published_at is None:
+                    t.published_at = utcnow()
+        if self.cfg.dispositions.webhook_url:
+            try:
+                self._webhook_q.put_nowait(m.payload)
+            except queue.Full:
+                log(logger, "webhook_queue_full", level=logging.WARNING, task=m.payload["task_id"])
+
+    def publish_pending(self) -> int:
+        """Publish tasks that were recorded while the broker was unreachable (called at connect)."""
+        with self.store.session() as s:
+            pending = list(s.scalars(select(Task).where(Task.published_at.is_(None), Task.status == "open")))
+        for t in pending:
+            self._send(TaskMessage(self.task_topic(t.kind), t.payload))
+        return len(pending)
+
+    # ------------------------------------------------------------ feedback
+    def record_feedback(self, payload: bytes | dict[str, Any]) -> bool:
+        """Close a task from its outcome; ``False`` for a duplicate. Raises ValueError for bad input."""
+        try:
+            fb = TaskFeedback.model_validate_json(payload) if isinstance(payload, bytes) else TaskFeedback.model_validate(payload)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ValueError(f"feedback invalid at {'.'.join(map(str, first['loc'])) or '(top)'}: {first['msg']}") from None
+        fid = fb.feedback_id or hashlib.sha256(f"{fb.task_id}|{fb.status}|{fb.time.isoformat()}".encode()).hexdigest()[:64]
+        with self.store.session() as s:
+            if s.execute(select(Feedback.id).where(Feedback.feedback_id == fid)).first() is not None:
+                return False
+            task = s.get(Task, str(fb.task_id))
+            if task is None:
+                raise ValueError(f"feedback for unknown task_id {fb.task_id}")
+            s.add(Feedback(feedback_id=fid, task_id=str(fb.task_id), status=fb.status, time=fb.time,
+                           body=json.loads(fb.model_dump_json())))
+            if task.status == "open":
+                task.status, task.closed_at = fb.status, fb.time
+                task.outcome = (fb.disposition.value if fb.disposition else None) or fb.status
+            if fb.status == "done":
+                kind = fb.disposition or DISPOSITION_OF_TASK[TaskKind(task.kind)]
+                s.add(Disposition(person_id=task.person_id, kind=kind.value, time=fb.time, source="feedback",
+                                  task_id=task.task_id, note=fb.note))
+            log(logger, "task_feedback", task=task.task_id, kind=task.kind, status=fb.status, person=task.person_id)
+        return True
+
+    def open_tasks(self, person_id: str | None = None) -> list[Task]:
+        with self.store.session() as s:
+            q = select(Task).where(Task.status == "open")
+            if person_id:
+                q = q.where(Task.person_id == person_id)
+            return list(s.scalars(q.order_by(Task.created_at)))
+
+    # ------------------------------------------------------------ webhook
+    def start(self) -> None:
+        if self.cfg.dispositions.webhook_url and self._webhook_thread is None:
+            self._webhook_thread = threading.Thread(target=self._webhook_loop, name="anqi-webhook", daemon=True)
+            self._webhook_thread.start()
+
+    def stop(self) -> None:
+        if self._webhook_thread is not None:
+            self._webhook_q.put(None)
+            self._webhook_thread.join(timeout=10)
+            self._webhook_thread = None
+
+    def _webhook_loop(self) -> None:
+        url = self.cfg.dispositions.webhook_url
+        assert url
+        headers = {"Content-Type": "application/json"}
+        if self.cfg.dispositions.webhook_token_env:
+            headers["Authorization"] = "Bearer " + read_secret(self.cfg.dispositions.webhook_token_env, "dispositions.webhook_token_env")
+        while (item := self._webhook_q.get()) is not None:
+            req = urllib.request.Request(url, data=json.dumps(item, ensure_ascii=False).encode(), headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.cfg.dispositions.webhook_timeout_s) as r:  # noqa: S310 - configured URL
+                    log(logger, "webhook_posted", task=item["task_id"], status=r.status)
+            except (urllib.error.URLError, OSError) as e:
+                # the task stays in the store and on MQTT; the webhook is a convenience copy
+                log(logger, "webhook_failed", level=logging.WARNING, task=item["task_id"], error=str(e)[:200])
+
+
+def record_disposition(store: CentralStore, person_id: str, kind: DispositionKind, time: datetime, note: str | None = None) -> None:
+    """A disposition recorded by hand (e.g. a fine issued on the spot by the police)."""
+    store.add_disposition(person_id, kind.value, time, source="manual", note=note)

@@ -1,0 +1,139 @@
+"""Person files in the store: gallery enrolment, unknown files, merging (clause 8.2.1–8.2.2).
+
+The in-memory :class:`~central_sync.identity.IdentityResolver` is built from the store at start
+(:func:`load_resolver`) and kept in step by the consumer; enrolment writes the gallery person and
+its embeddings, then merges every provisional unknown file that matches the new photos into the
+person (events, embeddings, dispositions and tasks move; the unknown file records
+``merged_into``) and re-assesses the person's tier.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import select, update
+
+from central_sync.config import CentralConfig
+from central_sync.identity import (
+    EmbedFn,
+    EnrolmentRecord,
+    Gallery,
+    IdentityResolver,
+    UnknownFiles,
+    embed_photo,
+    from_blob,
+    normalise,
+    to_blob,
+)
+from central_sync.storage.models import Disposition, Embedding, Event, Person, Task
+from central_sync.storage.store import CentralStore
+from edge.logs import log
+
+logger = logging.getLogger("anqi.central.persons")
+
+
+def new_unknown_id() -> str:
+    return "U-" + uuid.uuid4().hex[:12]
+
+
+def load_resolver(store: CentralStore, cfg: CentralConfig) -> IdentityResolver:
+    """Gallery (enrolled persons' gallery embeddings) + unknown files (their event embeddings)."""
+    gallery = Gallery()
+    unknown = UnknownFiles(cfg.identity.cluster_threshold, new_unknown_id)
+    with store.session() as s:
+        rows = s.execute(select(Embedding.person_id, Embedding.vector, Person.kind, Embedding.source).join(Person, Person.person_id == Embedding.person_id)
+                         .where(Person.merged_into.is_(None)).order_by(Embedding.id)).all()
+    g_ids: list[str] = []
+    g_vecs: list[np.ndarray] = []
+    unk: dict[str, list[np.ndarray]] = {}
+    for pid, blob, kind, source in rows:
+        v = from_blob(blob)
+        if v.shape[0] != gallery.dim:
+            continue
+        if kind == "unknown":
+            unk.setdefault(pid, []).append(v)
+        elif source == "gallery":
+            g_ids.append(pid)
+            g_vecs.append(v)
+    if g_ids:
+        gallery.add_many(g_ids, np.stack(g_vecs))
+    for pid, vs in unk.items():
+        unknown.load(pid, np.stack(vs))
+    log(logger, "identity_loaded", gallery_persons=len(gallery.persons), gallery_rows=len(gallery), unknown_files=len(unknown))
+    return IdentityResolver(gallery, unknown, cfg.identity.match_threshold)
+
+
+@dataclass
+class EnrolmentReport:
+    enrolled: int = 0
+    photos: int = 0
+    photos_without_face: int = 0
+    merged_unknown_files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def enrol(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, records: Sequence[EnrolmentRecord],
+          embed: EmbedFn) -> EnrolmentReport:
+    """Enrol gallery persons from photos (embedded with the edge's face model) and merge their unknown files."""
+    rep = EnrolmentReport()
+    for r in records:
+        vecs = []
+        for p in r.photos:
+            if not Path(p).is_file():
+                rep.problems.append(f"{r.person_id}: photo not found: {p}")
+                continue
+            v = embed_photo(Path(p), embed)
+            rep.photos += 1
+            if v is None:
+                rep.photos_without_face += 1
+                rep.problems.append(f"{r.person_id}: no face found in {Path(p).name}")
+                continue
+            vecs.append(v)
+        if not vecs:
+            rep.problems.append(f"{r.person_id}: not enrolled (no usable photo)")
+            continue
+        rep.merged_unknown_files += enrol_embeddings(store, cfg, resolver, r, np.stack(vecs))
+        rep.enrolled += 1
+    return rep
+
+
+def enrol_embeddings(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, r: EnrolmentRecord,
+                     vectors: np.ndarray) -> int:
+    """Write one gallery person with its embeddings; returns how many unknown files were merged into it."""
+    v = normalise(vectors)
+    fields = dict(name=r.name, id_number=r.id_number, community=r.community, employer=r.employer, phone=r.phone,
+                  party_member=r.party_member)
+    with store.session() as s:
+        p = s.get(Person, r.person_id)
+        if p is None:
+            s.add(Person(person_id=r.person_id, kind="enrolled", created_at=datetime.now(timezone.utc), tier="none", **fields))
+        else:
+            p.kind = "enrolled"
+            for k, val in fields.items():
+                setattr(p, k, val)
+        s.flush()
+        for row in v:
+            s.add(Embedding(person_id=r.person_id, source="gallery", model=cfg.identity.embedding_model, vector=to_blob(row)))
+    with resolver._lock:  # noqa: SLF001 - the resolver's own lock guards its matrices
+        resolver.gallery.add(r.person_id, v)
+        merged = resolver.unknown.matching(v, cfg.identity.match_threshold)
+        resolver.unknown.remove(merged)
+    for uid in merged:
+        merge_person(store, uid, r.person_id)
+    log(logger, "person_enrolled", person=r.person_id, photos=len(v), merged_unknown=len(merged))
+    return len(merged)
+
+
+def merge_person(store: CentralStore, source_id: str, target_id: str) -> None:
+    """Move everything of ``source_id`` (an unknown file) to ``target_id``; the source keeps ``merged_into``."""
+    with store.session() as s:
+        for model in (Event, Embedding, Disposition, Task):
+            s.execute(update(model).where(model.person_id == source_id).values(person_id=target_id))  # type: ignore[attr-defined]
+        s.execute(update(Person).where(Person.person_id == source_id).values(merged_into=target_id, tier="none"))
+    log(logger, "unknown_file_merged", source=source_id, target=target_id)

@@ -1,0 +1,287 @@
+"""The central consumer against a real mosquitto: acks, duplicates, schema versions, media, tiers, tasks.
+
+The edge side is either a raw paho client speaking :mod:`edge.relay.protocol` (to craft duplicates,
+corrupt chunks and unknown schema versions) or the real edge ``Outbox`` + ``MqttRelay``
+(the end-to-end test).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from central_sync.config import CentralConfig, parse_config
+from central_sync.consumer import CentralConsumer, reevaluate_all
+from central_sync.storage.models import Disposition, Event, Media, Person, Task, TierChange
+from central_sync.storage.store import CentralStore
+from edge.event import FaceInfo, ViolationEvent
+from edge.relay import protocol as P
+from edge.relay.localbroker import LocalBroker
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+SITE, DEVICE = "huzhou-demo", "anqi-dev-0001"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+class Listener:
+    """A real MQTT client collecting what central publishes (acks, tasks)."""
+
+    def __init__(self, port: int, topics: list[str]):
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
+        ready = threading.Event()
+        self.c.on_connect = lambda c, *a: (c.subscribe([(t, 1) for t in topics]), None)[1]
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert ready.wait(10)
+
+    def _on_message(self, c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def acks(self) -> list[P.Ack]:
+        with self._lock:
+            return [P.decode_ack(p) for t, p in self.messages if t.endswith("/ack")]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p in self.messages if "/central/tasks/" in t]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def central_cfg(tmp: Path, port: int, **extra: Any) -> CentralConfig:
+    return parse_config({"database": {"url": f"sqlite:///{tmp / 'central.db'}"}, "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
+                         "media": {"dir": str(tmp / "media")}, **extra}, "test", tmp)
+
+
+@pytest.fixture
+def consumer_env(tmp_path: Path, broker: LocalBroker) -> Iterator[tuple[CentralConsumer, Listener]]:
+    cfg = central_cfg(tmp_path, broker.port)
+    cons = CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1)).start()
+    assert cons.connected
+    lis = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
+    yield cons, lis
+    lis.close()
+    cons.stop()
+    cons.store.close()
+
+
+def face(seed: int, noise: float = 0.0, rng_seed: int = 0) -> FaceInfo:
+    base = np.random.default_rng(seed).normal(size=128)
+    v = base + noise * np.random.default_rng(rng_seed).normal(size=128)
+    v /= np.linalg.norm(v)
+    return FaceInfo(found=True, quality=0.8, size_px=64, embedding_model="sface", embedding=v.tolist())
+
+
+def publish_event(lis: Listener, ev: ViolationEvent, files: dict[str, Path] | None = None, chunk: int = 4096) -> None:
+    for ref in ev.media:
+        for _, payload in P.iter_media_chunks(ev.event_id, ref.name, (files or {})[ref.name], chunk):
+            lis.publish(P.media_topic("anqi/v1", ev.site_id, ev.device_id, ev.event_id, ref.name), payload)
+    lis.publish(P.event_topic("anqi/v1", ev.site_id, ev.device_id), P.encode_event(ev))
+
+
+def test_duplicate_delivery_is_stored_once_and_acked_each_time(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+    cons, lis = consumer_env
+    ev, files = make_event(tmp_path, 1, {"face.jpg": 3000})
+    for _ in range(3):
+        publish_event(lis, ev, files)
+    assert wait_for(lambda: len(lis.acks()) == 3)
+    assert all(a.event_id == ev.event_id and a.status == "stored" and a.media_complete for a in lis.acks())
+    with cons.store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 1
+        assert s.scalar(select(func.count()).select_from(Media)) == 1
+    assert cons.stats.duplicates == 2 and cons.stats.events_stored == 1
+
+
+def test_unknown_schema_version_is_rejected_with_an_ack_and_a_log_line(consumer_env: Any, caplog: pytest.LogCaptureFixture) -> None:
+    cons, lis = consumer_env
+    eid = uuid.uuid4()
+    body = {"schema_version": 2, "event_id": str(eid), "device_id": DEVICE, "site_id": SITE, "time": T0.isoformat()}
+    with caplog.at_level("WARNING", logger="anqi.central.consumer"):
+        lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), json.dumps(body).encode())
+        lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), b"\xff not json")
+        assert wait_for(lambda: len(lis.acks()) == 1 and cons.stats.rejected == 2)
+    (ack,) = lis.acks()
+    assert ack.status == "rejected" and ack.event_id == eid and "schema_version 2" in (ack.reason or "")
+    assert any(r.getMessage() == "event_rejected" and "schema_version" in str(getattr(r, "fields", {}).get("reason")) for r in caplog.records)
+    assert cons.store.count_events() == 0
+
+
+def test_event_published_as_another_device_is_rejected(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+    cons, lis = consumer_env
+    ev, files = make_event(tmp_path, 1, {}, device="anqi-dev-0002")
+    lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), P.encode_event(ev))
+    assert wait_for(lambda: len(lis.acks()) == 1)
+    assert lis.acks()[0].status == "rejected" and cons.store.count_events() == 0
+
+
+def test_corrupt_chunk_is_rejected_and_the_resent_file_completes_the_event(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+    cons, lis = consumer_env
+    ev, files = make_event(tmp_path, 1, {"clip.mp4": 10_000})
+    chunks = list(P.iter_media_chunks(ev.event_id, "clip.mp4", files["clip.mp4"], 4096))
+    topic = P.media_topic("anqi/v1", SITE, DEVICE, ev.event_id, "clip.mp4")
+    bad = bytearray(chunks[1][1])
+    bad[-1] ^= 0xFF  # flip one byte of the chunk's data
+    lis.publish(topic, chunks[0][1])
+    lis.publish(topic, bytes(bad))
+    lis.publish(topic, chunks[2][1])
+    lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), P.encode_event(ev))
+    assert wait_for(lambda: len(lis.acks()) == 1, 10)
+    ack = lis.acks()[0]
+    assert ack.status == "stored" and not ack.media_complete and ack.missing_media == ["clip.mp4"]
+    assert cons.stats.corrupt_chunks == 1
+    assert not (cons.media_dir / str(ev.event_id) / "clip.mp4").exists()
+    # the edge re-sends the missing file: now complete and verified
+    for _, payload in chunks:
+        lis.publish(topic, payload)
+    assert wait_for(lambda: len(lis.acks()) == 2, 10)
+    assert lis.acks()[1].media_complete and lis.acks()[1].missing_media == []
+    stored = cons.media_dir / str(ev.event_id) / "clip.mp4"
+    assert stored.read_bytes() == files["clip.mp4"].read_bytes()
+    with cons.store.session() as s:
+        (m,) = s.scalars(select(Media)).all()
+        assert m.sha256 == ev.media[0].sha256 and m.size == 10_000
+
+
+def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+    cons, lis = consumer_env
+    evs = []
+    for i in range(4):
+        ev, _ = make_event(tmp_path, i, {})
+        evs.append(ev.model_copy(update={"face": face(7, 0.1, i)}))
+    other, _ = make_event(tmp_path, 9, {})
+    evs.append(other.model_copy(update={"face": face(8)}))
+    for ev in evs:
+        publish_event(lis, ev)
+    assert wait_for(lambda: len(lis.acks()) == 5)
+    with cons.store.session() as s:
+        pids = [s.get(Event, str(e.event_id)).person_id for e in evs]  # type: ignore[union-attr]
+        assert len(set(pids[:4])) == 1 and pids[4] != pids[0] and all(p and p.startswith("U-") for p in pids)
+        assert s.get(Person, pids[0]).kind == "unknown"  # type: ignore[union-attr]
+        assert s.get(Person, pids[0]).tier == "frequent"  # type: ignore[union-attr]
+        changes = [(c.from_tier, c.to_tier) for c in s.scalars(select(TierChange).where(TierChange.person_id == pids[0]).order_by(TierChange.id))]
+    assert changes == [("none", "occasional"), ("occasional", "frequent")]
+    assert wait_for(lambda: len(lis.tasks()) == 3 + 2 + 3)
+    kinds = sorted(t["kind"] for t in lis.tasks() if t["person_id"] == pids[0])
+    assert kinds == sorted(["sms_reminder", "voice_reminder", "case_study_link", "education_by_community", "home_visit"])
+
+
+def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                         relay_config: Any) -> None:
+    from edge.health import Health
+    from edge.relay import EventState, MqttRelay, Outbox
+
+    from central_sync.identity import EnrolmentRecord
+    from central_sync.persons import enrol_embeddings
+
+    # central: a gallery person who is a party member with an employer
+    cfg = central_cfg(tmp_path / "central", broker.port)
+    (tmp_path / "central").mkdir()
+    store = CentralStore.from_config(cfg)
+    cons = CentralConsumer(cfg, store=store, media_grace_s=1.0, clock=lambda: T0 + timedelta(hours=1))
+    g = np.asarray(face(42).embedding)
+    enrol_embeddings(store, cfg, cons.resolver, EnrolmentRecord("P-001", name="Zhang San", id_number="330501199001011234",
+                                                                community="Feiying", employer="Huzhou Bus Co.", party_member=True), g[None, :])
+    cons.start()
+    lis = Listener(broker.port, ["anqi/v1/central/tasks/#"])
+    # edge: the real outbox and relay
+    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4)
+    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
+    outbox = Outbox.for_config(ecfg, health)
+    relay = MqttRelay(ecfg, outbox, health).start()
+    try:
+        sent = []
+        for i in range(4):
+            ev, files = make_event(tmp_path / "edge", i, {"face.jpg": 3000, "clip.mp4": 9000})
+            ev = ev.model_copy(update={"face": face(42, 0.2, i).model_copy(update={"found": True})})
+            outbox.add(ev, files)
+            sent.append(ev)
+        assert relay.wait_drained(30), outbox.stats()
+        assert all(outbox.state_of(e.event_id) is EventState.acked for e in sent)
+        with store.session() as s:
+            assert {s.get(Event, str(e.event_id)).person_id for e in sent} == {"P-001"}  # type: ignore[union-attr]
+            assert s.scalar(select(func.count()).select_from(Media)) == 8
+            assert s.get(Person, "P-001").tier == "frequent"  # type: ignore[union-attr]
+        assert wait_for(lambda: len(lis.tasks()) == 6)
+        kinds = sorted(t["kind"] for t in lis.tasks())
+        assert kinds == sorted(["sms_reminder", "voice_reminder", "case_study_link",
+                                "education_by_employer", "party_index_deduction", "home_visit"])
+        edu = next(t for t in lis.tasks() if t["kind"] == "education_by_employer")
+        assert edu["person_id"] == "P-001" and edu["employer"] == "Huzhou Bus Co." and "id_number" not in edu
+        # the employer reports the education done (twice: feedback is idempotent)
+        fb = {"task_id": edu["task_id"], "status": "done", "time": (T0 + timedelta(minutes=30)).isoformat(), "feedback_id": "fb-1"}
+        for _ in range(2):
+            lis.publish("anqi/v1/central/feedback", json.dumps(fb).encode())
+        assert wait_for(lambda: cons.stats.feedback == 1)
+        time.sleep(0.3)
+        with store.session() as s:
+            assert s.get(Task, edu["task_id"]).status == "done"  # type: ignore[union-attr]
+            assert [d.kind for d in s.scalars(select(Disposition))] == ["education"]
+        # a violation after the education: repeat -> public notice + credit deduction, once
+        ev, files = make_event(tmp_path / "edge", 50, {"face.jpg": 1000})
+        ev = ev.model_copy(update={"time": T0 + timedelta(minutes=40), "face": face(42, 0.2, 99)})
+        outbox.add(ev, files)
+        assert relay.wait_drained(30)
+        assert wait_for(lambda: len(lis.tasks()) == 8)
+        assert sorted(t["kind"] for t in lis.tasks()[6:]) == ["credit_deduction", "public_notice"]
+        with store.session() as s:
+            assert s.get(Person, "P-001").tier == "repeat"  # type: ignore[union-attr]
+        # the same event delivered again makes no new task (no duplicate storm)
+        lis.publish(P.event_topic("anqi/v1", ev.site_id, ev.device_id), P.encode_event(ev))
+        time.sleep(0.5)
+        assert len(lis.tasks()) == 8
+    finally:
+        relay.stop()
+        lis.close()
+        cons.stop()
+        store.close()
+
+
+def test_daily_reevaluation_lowers_tiers_as_windows_slide_without_tasks(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+    cfg = central_cfg(tmp_path, broker.port)
+    cons = CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1)).start()
+    lis = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
+    try:
+        for i in range(4):
+            ev, _ = make_event(tmp_path, i, {})
+            publish_event(lis, ev.model_copy(update={"face": face(5, 0.1, i)}))
+        assert wait_for(lambda: len(lis.acks()) == 4 and len(lis.tasks()) == 5)
+        r = reevaluate_all(cons.store, cfg, cons.desk, T0 + timedelta(days=8))
+        assert r["occasional"] == 1 and r["changed"] == 1
+        r = reevaluate_all(cons.store, cfg, cons.desk, T0 + timedelta(days=31))
+        assert r["none"] == 1 and r["changed"] == 1
+        assert reevaluate_all(cons.store, cfg, cons.desk, T0 + timedelta(days=31))["changed"] == 0
+        time.sleep(0.3)
+        assert len(lis.tasks()) == 5  # falling tiers call for no task
+    finally:
+        lis.close()
+        cons.stop()
+        cons.store.close()
