@@ -33,6 +33,8 @@ CENTRAL = [
     "fastapi>=0.110",
     "uvicorn>=0.29",
     "psycopg[binary]>=3.1",
+    # defusedxml: the SOAP endpoint parses untrusted XML (no entity expansion / external DTDs).
+    "defusedxml>=0.7",
 ]
 
 setup(
