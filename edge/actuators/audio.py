@@ -53,8 +53,9 @@ class AudioOutput:
 class SoundDeviceOutput(AudioOutput):
     """PortAudio through ``sounddevice``: one output stream per prompt (nothing spins while idle).
 
-    The stream is fed from a callback; the first callback's time plus PortAudio's own
-    ``outputBufferDacTime - currentTime`` is the moment the prompt starts. The call returns once
+    The stream is fed from a callback; the first callback's time plus PortAudio's own estimate of
+    the output delay (``outputBufferDacTime - currentTime``, at least the stream's reported output
+    latency: PortAudio pre-fills the device buffer with silence) is the moment the prompt starts. The call returns once
     PortAudio finished *and* the prompt's duration has passed since its start, so prompts never
     overlap even on sinks that do not keep time (ALSA ``null``/``file``).
     """
@@ -113,9 +114,9 @@ class SoundDeviceOutput(AudioOutput):
         def callback(outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
             nonlocal pos
             if not first:
-                now = time.monotonic()
                 dac, cur = time_info.outputBufferDacTime, time_info.currentTime
-                first.append(now + (dac - cur) if dac > 0 and cur > 0 and 0 <= dac - cur < 2.0 else now)
+                first.append(time.monotonic())
+                first.append(dac - cur if dac > 0 and cur > 0 and 0 <= dac - cur < 2.0 else 0.0)
             chunk = samples[pos : pos + frames]
             n = len(chunk)
             outdata[:n] = chunk[:, None] if channels > 1 else chunk.reshape(-1, 1)
@@ -129,6 +130,7 @@ class SoundDeviceOutput(AudioOutput):
             stream = sd.OutputStream(
                 device=self._device, samplerate=self.rate, channels=channels, dtype="float32",
                 latency=self.cfg.latency, callback=callback, finished_callback=done.set,
+                prime_output_buffers_using_stream_callback=True,
             )
         except sd.PortAudioError as e:
             raise AudioUnavailable(f"speaker.device: cannot open {self.device_name!r}: {e}") from None
@@ -139,7 +141,10 @@ class SoundDeviceOutput(AudioOutput):
                 raise AudioUnavailable(f"speaker.device: {self.device_name!r} stopped consuming audio")
         finally:
             stream.close()
-        start = first[0] if first else time.monotonic()
+        # PortAudio fills the device buffer with silence before the first callback's data: the prompt
+        # is heard at the callback plus PortAudio's own estimate of the output delay (the buffer's
+        # DAC time where the device reports it, else the stream's nominal output latency).
+        start = first[0] + max(first[1], float(stream.latency)) if first else time.monotonic()
         rest = start + duration - time.monotonic()
         if rest > 0:
             time.sleep(rest)

@@ -24,6 +24,8 @@ class Persuasion:
     (``decided_mono``, ``time.monotonic()``) to the moment PortAudio started the prompt's first buffer.
     """
 
+    default_clock: Clock = staticmethod(_utc_now)
+
     def __init__(self, speaker: Speaker, lights: LightBoard, time_switch: TimeSwitch, health: Health):
         self.speaker = speaker
         self.lights = lights

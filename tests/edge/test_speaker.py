@@ -1,0 +1,216 @@
+"""Speaker: real prompts through PortAudio into an ALSA ``file`` PCM (slave ``null``), in a child process.
+
+Each test writes an ``.asoundrc`` into a temporary HOME that routes ``default`` through ``plug``
+(fixed S16_LE / 16 kHz / mono) into a ``file`` PCM that appends to one capture file (each prompt
+opens its own stream, and a plain file would be truncated at every open), runs ``python -m edge.actuators.drill`` there
+(PortAudio reads the ALSA config when it initialises) and checks the captured samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.io import wavfile
+from scipy.signal import correlate
+
+from edge.actuators.prompts import load_wav
+from edge.paths import audio_prompts_dir
+
+RATE = 16000
+#: PortAudio pre-fills the ALSA buffer with up to this much silence before the first callback's data
+PREFILL = int(0.06 * RATE)
+ASOUNDRC = """
+pcm.!default {{
+  type plug
+  slave {{ pcm "anqi_capture"; format S16_LE; rate {rate}; channels 1 }}
+}}
+pcm.anqi_capture {{
+  type file
+  slave.pcm "null"
+  file "|cat >> {capture}"
+  format "raw"
+}}
+"""
+
+
+def alsa_home(tmp_path: Path) -> tuple[Path, Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    capture = tmp_path / "capture.raw"
+    (home / ".asoundrc").write_text(ASOUNDRC.format(rate=RATE, capture=capture))
+    return home, capture
+
+
+def drill(home: Path, cfg: dict, script: list, tmp_path: Path, at: str | None = None) -> dict:
+    cfg_path = tmp_path / "edge.yaml"
+    cfg.setdefault("device", {})["data_dir"] = str(tmp_path / "data")
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", json.dumps(script), "--out", str(out), "--log-level", "INFO"]
+    if at:
+        cmd += ["--at", at]
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("ALSA_CONFIG_PATH", None)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    report["log"] = proc.stderr
+    return report
+
+
+def captured(capture: Path) -> np.ndarray:
+    return np.fromfile(capture, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def best_match(haystack: np.ndarray, needle: np.ndarray) -> tuple[float, int]:
+    """(normalised cross-correlation peak, lag) of ``needle`` inside ``haystack``."""
+    c = correlate(haystack, needle, mode="valid", method="fft")
+    lag = int(np.argmax(c))
+    seg = haystack[lag : lag + len(needle)]
+    return float(c[lag] / (np.linalg.norm(seg) * np.linalg.norm(needle) + 1e-12)), lag
+
+
+def tone_pack(root: Path, lang: str, freqs: dict[str, float], rate: int = 22050, stereo: bool = True, dur: float = 0.5) -> None:
+    """A prompt pack of short tones, written the way an installer might: 22.05 kHz stereo."""
+    (root / lang).mkdir(parents=True)
+    t = np.arange(int(dur * rate)) / rate
+    for message, f in freqs.items():
+        x = (0.6 * np.sin(2 * np.pi * f * t) * 32767).astype(np.int16)
+        wavfile.write(root / lang / f"{message}.wav", rate, np.stack([x, x], axis=1) if stereo else x)
+
+
+TONES = {"no_helmet": 440.0, "wrong_way": 550.0, "red_light": 660.0, "generic": 770.0}
+
+
+def test_shipped_mandarin_prompt_reaches_the_alsa_device_sample_for_sample(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    report = drill(home, {"speaker": {"languages": ["zh-cmn"]}, "time_switch": {"enabled": False}}, [[0.0, "no_helmet", 7]], tmp_path)
+
+    [played] = report["played"]
+    assert (played["message"], played["track_id"], played["languages"]) == ("no_helmet", 7, ["zh-cmn"])
+    expected = load_wav(audio_prompts_dir() / "zh-cmn" / "no_helmet.wav", RATE)
+    got = captured(capture)
+    assert len(expected) <= len(got) < len(expected) + RATE // 2
+    ncc, lag = best_match(got, expected)
+    assert ncc > 0.99 and 0 <= lag <= PREFILL
+    assert played["latency_s"] >= lag / RATE - 0.01  # the measured start includes the pre-filled silence
+    assert played["end_s"] - played["start_s"] >= len(expected) / RATE - 0.01  # held for the prompt's duration
+    assert report["latencies_s"] == [played["latency_s"]] and 0 <= played["latency_s"] < 1.5
+    assert report["health"]["speaker"]["status"] == "up"
+
+
+def test_language_sequence_plays_mandarin_then_dialect_with_a_gap(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    cfg = {"speaker": {"languages": ["zh-cmn", "zh-yue"], "gap_s": 0.25}, "time_switch": {"enabled": False}}
+    report = drill(home, cfg, [[0.0, "red_light", 1]], tmp_path)
+
+    assert report["played"][0]["languages"] == ["zh-cmn", "zh-yue"]
+    cmn = load_wav(audio_prompts_dir() / "zh-cmn" / "red_light.wav", RATE)
+    yue = load_wav(audio_prompts_dir() / "zh-yue" / "red_light.wav", RATE)
+    got = captured(capture)
+    ncc_cmn, lag_cmn = best_match(got, cmn)
+    ncc_yue, lag_yue = best_match(got, yue)
+    assert ncc_cmn > 0.99 and ncc_yue > 0.99
+    assert lag_cmn <= PREFILL and lag_yue - lag_cmn == len(cmn) + int(0.25 * RATE)
+
+
+def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    tone_pack(tmp_path / "packs", "xx-test", TONES)
+    cfg = {
+        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_track_s": 30, "cooldown_global_s": 0.3, "max_delay_s": 3},
+        "time_switch": {"enabled": False},
+    }
+    script = [
+        [0.0, "no_helmet", 1],   # played at once
+        [0.1, "red_light", 1],   # same rider: dropped (track cooldown)
+        [0.1, "wrong_way", 2],   # waits while 1 plays ...
+        [0.15, "red_light", 3],  # ... and is out-ranked by red_light: coalesced into it
+        [1.6, "no_helmet", 2],   # rider 2 heard the coalesced prompt: dropped
+        [1.6, "passenger", 4],   # played: no passenger.wav in the pack, so generic.wav
+    ]
+    report = drill(home, cfg, script, tmp_path)
+
+    played = report["played"]
+    assert [(p["message"], p["track_id"]) for p in played] == [("no_helmet", 1), ("red_light", 3), ("passenger", 4)]
+    assert played[1]["coalesced"] == [2]
+    for a, b in zip(played, played[1:]):
+        assert b["start_s"] >= a["end_s"] + 0.3 - 0.02, "prompts overlap or ignore the global cooldown"
+    log = report["log"]
+    assert log.count("reason=track_cooldown") == 2 and "msg=prompt_coalesced" in log
+    # the device got exactly the three prompts, back to back
+    got = captured(capture)
+    tone = {m: load_wav(tmp_path / "packs" / "xx-test" / f"{m}.wav", RATE) for m in TONES}
+    assert len(got) == pytest.approx(3 * len(tone["generic"]), abs=RATE // 5)
+    offset = 0
+    for message in ("no_helmet", "red_light", "generic"):
+        ncc, lag = best_match(got[offset : offset + len(tone[message]) + RATE // 10], tone[message])
+        assert ncc > 0.98, message
+        offset += lag + len(tone[message])
+
+
+def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.0)
+    cfg = {
+        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 0.5, "max_delay_s": 1.0},
+        "time_switch": {"enabled": False},
+    }
+    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "no_helmet", 2]], tmp_path)
+    assert [p["track_id"] for p in report["played"]] == [1]
+    assert "reason=stale" in report["log"] and "track_id=2" in report["log"]
+
+
+def test_night_volume_window_scales_the_samples(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    tone_pack(tmp_path / "packs", "xx-test", TONES, stereo=False, rate=16000)
+    cfg = {
+        "device": {"timezone": "Asia/Shanghai"},
+        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "volume": 1.0,
+                    "volume_windows": [{"start": "22:00", "end": "06:00", "volume": 0.25}]},
+        "time_switch": {"windows": [{"start": "00:00", "end": "00:00"}]},
+    }
+    report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path, at="2026-05-01T23:30:00+08:00")
+    assert report["played"][0]["volume"] == 0.25
+    got = captured(capture)
+    ref = load_wav(tmp_path / "packs" / "xx-test" / "no_helmet.wav", RATE)
+    _, lag = best_match(got, ref)
+    gain = float(np.dot(got[lag : lag + len(ref)], ref) / np.dot(ref, ref))
+    assert gain == pytest.approx(0.25, abs=0.01)
+
+
+def test_outside_the_time_window_nothing_is_played(tmp_path: Path) -> None:
+    home, capture = alsa_home(tmp_path)
+    cfg = {"device": {"timezone": "Asia/Shanghai"}, "time_switch": {"windows": [{"start": "07:00", "end": "20:00"}]}}
+    report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path, at="2026-05-01T21:00:00+08:00")
+    assert report["played"] == [] and "msg=persuasion_quiet" in report["log"]
+    assert not capture.exists() or capture.stat().st_size == 0
+    assert report["health"]["speaker"]["status"] == "up" and report["health"]["time_switch"]["active"] is False
+
+
+@pytest.mark.parametrize(
+    ("asoundrc", "device", "detail"),
+    [
+        (None, None, "no default output device"),
+        (True, "no-such-speaker", "no output device 'no-such-speaker'"),
+    ],
+)
+def test_missing_audio_device_marks_speaker_down_and_never_raises(tmp_path: Path, asoundrc: bool | None, device: str | None, detail: str) -> None:
+    if asoundrc:
+        home, _ = alsa_home(tmp_path)
+    else:
+        home = tmp_path / "empty-home"
+        home.mkdir()
+    cfg = {"speaker": {"device": device}, "time_switch": {"enabled": False}}
+    report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path)
+    assert report["played"] == []
+    speaker = report["health"]["speaker"]
+    assert speaker["status"] == "down" and detail in speaker["detail"] and "speaker.device" in speaker["detail"]
+    assert "msg=speaker_unavailable" in report["log"]
