@@ -96,7 +96,7 @@ def _remux(packets: list[EncodedPacket], part: Path) -> WrittenClip:
 def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
     stream = packets[0].stream
     codec = clip_encoder(cfg)
-    tb = Fraction(1, 90000)
+    tb = Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)  # MPEG-4 Part 2: denominator < 2^16
     fps = stream.fps if stream.fps > 0 else 25.0
     w, h = stream.width - stream.width % 2, stream.height - stream.height % 2
     base_s = packets[0].pts_s
