@@ -351,7 +351,8 @@ class MqttRelay:
                 self.published_events += self.outbox.mark_published(done)
                 continue
             with self._wake:
-                self._wake.wait(0.05)
+                # paho marks the info published just after on_publish returns: re-check soon
+                self._wake.wait(0.005)
         info = client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log(logger, "mqtt_publish_error", logging.ERROR, topic=topic, rc=int(info.rc))
@@ -395,7 +396,7 @@ class MqttRelay:
                 if not items:
                     with self._wake:
                         if not self._acks:
-                            self._wake.wait(0.05 if self._tracked else 0.2)
+                            self._wake.wait(0.005 if self._tracked else 0.2)
                     continue
                 for item in items:
                     if self._stop.is_set():

@@ -526,5 +526,12 @@ class Outbox:
         """Block until no event is left unpublished (``published``) or unacknowledged (``acked``)."""
         states = ("pending",) if condition == "published" else ("pending", "published")
         q = f"SELECT 1 FROM events WHERE state IN ({','.join('?' * len(states))}) LIMIT 1"
+        deadline = time.monotonic() + timeout
         with self._changed:
-            return self._changed.wait_for(lambda: self._db.execute(q, states).fetchone() is None, timeout)
+            while self._db.execute(q, states).fetchone() is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # notified by this process's changes; polled for another process's (same SQLite file)
+                self._changed.wait(min(left, 0.1))
+            return True
