@@ -1,0 +1,197 @@
+"""Rider / head detection: the single-frame detection path the daemon runs.
+
+A cascade that suits an edge CPU:
+1. the YOLOv8n detector (classes rider, head) on the frame or the capture zone's region, scaled
+   to ``detect.input_width`` (dynamic-input ONNX: no padding to a square);
+2. optionally YuNet faces as extra head proposals (frontal cameras: close riders the detector,
+   trained on traffic cameras, may miss);
+3. the helmet classifier on 64x64 head crops: P(no helmet) and P(is a head) per head.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.config import EdgeConfig
+from edge.detect.faces import Face, FaceDetector
+from edge.detect.geometry import clip_boxes, cxcywh_to_xyxy, iou_matrix, letterbox, Letterbox, nms
+from edge.detect.heads import HelmetClassifier
+from edge.detect.manifest import ModelFileError, ModelSpec, resolve
+from edge.detect.session import open_session
+from edge.logs import log
+
+logger = logging.getLogger("edge.detect")
+
+STRIDE = 32
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), np.float32)
+
+
+def _empty_scores() -> np.ndarray:
+    return np.zeros(0, np.float32)
+
+
+@dataclass
+class FrameDetections:
+    """Detections of one frame, full-frame pixel boxes ``xyxy`` (float32)."""
+
+    riders: np.ndarray = field(default_factory=_empty_boxes)  # (N, 4)
+    rider_scores: np.ndarray = field(default_factory=_empty_scores)  # (N,)
+    heads: np.ndarray = field(default_factory=_empty_boxes)  # (M, 4)
+    head_scores: np.ndarray = field(default_factory=_empty_scores)  # (M,)
+    head_no_helmet: np.ndarray = field(default_factory=_empty_scores)  # (M,) P(no helmet)
+
+
+@dataclass(frozen=True)
+class RawBoxes:
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+def head_box_from_face(face: Face) -> np.ndarray:
+    """The head box (hair/helmet included) around a YuNet face box (brows to chin)."""
+    x0, y0, x1, y1 = face.box
+    w, h = x1 - x0, y1 - y0
+    cx = (x0 + x1) / 2
+    return np.array([cx - 0.75 * w, y0 - 0.45 * h, cx + 0.75 * w, y1 + 0.1 * h], np.float32)
+
+
+def rider_box_from_head(head: np.ndarray) -> np.ndarray:
+    """A rough rider box (person on a two-wheeler) hanging below a head box."""
+    x0, y0, x1, y1 = head
+    w, h = x1 - x0, y1 - y0
+    cx = (x0 + x1) / 2
+    return np.array([cx - 1.4 * w, y0 - 0.1 * h, cx + 1.4 * w, y0 + 5.5 * h], np.float32)
+
+
+class YoloDetector:
+    """A YOLOv8 ONNX model (output ``(1, 4 + C, N)``, cx cy w h in input pixels, sigmoid class scores)."""
+
+    def __init__(self, spec: ModelSpec, session: "object", input_width: int, max_upscale: float):
+        import onnxruntime as ort
+
+        assert isinstance(session, ort.InferenceSession)
+        self.spec = spec
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.input_width = input_width
+        self.max_upscale = max_upscale
+        out_shape = session.get_outputs()[0].shape
+        if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != 4 + len(spec.classes)):
+            raise ModelFileError(f"{spec.path()}: output shape {out_shape} does not match {len(spec.classes)} classes {spec.classes} in the manifest")
+
+    def prepare(self, region: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        if not self.spec.dynamic_input:
+            return letterbox(region, self.spec.input_size)
+        h, w = region.shape[:2]
+        scale = min(self.input_width / w, self.max_upscale)
+        nw, nh = max(STRIDE, round(w * scale)), max(STRIDE, round(h * scale))
+        img = region if (nw, nh) == (w, h) else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pw, ph = -nw % STRIDE, -nh % STRIDE
+        if pw or ph:
+            img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+        return img, Letterbox(nw / w, 0.0, 0.0)
+
+    def __call__(self, region: np.ndarray, conf: float) -> RawBoxes:
+        img, lb = self.prepare(region)
+        x = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        out = self.session.run(None, {self.input_name: x})[0][0]  # (4 + C, N)
+        scores_all = out[4:]
+        cls = scores_all.argmax(0)
+        scores = scores_all[cls, np.arange(scores_all.shape[1])]
+        keep = scores >= conf
+        boxes = lb.to_image(cxcywh_to_xyxy(out[:4, keep].T))
+        h, w = region.shape[:2]
+        return RawBoxes(clip_boxes(boxes, w, h), scores[keep].astype(np.float32), cls[keep])
+
+
+class RiderDetector:
+    """``detect(image_bgr, roi=None) -> FrameDetections`` and ``classify_heads(image_bgr, boxes)``."""
+
+    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier, faces: FaceDetector | None):
+        self.cfg = cfg.detect
+        self.detector = detector
+        self.classifier = classifier
+        self.faces = faces
+        classes = detector.spec.classes
+        if "rider" not in classes or "head" not in classes:
+            raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'rider' and 'head'")
+        self._rider_cls = classes.index("rider")
+        self._head_cls = classes.index("head")
+        self.last_timing_ms: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig) -> "RiderDetector":
+        d = cfg.detect
+        spec, path = resolve(d.rider_model)
+        detector = YoloDetector(spec, open_session(path, list(d.providers), d.threads, name=spec.name), d.input_width, d.max_upscale)
+        hspec, hpath = resolve(d.head_model)
+        classifier = HelmetClassifier.from_file(hpath, hspec.classes, list(d.providers), d.threads)
+        faces = None
+        if d.face_proposals:
+            _, fpath = resolve(cfg.face.detector_model)
+            faces = FaceDetector(fpath, score_threshold=max(0.5, cfg.face.score_threshold - 0.1), min_face_px=10, max_input_px=d.face_input_width)
+        log(logger, "rider_detector_ready", detector=spec.name, classifier=hspec.name, face_proposals=faces is not None, input_width=d.input_width)
+        return cls(cfg, detector, classifier, faces)
+
+    def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray:
+        """P(no helmet) for each full-frame xyxy head box, ``(M,)`` float32."""
+        boxes = np.asarray(head_boxes, np.float32).reshape(-1, 4)
+        return self.classifier.score(image_bgr, boxes).p_no_helmet
+
+    def detect(self, image_bgr: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> FrameDetections:
+        t0 = time.perf_counter()
+        H, W = image_bgr.shape[:2]
+        x0 = y0 = 0
+        region = image_bgr
+        if roi is not None:
+            x0, y0 = max(0, int(roi[0])), max(0, int(roi[1]))
+            x1, y1 = min(W, int(roi[2])), min(H, int(roi[3]))
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                raise ValueError(f"roi {roi} is empty or outside the {W}x{H} frame")
+            region = image_bgr[y0:y1, x0:x1]
+        c = self.cfg
+        raw = self.detector(region, min(c.rider_conf, c.head_conf))
+        offset = np.array([x0, y0, x0, y0], np.float32)
+        is_rider = (raw.classes == self._rider_cls) & (raw.scores >= c.rider_conf)
+        is_head = raw.classes == self._head_cls
+        riders, rider_scores = raw.boxes[is_rider] + offset, raw.scores[is_rider]
+        k = nms(riders, rider_scores, c.nms_iou)
+        riders, rider_scores = riders[k], rider_scores[k]
+        heads, det_scores = raw.boxes[is_head] + offset, raw.scores[is_head]
+        k = nms(heads, det_scores, c.nms_iou)
+        heads, det_scores = heads[k], det_scores[k]
+        t1 = time.perf_counter()
+        if self.faces is not None:
+            faces = [f.shifted(x0, y0) for f in self.faces.detect(region)]
+            extra = [head_box_from_face(f) for f in faces]
+            if extra:
+                fb = clip_boxes(np.array(extra, np.float32), W, H)
+                fs = np.array([f.score for f in faces], np.float32)
+                overlap = iou_matrix(fb, heads).max(axis=1) if len(heads) else np.zeros(len(fb), np.float32)
+                new = overlap < 0.2
+                heads = np.concatenate([heads, fb[new]])
+                det_scores = np.concatenate([det_scores, fs[new]])
+        t2 = time.perf_counter()
+        hs = self.classifier.score(image_bgr, heads)
+        head_scores = np.sqrt(det_scores * hs.p_head).astype(np.float32)
+        keep = (hs.p_head >= c.min_head_prob) & (head_scores >= c.head_conf)
+        heads, head_scores, p_nh = heads[keep], head_scores[keep], hs.p_no_helmet[keep]
+        if c.riders_from_heads and len(heads):
+            cx, cy = (heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2
+            inside = ((cx[:, None] >= riders[None, :, 0]) & (cx[:, None] <= riders[None, :, 2]) & (cy[:, None] >= riders[None, :, 1]) & (cy[:, None] <= riders[None, :, 3])).any(axis=1) if len(riders) else np.zeros(len(heads), bool)
+            if (~inside).any():
+                extra_r = clip_boxes(np.array([rider_box_from_head(h) for h in heads[~inside]], np.float32), W, H)
+                riders = np.concatenate([riders, extra_r])
+                rider_scores = np.concatenate([rider_scores, head_scores[~inside]])
+        t3 = time.perf_counter()
+        self.last_timing_ms = {"detector": (t1 - t0) * 1e3, "faces": (t2 - t1) * 1e3, "classifier": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return FrameDetections(riders.astype(np.float32), rider_scores.astype(np.float32), heads.astype(np.float32), head_scores, p_nh.astype(np.float32))
