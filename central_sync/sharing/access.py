@@ -1,0 +1,121 @@
+"""Who may see what (clauses 7.2.2, 7.4): API tokens, roles, row and field filters, the audit log.
+
+* Tokens are random (32 bytes, URL-safe) and shown once at creation; only their SHA-256 is
+  stored (a high-entropy secret needs no salt). A token names a role from ``api.roles`` and,
+  for ``own_community`` roles, the community it serves.
+* :class:`Caller` applies the role: rows restricted to the token's community, ID numbers and
+  names masked unless the role allows them in full.
+* Every query, allowed or refused, is written to ``audit_log`` (never the token, never ID numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from central_sync.config import ApiRole, CentralConfig
+from central_sync.storage.models import ApiToken, AuditEntry
+from central_sync.storage.store import CentralStore
+from edge.logs import log
+
+logger = logging.getLogger("anqi.central.access")
+
+
+class AccessDenied(Exception):
+    pass
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(store: CentralStore, cfg: CentralConfig, name: str, role: str, community: str | None = None) -> str:
+    """Create a token; returns the secret (shown once). Raises ValueError for an unusable role/community."""
+    if role not in cfg.api.roles:
+        raise ValueError(f"role {role!r} is not in api.roles ({', '.join(sorted(cfg.api.roles))})")
+    if cfg.api.roles[role].rows == "own_community" and not community:
+        raise ValueError(f"role {role!r} sees only its own community: give --community")
+    token = "anqi_" + secrets.token_urlsafe(32)
+    with store.session() as s:
+        if s.execute(select(ApiToken.id).where(ApiToken.name == name)).first() is not None:
+            raise ValueError(f"a token named {name!r} exists; revoke it first or choose another name")
+        s.add(ApiToken(name=name, token_hash=hash_token(token), role=role, community=community, created_at=datetime.now(timezone.utc)))
+    log(logger, "token_created", name=name, role=role, community=community or "-")
+    return token
+
+
+def revoke_token(store: CentralStore, name: str) -> bool:
+    with store.session() as s:
+        t = s.execute(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))).scalar_one_or_none()
+        if t is None:
+            return False
+        t.revoked_at = datetime.now(timezone.utc)
+    log(logger, "token_revoked", name=name)
+    return True
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role_name: str
+    role: ApiRole
+    community: str | None
+
+    def sees_community(self, community: str | None) -> bool:
+        return self.role.rows == "all" or (community is not None and community == self.community)
+
+    def community_filter(self, requested: str | None) -> str | None:
+        """The community the query must be restricted to (raises when asking for another one)."""
+        if self.role.rows == "all":
+            return requested
+        if requested is not None and requested != self.community:
+            raise AccessDenied(f"token {self.name!r} may only query community {self.community!r}")
+        return self.community
+
+    def id_number(self, v: str | None) -> str | None:
+        return v if self.role.id_number == "full" else mask_id_number(v)
+
+    def person_name(self, v: str | None) -> str | None:
+        return v if self.role.name == "full" else mask_name(v)
+
+
+def mask_id_number(v: str | None) -> str | None:
+    """Keep the first 3 and last 2 characters (region and check digit hint), mask the rest."""
+    if not v:
+        return v
+    if len(v) <= 5:
+        return "*" * len(v)
+    return v[:3] + "*" * (len(v) - 5) + v[-2:]
+
+
+def mask_name(v: str | None) -> str | None:
+    if not v:
+        return v
+    return v[0] + "*" * max(1, len(v) - 1)
+
+
+def authenticate(store: CentralStore, cfg: CentralConfig, token: str | None) -> Caller:
+    if not token:
+        raise AccessDenied("missing token")
+    with store.session() as s:
+        t = s.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))).scalar_one_or_none()
+        if t is None:
+            raise AccessDenied("unknown or revoked token")
+        role = cfg.api.roles.get(t.role)
+        if role is None:
+            raise AccessDenied(f"token {t.name!r} has role {t.role!r}, which api.roles no longer defines")
+        return Caller(t.name, t.role, role, t.community)
+
+
+def audit(store: CentralStore, caller: Caller | None, action: str, params: dict[str, Any], rows: int, client: str | None = None) -> None:
+    clean = {k: v for k, v in params.items() if v is not None and k not in ("token", "id_number")}
+    with store.session() as s:
+        s.add(AuditEntry(time=datetime.now(timezone.utc), actor=caller.name if caller else "-", role=caller.role_name if caller else "-",
+                         action=action, params={k: str(v) for k, v in clean.items()}, rows=rows, client=client))
+    log(logger, "api_query", actor=caller.name if caller else "-", action=action, rows=rows)

@@ -1,0 +1,116 @@
+"""HTTP data-sharing API (FastAPI, OpenAPI docs at ``/docs``) and the SOAP endpoint at ``/soap``.
+
+``GET /api/v1/violations`` and ``GET /api/v1/persons`` with ``from``, ``to`` (dates ``YYYY-MM-DD``
+in ``timezone``, ``to`` inclusive; or ISO times with offset), optional ``point``, ``community``,
+``tier``, ``limit``. Auth: ``Authorization: Bearer <token>``. A community token sees only its
+own residents (asking for another community is 403); ID numbers are masked unless the role
+allows them. Every query, refused ones included, goes to the audit log.
+"""
+
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from central_sync.config import CentralConfig
+from central_sync.sharing import soap
+from central_sync.sharing.access import AccessDenied, Caller, audit, authenticate
+from central_sync.sharing.queries import PersonRow, QueryFilter, SharingQueries, ViolationRow, parse_range
+from central_sync.storage.store import CentralStore
+from central_sync.tiers import OffenderTier
+
+bearer = HTTPBearer(auto_error=False, description="API token created with `anqi-central token create`.")
+
+
+def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
+    app = FastAPI(title="AnQi data sharing", version="1.0",
+                  description="Violations and persons of the e-bike safe-riding supervision (standard 7.2.2, 7.4). "
+                              "Rows and fields depend on the token's role; every query is audited. "
+                              "The same queries over SOAP 1.1: WSDL at /soap?wsdl.")
+    queries = SharingQueries(cfg, store)
+
+    def client_of(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def caller(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        try:
+            return authenticate(store, cfg, cred.credentials if cred else None)
+        except AccessDenied as e:
+            audit(store, None, f"denied:{request.url.path}", {"reason": str(e)}, 0, client_of(request))
+            raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+
+    def make_filter(start: str, end: str, point: str | None, community: str | None, tier: OffenderTier | None, limit: int) -> QueryFilter:
+        try:
+            s, e = parse_range(start, end, cfg.timezone)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
+        return QueryFilter(s, e, point, community, tier, limit)
+
+    From = Annotated[str, Query(alias="from", description="First day (YYYY-MM-DD, local) or ISO time with offset.")]
+    To = Annotated[str, Query(alias="to", description="Last day, inclusive (YYYY-MM-DD) or ISO time with offset (exclusive).")]
+    Limit = Annotated[int, Query(ge=1, le=100_000)]
+
+    @app.get("/api/v1/violations", response_model=list[ViolationRow], tags=["sharing"])
+    def violations(request: Request, who: Annotated[Caller, Depends(caller)], start: From, end: To, point: str | None = None,
+                   community: str | None = None, tier: OffenderTier | None = None, limit: Limit = 1000) -> list[ViolationRow]:
+        """Violations in the range: time, date, point, type, person, name, ID number, community, tier, count."""
+        f = make_filter(start, end, point, community, tier, limit)
+        try:
+            return queries.violations(who, f, client_of(request))
+        except AccessDenied as e:
+            audit(store, who, "violations_denied", f.as_params(), 0, client_of(request))
+            raise HTTPException(403, str(e)) from None
+
+    @app.get("/api/v1/persons", response_model=list[PersonRow], tags=["sharing"])
+    def persons(request: Request, who: Annotated[Caller, Depends(caller)], start: From, end: To, point: str | None = None,
+                community: str | None = None, tier: OffenderTier | None = None, limit: Limit = 1000) -> list[PersonRow]:
+        """Persons with violations in the range, with their count, points, tier and community."""
+        f = make_filter(start, end, point, community, tier, limit)
+        try:
+            return queries.persons(who, f, client_of(request))
+        except AccessDenied as e:
+            audit(store, who, "persons_denied", f.as_params(), 0, client_of(request))
+            raise HTTPException(403, str(e)) from None
+
+    @app.get("/soap", tags=["soap"], response_class=Response)
+    def soap_wsdl(request: Request) -> Response:
+        """The WSDL of the SOAP interface (``/soap?wsdl``)."""
+        return Response(soap.wsdl(str(request.url.replace(query=""))), media_type="text/xml; charset=utf-8")
+
+    @app.post("/soap", tags=["soap"], response_class=Response)
+    async def soap_call(request: Request) -> Response:
+        """SOAP 1.1 endpoint: GetViolations, GetPersons (token in the SOAP header or as Bearer)."""
+        body = await request.body()
+        who: Caller | None = None
+        try:
+            op, params, token = soap.parse_request(body)
+            if not token:
+                auth = request.headers.get("authorization", "")
+                token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            try:
+                who = authenticate(store, cfg, token)
+            except AccessDenied as e:
+                audit(store, None, "denied:/soap", {"reason": str(e)}, 0, client_of(request))
+                raise soap.SoapFault("Client", f"authentication failed: {e}") from None
+            if op not in ("GetViolations", "GetPersons"):
+                raise soap.SoapFault("Client", f"unknown operation {op!r} (GetViolations, GetPersons)")
+            if "From" not in params or "To" not in params:
+                raise soap.SoapFault("Client", f"{op}: From and To are required")
+            try:
+                s, e = parse_range(params["From"], params["To"], cfg.timezone)
+                tier = OffenderTier(params["Tier"]) if params.get("Tier") else None
+                limit = int(params.get("Limit") or 1000)
+            except ValueError as err:
+                raise soap.SoapFault("Client", f"{op}: {err}") from None
+            f = QueryFilter(s, e, params.get("Point") or None, params.get("Community") or None, tier, max(1, min(limit, 100_000)))
+            try:
+                rows = queries.violations(who, f, client_of(request)) if op == "GetViolations" else queries.persons(who, f, client_of(request))
+            except AccessDenied as err:
+                audit(store, who, f"{op}_denied", f.as_params(), 0, client_of(request))
+                raise soap.SoapFault("Client", str(err)) from None
+            return Response(soap.response(op, rows), media_type="text/xml; charset=utf-8")
+        except soap.SoapFault as f:
+            return Response(soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8")
+
+    return app

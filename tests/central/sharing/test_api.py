@@ -1,0 +1,172 @@
+"""Data sharing over HTTP and SOAP: roles decide rows and fields, tokens hashed, every query audited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from central_sync.config import CentralConfig
+from central_sync.sharing.access import create_token, hash_token, mask_id_number, revoke_token
+from central_sync.sharing.http import create_app
+from central_sync.sharing.soap import NS, SOAP_NS
+from central_sync.storage.models import ApiToken, AuditEntry, Person
+from central_sync.storage.store import CentralStore, ViolationRecord
+
+T = datetime(2026, 5, 10, 2, 0, tzinfo=timezone.utc)  # 10:00 in Huzhou
+ID_A = "330502199001011234"
+ID_B = "330503198502023456"
+
+
+@pytest.fixture
+def api(store: CentralStore) -> dict[str, Any]:
+    cfg = CentralConfig()
+    with store.session() as s:
+        s.add(Person(person_id="A1", kind="enrolled", name="Li Si", id_number=ID_A, community="Feiying", tier="frequent"))
+        s.add(Person(person_id="B1", kind="enrolled", name="Wang Wu", id_number=ID_B, community="Renhuangshan", tier="occasional"))
+    recs = [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "A1", point_id="pt-1") for i in range(3)]
+    recs += [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "B1", point_id="pt-2") for i in range(2)]
+    recs += [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(days=40), "A1", point_id="pt-1")]
+    store.add_violations(recs)
+    tokens = {"police": create_token(store, cfg, "police-1", "police"),
+              "feiying": create_token(store, cfg, "feiying-1", "community", "Feiying"),
+              "analyst": create_token(store, cfg, "analyst-1", "analyst")}
+    return {"client": TestClient(create_app(cfg, store)), "tokens": tokens, "store": store, "cfg": cfg}
+
+
+def get(api: dict[str, Any], path: str, who: str | None, **params: str) -> Any:
+    headers = {"Authorization": f"Bearer {api['tokens'][who]}"} if who else {}
+    return api["client"].get(path, params={"from": "2026-05-01", "to": "2026-05-31", **params}, headers=headers)
+
+
+def test_police_sees_every_community_with_full_id_numbers(api: dict[str, Any]) -> None:
+    r = get(api, "/api/v1/violations", "police")
+    assert r.status_code == 200
+    rows = r.json()
+    assert len(rows) == 5  # the violation 40 days later is outside the range
+    a = next(x for x in rows if x["person_id"] == "A1")
+    assert a["id_number"] == ID_A and a["name"] == "Li Si" and a["count"] == 3 and a["community"] == "Feiying"
+    assert a["date"] == "2026-05-10" and a["point_id"] == "pt-1"
+    p = get(api, "/api/v1/persons", "police").json()
+    assert [(x["person_id"], x["count"], x["points"]) for x in p] == [("A1", 3, ["pt-1"]), ("B1", 2, ["pt-2"])]
+
+
+def test_community_token_sees_only_its_residents_with_masked_id_numbers(api: dict[str, Any]) -> None:
+    rows = get(api, "/api/v1/violations", "feiying").json()
+    assert {x["person_id"] for x in rows} == {"A1"}
+    assert all(x["id_number"] == mask_id_number(ID_A) and ID_A not in str(x) for x in rows)
+    assert mask_id_number(ID_A) == "330*************34"
+    persons = get(api, "/api/v1/persons", "feiying").json()
+    assert [x["person_id"] for x in persons] == ["A1"] and persons[0]["id_number"] != ID_A
+
+
+def test_community_token_cannot_query_another_community(api: dict[str, Any]) -> None:
+    r = get(api, "/api/v1/violations", "feiying", community="Renhuangshan")
+    assert r.status_code == 403
+    r = get(api, "/api/v1/persons", "feiying", community="Renhuangshan")
+    assert r.status_code == 403
+    assert get(api, "/api/v1/violations", "feiying", community="Feiying").status_code == 200
+
+
+def test_no_query_parameter_unmasks_id_numbers_for_a_community_token(api: dict[str, Any]) -> None:
+    for extra in ({"id_number": "full"}, {"mask": "false"}, {"role": "police"}, {"fields": "id_number"}):
+        r = get(api, "/api/v1/violations", "feiying", **extra)
+        assert r.status_code == 200 and ID_A not in r.text
+
+
+def test_analyst_sees_all_rows_but_masked_names_and_ids(api: dict[str, Any]) -> None:
+    rows = get(api, "/api/v1/persons", "analyst").json()
+    assert len(rows) == 2 and all(x["name"].endswith("*") and "*" in x["id_number"] for x in rows)
+
+
+def test_filters_by_point_and_tier(api: dict[str, Any]) -> None:
+    assert {x["person_id"] for x in get(api, "/api/v1/violations", "police", point="pt-2").json()} == {"B1"}
+    assert {x["person_id"] for x in get(api, "/api/v1/persons", "police", tier="frequent").json()} == {"A1"}
+    assert get(api, "/api/v1/persons", "police", tier="bogus").status_code == 422
+    assert get(api, "/api/v1/persons", "police", **{"from": "2026-13-01"}).status_code == 422
+
+
+def test_missing_wrong_and_revoked_tokens_are_refused_and_audited(api: dict[str, Any]) -> None:
+    assert get(api, "/api/v1/violations", None).status_code == 401
+    r = api["client"].get("/api/v1/violations", params={"from": "2026-05-01", "to": "2026-05-31"}, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert revoke_token(api["store"], "analyst-1")
+    assert get(api, "/api/v1/violations", "analyst").status_code == 401
+    with api["store"].session() as s:
+        actions = [a.action for a in s.scalars(select(AuditEntry))]
+    assert actions.count("denied:/api/v1/violations") == 3
+
+
+def test_every_query_is_audited_without_secrets(api: dict[str, Any]) -> None:
+    get(api, "/api/v1/violations", "police", point="pt-1")
+    get(api, "/api/v1/persons", "feiying")
+    get(api, "/api/v1/violations", "feiying", community="Renhuangshan")
+    with api["store"].session() as s:
+        entries = list(s.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        hashes = [t.token_hash for t in s.scalars(select(ApiToken))]
+    assert [(e.actor, e.action, e.rows) for e in entries] == [("police-1", "violations", 3), ("feiying-1", "persons", 1),
+                                                             ("feiying-1", "violations_denied", 0)]
+    assert entries[0].params["point"] == "pt-1"
+    dump = str([(e.params, e.actor) for e in entries])
+    assert all(tok not in dump for tok in api["tokens"].values())
+    # tokens are stored hashed only
+    assert set(hashes) == {hash_token(t) for t in api["tokens"].values()}
+    assert not any(t in hashes for t in api["tokens"].values())
+
+
+def test_openapi_documents_the_queries(api: dict[str, Any]) -> None:
+    spec = api["client"].get("/openapi.json").json()
+    assert {"/api/v1/violations", "/api/v1/persons", "/soap"} <= set(spec["paths"])
+    assert api["client"].get("/docs").status_code == 200
+
+
+def soap_call(api: dict[str, Any], op: str, token: str | None, **params: str) -> Any:
+    header = f"<soap:Header><a:Token>{token}</a:Token></soap:Header>" if token else ""
+    args = "".join(f"<a:{k}>{v}</a:{k}>" for k, v in {"From": "2026-05-01", "To": "2026-05-31", **params}.items())
+    env = (f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:a="{NS}">{header}'
+           f"<soap:Body><a:{op}>{args}</a:{op}></soap:Body></soap:Envelope>")
+    return api["client"].post("/soap", content=env.encode(), headers={"Content-Type": "text/xml", "SOAPAction": f"{NS}#{op}"})
+
+
+def test_soap_offers_the_same_queries_with_the_same_role_rules(api: dict[str, Any]) -> None:
+    import xml.etree.ElementTree as ET
+
+    wsdl = api["client"].get("/soap", params={"wsdl": ""})
+    assert wsdl.status_code == 200 and "GetViolations" in wsdl.text and "GetPersons" in wsdl.text
+    ET.fromstring(wsdl.text.encode())  # well-formed
+    r = soap_call(api, "GetViolations", api["tokens"]["police"])
+    assert r.status_code == 200
+    root = ET.fromstring(r.content)
+    items = root.findall(f".//{{{NS}}}Violation")
+    assert len(items) == 5 and ID_A in r.text
+    r = soap_call(api, "GetPersons", api["tokens"]["feiying"])
+    persons = ET.fromstring(r.content).findall(f".//{{{NS}}}Person")
+    assert [p.find(f"{{{NS}}}person_id").text for p in persons] == ["A1"] and ID_A not in r.text  # type: ignore[union-attr]
+    r = soap_call(api, "GetPersons", api["tokens"]["feiying"], Community="Renhuangshan")
+    assert r.status_code == 500 and "faultstring" in r.text and "Feiying" in r.text
+    r = soap_call(api, "GetPersons", None)
+    assert r.status_code == 500 and "authentication failed" in r.text
+    r = soap_call(api, "DropTables", api["tokens"]["police"])
+    assert r.status_code == 500 and "unknown operation" in r.text
+
+
+def test_soap_refuses_entity_expansion(api: dict[str, Any]) -> None:
+    evil = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>&b;</soap:Body></soap:Envelope>')
+    r = api["client"].post("/soap", content=evil, headers={"Content-Type": "text/xml"})
+    assert r.status_code == 500 and "soap:Client" in r.text
+
+
+def test_token_creation_checks_role_and_community(store: CentralStore) -> None:
+    cfg = CentralConfig()
+    with pytest.raises(ValueError, match="not in api.roles"):
+        create_token(store, cfg, "x", "mayor")
+    with pytest.raises(ValueError, match="--community"):
+        create_token(store, cfg, "x", "community")
+    create_token(store, cfg, "x", "police")
+    with pytest.raises(ValueError, match="exists"):
+        create_token(store, cfg, "x", "police")
