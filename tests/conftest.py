@@ -31,9 +31,10 @@ BrokerFactory = Callable[..., LocalBroker]
 def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
     started: list[LocalBroker] = []
 
-    def make(extra_conf: str = "", persistence: bool = True, port: int | None = None, workdir: Path | None = None) -> LocalBroker:
+    def make(extra_conf: str = "", persistence: bool = True, port: int | None = None, workdir: Path | None = None,
+             base_conf: str | None = None) -> LocalBroker:
         wd = workdir or tmp_path_factory.mktemp("mosquitto")
-        b = LocalBroker(port=port, extra_conf=extra_conf, workdir=wd, persistence=persistence)
+        b = LocalBroker(port=port, extra_conf=extra_conf, workdir=wd, persistence=persistence, base_conf=base_conf)
         started.append(b)
         return b.start()
 

@@ -26,11 +26,18 @@ def find_mosquitto() -> str:
 
 
 class LocalBroker:
-    """A mosquitto process on 127.0.0.1 with its own config; ``extra_conf`` adds lines (TLS, ACL)."""
+    """A mosquitto process on 127.0.0.1 with its own config; ``extra_conf`` adds lines (TLS, ACL).
 
-    def __init__(self, port: int | None = None, extra_conf: str = "", workdir: Path | None = None, persistence: bool = True):
+    ``base_conf`` replaces the generated listener / anonymous / persistence / log lines with a
+    whole configuration of the caller's (e.g. the deployment ``config/mosquitto/mosquitto.conf``
+    rendered for a test); it must itself listen on ``self.port`` at 127.0.0.1.
+    """
+
+    def __init__(self, port: int | None = None, extra_conf: str = "", workdir: Path | None = None, persistence: bool = True,
+                 base_conf: str | None = None):
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.base_conf = base_conf
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="anqi-mosquitto-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -42,9 +49,11 @@ class LocalBroker:
         return self.workdir / "mosquitto.conf"
 
     def write_conf(self) -> Path:
-        lines = [f"listener {self.port} 127.0.0.1"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            lines.append("user root")  # else mosquitto drops to user 'mosquitto' and cannot read our private files
+        root = ["user root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # else mosquitto drops to user 'mosquitto'
+        if self.base_conf is not None:
+            self.conf_path.write_text("\n".join([*root, self.base_conf, self.extra_conf]) + "\n")
+            return self.conf_path
+        lines = [f"listener {self.port} 127.0.0.1", *root]
         if "allow_anonymous" not in self.extra_conf:
             lines.append("allow_anonymous true")
         if self.persistence:

@@ -1,0 +1,252 @@
+"""The deployment broker config (config/mosquitto/) run for real: TLS, passwords, per-device ACL.
+
+The session generates dev certificates and passwords with ``config/mosquitto/gen-dev-pki.sh``,
+renders ``mosquitto.conf`` with those paths and a free port, and runs mosquitto on it.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import EdgeConfig
+from edge.health import Health
+from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
+from edge.relay import protocol as P
+from edge.relay.localbroker import LocalBroker, free_port
+from edge.relay.reference_consumer import ReferenceConsumer
+
+ROOT = Path(__file__).resolve().parents[2]
+MOSQ = ROOT / "config" / "mosquitto"
+DEV_A, DEV_B, CENTRAL = "anqi-dev-0001", "anqi-dev-0002", "anqi-central"
+SITE = "huzhou-demo"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pki")
+    subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(out), CENTRAL, DEV_A, DEV_B], check=True, capture_output=True)
+    return out
+
+
+def render_conf(pki: Path, port: int, workdir: Path, **changes: str) -> str:
+    text = (MOSQ / "mosquitto.conf").read_text()
+    text = text.replace("/etc/mosquitto/anqi/", f"{pki}/").replace("listener 8883", f"listener {port} 127.0.0.1")
+    text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
+    text = text.replace("log_dest syslog", f"log_dest file {workdir}/mosquitto.log")
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def deploy_broker(pki: Path, broker_factory: Any, tmp_path: Path) -> LocalBroker:
+    port = free_port()
+    wd = tmp_path / "broker"
+    wd.mkdir()
+    return broker_factory(port=port, workdir=wd, base_conf=render_conf(pki, port, wd))
+
+
+def _pw(pki: Path, user: str) -> str:
+    return (pki / "passwords" / user).read_text()
+
+
+def _client(pki: Path, port: int, user: str, v5: bool = True, password: str | None = None) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    c.username_pw_set(user, password if password is not None else _pw(pki, user))
+    c.tls_set(ca_certs=str(pki / "ca.crt"))
+    return c
+
+
+def _connect(c: paho.Client, port: int) -> ReasonCodeLike:
+    result: dict[str, Any] = {}
+    c.on_connect = lambda cl, u, f, rc, p: result.setdefault("rc", rc)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    end = time.monotonic() + 10
+    while "rc" not in result and time.monotonic() < end:
+        time.sleep(0.02)
+    return result.get("rc")
+
+
+ReasonCodeLike = Any
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _device_cfg(tmp_path: Path, relay_config: Callable[..., EdgeConfig], pki: Path, port: int, device: str, **kw: Any) -> EdgeConfig:
+    return relay_config(tmp_path / device, port, username=device, password_env="ANQI_MQTT_PASSWORD", tls={"ca_file": str(pki / "ca.crt"), **kw.pop("tls", {})},
+                        device={"device_id": device, "site_id": SITE}, **kw)
+
+
+def _central(pki: Path, port: int) -> ReferenceConsumer:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    return ReferenceConsumer("127.0.0.1", port, client_id="anqi-central-test", username=CENTRAL, password=_pw(pki, CENTRAL), tls=ctx).start()
+
+
+def test_device_relays_over_tls_with_password_and_gets_central_acks_through_the_acl(
+        tmp_path: Path, pki: Path, deploy_broker: LocalBroker, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
+    cfg = _device_cfg(tmp_path, relay_config, pki, deploy_broker.port, DEV_A)
+    assert check_config(cfg) == []
+    central = _central(pki, deploy_broker.port)
+    outbox = Outbox.for_config(cfg)
+    evs = [make_event(tmp_path, i, {"face.jpg": 5000}, device=DEV_A, site=SITE) for i in range(3)]
+    for ev, f in evs:
+        outbox.add(ev, f)
+    with MqttRelay(cfg, outbox, Health(tmp_path / "h.json", DEV_A)) as relay:
+        assert relay.wait_drained(20), outbox.stats()
+    assert central.order == [e.event_id for e, _ in evs]
+    assert _wait(lambda: central.statuses.get(DEV_A) == "offline", 5)
+    central.stop()
+
+
+def test_a_device_cannot_publish_as_another_device(tmp_path: Path, pki: Path, deploy_broker: LocalBroker, make_event: Any) -> None:
+    central = _central(pki, deploy_broker.port)
+    forged, _ = make_event(tmp_path, 0, {}, device=DEV_B, site=SITE)
+    own, _ = make_event(tmp_path, 1, {}, device=DEV_A, site=SITE)
+    # MQTT 5: the broker answers the forged publish with a failure reason code
+    a5 = _client(pki, deploy_broker.port, DEV_A, v5=True)
+    codes: dict[int, Any] = {}
+    a5.on_publish = lambda c, u, mid, rc, p: codes.__setitem__(mid, rc)
+    assert not _connect(a5, deploy_broker.port).is_failure
+    bad = a5.publish(P.event_topic("anqi/v1", SITE, DEV_B), P.encode_event(forged), qos=1)
+    good = a5.publish(P.event_topic("anqi/v1", SITE, DEV_A), P.encode_event(own), qos=1)
+    assert _wait(lambda: bad.mid in codes and good.mid in codes, 10)
+    assert codes[bad.mid].is_failure and "authori" in str(codes[bad.mid]).lower()
+    assert not codes[good.mid].is_failure
+    # MQTT 3.1.1 has no way to say no: the broker drops it silently
+    a3 = _client(pki, deploy_broker.port, DEV_A, v5=False)
+    assert not _connect(a3, deploy_broker.port).is_failure
+    a3.publish(P.media_topic("anqi/v1", SITE, DEV_B, forged.event_id, "face.jpg"), b"x", qos=1).wait_for_publish(5)
+    a3.publish(P.event_topic("anqi/v1", SITE, DEV_B), P.encode_event(forged), qos=1).wait_for_publish(5)
+    a3.publish(P.ack_topic("anqi/v1", SITE, DEV_A), P.encode_ack(P.Ack(event_id=own.event_id, status="stored", media_complete=True)), qos=1).wait_for_publish(5)
+    assert central.wait_for(1, 10)
+    time.sleep(0.5)
+    assert list(central.events) == [own.event_id]  # the legitimate one arrived, the forged ones did not
+    assert central.corrupt_chunks == 0
+    for c in (a5, a3):
+        c.loop_stop()
+        c.disconnect()
+    central.stop()
+
+
+def test_a_device_reads_only_its_own_acks(pki: Path, deploy_broker: LocalBroker) -> None:
+    got: dict[str, list[str]] = {DEV_A: [], DEV_B: []}
+    clients = {}
+    for dev in (DEV_A, DEV_B):
+        c = _client(pki, deploy_broker.port, dev)
+        c.on_message = lambda cl, u, m, dev=dev: got[dev].append(m.topic)  # type: ignore[misc]
+        assert not _connect(c, deploy_broker.port).is_failure
+        c.subscribe("anqi/v1/+/+/ack", qos=1)  # asks for everyone's acks
+        clients[dev] = c
+    central = _client(pki, deploy_broker.port, CENTRAL)
+    assert not _connect(central, deploy_broker.port).is_failure
+    time.sleep(0.3)
+    ack = P.encode_ack(P.Ack(event_id=uuid.uuid4(), status="stored", media_complete=True))
+    central.publish(P.ack_topic("anqi/v1", SITE, DEV_B), ack, qos=1).wait_for_publish(5)
+    central.publish(P.ack_topic("anqi/v1", SITE, DEV_A), ack, qos=1).wait_for_publish(5)
+    assert _wait(lambda: len(got[DEV_A]) == 1 and len(got[DEV_B]) == 1, 10), got
+    time.sleep(0.3)
+    assert got == {DEV_A: [P.ack_topic("anqi/v1", SITE, DEV_A)], DEV_B: [P.ack_topic("anqi/v1", SITE, DEV_B)]}
+    for c in (*clients.values(), central):
+        c.loop_stop()
+        c.disconnect()
+
+
+@pytest.mark.parametrize("user, password, expect", [
+    (DEV_A, "wrong-password", "refused"),
+    ("nobody", "x", "refused"),
+])
+def test_unknown_users_and_wrong_passwords_are_refused(pki: Path, deploy_broker: LocalBroker, user: str, password: str, expect: str) -> None:
+    c = _client(pki, deploy_broker.port, user, password=password)
+    rc = _connect(c, deploy_broker.port)
+    assert rc is not None and rc.is_failure
+    c.loop_stop()
+
+
+def test_plain_tcp_to_the_tls_listener_does_not_connect(pki: Path, deploy_broker: LocalBroker, tmp_path: Path, relay_config: Any,
+                                                        make_event: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
+    cfg = relay_config(tmp_path, deploy_broker.port, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", device={"device_id": DEV_A})
+    outbox = Outbox.for_config(cfg)
+    ev, f = make_event(tmp_path, 0, {}, device=DEV_A)
+    outbox.add(ev, f)
+    relay = MqttRelay(cfg, outbox).start()
+    try:
+        assert not relay.wait_connected(2)
+        assert outbox.stats().pending == 1
+    finally:
+        relay.stop(flush_timeout_s=0)
+
+
+def test_a_broker_certificate_from_another_ca_is_not_trusted(tmp_path: Path, pki: Path, deploy_broker: LocalBroker, relay_config: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other-pki"
+    subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(other), DEV_A], check=True, capture_output=True)
+    monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
+    cfg = relay_config(tmp_path, deploy_broker.port, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", tls={"ca_file": str(other / "ca.crt")},
+                       device={"device_id": DEV_A})
+    health = Health(tmp_path / "h.json", DEV_A)
+    relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
+    try:
+        assert not relay.wait_connected(2)
+        assert health.snapshot()["components"]["relay"]["status"] == "down"
+    finally:
+        relay.stop(flush_timeout_s=0)
+
+
+def test_client_certificate_when_the_broker_requires_one(tmp_path: Path, pki: Path, broker_factory: Any, relay_config: Any,
+                                                         make_event: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    wd = tmp_path / "mtls"
+    wd.mkdir()
+    broker_factory(port=port, workdir=wd, base_conf=render_conf(pki, port, wd, **{"require_certificate false": "require_certificate true"}))
+    monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
+    without = _device_cfg(tmp_path / "no-cert", relay_config, pki, port, DEV_A)
+    relay = MqttRelay(without, Outbox.for_config(without)).start()
+    try:
+        assert not relay.wait_connected(2)
+    finally:
+        relay.stop(flush_timeout_s=0)
+    cfg = _device_cfg(tmp_path, relay_config, pki, port, DEV_A, tls={"cert_file": str(pki / f"{DEV_A}.crt"), "key_file": str(pki / f"{DEV_A}.key")})
+    outbox = Outbox.for_config(cfg)
+    ev, f = make_event(tmp_path, 0, {}, device=DEV_A, site=SITE)
+    outbox.add(ev, f)
+    with MqttRelay(cfg, outbox) as relay:
+        assert relay.wait_drained(10, until="published")
+
+
+@pytest.mark.parametrize("tls, match", [
+    ({"ca_file": "missing-ca.crt"}, "relay.mqtt.tls.ca_file: file not found"),
+    ({"ca_file": "garbage.pem"}, "relay.mqtt.tls.ca_file: not a PEM CA certificate"),
+    ({"cert_file": "DEV.crt", "key_file": "OTHER.key"}, "relay.mqtt.tls.cert_file/key_file: .* are not a matching"),
+    ({"cert_file": "DEV.crt", "key_file": "nokey.key"}, "relay.mqtt.tls.key_file: file not found"),
+])
+def test_bad_tls_files_are_named_in_the_error(tmp_path: Path, pki: Path, relay_config: Any, tls: dict[str, str], match: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "garbage.pem").write_text("not a certificate")
+    tls = {k: (str(pki / f"{DEV_A}.crt") if v == "DEV.crt" else str(pki / f"{DEV_B}.key") if v == "OTHER.key" else str(tmp_path / v))
+           for k, v in tls.items()}
+    monkeypatch.setenv("ANQI_MQTT_PASSWORD", "x")
+    cfg = relay_config(tmp_path, 8883, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", tls=tls)
+    with pytest.raises(RelayConfigError, match=match):
+        MqttRelay(cfg, Outbox.for_config(cfg))
+    problems = check_config(cfg)
+    assert any(p.startswith("relay.mqtt.tls.") for p in problems), problems
