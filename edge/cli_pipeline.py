@@ -100,13 +100,84 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
         sys.exit(1)
 
 
-@click.command()
-def run() -> None:
-    """Run the daemon."""
-    raise click.ClickException("not built yet")
+def _print_summary(daemon: "object", out: Path | None = None) -> None:
+    from edge.daemon import EdgeDaemon
+
+    assert isinstance(daemon, EdgeDaemon)
+    st = daemon.stats
+    s = st.summary()
+    click.echo("")
+    click.echo(f"frames {s['frames']} ({s['input_fps']} fps), detection on {s['detect_frames']} frames ({s['detect_fps']} fps), "
+               f"{s['detect_errors']} detection errors, {s['tracks']} rider tracks")
+    if not st.violations:
+        click.echo("no violations detected")
+    for v in st.violations:
+        where = daemon.event_media.get(v.event_id or "", [])
+        state = f"event {v.event_id}" if v.event_id else f"NOT STORED ({v.error})"
+        face = "face" if v.face_found else "no face"
+        click.echo(f"  {v.type:<10} track {v.track_id:<3} at {v.decided_t_s:6.2f} s  {state}  [{face}]")
+        for p in where:
+            click.echo(f"      {p}")
+    click.echo(f"events committed to the outbox: {s['events_committed']} (outbox {daemon.outbox.root})")
+    if out is not None:
+        click.echo(f"event JSON: {out / 'events'}")
+    if s["relay_published"] is not None:
+        click.echo(f"relay delivered (PUBACKed by the broker): {s['relay_published']}")
+    else:
+        click.echo("relay: not running (events wait in the outbox)")
+    if s["prompt_latencies_s"]:
+        click.echo(f"prompt start latency after decision (s): {s['prompt_latencies_s']}")
+
+
+def _make_daemon(cfg: EdgeConfig, **kw: "object") -> "object":
+    from edge.daemon import EdgeDaemon, StartupError
+
+    try:
+        return EdgeDaemon(cfg, **kw)  # type: ignore[arg-type]
+    except StartupError as e:
+        click.echo(f"anqi-edge: cannot start: {e}", err=True)
+        sys.exit(3)
 
 
 @click.command()
-def replay() -> None:
-    """Replay a video."""
-    raise click.ClickException("not built yet")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Site config (YAML).")
+@click.option("--source", "source", default=None, help="Override source.uri: a file, rtsp:// URL, /dev/videoN or GStreamer pipeline.")
+@click.option("--until-eof", is_flag=True, help="File sources: stop at the end, wait for the relay, print what was found.")
+@click.option("--relay-wait", default=20.0, show_default=True, help="With --until-eof: seconds to wait for the broker to take every event.")
+def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) -> None:
+    """Run the daemon: capture, detect, track, judge, persuade, collect evidence, relay.
+
+    Stops on SIGTERM / SIGINT, finishing clips in progress. With --until-eof on a file it stops
+    at the end of the file and prints a summary.
+    """
+    from edge.logs import setup_logging
+
+    cfg = _load(config)
+    setup_logging(cfg.device.log_level)
+    daemon = _make_daemon(cfg, mode="until_eof" if until_eof else "live", source_uri=source, relay_wait_s=relay_wait)
+    daemon.run()  # type: ignore[attr-defined]
+    if until_eof:
+        _print_summary(daemon)
+
+
+@click.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Site config (YAML).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for events/, media/ and the outbox.")
+@click.option("--relay/--no-relay", default=False, show_default=True, help="Also publish the events over MQTT (local broker when none is configured).")
+def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
+    """Run VIDEO through the full pipeline as fast as possible.
+
+    Events go to OUT/events/<event_id>.json, their evidence (face JPEG, context JPEG, MP4 clip) to
+    OUT/media/<event_id>/, the outbox database to OUT/. Actuators use their configured backends.
+    """
+    from edge.logs import setup_logging
+
+    cfg = _load(config)
+    setup_logging(cfg.device.log_level)
+    if not video.is_file():
+        raise click.ClickException(f"video not found: {video}")
+    out.mkdir(parents=True, exist_ok=True)
+    daemon = _make_daemon(cfg, mode="replay", source_uri=str(video.resolve()), out_dir=out.resolve(), relay=relay)
+    daemon.run()  # type: ignore[attr-defined]
+    _print_summary(daemon, out)

@@ -63,6 +63,10 @@ class RedLightRuleConfig(Section):
 
 
 class RulesConfig(Section):
+    evidence_wait_s: float = Field(
+        3.0, ge=0, le=60,
+        description="After a rule decides, face capture keeps looking for a better face of the rider this long (or until its track ends) before the event is committed; prompts are not delayed by it.",
+    )
     no_helmet: NoHelmetRuleConfig = Field(default_factory=NoHelmetRuleConfig)
     wrong_way: WrongWayRuleConfig = Field(default_factory=WrongWayRuleConfig)
     red_light: RedLightRuleConfig = Field(default_factory=RedLightRuleConfig)

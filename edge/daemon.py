@@ -1,0 +1,584 @@
+"""The edge daemon: wires the stages together and owns every thread and queue.
+
+::
+
+    capture thread:   FrameSource.frames() -> ClipRecorder.push (every frame, into the PrerollBuffer)
+                                            -> sampled frames -> detection queue
+    pipeline thread:  RiderDetector -> RiderTracker (+ CaptureZone) -> RuleSet
+                        -> Persuasion.on_violation (at once)  -> ClipRecorder.trigger
+                        -> FaceCapture (head crops of in-zone / violating riders)
+                        -> evidence complete (clip written, face search over) -> EventAssembler -> Outbox.add
+    main thread:      health file + systemd watchdog, signals; MqttRelay runs its own network loop.
+
+Errors in one stage are logged and survived: a dead camera is retried by the source, a detector
+exception skips that frame, a missing model is retried every ``MODEL_RETRY_S`` while the ring
+buffer keeps recording, a failed clip still lets the event (with its face) into the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from edge.config import EdgeConfig
+from edge.event import ViolationEvent
+from edge.evidence import EventAssembler, FaceCapture
+from edge.health import Health, SystemdNotifier
+from edge.logs import log
+from edge.rules import RuleSet, Violation
+from edge.track import RiderTracker, Track
+from edge.zone import CaptureZone
+
+logger = logging.getLogger("edge.daemon")
+
+Mode = Literal["live", "until_eof", "replay"]
+
+MODEL_RETRY_S = 30.0
+HEALTH_EVERY_S = 5.0
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> Any: ...
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start (bad source, unusable calibration, missing model in replay); the message says which key or file."""
+
+
+@dataclass
+class ViolationRecord:
+    """Timings of one violation, for the performance benchmark and the run summary."""
+
+    key: str
+    type: str
+    track_id: int
+    decided_t_s: float  #: source time of the deciding frame
+    captured_mono: float  #: when the deciding frame was captured
+    decided_mono: float  #: when the rule decided (after detection and tracking)
+    outbox_mono: float | None = None  #: when the event was committed to the outbox
+    event_id: str | None = None
+    face_found: bool | None = None
+    clip: str | None = None
+    media: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def decide_latency_s(self) -> float:
+        return self.decided_mono - self.captured_mono
+
+    @property
+    def outbox_latency_s(self) -> float | None:
+        return None if self.outbox_mono is None else self.outbox_mono - self.decided_mono
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    detect_frames: int = 0
+    detect_errors: int = 0
+    detect_s_total: float = 0.0
+    tracks: int = 0
+    face_crops: int = 0
+    started_mono: float = field(default_factory=time.monotonic)
+    ended_mono: float | None = None
+    violations: list[ViolationRecord] = field(default_factory=list)
+    prompt_latencies_s: list[float] = field(default_factory=list)
+    relay_published: int | None = None
+
+    @property
+    def detect_fps(self) -> float:
+        return self.detect_frames / self.detect_s_total if self.detect_s_total > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        wall = (self.ended_mono or time.monotonic()) - self.started_mono
+        committed = [v for v in self.violations if v.outbox_mono is not None]
+        return {
+            "frames": self.frames,
+            "detect_frames": self.detect_frames,
+            "detect_errors": self.detect_errors,
+            "detect_fps": round(self.detect_fps, 2),
+            "wall_s": round(wall, 2),
+            "input_fps": round(self.frames / wall, 2) if wall > 0 else 0.0,
+            "tracks": self.tracks,
+            "face_crops": self.face_crops,
+            "violations": dict(Counter(v.type for v in self.violations)),
+            "events_committed": len(committed),
+            "prompt_latencies_s": [round(x, 4) for x in self.prompt_latencies_s],
+            "outbox_latencies_s": [round(v.outbox_latency_s, 3) for v in committed if v.outbox_latency_s is not None],
+            "relay_published": self.relay_published,
+        }
+
+
+@dataclass
+class _Pending:
+    record: ViolationRecord
+    violation: Violation
+    first_seen: datetime | None
+    clip: Future[Any] | None
+    deadline_t_s: float
+    created_mono: float
+    track_open: bool = True
+
+
+class EdgeDaemon:
+    """One appliance run. ``mode``: ``live`` (until stopped), ``until_eof`` (a file: stop at its end,
+    wait for the relay), ``replay`` (a file as fast as possible, events also as JSON under ``out_dir``)."""
+
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        *,
+        mode: Mode = "live",
+        source_uri: str | None = None,
+        out_dir: Path | None = None,
+        relay: bool = True,
+        relay_wait_s: float = 20.0,
+        install_signals: bool = True,
+    ):
+        self.cfg = cfg
+        self.mode = mode
+        if source_uri is not None:
+            src = cfg.source.model_copy(update={"uri": source_uri})
+            self.cfg = cfg = cfg.model_copy(update={"source": src})
+        self.out_dir = out_dir
+        self.data_dir = Path(out_dir) if (mode == "replay" and out_dir is not None) else cfg.data_dir
+        self.use_relay = relay
+        self.relay_wait_s = relay_wait_s
+        self.install_signals = install_signals
+        self.stats = PipelineStats()
+        self.health = Health(self.data_dir / "health.json", cfg.device.device_id)
+        self.notifier = SystemdNotifier()
+        self._stop = threading.Event()
+        self._pending: list[_Pending] = []
+        self._pending_tracks: set[int] = set()
+        self._closed_tracks: set[int] = set()
+        self._track_first: dict[int, datetime] = {}
+        self._last_t_s = 0.0
+        self._detector: Detector | None = None
+        self._detector_error: str | None = None
+        self._detector_retry_at = 0.0
+        self._faces: FaceCapture | None = None
+        self._face_error: str | None = None
+        self._threads: list[threading.Thread] = []
+        self.events: list[ViolationEvent] = []
+        self.event_media: dict[str, list[Path]] = {}
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        cfg = self.cfg
+        from edge.buffer import ClipRecorder, PrerollBuffer
+        from edge.source import DetectQueue, DetectSampler, FrameSource
+
+        try:
+            self.zone = CaptureZone.from_config(cfg.zone)
+        except ValueError as e:
+            raise StartupError(f"zone.calibration: {e}") from None
+        try:
+            self.source = FrameSource(cfg.source, base_dir=cfg.base_dir, health=self.health)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        if self.mode != "live" and self.source.kind != "file":
+            raise StartupError(f"source.uri: {self.mode.replace('_', ' ')} needs a video file, got a {self.source.kind} source")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir = self.data_dir / "evidence-work"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.buffer = PrerollBuffer(cfg.buffer, health=self.health)
+        self.recorder = ClipRecorder(self.buffer, cfg.buffer, self.work_dir, health=self.health)
+        self.sampler = DetectSampler(cfg.source.detect_fps)
+        # live: never slow capture down (drop the oldest sampled frame); files: every sampled frame
+        # is detected and capture waits for detection, so the ring still holds the pre-roll
+        self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if self.mode == "live" else None
+        self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.tracker = RiderTracker(cfg.track, self.zone)
+        self.rules = RuleSet.from_config(cfg)
+        self._load_detector(first=True)
+        self._load_faces()
+        self.assembler = EventAssembler(cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame)
+        self.persuasion = self._start_persuasion()
+        self.outbox, self.relay, self.broker = self._start_relay()
+
+    def _load_detector(self, first: bool = False) -> None:
+        try:
+            from edge.detect import RiderDetector
+
+            self._detector = RiderDetector.from_config(self.cfg)
+            self._detector_error = None
+            self.health.set("detector", "up", f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}")
+            if not first:
+                log(logger, "detector_loaded", model=self.cfg.detect.rider_model)
+        except Exception as e:  # missing / corrupt model file: say which, keep recording, retry
+            self._detector = None
+            self._detector_error = f"{type(e).__name__}: {e}"
+            self._detector_retry_at = time.monotonic() + MODEL_RETRY_S
+            self.health.set("detector", "down", self._detector_error[:300])
+            log(logger, "detector_unavailable", logging.ERROR, error=self._detector_error[:300], retry_s=MODEL_RETRY_S)
+            if self.mode != "live":
+                raise StartupError(f"detect.rider_model: {e}") from None
+
+    def _load_faces(self) -> None:
+        self._embedder = None
+        if not self.cfg.face.enabled:
+            self.health.set("faces", "off", "face.enabled is false")
+            return
+        try:
+            from edge.detect.faces import FaceDetector, FaceEmbedder
+            from edge.evidence.adapters import SFaceEmbedding
+
+            f = self.cfg.face
+            self._faces = FaceCapture(FaceDetector.from_config(self.cfg), f.min_face_px, f.score_threshold, f.save_context_frame)
+            try:
+                self._embedder = SFaceEmbedding(FaceEmbedder.from_config(self.cfg), self.cfg.face.embedder_model)
+            except Exception as e:
+                log(logger, "face_embedder_unavailable", logging.ERROR, error=str(e)[:300])
+                self.health.set("faces", "degraded", f"no embedding: {e}"[:300])
+                return
+            self.health.set("faces", "up", f"{f.detector_model} + {f.embedder_model}")
+        except Exception as e:  # events still go out, saying why there is no face
+            self._faces = None
+            self._face_error = f"face detector unavailable ({type(e).__name__})"
+            self.health.set("faces", "down", str(e)[:300])
+            log(logger, "face_detector_unavailable", logging.ERROR, error=str(e)[:300])
+
+    def _start_persuasion(self) -> Any:
+        try:
+            from edge.actuators import Persuasion
+
+            p = Persuasion.from_config(self.cfg, self.health)
+            p.start()
+            return p
+        except Exception as e:  # no sound card, bad pin: prompts off, evidence still collected
+            self.health.set("speaker", "down", str(e)[:300])
+            log(logger, "persuasion_unavailable", logging.ERROR, error=str(e)[:300])
+            return None
+
+    def _start_relay(self) -> tuple[Any, Any, Any]:
+        from edge.relay import MqttRelay, Outbox, connect_or_start_local
+
+        if self.mode == "replay":
+            outbox = Outbox(self.data_dir, self.cfg.relay.outbox, self.health)
+        else:
+            outbox = Outbox.for_config(self.cfg, self.health)
+        if not self.use_relay:
+            self.health.set("relay", "off", "relay disabled for this run")
+            return outbox, None, None
+        broker = None
+        try:
+            cfg, broker = connect_or_start_local(self.cfg, self.data_dir / "dev-broker")
+            relay = MqttRelay(cfg, outbox, self.health).start()
+            return outbox, relay, broker
+        except Exception as e:  # broker down / bad TLS: events stay in the outbox
+            if broker is not None:
+                broker.close()
+            self.health.set("relay", "down", str(e)[:300])
+            log(logger, "relay_unavailable", logging.ERROR, error=str(e)[:300])
+            return outbox, None, None
+
+    # ------------------------------------------------------------------ threads
+    def _capture_loop(self) -> None:
+        try:
+            for frame in self.source.frames():
+                self.stats.frames += 1
+                self.recorder.push(frame)
+                if self.sampler.want(frame):
+                    if self.live_queue is not None:
+                        self.live_queue.put(frame)
+                    else:
+                        while not self._stop.is_set():
+                            try:
+                                self.file_queue.put(frame, timeout=0.5)
+                                break
+                            except queue.Full:
+                                continue
+                if self._stop.is_set():
+                    break
+        except Exception as e:  # the source never raises by contract; if it does, say so
+            log(logger, "capture_crashed", logging.ERROR, error=f"{type(e).__name__}: {e}")
+            self.health.set("camera", "down", f"capture crashed: {e}"[:300])
+        finally:
+            if self.live_queue is not None:
+                self.live_queue.close()
+            else:
+                self.file_queue.put(None)
+
+    def _next_frame(self) -> tuple[bool, Any]:
+        """(ended, frame or None on timeout)."""
+        if self.live_queue is not None:
+            frame = self.live_queue.get(timeout=0.5)
+            return (frame is None and self.live_queue.closed and len(self.live_queue) == 0), frame
+        try:
+            frame = self.file_queue.get(timeout=0.5)
+        except queue.Empty:
+            return False, None
+        return frame is None, frame
+
+    def _pipeline_loop(self) -> None:
+        while True:
+            ended, frame = self._next_frame()
+            if ended:
+                break
+            if frame is None:
+                self._finalize_ready(force_wall=True)
+                continue
+            try:
+                self._process(frame)
+            except Exception as e:  # a bug in one frame must not stop the appliance
+                self.stats.detect_errors += 1
+                log(logger, "frame_failed", logging.ERROR, frame=frame.index, error=f"{type(e).__name__}: {e}")
+        # end of stream (or stop): every track ends, every clip is finished with what exists
+        for t in self.tracker.close_all():
+            self._track_closed(t)
+        try:
+            self.recorder.flush()
+        except Exception as e:
+            log(logger, "clip_flush_failed", logging.ERROR, error=str(e)[:300])
+        self._finalize_ready(force=True)
+
+    # ------------------------------------------------------------------ per frame
+    def _process(self, frame: Any) -> None:
+        if self._detector is None:
+            if self.mode == "live" and time.monotonic() >= self._detector_retry_at:
+                self._load_detector()
+            if self._detector is None:
+                return
+        img = frame.image
+        h, w = img.shape[:2]
+        zone = self.zone.for_frame(w, h)
+        roi = zone.image_region(w, h) if self.cfg.detect.crop_to_zone else None
+        t0 = time.monotonic()
+        try:
+            dets = self._detector.detect(img, roi=roi)
+        except Exception as e:  # corrupt frame, runtime error: skip this frame
+            self.stats.detect_errors += 1
+            self.health.set("detector", "degraded", f"frame {frame.index}: {type(e).__name__}: {e}"[:300])
+            log(logger, "detect_failed", logging.WARNING, frame=frame.index, error=f"{type(e).__name__}: {e}"[:300])
+            return
+        self.stats.detect_s_total += time.monotonic() - t0
+        self.stats.detect_frames += 1
+        self._last_t_s = frame.pts_s
+        upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono)
+        for t in upd.active:
+            if t.track_id is not None and t.track_id not in self._track_first:
+                self._track_first[t.track_id] = t.first_utc
+                self.stats.tracks += 1
+        self.rules.observe_signal(img, frame.pts_s)
+        for v in self.rules.check(upd.active):
+            self._on_violation(v, frame)
+        if self._faces is not None:
+            for t in upd.active:
+                if t.track_id is not None and (t.last.in_zone or t.track_id in self._pending_tracks):
+                    self._faces.offer(t, img, frame.pts_s, frame.utc, _moving_away(t, self.zone))
+            self.stats.face_crops = self._faces.crops_run
+        for t in upd.closed:
+            self._track_closed(t)
+        self._finalize_ready()
+
+    def _on_violation(self, v: Violation, frame: Any) -> None:
+        decided = time.monotonic()
+        if self.persuasion is not None:
+            try:
+                self.persuasion.on_violation(v.type.value, v.track_id, decided)
+            except Exception as e:
+                log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
+        key = f"{v.type.value}-t{v.track_id}-{uuid.uuid4().hex[:8]}"
+        clip: Future[Any] | None
+        try:
+            clip = self.recorder.trigger(key, at_pts_s=v.t_s)
+        except Exception as e:
+            clip = None
+            log(logger, "clip_trigger_failed", logging.ERROR, key=key, error=str(e)[:300])
+        rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
+        self.stats.violations.append(rec)
+        self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided))
+        self._pending_tracks.add(v.track_id)
+        log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
+            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3), **{k: v.detail[k] for k in list(v.detail)[:4]})
+
+    def _track_closed(self, t: Track) -> None:
+        if t.track_id is None:
+            return
+        self._closed_tracks.add(t.track_id)
+        for p in self._pending:
+            if p.violation.track_id == t.track_id:
+                p.track_open = False
+        if t.track_id not in self._pending_tracks and self._faces is not None:
+            self._faces.forget([t.track_id])
+
+    # ------------------------------------------------------------------ evidence -> outbox
+    def _finalize_ready(self, force: bool = False, force_wall: bool = False) -> None:
+        now = time.monotonic()
+        still: list[_Pending] = []
+        for p in self._pending:
+            face_done = force or not p.track_open or self._last_t_s >= p.deadline_t_s
+            if force_wall and now - p.created_mono > self.cfg.rules.evidence_wait_s + self.cfg.buffer.post_s + 10.0:
+                face_done = True  # no frames are coming (camera down): do not hold the evidence back
+                if p.clip is not None and not p.clip.done():
+                    self.recorder.flush()
+            clip_done = p.clip is None or p.clip.done()
+            if face_done and clip_done:
+                self._commit(p)
+            else:
+                still.append(p)
+        self._pending = still
+
+    def _commit(self, p: _Pending) -> None:
+        v = p.violation
+        clip = None
+        clip_problem = None
+        if p.clip is not None:
+            try:
+                clip = p.clip.result()
+            except Exception as e:  # the clip failed: the event still goes out with its face
+                clip_problem = f"clip not written: {type(e).__name__}: {e}"
+                log(logger, "clip_failed", logging.ERROR, key=p.record.key, error=str(e)[:300])
+        else:
+            clip_problem = "clip not started"
+        face = self._faces.best(v.track_id) if self._faces is not None else None
+        reason = None
+        if face is None:
+            reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
+        try:
+            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem)
+            self.outbox.add(ev.event, ev.media, move=True)
+        except Exception as e:  # disk full, outbox error: logged and kept in the work folder
+            p.record.error = f"{type(e).__name__}: {e}"
+            self.health.alarm("outbox", f"event not stored: {e}"[:300])
+            log(logger, "event_not_stored", logging.ERROR, key=p.record.key, error=str(e)[:300])
+            return
+        p.record.outbox_mono = time.monotonic()
+        eid = str(ev.event.event_id)
+        p.record.event_id = eid
+        p.record.face_found = ev.event.face.found
+        p.record.media = sorted(ev.media)
+        media_paths = [self.outbox.media_dir / eid / name for name in sorted(ev.media)]
+        self.events.append(ev.event)
+        self.event_media[eid] = media_paths
+        if self.out_dir is not None and self.mode == "replay":
+            events_dir = self.out_dir / "events"
+            events_dir.mkdir(parents=True, exist_ok=True)
+            (events_dir / f"{eid}.json").write_text(json.dumps(json.loads(ev.event.to_json()), indent=2, ensure_ascii=False))
+        _remove_tree(self.work_dir / eid)
+        self._pending_tracks.discard(v.track_id)
+        if v.track_id in self._closed_tracks and self._faces is not None and not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
+            self._faces.forget([v.track_id])
+        log(logger, "event_stored", **ev.event.log_fields(), outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
+            clip_note=ev.event.detail.get("clip_note", ""))
+
+    # ------------------------------------------------------------------ run / stop
+    def stop(self) -> None:
+        """Ask the daemon to shut down (signal handlers call this)."""
+        self._stop.set()
+        self.source.stop()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log(logger, "signal_received", signal=signal.Signals(signum).name)
+        self.stop()
+
+    def run(self) -> PipelineStats:
+        """Run until the file ends (until_eof, replay) or :meth:`stop` / SIGTERM / SIGINT (live)."""
+        if self.install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.recorder.start()
+        self.stats.started_mono = time.monotonic()
+        cap = threading.Thread(target=self._capture_loop, name="anqi-capture", daemon=True)
+        pipe = threading.Thread(target=self._pipeline_loop, name="anqi-pipeline", daemon=True)
+        self._threads = [cap, pipe]
+        cap.start()
+        pipe.start()
+        self.health.set("daemon", "up", f"mode {self.mode}")
+        self._write_health()
+        self.notifier.ready(f"watching {self.source.display_uri}")
+        log(logger, "daemon_started", mode=self.mode, source=self.source.display_uri, data_dir=str(self.data_dir))
+        next_health = time.monotonic() + HEALTH_EVERY_S
+        watchdog_every = self.notifier.watchdog_interval_s or HEALTH_EVERY_S
+        next_watchdog = time.monotonic()
+        while pipe.is_alive():
+            pipe.join(timeout=0.2)
+            now = time.monotonic()
+            if now >= next_health:
+                self._write_health()
+                next_health = now + HEALTH_EVERY_S
+            if now >= next_watchdog:
+                self.notifier.watchdog()
+                next_watchdog = now + watchdog_every
+            if self.mode == "live" and not cap.is_alive() and not self._stop.is_set():
+                # a file source in live mode ended: keep the appliance up (relay, health) until stopped
+                pass
+        cap.join(timeout=5)
+        self.stats.ended_mono = time.monotonic()
+        if self.mode == "live" and not self._stop.is_set():
+            log(logger, "source_finished_waiting_for_stop")
+            while not self._stop.wait(HEALTH_EVERY_S):
+                self._write_health()
+                self.notifier.watchdog()
+        self._shutdown()
+        return self.stats
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        try:
+            self.recorder.close()
+        except Exception as e:
+            log(logger, "recorder_close_failed", logging.ERROR, error=str(e)[:300])
+        if self._pending:  # clips flushed by close(): commit what is left
+            self._finalize_ready(force=True)
+        if self.persuasion is not None:
+            self.stats.prompt_latencies_s = list(self.persuasion.latencies_s)
+            try:
+                self.persuasion.close()
+            except Exception as e:
+                log(logger, "persuasion_close_failed", logging.ERROR, error=str(e)[:300])
+        if self.relay is not None:
+            if self.mode != "live":
+                ok = self.relay.wait_drained(self.relay_wait_s, until="published")
+                if not ok:
+                    log(logger, "relay_not_drained", logging.WARNING, wait_s=self.relay_wait_s)
+            self.stats.relay_published = self.relay.published_events
+            self.relay.stop()
+        self.rules.close()
+        self.outbox.close()
+        if self.broker is not None:
+            self.broker.close()
+        self.health.set("daemon", "off", "stopped")
+        self._write_health()
+        log(logger, "daemon_stopped", **{k: v for k, v in self.stats.summary().items() if not isinstance(v, (list, dict))})
+
+    def _write_health(self) -> None:
+        s = self.stats
+        self.health.update_info("daemon", frames=s.frames, detect_frames=s.detect_frames, tracks=s.tracks,
+                                violations=len(s.violations), pending_events=len(self._pending), detect_fps=round(s.detect_fps, 2))
+        try:
+            self.health.write()
+        except OSError as e:  # full disk: keep running, say so in the log
+            log(logger, "health_write_failed", logging.ERROR, error=str(e)[:200])
+
+
+def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
+    """True when the track's ground distance to the camera grows (rider seen from behind)."""
+    pts = [p for p in t.history if p.distance_m is not None]
+    if len(pts) < 3:
+        return None
+    d = pts[-1].distance_m - pts[max(0, len(pts) - 6)].distance_m  # type: ignore[operator]
+    if abs(d) < 0.3:
+        return None
+    return d > 0
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

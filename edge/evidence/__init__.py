@@ -1,0 +1,22 @@
+"""Evidence of a violation: the best face of the rider, the clip, and the event that refers to them."""
+
+from edge.evidence.assemble import ClipLike, EventAssembler, Evidence, FaceEmbedding
+from edge.evidence.face import FaceCandidate, FaceCapture, FaceFinder, FaceQuality, crop_face, frontalness, search_region
+from edge.evidence.files import media_ref, sha256_file, write_jpeg
+
+__all__ = [
+    "ClipLike",
+    "EventAssembler",
+    "Evidence",
+    "FaceCandidate",
+    "FaceCapture",
+    "FaceEmbedding",
+    "FaceFinder",
+    "FaceQuality",
+    "crop_face",
+    "frontalness",
+    "media_ref",
+    "search_region",
+    "sha256_file",
+    "write_jpeg",
+]

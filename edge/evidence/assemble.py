@@ -1,0 +1,134 @@
+"""Builds the :class:`ViolationEvent` of a violation from its evidence (face, clip) and writes the files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.config.device import DeviceConfig
+from edge.event import FaceInfo, MediaRef, ViolationEvent
+from edge.evidence.face import FaceCandidate
+from edge.evidence.files import media_ref, write_jpeg
+from edge.logs import log
+from edge.rules.violation import Violation
+
+logger = logging.getLogger("edge.evidence")
+
+
+class FaceEmbedding(Protocol):
+    """What the event needs of ``edge.detect.faces.FaceEmbedder`` (adapted in :mod:`edge.evidence.adapters`)."""
+
+    model_name: str
+
+    def embed(self, frame: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray | None) -> np.ndarray: ...
+
+
+class ClipLike(Protocol):
+    """What the event needs of ``edge.buffer.Clip``."""
+
+    path: Path
+    start_utc: datetime
+    end_utc: datetime
+    complete: bool
+    note: str
+
+
+@dataclass
+class Evidence:
+    """Everything gathered for one violation, ready for ``Outbox.add(event, media)``."""
+
+    event: ViolationEvent
+    media: dict[str, Path] = field(default_factory=dict)
+
+
+class EventAssembler:
+    """Turns a violation plus its face and clip into an event and its files under ``work_dir/<event_id>/``."""
+
+    def __init__(self, device: DeviceConfig, work_dir: Path, embedder: FaceEmbedding | None = None, save_context: bool = True):
+        self.device = device
+        self.work_dir = work_dir
+        self.embedder = embedder
+        self.save_context = save_context
+
+    def assemble(
+        self,
+        violation: Violation,
+        first_seen: datetime | None,
+        face: FaceCandidate | None,
+        no_face_reason: str | None,
+        clip: ClipLike | None,
+        clip_problem: str | None = None,
+    ) -> Evidence:
+        import uuid
+
+        event_id = uuid.uuid4()
+        folder = self.work_dir / str(event_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        media: dict[str, Path] = {}
+        refs: list[MediaRef] = []
+        detail: dict[str, float | int | str | bool] = dict(violation.detail)
+        face_info = FaceInfo(found=False, reason=no_face_reason or "no face captured")
+        if face is not None:
+            embedding: list[float] | None = None
+            model: str | None = None
+            if self.embedder is not None and face.frame is not None:
+                try:
+                    vec = np.asarray(self.embedder.embed(face.frame, face.box, face.landmarks), dtype=np.float64).ravel()
+                    n = float(np.linalg.norm(vec))
+                    if n > 0 and np.isfinite(vec).all():
+                        embedding, model = [float(v) for v in vec / n], self.embedder.model_name
+                except Exception as e:  # an embedding failure must not lose the face photo
+                    log(logger, "face_embedding_failed", logging.WARNING, track=violation.track_id, error=str(e))
+                    detail["embedding_error"] = type(e).__name__
+            face_info = FaceInfo(
+                found=True,
+                quality=round(face.quality.score, 4),
+                size_px=face.quality.size_px,
+                embedding_model=model,
+                embedding=embedding,
+            )
+            p = write_jpeg(folder / "face.jpg", face.crop)
+            media["face.jpg"] = p
+            refs.append(media_ref(p, "face"))
+            detail["face_sharpness"] = round(face.quality.sharpness, 1)
+            detail["face_frontalness"] = round(face.quality.frontalness, 3)
+            detail["face_score"] = round(face.score, 3)
+            if self.save_context and face.frame is not None:
+                p = write_jpeg(folder / "context.jpg", face.frame, quality=88)
+                media["context.jpg"] = p
+                refs.append(media_ref(p, "context"))
+        clip_start = clip_end = None
+        if clip is not None:
+            name = "clip" + clip.path.suffix.lower()
+            media[name] = clip.path
+            refs.append(media_ref(clip.path, "clip", name))
+            clip_start, clip_end = clip.start_utc, clip.end_utc
+            if not clip.complete:
+                detail["clip_note"] = clip.note or "incomplete"
+        elif clip_problem:
+            detail["clip_note"] = clip_problem[:200]
+        event = ViolationEvent(
+            event_id=event_id,
+            device_id=self.device.device_id,
+            site_id=self.device.site_id,
+            point_id=self.device.point_id,
+            violation_type=violation.type,
+            time=violation.utc,
+            first_seen=first_seen,
+            track_id=violation.track_id,
+            confidence=float(min(1.0, max(0.0, violation.confidence))),
+            zone_distance_m=None if violation.zone_distance_m is None else round(float(violation.zone_distance_m), 2),
+            speed_mps=None if violation.speed_mps is None else round(float(violation.speed_mps), 2),
+            heading_deg=None if violation.heading_deg is None else round(float(violation.heading_deg), 1),
+            face=face_info,
+            clip_start=clip_start,
+            clip_end=clip_end,
+            media=refs,
+            detail=detail,
+        )
+        return Evidence(event, media)

@@ -1,0 +1,217 @@
+"""Face capture for violating riders: faces are looked for only in head / upper-body crops of
+tracked riders (cost follows riders), and the best one per track is kept by size, sharpness
+(variance of the Laplacian) and frontalness (symmetry of the 5 landmarks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from collections.abc import Sequence
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.track.tracker import Track
+
+Box = tuple[float, float, float, float]
+
+
+class FoundFace(Protocol):
+    """A face as ``edge.detect.faces.Face`` gives it, in the coordinates of the image searched."""
+
+    @property
+    def box(self) -> np.ndarray: ...  # (4,) xyxy
+
+    @property
+    def landmarks(self) -> np.ndarray: ...  # (5, 2): right eye, left eye, nose tip, right and left mouth corner
+
+    @property
+    def score(self) -> float: ...
+
+
+class FaceFinder(Protocol):
+    """What face capture needs of ``edge.detect.faces.FaceDetector``."""
+
+    def detect(self, image_bgr: np.ndarray, min_face_px: int | None = None) -> Sequence[FoundFace]: ...
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    size_px: int
+    sharpness: float  #: variance of the Laplacian of the grey face crop
+    frontalness: float  #: 1 = landmarks symmetric (looking at the camera), 0 = profile
+    score: float  #: combined, 0..1
+
+    @staticmethod
+    def measure(face_crop: np.ndarray, size_px: int, landmarks: np.ndarray | None, ref_size_px: float = 96.0) -> "FaceQuality":
+        grey = cv2.cvtColor(face_crop, cv2.COLOR_BGR2GRAY) if face_crop.ndim == 3 else face_crop
+        sharp = float(cv2.Laplacian(grey, cv2.CV_64F).var()) if grey.size else 0.0
+        front = frontalness(landmarks) if landmarks is not None else 0.5
+        size_s = min(1.0, size_px / ref_size_px)
+        sharp_s = sharp / (sharp + 150.0)
+        score = 0.45 * size_s + 0.25 * sharp_s + 0.30 * front
+        return FaceQuality(size_px, sharp, front, float(min(1.0, max(0.0, score))))
+
+
+def frontalness(landmarks: np.ndarray) -> float:
+    """1 when the nose sits midway between the eyes and between the mouth corners, towards 0 in profile."""
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    if len(lm) < 5:
+        return 0.5
+    reye, leye, nose, rmouth, lmouth = lm[:5]
+    eye_d = float(np.linalg.norm(leye - reye))
+    if eye_d < 1e-6:
+        return 0.0
+    eye_mid = (reye + leye) / 2
+    mouth_mid = (rmouth + lmouth) / 2
+    off_eyes = abs(float(nose[0] - eye_mid[0])) / eye_d
+    off_mouth = abs(float(nose[0] - mouth_mid[0])) / eye_d
+    return float(max(0.0, 1.0 - (off_eyes + off_mouth)))
+
+
+@dataclass
+class FaceCandidate:
+    """The best face seen so far for one track."""
+
+    track_id: int
+    t_s: float
+    utc: datetime
+    box: Box  #: full-frame pixels
+    score: float
+    quality: FaceQuality
+    crop: np.ndarray  #: the face with a margin (BGR)
+    landmarks: np.ndarray | None  #: full-frame pixels
+    frame: np.ndarray | None  #: the context frame (copy) when kept
+
+
+@dataclass
+class _TrackFaces:
+    crops_tried: int = 0
+    faces_seen: int = 0
+    too_small: int = 0
+    best: FaceCandidate | None = None
+    moving_away: int = 0
+    approaching: int = 0
+
+
+def search_region(track: Track, width: int, height: int) -> Box | None:
+    """Where to look for the face of a track: around its head box, else the top of its rider box."""
+    last = track.last
+    if last.head_box is not None:
+        x0, y0, x1, y1 = last.head_box
+        w, h = x1 - x0, y1 - y0
+        s = max(w, h)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        r = (max(-0.5, cx - s), max(-0.5, cy - s * 1.0), min(width, cx + s), min(height, cy + s * 1.2))
+    else:
+        x0, y0, x1, y1 = last.box
+        bw, bh = x1 - x0, y1 - y0
+        r = (max(0, x0 - 0.1 * bw), max(0, y0 - 0.05 * bh), min(width, x1 + 0.1 * bw), min(height, y0 + 0.4 * bh))
+    r = (max(0.0, r[0]), max(0.0, r[1]), r[2], r[3])
+    if r[2] - r[0] < 4 or r[3] - r[1] < 4:
+        return None
+    return r
+
+
+class FaceCapture:
+    """Keeps the best face per track. Call :meth:`offer` for tracks worth a face (in the zone or
+    violating) on detection frames; :meth:`result` when the evidence is assembled."""
+
+    def __init__(
+        self,
+        finder: FaceFinder,
+        min_face_px: int = 16,
+        score_threshold: float = 0.6,
+        keep_context: bool = True,
+        min_search_px: int = 48,
+    ):
+        self.finder = finder
+        self.min_face_px = min_face_px
+        self.score_threshold = score_threshold
+        self.keep_context = keep_context
+        self.min_search_px = min_search_px
+        self._tracks: dict[int, _TrackFaces] = {}
+        self.crops_run = 0
+
+    def offer(self, track: Track, image: np.ndarray, t_s: float, utc: datetime, heading_away: bool | None = None) -> FaceCandidate | None:
+        """Look for the track's face in this frame; returns the new best candidate if this frame gave one."""
+        if track.track_id is None:
+            return None
+        st = self._tracks.setdefault(track.track_id, _TrackFaces())
+        if heading_away is True:
+            st.moving_away += 1
+        elif heading_away is False:
+            st.approaching += 1
+        h, w = image.shape[:2]
+        region = search_region(track, w, h)
+        if region is None:
+            return None
+        x0, y0, x1, y1 = (int(round(v)) for v in region)
+        crop = image[y0:y1, x0:x1]
+        if crop.size == 0:
+            return None
+        # small crops are upscaled: face detectors miss faces below ~20 px
+        side = max(crop.shape[:2])
+        scale = max(1.0, self.min_search_px / side) if side > 0 else 1.0
+        if scale > 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        st.crops_tried += 1
+        self.crops_run += 1
+        faces = [f for f in self.finder.detect(crop, min_face_px=4) if f.score >= self.score_threshold]
+        if not faces:
+            return None
+        st.faces_seen += 1
+        best_here: FaceCandidate | None = None
+        for f in faces:
+            fx0, fy0, fx1, fy1 = (float(v) / scale for v in f.box)
+            box = (fx0 + x0, fy0 + y0, fx1 + x0, fy1 + y0)
+            size = int(round(max(box[2] - box[0], box[3] - box[1])))
+            if size < self.min_face_px:
+                st.too_small += 1
+                continue
+            lm = None if f.landmarks is None else np.asarray(f.landmarks, dtype=np.float64).reshape(-1, 2) / scale + np.array([x0, y0])
+            face_crop = crop_face(image, box)
+            q = FaceQuality.measure(face_crop, size, lm)
+            cand = FaceCandidate(track.track_id, t_s, utc, box, float(f.score), q, face_crop, lm, None)
+            if best_here is None or cand.quality.score > best_here.quality.score:
+                best_here = cand
+        if best_here is None:
+            return None
+        if st.best is None or best_here.quality.score > st.best.quality.score:
+            if self.keep_context:
+                best_here.frame = image.copy()
+            st.best = best_here
+            return best_here
+        return None
+
+    def best(self, track_id: int) -> FaceCandidate | None:
+        st = self._tracks.get(track_id)
+        return st.best if st else None
+
+    def no_face_reason(self, track_id: int) -> str:
+        """Why the track has no usable face, in words for the event."""
+        st = self._tracks.get(track_id)
+        if st is None or st.crops_tried == 0:
+            return "rider never in view long enough for a face search"
+        if st.too_small and st.faces_seen:
+            return f"face too small (under {self.min_face_px} px)"
+        if st.moving_away > st.approaching:
+            return "rider seen from behind"
+        return f"no face detected in {st.crops_tried} head crops (face turned away or covered)"
+
+    def forget(self, track_ids: Sequence[int]) -> None:
+        for tid in track_ids:
+            self._tracks.pop(tid, None)
+
+    def tracked(self) -> list[int]:
+        return list(self._tracks)
+
+
+def crop_face(image: np.ndarray, box: Box, margin: float = 0.25) -> np.ndarray:
+    """The face box with ``margin`` of its size around it, clipped to the image (a copy)."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    mw, mh = (x1 - x0) * margin, (y1 - y0) * margin
+    a = (int(max(0, np.floor(x0 - mw))), int(max(0, np.floor(y0 - mh))), int(min(w, np.ceil(x1 + mw))), int(min(h, np.ceil(y1 + mh))))
+    return image[a[1] : a[3], a[0] : a[2]].copy()

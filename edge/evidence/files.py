@@ -1,0 +1,43 @@
+"""Evidence files of one event (face JPEG, context JPEG, clip MP4) and their MediaRefs with SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.event import MediaRef
+
+CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def media_ref(path: Path, kind: str, name: str | None = None) -> MediaRef:
+    """A :class:`MediaRef` for an existing file (size and SHA-256 from the file itself)."""
+    ctype = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return MediaRef(name=name or path.name, kind=kind, content_type=ctype, size=path.stat().st_size, sha256=sha256_file(path))  # type: ignore[arg-type]
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> Path:
+    """Write a JPEG atomically (temp file, fsync, rename); raises OSError naming the file on failure."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"cannot JPEG-encode {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(buf.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

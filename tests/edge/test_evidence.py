@@ -1,0 +1,169 @@
+"""Face evidence on real faces (frames of the bike-lane clip, LFW photos) with the real YuNet and SFace
+models, and the event assembled from it (files, SHA-256, embedding)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config.device import DeviceConfig
+from edge.event import ViolationType, parse_event
+from edge.evidence import EventAssembler, FaceCapture, FaceQuality, frontalness
+from edge.rules import Violation
+from edge.track import Track, TrackPoint
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+VIDEO = SHARED / "video" / "bikelane-cyclists.mp4"
+LFW = SHARED / "faces" / "lfw-dev"
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+
+# hand-placed head boxes of the bearded rider (frames 150-215 of the clip, 640x360)
+HEADS = {150: (110, 40, 140, 75), 180: (115, 30, 150, 72), 200: (190, 20, 232, 75), 215: (310, 0, 372, 72)}
+
+
+def _yunet():  # type: ignore[no-untyped-def]
+    from edge.detect.faces import FaceDetector
+    from edge.detect.manifest import ModelFileError, resolve
+
+    try:
+        return FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8)
+    except ModelFileError as e:
+        pytest.fail(f"YuNet model missing ({e}); run: anqi-edge models prepare")
+
+
+def _sface():  # type: ignore[no-untyped-def]
+    from edge.detect.faces import FaceEmbedder
+    from edge.detect.manifest import resolve
+
+    return FaceEmbedder(resolve("sface")[1])
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[int, np.ndarray]:
+    cap = cv2.VideoCapture(str(VIDEO))
+    out = {}
+    for i in range(max(HEADS) + 1):
+        ok, f = cap.read()
+        assert ok
+        if i in HEADS:
+            out[i] = f
+    return out
+
+
+def head_track(heads: dict[int, tuple[float, float, float, float]]) -> Track:
+    pts = []
+    for i, hb in sorted(heads.items()):
+        x0, y0, x1, y1 = hb
+        body = (x0 - 30, y0, x1 + 30, y0 + 6.5 * (y1 - y0))
+        pts.append(TrackPoint(i / 30, T0 + timedelta(seconds=i / 30), body, 0.9, "rider", (0.0, 20.0), 20.0, True, hb, 0.9, 0.9))  # type: ignore[arg-type]
+    return Track(key=1, box=np.array(pts[0].box), first_t_s=pts[0].t_s, first_utc=pts[0].utc, last_t_s=pts[-1].t_s, history=deque(pts), track_id=3)
+
+
+def test_best_face_of_a_track_is_the_largest_sharpest_frontal_one(frames: dict[int, np.ndarray]) -> None:
+    capture = FaceCapture(_yunet(), min_face_px=12, score_threshold=0.6)
+    for i in sorted(HEADS):
+        # the track as the tracker has it on frame i: every observation up to i, frame i's last
+        track = head_track({k: hb for k, hb in HEADS.items() if k <= i})
+        capture.offer(track, frames[i], i / 30, T0, heading_away=False)
+    best = capture.best(3)
+    assert best is not None
+    assert capture.crops_run == len(HEADS)  # one crop per observation, never the whole frame
+    # the face gets bigger as the rider approaches: the last frames give the best face
+    assert best.t_s == pytest.approx(215 / 30) or best.t_s == pytest.approx(200 / 30)
+    assert best.quality.size_px >= 30
+    assert best.crop.shape[0] >= 30 and best.crop.shape[1] >= 25
+    assert best.frame is not None and best.frame.shape == (360, 640, 3)
+    # the face lies inside the head box it was searched in
+    hb = HEADS[int(round(best.t_s * 30))]
+    cx, cy = (best.box[0] + best.box[2]) / 2, (best.box[1] + best.box[3]) / 2
+    assert hb[0] - 5 <= cx <= hb[2] + 5 and hb[1] - 5 <= cy <= hb[3] + 5
+
+
+def test_no_face_reason_for_a_rider_seen_from_behind(frames: dict[int, np.ndarray]) -> None:
+    capture = FaceCapture(_yunet())
+    # a "head" on the empty road surface: nothing to find, and the track moves away
+    track = head_track({150: (450, 300, 480, 330)})
+    capture.offer(track, frames[150], 5.0, T0, heading_away=True)
+    assert capture.best(3) is None
+    assert capture.no_face_reason(3) == "rider seen from behind"
+    assert FaceCapture(_yunet()).no_face_reason(99) == "rider never in view long enough for a face search"
+
+
+def test_sharpness_and_size_rank_faces() -> None:
+    img = cv2.imread(str(LFW / "Andre_Agassi" / "Andre_Agassi_0004.jpg"))
+    face = img[47:113, 51:99]
+    sharp = FaceQuality.measure(face, 66, None)
+    blurred = FaceQuality.measure(cv2.GaussianBlur(face, (9, 9), 4), 66, None)
+    small = FaceQuality.measure(face, 20, None)
+    assert sharp.sharpness > 3 * blurred.sharpness
+    assert sharp.score > blurred.score and sharp.score > small.score
+
+
+@pytest.mark.parametrize(
+    "landmarks, low, high",
+    [
+        ([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], 0.95, 1.0),  # symmetric: looking at the camera
+        ([[30, 40], [50, 40], [58, 60], [35, 80], [50, 80]], 0.0, 0.3),  # nose beyond the eye: turned away
+    ],
+)
+def test_frontalness_from_landmark_symmetry(landmarks: list, low: float, high: float) -> None:
+    assert low <= frontalness(np.array(landmarks, float)) <= high
+
+
+def test_frontal_lfw_faces_score_high_frontalness() -> None:
+    det = _yunet()
+    values = []
+    for person in sorted(LFW.iterdir())[:10]:
+        img = cv2.imread(str(sorted(person.glob("*.jpg"))[0]))
+        faces = det.detect(img)
+        big = max(faces, key=lambda f: f.width * f.height)
+        values.append(frontalness(big.landmarks))
+    assert np.median(values) > 0.6
+
+
+def test_event_assembled_with_face_embedding_and_hashed_media(tmp_path: Path, frames: dict[int, np.ndarray]) -> None:
+    from edge.evidence.adapters import SFaceEmbedding
+
+    capture = FaceCapture(_yunet(), min_face_px=12)
+    track = head_track({215: HEADS[215]})
+    capture.offer(track, frames[215], 215 / 30, T0, heading_away=False)
+    face = capture.best(3)
+    assert face is not None
+    clip = tmp_path / "some.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+
+    class _Clip:
+        path = clip
+        start_utc = T0
+        end_utc = T0 + timedelta(seconds=7)
+        complete = True
+        note = ""
+
+    v = Violation(ViolationType.no_helmet, 3, 7.1, 100.0, T0 + timedelta(seconds=6), 0.8, 18.5, 4.2, 181.0, {"observations": 5})
+    asm = EventAssembler(DeviceConfig(), tmp_path / "work", SFaceEmbedding(_sface()))
+    ev = asm.assemble(v, T0, face, None, _Clip())
+    e = parse_event(ev.event.to_json())
+    assert e.face.found and e.face.embedding_model == "sface" and e.face.size_px >= 30
+    emb = np.array(e.face.embedding)
+    assert emb.shape == (128,) and np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-6)
+    assert {m.name: m.kind for m in e.media} == {"face.jpg": "face", "context.jpg": "context", "clip.mp4": "clip"}
+    for m in e.media:
+        data = ev.media[m.name].read_bytes()
+        assert hashlib.sha256(data).hexdigest() == m.sha256 and len(data) == m.size
+    jpg = cv2.imread(str(ev.media["face.jpg"]))
+    assert jpg is not None and jpg.shape[0] >= 30
+    assert e.clip_start == T0 and e.detail["observations"] == 5
+
+
+def test_event_without_face_says_why(tmp_path: Path) -> None:
+    v = Violation(ViolationType.wrong_way, 4, 2.0, 1.0, T0, 0.7, 20.0, 5.0, 0.0, {})
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, None, None, "rider seen from behind", None, "clip not written: OSError: disk full")
+    assert not ev.event.face.found and ev.event.face.reason == "rider seen from behind"
+    assert ev.event.media == [] and ev.media == {}
+    assert ev.event.detail["clip_note"].startswith("clip not written")
