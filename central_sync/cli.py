@@ -95,20 +95,10 @@ def migrate(config: Path | None) -> None:
 
 
 def _register() -> None:
-    import importlib
+    from central_sync.cli_service import COMMANDS
 
-    for module, names in (("central_sync.cli_service", ("run", "reevaluate", "enrol", "token", "lfw_eval")),
-                          ("central_sync.cli_report", ("report", "serve"))):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        for n in names:
-            cmd = getattr(mod, n, None)
-            if cmd is not None:
-                main.add_command(cmd)
+    for cmd in COMMANDS:
+        main.add_command(cmd)
 
 
 _register()

@@ -1,0 +1,230 @@
+"""``anqi-central`` subcommands that run or administer the service (gathered by :mod:`central_sync.cli`)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from central_sync.config import CentralConfig, ConfigError, load_config
+from central_sync.tiers import parse_aware_time
+from edge.logs import setup_logging
+
+ConfigOpt = click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Central config (YAML).")
+
+
+def _load(config: Path, level: str | None = None) -> CentralConfig:
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    setup_logging(level or cfg.log_level, sys.stderr)
+    return cfg
+
+
+def _store(cfg: CentralConfig) -> Any:
+    from central_sync.storage.store import CentralStore, StoreError
+
+    try:
+        return CentralStore.from_config(cfg)
+    except (StoreError, ConfigError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+def _time(value: str | None, option: str) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        return parse_aware_time(value, option)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _next_daily(now: datetime, hhmm: str, tz: str) -> datetime:
+    h, m = map(int, hhmm.split(":"))
+    local = now.astimezone(ZoneInfo(tz))
+    t = local.replace(hour=h, minute=m, second=0, microsecond=0)
+    if t <= local:
+        t += timedelta(days=1)
+    return t.astimezone(timezone.utc)
+
+
+@click.command()
+@ConfigOpt
+def run(config: Path) -> None:
+    """Run the MQTT consumer (and the daily re-evaluation at dispositions.daily_reevaluate_at) until SIGTERM."""
+    from central_sync.consumer import CentralConsumer, reevaluate_all
+
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        consumer = CentralConsumer(cfg, store=store)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    consumer.start()
+    due = _next_daily(datetime.now(timezone.utc), cfg.dispositions.daily_reevaluate_at, cfg.timezone)
+    try:
+        while not stop.wait(5):
+            now = datetime.now(timezone.utc)
+            if now >= due:
+                reevaluate_all(store, cfg, consumer.desk, now)
+                due = _next_daily(now, cfg.dispositions.daily_reevaluate_at, cfg.timezone)
+    finally:
+        consumer.stop()
+        store.close()
+
+
+@click.command()
+@ConfigOpt
+@click.option("--at", "at", help="Evaluation time, ISO 8601 with offset (default: now).")
+def reevaluate(config: Path, at: str | None) -> None:
+    """Re-assess every person's tier at --at (the daily pass). Tasks it makes are published by the
+    running consumer at its next (re)connect; with a broker reachable they are published now."""
+    from central_sync.consumer import reevaluate_all
+    from central_sync.dispositions import DispositionDesk
+
+    cfg = _load(config)
+    store = _store(cfg)
+    counts = reevaluate_all(store, cfg, DispositionDesk(cfg, store), _time(at, "--at"))
+    click.echo(json.dumps(counts))
+
+
+@click.command()
+@ConfigOpt
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CSV: person_id,name,id_number,community,employer,phone,party_member,photos (photos ';'-separated, relative to the CSV).")
+@click.option("--folder", type=click.Path(file_okay=False, exists=True, path_type=Path), help="One sub-folder of photos per person (folder name = person id).")
+def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
+    """Enrol gallery persons (face embeddings with the edge's own model); merges their unknown files."""
+    from central_sync.identity import EnrolmentError, edge_face_embedder, read_enrolment_csv, read_enrolment_folder
+    from central_sync.persons import enrol as do_enrol
+    from central_sync.persons import load_resolver
+
+    if (csv_file is None) == (folder is None):
+        raise click.UsageError("give exactly one of --csv or --folder")
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        records, problems = read_enrolment_csv(csv_file) if csv_file else (read_enrolment_folder(folder), [])  # type: ignore[arg-type]
+        embed = edge_face_embedder()
+    except (EnrolmentError, FileNotFoundError, ImportError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed)
+    for p in problems + rep.problems:
+        click.echo(p, err=True)
+    click.echo(json.dumps({"enrolled": rep.enrolled, "photos": rep.photos, "photos_without_face": rep.photos_without_face,
+                           "merged_unknown_files": rep.merged_unknown_files, "problems": len(problems) + len(rep.problems)}))
+
+
+@click.group()
+def token() -> None:
+    """API tokens for the data-sharing interface (stored hashed; shown once)."""
+
+
+@token.command("create")
+@ConfigOpt
+@click.option("--name", required=True)
+@click.option("--role", required=True, help="A role of api.roles (admin, police, analyst, community, ...).")
+@click.option("--community", help="For roles that see only their own community.")
+def token_create(config: Path, name: str, role: str, community: str | None) -> None:
+    from central_sync.sharing.access import create_token
+
+    cfg = _load(config, "WARNING")
+    try:
+        click.echo(create_token(_store(cfg), cfg, name, role, community))
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+@token.command("revoke")
+@ConfigOpt
+@click.option("--name", required=True)
+def token_revoke(config: Path, name: str) -> None:
+    from central_sync.sharing.access import revoke_token
+
+    cfg = _load(config, "WARNING")
+    if not revoke_token(_store(cfg), name):
+        click.echo(f"error: no active token named {name!r}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {name}")
+
+
+@click.command()
+@ConfigOpt
+@click.option("--person", "person_id", required=True)
+@click.option("--kind", required=True, type=click.Choice(["education", "fine", "sms_reminder", "voice_reminder", "public_notice",
+                                                          "credit_deduction", "party_index_deduction", "home_visit", "case_study_link"]))
+@click.option("--time", "when", required=True, help="When it was carried out, ISO 8601 with offset.")
+@click.option("--note")
+def dispose(config: Path, person_id: str, kind: str, when: str, note: str | None) -> None:
+    """Record a disposition carried out outside the task flow (e.g. a fine on the spot)."""
+    from central_sync.dispositions import DispositionKind, record_disposition
+
+    cfg = _load(config, "WARNING")
+    record_disposition(_store(cfg), person_id, DispositionKind(kind), _time(when, "--time"), note)
+    click.echo(f"recorded {kind} for {person_id}")
+
+
+@click.command("lfw-eval")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--enrol-per-person", default=3, show_default=True)
+def lfw_eval(directory: Path, enrol_per_person: int) -> None:
+    """Face matching accuracy on an LFW-style folder: TAR at FAR 1e-3 and rank-1 (JSON)."""
+    from central_sync.identity import evaluate_lfw
+
+    setup_logging("WARNING", sys.stderr)
+    try:
+        click.echo(json.dumps(evaluate_lfw(directory, enrol_per_person)))
+    except (ImportError, FileNotFoundError, RuntimeError) as e:
+        click.echo(f"error: face models unavailable: {e} (run: anqi-edge models prepare)", err=True)
+        sys.exit(2)
+
+
+@click.command()
+@ConfigOpt
+@click.option("--from", "start", required=True, help="First day YYYY-MM-DD (local) or ISO time with offset.")
+@click.option("--to", "end", required=True, help="Last day YYYY-MM-DD (inclusive) or ISO time with offset (exclusive).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the CSV files and report.html.")
+def report(config: Path, start: str, end: str, out: Path) -> None:
+    """Frequency statistics per person, point, date and count band: CSV + HTML."""
+    from central_sync.report import frequency_statistics, write_report
+    from central_sync.sharing.queries import parse_range
+
+    cfg = _load(config, "WARNING")
+    try:
+        s, e = parse_range(start, end, cfg.timezone)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    stats = frequency_statistics(_store(cfg), s, e, cfg.timezone)
+    for p in write_report(stats, out, cfg.timezone):
+        click.echo(str(p))
+
+
+@click.command()
+@ConfigOpt
+def serve(config: Path) -> None:
+    """Serve the data-sharing API (HTTP + SOAP, OpenAPI docs at /docs) on api.host:api.port."""
+    import uvicorn
+
+    from central_sync.sharing.http import create_app
+
+    cfg = _load(config)
+    uvicorn.run(create_app(cfg, _store(cfg)), host=cfg.api.host, port=cfg.api.port, log_config=None)
+
+
+COMMANDS = [run, reevaluate, enrol, token, dispose, lfw_eval, report, serve]
