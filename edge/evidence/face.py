@@ -16,6 +16,8 @@ from edge.track.tracker import Track
 
 Box = tuple[float, float, float, float]
 
+SHARPNESS_PX = 64  #: faces are compared for sharpness at this size
+
 
 class FoundFace(Protocol):
     """A face as ``edge.detect.faces.Face`` gives it, in the coordinates of the image searched."""
@@ -44,13 +46,15 @@ class FaceQuality:
     score: float  #: combined, 0..1
 
     @staticmethod
-    def measure(face_crop: np.ndarray, size_px: int, landmarks: np.ndarray | None, ref_size_px: float = 96.0) -> "FaceQuality":
+    def measure(face_crop: np.ndarray, size_px: int, landmarks: np.ndarray | None, ref_size_px: float = 48.0) -> "FaceQuality":
         grey = cv2.cvtColor(face_crop, cv2.COLOR_BGR2GRAY) if face_crop.ndim == 3 else face_crop
-        sharp = float(cv2.Laplacian(grey, cv2.CV_64F).var()) if grey.size else 0.0
+        # measured at one normalised size: the Laplacian's variance depends on scale, and a tiny
+        # face blown up to that size is (rightly) soft
+        sharp = float(cv2.Laplacian(cv2.resize(grey, (SHARPNESS_PX, SHARPNESS_PX), interpolation=cv2.INTER_AREA if min(grey.shape) > SHARPNESS_PX else cv2.INTER_LINEAR), cv2.CV_64F).var()) if grey.size else 0.0
         front = frontalness(landmarks) if landmarks is not None else 0.5
         size_s = min(1.0, size_px / ref_size_px)
-        sharp_s = sharp / (sharp + 150.0)
-        score = 0.45 * size_s + 0.25 * sharp_s + 0.30 * front
+        sharp_s = sharp / (sharp + 200.0)
+        score = 0.35 * size_s + 0.35 * sharp_s + 0.30 * front
         return FaceQuality(size_px, sharp, front, float(min(1.0, max(0.0, score))))
 
 
