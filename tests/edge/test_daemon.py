@@ -1,0 +1,149 @@
+"""The daemon survives what the field throws at it: a missing model file, a camera that is gone,
+a stop request; and it says so in its health file and logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.config import load_config
+from edge.daemon import EdgeDaemon, StartupError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
+VIDEO = ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"
+
+
+def site_config(tmp_path: Path, **sections: dict) -> Path:
+    """The demo site config with its data under tmp_path, speaker off, and ``sections`` merged in."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["device"]["data_dir"] = str(tmp_path / "data")
+    data["source"]["uri"] = str(VIDEO)
+    data["speaker"] = {"enabled": False}
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture()
+def empty_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A models folder with the manifest but none of the model files."""
+    d = tmp_path / "models"
+    d.mkdir()
+    shutil.copy(ROOT / "models" / "manifest.yaml", d / "manifest.yaml")
+    monkeypatch.setenv("ANQI_MODELS_DIR", str(d))
+    return d
+
+
+def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_replay_with_missing_model_file_fails_fast_naming_the_file(tmp_path: Path, empty_models: Path) -> None:
+    cfg = load_config(site_config(tmp_path))
+    with pytest.raises(StartupError, match=r"detect.rider_model: model file missing: .*anqi-rider-head.onnx"):
+        EdgeDaemon(cfg, mode="replay", out_dir=tmp_path / "out", relay=False, install_signals=False)
+
+
+def test_replay_command_exits_non_zero_with_the_missing_model(tmp_path: Path, empty_models: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    res = CliRunner().invoke(main, ["replay", str(VIDEO), "--config", str(site_config(tmp_path)), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 3
+    assert "cannot start: detect.rider_model: model file missing" in res.output
+
+
+def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(tmp_path: Path, empty_models: Path) -> None:
+    cfg = load_config(site_config(tmp_path, source={"realtime": True}))
+    d = EdgeDaemon(cfg, mode="live", relay=False, install_signals=False)
+    t = threading.Thread(target=d.run)
+    t.start()
+    try:
+        assert wait_for(lambda: d.stats.frames >= 30)  # the camera and the ring buffer run on
+        d._write_health()
+        h = json.loads((tmp_path / "data" / "health.json").read_text())
+        assert h["components"]["detector"]["status"] == "down"
+        assert "anqi-rider-head.onnx" in h["components"]["detector"]["detail"]
+        assert h["components"]["camera"]["status"] == "up"
+        assert d.buffer.duration_s > 0.5
+    finally:
+        d.stop()
+        t.join(20)
+    assert not t.is_alive()
+    h = json.loads((tmp_path / "data" / "health.json").read_text())
+    assert h["components"]["daemon"]["status"] == "off"
+
+
+class CameraStream:
+    """FFmpeg serving the shared clip as MPEG-TS over TCP in real time, one client, like a camera."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "CameraStream":
+        ffmpeg = shutil.which("ffmpeg")
+        assert ffmpeg, "ffmpeg (Debian package) is needed"
+        self.proc = subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(VIDEO),
+             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: f":{self.port:04X} " in Path("/proc/net/tcp").read_text(), 5), "ffmpeg did not listen"
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empty_models: Path) -> None:
+    from edge.relay.localbroker import free_port
+
+    port = free_port()
+    cam = CameraStream(port).start()
+    cfg = load_config(site_config(tmp_path, source={"uri": f"tcp://127.0.0.1:{port}", "reconnect_initial_s": 0.1,
+                                                    "reconnect_max_s": 0.3, "open_timeout_s": 2, "read_timeout_s": 2}))
+    d = EdgeDaemon(cfg, mode="live", relay=False, install_signals=False)
+    t = threading.Thread(target=d.run)
+    t.start()
+    camera = lambda: d.health.snapshot()["components"].get("camera", {})  # noqa: E731
+    try:
+        assert wait_for(lambda: d.stats.frames >= 15), "no frames from the camera"
+        cam.stop()  # the camera disappears mid-stream
+        assert wait_for(lambda: camera().get("status") == "down", 20)
+        frames_when_down = d.stats.frames
+        time.sleep(0.5)
+        assert t.is_alive()  # the daemon is still up, retrying
+        cam = CameraStream(port).start()
+        assert wait_for(lambda: camera().get("status") == "up" and d.stats.frames >= frames_when_down + 15, 20), "did not resume"
+    finally:
+        d.stop()
+        cam.stop()
+        t.join(20)
+    assert not t.is_alive()
+
+
+def test_run_refuses_a_bad_source_with_the_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, source={"uri": " "})), "--until-eof"])
+    assert res.exit_code == 3 and "source.uri: empty" in res.output
