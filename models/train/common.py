@@ -104,3 +104,23 @@ def load_image(name: str, stem: str) -> np.ndarray:
 
 
 DATASETS = ("helmet9-dev", "thaigate-dev")
+
+
+def record_sha256(name: str, path: Path) -> str:
+    """Write the SHA-256 of ``path`` into the manifest entry ``name`` (keeps the file's comments)."""
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = MODELS / "manifest.yaml"
+    lines = manifest.read_text().split("\n")
+    inside = False
+    for i, line in enumerate(lines):
+        if line.strip().startswith("- name:"):
+            inside = line.split(":", 1)[1].strip() == name
+        elif inside and line.strip().startswith("sha256:"):
+            lines[i] = line[: line.index("sha256:")] + f"sha256: {digest}"
+            break
+    else:
+        raise KeyError(f"{name} has no sha256 line in {manifest}")
+    manifest.write_text("\n".join(lines))
+    return digest

@@ -1,4 +1,4 @@
-"""Train the rider/head detector ``anqi-rider-head`` (YOLOv8n from its yaml: no pretrained weights exist offline).
+"""Train the rider/head detector ``anqi-rider-head`` (YOLOv8 layout at half the n width, from models/train/anqi-det-n.yaml: no pretrained weights exist offline).
 
     .train/bin/python models/train/prepare_data.py
     .train/bin/python models/train/train_detector.py [--epochs 2] [--imgsz 512] [--threads 2]
@@ -35,7 +35,7 @@ def main() -> None:
         return
     import torch
 
-    model = YOLO("yolov8n.yaml")
+    model = YOLO(str(Path(__file__).resolve().parent / "anqi-det-n.yaml"))
     model.add_callback("on_train_start", lambda trainer: torch.set_num_threads(a.threads))
     model.train(
         data=str(BUILD / "datasets" / "det" / "det.yaml"), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,

@@ -20,7 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
-from common import DATASETS, MODELS, load_image, read_labels, stems, val_stems  # noqa: E402
+from common import DATASETS, MODELS, load_image, read_labels, record_sha256, stems, val_stems  # noqa: E402
 
 from edge.detect.geometry import iou_matrix  # noqa: E402
 from edge.detect.heads import CROP_SIZE, HEAD_CLASSES, crops_to_tensor, head_crops  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if ep % 5 == 4 or ep == a.epochs - 1:
             model.eval()
             with torch.no_grad():
@@ -162,7 +162,7 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
     torch.onnx.export(model, dummy, str(a.out), input_names=["crops"], output_names=["logits"], dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)
-    print(f"wrote {a.out}")
+    print(f"wrote {a.out} sha256 {record_sha256('anqi-head-cls', a.out)}")
 
 
 if __name__ == "__main__":

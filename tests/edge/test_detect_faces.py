@@ -1,0 +1,72 @@
+"""YuNet + SFace on real LFW photos: a face with 5 landmarks per photo, same person closer than others."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import parse_config
+from edge.detect import FaceDetector, FaceEmbedder
+from edge.detect.prepare import prepare
+from edge.paths import shared_dir
+
+LFW = shared_dir() / "faces" / "lfw-dev"
+PEOPLE = ("Abdullah_Gul", "Adrien_Brody", "Alejandro_Toledo", "Amelie_Mauresmo", "Andre_Agassi")
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[FaceDetector, FaceEmbedder]:
+    prepare()
+    cfg = parse_config({})
+    return FaceDetector.from_config(cfg), FaceEmbedder.from_config(cfg)
+
+
+def photos(person: str, n: int) -> list[Path]:
+    files = sorted((LFW / person).glob("*.jpg"))
+    assert len(files) >= n, f"{LFW / person} has {len(files)} photos"
+    return files[:n]
+
+
+def test_detects_one_face_with_landmarks_inside_the_box(models: tuple[FaceDetector, FaceEmbedder]) -> None:
+    detector, _ = models
+    for path in photos(PEOPLE[0], 4):
+        img = cv2.imread(str(path))
+        faces = detector.detect(img)
+        assert faces, f"no face in {path.name}"
+        f = faces[0]
+        assert f.score >= 0.6 and f.landmarks.shape == (5, 2)
+        x0, y0, x1, y1 = f.box
+        assert (f.landmarks[:, 0] > x0).all() and (f.landmarks[:, 0] < x1).all() and (f.landmarks[:, 1] > y0).all() and (f.landmarks[:, 1] < y1).all()
+        h, w = img.shape[:2]
+        assert abs((x0 + x1) / 2 - w / 2) < w * 0.2  # LFW photos are centred on the face
+
+
+def test_no_face_in_a_flat_image(models: tuple[FaceDetector, FaceEmbedder]) -> None:
+    assert models[0].detect(np.full((240, 320, 3), 128, np.uint8)) == []
+
+
+def test_same_person_is_closer_than_different_persons(models: tuple[FaceDetector, FaceEmbedder]) -> None:
+    detector, embedder = models
+    embs: dict[str, list[np.ndarray]] = {}
+    for person in PEOPLE:
+        for path in photos(person, 3):
+            img = cv2.imread(str(path))
+            faces = detector.detect(img)
+            assert faces, f"no face in {path.name}"
+            e = embedder.embed(img, faces[0])
+            assert e.shape == (128,) and e.dtype == np.float32 and abs(np.linalg.norm(e) - 1) < 1e-4
+            embs.setdefault(person, []).append(e)
+    same = [float(a @ b) for v in embs.values() for a, b in combinations(v, 2)]
+    diff = [float(a @ b) for p, q in combinations(PEOPLE, 2) for a in embs[p] for b in embs[q]]
+    assert np.mean(same) > np.mean(diff) + 0.3
+    assert min(same) > np.percentile(diff, 95)
+
+
+def test_aligned_crop_is_112px(models: tuple[FaceDetector, FaceEmbedder]) -> None:
+    detector, embedder = models
+    img = cv2.imread(str(photos(PEOPLE[1], 1)[0]))
+    assert embedder.aligned_crop(img, detector.detect(img)[0]).shape == (112, 112, 3)
