@@ -25,7 +25,7 @@ from edge.health import Health
 from edge.logs import setup_logging
 
 
-def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], settle_s: float = 1.0) -> dict[str, Any]:
+def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], settle_s: float = 0.5) -> dict[str, Any]:
     """Start, feed ``script`` at its times, wait until the speaker has been idle ``settle_s``, close."""
     persuasion.start()
     t0 = time.monotonic()

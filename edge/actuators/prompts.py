@@ -7,13 +7,12 @@ integer or float WAV: :func:`load_wav` downmixes to mono and resamples to the ou
 from __future__ import annotations
 
 import warnings
+import wave
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from edge.config import EdgeConfig
 from edge.paths import audio_prompts_dir
@@ -58,26 +57,53 @@ def required_messages(cfg: EdgeConfig) -> list[str]:
     return needed + [FALLBACK_MESSAGE]
 
 
+def _read_pcm_wave(path: Path) -> tuple[int, np.ndarray]:
+    """Integer PCM WAV through the standard library (fast to import); raises wave.Error for other formats."""
+    with wave.open(str(path), "rb") as w:
+        rate, channels, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+        raw = w.readframes(n)
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
+        i32 = (b[:, 0].astype(np.int32) << 8) | (b[:, 1].astype(np.int32) << 16) | (b[:, 2].astype(np.int32) << 24)
+        x = i32.astype(np.float32) / 2147483648.0
+    elif width == 4:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
+    else:
+        raise wave.Error(f"{width * 8}-bit samples")
+    return rate, x.reshape(-1, channels) if channels > 1 else x
+
+
 def read_wav(path: Path) -> tuple[int, np.ndarray]:
     """``(rate, samples)`` with samples float32 in [-1, 1], shape (n,) or (n, channels)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)
-            rate, data = wavfile.read(path)
+        rate, x = _read_pcm_wave(path)
     except FileNotFoundError:
         raise PromptError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise PromptError(f"{path}: not a readable WAV ({e})") from None
-    if data.dtype == np.uint8:
-        x = (data.astype(np.float32) - 128.0) / 128.0
-    elif data.dtype.kind == "i":
-        x = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    elif data.dtype.kind == "f":
-        x = data.astype(np.float32)
-    else:
-        raise PromptError(f"{path}: unsupported sample type {data.dtype}")
+    except (wave.Error, EOFError, ValueError, OSError):  # float or extensible WAV: scipy reads those
+        from scipy.io import wavfile
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", wavfile.WavFileWarning)
+                rate, data = wavfile.read(path)
+        except (ValueError, OSError, EOFError) as e:
+            raise PromptError(f"{path}: not a readable WAV ({e})") from None
+        if data.dtype == np.uint8:
+            x = (data.astype(np.float32) - 128.0) / 128.0
+        elif data.dtype.kind == "i":
+            x = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+        elif data.dtype.kind == "f":
+            x = data.astype(np.float32)
+        else:
+            raise PromptError(f"{path}: unsupported sample type {data.dtype}") from None
     if x.size == 0:
         raise PromptError(f"{path}: holds no samples")
+    if rate <= 0:
+        raise PromptError(f"{path}: sample rate {rate}")
     return int(rate), x
 
 
@@ -88,6 +114,8 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported when needed: scipy.signal takes seconds to import on a small board
+
     g = gcd(rate_in, rate_out)
     return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
 

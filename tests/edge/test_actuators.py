@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -81,20 +82,28 @@ def test_site_pack_is_searched_before_the_shipped_one(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rate", "dtype", "channels"),
-    [(44100, np.int16, 2), (8000, np.uint8, 1), (48000, np.float32, 2), (22050, np.int32, 1)],
+    [(44100, np.int16, 2), (8000, np.uint8, 1), (48000, np.float32, 2), (22050, np.int32, 1), (32000, "int24", 2)],
 )
 def test_installer_wavs_of_any_rate_and_layout_are_resampled_and_downmixed(tmp_path: Path, rate: int, dtype: type, channels: int) -> None:
     t = np.arange(int(0.8 * rate)) / rate
     x = 0.5 * np.sin(2 * np.pi * 600 * t)
-    if dtype is np.uint8:
+    if dtype == "int24":  # scipy cannot write 24-bit: pack it with the wave module
+        i32 = (x * 8388607).astype("<i4")
+        frames = np.repeat(i32, channels).view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+        with wave.open(str(tmp_path / "p.wav"), "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(3)
+            w.setframerate(rate)
+            w.writeframes(frames)
+        data = None
+    elif dtype is np.uint8:
         data = (x * 127 + 128).astype(np.uint8)
     elif dtype is np.float32:
         data = x.astype(np.float32)
     else:
         data = (x * np.iinfo(dtype).max).astype(dtype)
-    if channels == 2:
-        data = np.stack([data, data], axis=1)
-    wavfile.write(tmp_path / "p.wav", rate, data)
+    if data is not None:
+        wavfile.write(tmp_path / "p.wav", rate, np.stack([data, data], axis=1) if channels == 2 else data)
     y = load_wav(tmp_path / "p.wav", 16000)
     assert y.ndim == 1 and y.dtype == np.float32
     assert len(y) == pytest.approx(0.8 * 16000, abs=2)
@@ -189,7 +198,9 @@ def test_cli_test_speaker_plays_through_portaudio(tmp_path: Path) -> None:
     capture = tmp_path / "capture.raw"
     (home / ".asoundrc").write_text(f'pcm.!default {{ type plug; slave {{ pcm {{ type file; slave.pcm "null"; file "{capture}"; format "raw" }}; format S16_LE; rate 16000; channels 1 }} }}\n')
     env = {**os.environ, "HOME": str(home)}
-    cmd = [sys.executable, "-m", "edge.cli", "test-speaker", "--lang", "zh-yue", "--message", "wrong_way"]
+    # the click command itself, in a child process (PortAudio reads ~/.asoundrc when it initialises)
+    run = "from edge.actuators.cli import test_speaker; test_speaker(prog_name='anqi-edge test-speaker')"
+    cmd = [sys.executable, "-c", run, "--lang", "zh-yue", "--message", "wrong_way"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "device: 'default' (16000 Hz, 1 ch)" in res.stdout and "played wrong_way (zh-yue): 2.12 s of audio" in res.stdout
