@@ -451,7 +451,7 @@ class EdgeDaemon:
         if face is None:
             reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
         try:
-            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem)
+            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)})
             self.outbox.add(ev.event, ev.media, move=True)
         except Exception as e:  # disk full, outbox error: logged and kept in the work folder
             p.record.error = f"{type(e).__name__}: {e}"
@@ -489,9 +489,17 @@ class EdgeDaemon:
 
     def run(self) -> PipelineStats:
         """Run until the file ends (until_eof, replay) or :meth:`stop` / SIGTERM / SIGINT (live)."""
+        previous: dict[int, Any] = {}
         if self.install_signals and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            return self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run(self) -> PipelineStats:
         self.recorder.start()
         self.stats.started_mono = time.monotonic()
         cap = threading.Thread(target=self._capture_loop, name="anqi-capture", daemon=True)

@@ -63,6 +63,7 @@ class EventAssembler:
         no_face_reason: str | None,
         clip: ClipLike | None,
         clip_problem: str | None = None,
+        extra: dict[str, float | int | str | bool] | None = None,
     ) -> Evidence:
         import uuid
 
@@ -71,7 +72,7 @@ class EventAssembler:
         folder.mkdir(parents=True, exist_ok=True)
         media: dict[str, Path] = {}
         refs: list[MediaRef] = []
-        detail: dict[str, float | int | str | bool] = dict(violation.detail)
+        detail: dict[str, float | int | str | bool] = {**violation.detail, **(extra or {})}
         face_info = FaceInfo(found=False, reason=no_face_reason or "no face captured")
         if face is not None:
             embedding: list[float] | None = None
