@@ -123,7 +123,14 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
     except (EnrolmentError, FileNotFoundError, ImportError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed)
+    from central_sync.dispositions import DispositionDesk
+
+    desk = DispositionDesk(cfg, store)  # tasks of a merged file's new tier: published by the consumer at reconnect
+
+    def reassess(pid: str) -> None:
+        desk.apply_assessment(store.assess_person(pid, datetime.now(timezone.utc), cfg.tiers))
+
+    rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed, on_merged=reassess)
     for p in problems + rep.problems:
         click.echo(p, err=True)
     click.echo(json.dumps({"enrolled": rep.enrolled, "photos": rep.photos, "photos_without_face": rep.photos_without_face,

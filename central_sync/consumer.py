@@ -100,6 +100,8 @@ class CentralConsumer:
         self._stop = threading.Event()
         self._grace_thread: threading.Thread | None = None
         self._sub_mid = -1
+        self._gallery_signature = self._signature()
+        self._last_gallery_check = time.monotonic()
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ MQTT
@@ -264,6 +266,11 @@ class CentralConsumer:
             self._link_media_and_ack(topic, ev, final=False, new=False)
             return
         match = self._identify(ev)
+        if match is not None and match.person_id and not match.new_file:
+            with self.store.session() as s:
+                p = s.get(Person, match.person_id)
+                if p is not None and p.merged_into:  # a stale unknown file: follow the merge
+                    match = Match(p.merged_into, match.score)
         rec = ViolationRecord(
             event_id=eid, violation_type=ev.violation_type.value, time=ev.time, person_id=match.person_id if match else None,
             point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
@@ -350,6 +357,35 @@ class CentralConsumer:
                 except Exception as e:  # noqa: BLE001
                     log(logger, "late_ack_failed", logging.ERROR, event_id=str(w.event.event_id), error=str(e)[:200])
             self.assembler.expire()
+            if time.monotonic() - self._last_gallery_check > 10:
+                self._last_gallery_check = time.monotonic()
+                try:
+                    self.refresh_identity()
+                    if self.connected:
+                        self.desk.publish_pending(older_than_s=5.0)
+                except Exception as e:  # noqa: BLE001 - keep serving with the old gallery
+                    log(logger, "periodic_check_failed", logging.ERROR, error=str(e)[:200])
+
+    def _signature(self) -> tuple[int, int]:
+        """Changes when persons are enrolled or unknown files merged (by ``anqi-central enrol`` elsewhere)."""
+        from sqlalchemy import func
+
+        with self.store.session() as s:
+            g = s.scalar(select(func.max(Embedding.id)).where(Embedding.source == "gallery")) or 0
+            m = s.scalar(select(func.count()).select_from(Person).where(Person.merged_into.is_not(None))) or 0
+        return int(g), int(m)
+
+    def refresh_identity(self) -> bool:
+        """Reload gallery and unknown files from the store if another process changed them."""
+        sig = self._signature()
+        if sig == self._gallery_signature:
+            return False
+        fresh = load_resolver(self.store, self.cfg)
+        with self.resolver._lock:  # noqa: SLF001
+            self.resolver.gallery, self.resolver.unknown = fresh.gallery, fresh.unknown
+        self._gallery_signature = sig
+        log(logger, "identity_reloaded", gallery_persons=len(fresh.gallery.persons), unknown_files=len(fresh.unknown))
+        return True
 
     def _stored_event(self, event_id: uuid.UUID) -> ViolationEvent | None:
         from central_sync.storage.models import Event

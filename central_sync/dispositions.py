@@ -207,10 +207,14 @@ class DispositionDesk:
             except queue.Full:
                 log(logger, "webhook_queue_full", level=logging.WARNING, task=m.payload["task_id"])
 
-    def publish_pending(self) -> int:
-        """Publish tasks that were recorded while the broker was unreachable (called at connect)."""
+    def publish_pending(self, older_than_s: float = 0.0) -> int:
+        """Publish tasks recorded while the broker was unreachable or by another process (``reevaluate``,
+        ``enrol``): at connect and periodically. Receivers are idempotent on ``task_id``."""
+        from datetime import timedelta
+
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self.store.session() as s:
-            pending = list(s.scalars(select(Task).where(Task.published_at.is_(None), Task.status == "open")))
+            pending = list(s.scalars(select(Task).where(Task.published_at.is_(None), Task.status == "open", Task.created_at <= cutoff)))
         for t in pending:
             self._send(TaskMessage(self.task_topic(t.kind), t.payload))
         return len(pending)

@@ -283,11 +283,26 @@ def read_enrolment_folder(folder: Path) -> list[EnrolmentRecord]:
 EmbedFn = Callable[[np.ndarray], "np.ndarray | None"]
 
 
-def edge_face_embedder() -> EmbedFn:
-    """Image (BGR) -> 128-d embedding of its largest face, with the edge's own YuNet + SFace."""
-    from edge.detect import faces  # the models engineer's module: same model as the edge
+def edge_face_embedder(detector_model: str = "yunet", embedder_model: str = "sface") -> EmbedFn:
+    """Image (BGR) -> 128-d embedding of its largest face, with the edge's own YuNet + SFace
+    (:mod:`edge.detect.faces`, model files from ``models/manifest.yaml``). Raises
+    ``edge.detect.manifest.ModelFileError`` naming the file when the models are not prepared."""
+    from edge.detect.faces import FaceDetector, FaceEmbedder
+    from edge.detect.manifest import resolve
 
-    return faces.embed_largest_face  # type: ignore[no-any-return,attr-defined]
+    detector = FaceDetector(resolve(detector_model)[1], score_threshold=0.6, min_face_px=16)
+    embedder = FaceEmbedder(resolve(embedder_model)[1])
+    lock = threading.Lock()  # OpenCV DNN nets are not thread-safe
+
+    def embed(image: np.ndarray) -> np.ndarray | None:
+        with lock:
+            faces = detector.detect(image)
+            if not faces:
+                return None
+            face = max(faces, key=lambda f: f.width * f.height)
+            return embedder.embed(image, face)
+
+    return embed
 
 
 def embed_photo(path: Path, embed: EmbedFn) -> np.ndarray | None:
@@ -341,7 +356,8 @@ def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[f
     return float(np.mean(genuine >= thr)), thr
 
 
-def evaluate_lfw(directory: Path | str, enrol_per_person: int = 3, embed: EmbedFn | None = None) -> dict[str, float]:
+def evaluate_lfw(directory: Path | str, enrol_per_person: int = 3, embed: EmbedFn | None = None,
+                 max_identities: int | None = None) -> dict[str, float]:
     """TAR at FAR 1e-3 and rank-1 on an LFW-style folder (one sub-folder of photos per identity).
 
     The first ``enrol_per_person`` photos (sorted by name) of each identity are enrolled, the rest
@@ -351,7 +367,7 @@ def evaluate_lfw(directory: Path | str, enrol_per_person: int = 3, embed: EmbedF
     embed = embed or edge_face_embedder()
     embs: dict[str, list[np.ndarray]] = {}
     skipped = 0
-    for rec in read_enrolment_folder(directory):
+    for rec in read_enrolment_folder(directory)[:max_identities]:
         for p in rec.photos:
             v = embed_photo(p, embed)
             if v is None:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sqlalchemy import select, update
@@ -79,7 +79,7 @@ class EnrolmentReport:
 
 
 def enrol(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, records: Sequence[EnrolmentRecord],
-          embed: EmbedFn) -> EnrolmentReport:
+          embed: EmbedFn, on_merged: Callable[[str], None] | None = None) -> EnrolmentReport:
     """Enrol gallery persons from photos (embedded with the edge's face model) and merge their unknown files."""
     rep = EnrolmentReport()
     for r in records:
@@ -98,8 +98,11 @@ def enrol(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, r
         if not vecs:
             rep.problems.append(f"{r.person_id}: not enrolled (no usable photo)")
             continue
-        rep.merged_unknown_files += enrol_embeddings(store, cfg, resolver, r, np.stack(vecs))
+        merged = enrol_embeddings(store, cfg, resolver, r, np.stack(vecs))
+        rep.merged_unknown_files += merged
         rep.enrolled += 1
+        if merged and on_merged is not None:
+            on_merged(r.person_id)
     return rep
 
 
