@@ -154,10 +154,23 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
 
     cfg = _load(config)
     setup_logging(cfg.device.log_level)
+    if source is not None and Path(source).expanduser().exists():
+        source = str(Path(source).expanduser().resolve())  # a path on the command line is relative to the shell, not the config
     daemon = _make_daemon(cfg, mode="until_eof" if until_eof else "live", source_uri=source, relay_wait_s=relay_wait)
     daemon.run()  # type: ignore[attr-defined]
     if until_eof:
         _print_summary(daemon)
+    _exit_if_no_video(daemon)
+
+
+def _exit_if_no_video(daemon: "object") -> None:
+    from edge.daemon import EdgeDaemon
+
+    assert isinstance(daemon, EdgeDaemon)
+    if daemon.stats.frames == 0:
+        cam = daemon.health.snapshot()["components"].get("camera", {})
+        click.echo(f"anqi-edge: no video was read from the source: {cam.get('detail', 'unknown reason')}", err=True)
+        sys.exit(4)
 
 
 @click.command()
@@ -181,3 +194,4 @@ def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     daemon = _make_daemon(cfg, mode="replay", source_uri=str(video.resolve()), out_dir=out.resolve(), relay=relay)
     daemon.run()  # type: ignore[attr-defined]
     _print_summary(daemon, out)
+    _exit_if_no_video(daemon)
