@@ -94,6 +94,11 @@ def _remux(packets: list[EncodedPacket], part: Path) -> WrittenClip:
 
 
 def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
+    """Decode the JPEGs (libjpeg-turbo via OpenCV) and encode them.
+
+    Measured on the 1080p test clip: FFmpeg's own mjpeg decoder straight to YUV was no faster here
+    and made libx264 files 3.6x larger (it hands the encoder JPEG's blocking untouched).
+    """
     stream = packets[0].stream
     codec = clip_encoder(cfg)
     tb = Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)  # MPEG-4 Part 2: denominator < 2^16
@@ -120,8 +125,7 @@ def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -
             if img.shape[1] != w or img.shape[0] != h:
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-            pts = int(round((p.pts_s - base_s) / tb))
-            pts = max(pts, last_pts + 1)  # strictly increasing
+            pts = max(int(round((p.pts_s - base_s) / tb)), last_pts + 1)  # strictly increasing
             last_pts = pts
             vf.pts = pts
             vf.time_base = tb

@@ -210,6 +210,14 @@ def test_clip_from_raw_frames_is_encoded_to_h264(tmp_path: Path) -> None:
     assert codec == ("h264" if clip.codec == "libx264" else "mpeg4") and size == (640, 360)
     assert times[0] == 0.0 and len(times) == clip.frames == 91
     np.testing.assert_allclose(np.diff(times), 1 / 30, atol=2e-3)
+    assert mean_abs_diff(clip.path, [frames[j].image for j in (30, 60, 120)], [0, 30, 90]) < 5.0  # same picture, same levels
+
+
+def mean_abs_diff(path: Path, images: list[np.ndarray], at: list[int]) -> float:
+    """Mean absolute BGR difference between frames ``at`` of a clip and ``images``."""
+    with av.open(str(path)) as c:
+        decoded = [f.to_ndarray(format="bgr24") for f in c.decode(c.streams.video[0])]
+    return float(np.mean([np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean() for k, img in zip(at, images)]))
 
 
 def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
@@ -219,6 +227,7 @@ def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
     codec, times, _ = read_back(clip.path)
     assert codec == "mpeg4" and times[0] == 0.0 and len(times) == clip.frames == 25
     assert all(b > a for a, b in zip(times, times[1:]))
+    assert mean_abs_diff(clip.path, [frames[5].image, frames[29].image], [0, 24]) < 5.0
 
 
 def test_unwritable_clip_fails_its_future_and_the_recorder_goes_on(camera_frames: list[Frame], tmp_path: Path) -> None:
