@@ -368,6 +368,9 @@ class EdgeDaemon:
             return
         self.stats.detect_s_total += time.monotonic() - t0
         self.stats.detect_frames += 1
+        if self._detector_error is None and self.stats.detect_frames % 50 == 1:
+            self.health.set("detector", "up", f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
+                            detect_fps=round(self.stats.detect_fps, 2), frames=self.stats.detect_frames, errors=self.stats.detect_errors)
         self._last_t_s = frame.pts_s
         upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono)
         for t in upd.active:
@@ -390,7 +393,8 @@ class EdgeDaemon:
         decided = time.monotonic()
         if self.persuasion is not None:
             try:
-                self.persuasion.on_violation(v.type.value, v.track_id, decided)
+                # latency counted from the capture of the frame that showed the violation
+                self.persuasion.on_violation(v.type.value, v.track_id, v.mono)
             except Exception as e:
                 log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
         key = f"{v.type.value}-t{v.track_id}-{uuid.uuid4().hex[:8]}"

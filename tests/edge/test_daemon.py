@@ -147,3 +147,26 @@ def test_run_refuses_a_bad_source_with_the_key(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, source={"uri": " "})), "--until-eof"])
     assert res.exit_code == 3 and "source.uri: empty" in res.output
+
+
+def test_sigterm_stops_the_daemon_process_cleanly(tmp_path: Path, empty_models: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    cfg = site_config(tmp_path, source={"realtime": True})
+    env = {**os.environ, "ANQI_MODELS_DIR": str(empty_models)}
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    health = tmp_path / "data" / "health.json"
+    try:
+        assert wait_for(lambda: health.exists() and json.loads(health.read_text())["components"].get("camera", {}).get("status") == "up", 30)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "msg=signal_received signal=SIGTERM" in out and "msg=daemon_stopped" in out
+    assert json.loads(health.read_text())["components"]["daemon"]["status"] == "off"
