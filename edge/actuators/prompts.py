@@ -156,6 +156,7 @@ class PromptLibrary:
         gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)
         prompts: dict[str, Prompt] = {}
         problems: list[str] = []
+        required = set(required_messages(cfg))  # a missing message no enabled rule plays is no problem
         for message in messages:
             parts: list[np.ndarray] = []
             files: list[Path] = []
@@ -164,7 +165,7 @@ class PromptLibrary:
                 pack = find_pack(lang, dirs)
                 f = message_file(pack, message) if pack else None
                 if f is None:
-                    if message in MESSAGES:
+                    if message in required:
                         where = pack or " or ".join(str(d / lang) for d in dirs)
                         problems.append(f"speaker.languages: {lang}: no {message}.wav in {where}")
                     continue
