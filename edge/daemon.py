@@ -131,6 +131,9 @@ class _Pending:
     deadline_t_s: float
     created_mono: float
     track_open: bool = True
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    attempts: int = 0
+    retry_mono: float = 0.0
 
 
 class EdgeDaemon:
@@ -239,7 +242,7 @@ class EdgeDaemon:
             from edge.evidence.adapters import SFaceEmbedding
 
             f = self.cfg.face
-            self._faces = FaceCapture(FaceDetector.from_config(self.cfg), f.min_face_px, f.score_threshold, f.save_context_frame)
+            self._faces = FaceCapture(FaceDetector.from_config(self.cfg), f.min_face_px, f.score_threshold)
             try:
                 self._embedder = SFaceEmbedding(FaceEmbedder.from_config(self.cfg), self.cfg.face.embedder_model)
             except Exception as e:
@@ -432,13 +435,13 @@ class EdgeDaemon:
                 if p.clip is not None and not p.clip.done():
                     self.recorder.flush()
             clip_done = p.clip is None or p.clip.done()
-            if face_done and clip_done:
-                self._commit(p)
-            else:
-                still.append(p)
+            if face_done and clip_done and (force or now >= p.retry_mono) and self._commit(p):
+                continue
+            still.append(p)
         self._pending = still
 
-    def _commit(self, p: _Pending) -> None:
+    def _commit(self, p: _Pending) -> bool:
+        """Assemble the event and store it in the outbox; False (retried later) when that failed."""
         v = p.violation
         clip = None
         clip_problem = None
@@ -455,13 +458,19 @@ class EdgeDaemon:
         if face is None:
             reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
         try:
-            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)})
+            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)}, event_id=p.event_id)
             self.outbox.add(ev.event, ev.media, move=True)
-        except Exception as e:  # disk full, outbox error: logged and kept in the work folder
+        except Exception as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
+            p.attempts += 1
+            p.retry_mono = time.monotonic() + min(60.0, 2.0 ** p.attempts)
             p.record.error = f"{type(e).__name__}: {e}"
             self.health.alarm("outbox", f"event not stored: {e}"[:300])
-            log(logger, "event_not_stored", logging.ERROR, key=p.record.key, error=str(e)[:300])
-            return
+            log(logger, "event_not_stored", logging.ERROR, key=p.record.key, error=str(e)[:300], attempts=p.attempts,
+                kept_in=str(self.work_dir / str(p.event_id)))
+            return False
+        if p.attempts:
+            self.health.alarm("outbox", None)
+        p.record.error = None
         p.record.outbox_mono = time.monotonic()
         eid = str(ev.event.event_id)
         p.record.event_id = eid
@@ -475,11 +484,14 @@ class EdgeDaemon:
             events_dir.mkdir(parents=True, exist_ok=True)
             (events_dir / f"{eid}.json").write_text(json.dumps(json.loads(ev.event.to_json()), indent=2, ensure_ascii=False))
         _remove_tree(self.work_dir / eid)
+        if clip is not None:
+            Path(clip.path).unlink(missing_ok=True)  # moved by the outbox; gone already unless it copied
         self._pending_tracks.discard(v.track_id)
         if v.track_id in self._closed_tracks and self._faces is not None and not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
             self._faces.forget([v.track_id])
         log(logger, "event_stored", **ev.event.log_fields(), outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
             clip_note=ev.event.detail.get("clip_note", ""))
+        return True
 
     # ------------------------------------------------------------------ run / stop
     def stop(self) -> None:
@@ -548,6 +560,9 @@ class EdgeDaemon:
             log(logger, "recorder_close_failed", logging.ERROR, error=str(e)[:300])
         if self._pending:  # clips flushed by close(): commit what is left
             self._finalize_ready(force=True)
+        for p in self._pending:  # still not stored (disk full, outbox broken): the files stay on disk
+            log(logger, "event_left_unstored", logging.ERROR, key=p.record.key, error=p.record.error or "evidence incomplete",
+                kept_in=str(self.work_dir / str(p.event_id)))
         if self.persuasion is not None:
             self.stats.prompt_latencies_s = list(self.persuasion.latencies_s)
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -64,10 +65,10 @@ class EventAssembler:
         clip: ClipLike | None,
         clip_problem: str | None = None,
         extra: dict[str, float | int | str | bool] | None = None,
+        event_id: uuid.UUID | None = None,
     ) -> Evidence:
-        import uuid
-
-        event_id = uuid.uuid4()
+        """Write the files under ``work_dir/<event_id>/`` and build the event (same id on a retry)."""
+        event_id = event_id or uuid.uuid4()
         folder = self.work_dir / str(event_id)
         folder.mkdir(parents=True, exist_ok=True)
         media: dict[str, Path] = {}

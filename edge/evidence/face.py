@@ -127,13 +127,11 @@ class FaceCapture:
         finder: FaceFinder,
         min_face_px: int = 16,
         score_threshold: float = 0.6,
-        keep_context: bool = True,
         min_search_px: int = 48,
     ):
         self.finder = finder
         self.min_face_px = min_face_px
         self.score_threshold = score_threshold
-        self.keep_context = keep_context
         self.min_search_px = min_search_px
         self._tracks: dict[int, _TrackFaces] = {}
         self.crops_run = 0
@@ -183,8 +181,7 @@ class FaceCapture:
         if best_here is None:
             return None
         if st.best is None or best_here.quality.score > st.best.quality.score:
-            if self.keep_context:
-                best_here.frame = image.copy()
+            best_here.frame = image.copy()  # the embedding aligns on the full frame; saving it is the assembler's choice
             st.best = best_here
             return best_here
         return None
