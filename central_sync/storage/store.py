@@ -158,21 +158,25 @@ class CentralStore:
 
     # ---------------------------------------------------------------- tiers
     def person_history(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> PersonHistory:
-        """Table 1's inputs for one person at ``at`` (three indexed queries on (person_id, time))."""
+        """Table 1's inputs for one person at ``at``: one statement of indexed range scans on (person_id, time)."""
         if s is None:
             with self.session() as s2:
                 return self.person_history(person_id, at, th, s2)
         s7, s30, s365 = window_starts(at, th)
-        t = Event.time
-        row = s.execute(
-            select(func.count(), func.coalesce(func.sum(case((t > s30, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((t > s7, 1), else_=0)), 0))
-            .where(Event.person_id == person_id, t > s365, t <= at)
-        ).one()
-        last_v = s.execute(select(func.max(t)).where(Event.person_id == person_id, t <= at)).scalar()
-        first_d = s.execute(select(func.min(Disposition.time)).where(
-            Disposition.person_id == person_id, Disposition.kind.in_(list(th.repeat_dispositions)),
-            Disposition.time > s365, Disposition.time <= at)).scalar()
+        t, mine = Event.time, Event.person_id == person_id
+
+        def count_since(start: datetime) -> Any:
+            return select(func.count()).select_from(Event).where(mine, t > start, t <= at).scalar_subquery()
+
+        # one round trip; each part is a range scan of ix_events_person_time / ix_dispositions_person_kind_time
+        row = s.execute(select(
+            count_since(s365), count_since(s30), count_since(s7),
+            select(func.max(t)).where(mine, t <= at).scalar_subquery(),
+            select(func.min(Disposition.time)).where(
+                Disposition.person_id == person_id, Disposition.kind.in_(list(th.repeat_dispositions)),
+                Disposition.time > s365, Disposition.time <= at).scalar_subquery(),
+        )).one()
+        last_v, first_d = row[3], row[4]
         return PersonHistory(at=at, count_7d=int(row[2]), count_30d=int(row[1]), count_365d=int(row[0]),
                              first_repeat_disposition=_aware(first_d), last_violation=_aware(last_v))
 

@@ -1,0 +1,231 @@
+"""Central benchmarks: ingest rate, table-1 classification latency at 1,000,000 stored events, 1:N face search.
+
+    .venv/bin/python benchmarks/central.py [--events 1000000] [--gallery 100000] [--ingest 3000] [--pg URL | --no-pg]
+
+* ingest: events/s through :meth:`CentralStore.add_violation`, one transaction per event (the
+  consumer's idempotent path: person upsert + ``INSERT .. ON CONFLICT DO NOTHING RETURNING``),
+  into SQLite (WAL, file) and PostgreSQL (a temporary database on the local server, dropped after);
+* classification: the store is bulk-loaded with ``--events`` events of 50,000 persons over 400 days
+  (plus dispositions), then :meth:`CentralStore.assess_person` (the service's one tier evaluation)
+  is timed for 1,000 random persons at random times: p50 / p95 / max in ms (target p95 < 20 ms);
+* face search: :class:`Gallery` with ``--gallery`` random 128-d unit vectors, one query at a time
+  (p50 / p95 ms) and a batch of 256.
+
+Prints a table and, last, one JSON line with every figure. Takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from central_sync.config import TierThresholds  # noqa: E402
+from central_sync.identity import Gallery  # noqa: E402
+from central_sync.storage.store import CentralStore, ViolationRecord  # noqa: E402
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+PERSONS = 50_000
+TH = TierThresholds()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def bench_ingest(store: CentralStore, n: int) -> float:
+    recs = [ViolationRecord(str(uuid.uuid4()), "no_helmet", NOW - timedelta(seconds=i), f"ing-{i % 500}", point_id="pt-1",
+                            device_id="dev", site_id="site", body={"confidence": 0.9}) for i in range(n)]
+    t = time.perf_counter()
+    for r in recs:
+        store.add_violation(r)
+    dt = time.perf_counter() - t
+    dup = time.perf_counter()
+    for r in recs[:200]:
+        assert store.add_violation(r) is False  # duplicate deliveries are refused by the unique id
+    return n / dt
+
+
+def synthetic_rows(n: int, seed: int = 1) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, datetime]]]:
+    """(event_id, person_id, time) rows: most persons rare, a few heavy (power law); dispositions for 2%."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, PERSONS + 1) ** 0.8
+    weights /= weights.sum()
+    who = rng.choice(PERSONS, size=n, p=weights)
+    secs = rng.integers(0, 400 * 86400, size=n)
+    rows = [(str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i)), f"P{int(w):06d}", NOW - timedelta(seconds=int(s)))
+            for i, (w, s) in enumerate(zip(who, secs))]
+    disp = [(f"P{int(p):06d}", "education" if k % 2 else "fine", NOW - timedelta(days=int(d)))
+            for k, (p, d) in enumerate(zip(rng.choice(PERSONS, size=PERSONS // 50, replace=False), rng.integers(1, 400, size=PERSONS // 50)))]
+    return rows, disp
+
+
+def load_sqlite(path: Path, rows: list[tuple[Any, ...]], disp: list[tuple[str, str, datetime]]) -> float:
+    t = time.perf_counter()
+    con = sqlite3.connect(path)
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    now_s = NOW.strftime(fmt)
+    con.executemany("INSERT INTO persons (person_id, kind, party_member, created_at, tier) VALUES (?, 'enrolled', 0, ?, 'none')",
+                    [(f"P{i:06d}", now_s) for i in range(PERSONS)])
+    con.executemany("INSERT INTO events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
+                    "face_found, media_expected, body, received_at) VALUES (?, 1, 'dev', 'site', 'pt-1', 'no_helmet', ?, ?, 1, 0, '{}', ?)",
+                    ((e, tm.strftime(fmt), p, now_s) for e, p, tm in rows))
+    con.executemany("INSERT INTO dispositions (person_id, kind, time, source) VALUES (?, ?, ?, 'import')",
+                    [(p, k, tm.strftime(fmt)) for p, k, tm in disp])
+    con.commit()
+    con.execute("ANALYZE")
+    con.close()
+    return time.perf_counter() - t
+
+
+def load_pg(url: str, rows: list[tuple[Any, ...]], disp: list[tuple[str, str, datetime]]) -> float:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    t = time.perf_counter()
+    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, password=u.password) as con:
+        with con.cursor() as cur:
+            with cur.copy("COPY persons (person_id, kind, party_member, created_at, tier) FROM STDIN") as cp:
+                for i in range(PERSONS):
+                    cp.write_row((f"P{i:06d}", "enrolled", False, NOW, "none"))
+            with cur.copy("COPY events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
+                          "face_found, media_expected, body, received_at) FROM STDIN") as cp:
+                for e, p, tm in rows:
+                    cp.write_row((e, 1, "dev", "site", "pt-1", "no_helmet", tm, p, True, 0, "{}", NOW))
+            with cur.copy("COPY dispositions (person_id, kind, time, source) FROM STDIN") as cp:
+                for p, k, tm in disp:
+                    cp.write_row((p, k, tm, "import"))
+            cur.execute("ANALYZE")
+    return time.perf_counter() - t
+
+
+def bench_classify(store: CentralStore, queries: int = 1000, seed: int = 2) -> dict[str, float]:
+    rng = random.Random(seed)
+    # warm-up (connection pool, statement cache)
+    for _ in range(20):
+        store.assess_person(f"P{rng.randrange(PERSONS):06d}", NOW, TH)
+    lat = []
+    tiers: dict[str, int] = {}
+    for _ in range(queries):
+        # half the queries on the heaviest 1% of persons (the expensive case), half uniform
+        pid = f"P{rng.randrange(PERSONS // 100 if rng.random() < 0.5 else PERSONS):06d}"
+        at = NOW - timedelta(seconds=rng.randrange(0, 30 * 86400))
+        t = time.perf_counter()
+        a = store.assess_person(pid, at, TH)
+        lat.append((time.perf_counter() - t) * 1000)
+        tiers[a.tier.value] = tiers.get(a.tier.value, 0) + 1
+    return {"p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": max(lat), "tiers": tiers}  # type: ignore[dict-item]
+
+
+def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
+    rng = np.random.default_rng(4)
+    g = Gallery()
+    vecs = rng.normal(size=(n, 128)).astype(np.float32)
+    t = time.perf_counter()
+    g.add_many([f"G{i}" for i in range(n)], vecs)
+    build = time.perf_counter() - t
+    q = vecs[rng.integers(0, n, size=queries)] + 0.05 * rng.normal(size=(queries, 128)).astype(np.float32)
+    lat = []
+    right = 0
+    for i in range(queries):
+        t = time.perf_counter()
+        pid, _ = g.search(q[i])
+        lat.append((time.perf_counter() - t) * 1000)
+    ids, _ = g.search_batch(q[:256])
+    t = time.perf_counter()
+    g.search_batch(q[:256])
+    batch = (time.perf_counter() - t) * 1000
+    right = sum(1 for i, pid in enumerate(ids) if pid == f"G{int(np.argmax(g._m @ (q[i] / np.linalg.norm(q[i]))))}")  # noqa: SLF001
+    return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
+
+
+def pg_database(admin_url: str) -> tuple[str, Any]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"anqi_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--gallery", type=int, default=100_000)
+    ap.add_argument("--ingest", type=int, default=3000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres", help="Admin URL of a PostgreSQL server.")
+    ap.add_argument("--no-pg", action="store_true")
+    args = ap.parse_args()
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    out: dict[str, Any] = {"events_stored": args.events}
+    tmp = Path(tempfile.mkdtemp(prefix="anqi-bench-"))
+    backends: list[tuple[str, str, Any]] = [("sqlite", f"sqlite:///{tmp / 'central.db'}", None)]
+    if not args.no_pg:
+        try:
+            url, drop = pg_database(args.pg)
+            backends.append(("postgresql", url, drop))
+        except Exception as e:  # noqa: BLE001
+            print(f"PostgreSQL skipped: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows, disp = synthetic_rows(args.events)
+    print(f"generated {len(rows)} events, {len(disp)} dispositions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for name, url, drop in backends:
+        try:
+            store = CentralStore(url)
+            store.migrate()
+            out[f"ingest_{name}_events_per_s"] = bench_ingest(store, args.ingest)
+            load_s = (load_sqlite(tmp / "central.db", rows, disp) if name == "sqlite" else load_pg(url, rows, disp))
+            out[f"bulk_load_{name}_s"] = load_s
+            assert store.count_events() == args.events + args.ingest
+            c = bench_classify(store, args.queries)
+            out[f"classify_{name}_p50_ms"] = c["p50_ms"]
+            out[f"classify_{name}_p95_ms"] = c["p95_ms"]
+            out[f"classify_{name}_max_ms"] = c["max_ms"]
+            out[f"classify_{name}_tiers"] = c["tiers"]
+            store.close()
+        finally:
+            if drop:
+                drop()
+    f = bench_faces(args.gallery)
+    out.update({f"face_search_{k}": v for k, v in f.items()})
+    print()
+    print(f"{'figure':<40} {'value':>14}")
+    print("-" * 56)
+    for k, v in out.items():
+        if isinstance(v, dict):
+            v = " ".join(f"{a}={b}" for a, b in sorted(v.items()))
+            print(f"{k:<40} {v}")
+        elif isinstance(v, float):
+            print(f"{k:<40} {v:>14.2f}")
+        else:
+            print(f"{k:<40} {v!s:>14}")
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()
