@@ -134,3 +134,28 @@ def test_helmet_votes_accumulate_per_track() -> None:
     votes = t.head_votes(in_zone_only=False)
     assert len(votes) == 4 and all(v.no_helmet == pytest.approx(0.7) for v in votes)
     assert t.kind == "rider" and len(t.history) == 5
+
+
+def test_tracks_carry_ground_points_zone_membership_and_speed() -> None:
+    from edge.zone import CaptureZone, GroundMapper
+
+    # a camera whose image rows map to ground distance: v = 66 + 3960 / y, u = 320 + 2640 x / y (640x360)
+    ground = [(-1.5, 16.0), (1.5, 16.0), (1.5, 40.0), (-1.5, 40.0)]
+    image = [(320 + 2640 * x / y, 66 + 3960 / y) for x, y in ground]
+    zone = CaptureZone(GroundMapper.from_points(image, ground, (640, 360)), near_m=15, far_m=25)
+    tr = RiderTracker(TrackConfig(min_hits=1), zone)
+    dt = 0.1
+    for i in range(45):
+        y = 35.0 - 5.0 * dt * i  # riding towards the camera at 5 m/s
+        v = 66 + 3960 / y
+        h = 1.8 * 2640 / y  # a 1.8 m rider
+        box = [320 - h / 6, v - h, 320 + h / 6, v]
+        tr.update(riders((box, 0.9)), i * dt, T0 + timedelta(seconds=i * dt), (640, 360), mono=100.0 + i * dt)
+    (t,) = tr.tracks
+    dist = np.array([p.distance_m for p in t.history])
+    inside = np.array([p.in_zone for p in t.history])
+    np.testing.assert_allclose(dist, 35.0 - 0.5 * np.arange(45), atol=1e-3)
+    assert (inside == ((dist >= 15) & (dist <= 25))).all() and 19 <= inside.sum() <= 21
+    m = t.motion(1.0)
+    assert m is not None and m.speed_mps == pytest.approx(5.0, rel=1e-3) and abs(m.heading_deg - 180) < 0.5
+    assert t.last.mono == pytest.approx(104.4)
