@@ -31,6 +31,7 @@ from central_sync.config import CentralConfig
 from central_sync.identity import Gallery, IdentityResolver, UnknownFiles
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.tiers import TierAssessment, parse_aware_time
+from edge.event import SCHEMA_VERSION
 
 #: disposition kinds a record may name; only ``tiers.repeat_dispositions`` (education, fine) make "repeat"
 DISPOSITION_ALIASES = {"sms": "sms_reminder", "voice": "voice_reminder", "reminder": "sms_reminder"}
@@ -85,6 +86,8 @@ def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver:
                 raise LineError(f"not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
                 raise LineError("not a JSON object")
+            if "schema_version" in obj and obj["schema_version"] != SCHEMA_VERSION:
+                raise LineError(f"schema_version: {obj['schema_version']!r} is not supported (this build reads {SCHEMA_VERSION})")
             time = parse_aware_time(obj.get("time"), "time") if obj.get("time") is not None else None
             if time is None:
                 raise LineError("time: required key is missing")
@@ -122,14 +125,22 @@ def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver:
 
 
 def classify_lines(lines: Iterable[str], at: datetime, cfg: CentralConfig | None = None,
-                   source: str = "<stdin>") -> tuple[list[TierAssessment], ClassifyInput]:
+                   source: str = "<stdin>", gallery_from: CentralStore | None = None) -> tuple[list[TierAssessment], ClassifyInput]:
+    """Table 1 for the records in ``lines``. ``gallery_from``: match embeddings against this store's
+    gallery and unknown files (read only) instead of starting with an empty gallery."""
     cfg = cfg or CentralConfig()
     store = CentralStore("sqlite://")
     try:
         store.migrate()
         counter = iter(range(1, 1 << 62))
-        resolver = IdentityResolver(Gallery(), UnknownFiles(cfg.identity.cluster_threshold, lambda: f"unknown-{next(counter):06d}"),
-                                    cfg.identity.match_threshold)
+        if gallery_from is not None:
+            from central_sync.persons import load_resolver
+
+            resolver = load_resolver(gallery_from, cfg)
+            resolver.unknown.new_id = lambda: f"unknown-{next(counter):06d}"
+        else:
+            resolver = IdentityResolver(Gallery(), UnknownFiles(cfg.identity.cluster_threshold, lambda: f"unknown-{next(counter):06d}"),
+                                        cfg.identity.match_threshold)
         info = load_lines(store, lines, source, resolver)
         out = [store.assess_person(pid, at, cfg.tiers) for pid in store.persons_with_records_until(at)]
         return out, info
@@ -137,6 +148,7 @@ def classify_lines(lines: Iterable[str], at: datetime, cfg: CentralConfig | None
         store.close()
 
 
-def classify_file(path: Path, at: datetime, cfg: CentralConfig | None = None) -> tuple[list[TierAssessment], ClassifyInput]:
+def classify_file(path: Path, at: datetime, cfg: CentralConfig | None = None,
+                  gallery_from: CentralStore | None = None) -> tuple[list[TierAssessment], ClassifyInput]:
     with path.open(encoding="utf-8") as f:
-        return classify_lines(f, at, cfg, source=path.name)
+        return classify_lines(f, at, cfg, source=path.name, gallery_from=gallery_from)

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from central_sync.config import CentralConfig, ConfigError, load_config
 from central_sync.tiers import parse_aware_time
@@ -59,7 +60,8 @@ def main() -> None:
 @click.option("--at", "at", required=True, help="Evaluation time, ISO 8601 with offset, e.g. 2026-06-01T00:00:00+08:00.")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Central config (tier thresholds, face thresholds).")
 @click.option("--strict", is_flag=True, help="Exit 2 when any input line is bad (default: report on stderr and skip it).")
-def classify(events: Path, at: str, config: Path | None, strict: bool) -> None:
+@click.option("--use-gallery", is_flag=True, help="Match embeddings against the gallery in --config's database (read only).")
+def classify(events: Path, at: str, config: Path | None, strict: bool, use_gallery: bool) -> None:
     """Print one JSON line per person: person_id, count_7d, count_30d, count_365d, tier (table 1)."""
     from central_sync.classify import classify_file
 
@@ -69,10 +71,25 @@ def classify(events: Path, at: str, config: Path | None, strict: bool) -> None:
     if not events.is_file():
         click.echo(f"error: --events {events}: file not found", err=True)
         sys.exit(2)
+    gallery = None
+    if use_gallery:
+        if config is None:
+            raise click.UsageError("--use-gallery needs --config")
+        from central_sync.storage.store import CentralStore, StoreError
+
+        try:
+            gallery = CentralStore(cfg.database_url())
+        except (StoreError, ConfigError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
     try:
-        results, info = classify_file(events, at_t, cfg)
+        results, info = classify_file(events, at_t, cfg, gallery_from=gallery)
     except UnicodeDecodeError as e:
         click.echo(f"error: --events {events}: not UTF-8 text ({e.reason} at byte {e.start})", err=True)
+        sys.exit(2)
+    except SQLAlchemyError as e:
+        click.echo(f"error: --use-gallery: cannot read the gallery of database.url in {config}: {type(e).__name__}: "
+                   f"{str(e).splitlines()[0][:200]} (run: anqi-central migrate --config {config})", err=True)
         sys.exit(2)
     for p in info.problems:
         click.echo(p, err=True)

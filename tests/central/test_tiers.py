@@ -290,3 +290,39 @@ def test_classify_cli_refuses_a_naive_at_and_a_missing_file(tmp_path: Path) -> N
     assert p.returncode == 2 and "no UTC offset" in p.stderr
     p = _run(["classify", "--events", str(tmp_path / "nope.jsonl"), "--at", AT.isoformat()])
     assert p.returncode == 2 and "nope.jsonl" in p.stderr
+
+
+def test_classify_rejects_lines_of_an_unknown_schema_version() -> None:
+    lines = [json.dumps({**ev("p", AT), "schema_version": 2}), json.dumps({**ev("q", AT), "schema_version": 1})]
+    res, info = classify_lines(lines, AT)
+    assert [r.person_id for r in res] == ["q"]
+    assert info.problems == ["<stdin>:1: schema_version: 2 is not supported (this build reads 1)"]
+
+
+def test_classify_cli_matches_embeddings_against_the_configured_gallery(tmp_path: Path) -> None:
+    import numpy as np
+
+    from central_sync.config import load_config
+    from central_sync.identity import EnrolmentRecord
+    from central_sync.persons import enrol_embeddings, load_resolver
+    from central_sync.storage.store import CentralStore
+
+    cfgf = tmp_path / "central.yaml"
+    cfgf.write_text("database:\n  url: sqlite:///c.db\n")
+    cfg = load_config(cfgf)
+    store = CentralStore.from_config(cfg)
+    face = np.random.default_rng(1).normal(size=128)
+    face /= np.linalg.norm(face)
+    enrol_embeddings(store, cfg, load_resolver(store, cfg), EnrolmentRecord("P-1"), face[None, :])
+    store.close()
+    f = tmp_path / "e.jsonl"
+    f.write_text("\n".join(json.dumps({"embedding": (face + 0.01 * i).tolist(), "violation_type": "no_helmet",
+                                       "time": (AT - timedelta(hours=i)).isoformat()}) for i in range(4)))
+    p = _run(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(cfgf), "--use-gallery"])
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(x) for x in p.stdout.splitlines()] == [
+        {"person_id": "P-1", "count_7d": 4, "count_30d": 4, "count_365d": 4, "tier": "frequent"}]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("database:\n  url: sqlite:///nothing.db\n")
+    p = _run(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"])
+    assert p.returncode == 2 and "--use-gallery" in p.stderr
