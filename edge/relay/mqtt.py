@@ -109,6 +109,16 @@ def _temperature_c() -> float | None:
     return best
 
 
+def _pubacked(info: paho.MQTTMessageInfo) -> bool:
+    """Whether paho has the PUBACK of this QoS 1 message. ``is_published()`` raises for a message
+    handed over while disconnected (its rc stays NO_CONN) although paho queued it and sends it
+    after the reconnect; the completion flag itself is still right, so read it directly."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return bool(getattr(info, "_published", False))
+
+
 @dataclass
 class _InFlight:
     item: OutboxItem
@@ -272,7 +282,7 @@ class MqttRelay:
         refused_any: ReasonCode | None = None
         still: deque[tuple[paho.MQTTMessageInfo, int | None]] = deque()
         for info, seq in self._tracked:
-            if not info.is_published():
+            if not _pubacked(info):
                 still.append((info, seq))
                 continue
             with self._lock:
@@ -304,16 +314,21 @@ class MqttRelay:
         with self._lock:
             acks = list(self._acks)
             self._acks.clear()
-        if done:
-            self.published_events += self.outbox.mark_published(done)
-        for ack, mid, qos in acks:
-            if ack.status == "stored":
-                outcome = self.outbox.mark_acked(ack.event_id, ack.media_complete, ack.missing_media)
-            else:
-                outcome = self.outbox.mark_rejected(ack.event_id, ack.reason or "no reason given")
-            self.stats_acks[outcome] = self.stats_acks.get(outcome, 0) + 1
-            if self._client is not None:
-                self._client.ack(mid, qos)  # committed: now the broker may forget it
+        if not done and not acks:
+            return
+        with self.outbox.batch():  # one commit for the whole burst
+            if done:
+                self.published_events += self.outbox.mark_published(done)
+            for ack, _, _ in acks:
+                if ack.status == "stored":
+                    outcome = self.outbox.mark_acked(ack.event_id, ack.media_complete, ack.missing_media)
+                else:
+                    outcome = self.outbox.mark_rejected(ack.event_id, ack.reason or "no reason given")
+                self.stats_acks[outcome] = self.stats_acks.get(outcome, 0) + 1
+        client = self._client
+        if client is not None:
+            for _, mid, qos in acks:
+                client.ack(mid, qos)  # committed: now the broker may forget them
 
     def _submit(self, item: OutboxItem) -> bool:
         """Publish one event's media chunks then the event; False if stopped midway."""

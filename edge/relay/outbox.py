@@ -31,10 +31,11 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal
 
 from edge.config.relay import OutboxConfig
 from edge.event import ViolationEvent
@@ -180,6 +181,8 @@ class Outbox:
             raise OutboxError(f"relay.outbox.path: cannot open the outbox at {self.root}: {e}") from None
         self._media_bytes = 0
         self._listeners: list[Callable[[], None]] = []
+        self._tx_depth = 0
+        self._adding: set[str] = set()
         #: bumped whenever events go back to ``pending`` (a publisher restarts its scan from the start)
         self.requeued = 0
         self._recover()
@@ -190,6 +193,25 @@ class Outbox:
         oc = cfg.relay.outbox
         root = cfg.resolve(oc.path) if oc.path else cfg.data_dir / "outbox"
         return cls(root, oc, health)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction (one fsync) around several state changes; nests. The relay applies a
+        burst of PUBACKs and acks this way."""
+        with self._lock:
+            if self._tx_depth == 0:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._tx_depth += 1
+            try:
+                yield
+            except BaseException:
+                self._tx_depth -= 1
+                if self._tx_depth == 0:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._tx_depth -= 1
+            if self._tx_depth == 0:
+                self._db.execute("COMMIT")
 
     def add_listener(self, fn: Callable[[], None]) -> None:
         """``fn()`` is called after an add or a re-queue (lock held: it must not block), to wake a publisher."""
@@ -242,58 +264,63 @@ class Outbox:
                 raise ValueError(f"media {name!r}: file {p} does not exist")
         eid = str(event.event_id)
         payload = event.to_json().encode("utf-8")
+        # 1. under the lock: duplicate check and disk budget (the kept bytes are reserved)
         with self._lock:
             row = self._db.execute("SELECT seq FROM events WHERE event_id = ?", (eid,)).fetchone()
             if row:
                 return AddResult(int(row[0]), duplicate=True)
+            if eid in self._adding:
+                raise ValueError(f"event {eid} is being added by another thread")
             keep, dropped = self._make_room([(n, refs[n].size) for n in media], len(payload), eid)
-            incoming = self.media_dir / f".incoming-{eid}"
-            final = self.media_dir / eid
-            try:
-                if keep:
-                    incoming.mkdir(exist_ok=True)
-                    for name in keep:
-                        digest = self._place(Path(media[name]), incoming / name, move)
-                        if digest != refs[name].sha256:
-                            raise ValueError(f"media {name!r}: SHA-256 of {media[name]} does not match the event's MediaRef")
-                    _fsync_dir(incoming)
-                    os.replace(incoming, final)
-                    _fsync_dir(self.media_dir)
-                now = time.time()
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = self._db.execute("INSERT INTO events (event_id, payload, state, created) VALUES (?, ?, 'pending', ?)", (eid, payload, now))
-                    seq = int(cur.lastrowid or 0)
-                    for name, ref in refs.items():
-                        reason = None if name in keep else dropped.get(name, "disk budget")
-                        self._db.execute("INSERT INTO media (event_id, name, size, sha256, present, dropped_reason) VALUES (?, ?, ?, ?, ?, ?)",
-                                         (eid, name, ref.size, ref.sha256, int(name in keep), reason))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except ValueError:
-                shutil.rmtree(incoming, ignore_errors=True)
-                shutil.rmtree(final, ignore_errors=True)
-                raise
-            except (OSError, sqlite3.Error) as e:
-                shutil.rmtree(incoming, ignore_errors=True)
-                shutil.rmtree(final, ignore_errors=True)
-                full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e).lower()
-                msg = f"cannot store event {eid} in {self.root}: {'disk full' if full else e}"
-                if self.health:
-                    self.health.alarm("outbox_write", msg)
-                log(logger, "outbox_write_failed", logging.ERROR, event_id=eid, path=str(self.root), error=str(e))
-                raise OutboxError(f"relay.outbox.path: {msg}") from None
-            if move:
+            reserved = sum(refs[n].size for n in keep)
+            self._media_bytes += reserved
+            self._adding.add(eid)
+        incoming = self.media_dir / f".incoming-{eid}"
+        final = self.media_dir / eid
+        try:
+            # 2. without the lock (the relay keeps committing meanwhile): files, fsync, rename
+            if keep:
+                incoming.mkdir(exist_ok=True)
                 for name in keep:
-                    Path(media[name]).unlink(missing_ok=True)
-            self._media_bytes += sum(refs[n].size for n in keep)
+                    digest = self._place(Path(media[name]), incoming / name, move)
+                    if digest != refs[name].sha256:
+                        raise ValueError(f"media {name!r}: SHA-256 of {media[name]} does not match the event's MediaRef")
+                _fsync_dir(incoming)
+                os.replace(incoming, final)
+                _fsync_dir(self.media_dir)
+            # 3. the row, committed (synchronous=FULL): from here on the event survives a power cut
+            now = time.time()
+            with self.batch():
+                cur = self._db.execute("INSERT INTO events (event_id, payload, state, created) VALUES (?, ?, 'pending', ?)", (eid, payload, now))
+                seq = int(cur.lastrowid or 0)
+                for name, ref in refs.items():
+                    reason = None if name in keep else dropped.get(name, "disk budget")
+                    self._db.execute("INSERT INTO media (event_id, name, size, sha256, present, dropped_reason) VALUES (?, ?, ?, ?, ?, ?)",
+                                     (eid, name, ref.size, ref.sha256, int(name in keep), reason))
+                self._adding.discard(eid)
+        except BaseException as e:
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            with self._lock:
+                self._media_bytes -= reserved
+                self._adding.discard(eid)
+            if not isinstance(e, (OSError, sqlite3.Error)):
+                raise
+            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e).lower()
+            msg = f"cannot store event {eid} in {self.root}: {'disk full' if full else e}"
             if self.health:
-                self.health.alarm("outbox_write", None)
+                self.health.alarm("outbox_write", msg)
+            log(logger, "outbox_write_failed", logging.ERROR, event_id=eid, path=str(self.root), error=str(e))
+            raise OutboxError(f"relay.outbox.path: {msg}") from None
+        if move:
+            for name in keep:
+                Path(media[name]).unlink(missing_ok=True)
+        if self.health:
+            self.health.alarm("outbox_write", None)
+        with self._lock:
             self._changed.notify_all()
             self._notify()
-            return AddResult(seq, dropped_media=sorted(dropped))
+        return AddResult(seq, dropped_media=sorted(dropped))
 
     @staticmethod
     def _place(src: Path, dst: Path, move: bool) -> str:
@@ -394,10 +421,9 @@ class Outbox:
                     self._delete_file(eid, name, "max_age_days")
                 shutil.rmtree(self.media_dir / eid, ignore_errors=True)
             if old:
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM media WHERE event_id = ?", old)
-                self._db.executemany("DELETE FROM events WHERE event_id = ?", old)
-                self._db.execute("COMMIT")
+                with self.batch():
+                    self._db.executemany("DELETE FROM media WHERE event_id = ?", old)
+                    self._db.executemany("DELETE FROM events WHERE event_id = ?", old)
                 log(logger, "outbox_expired", records=len(old))
             used = self._media_bytes + self._db_bytes()
             if self.health and used < 0.9 * self._budget():
@@ -428,20 +454,18 @@ class Outbox:
         if not seqs:
             return 0
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self.batch():
             n = 0
             for s in seqs:
                 n += self._db.execute("UPDATE events SET state = 'published', published_at = ?, publishes = publishes + 1, resend_names = NULL "
                                       "WHERE seq = ? AND state = 'pending'", (now, s)).rowcount
-            self._db.execute("COMMIT")
             self._changed.notify_all()
             return n
 
     def mark_acked(self, event_id: uuid.UUID | str, media_complete: bool, missing: list[str] | None = None) -> AckOutcome:
         """Central stored the event. Incomplete media are re-sent (up to ``max_resends``)."""
         eid = str(event_id)
-        with self._lock:
+        with self.batch():
             row = self._db.execute("SELECT state, resends FROM events WHERE event_id = ?", (eid,)).fetchone()
             if row is None:
                 return "unknown"
@@ -474,7 +498,7 @@ class Outbox:
 
     def mark_rejected(self, event_id: uuid.UUID | str, reason: str) -> AckOutcome:
         eid = str(event_id)
-        with self._lock:
+        with self.batch():
             cur = self._db.execute("UPDATE events SET state = 'rejected', acked_at = ?, reason = ? WHERE event_id = ? AND state != 'acked'",
                                    (time.time(), reason[:500], eid))
             if not cur.rowcount:
@@ -489,7 +513,7 @@ class Outbox:
     def requeue_unacked(self, older_than_s: float, now: float | None = None) -> int:
         """Published events central has not acknowledged for ``older_than_s``: send them again."""
         now = time.time() if now is None else now
-        with self._lock:
+        with self.batch():
             cur = self._db.execute("UPDATE events SET state = 'pending' WHERE state = 'published' AND published_at < ?", (now - older_than_s,))
             if cur.rowcount:
                 self.requeued += 1
