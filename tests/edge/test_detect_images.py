@@ -1,0 +1,168 @@
+"""The committed detection path on real images from ../shared: output format of `detect-images`,
+labelled no-helmet heads found on validation frames, ROI -> full-frame coordinates, face proposals
+on the frontal bike-lane clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge.config import parse_config
+from edge.detect import FrameDetections, RiderDetector
+from edge.detect.geometry import iou_matrix
+from edge.detect.prepare import prepare
+from edge.paths import project_home, shared_dir
+
+DATA = shared_dir() / "data"
+SPLITS = project_home() / "models" / "train" / "splits"
+
+
+def val_images_with(ds: str, label_id: int, n: int) -> list[str]:
+    """The first ``n`` validation-split images of ``ds`` that have a head of class ``label_id``."""
+    out = []
+    for stem in (SPLITS / f"{ds}.val.txt").read_text().split():
+        lines = (DATA / ds / "labels" / f"{stem}.txt").read_text().split("\n")
+        if any(line.split()[:1] == [str(label_id)] for line in lines):
+            out.append(stem)
+        if len(out) == n:
+            break
+    return out
+
+
+def load(ds: str, stem: str) -> np.ndarray:
+    img = cv2.imread(str(DATA / ds / "images" / f"{stem}.jpg"))
+    assert img is not None
+    return cv2.resize(img, (1820, 1024), interpolation=cv2.INTER_AREA) if ds == "helmet9-dev" else img
+
+
+def labelled_heads(ds: str, stem: str, label_id: int, w: int, h: int) -> np.ndarray:
+    rows = [list(map(float, line.split()[1:5])) for line in (DATA / ds / "labels" / f"{stem}.txt").read_text().split("\n") if line.split()[:1] == [str(label_id)]]
+    b = np.array(rows, np.float32).reshape(-1, 4)
+    return np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h, (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1)
+
+
+@pytest.fixture(scope="module")
+def detector() -> RiderDetector:
+    prepare()
+    return RiderDetector.from_config(parse_config({}))
+
+
+# helmet9: no_helmet = class 3, helmet = 1; thaigate: Without Helmet = 1, With-Helmet = 0
+CASES = [("helmet9-dev", 3, 1), ("thaigate-dev", 1, 0)]
+
+
+@pytest.mark.parametrize(("ds", "no_helmet_id", "helmet_id"), CASES)
+def test_finds_labelled_no_helmet_heads_on_validation_frames(detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int) -> None:
+    found = total = 0
+    for stem in val_images_with(ds, no_helmet_id, 6):
+        img = load(ds, stem)
+        det = detector.detect(img)
+        gt = labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0])
+        total += len(gt)
+        flagged = det.heads[det.head_no_helmet >= 0.5]
+        if len(flagged):
+            found += int((iou_matrix(gt, flagged).max(axis=1) >= 0.3).sum())
+    assert total >= 6
+    assert found / total >= MIN_FOUND[ds], f"{ds}: {found} of {total} labelled no-helmet heads found and called no_helmet"
+
+
+@pytest.mark.parametrize(("ds", "no_helmet_id", "helmet_id"), CASES)
+def test_classifier_separates_labelled_heads(detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int) -> None:
+    """Given the true head boxes, P(no helmet) is high for no-helmet heads and low for helmeted ones."""
+    p_nh, p_h = [], []
+    for stem in val_images_with(ds, no_helmet_id, 8):
+        img = load(ds, stem)
+        p_nh += detector.classify_heads(img, labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0])).tolist()
+        p_h += detector.classify_heads(img, labelled_heads(ds, stem, helmet_id, img.shape[1], img.shape[0])).tolist()
+    assert len(p_nh) >= 6 and len(p_h) >= 3
+    assert np.mean(np.array(p_nh) >= 0.5) >= 0.75, p_nh
+    assert np.mean(np.array(p_h) < 0.5) >= 0.75, p_h
+
+
+def test_roi_detection_returns_full_frame_boxes_inside_the_roi(detector: RiderDetector) -> None:
+    ds, stem = "helmet9-dev", val_images_with("helmet9-dev", 3, 1)[0]
+    img = load(ds, stem)
+    full = detector.detect(img)
+    assert len(full.heads) and len(full.riders)
+    h, w = img.shape[:2]
+    best = full.heads[int(np.argmax(full.head_scores))]
+    cx, cy = (best[0] + best[2]) / 2, (best[1] + best[3]) / 2
+    roi = (int(max(0, cx - 300)), int(max(0, cy - 200)), int(min(w, cx + 300)), int(min(h, cy + 200)))
+    part = detector.detect(img, roi=roi)
+    assert len(part.heads)
+    assert (part.heads[:, 0] >= roi[0] - 1).all() and (part.heads[:, 2] <= roi[2] + 1).all()
+    assert (part.heads[:, 1] >= roi[1] - 1).all() and (part.heads[:, 3] <= roi[3] + 1).all()
+    assert iou_matrix(best[None], part.heads).max() >= 0.5  # the same head, in full-frame pixels
+
+
+def test_detections_have_the_contract_types(detector: RiderDetector) -> None:
+    det = detector.detect(load("thaigate-dev", val_images_with("thaigate-dev", 1, 1)[0]))
+    assert isinstance(det, FrameDetections)
+    for name, cols in (("riders", 4), ("heads", 4)):
+        a = getattr(det, name)
+        assert a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == cols
+    assert det.rider_scores.shape == (len(det.riders),) and det.head_scores.shape == det.head_no_helmet.shape == (len(det.heads),)
+    assert ((det.head_no_helmet >= 0) & (det.head_no_helmet <= 1)).all()
+    empty = detector.detect(np.full((360, 640, 3), 90, np.uint8))
+    assert empty.heads.shape == (0, 4) and empty.riders.shape == (0, 4)
+
+
+def bikelane_frame(index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(shared_dir() / "video" / "bikelane-cyclists.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame
+
+
+def test_frontal_cyclist_without_helmet_is_flagged(detector: RiderDetector) -> None:
+    """bikelane-cyclists.mp4 at 7 s: a close cyclist facing the camera, no helmet."""
+    det = detector.detect(bikelane_frame(210))
+    assert len(det.heads), "no head found on the frontal clip"
+    big = int(np.argmax((det.heads[:, 2] - det.heads[:, 0]) * (det.heads[:, 3] - det.heads[:, 1])))
+    assert det.head_no_helmet[big] >= 0.5
+    assert len(det.riders)  # a rider to track, estimated from the head if the detector missed it
+
+
+def test_detect_images_writes_one_normalised_line_per_head(tmp_path: Path, detector: RiderDetector) -> None:
+    from edge.cli import main
+
+    src = tmp_path / "images"
+    src.mkdir()
+    stems = val_images_with("thaigate-dev", 1, 2)
+    for stem in stems:
+        cv2.imwrite(str(src / f"{stem}.jpg"), load("thaigate-dev", stem))
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    r = CliRunner().invoke(main, ["detect-images", str(src), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.stem for p in out.glob("*.txt")) == sorted(stems)
+    labels = set()
+    for f in out.glob("*.txt"):
+        for line in f.read_text().splitlines():
+            p = line.split()
+            assert len(p) == 6 and p[0] in ("helmet", "no_helmet", "rider"), line
+            vals = [float(v) for v in p[1:]]
+            assert all(0.0 <= v <= 1.0 for v in vals), line
+            labels.add(p[0])
+    assert "no_helmet" in labels
+
+
+def test_detect_images_rejects_an_empty_folder_and_a_bad_config(tmp_path: Path) -> None:
+    from edge.cli import main
+
+    r = CliRunner().invoke(main, ["detect-images", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "no images" in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detect:\n  input_width: 1000\n")
+    (tmp_path / "a.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes())
+    r = CliRunner().invoke(main, ["detect-images", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(bad)])
+    assert r.exit_code == 2 and "detect.input_width" in r.output
+
+
+MIN_FOUND = {"helmet9-dev": 0.5, "thaigate-dev": 0.5}
