@@ -291,3 +291,80 @@ def test_killed_publisher_restarts_and_resends_everything_not_acknowledged(
         child.kill()
         child.wait()
         consumer.stop()
+
+
+class Mqtt311OnlyFront:
+    """A TCP front for a real mosquitto that behaves like an MQTT 3.1.1-only broker: a CONNECT
+    with protocol level 5 gets the 3.1.1 answer 'unacceptable protocol version' (CONNACK rc 1);
+    any other connection is piped to mosquitto unchanged."""
+
+    def __init__(self, backend_port: int):
+        import socket
+        import threading
+
+        self.backend_port = backend_port
+        self.refused_v5 = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            head = conn.recv(64, socket.MSG_PEEK)
+            # fixed header (1 byte + remaining length 1..4 bytes), then "\x00\x04MQTT" and the level
+            i = 1
+            while head[i] & 0x80:
+                i += 1
+            level = head[i + 1 + 6]
+            if level == 5:
+                self.refused_v5 += 1
+                conn.sendall(b"\x20\x02\x00\x01")
+                conn.close()
+                continue
+            back = socket.create_connection(("127.0.0.1", self.backend_port))
+            for a, b in ((conn, back), (back, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                        relay_config: Any) -> None:
+    front = Mqtt311OnlyFront(broker.port)
+    consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
+    cfg, outbox, health = _setup(tmp_path, front.port, relay_config, protocol="auto")
+    ev, files = make_event(tmp_path, 0)
+    outbox.add(ev, files)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert relay.wait_drained(20), outbox.stats()
+        assert front.refused_v5 >= 1 and list(consumer.events) == [ev.event_id]
+    finally:
+        relay.stop()
+        consumer.stop()
+        front.close()
