@@ -417,12 +417,20 @@ class EdgeDaemon:
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:
             return
-        self._closed_tracks.add(t.track_id)
         for p in self._pending:
             if p.violation.track_id == t.track_id:
                 p.track_open = False
-        if t.track_id not in self._pending_tracks and self._faces is not None:
-            self._faces.forget([t.track_id])
+        if t.track_id in self._pending_tracks:
+            self._closed_tracks.add(t.track_id)  # forgotten once its events are stored
+            return
+        self._forget_track(t.track_id)
+
+    def _forget_track(self, track_id: int) -> None:
+        """Drop every per-track state (a daemon runs for months: nothing may grow with the track count)."""
+        self._closed_tracks.discard(track_id)
+        self._track_first.pop(track_id, None)
+        if self._faces is not None:
+            self._faces.forget([track_id])
 
     # ------------------------------------------------------------------ evidence -> outbox
     def _finalize_ready(self, force: bool = False, force_wall: bool = False) -> None:
@@ -486,9 +494,10 @@ class EdgeDaemon:
         _remove_tree(self.work_dir / eid)
         if clip is not None:
             Path(clip.path).unlink(missing_ok=True)  # moved by the outbox; gone already unless it copied
-        self._pending_tracks.discard(v.track_id)
-        if v.track_id in self._closed_tracks and self._faces is not None and not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
-            self._faces.forget([v.track_id])
+        if not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
+            self._pending_tracks.discard(v.track_id)
+            if v.track_id in self._closed_tracks:
+                self._forget_track(v.track_id)
         log(logger, "event_stored", **ev.event.log_fields(), outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
             clip_note=ev.event.detail.get("clip_note", ""))
         return True
