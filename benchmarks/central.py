@@ -53,7 +53,6 @@ def bench_ingest(store: CentralStore, n: int) -> float:
     for r in recs:
         store.add_violation(r)
     dt = time.perf_counter() - t
-    dup = time.perf_counter()
     for r in recs[:200]:
         assert store.add_violation(r) is False  # duplicate deliveries are refused by the unique id
     return n / dt

@@ -77,14 +77,16 @@ class Listener:
         self.c.loop_stop()
 
 
-def central_cfg(tmp: Path, port: int, **extra: Any) -> CentralConfig:
-    return parse_config({"database": {"url": f"sqlite:///{tmp / 'central.db'}"}, "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
+def central_cfg(tmp: Path, port: int, db_url: str | None = None, **extra: Any) -> CentralConfig:
+    return parse_config({"database": {"url": db_url or f"sqlite:///{tmp / 'central.db'}"},
+                         "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
                          "media": {"dir": str(tmp / "media")}, **extra}, "test", tmp)
 
 
 @pytest.fixture
-def consumer_env(tmp_path: Path, broker: LocalBroker) -> Iterator[tuple[CentralConsumer, Listener]]:
-    cfg = central_cfg(tmp_path, broker.port)
+def consumer_env(tmp_path: Path, broker: LocalBroker, db_url: str) -> Iterator[tuple[CentralConsumer, Listener]]:
+    """A running consumer on SQLite and on PostgreSQL (``db_url`` is parametrised in conftest)."""
+    cfg = central_cfg(tmp_path, broker.port, db_url)
     cons = CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1)).start()
     assert cons.connected
     lis = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
@@ -285,3 +287,29 @@ def test_daily_reevaluation_lowers_tiers_as_windows_slide_without_tasks(tmp_path
         lis.close()
         cons.stop()
         cons.store.close()
+
+
+def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    cfgf = tmp_path / "central.yaml"
+    cfgf.write_text(f"database:\n  url: sqlite:///central.db\nmqtt:\n  port: {broker.port}\n  client_id: run-test\nmedia:\n  dir: media\n")
+    exe = Path(sys.executable).with_name("anqi-central")
+    proc = subprocess.Popen([str(exe), "run", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lis = Listener(broker.port, ["anqi/v1/+/+/ack"])
+    try:
+        ev, files = make_event(tmp_path, 1, {"face.jpg": 2000})
+        deadline = time.monotonic() + 30
+        while not lis.acks() and time.monotonic() < deadline and proc.poll() is None:
+            publish_event(lis, ev, files)  # until the consumer has subscribed; duplicates are harmless
+            wait_for(lambda: bool(lis.acks()), 1.0)
+        assert lis.acks() and lis.acks()[0].status == "stored" and lis.acks()[0].media_complete
+    finally:
+        lis.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "consumer_connected" in err and "event_stored" in err
+    assert CentralStore(f"sqlite:///{tmp_path / 'central.db'}").count_events() == 1
