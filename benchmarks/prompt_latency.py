@@ -155,7 +155,7 @@ def run_drill(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    rep = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    rep: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
     res: dict[str, Any] = {"mode": "drill", "languages": args.languages, "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
                            "requested": args.n, "played": rep.get("played", 0), "device": rep.get("device"), "load_frames": rep.get("load_frames"),
                            "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,

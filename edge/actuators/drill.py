@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.actuators.persuasion import Persuasion
+from edge.actuators.timeswitch import utc_now
 from edge.config import load_config, parse_config
 from edge.health import Health
 from edge.logs import setup_logging
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config) if args.config else parse_config({"time_switch": {"enabled": False}})
     pinned = datetime.fromisoformat(args.at) if args.at else None
     health = Health(cfg.data_dir / "drill-health.json", cfg.device.device_id)
-    persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else Persuasion.default_clock)
+    persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else utc_now)
     report = run_drill(persuasion, [tuple(r) for r in json.loads(args.script)])  # type: ignore[misc]
     text = json.dumps(report, indent=1)
     if args.out:

@@ -244,7 +244,7 @@ class LightBoard:
         self._bus: SerialFrameBus | None = None
 
     @classmethod
-    def from_config(cls, cfg: LightsConfig, health: Health) -> "LightBoard":
+    def from_config(cls, cfg: LightsConfig, health: Health) -> LightBoard:
         if not cfg.enabled or cfg.backend == "none":
             for name in cfg.outputs:
                 health.set(health_name(name), "off", "lights disabled" if not cfg.enabled else "backend none")

@@ -7,7 +7,7 @@ import time
 
 from edge.actuators.lights import LightBoard
 from edge.actuators.speaker import PlayedPrompt, Speaker
-from edge.actuators.timeswitch import Clock, TimeSwitch, _utc_now
+from edge.actuators.timeswitch import Clock, TimeSwitch, utc_now
 from edge.config import EdgeConfig
 from edge.health import Health
 from edge.logs import log
@@ -24,8 +24,6 @@ class Persuasion:
     (``decided_mono``, ``time.monotonic()``) to the moment PortAudio started the prompt's first buffer.
     """
 
-    default_clock: Clock = staticmethod(_utc_now)
-
     def __init__(self, speaker: Speaker, lights: LightBoard, time_switch: TimeSwitch, health: Health):
         self.speaker = speaker
         self.lights = lights
@@ -33,7 +31,7 @@ class Persuasion:
         self.health = health
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, health: Health, clock: Clock = _utc_now) -> "Persuasion":
+    def from_config(cls, cfg: EdgeConfig, health: Health, clock: Clock = utc_now) -> Persuasion:
         ts = TimeSwitch(cfg.time_switch, cfg.device.timezone, clock)
         return cls(Speaker.from_config(cfg, health, ts.local_now), LightBoard.from_config(cfg.lights, health), ts, health)
 

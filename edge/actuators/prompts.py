@@ -150,7 +150,7 @@ class PromptLibrary:
         self.problems = problems
 
     @classmethod
-    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)) -> "PromptLibrary":
+    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)) -> PromptLibrary:
         dirs = search_dirs(cfg)
         langs = cfg.speaker.languages
         gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)

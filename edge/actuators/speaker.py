@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from edge.actuators.audio import AUDIO_OUTPUTS, AudioOutput, AudioUnavailable
 from edge.actuators.prompts import Prompt, PromptLibrary
@@ -78,7 +79,7 @@ class Speaker:
         self.health = health
         self.local_now = local_now
         self.monotonic = monotonic
-        self.priority = {v: i for i, v in enumerate(sc.priority)}
+        self.priority: dict[str, int] = {v: i for i, v in enumerate(sc.priority)}
         self.volume_windows = [(DailyWindow.from_config(w), w.volume) for w in sc.volume_windows]
         self.library: PromptLibrary | None = None
         self.latencies_s: list[float] = []
@@ -94,7 +95,7 @@ class Speaker:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, health: Health, local_now: Callable[[], datetime]) -> "Speaker":
+    def from_config(cls, cfg: EdgeConfig, health: Health, local_now: Callable[[], datetime]) -> Speaker:
         sc = cfg.speaker
         output_cls = AUDIO_OUTPUTS.get(sc.backend) if sc.enabled else None
         return cls(cfg, output_cls(sc) if output_cls else None, health, local_now)
@@ -123,13 +124,13 @@ class Speaker:
         lib = self.library
         for p in lib.problems:
             log(logger, "prompt_missing", logging.WARNING, problem=p)
-        info = dict(device=self.output.device_name, rate=self.output.rate, channels=self.output.channels, messages=",".join(sorted(lib.prompts)))
+        info: dict[str, Any] = {"device": self.output.device_name, "rate": self.output.rate, "channels": self.output.channels, "messages": ",".join(sorted(lib.prompts))}
         if not lib.prompts:
             self.health.set(HEALTH_NAME, "down", "no prompt could be loaded", **info)
             return False
         self._ready = True
         self.health.set(HEALTH_NAME, "degraded" if lib.problems else "up", "; ".join(lib.problems[:3]), **info)
-        log(logger, "speaker_ready", **info, languages=",".join(self.cfg.speaker.languages))
+        log(logger, "speaker_ready", logging.INFO, **info, languages=",".join(self.cfg.speaker.languages))
         return True
 
     def start(self) -> None:

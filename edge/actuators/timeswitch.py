@@ -27,7 +27,7 @@ logger = logging.getLogger("edge.actuators.timeswitch")
 Clock = Callable[[], datetime]
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
@@ -44,7 +44,7 @@ class DailyWindow:
     length_min: int
 
     @classmethod
-    def from_config(cls, w: TimeWindow) -> "DailyWindow":
+    def from_config(cls, w: TimeWindow) -> DailyWindow:
         s, e = _hhmm(w.start), _hhmm(w.end)
         start = s.hour * 60 + s.minute
         end = e.hour * 60 + e.minute
@@ -73,7 +73,7 @@ class TimeSwitch:
     datetime (UTC by default) and is injectable for tests and replays.
     """
 
-    def __init__(self, cfg: TimeSwitchConfig, tz: str = "Asia/Shanghai", clock: Clock = _utc_now):
+    def __init__(self, cfg: TimeSwitchConfig, tz: str = "Asia/Shanghai", clock: Clock = utc_now):
         self.enabled = cfg.enabled
         self.tz = ZoneInfo(tz)
         self.windows = tuple(DailyWindow.from_config(w) for w in cfg.windows)

@@ -19,7 +19,14 @@ HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,16})*$"
 VIOLATION_TYPES = ("no_helmet", "wrong_way", "red_light", "passenger")
 ViolationName = Literal["no_helmet", "wrong_way", "red_light", "passenger"]
-_HEX_FRAME = re.compile(r"^\s*([0-9A-Fa-f]{2}[\s,:]*)+$")
+
+
+def _all_violations() -> list[ViolationName]:
+    return ["no_helmet", "wrong_way", "red_light", "passenger"]
+
+
+def _default_priority() -> list[ViolationName]:
+    return ["red_light", "wrong_way", "no_helmet", "passenger"]
 
 
 def parse_hex_frame(text: str) -> bytes:
@@ -54,7 +61,7 @@ class SpeakerConfig(Section):
     max_delay_s: float = Field(3.0, gt=0, le=60, description="A request not started this long after the violation decision is dropped (the rider has gone).")
     gap_s: float = Field(0.3, ge=0, le=5, description="Silence between the languages of one prompt.")
     priority: list[ViolationName] = Field(
-        default_factory=lambda: ["red_light", "wrong_way", "no_helmet", "passenger"],
+        default_factory=_default_priority,
         min_length=1,
         description="Violation types, most urgent first: when requests pile up, the most urgent one is played and the rest coalesced.",
     )
@@ -84,8 +91,15 @@ class Rs485Config(Section):
     port: str = Field("/dev/ttyUSB0", description="Serial device of the RS-485 adapter, or a pyserial URL (loop://, socket://host:port, rfc2217://...).")
     baud: int = Field(9600, ge=300, le=921600)
     parity: Literal["N", "E", "O", "M", "S"] = Field("N", description="N(one), E(ven), O(dd), M(ark), S(pace).")
-    stop_bits: Literal[1, 1.5, 2] = 1
+    stop_bits: float = Field(1, description="1, 1.5 or 2.")
     byte_size: Literal[5, 6, 7, 8] = 8
+    @field_validator("stop_bits")
+    @classmethod
+    def _stop_bits(cls, v: float) -> float:
+        if v not in (1, 1.5, 2):
+            raise ValueError(f"must be 1, 1.5 or 2 (got {v:g})")
+        return v
+
     write_timeout_s: float = Field(0.5, gt=0, le=10, description="A frame not written in this time marks the controller down.")
 
 
@@ -96,7 +110,7 @@ class LightOutputConfig(Section):
     on_frame: str | None = Field(None, description="rs485 backend: bytes (hex) that switch this output on, e.g. 'A0 01 01 A2'.")
     off_frame: str | None = Field(None, description="rs485 backend: bytes (hex) that switch this output off, e.g. 'A0 01 00 A1'.")
     on_time_s: float | None = Field(None, gt=0, le=600, description="Seconds on per trigger; None = lights.on_time_s. A new trigger while on extends it.")
-    triggers: list[ViolationName] = Field(default_factory=lambda: list(VIOLATION_TYPES), description="Violation types that switch this output on.")
+    triggers: list[ViolationName] = Field(default_factory=_all_violations, description="Violation types that switch this output on.")
 
     @field_validator("pin")
     @classmethod
@@ -121,8 +135,8 @@ class LightOutputConfig(Section):
 
 def _default_outputs() -> dict[str, LightOutputConfig]:
     return {
-        "laser": LightOutputConfig(pin="GPIO17", on_frame="A0 01 01 A2", off_frame="A0 01 00 A1"),
-        "strobe": LightOutputConfig(pin="GPIO27", on_frame="A0 02 01 A3", off_frame="A0 02 00 A2"),
+        "laser": LightOutputConfig.model_validate({"pin": "GPIO17", "on_frame": "A0 01 01 A2", "off_frame": "A0 01 00 A1"}),
+        "strobe": LightOutputConfig.model_validate({"pin": "GPIO27", "on_frame": "A0 02 01 A3", "off_frame": "A0 02 00 A2"}),
     }
 
 
@@ -143,7 +157,7 @@ class LightsConfig(Section):
         return v
 
     @model_validator(mode="after")
-    def _backend_fields(self) -> "LightsConfig":
+    def _backend_fields(self) -> LightsConfig:
         if not self.enabled or self.backend == "none":
             return self
         problems = []

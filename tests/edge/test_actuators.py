@@ -20,7 +20,6 @@ from edge.actuators.prompts import MESSAGES, PromptLibrary, load_wav
 from edge.config import load_config, parse_config
 from edge.paths import project_home
 
-
 RED_LIGHT = {"enabled": True, "stop_line": [[-3.0, 16.0], [3.0, 16.0]], "signal": {"source": "image", "region": [10, 10, 8, 8]}}
 
 
