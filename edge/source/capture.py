@@ -37,6 +37,11 @@ SourceState = Literal["starting", "up", "down", "ended", "stopped"]
 
 #: reopen attempts for a file when ``reconnect_attempts`` is null (cameras retry forever)
 FILE_ATTEMPTS = 3
+#: a session must deliver frames this long before its failure counts as new (flapping sources back off)
+STABLE_S = 10.0
+#: network streams: a decode-time step backwards / forwards beyond these is a discontinuity (reopen)
+MAX_BACKWARD_S = 1.0
+MAX_FORWARD_S = 30.0
 #: log the first N corrupt packets of a session, then every Nth
 _CORRUPT_LOG_EVERY = 50
 
@@ -158,13 +163,16 @@ class FrameSource:
         failures = 0
         while not self._stop.is_set():
             delivered = 0
+            first_frame_mono = 0.0
             error: str | None = None
             try:
                 for frame in self._open_session():
                     if delivered == 0:
-                        failures = 0
-                        self.stats.failures_in_row = 0
+                        first_frame_mono = time.monotonic()
                         self.stats.next_retry_s = None
+                    elif failures and time.monotonic() - first_frame_mono >= STABLE_S:
+                        failures = 0  # a session that ran this long was a recovery, not a flap
+                        self.stats.failures_in_row = 0
                     delivered += 1
                     yield frame
                     if self._stop.is_set():
@@ -261,6 +269,7 @@ class FrameSource:
             log(logger, "source_resume", uri=self.display_uri, at_s=info.to_seconds(resume_pts) if info else None)
         pending: list[EncodedPacket] = []
         synth_pts: int | None = None
+        last_dts: int | None = None
         corrupt_in_session = 0
         pace_anchor: tuple[float, float] | None = None  # (mono, pts_s) for realtime pacing
         up_reported = False
@@ -321,8 +330,14 @@ class FrameSource:
                 synth = (synth_pts or 0) + max(1, int(round(1 / (float(vstream.time_base) * (info.fps if info else 25.0)))))
                 pts = dts = synth
             synth_pts = pts
+            if not file_mode and last_dts is not None:
+                jump_s = float((dts - last_dts) * vstream.time_base)
+                if jump_s < -MAX_BACKWARD_S or jump_s > MAX_FORWARD_S:
+                    # camera clock reset, RTP resync: start a clean session on a new timeline
+                    raise SourceError(f"timestamp jump of {jump_s:+.3f} s in the stream")
+            last_dts = dts
             if info is None:
-                first = vstream.start_time if (file_mode and vstream.start_time is not None) else pts
+                first = vstream.start_time if (file_mode and vstream.start_time is not None) else dts
                 info = self._new_av_stream_info(vstream, int(first))
                 if file_mode:
                     self._file_stream = info

@@ -323,6 +323,29 @@ def test_unreachable_url_retries_with_backoff_until_stopped(tmp_path: Path) -> N
     assert src.stats.state == "stopped"
 
 
+def test_timestamp_jump_in_a_stream_reopens_on_a_continuing_timeline(tmp_path: Path) -> None:
+    """A camera whose clock resets mid-stream (here: one MPEG-TS segment sent twice in a row) is
+    reopened as a new session; stream time keeps increasing; a flapping source backs off and,
+    with a limit, gives up instead of spinning."""
+    seg = tmp_path / "seg.ts"
+    with av.open(str(VIDEO)) as i, av.open(str(seg), "w", format="mpegts") as o:
+        s = i.streams.video[0]
+        os_ = o.add_stream_from_template(s)
+        for p in i.demux(s):
+            if p.size and p.pts is not None and p.pts * p.time_base < 3:
+                p.stream = os_
+                o.mux(p)
+    jumpy = tmp_path / "jumpy.ts"
+    jumpy.write_bytes(seg.read_bytes() * 2)
+    src, health = source(jumpy, tmp_path, kind="rtsp", reconnect_attempts=1)
+    frames = list(src.frames())
+    assert {f.session for f in frames} == {1, 2}
+    pts = [f.pts_s for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert src.stats.failures_in_row == 2 and "timestamp jump of -2.9" in src.stats.last_error
+    assert camera(health)["status"] == "down"
+
+
 # ---------------------------------------------------------------------------- detection hand-over
 def test_sampler_picks_detect_fps_on_stream_time(tmp_path: Path) -> None:
     src, _ = source(VIDEO, tmp_path)
