@@ -336,6 +336,8 @@ class LightBoard:
             for n in sorted(turn_on):
                 if not self.outputs[n].is_lit:
                     self._set(self.outputs[n], True)
+                    with self._cond:  # on for at least on_time_s from the moment it actually went on
+                        self._off_at[n] = max(self._off_at.get(n, 0.0), self.monotonic() + self.outputs[n].on_time_s)
             for n in turn_off:
                 self._set(self.outputs[n], False)
 

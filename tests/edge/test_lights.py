@@ -52,9 +52,9 @@ def test_gpio_relay_goes_high_for_its_on_time_then_low(tmp_path: Path) -> None:
         # states are (seconds since the previous change, level)
         assert [s.state for s in laser.states] == [False, True, False]
         assert [s.state for s in strobe.states] == [False, True, False]
-        assert laser.states[1].timestamp < 0.2  # switched on promptly
-        assert 0.25 <= laser.states[2].timestamp <= 0.5  # held for lights.on_time_s (0.3)
-        assert 0.55 <= strobe.states[2].timestamp <= 0.8  # its own on_time_s (0.6)
+        assert laser.states[1].timestamp < 0.5  # switched on promptly (generous: the CI box is shared)
+        assert 0.29 <= laser.states[2].timestamp <= 0.7  # held for lights.on_time_s (0.3), never less
+        assert 0.59 <= strobe.states[2].timestamp <= 1.0  # its own on_time_s (0.6)
     finally:
         board.close()
 
@@ -70,7 +70,7 @@ def test_retrigger_extends_the_on_time_without_flicker(tmp_path: Path) -> None:
         board.trigger("wrong_way")  # still on: off moves to 0.2 + 0.3 s
         wait_for(lambda: len(pin.states) == 3, timeout=2)
         assert [s.state for s in pin.states] == [False, True, False]
-        assert 0.45 <= pin.states[2].timestamp <= 0.7
+        assert 0.49 <= pin.states[2].timestamp <= 0.9
     finally:
         board.close()
 
@@ -143,8 +143,8 @@ def test_rs485_frames_reach_the_controller_over_a_pty(tmp_path: Path) -> None:
         t_strobe = time.monotonic()
         assert on == bytes.fromhex("A00101A2 A00201A3")
         assert (off_laser, off_strobe) == (bytes.fromhex("A00100A1"), bytes.fromhex("A00200A2"))
-        assert t_on - t0 < 0.25
-        assert 0.2 <= t_laser - t0 <= 0.6 and 0.4 <= t_strobe - t0 <= 0.8
+        assert t_on - t0 < 0.5
+        assert 0.29 <= t_laser - t0 <= 0.9 and 0.49 <= t_strobe - t0 <= 1.1
         assert h.snapshot()["components"]["light.laser"]["status"] == "up"
         assert "rs485" in h.snapshot()["components"]["light.laser"]["detail"]
     finally:
