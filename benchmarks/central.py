@@ -210,6 +210,9 @@ def main() -> None:
         finally:
             if drop:
                 drop()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     f = bench_faces(args.gallery)
     out.update({f"face_search_{k}": v for k, v in f.items()})
     print()
