@@ -8,8 +8,11 @@ lost / duplicated counts and throughput; the last line is one JSON object with t
     .venv/bin/python benchmarks/soak_relay.py                 # 10,000 events
     .venv/bin/python benchmarks/soak_relay.py --events 2000   # quicker
 
-The consumer is :class:`edge.relay.reference_consumer.ReferenceConsumer` (protocol.py + the ack
-contract: store once per event_id, verify media SHA-256, ack stored + media_complete).
+``--consumer central`` (the default) runs ``central_sync.consumer.CentralConsumer`` on a SQLite
+database (the production consumer: stores each event once, verifies media, acks); ``--consumer
+reference`` runs :class:`edge.relay.reference_consumer.ReferenceConsumer` (protocol.py + the same
+ack contract, in memory). Delivered = distinct events the consumer stored; duplicated = repeated
+deliveries it recognised by event_id.
 """
 
 from __future__ import annotations
@@ -37,6 +40,69 @@ from edge.relay import MqttRelay, Outbox  # noqa: E402
 from edge.relay.localbroker import LocalBroker  # noqa: E402
 from edge.relay.reference_consumer import ReferenceConsumer  # noqa: E402
 
+
+class CentralSide:
+    """What the soak needs of a consumer: distinct stored event ids, duplicates, verified media."""
+
+    def __init__(self, kind: str, port: int, tmp: Path):
+        self.kind = kind
+        if kind == "central":
+            from central_sync.config import parse_config as central_config
+            from central_sync.consumer import CentralConsumer
+
+            cfg = central_config({"database": {"url": f"sqlite:///{tmp / 'central.db'}"},
+                                  "mqtt": {"port": port, "client_id": "anqi-central-soak"},
+                                  "media": {"dir": str(tmp / "central-media")}}, "soak", tmp)
+            self.central = CentralConsumer(cfg, media_grace_s=10).start()
+        else:
+            self.ref = ReferenceConsumer("127.0.0.1", port, client_id="anqi-central-soak", media_grace_s=10).start()
+
+    def stored_ids(self) -> set[uuid.UUID]:
+        if self.kind == "central":
+            from sqlalchemy import select
+
+            from central_sync.storage.models import Event
+
+            with self.central.store.session() as s:
+                return {uuid.UUID(e) for e in s.scalars(select(Event.event_id))}
+        return set(self.ref.events)
+
+    def count(self) -> int:
+        return self.central.stats.events_stored if self.kind == "central" else len(self.ref.events)
+
+    def duplicates(self) -> int:
+        return self.central.stats.duplicates if self.kind == "central" else self.ref.duplicates
+
+    def corrupt_chunks(self) -> int:
+        return self.central.stats.corrupt_chunks if self.kind == "central" else self.ref.corrupt_chunks
+
+    def verified_media(self, ids: set[uuid.UUID], size: int) -> int:
+        if self.kind == "central":
+            from sqlalchemy import func, select
+
+            from central_sync.storage.models import Media
+
+            with self.central.store.session() as s:
+                return int(s.scalar(select(func.count()).select_from(Media).where(Media.size == size)) or 0)
+        return sum(1 for e in ids if len(self.ref.events[e].media.get("face.jpg", b"")) == size)
+
+    def first_order(self) -> list[uuid.UUID]:
+        if self.kind == "central":
+            from sqlalchemy import select
+
+            from central_sync.storage.models import Event
+
+            with self.central.store.session() as s:
+                return [uuid.UUID(e) for e in s.scalars(select(Event.event_id).order_by(Event.received_at))]
+        return list(self.ref.order)
+
+    def stop(self) -> None:
+        if self.kind == "central":
+            self.central.stop()
+            self.central.store.close()
+        else:
+            self.ref.stop()
+
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
@@ -57,6 +123,7 @@ def main() -> int:
     ap.add_argument("--media-bytes", type=int, default=2048, help="size of each event's face image")
     ap.add_argument("--down-s", type=float, default=2.0, help="how long the broker stays down at each restart")
     ap.add_argument("--timeout-s", type=float, default=600.0)
+    ap.add_argument("--consumer", choices=("central", "reference"), default="central")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     setup_logging("INFO" if args.verbose else "ERROR", sys.stderr)
@@ -71,7 +138,7 @@ def main() -> int:
     }, "soak", tmp)
     health = Health(tmp / "health.json", cfg.device.device_id)
     outbox = Outbox.for_config(cfg, health)
-    consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="anqi-central-soak", media_grace_s=10).start()
+    consumer = CentralSide(args.consumer, broker.port, tmp)
     relay = MqttRelay(cfg, outbox, health).start()
     src = tmp / "evidence"
     src.mkdir()
@@ -96,7 +163,7 @@ def main() -> int:
     deadline = t_start + args.timeout_s
     while time.monotonic() < deadline:
         max_depth = max(max_depth, outbox.stats().unacked)
-        if plan and len(consumer.events) >= plan[0][0]:
+        if plan and consumer.count() >= plan[0][0]:
             at, how = plan.pop(0)
             t = time.monotonic()
             broker.stop() if how == "graceful" else broker.kill()
@@ -111,19 +178,19 @@ def main() -> int:
     producer.join(timeout=5)
     relay.stop()
 
+    time.sleep(1.0)  # let the consumer finish what it received
     sent_set = set(sent)
-    delivered_ids = {e for e in consumer.events if e in sent_set}
-    complete = sum(1 for e in delivered_ids if consumer.events[e].media.get("face.jpg") is not None
-                   and len(consumer.events[e].media["face.jpg"]) == args.media_bytes)
+    delivered_ids = consumer.stored_ids() & sent_set
+    complete = consumer.verified_media(delivered_ids, args.media_bytes)
     stats = outbox.stats()
-    first_order = [e for e in consumer.order if e in sent_set]
+    first_order = [e for e in consumer.first_order() if e in sent_set]
     index = {e: i for i, e in enumerate(sent)}
-    out_of_order = sum(1 for a, b in zip(first_order, first_order[1:]) if index[b] < index[a])
+    out_of_order = sum(1 for a, b in zip(first_order, first_order[1:], strict=False) if index[b] < index[a])
     result = {
         "sent": len(sent),
         "delivered": len(delivered_ids),
         "lost": len(sent_set - delivered_ids),
-        "duplicated": consumer.duplicates,
+        "duplicated": consumer.duplicates(),
         "events_per_s": round(len(delivered_ids) / elapsed, 1),
         "elapsed_s": round(elapsed, 1),
         "media_verified": complete,
@@ -132,7 +199,8 @@ def main() -> int:
         "out_of_order_first_deliveries": out_of_order,
         "max_queue_depth": max_depth,
         "broker_restarts": restarts,
-        "corrupt_chunks": consumer.corrupt_chunks,
+        "corrupt_chunks": consumer.corrupt_chunks(),
+        "consumer": args.consumer,
         "add_ms_p50": round(sorted(add_s)[len(add_s) // 2] * 1000, 2) if add_s else None,
         "add_ms_p99": round(sorted(add_s)[int(len(add_s) * 0.99)] * 1000, 2) if add_s else None,
         "relay_connects": relay.connects,

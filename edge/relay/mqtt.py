@@ -171,7 +171,6 @@ class MqttRelay:
         self.connects = 0
         self.published_events = 0
         self.stats_acks: dict[str, int] = {}
-        outbox.add_listener(self._poke)
 
     # --- paho client -------------------------------------------------------------------------
 
@@ -245,7 +244,7 @@ class MqttRelay:
             client.ack(msg.mid, msg.qos)
             return
         try:
-            ack = P.decode_ack(msg.payload)
+            ack = P.decode_ack(bytes(msg.payload))
         except P.ProtocolError as e:
             log(logger, "ack_invalid", logging.WARNING, error=str(e)[:200])
             client.ack(msg.mid, msg.qos)
@@ -267,6 +266,7 @@ class MqttRelay:
         if self._pump_thread is not None:
             return self
         self._stop.clear()
+        self.outbox.add_listener(self._poke)
         self._client = self._make_client()
         self._connect_async(self._client)
         self._client.loop_start()
@@ -529,6 +529,7 @@ class MqttRelay:
         self._inflight.clear()
         self._pump_thread = None
         self._client = None
+        self.outbox.remove_listener(self._poke)
         self._set_health("off", "stopped")
         log(logger, "relay_stopped", unacknowledged_messages=left, published_events=self.published_events)
 

@@ -217,6 +217,10 @@ class Outbox:
         """``fn()`` is called after an add or a re-queue (lock held: it must not block), to wake a publisher."""
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: Callable[[], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
     def _notify(self) -> None:
         for fn in list(self._listeners):
             fn()

@@ -104,7 +104,7 @@ class ReferenceConsumer:
             return
         if topic.kind is P.TopicKind.media:
             try:
-                done = self._assembler.add_payload(topic, msg.payload, self.prefix)
+                done = self._assembler.add_payload(topic, bytes(msg.payload), self.prefix)
             except P.ProtocolError:
                 self.corrupt_chunks += 1
                 return
@@ -113,15 +113,15 @@ class ReferenceConsumer:
                     self._media.setdefault(done.event_id, {})[done.name] = done.data
                 self._try_ack(done.event_id)
         elif topic.kind is P.TopicKind.event:
-            self._on_event(topic, msg.payload)
+            self._on_event(topic, bytes(msg.payload))
         elif topic.kind is P.TopicKind.status:
             try:
-                self.statuses[topic.device] = P.decode_status(msg.payload).state
+                self.statuses[topic.device] = P.decode_status(bytes(msg.payload)).state
             except P.ProtocolError:
                 pass
         elif topic.kind is P.TopicKind.heartbeat:
             try:
-                self.heartbeats.append(P.decode_heartbeat(msg.payload))
+                self.heartbeats.append(P.decode_heartbeat(bytes(msg.payload)))
             except P.ProtocolError:
                 pass
 
