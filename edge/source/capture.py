@@ -319,59 +319,66 @@ class FrameSource:
             except av.FFmpegError:
                 pass  # read from the start; already-delivered frames are skipped below
 
-        for pkt in container.demux(vstream):
-            if self._stop.is_set():
-                return
-            if pkt.size == 0:  # demuxer's flush marker
-                continue
-            pts = pkt.pts if pkt.pts is not None else pkt.dts
-            dts = pkt.dts if pkt.dts is not None else pkt.pts
-            if pts is None or dts is None:
-                synth = (synth_pts or 0) + max(1, int(round(1 / (float(vstream.time_base) * (info.fps if info else 25.0)))))
-                pts = dts = synth
-            synth_pts = pts
-            if not file_mode and last_dts is not None:
-                jump_s = float((dts - last_dts) * vstream.time_base)
-                if jump_s < -MAX_BACKWARD_S or jump_s > MAX_FORWARD_S:
-                    # camera clock reset, RTP resync: start a clean session on a new timeline
-                    raise SourceError(f"timestamp jump of {jump_s:+.3f} s in the stream")
-            last_dts = dts
-            if info is None:
-                first = vstream.start_time if (file_mode and vstream.start_time is not None) else dts
-                info = self._new_av_stream_info(vstream, int(first))
-                if file_mode:
-                    self._file_stream = info
-                    self._file_utc0 = datetime.now(timezone.utc)
-            if info.template is None and pkt.is_keyframe:
+        failure: Exception | None = None
+        try:
+            for pkt in container.demux(vstream):
+                if self._stop.is_set():
+                    return
+                if pkt.size == 0:  # demuxer's flush marker
+                    continue
+                pts = pkt.pts if pkt.pts is not None else pkt.dts
+                dts = pkt.dts if pkt.dts is not None else pkt.pts
+                if pts is None or dts is None:
+                    synth = (synth_pts or 0) + max(1, int(round(1 / (float(vstream.time_base) * (info.fps if info else 25.0)))))
+                    pts = dts = synth
+                synth_pts = pts
+                if not file_mode and last_dts is not None:
+                    jump_s = float((dts - last_dts) * vstream.time_base)
+                    if jump_s < -MAX_BACKWARD_S or jump_s > MAX_FORWARD_S:
+                        # camera clock reset, RTP resync: start a clean session on a new timeline
+                        raise SourceError(f"timestamp jump of {jump_s:+.3f} s in the stream")
+                last_dts = dts
+                if info is None:
+                    first = vstream.start_time if (file_mode and vstream.start_time is not None) else dts
+                    info = self._new_av_stream_info(vstream, int(first))
+                    if file_mode:
+                        self._file_stream = info
+                        self._file_utc0 = datetime.now(timezone.utc)
+                if info.template is None and pkt.is_keyframe:
+                    try:
+                        info.template = StreamInfo.make_template(vstream, pkt)
+                    except av.FFmpegError as e:
+                        log(logger, "source_template_failed", level=logging.WARNING, error=str(e))
+                forward = resume_dts is None or dts > resume_dts
+                if forward:
+                    self.stats.packets += 1
+                    ep = EncodedPacket(data=bytes(pkt), pts=int(pts), dts=int(dts), duration=int(pkt.duration or 0),
+                                       keyframe=bool(pkt.is_keyframe), stream=info)
+                    pending.append(ep)
+                    if file_mode:
+                        self._file_last_dts = int(dts)
                 try:
-                    info.template = StreamInfo.make_template(vstream, pkt)
-                except av.FFmpegError as e:
-                    log(logger, "source_template_failed", level=logging.WARNING, error=str(e))
-            forward = resume_dts is None or dts > resume_dts
-            if forward:
-                self.stats.packets += 1
-                ep = EncodedPacket(data=bytes(pkt), pts=int(pts), dts=int(dts), duration=int(pkt.duration or 0),
-                                   keyframe=bool(pkt.is_keyframe), stream=info)
-                pending.append(ep)
-                if file_mode:
-                    self._file_last_dts = int(dts)
-            try:
-                decoded = cc.decode(pkt)
-            except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.BugError, ValueError) as e:
-                corrupt_in_session += 1
-                self.stats.corrupt_skipped += 1
-                if corrupt_in_session <= 3 or corrupt_in_session % _CORRUPT_LOG_EVERY == 0:
-                    log(logger, "source_corrupt_packet", level=logging.WARNING, uri=self.display_uri,
-                        pts_s=round(info.to_seconds(int(pts)), 3), error=self._redact(str(e)), skipped=self.stats.corrupt_skipped)
-                continue
-            for vf in decoded:
-                yield from emit(vf)
+                    decoded = cc.decode(pkt)
+                except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.BugError, ValueError) as e:
+                    corrupt_in_session += 1
+                    self.stats.corrupt_skipped += 1
+                    if corrupt_in_session <= 3 or corrupt_in_session % _CORRUPT_LOG_EVERY == 0:
+                        log(logger, "source_corrupt_packet", level=logging.WARNING, uri=self.display_uri,
+                            pts_s=round(info.to_seconds(int(pts)), 3), error=self._redact(str(e)), skipped=self.stats.corrupt_skipped)
+                    continue
+                for vf in decoded:
+                    yield from emit(vf)
+        except (av.FFmpegError, OSError, SourceError) as e:
+            failure = e  # the stream broke: still hand on the frames (and packets) the decoder holds
+
         # end of the demuxer: flush the decoder's delayed frames
         try:
             for vf in cc.decode(None):
                 yield from emit(vf)
         except av.FFmpegError as e:
             log(logger, "source_flush_failed", level=logging.WARNING, error=self._redact(str(e)))
+        if failure is not None:
+            raise failure
         expected = int(vstream.frames or 0)
         if file_mode and expected and self.stats.frames < expected - 1:
             log(logger, "source_file_short", level=logging.WARNING, uri=self.display_uri,
