@@ -40,6 +40,8 @@ logger = logging.getLogger("edge.buffer")
 
 JPEG_CODEC = "mjpeg"
 JPEG_TIME_BASE = Fraction(1, 90000)
+#: frames between two health updates of the buffer's figures
+HEALTH_EVERY = 50
 #: raw frames waiting for the JPEG worker before ``push`` blocks (backpressure, never a drop)
 JPEG_QUEUE_FRAMES = 16
 
@@ -140,6 +142,8 @@ class PrerollBuffer:
         stamp = FrameStamp(frame.pts_s, frame.mono, frame.utc, frame.session)
         with self.lock:
             self.stats.frames += 1
+            if self.health is not None and self.stats.frames % HEALTH_EVERY == 1:
+                self._report()
             if self._stamps and stamp.pts_s < self._stamps[-1].pts_s:
                 self._stamps.clear()  # the timeline never goes back; defensive
             self._stamps.append(stamp)
@@ -243,6 +247,16 @@ class PrerollBuffer:
         else:
             while len(self._stamps) > 1 and self._newest_pts_s is not None and self._stamps[1].pts_s <= self._newest_pts_s - self.retain_s:
                 self._stamps.popleft()
+
+    def _report(self) -> None:
+        """Buffer figures into health (lock held): ``up`` unless the byte bound has cut the pre-roll."""
+        assert self.health is not None
+        info = {"mb": round(self._nbytes / 2**20, 2), "seconds": round(self.duration_s, 2), "max_mb": self.cfg.max_mb,
+                "dropped_for_bytes": self.stats.groups_dropped_for_bytes}
+        if self._short_reported:
+            self.health.update_info(self.component, **info)
+        else:
+            self.health.set(self.component, "up", f"pre-roll {self.retain_s:g} s", **info)
 
     def _drop_oldest(self) -> None:
         g = self._groups.popleft()

@@ -63,6 +63,9 @@ class SourceStats:
     failures_in_row: int = 0
     last_error: str = ""
     next_retry_s: float | None = None
+    #: realtime files: how far behind its schedule the last frame / the worst frame came (s)
+    realtime_lag_s: float = 0.0
+    realtime_lag_max_s: float = 0.0
 
 
 class FrameSource:
@@ -291,6 +294,8 @@ class FrameSource:
                 delay = pace_anchor[0] + (pts_s - pace_anchor[1]) - now
                 if delay > 0 and self._stop.wait(delay):
                     return
+                self.stats.realtime_lag_s = max(0.0, -delay)
+                self.stats.realtime_lag_max_s = max(self.stats.realtime_lag_max_s, -delay)
             image = vf.to_ndarray(format="bgr24")
             image.flags.writeable = False
             mono = time.monotonic()

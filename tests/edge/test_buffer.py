@@ -153,3 +153,12 @@ def test_bad_buffer_config_names_the_key() -> None:
                          ({"jpeg_quality": 101}, "buffer.jpeg_quality"), ({"pre": 6}, "buffer.pre: unknown key")]:
         with pytest.raises(ConfigError, match=key):
             parse_config({"buffer": section})
+
+
+def test_buffer_reports_its_figures_to_health(bikelane: list[Frame], tmp_path: Path) -> None:
+    health = Health(tmp_path / "h.json", "t")
+    buf = PrerollBuffer(BufferConfig(pre_s=2.0, trigger_lag_s=0.0), health=health)
+    for f in bikelane:
+        buf.push(f)
+    comp = health.snapshot()["components"]["buffer"]
+    assert comp["status"] == "up" and 0.5 < comp["mb"] < 2.0 and 2.0 <= comp["seconds"] <= 3.1
