@@ -467,7 +467,7 @@ class MqttRelay:
             snap = self.health.snapshot()
             comps = {k: str(v.get("status")) for k, v in snap["components"].items()}
             if fps is None:
-                fps = next((v["fps"] for v in snap["components"].values() if isinstance(v.get("fps"), (int, float))), None)
+                fps = next((v[k] for v in snap["components"].values() for k in ("fps", "detect_fps") if isinstance(v.get(k), (int, float))), None)
         try:
             stv = os.statvfs(self.outbox.root)
             free_mb: float | None = stv.f_bavail * stv.f_frsize / 1e6
