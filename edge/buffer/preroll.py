@@ -216,7 +216,10 @@ class PrerollBuffer:
         else:
             self.stats.packets_unusable += 1
         for listener in self._listeners:
-            listener(pkt)
+            try:
+                listener(pkt)
+            except Exception:  # a listener's bug must not stop capture or the ring
+                logger.exception("buffer_listener_failed")
         self._evict()
 
     def _evict(self) -> None:

@@ -77,6 +77,8 @@ class FrameSource:
         health: where the ``camera`` component's state goes (``up`` / ``down`` with the reason).
         on_state: called with ``(state, detail)`` on every change (e.g. to raise an alarm).
         component: name of the health component.
+        cv_backend: OpenCV capture API for raw sources instead of ``CAP_V4L2`` / ``CAP_GSTREAMER``
+            (e.g. ``cv2.CAP_FFMPEG`` to read a file as a raw camera in tests).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class FrameSource:
         health: Health | None = None,
         on_state: Callable[[SourceState, str], None] | None = None,
         component: str = "camera",
+        cv_backend: int | None = None,
     ):
         if not cfg.uri.strip():
             raise ValueError("source.uri: empty; name a file, rtsp:// URL, /dev/videoN or a GStreamer pipeline")
@@ -102,6 +105,7 @@ class FrameSource:
         self.health = health
         self.on_state = on_state
         self.component = component
+        self.cv_backend = cv_backend
         self.stats = SourceStats()
         self._stop = threading.Event()
         self._index = 0
@@ -394,14 +398,14 @@ class FrameSource:
         import cv2
 
         if self.kind == "gstreamer":
-            if not _cv_has_gstreamer():
+            if self.cv_backend is None and not _cv_has_gstreamer():
                 raise SourceError("this OpenCV build has no GStreamer support (pip wheels do not; use the distribution's python3-opencv)")
-            cap = cv2.VideoCapture(self.uri, cv2.CAP_GSTREAMER)
+            cap = cv2.VideoCapture(self.uri, cv2.CAP_GSTREAMER if self.cv_backend is None else self.cv_backend)
         else:
             dev: int | str = int(self.uri) if self.uri.isdigit() else self.uri
             if isinstance(dev, str) and not Path(dev).exists():
                 raise SourceError(f"no such device: {dev}")
-            cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
+            cap = cv2.VideoCapture(dev, cv2.CAP_V4L2 if self.cv_backend is None else self.cv_backend)
             if self.cfg.capture_width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.capture_width)
             if self.cfg.capture_height:

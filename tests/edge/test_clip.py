@@ -257,3 +257,39 @@ def test_clip_key_must_be_a_plain_file_name(tmp_path: Path, key: str) -> None:
     rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path)
     with pytest.raises(ValueError, match="clip key"):
         rec.trigger(key, 0.0)
+
+
+def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
+    """The V4L2 code path with OpenCV reading the shared clip (FFmpeg backend instead of a device):
+    raw frames timestamped by the monotonic clock, kept as JPEG, clipped to H.264; the 'camera'
+    then stops delivering and is reported down, and the pending clip is finished."""
+    import cv2
+
+    health = Health(tmp_path / "h.json", "t")
+    src = FrameSource(SourceConfig(uri=str(VIDEO), kind="v4l2", reconnect_attempts=0), health=health, cv_backend=cv2.CAP_FFMPEG)
+    cfg = BufferConfig(pre_s=0.4, post_s=0.2, trigger_lag_s=0.0, clip_preset="ultrafast")
+    rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path)
+    rec.start()
+    frames: list[Frame] = []
+    fut = late = None
+    for f in src.frames():
+        frames.append(f)
+        rec.push(f)
+        if f.index == 60:
+            fut = rec.trigger("raw-cam", f.pts_s)
+        if f.index == 230:
+            late = rec.trigger("raw-cam-end", f.pts_s)  # the camera dies before its post-roll
+    rec.close()
+    assert fut is not None and late is not None
+    assert len(frames) == 238 and all(f.stream.codec == "rawvideo" and not f.packets for f in frames)
+    assert health.snapshot()["components"]["camera"]["status"] == "down"
+    clip = fut.result()
+    t = frames[60].pts_s
+    inside = [f for f in frames if clip.start_pts_s - 1e-6 <= f.pts_s <= t + 0.2 + 1e-6]
+    assert clip.complete and clip.start_pts_s <= t - 0.4 + 1e-6
+    _, times, size = read_back(clip.path)
+    assert size == (640, 360) and len(times) == clip.frames == len(inside)
+    assert times[0] == 0.0 and all(b > a for a, b in zip(times, times[1:]))
+    end = late.result()
+    assert not end.complete and "stream ended" in end.note
+    assert end.frames == len([f for f in frames if f.pts_s >= end.start_pts_s - 1e-6])
