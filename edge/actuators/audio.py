@@ -46,6 +46,9 @@ class AudioOutput:
     def play(self, samples: np.ndarray) -> Playback:
         raise NotImplementedError
 
+    def interrupt(self) -> None:
+        """Cut the prompt in progress short (shutdown); safe from any thread."""
+
     def close(self) -> None:
         pass
 
@@ -66,6 +69,7 @@ class SoundDeviceOutput(AudioOutput):
         super().__init__(cfg)
         self._sd: Any = None
         self._device: int | None = None
+        self._interrupted = threading.Event()
 
     def open(self) -> None:
         try:
@@ -122,6 +126,8 @@ class SoundDeviceOutput(AudioOutput):
             outdata[:n] = chunk[:, None] if channels > 1 else chunk.reshape(-1, 1)
             outdata[n:] = 0
             pos += n
+            if self._interrupted.is_set():
+                raise sd.CallbackAbort
             if n < frames:
                 raise sd.CallbackStop
 
@@ -147,8 +153,12 @@ class SoundDeviceOutput(AudioOutput):
         start = first[0] + max(first[1], float(stream.latency)) if first else time.monotonic()
         rest = start + duration - time.monotonic()
         if rest > 0:
-            time.sleep(rest)
-        return Playback(start, max(time.monotonic(), start + duration), pos, self.device_name)
+            self._interrupted.wait(rest)
+        end = time.monotonic() if self._interrupted.is_set() else max(time.monotonic(), start + duration)
+        return Playback(start, end, pos, self.device_name)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
 
     def close(self) -> None:
         self._sd = None

@@ -26,8 +26,9 @@ from edge.health import Health
 from edge.logs import setup_logging
 
 
-def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], settle_s: float = 0.5) -> dict[str, Any]:
-    """Start, feed ``script`` at its times, wait until the speaker has been idle ``settle_s``, close."""
+def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], settle_s: float = 0.5, close_after_s: float | None = None) -> dict[str, Any]:
+    """Start, feed ``script`` at its times, wait until the speaker has been idle ``settle_s`` (or until
+    ``close_after_s`` after the start), close."""
     persuasion.start()
     t0 = time.monotonic()
     for at, violation, track in sorted(script, key=lambda r: r[0]):
@@ -36,16 +37,18 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
             time.sleep(delay)
         persuasion.on_violation(violation, int(track), time.monotonic())
     speaker = persuasion.speaker
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 120 if close_after_s is None else t0 + close_after_s
     while time.monotonic() < deadline:
-        with speaker._cond:
-            idle = not speaker._pending
+        idle = speaker.idle
         last_end = speaker.played[-1].end_mono if speaker.played else t0
-        if idle and time.monotonic() - max(last_end, t0 + (script[-1][0] if script else 0)) > settle_s:
+        if close_after_s is None and idle and time.monotonic() - max(last_end, t0 + (script[-1][0] if script else 0)) > settle_s:
             break
         time.sleep(0.05)
+    t_close = time.monotonic()
     persuasion.close()
+    close_s = time.monotonic() - t_close
     return {
+        "close_s": close_s,
         "played": [
             {
                 "message": p.message, "violation": p.violation_type, "track_id": p.track_id, "languages": list(p.languages),
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--script", required=True, help="JSON list of [t_s, violation_type, track_id].")
     ap.add_argument("--out", type=Path, help="Write the JSON report here (default: stdout).")
     ap.add_argument("--at", help="ISO local time the clock is pinned to (time switch, volume windows), e.g. 2026-05-01T23:30:00+08:00.")
+    ap.add_argument("--close-after", type=float, help="Close this many seconds after the start, whatever is playing.")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     setup_logging(args.log_level, sys.stderr)
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     pinned = datetime.fromisoformat(args.at) if args.at else None
     health = Health(cfg.data_dir / "drill-health.json", cfg.device.device_id)
     persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else utc_now)
-    report = run_drill(persuasion, [tuple(r) for r in json.loads(args.script)])  # type: ignore[misc]
+    report = run_drill(persuasion, [tuple(r) for r in json.loads(args.script)], close_after_s=args.close_after)  # type: ignore[misc]
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

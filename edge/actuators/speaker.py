@@ -92,6 +92,7 @@ class Speaker:
         self._last_end = float("-inf")
         self._last_open_try = float("-inf")
         self._ready = False
+        self._busy = False
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -143,7 +144,12 @@ class Speaker:
     def close(self, timeout_s: float = 10.0) -> None:
         with self._cond:
             self._closed = True
+            dropped, self._pending = self._pending, []
             self._cond.notify_all()
+        if dropped:
+            log(logger, "prompt_dropped", reason="closing", tracks=",".join(str(r.track_id) for r in dropped))
+        if self.output is not None:
+            self.output.interrupt()  # a prompt in progress stops now, not after its last syllable
         if self._thread is not None:
             self._thread.join(timeout_s)
         if self.output is not None:
@@ -174,6 +180,12 @@ class Speaker:
             self._cond.notify_all()
         return True
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing playing."""
+        with self._cond:
+            return not self._pending and not self._busy
+
     def volume_now(self) -> float:
         local = self.local_now().replace(tzinfo=None)
         return window_value(self.volume_windows, local, self.cfg.speaker.volume)
@@ -189,6 +201,7 @@ class Speaker:
                     wait = self._last_end + self.cfg.speaker.cooldown_global_s - self.monotonic()
                     if wait <= 0:
                         batch, self._pending = sorted(self._pending), []
+                        self._busy = True
                         return batch
                     self._cond.wait(wait)
                 else:
@@ -204,6 +217,9 @@ class Speaker:
             except Exception as e:  # the worker must survive anything a device does
                 log(logger, "speaker_error", logging.ERROR, error=f"{type(e).__name__}: {e}")
                 self.health.set(HEALTH_NAME, "degraded", f"{type(e).__name__}: {e}")
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def _serve(self, batch: list[PromptRequest]) -> None:
         now = self.monotonic()

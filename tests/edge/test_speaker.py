@@ -48,7 +48,7 @@ def alsa_home(tmp_path: Path) -> tuple[Path, Path]:
     return home, capture
 
 
-def drill(home: Path, cfg: dict, script: list, tmp_path: Path, at: str | None = None) -> dict:
+def drill(home: Path, cfg: dict, script: list, tmp_path: Path, at: str | None = None, close_after: float | None = None) -> dict:
     cfg_path = tmp_path / "edge.yaml"
     cfg.setdefault("device", {})["data_dir"] = str(tmp_path / "data")
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -56,6 +56,8 @@ def drill(home: Path, cfg: dict, script: list, tmp_path: Path, at: str | None = 
     cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", json.dumps(script), "--out", str(out), "--log-level", "INFO"]
     if at:
         cmd += ["--at", at]
+    if close_after is not None:
+        cmd += ["--close-after", str(close_after)]
     env = {**os.environ, "HOME": str(home)}
     env.pop("ALSA_CONFIG_PATH", None)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
@@ -166,6 +168,17 @@ def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
     report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "no_helmet", 2]], tmp_path)
     assert [p["track_id"] for p in report["played"]] == [1]
     assert "reason=stale" in report["log"] and "track_id=2" in report["log"]
+
+
+def test_close_cuts_the_prompt_in_progress_short(tmp_path: Path) -> None:
+    home, _ = alsa_home(tmp_path)
+    cfg = {"speaker": {"languages": ["zh-cmn", "zh-yue"]}, "time_switch": {"enabled": False}}
+    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.1, "red_light", 2]], tmp_path, close_after=0.6)
+    assert report["close_s"] < 1.0  # not the 6.9 s the prompt lasts
+    [played] = report["played"]
+    assert played["end_s"] < 1.6
+    assert "reason=closing" in report["log"] and "tracks=2" in report["log"]
+    # (the null PCM takes samples as fast as they come, so the capture file cannot show the cut)
 
 
 def test_night_volume_window_scales_the_samples(tmp_path: Path) -> None:
