@@ -30,7 +30,6 @@ logger = logging.getLogger("edge.actuators.speaker")
 
 HEALTH_NAME = "speaker"
 MAX_PENDING = 16
-REOPEN_INTERVAL_S = 30.0
 
 
 @dataclass(order=True)
@@ -232,7 +231,7 @@ class Speaker:
                 fresh.append(r)
         if not fresh:
             return
-        if not self._ready and (now - self._last_open_try < REOPEN_INTERVAL_S or not self.open()):
+        if not self._ready and (now - self._last_open_try < self.cfg.speaker.retry_s or not self.open()):
             log(logger, "prompt_dropped", reason="speaker_down", tracks=",".join(str(r.track_id) for r in fresh))
             return
         chosen, others = fresh[0], fresh[1:]

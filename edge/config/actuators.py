@@ -68,6 +68,7 @@ class SpeakerConfig(Section):
     sample_rate: int | None = Field(None, ge=8000, le=192000, description="Output rate in Hz; None = the device's default rate. Prompts are resampled at load.")
     channels: Literal[1, 2] | None = Field(None, description="Output channels; None = mono if the device takes it, else stereo.")
     latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for the output stream.")
+    retry_s: float = Field(30.0, ge=0.5, le=3600, description="While the output is down, a new prompt re-opens it (re-scanning the devices) at most this often.")
 
     @field_validator("languages")
     @classmethod

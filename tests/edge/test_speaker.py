@@ -208,6 +208,36 @@ def test_outside_the_time_window_nothing_is_played(tmp_path: Path) -> None:
     assert report["health"]["speaker"]["status"] == "up" and report["health"]["time_switch"]["active"] is False
 
 
+def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
+    """No device at start: health down, the prompt dropped; the device appears; the next prompt re-opens it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    capture = tmp_path / "capture.raw"
+    cfg_path = tmp_path / "edge.yaml"
+    cfg_path.write_text(yaml.safe_dump({"speaker": {"retry_s": 0.5}, "time_switch": {"enabled": False}, "device": {"data_dir": str(tmp_path / "d")}}))
+    out = tmp_path / "report.json"
+    script = json.dumps([[0.0, "no_helmet", 1], [3.0, "wrong_way", 2]])
+    cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", script, "--out", str(out), "--log-level", "INFO"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "HOME": str(home)}, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    log = []
+    for line in proc.stderr:  # plug the "USB speaker" in once the daemon has said it has none
+        log.append(line)
+        if "msg=speaker_unavailable" in line:
+            (home / ".asoundrc").write_text(ASOUNDRC.format(rate=RATE, capture=capture))
+            break
+    _, rest = proc.communicate(timeout=90)
+    log.append(rest)
+    assert proc.returncode == 0, "".join(log)
+    report = json.loads(out.read_text())
+    assert [p["track_id"] for p in report["played"]] == [2]
+    text = "".join(log)
+    assert "reason=speaker_down tracks=1" in text and "msg=speaker_ready" in text
+    assert report["health"]["speaker"]["status"] == "up"
+    ncc, _ = best_match(captured(capture), load_wav(audio_prompts_dir() / "zh-cmn" / "wrong_way.wav", RATE))
+    assert ncc > 0.99
+
+
 @pytest.mark.parametrize(
     ("asoundrc", "device", "detail"),
     [
