@@ -181,7 +181,8 @@ class MqttRelay:
                         manual_ack=True)  # an ack message is PUBACKed only after the outbox committed it
         c.max_inflight_messages_set(self.mc.max_inflight)
         c.max_queued_messages_set(0)  # the pump bounds what it hands to paho (the window)
-        c.reconnect_delay_set(max(1, int(self.mc.reconnect_min_s)), max(1, int(self.mc.reconnect_max_s)))
+        # exponential back-off from min to max; paho annotates ints but computes with any number
+        c.reconnect_delay_set(self.mc.reconnect_min_s, self.mc.reconnect_max_s)  # type: ignore[arg-type]
         if self.mc.username:
             c.username_pw_set(self.mc.username, self._password)
         if self._tls is not None:
