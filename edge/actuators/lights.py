@@ -77,6 +77,11 @@ class LightOutput:
         self.triggers = frozenset(cfg.triggers)
         self.is_lit = False
 
+    @classmethod
+    def all_from_config(cls, cfg: LightsConfig) -> list[LightOutput]:
+        """Every enabled output of ``cfg`` on this backend, sharing what they share (pin factory, bus)."""
+        raise NotImplementedError
+
     def open(self) -> None:
         raise NotImplementedError
 
@@ -107,6 +112,11 @@ class GpioLightOutput(LightOutput):
         super().__init__(name, cfg, on_time_s)
         self.pin_factory = pin_factory
         self.device: Any = None
+
+    @classmethod
+    def all_from_config(cls, cfg: LightsConfig) -> list[LightOutput]:
+        factory = make_pin_factory(cfg.gpio.pin_factory)
+        return [cls(n, o, cfg.on_time_s, factory) for n, o in cfg.outputs.items() if o.enabled]
 
     def open(self) -> None:
         try:
@@ -205,6 +215,11 @@ class SerialLightOutput(LightOutput):
         self.on_frame = parse_hex_frame(cfg.on_frame)
         self.off_frame = parse_hex_frame(cfg.off_frame)
 
+    @classmethod
+    def all_from_config(cls, cfg: LightsConfig) -> list[LightOutput]:
+        bus = SerialFrameBus(cfg.rs485)  # one line, several outputs
+        return [cls(n, o, cfg.on_time_s, bus) for n, o in cfg.outputs.items() if o.enabled]
+
     def open(self) -> None:
         self.bus.open()
 
@@ -214,6 +229,9 @@ class SerialLightOutput(LightOutput):
 
     def _switch(self, lit: bool) -> None:
         self.bus.write(self.on_frame if lit else self.off_frame)
+
+    def close(self) -> None:
+        self.bus.close()  # idempotent: the first output closes the shared line
 
 
 #: ``lights.backend`` -> output class
@@ -241,7 +259,6 @@ class LightBoard:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._bus: SerialFrameBus | None = None
 
     @classmethod
     def from_config(cls, cfg: LightsConfig, health: Health) -> LightBoard:
@@ -249,23 +266,14 @@ class LightBoard:
             for name in cfg.outputs:
                 health.set(health_name(name), "off", "lights disabled" if not cfg.enabled else "backend none")
             return cls([], health)
-        outputs: list[LightOutput] = []
-        enabled = {n: o for n, o in cfg.outputs.items() if o.enabled}
-        if cfg.backend == "gpio":
-            try:
-                factory = make_pin_factory(cfg.gpio.pin_factory)
-            except LightUnavailable as e:
-                log(logger, "light_unavailable", logging.WARNING, error=str(e))
-                for name in enabled:
+        try:
+            outputs = LIGHT_OUTPUTS[cfg.backend].all_from_config(cfg)
+        except LightUnavailable as e:
+            log(logger, "light_unavailable", logging.WARNING, error=str(e))
+            for name, o in cfg.outputs.items():
+                if o.enabled:
                     health.set(health_name(name), "down", str(e))
-                return cls([], health)
-            outputs = [GpioLightOutput(n, o, cfg.on_time_s, factory) for n, o in enabled.items()]
-        else:
-            bus = SerialFrameBus(cfg.rs485)
-            outputs = [SerialLightOutput(n, o, cfg.on_time_s, bus) for n, o in enabled.items()]
-            board = cls(outputs, health)
-            board._bus = bus
-            return board
+            return cls([], health)
         return cls(outputs, health)
 
     def open(self) -> None:
@@ -347,12 +355,12 @@ class LightBoard:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(5.0)
-        for o in self.outputs.values():
+        for o in self.outputs.values():  # everything off first: outputs may share one line
             try:
                 if o.is_lit:
                     o.off()
-            except LightUnavailable:
-                pass
+                    self.events.append(LightEvent(o.name, False, self.monotonic()))
+            except LightUnavailable as e:
+                log(logger, "light_unavailable", logging.WARNING, output=o.name, error=str(e))
+        for o in self.outputs.values():
             o.close()
-        if self._bus is not None:
-            self._bus.close()
