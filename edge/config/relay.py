@@ -73,3 +73,4 @@ class RelayConfig(Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     heartbeat_s: float = Field(30.0, ge=1, le=3600, description="Seconds between heartbeats on .../heartbeat.")
     flush_timeout_s: float = Field(10.0, ge=0, le=600, description="At stop, wait at most this long for in-flight messages to be acknowledged by the broker.")
+    backlog_alarm_s: float = Field(3600.0, ge=10, le=30 * 86400, description="Raise the relay_backlog health alarm when an event waits longer than this for central's ack.")

@@ -454,6 +454,10 @@ class MqttRelay:
                     disk_used_mb=round(st.disk_used_bytes / 1e6, 2))
         self._health_info = info
         if self.health:
+            age = st.oldest_unacked_age_s
+            late = age is not None and age > self.cfg.relay.backlog_alarm_s
+            self.health.alarm("relay_backlog", f"{st.unacked} event(s) not acknowledged by central, oldest {age:.0f} s ago "
+                              f"({'connected' if self._connected.is_set() else 'broker unreachable'})" if late and age is not None else None)
             if self._connected.is_set():
                 self.health.set("relay", "up" if not st.rejected else "degraded", f"connected to {self.mc.host}:{self.mc.port}", **info)
             else:

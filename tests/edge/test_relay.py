@@ -368,3 +368,26 @@ def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(tmp_path:
         relay.stop()
         consumer.stop()
         front.close()
+
+
+def test_a_long_backlog_raises_the_relay_backlog_alarm_and_clears_when_delivered(
+        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, relay={"backlog_alarm_s": 10})
+    ev, files = make_event(tmp_path, 0)
+    outbox.add(ev, files)
+    broker.stop()
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        import sqlite3
+
+        with sqlite3.connect(outbox.root / Outbox.DB_NAME) as db:  # as if it had waited for an hour
+            db.execute("UPDATE events SET created = created - 3600")
+        assert _wait(lambda: "relay_backlog" in health.snapshot()["alarms"], 5)
+        assert "broker unreachable" in health.snapshot()["alarms"]["relay_backlog"]
+        broker.start()
+        consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
+        assert relay.wait_drained(20)
+        assert _wait(lambda: "relay_backlog" not in health.snapshot()["alarms"], 5)
+        consumer.stop()
+    finally:
+        relay.stop()
