@@ -117,7 +117,7 @@ def test_lights(config: Path | None, on_time: float, only: tuple[str, ...]) -> N
         for name, out in board.outputs.items():
             if only and name not in only:
                 continue
-            if not board._ready.get(name):
+            if not board.is_ready(name):
                 continue
             try:
                 t0 = time.monotonic()

@@ -294,6 +294,10 @@ class LightBoard:
         log(logger, "light_ready", output=o.name, device=o.describe(), on_time_s=o.on_time_s)
         return True
 
+    def is_ready(self, name: str) -> bool:
+        """The output opened and its last switching worked."""
+        return self._ready.get(name, False)
+
     def start(self) -> None:
         self.open()
         if self.outputs and self._thread is None:
