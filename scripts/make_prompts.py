@@ -6,6 +6,12 @@ and written as 16 kHz mono 16-bit WAV by sox. Prints one line per file (duration
 exits 1 if a file came out empty or implausibly short/long.
 
     .venv/bin/python scripts/make_prompts.py [--lang zh-cmn] [--out DIR] [--check]
+
+Site recordings (a dialect no TTS voice speaks) are brought into the same shape with --import:
+every <message>.<ext> in DIR (wav, flac, mp3, m4a, amr, ogg: anything ffmpeg decodes) becomes
+<out>/<lang>/<message>.wav, trimmed, normalised, 16 kHz mono 16-bit::
+
+    .venv/bin/python scripts/make_prompts.py --import ~/recordings --lang wuu-huzhou --out /etc/anqi/prompts
 """
 
 from __future__ import annotations
@@ -33,6 +39,34 @@ def sox_stat(path: Path) -> dict[str, float]:
     return {"duration_s": dur, "rms_db": rms}
 
 
+SOX_TIDY = ["silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse", "norm", "-1", "rate", "-v", str(RATE), "pad", "0.05", "0.15"]
+
+
+def tidy(src: Path, out: Path) -> None:
+    """Trim leading/trailing silence, normalise to -1 dBFS, 16 kHz mono 16-bit, 50/150 ms padding."""
+    subprocess.run(["sox", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(out), *SOX_TIDY], check=True)
+
+
+def import_recordings(src: Path, lang: str, out_root: Path, messages: list[str]) -> int:
+    """Convert a site's recordings into a pack; returns the number of messages still missing."""
+    folder = out_root / lang
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = 0
+    for message in messages:
+        found = sorted(p for p in src.glob(f"{message}.*") if p.is_file())
+        if not found:
+            print(f"{lang}/{message}: MISSING (no {message}.* in {src})")
+            missing += 1
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            decoded = Path(tmp) / "decoded.wav"
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(found[0]), "-ac", "1", "-ar", "48000", str(decoded)], check=True)
+            tidy(decoded, folder / f"{message}.wav")
+        st = sox_stat(folder / f"{message}.wav")
+        print(f"{lang}/{message}.wav  from {found[0].name}  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB")
+    return missing
+
+
 def synthesise(text: str, tts: dict[str, Any], out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
@@ -40,13 +74,7 @@ def synthesise(text: str, tts: dict[str, Any], out: Path) -> None:
             ["espeak-ng", "-v", tts["voice"], "-s", str(tts.get("speed", 150)), "-p", str(tts.get("pitch", 50)), "-w", str(raw), text],
             check=True,
         )
-        # trim leading/trailing silence, normalise, resample to 16 kHz mono 16-bit, 50/150 ms padding
-        subprocess.run(
-            ["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out),
-             "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse",
-             "norm", "-1", "rate", "-v", str(RATE), "pad", "0.05", "0.15"],
-            check=True,
-        )
+        tidy(raw, out)
 
 
 def main() -> int:
@@ -54,12 +82,23 @@ def main() -> int:
     ap.add_argument("--lang", action="append", help="Only this pack (repeatable).")
     ap.add_argument("--out", type=Path, default=PROMPTS, help="Folder to write the packs into (default: audio_prompts/).")
     ap.add_argument("--check", action="store_true", help="Do not synthesise; only report the existing files.")
+    ap.add_argument("--import", dest="import_dir", type=Path, help="Convert the recordings in this folder into the pack --lang (exactly one).")
     args = ap.parse_args()
+    spec = yaml.safe_load((PROMPTS / "prompts.yaml").read_text(encoding="utf-8"))
+    if args.import_dir:
+        if not args.lang or len(args.lang) != 1:
+            ap.error("--import needs exactly one --lang (the pack to make, e.g. wuu-huzhou)")
+        if not args.import_dir.is_dir():
+            ap.error(f"--import: folder not found: {args.import_dir}")
+        for tool in ("ffmpeg", "sox"):
+            if shutil.which(tool) is None:
+                print(f"make_prompts: {tool} not found (apt-get install ffmpeg sox)", file=sys.stderr)
+                return 2
+        return 1 if import_recordings(args.import_dir, args.lang[0], args.out, spec["messages"]) else 0
     for tool in ("espeak-ng", "sox"):
         if not args.check and shutil.which(tool) is None:
             print(f"make_prompts: {tool} not found (apt-get install espeak-ng sox)", file=sys.stderr)
             return 2
-    spec = yaml.safe_load((PROMPTS / "prompts.yaml").read_text(encoding="utf-8"))
     bad = 0
     for lang, pack in spec["languages"].items():
         if args.lang and lang not in args.lang:

@@ -209,3 +209,27 @@ def test_cli_test_speaker_plays_through_portaudio(tmp_path: Path) -> None:
     empty.mkdir()
     res = subprocess.run(cmd, env={**env, "HOME": str(empty)}, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "speaker DOWN: speaker.device: no default output device" in res.stderr
+
+
+def test_site_recordings_are_imported_into_a_pack_that_validates(tmp_path: Path) -> None:
+    """A site's own recordings (any rate, stereo, silence around them) become a usable dialect pack."""
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    rate = 44100
+    t = np.arange(int(0.5 * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 300 * t) * 32767).astype(np.int16)
+    padded = np.concatenate([np.zeros(int(0.4 * rate), np.int16), tone, np.zeros(int(0.6 * rate), np.int16)])
+    for m in MESSAGES:
+        wavfile.write(rec / f"{m}.wav", rate, np.stack([padded, padded], axis=1))
+    script = project_home() / "scripts" / "make_prompts.py"
+    res = subprocess.run([sys.executable, str(script), "--import", str(rec), "--lang", "wuu-huzhou", "--out", str(tmp_path / "packs")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = tmp_path / "packs" / "wuu-huzhou" / "no_helmet.wav"
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert 0.6 <= w.getnframes() / 16000 <= 0.8  # 0.5 s of speech, silence trimmed, 0.2 s padding
+    cfg = parse_config({"speaker": {"languages": ["zh-cmn", "wuu-huzhou"], "prompts_dir": str(tmp_path / "packs")}})
+    assert check_config(cfg) == []
+    (tmp_path / "packs" / "wuu-huzhou" / "generic.wav").unlink()
+    assert check_config(cfg) == [f"speaker.languages.1: wuu-huzhou: missing {tmp_path / 'packs' / 'wuu-huzhou' / 'generic.wav'}"]
