@@ -100,9 +100,27 @@ class CentralConsumer:
         self._stop = threading.Event()
         self._grace_thread: threading.Thread | None = None
         self._sub_mid = -1
+        self._stored_cv = threading.Condition()
         self._gallery_signature = self._signature()
         self._last_gallery_check = time.monotonic()
         self.client = self._make_client()
+
+    @classmethod
+    def for_broker(cls, host: str, port: int, workdir: Path, db_url: str | None = None, prefix: str = "anqi/v1",
+                   media_grace_s: float = 5.0, **sections: Any) -> "CentralConsumer":
+        """A consumer for tests and benchmarks: SQLite (or ``db_url``) and media under ``workdir``."""
+        from central_sync.config import parse_config
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = parse_config({"database": {"url": db_url or f"sqlite:///{workdir / 'central.db'}"},
+                            "mqtt": {"host": host, "port": port, "topic_prefix": prefix, "client_id": f"anqi-central-{uuid.uuid4().hex[:8]}"},
+                            "media": {"dir": str(workdir / "media")}, **sections}, "<in-process>", workdir)
+        return cls(cfg, media_grace_s=media_grace_s)
+
+    def wait_stored(self, n_events: int, timeout: float) -> bool:
+        """Block until ``n_events`` distinct events were stored by this consumer."""
+        with self._stored_cv:
+            return self._stored_cv.wait_for(lambda: self.stats.events_stored >= n_events, timeout)
 
     # ------------------------------------------------------------------ MQTT
     def _make_client(self) -> paho.Client:
@@ -288,7 +306,9 @@ class CentralConsumer:
             self.stats.duplicates += 1
             self._link_media_and_ack(topic, ev, final=False, new=False)
             return
-        self.stats.events_stored += 1
+        with self._stored_cv:
+            self.stats.events_stored += 1
+            self._stored_cv.notify_all()
         log(logger, "event_stored", device=topic.device, person=rec.person_id or "-",
             score=None if match is None else round(match.score, 3), **ev.log_fields())
         self._link_media_and_ack(topic, ev, final=False)

@@ -313,3 +313,19 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
     assert proc.returncode == 0, err
     assert "consumer_connected" in err and "event_stored" in err
     assert CentralStore(f"sqlite:///{tmp_path / 'central.db'}").count_events() == 1
+
+
+def test_in_process_consumer_for_a_broker_counts_stored_events(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+    cons = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central").start()
+    lis = Listener(broker.port, ["anqi/v1/+/+/ack"])
+    try:
+        evs = [make_event(tmp_path, i, {"face.jpg": 500}) for i in range(5)]
+        for ev, files in evs + evs[:2]:
+            publish_event(lis, ev, files)
+        assert cons.wait_stored(5, 10)
+        assert wait_for(lambda: len(lis.acks()) == 7)
+        assert cons.stats.events_stored == 5 and cons.stats.duplicates == 2
+    finally:
+        lis.close()
+        cons.stop()
+        cons.store.close()
