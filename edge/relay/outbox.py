@@ -15,8 +15,8 @@ States: ``pending`` -> ``published`` (broker PUBACK) -> ``acked`` (central store
 ``rejected`` (central refused it; kept for inspection). Delivery is in insertion order; an event
 re-queued by an ack timeout or a media re-send request goes out again after the ones already queued.
 
-Disk budget (``max_disk_mb``): media of acknowledged events go first (oldest first), then the
-``when_full`` policy decides between new and old unsent media. Event records themselves are never
+Disk budget (``max_disk_mb``): media of acknowledged events go first (oldest first; then those of
+events central rejected), then the ``when_full`` policy decides between new and old unsent media. Event records themselves are never
 dropped; every drop raises a health alarm and a log line.
 """
 
@@ -363,12 +363,13 @@ class Outbox:
         if need <= free:
             return [n for n, _ in wanted], {}
         free += self._drop_media("SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
-                                 "WHERE m.present = 1 AND e.state = 'acked' ORDER BY e.seq", need - free, "disk budget (acked)")
+                                 "WHERE m.present = 1 AND e.state IN ('acked', 'rejected') ORDER BY e.state = 'rejected', e.seq",
+                                 need - free, "disk budget (acked)")
         if need <= free:
             return [n for n, _ in wanted], {}
         if self.cfg.when_full == "drop_oldest_unsent_media":
             freed = self._drop_media("SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
-                                     "WHERE m.present = 1 AND e.state IN ('pending', 'published', 'rejected') ORDER BY e.seq",
+                                     "WHERE m.present = 1 AND e.state IN ('pending', 'published') ORDER BY e.seq",
                                      need - free, "disk budget (dropped for newer evidence)")
             free += freed
             if freed:
