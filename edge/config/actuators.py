@@ -122,9 +122,10 @@ class LightOutputConfig(Section):
             if not 0 <= v <= 53:
                 raise ValueError(f"GPIO number must be 0..53 (got {v})")
             return v
-        if not re.fullmatch(r"(GPIO|BCM)\d{1,2}|(BOARD|J8:|P1:)\d{1,2}|WPI\d{1,2}|\d{1,2}", v.strip(), flags=re.IGNORECASE):
-            raise ValueError(f"not a gpiozero pin name like 'GPIO17', 'BCM17', 'BOARD11' or 17 (got {v!r})")
-        return v.strip()
+        name = v.strip().upper()  # gpiozero's names are upper case
+        if not re.fullmatch(r"(GPIO|BCM|BOARD|J8:|WPI)\d{1,2}|\d{1,2}", name):
+            raise ValueError(f"not a gpiozero pin name like 'GPIO17', 'BCM17', 'BOARD11', 'J8:11' or 17 (got {v!r})")
+        return name
 
     @field_validator("on_frame", "off_frame")
     @classmethod

@@ -124,7 +124,7 @@ def test_gpio_pin_problems(outputs: dict, expected: str) -> None:
 
 
 def test_valid_pins_pass_in_every_spelling() -> None:
-    cfg = parse_config({"lights": {"enabled": True, "outputs": {"a": {"pin": "GPIO17"}, "b": {"pin": "BOARD13"}, "c": {"pin": 22}, "d": {"pin": "BCM23"}}}})
+    cfg = parse_config({"lights": {"enabled": True, "outputs": {"a": {"pin": "GPIO17"}, "b": {"pin": "BOARD13"}, "c": {"pin": 22}, "d": {"pin": "BCM23"}, "e": {"pin": "gpio24"}, "f": {"pin": "J8:37"}}}})
     assert check_config(cfg) == []
 
 
