@@ -27,8 +27,18 @@ def angle_between(a_deg: float, b_deg: float) -> float:
     return min(d, 360.0 - d)
 
 
+def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
+    """Median of the pairwise slopes: a constant-velocity fit that one bad ground point cannot spoil."""
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 1e-9
+    if not ok.any():
+        return 0.0
+    return float(np.median((v[j] - v[i])[ok] / dt[ok]))
+
+
 def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float) -> GroundMotion | None:
-    """Least-squares constant velocity over the last ``window_s`` seconds of (time, ground point) samples.
+    """Robust constant velocity (Theil-Sen) over the last ``window_s`` seconds of (time, ground point) samples.
 
     Returns None when fewer than two finite samples span a positive time.
     """
@@ -45,8 +55,5 @@ def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float) -> Ground
     span = float(t[-1] - t[0])
     if span <= 0:
         return None
-    tc = t - t.mean()
-    denom = float((tc * tc).sum())
-    vx = float((tc * (g[:, 0] - g[:, 0].mean())).sum() / denom)
-    vy = float((tc * (g[:, 1] - g[:, 1].mean())).sum() / denom)
+    vx, vy = _theil_sen(t, g[:, 0]), _theil_sen(t, g[:, 1])
     return GroundMotion(math.hypot(vx, vy), heading_of(vx, vy), span, int(len(t)))

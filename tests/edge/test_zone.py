@@ -185,3 +185,11 @@ def test_calibrate_command_refuses_collinear_points(tmp_path) -> None:  # type: 
     res = CliRunner().invoke(main, ["calibrate", str(cfg), "--snapshot", str(snap), "--out", str(tmp_path / "o.png")])
     assert res.exit_code == 1
     assert "zone.calibration: the image points all lie on one line" in res.output
+
+
+def test_speed_fit_shrugs_off_one_bad_ground_point() -> None:
+    t = np.arange(0, 1.01, 0.1)
+    g = np.c_[np.zeros_like(t), 30 - 5 * t]
+    g[4] = (0.0, 45.0)  # a head box that was far too small for one frame: 20 m off
+    m = fit_motion(t, g, window_s=1.0)
+    assert m is not None and m.speed_mps == pytest.approx(5.0, rel=0.05)
