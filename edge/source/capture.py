@@ -300,8 +300,6 @@ class FrameSource:
                     return
                 self.stats.realtime_lag_s = max(0.0, -delay)
                 self.stats.realtime_lag_max_s = max(self.stats.realtime_lag_max_s, -delay)
-            image = vf.to_ndarray(format="bgr24")
-            image.flags.writeable = False
             mono = time.monotonic()
             if file_mode:
                 assert self._file_utc0 is not None
@@ -309,7 +307,7 @@ class FrameSource:
                 self._file_last_pts = pts
             else:
                 utc = datetime.now(timezone.utc)
-            frame = Frame(image=image, index=self._index, pts_s=pts_s, mono=mono, utc=utc, stream=info,
+            frame = Frame(decoded=vf, index=self._index, pts_s=pts_s, mono=mono, utc=utc, stream=info,
                           keyframe=bool(vf.key_frame), packets=tuple(pending))
             pending = []
             self._index += 1

@@ -6,7 +6,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -92,26 +92,61 @@ class EncodedPacket:
         return len(self.data)
 
 
-@dataclass(frozen=True, eq=False, slots=True)
 class Frame:
     """A decoded frame, timestamped at capture (the contract in docs/ARCHITECTURE.md).
 
     ``image`` is BGR uint8 HxWx3 and read-only (it is shared with the ring buffer's JPEG encoder
-    and with detection: copy it before drawing). ``pts_s`` is the continuous source timeline
-    (stream time; it keeps increasing across reconnects). ``mono`` is ``time.monotonic()`` at
-    capture; ``utc`` the aware UTC time the frame shows (for files: open time + stream time).
-    ``packets`` are the encoded packets demuxed since the previous frame (decode order; empty for
-    raw sources): hand every frame to the ring buffer and it sees every packet exactly once.
+    and with detection: copy it before drawing). For compressed sources it is converted from the
+    decoder's YUV frame on first access only, so frames that only go to the ring buffer (all but
+    the ``detect_fps`` sample) never cost a colour conversion or a 6 MB array at 1080p.
+    ``pts_s`` is the continuous source timeline (stream time; it keeps increasing across
+    reconnects). ``mono`` is ``time.monotonic()`` at capture; ``utc`` the aware UTC time the frame
+    shows (for files: open time + stream time). ``packets`` are the encoded packets demuxed since
+    the previous frame (decode order; empty for raw sources): hand every frame to the ring buffer
+    and it sees every packet exactly once. Treat every attribute as read-only.
     """
 
-    image: np.ndarray
-    index: int
-    pts_s: float
-    mono: float
-    utc: datetime
-    stream: StreamInfo
-    keyframe: bool = False
-    packets: tuple[EncodedPacket, ...] = ()
+    __slots__ = ("index", "pts_s", "mono", "utc", "stream", "keyframe", "packets", "_image", "_decoded", "_size")
+
+    def __init__(
+        self,
+        image: np.ndarray | None = None,
+        *,
+        index: int,
+        pts_s: float,
+        mono: float,
+        utc: datetime,
+        stream: StreamInfo,
+        keyframe: bool = False,
+        packets: tuple[EncodedPacket, ...] = (),
+        decoded: Any = None,
+    ):
+        if image is None and decoded is None:
+            raise ValueError("Frame needs an image or a decoded video frame")
+        self.index = index
+        self.pts_s = pts_s
+        self.mono = mono
+        self.utc = utc
+        self.stream = stream
+        self.keyframe = keyframe
+        self.packets = packets
+        self._image = image
+        self._decoded = decoded  # av.VideoFrame, converted to BGR on first use
+        self._size = (int(image.shape[1]), int(image.shape[0])) if image is not None else (int(decoded.width), int(decoded.height))
+
+    @property
+    def image(self) -> np.ndarray:
+        img = self._image
+        if img is None:
+            img = self._decoded.to_ndarray(format="bgr24")
+            img.flags.writeable = False
+            self._image, self._decoded = img, None
+        return img
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) without converting the image."""
+        return self._size
 
     @property
     def session(self) -> int:
@@ -120,3 +155,17 @@ class Frame:
     def utc_at(self, pts_s: float) -> datetime:
         """UTC time of another instant on the same timeline, anchored on this frame."""
         return self.utc + timedelta(seconds=pts_s - self.pts_s)
+
+    def replace(self, **changes: Any) -> "Frame":
+        """A copy with some fields changed (like ``dataclasses.replace``)."""
+        fields: dict[str, Any] = {k: getattr(self, k) for k in ("index", "pts_s", "mono", "utc", "stream", "keyframe", "packets")}
+        fields.update(changes)
+        if "image" not in fields and "decoded" not in fields:
+            fields["image"] = self._image
+            fields["decoded"] = self._decoded
+        return Frame(**fields)
+
+    def __repr__(self) -> str:
+        w, h = self._size
+        return (f"Frame(index={self.index}, pts_s={self.pts_s:.4f}, {w}x{h}, session={self.stream.session}, "
+                f"keyframe={self.keyframe}, packets={len(self.packets)})")

@@ -3,7 +3,6 @@ holds the keyframe at or before the start of its window. Real H.264 from ../shar
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -39,7 +38,7 @@ def next_session(frames: list[Frame], session: int, offset_s: float) -> list[Fra
     out = []
     for f in frames:
         pk = tuple(EncodedPacket(p.data, p.pts, p.dts, p.duration, p.keyframe, info) for p in f.packets)
-        out.append(replace(f, stream=info, packets=pk, pts_s=f.pts_s + offset_s))
+        out.append(f.replace(stream=info, packets=pk, pts_s=f.pts_s + offset_s))
     return out
 
 
