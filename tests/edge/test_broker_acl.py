@@ -26,14 +26,14 @@ from edge.relay.reference_consumer import ReferenceConsumer
 
 ROOT = Path(__file__).resolve().parents[2]
 MOSQ = ROOT / "config" / "mosquitto"
-DEV_A, DEV_B, CENTRAL = "anqi-dev-0001", "anqi-dev-0002", "anqi-central"
+DEV_A, DEV_B, CENTRAL, DISPATCH = "anqi-dev-0001", "anqi-dev-0002", "anqi-central", "anqi-dispatch"
 SITE = "huzhou-demo"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pki")
-    subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(out), CENTRAL, DEV_A, DEV_B], check=True, capture_output=True)
+    subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(out), CENTRAL, DEV_A, DEV_B, DISPATCH], check=True, capture_output=True)
     return out
 
 
@@ -250,3 +250,44 @@ def test_bad_tls_files_are_named_in_the_error(tmp_path: Path, pki: Path, relay_c
         MqttRelay(cfg, Outbox.for_config(cfg))
     problems = check_config(cfg)
     assert any(p.startswith("relay.mqtt.tls.") for p in problems), problems
+
+
+def test_central_shared_subscription_and_dispatch_roles(tmp_path: Path, pki: Path, broker_factory: Any, make_event: Any) -> None:
+    """Central reads events through an MQTT 5 shared subscription and publishes tasks; the dispatch
+    user reads tasks and reports feedback, and can neither read events nor forge acks."""
+    port = free_port()
+    wd = tmp_path / "b"
+    wd.mkdir()
+    broker_factory(port=port, workdir=wd, base_conf=render_conf(pki, port, wd))
+    got: dict[str, list[str]] = {CENTRAL: [], DISPATCH: []}
+    subacks: dict[str, list[Any]] = {}
+    clients = {}
+    for user, subs in ((CENTRAL, ["$share/anqi-central/anqi/v1/+/+/event", "$share/anqi-central/anqi/v1/central/feedback"]),
+                       (DISPATCH, ["anqi/v1/central/tasks/#", "anqi/v1/+/+/event"])):
+        c = _client(pki, port, user)
+        c.on_message = lambda cl, u, m, user=user: got[user].append(m.topic)  # type: ignore[misc]
+        c.on_subscribe = lambda cl, u, mid, rcs, p, user=user: subacks.__setitem__(user, rcs)  # type: ignore[misc]
+        assert not _connect(c, port).is_failure
+        c.subscribe([(s, 1) for s in subs])
+        clients[user] = c
+    assert _wait(lambda: len(subacks) == 2, 10)
+    assert not any(rc.is_failure for rc in subacks[CENTRAL])
+    dev = _client(pki, port, DEV_A)
+    assert not _connect(dev, port).is_failure
+    ev, _ = make_event(tmp_path, 0, {}, device=DEV_A, site=SITE)
+    dev.publish(P.event_topic("anqi/v1", SITE, DEV_A), P.encode_event(ev), qos=1).wait_for_publish(5)
+    clients[CENTRAL].publish("anqi/v1/central/tasks/sms", b"{}", qos=1).wait_for_publish(5)
+    codes: dict[int, Any] = {}
+    clients[DISPATCH].on_publish = lambda c, u, mid, rc, p: codes.__setitem__(mid, rc)
+    fb = clients[DISPATCH].publish("anqi/v1/central/feedback", b"{}", qos=1)
+    forged = clients[DISPATCH].publish(P.ack_topic("anqi/v1", SITE, DEV_A), b"{}", qos=1)
+    assert _wait(lambda: fb.mid in codes and forged.mid in codes, 10)
+    assert not codes[fb.mid].is_failure and codes[forged.mid].is_failure
+    assert _wait(lambda: len(got[CENTRAL]) == 2 and len(got[DISPATCH]) == 1, 10), got
+    time.sleep(0.3)
+    assert sorted(got[CENTRAL]) == sorted([P.event_topic("anqi/v1", SITE, DEV_A), "anqi/v1/central/feedback"])
+    assert got[DISPATCH] == ["anqi/v1/central/tasks/sms"]  # the event was not readable for it
+    for c in (*clients.values(), dev):
+        c.loop_stop()
+        c.disconnect()
+
