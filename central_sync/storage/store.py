@@ -165,12 +165,12 @@ class CentralStore:
         s7, s30, s365 = window_starts(at, th)
         t, mine = Event.time, Event.person_id == person_id
 
-        def count_since(start: datetime) -> Any:
-            return select(func.count()).select_from(Event).where(mine, t > start, t <= at).scalar_subquery()
-
-        # one round trip; each part is a range scan of ix_events_person_time / ix_dispositions_person_kind_time
+        # one round trip: the three window counts in one range scan of ix_events_person_time (aggregate FILTER,
+        # PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups
+        counts = (select(func.count().label("n365"), func.count().filter(t > s30).label("n30"), func.count().filter(t > s7).label("n7"))
+                  .where(mine, t > s365, t <= at).subquery())
         row = s.execute(select(
-            count_since(s365), count_since(s30), count_since(s7),
+            counts.c.n365, counts.c.n30, counts.c.n7,
             select(func.max(t)).where(mine, t <= at).scalar_subquery(),
             select(func.min(Disposition.time)).where(
                 Disposition.person_id == person_id, Disposition.kind.in_(list(th.repeat_dispositions)),
