@@ -329,3 +329,23 @@ def test_in_process_consumer_for_a_broker_counts_stored_events(tmp_path: Path, b
         lis.close()
         cons.stop()
         cons.store.close()
+
+
+def test_consumer_started_before_the_broker_connects_when_it_comes_up(tmp_path: Path, make_event: Any) -> None:
+    from edge.relay.localbroker import free_port
+
+    port = free_port()
+    cons = CentralConsumer.for_broker("127.0.0.1", port, tmp_path / "central").start(timeout=0.5)
+    assert not cons.connected
+    broker = LocalBroker(port=port, workdir=tmp_path / "mosq").start()
+    try:
+        assert wait_for(lambda: cons.connected, 30)
+        lis = Listener(port, ["anqi/v1/+/+/ack"])
+        ev, files = make_event(tmp_path, 1, {"face.jpg": 800})
+        publish_event(lis, ev, files)
+        assert wait_for(lambda: len(lis.acks()) == 1, 10) and lis.acks()[0].status == "stored"
+        lis.close()
+    finally:
+        cons.stop()
+        cons.store.close()
+        broker.close()
