@@ -11,6 +11,9 @@ ALSA set-up instead):
   from the daemon's ``prompt_played`` log lines. Few samples: only as many as the clip has riders.
 * ``drill``: ``--n`` violations fed to ``Persuasion.on_violation`` one prompt apart while a thread
   decodes the same clip at camera pace (load), with the shipped prompts.
+* ``crowd`` (on request): ``--n`` violations by different riders arriving at random (exponential
+  gaps, mean ``--crowd-gap`` s, fixed seed) with the default cooldowns: how many riders get a
+  prompt in time, how many are coalesced into another rider's prompt or dropped as stale.
 
 Latency = ``decided_mono`` (the rule's decision) -> first callback of the prompt's output stream
 plus PortAudio's own output delay estimate (see ``edge/actuators/audio.py``). Prints a table and a
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -120,7 +124,10 @@ def drill_child(args: argparse.Namespace) -> None:
     from edge.config import parse_config
     from edge.health import Health
 
-    cfg = parse_config({"speaker": {"languages": args.languages, "cooldown_global_s": args.cooldown}, "time_switch": {"enabled": False}})
+    speaker_cfg: dict[str, Any] = {"languages": args.languages}
+    if args.cooldown >= 0:  # crowd without --cooldown: the shipped defaults (cooldowns, max_delay_s)
+        speaker_cfg["cooldown_global_s"] = args.cooldown
+    cfg = parse_config({"speaker": speaker_cfg, "time_switch": {"enabled": False}})
     health = Health(Path(tempfile.gettempdir()) / "bench-health.json", "bench")
     p = Persuasion.from_config(cfg, health)
     p.start()
@@ -134,30 +141,40 @@ def drill_child(args: argparse.Namespace) -> None:
     if args.video.is_file():
         loader = threading.Thread(target=load_thread, args=(args.video, stop, frames), daemon=True)
         loader.start()
-    kinds = ["no_helmet", "wrong_way", "red_light", "passenger"]
+    kinds = args.crowd_types if args.crowd_gap else ["no_helmet", "wrong_way", "red_light", "passenger"]
     time.sleep(0.5)
+    rng = random.Random(7)
     for i in range(args.n):
         kind = kinds[i % len(kinds)]
         prompt = speaker.library.for_violation(kind)
         p.on_violation(kind, 1000 + i, time.monotonic())
-        time.sleep((prompt.duration_s if prompt else 1.0) + args.cooldown + 0.3)
+        if args.crowd_gap:
+            time.sleep(rng.expovariate(1.0 / args.crowd_gap))
+        else:
+            time.sleep((prompt.duration_s if prompt else 1.0) + max(args.cooldown, 0.0) + 0.3)
+    while not speaker.idle:
+        time.sleep(0.05)
     time.sleep(0.3)
     stop.set()
     p.close()
-    print(json.dumps({"latencies_s": p.latencies_s, "played": len(p.played), "device": speaker.output.device_name,
+    print(json.dumps({"latencies_s": p.latencies_s, "played": len(p.played), "outcomes": dict(speaker.outcomes),
+                      "device": speaker.output.device_name,
                       "rate": speaker.output.rate, "channels": speaker.output.channels, "load_frames": frames[0]}))
 
 
-def run_drill(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_drill(args: argparse.Namespace, tmp: Path, crowd: bool = False) -> dict[str, Any]:
     env, capture = child_env(tmp, args.real_device)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-drill", "--n", str(args.n), "--cooldown", str(args.cooldown),
-           "--video", str(args.video), "--languages", *args.languages]
+    cooldown = args.cooldown if args.cooldown is not None else (-1.0 if crowd else 0.5)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-drill", "--n", str(args.n), "--cooldown", str(cooldown),
+           "--video", str(args.video), "--languages", *args.languages, "--crowd-gap", str(args.crowd_gap if crowd else 0.0),
+           "--crowd-types", *args.crowd_types]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     rep: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    res: dict[str, Any] = {"mode": "drill", "languages": args.languages, "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
-                           "requested": args.n, "played": rep.get("played", 0), "device": rep.get("device"), "load_frames": rep.get("load_frames"),
+    res: dict[str, Any] = {"mode": "crowd" if crowd else "drill", "languages": args.languages, "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
+                           "requested": args.n, "played": rep.get("played", 0), "outcomes": rep.get("outcomes", {}),
+                           "device": rep.get("device"), "load_frames": rep.get("load_frames"),
                            "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,
                            **stats(rep.get("latencies_s", []))}
     if "error" in rep:
@@ -165,14 +182,22 @@ def run_drill(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return res
 
 
+def note_for(r: dict[str, Any]) -> str:
+    if not r.get("n"):
+        return "no prompt played"
+    return "meets 1.5 s" if r["p95_s"] <= TARGET_S else "ABOVE 1.5 s"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["replay", "drill", "both"], default="both")
+    ap.add_argument("--mode", choices=["replay", "drill", "crowd", "both", "all"], default="both", help="both = replay + drill; all = + crowd.")
+    ap.add_argument("--crowd-gap", type=float, default=2.0, help="crowd: mean seconds between violations.")
+    ap.add_argument("--crowd-types", nargs="+", default=["no_helmet", "no_helmet", "no_helmet", "wrong_way"], help="crowd: violation types, cycled.")
     ap.add_argument("--video", type=Path, default=VIDEO)
     ap.add_argument("--config", type=Path, default=REPLAY_CONFIG, help="Site config for the replay.")
     ap.add_argument("--n", type=int, default=12, help="drill: violations (one prompt apart).")
     ap.add_argument("--languages", nargs="+", default=["zh-cmn"], help="drill: prompt packs.")
-    ap.add_argument("--cooldown", type=float, default=0.5, help="drill: speaker.cooldown_global_s.")
+    ap.add_argument("--cooldown", type=float, default=None, help="speaker.cooldown_global_s (drill default 0.5; crowd default: the config default).")
     ap.add_argument("--real-device", action="store_true", help="Use this machine's ALSA default device instead of the file PCM.")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--child-drill", action="store_true", help=argparse.SUPPRESS)
@@ -182,13 +207,19 @@ def main() -> int:
         return 0
     results = []
     with tempfile.TemporaryDirectory(prefix="anqi-bench-") as t:
-        for mode in (["replay", "drill"] if args.mode == "both" else [args.mode]):
+        modes = {"both": ["replay", "drill"], "all": ["replay", "drill", "crowd"]}.get(args.mode, [args.mode])
+        for mode in modes:
             tmp = Path(t) / mode
             tmp.mkdir()
-            results.append(run_replay(args, tmp) if mode == "replay" else run_drill(args, tmp))
+            results.append(run_replay(args, tmp) if mode == "replay" else run_drill(args, tmp, crowd=mode == "crowd"))
     print(f"{'mode':<8} {'n':>3} {'p50 s':>8} {'p95 s':>8} {'max s':>8} {'audio s':>8}  note")
     for r in results:
-        note = r.get("error") or ("meets 1.5 s" if r.get("n") and r["p95_s"] <= TARGET_S else ("no prompt played" if not r.get("n") else "ABOVE 1.5 s"))
+        if r["mode"] == "crowd" and "error" not in r:
+            oc = r["outcomes"]
+            dropped = sum(v for k, v in oc.items() if k.startswith("dropped"))
+            note = f"{r['requested']} riders: {oc.get('played', 0)} own prompt, {oc.get('coalesced', 0)} heard another's, {dropped} none; " + note_for(r)
+        else:
+            note = r.get("error") or note_for(r)
         print(f"{r['mode']:<8} {r.get('n', 0):>3} {r.get('p50_s', float('nan')):>8.3f} {r.get('p95_s', float('nan')):>8.3f} "
               f"{r.get('max_s', float('nan')):>8.3f} {r.get('captured_s', 0):>8.2f}  {note}")
     print(json.dumps({"benchmark": "prompt_latency", "target_s": TARGET_S, "sink": "real ALSA default" if args.real_device else "ALSA file->null via PortAudio",

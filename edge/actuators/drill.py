@@ -58,6 +58,7 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
             for p in persuasion.played
         ],
         "latencies_s": list(persuasion.latencies_s),
+        "outcomes": dict(persuasion.speaker.outcomes),
         "lights": [{"output": e.output, "lit": e.lit, "t_s": e.mono - t0} for e in persuasion.lights.events],
         "health": persuasion.health.snapshot()["components"],
     }

@@ -4,7 +4,9 @@
 one prompt at a time. One rider gets one prompt (``cooldown_track_s``); a crowd gets one prompt at a
 time with ``cooldown_global_s`` of quiet between them: requests that pile up meanwhile are
 coalesced into the most urgent one (their riders count as prompted) and requests older than
-``max_delay_s`` are dropped, each with a log line.
+``max_delay_s`` are dropped, each with a log line. A rider whose violation comes while the same
+message is playing, in its first half, hears it: the request joins that prompt at once
+(``prompt_coalesced ... reason=hearing_it``) instead of queueing a repeat.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +86,8 @@ class Speaker:
         self.library: PromptLibrary | None = None
         self.latencies_s: list[float] = []
         self.played: list[PlayedPrompt] = []
+        #: what became of the requests, per rider: played, coalesced, dropped.<reason>
+        self.outcomes: Counter[str] = Counter()
         self._pending: list[PromptRequest] = []
         self._prompted: dict[int, float] = {}
         self._seq = itertools.count()
@@ -92,6 +97,7 @@ class Speaker:
         self._last_open_try = float("-inf")
         self._ready = False
         self._busy = False
+        self._now_playing: tuple[str, float, float, int] | None = None  # message, start, duration, track
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -147,6 +153,7 @@ class Speaker:
             self._cond.notify_all()
         if dropped:
             log(logger, "prompt_dropped", reason="closing", tracks=",".join(str(r.track_id) for r in dropped))
+            self.outcomes["dropped.closing"] += len(dropped)
         if self.output is not None:
             self.output.interrupt()  # a prompt in progress stops now, not after its last syllable
         if self._thread is not None:
@@ -165,10 +172,18 @@ class Speaker:
             last = self._prompted.get(track_id)
             if last is not None and decided_mono - last < self.cfg.speaker.cooldown_track_s:
                 log(logger, "prompt_dropped", reason="track_cooldown", track_id=track_id, violation=violation_type, since_s=round(decided_mono - last, 2))
+                self.outcomes["dropped.track_cooldown"] += 1
                 return False
             if any(r.track_id == track_id for r in self._pending):
                 log(logger, "prompt_dropped", reason="track_already_queued", track_id=track_id, violation=violation_type)
+                self.outcomes["dropped.track_already_queued"] += 1
                 return False
+            if self._hears_current(violation_type, decided_mono):
+                assert self._now_playing is not None
+                self._prompted[track_id] = decided_mono
+                log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing[3], violation=violation_type, tracks=track_id)
+                self.outcomes["coalesced"] += 1
+                return True
             req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id)
             heapq.heappush(self._pending, req)
             if len(self._pending) > MAX_PENDING:
@@ -176,8 +191,17 @@ class Speaker:
                 self._pending.remove(worst)
                 heapq.heapify(self._pending)
                 log(logger, "prompt_dropped", reason="queue_full", track_id=worst.track_id, violation=worst.violation_type)
+                self.outcomes["dropped.queue_full"] += 1
             self._cond.notify_all()
         return True
+
+    def _hears_current(self, violation_type: str, decided_mono: float) -> bool:
+        """The same message is playing and not yet half over (call with the lock held)."""
+        if self._now_playing is None or self.library is None:
+            return False
+        prompt = self.library.for_violation(violation_type)
+        message, start, duration, _ = self._now_playing
+        return prompt is not None and prompt.message == message and decided_mono - start <= duration / 2
 
     @property
     def idle(self) -> bool:
@@ -219,6 +243,7 @@ class Speaker:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._now_playing = None
 
     def _serve(self, batch: list[PromptRequest]) -> None:
         now = self.monotonic()
@@ -227,12 +252,14 @@ class Speaker:
         for r in batch:
             if now - r.decided_mono > max_delay:
                 log(logger, "prompt_dropped", reason="stale", track_id=r.track_id, violation=r.violation_type, waited_s=round(now - r.decided_mono, 2))
+                self.outcomes["dropped.stale"] += 1
             else:
                 fresh.append(r)
         if not fresh:
             return
         if not self._ready and (now - self._last_open_try < self.cfg.speaker.retry_s or not self.open()):
             log(logger, "prompt_dropped", reason="speaker_down", tracks=",".join(str(r.track_id) for r in fresh))
+            self.outcomes["dropped.speaker_down"] += len(fresh)
             return
         chosen, others = fresh[0], fresh[1:]
         with self._cond:
@@ -241,21 +268,26 @@ class Speaker:
             self._forget_old(now)
         if others:
             log(logger, "prompt_coalesced", into_track=chosen.track_id, violation=chosen.violation_type, tracks=",".join(str(r.track_id) for r in others))
+            self.outcomes["coalesced"] += len(others)
         assert self.library is not None and self.output is not None
         prompt = self.library.for_violation(chosen.violation_type)
         if prompt is None:
             log(logger, "prompt_dropped", logging.WARNING, reason="no_prompt", violation=chosen.violation_type, track_id=chosen.track_id)
+            self.outcomes["dropped.no_prompt"] += 1 + len(others)
             return
         self._play(prompt, chosen, tuple(r.track_id for r in others))
 
     def _play(self, prompt: Prompt, req: PromptRequest, coalesced: tuple[int, ...]) -> None:
         assert self.output is not None
         volume = self.volume_now()
+        with self._cond:
+            self._now_playing = (prompt.message, self.monotonic(), prompt.duration_s, req.track_id)
         try:
             pb = self.output.play(prompt.samples * volume)
         except AudioUnavailable as e:
             self._ready = False
             self._last_end = self.monotonic()
+            self.outcomes["dropped.speaker_down"] += 1 + len(coalesced)
             log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
             self.health.set(HEALTH_NAME, "down", str(e))
             return
@@ -263,7 +295,8 @@ class Speaker:
         played = PlayedPrompt(prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced)
         self.played.append(played)
         self.latencies_s.append(played.latency_s)
-        self.health.update_info(HEALTH_NAME, prompts_played=len(self.played), last_latency_s=round(played.latency_s, 3))
+        self.outcomes["played"] += 1
+        self.health.update_info(HEALTH_NAME, last_latency_s=round(played.latency_s, 3), **{k.replace(".", "_"): v for k, v in self.outcomes.items()})
         log(
             logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
             languages=",".join(prompt.languages), latency_s=played.latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,

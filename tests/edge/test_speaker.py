@@ -132,10 +132,12 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     }
     script = [
         [0.0, "no_helmet", 1],   # played at once
+        [0.05, "no_helmet", 5],  # same message, playing, in its first half: rider 5 hears it
         [0.1, "red_light", 1],   # same rider: dropped (track cooldown)
         [0.1, "wrong_way", 2],   # waits while 1 plays ...
         [0.15, "red_light", 3],  # ... and is out-ranked by red_light: coalesced into it
         [1.6, "no_helmet", 2],   # rider 2 heard the coalesced prompt: dropped
+        [1.6, "wrong_way", 5],   # rider 5 heard rider 1's prompt: dropped
         [1.6, "passenger", 4],   # played: no passenger.wav in the pack, so generic.wav
     ]
     report = drill(home, cfg, script, tmp_path)
@@ -146,7 +148,8 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     for a, b in zip(played, played[1:]):
         assert b["start_s"] >= a["end_s"] + 0.3 - 0.02, "prompts overlap or ignore the global cooldown"
     log = report["log"]
-    assert log.count("reason=track_cooldown") == 2 and "msg=prompt_coalesced" in log
+    assert log.count("reason=track_cooldown") == 3 and "msg=prompt_coalesced into_track=3" in log
+    assert "msg=prompt_coalesced reason=hearing_it into_track=1 violation=no_helmet tracks=5" in log
     # the device got exactly the three prompts, back to back
     got = captured(capture)
     tone = {m: load_wav(tmp_path / "packs" / "xx-test" / f"{m}.wav", RATE) for m in TONES}
@@ -165,9 +168,10 @@ def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
         "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 0.5, "max_delay_s": 1.0},
         "time_switch": {"enabled": False},
     }
-    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "no_helmet", 2]], tmp_path)
+    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "wrong_way", 2]], tmp_path)  # another message: it must wait
     assert [p["track_id"] for p in report["played"]] == [1]
-    assert "reason=stale" in report["log"] and "track_id=2" in report["log"]
+    assert "reason=stale track_id=2" in report["log"]
+    assert report["outcomes"] == {"played": 1, "dropped.stale": 1}
 
 
 def test_close_cuts_the_prompt_in_progress_short(tmp_path: Path) -> None:
