@@ -111,11 +111,11 @@ def test_shipped_mandarin_prompt_reaches_the_alsa_device_sample_for_sample(tmp_p
 def test_language_sequence_plays_mandarin_then_dialect_with_a_gap(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
     cfg = {"speaker": {"languages": ["zh-cmn", "zh-yue"], "gap_s": 0.25}, "time_switch": {"enabled": False}}
-    report = drill(home, cfg, [[0.0, "red_light", 1]], tmp_path)
+    report = drill(home, cfg, [[0.0, "wrong_way", 1]], tmp_path)
 
     assert report["played"][0]["languages"] == ["zh-cmn", "zh-yue"]
-    cmn = load_wav(audio_prompts_dir() / "zh-cmn" / "red_light.wav", RATE)
-    yue = load_wav(audio_prompts_dir() / "zh-yue" / "red_light.wav", RATE)
+    cmn = load_wav(audio_prompts_dir() / "zh-cmn" / "wrong_way.wav", RATE)
+    yue = load_wav(audio_prompts_dir() / "zh-yue" / "wrong_way.wav", RATE)
     got = captured(capture)
     ncc_cmn, lag_cmn = best_match(got, cmn)
     ncc_yue, lag_yue = best_match(got, yue)
@@ -218,9 +218,10 @@ def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
     home.mkdir()
     capture = tmp_path / "capture.raw"
     cfg_path = tmp_path / "edge.yaml"
-    cfg_path.write_text(yaml.safe_dump({"speaker": {"retry_s": 0.5}, "time_switch": {"enabled": False}, "device": {"data_dir": str(tmp_path / "d")}}))
+    speaker = {"retry_s": 0.5, "languages": ["zh-yue"]}
+    cfg_path.write_text(yaml.safe_dump({"speaker": speaker, "time_switch": {"enabled": False}, "device": {"data_dir": str(tmp_path / "d")}}))
     out = tmp_path / "report.json"
-    script = json.dumps([[0.0, "no_helmet", 1], [3.0, "wrong_way", 2]])
+    script = json.dumps([[0.0, "no_helmet", 1], [2.0, "wrong_way", 2]])
     cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", script, "--out", str(out), "--log-level", "INFO"]
     proc = subprocess.Popen(cmd, env={**os.environ, "HOME": str(home)}, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -238,7 +239,7 @@ def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
     text = "".join(log)
     assert "reason=speaker_down tracks=1" in text and "msg=speaker_ready" in text
     assert report["health"]["speaker"]["status"] == "up"
-    ncc, _ = best_match(captured(capture), load_wav(audio_prompts_dir() / "zh-cmn" / "wrong_way.wav", RATE))
+    ncc, _ = best_match(captured(capture), load_wav(audio_prompts_dir() / "zh-yue" / "wrong_way.wav", RATE))
     assert ncc > 0.99
 
 
