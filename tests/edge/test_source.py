@@ -381,3 +381,15 @@ def test_detect_queue_drops_the_oldest_and_never_blocks(tmp_path: Path) -> None:
     q.close()
     waiter.join(2)
     assert got == [None]
+
+
+def test_only_frames_that_are_looked_at_pay_the_colour_conversion(tmp_path: Path) -> None:
+    src, _ = source(VIDEO, tmp_path)
+    frames = list(src.frames())
+    assert all(f.size == (640, 360) for f in frames)
+    assert all(f._image is None for f in frames)  # nothing converted yet: the ring needs packets only
+    img = frames[5].image
+    assert img is frames[5].image and frames[5]._image is img and frames[6]._image is None
+    with av.open(str(VIDEO)) as c:
+        ref = [f.to_ndarray(format="bgr24") for _, f in zip(range(6), c.decode(c.streams.video[0]))][5]
+    assert np.array_equal(img, ref)
