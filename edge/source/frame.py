@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -12,6 +13,8 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     import av.stream
+
+_CONVERT_LOCK = threading.Lock()
 
 #: codec name of a raw source (V4L2, GStreamer): frames carry no packets, the buffer JPEG-encodes them
 RAW_CODEC = "rawvideo"
@@ -138,9 +141,12 @@ class Frame:
     def image(self) -> np.ndarray:
         img = self._image
         if img is None:
-            img = self._decoded.to_ndarray(format="bgr24")
-            img.flags.writeable = False
-            self._image, self._decoded = img, None
+            with _CONVERT_LOCK:  # two threads asking at once convert once
+                img = self._image
+                if img is None:
+                    img = self._decoded.to_ndarray(format="bgr24")
+                    img.flags.writeable = False
+                    self._image, self._decoded = img, None
         return img
 
     @property
