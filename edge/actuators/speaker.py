@@ -153,7 +153,7 @@ class Speaker:
             self._cond.notify_all()
         if dropped:
             log(logger, "prompt_dropped", reason="closing", tracks=",".join(str(r.track_id) for r in dropped))
-            self.outcomes["dropped.closing"] += len(dropped)
+            self._count("dropped.closing", len(dropped))
         if self.output is not None:
             self.output.interrupt()  # a prompt in progress stops now, not after its last syllable
         if self._thread is not None:
@@ -172,17 +172,17 @@ class Speaker:
             last = self._prompted.get(track_id)
             if last is not None and decided_mono - last < self.cfg.speaker.cooldown_track_s:
                 log(logger, "prompt_dropped", reason="track_cooldown", track_id=track_id, violation=violation_type, since_s=round(decided_mono - last, 2))
-                self.outcomes["dropped.track_cooldown"] += 1
+                self._count("dropped.track_cooldown", 1)
                 return False
             if any(r.track_id == track_id for r in self._pending):
                 log(logger, "prompt_dropped", reason="track_already_queued", track_id=track_id, violation=violation_type)
-                self.outcomes["dropped.track_already_queued"] += 1
+                self._count("dropped.track_already_queued", 1)
                 return False
             if self._hears_current(violation_type, decided_mono):
                 assert self._now_playing is not None
                 self._prompted[track_id] = decided_mono
                 log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing[3], violation=violation_type, tracks=track_id)
-                self.outcomes["coalesced"] += 1
+                self._count("coalesced", 1)
                 return True
             req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id)
             heapq.heappush(self._pending, req)
@@ -191,9 +191,13 @@ class Speaker:
                 self._pending.remove(worst)
                 heapq.heapify(self._pending)
                 log(logger, "prompt_dropped", reason="queue_full", track_id=worst.track_id, violation=worst.violation_type)
-                self.outcomes["dropped.queue_full"] += 1
+                self._count("dropped.queue_full", 1)
             self._cond.notify_all()
         return True
+
+    def _count(self, outcome: str, n: int) -> None:
+        with self._cond:  # re-entrant: also called with the lock held
+            self.outcomes[outcome] += n
 
     def _hears_current(self, violation_type: str, decided_mono: float) -> bool:
         """The same message is playing and not yet half over (call with the lock held)."""
@@ -252,14 +256,14 @@ class Speaker:
         for r in batch:
             if now - r.decided_mono > max_delay:
                 log(logger, "prompt_dropped", reason="stale", track_id=r.track_id, violation=r.violation_type, waited_s=round(now - r.decided_mono, 2))
-                self.outcomes["dropped.stale"] += 1
+                self._count("dropped.stale", 1)
             else:
                 fresh.append(r)
         if not fresh:
             return
         if not self._ready and (now - self._last_open_try < self.cfg.speaker.retry_s or not self.open()):
             log(logger, "prompt_dropped", reason="speaker_down", tracks=",".join(str(r.track_id) for r in fresh))
-            self.outcomes["dropped.speaker_down"] += len(fresh)
+            self._count("dropped.speaker_down", len(fresh))
             return
         chosen, others = fresh[0], fresh[1:]
         with self._cond:
@@ -268,12 +272,12 @@ class Speaker:
             self._forget_old(now)
         if others:
             log(logger, "prompt_coalesced", into_track=chosen.track_id, violation=chosen.violation_type, tracks=",".join(str(r.track_id) for r in others))
-            self.outcomes["coalesced"] += len(others)
+            self._count("coalesced", len(others))
         assert self.library is not None and self.output is not None
         prompt = self.library.for_violation(chosen.violation_type)
         if prompt is None:
             log(logger, "prompt_dropped", logging.WARNING, reason="no_prompt", violation=chosen.violation_type, track_id=chosen.track_id)
-            self.outcomes["dropped.no_prompt"] += 1 + len(others)
+            self._count("dropped.no_prompt", 1 + len(others))
             return
         self._play(prompt, chosen, tuple(r.track_id for r in others))
 
@@ -287,7 +291,7 @@ class Speaker:
         except AudioUnavailable as e:
             self._ready = False
             self._last_end = self.monotonic()
-            self.outcomes["dropped.speaker_down"] += 1 + len(coalesced)
+            self._count("dropped.speaker_down", 1 + len(coalesced))
             log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
             self.health.set(HEALTH_NAME, "down", str(e))
             return
@@ -295,8 +299,10 @@ class Speaker:
         played = PlayedPrompt(prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced)
         self.played.append(played)
         self.latencies_s.append(played.latency_s)
-        self.outcomes["played"] += 1
-        self.health.update_info(HEALTH_NAME, last_latency_s=round(played.latency_s, 3), **{k.replace(".", "_"): v for k, v in self.outcomes.items()})
+        self._count("played", 1)
+        with self._cond:
+            counts = {k.replace(".", "_"): v for k, v in self.outcomes.items()}
+        self.health.update_info(HEALTH_NAME, last_latency_s=round(played.latency_s, 3), **counts)
         log(
             logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
             languages=",".join(prompt.languages), latency_s=played.latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
