@@ -37,6 +37,8 @@ SourceState = Literal["starting", "up", "down", "ended", "stopped"]
 
 #: reopen attempts for a file when ``reconnect_attempts`` is null (cameras retry forever)
 FILE_ATTEMPTS = 3
+#: frames between two updates of the camera's figures in health
+HEALTH_EVERY = 250
 #: a session must deliver frames this long before its failure counts as new (flapping sources back off)
 STABLE_S = 10.0
 #: network streams: a decode-time step backwards / forwards beyond these is a discontinuity (reopen)
@@ -119,6 +121,7 @@ class FrameSource:
         self._file_utc0: datetime | None = None
         self._file_last_dts: int | None = None
         self._file_last_pts: int | None = None
+        self._health_mono = time.monotonic()
         # raw sources: their timeline is the monotonic clock since the first frame ever captured
         self._mono0: float | None = None
 
@@ -181,6 +184,11 @@ class FrameSource:
                         failures = 0  # a session that ran this long was a recovery, not a flap
                         self.stats.failures_in_row = 0
                     delivered += 1
+                    if self.health is not None and delivered % HEALTH_EVERY == 0:
+                        now = time.monotonic()
+                        self.health.update_info(self.component, frames=self.stats.frames, fps=round(HEALTH_EVERY / max(now - self._health_mono, 1e-6), 2),
+                                                corrupt_skipped=self.stats.corrupt_skipped, reconnects=self.stats.reconnects)
+                        self._health_mono = now
                     yield frame
                     if self._stop.is_set():
                         break

@@ -145,6 +145,7 @@ def test_file_delivers_every_frame_and_every_packet_once(tmp_path: Path) -> None
     keys = [p for f in frames for p in f.packets if p.keyframe]
     assert len(keys) == 8 and keys[0].stream.template is not None
     assert src.stats.state == "ended" and camera(health)["status"] == "off"
+    assert camera(health)["frames"] == 238
 
 
 def test_realtime_paces_a_file_at_its_own_rate(tmp_path: Path) -> None:
