@@ -125,7 +125,7 @@ def test_language_sequence_plays_mandarin_then_dialect_with_a_gap(tmp_path: Path
 
 def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
-    tone_pack(tmp_path / "packs", "xx-test", TONES)
+    tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.0)  # 1 s prompts: wide margins on a busy machine
     cfg = {
         "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_track_s": 30, "cooldown_global_s": 0.3, "max_delay_s": 3},
         "time_switch": {"enabled": False},
@@ -136,9 +136,9 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
         [0.1, "red_light", 1],   # same rider: dropped (track cooldown)
         [0.1, "wrong_way", 2],   # waits while 1 plays ...
         [0.15, "red_light", 3],  # ... and is out-ranked by red_light: coalesced into it
-        [1.6, "no_helmet", 2],   # rider 2 heard the coalesced prompt: dropped
-        [1.6, "wrong_way", 5],   # rider 5 heard rider 1's prompt: dropped
-        [1.6, "passenger", 4],   # played: no passenger.wav in the pack, so generic.wav
+        [2.0, "no_helmet", 2],   # (red_light plays 1.3-2.3 s) rider 2 heard the coalesced prompt: dropped
+        [2.0, "wrong_way", 5],   # rider 5 heard rider 1's prompt: dropped
+        [2.0, "passenger", 4],   # played after red_light: no passenger.wav in the pack, so generic.wav
     ]
     report = drill(home, cfg, script, tmp_path)
 
@@ -163,7 +163,7 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
 
 def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
-    tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.0)
+    tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.5)  # rider 2 would start 1.8 s late: 0.8 s beyond max_delay_s
     cfg = {
         "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 0.5, "max_delay_s": 1.0},
         "time_switch": {"enabled": False},
