@@ -121,8 +121,9 @@ def _register() -> None:
     from edge.actuators.cli import test_lights, test_speaker
     from edge.cli_pipeline import calibrate, replay, run
     from edge.detect.cli import detect_images, models
+    from edge.source.cli import test_camera
 
-    for cmd in (run, replay, calibrate, detect_images, models, test_speaker, test_lights):
+    for cmd in (run, replay, calibrate, detect_images, models, test_speaker, test_lights, test_camera):
         main.add_command(cmd)
 
 

@@ -394,3 +394,21 @@ def test_only_frames_that_are_looked_at_pay_the_colour_conversion(tmp_path: Path
     with av.open(str(VIDEO)) as c:
         ref = [f.to_ndarray(format="bgr24") for _, f in zip(range(6), c.decode(c.streams.video[0]))][5]
     assert np.array_equal(img, ref)
+
+
+def test_test_camera_reports_the_stream_and_writes_snapshot_and_clip(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    snap, clip = tmp_path / "snap.jpg", tmp_path / "cam.mp4"
+    res = CliRunner().invoke(main, ["test-camera", "--uri", str(VIDEO), "--seconds", "2", "--snapshot", str(snap), "--clip", str(clip)])
+    assert res.exit_code == 0, res.output
+    assert "h264 640x360" in res.output and "keyframes  8, every 1.00 s" in res.output
+    import cv2
+
+    assert cv2.imread(str(snap)).shape == (360, 640, 3)
+    with av.open(str(clip)) as c:
+        assert c.streams.video[0].frames == 238
+    bad = CliRunner().invoke(main, ["test-camera", "--uri", f"rtsp://127.0.0.1:{free_port()}/x", "--seconds", "1"])
+    assert bad.exit_code == 1 and "no frame" in bad.output
