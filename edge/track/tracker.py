@@ -189,11 +189,13 @@ class Track:
         """Observations with a helmet classification (optionally only those made in the capture zone)."""
         return [p for p in self.history if p.no_helmet is not None and (p.in_zone or not in_zone_only)]
 
-    def motion(self, window_s: float) -> GroundMotion | None:
+    def motion(self, window_s: float, min_samples: int = 4) -> GroundMotion | None:
+        """Ground speed and heading over the last ``window_s`` s; None until ``min_samples`` ground
+        points spanning at least a third of the window exist."""
         pts = [p for p in self.history if p.ground is not None]
         if len(pts) < 2:
             return None
-        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s)
+        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s, min_samples, window_s / 3)
 
 
 def _to_cxcywh(b: np.ndarray) -> np.ndarray:

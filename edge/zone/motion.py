@@ -37,10 +37,11 @@ def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     return float(np.median((v[j] - v[i])[ok] / dt[ok]))
 
 
-def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float) -> GroundMotion | None:
+def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float, min_samples: int = 2, min_span_s: float = 0.0) -> GroundMotion | None:
     """Robust constant velocity (Theil-Sen) over the last ``window_s`` seconds of (time, ground point) samples.
 
-    Returns None when fewer than two finite samples span a positive time.
+    Returns None with fewer than ``min_samples`` (at least 2) finite samples or a span under
+    ``min_span_s`` (a track's first few ground points are too noisy to call a speed).
     """
     t = np.asarray(times, dtype=np.float64)
     g = np.asarray(ground, dtype=np.float64).reshape(-1, 2)
@@ -53,7 +54,7 @@ def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float) -> Ground
         keep[-2:] = True
     t, g = t[keep], g[keep]
     span = float(t[-1] - t[0])
-    if span <= 0:
+    if span <= 0 or span < min_span_s or len(t) < max(2, min_samples):
         return None
     vx, vy = _theil_sen(t, g[:, 0]), _theil_sen(t, g[:, 1])
     return GroundMotion(math.hypot(vx, vy), heading_of(vx, vy), span, int(len(t)))
