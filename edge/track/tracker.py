@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -268,21 +268,27 @@ class RiderTracker:
         size = frame_size
         zone = self.zone.for_frame(*size) if (self.zone is not None and size is not None) else self.zone
         new_dets = [dets[j] for j in unmatched_high]
-        matched_dets = [dets[j] for j in matches.values()]
-        located = self._locate([d.box for d in matched_dets + new_dets], zone)
-
-        for n, (ti, dj) in enumerate(matches.items()):
+        matched: list[Track] = []
+        for ti, dj in matches.items():
             t = self.tracks[ti]
-            t.update(dets[dj], self._point(dets[dj], t_s, utc, located, n, mono))
+            t.update(dets[dj], self._point(dets[dj], t_s, utc, None, 0, mono))
             t.matched_now = True
+            matched.append(t)
             if t.track_id is None and t.hits >= cfg.min_hits:
                 t.track_id = self._take_id()
-        for n, d in enumerate(new_dets, start=len(matched_dets)):
-            p = self._point(d, t_s, utc, located, n, mono)
+        for d in new_dets:
+            p = self._point(d, t_s, utc, None, 0, mono)
             t = Track(next(_track_keys), np.asarray(d.box, dtype=np.float64), t_s, utc, t_s, deque([p]), rider_hits=int(d.kind == "rider"))
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
+            matched.append(t)
+        # ground points from the filtered boxes (constant-velocity smoothing damps detector jitter,
+        # which the homography magnifies far away)
+        located = self._locate([t.box for t in matched], zone)
+        if located is not None:
+            for n, t in enumerate(matched):
+                t.history[-1] = self._point_located(t.history[-1], located, n)
 
         closed: list[Track] = []
         keep: list[Track] = []
@@ -325,15 +331,16 @@ class RiderTracker:
     def _point(
         d: RiderDetection, t_s: float, utc: datetime, located: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n: int, mono: float | None
     ) -> TrackPoint:
-        ground: tuple[float, float] | None = None
-        dist: float | None = None
-        inside = False
-        if located is not None:
-            g, dd, ins = located
-            if np.isfinite(g[n]).all():
-                ground, dist, inside = (float(g[n, 0]), float(g[n, 1])), float(dd[n]), bool(ins[n])
         hb = None if d.head_box is None else tuple(float(v) for v in d.head_box)
-        return TrackPoint(
-            t_s, utc, tuple(float(v) for v in d.box), d.score, d.kind, ground, dist, inside,  # type: ignore[arg-type]
+        p = TrackPoint(
+            t_s, utc, tuple(float(v) for v in d.box), d.score, d.kind, None, None, False,  # type: ignore[arg-type]
             hb, d.head_score, d.no_helmet, mono,  # type: ignore[arg-type]
         )
+        return p if located is None else RiderTracker._point_located(p, located, n)
+
+    @staticmethod
+    def _point_located(p: TrackPoint, located: tuple[np.ndarray, np.ndarray, np.ndarray], n: int) -> TrackPoint:
+        g, dd, ins = located
+        if not np.isfinite(g[n]).all():
+            return p
+        return replace(p, ground=(float(g[n, 0]), float(g[n, 1])), distance_m=float(dd[n]), in_zone=bool(ins[n]))

@@ -154,7 +154,8 @@ def test_tracks_carry_ground_points_zone_membership_and_speed() -> None:
     (t,) = tr.tracks
     dist = np.array([p.distance_m for p in t.history])
     inside = np.array([p.in_zone for p in t.history])
-    np.testing.assert_allclose(dist, 35.0 - 0.5 * np.arange(45), atol=1e-3)
+    # ground points come from the filtered boxes: a few cm of lag while the box accelerates in the image
+    np.testing.assert_allclose(dist, 35.0 - 0.5 * np.arange(45), atol=0.05)
     assert (inside == ((dist >= 15) & (dist <= 25))).all() and 19 <= inside.sum() <= 21
     m = t.motion(1.0)
     assert m is not None and m.speed_mps == pytest.approx(5.0, rel=1e-3) and abs(m.heading_deg - 180) < 0.5
