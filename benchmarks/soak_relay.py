@@ -123,6 +123,8 @@ def main() -> int:
     ap.add_argument("--media-bytes", type=int, default=2048, help="size of each event's face image")
     ap.add_argument("--down-s", type=float, default=2.0, help="how long the broker stays down at each restart")
     ap.add_argument("--timeout-s", type=float, default=600.0)
+    ap.add_argument("--prefill", action="store_true",
+                    help="fill the outbox first (untimed), then start the relay: measures the relay alone, not Outbox.add")
     ap.add_argument("--consumer", choices=("central", "reference"), default="central")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -139,7 +141,6 @@ def main() -> int:
     health = Health(tmp / "health.json", cfg.device.device_id)
     outbox = Outbox.for_config(cfg, health)
     consumer = CentralSide(args.consumer, broker.port, tmp)
-    relay = MqttRelay(cfg, outbox, health).start()
     src = tmp / "evidence"
     src.mkdir()
 
@@ -156,9 +157,16 @@ def main() -> int:
 
     restarts: list[dict[str, float | str]] = []
     max_depth = 0
-    t_start = time.monotonic()
     producer = threading.Thread(target=produce, name="soak-producer")
-    producer.start()
+    if args.prefill:
+        t = time.monotonic()
+        producer.start()
+        producer.join()
+        print(f"outbox prefilled with {len(sent)} events in {time.monotonic() - t:.1f} s", flush=True)
+    relay = MqttRelay(cfg, outbox, health).start()
+    t_start = time.monotonic()
+    if not args.prefill:
+        producer.start()
     plan = [(args.events // 3, "graceful"), (2 * args.events // 3, "kill -9")]
     deadline = t_start + args.timeout_s
     while time.monotonic() < deadline:
@@ -201,6 +209,7 @@ def main() -> int:
         "broker_restarts": restarts,
         "corrupt_chunks": consumer.corrupt_chunks(),
         "consumer": args.consumer,
+        "prefill": args.prefill,
         "add_ms_p50": round(sorted(add_s)[len(add_s) // 2] * 1000, 2) if add_s else None,
         "add_ms_p99": round(sorted(add_s)[int(len(add_s) * 0.99)] * 1000, 2) if add_s else None,
         "relay_connects": relay.connects,

@@ -41,6 +41,9 @@ class MqttConfig(Section):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive; the broker sends the Last Will after 1.5x this.")
     session_expiry_s: int = Field(7 * 86400, ge=0, le=4294967295, description="MQTT 5 session expiry (the broker keeps acks for us while offline).")
     max_inflight: int = Field(20, ge=1, le=1000, description="QoS 1 messages published and not yet PUBACKed, at most.")
+    max_unacked_events: int = Field(
+        200, ge=1, le=100_000,
+        description="Events the broker has taken but central not yet acknowledged, at most (flow control: the rest waits on the edge's disk).")
     media_chunk_kb: int = Field(256, ge=4, le=65536, description="Media above this size are sent in chunks.")
     reconnect_min_s: float = Field(1.0, ge=0.1, le=60, description="First reconnect delay; doubles up to reconnect_max_s.")
     reconnect_max_s: float = Field(60.0, ge=1, le=3600, description="Longest reconnect delay.")

@@ -3,7 +3,8 @@
 One publisher thread (the *pump*, owned and started by :meth:`MqttRelay.start`) plus paho's
 network thread. The pump takes pending events from the :class:`~edge.relay.outbox.Outbox` in
 insertion order, publishes each event's media chunks and then the event JSON with QoS 1, and
-keeps at most ``max_inflight`` messages waiting for their PUBACK. An event is marked
+keeps at most ``max_inflight`` messages waiting for their PUBACK and at most
+``max_unacked_events`` events at the broker without central's ack (flow control). An event is marked
 ``published`` when every one of its messages has been PUBACKed, and ``acked`` when central's
 ``.../ack`` says it is stored. paho re-sends un-PUBACKed messages itself after a reconnect (same
 process); after a restart the outbox still holds them as ``pending`` and they go out again;
@@ -408,7 +409,9 @@ class MqttRelay:
                     self._rescan = False
                     cursor = 0
                 room = self.mc.max_inflight - len(self._tracked)
-                items = self.outbox.next_pending(cursor, limit=room) if room > 0 else []
+                # flow control: central must keep up (acks) before more goes to the broker
+                ack_room = self.mc.max_unacked_events - self.outbox.count_state("published") - len(self._inflight)
+                items = self.outbox.next_pending(cursor, limit=min(room, ack_room)) if room > 0 and ack_room > 0 else []
                 if not items:
                     with self._wake:
                         if not self._acks:

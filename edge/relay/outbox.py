@@ -516,10 +516,15 @@ class Outbox:
             return "rejected"
 
     def requeue_unacked(self, older_than_s: float, now: float | None = None) -> int:
-        """Published events central has not acknowledged for ``older_than_s``: send them again."""
+        """Published events central has not acknowledged in time go back to ``pending`` (sent again).
+
+        The wait doubles with each publish of the same event (``older_than_s`` x 1, 2, 4 ... 64), so a
+        central office that is down or far behind gets a trickle of re-sends, not a storm."""
         now = time.time() if now is None else now
         with self.batch():
-            cur = self._db.execute("UPDATE events SET state = 'pending' WHERE state = 'published' AND published_at < ?", (now - older_than_s,))
+            cur = self._db.execute(
+                "UPDATE events SET state = 'pending' WHERE state = 'published' "
+                "AND published_at + ? * (1 << MIN(MAX(publishes - 1, 0), 6)) < ?", (older_than_s, now))
             if cur.rowcount:
                 self.requeued += 1
                 self._changed.notify_all()
@@ -530,6 +535,10 @@ class Outbox:
                     self.health.alarm("relay_unacked", msg if stubborn else None)
                 log(logger, "outbox_requeued_unacked", logging.WARNING, events=cur.rowcount, older_than_s=older_than_s)
             return int(cur.rowcount)
+
+    def count_state(self, state: EventState | str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE state = ?", (EventState(state).value,)).fetchone()[0])
 
     def state_of(self, event_id: uuid.UUID | str) -> EventState | None:
         with self._lock:

@@ -133,11 +133,11 @@ class ReferenceConsumer:
             eid = _event_id_of(payload)
             self.rejected.append(str(e))
             if eid is not None:
-                self._publish_ack(topic, P.Ack(event_id=eid, status="rejected", reason=str(e)[:200]))
+                self.publish_ack(topic, P.Ack(event_id=eid, status="rejected", reason=str(e)[:200]))
             return
         if ev.device_id != topic.device:
             self.rejected.append(f"device_id {ev.device_id} published on {topic}")
-            self._publish_ack(topic, P.Ack(event_id=ev.event_id, status="rejected", reason="device_id does not match topic"))
+            self.publish_ack(topic, P.Ack(event_id=ev.event_id, status="rejected", reason="device_id does not match topic"))
             return
         with self._changed:
             self.deliveries += 1
@@ -164,9 +164,9 @@ class ReferenceConsumer:
             del self._waiting[eid]
             stored.media.update(have)
             stored.acked = True
-        self._publish_ack(stored.topic, P.Ack(event_id=eid, status="stored", media_complete=not missing, missing_media=missing))
+        self.publish_ack(stored.topic, P.Ack(event_id=eid, status="stored", media_complete=not missing, missing_media=missing))
 
-    def _publish_ack(self, topic: P.Topic, ack: P.Ack) -> None:
+    def publish_ack(self, topic: P.Topic, ack: P.Ack) -> None:
         if self.ack_enabled:
             self.client.publish(P.ack_topic(self.prefix, topic.site, topic.device), P.encode_ack(ack), qos=1)
 

@@ -101,6 +101,9 @@ def test_unacked_published_events_are_requeued_after_timeout(tmp_path: Path, mak
     before = ob.requeued
     assert ob.requeue_unacked(60, now=time.time() + 61) == 1
     assert ob.requeued == before + 1 and ob.state_of(ev.event_id) is EventState.pending
+    ob.mark_published([1])  # second publish: the wait doubles
+    assert ob.requeue_unacked(60, now=time.time() + 61) == 0
+    assert ob.requeue_unacked(60, now=time.time() + 121) == 1
 
 
 def test_delete_media_on_ack(tmp_path: Path, make_event: Any) -> None:

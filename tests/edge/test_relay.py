@@ -391,3 +391,27 @@ def test_a_long_backlog_raises_the_relay_backlog_alarm_and_clears_when_delivered
         consumer.stop()
     finally:
         relay.stop()
+
+
+def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                     relay_config: Any) -> None:
+    """Central is not acking: only max_unacked_events go to the broker, the rest waits on disk."""
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, max_unacked_events=3)
+    consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-window", ack=False).start()
+    evs = [make_event(tmp_path, i) for i in range(10)]
+    for ev, f in evs:
+        outbox.add(ev, f)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert _wait(lambda: outbox.stats().published == 3, 10)
+        time.sleep(1.0)
+        st = outbox.stats()
+        assert (st.published, st.pending) == (3, 7) and len(consumer.events) == 3
+        consumer.ack_enabled = True
+        for e in list(consumer.events.values()):  # answer what already arrived, as a consumer catching up would
+            consumer.publish_ack(e.topic, P.Ack(event_id=e.event.event_id, status="stored", media_complete=True))
+        assert relay.wait_drained(20), outbox.stats()
+        assert consumer.order == [e.event_id for e, _ in evs]
+    finally:
+        relay.stop()
+        consumer.stop()
