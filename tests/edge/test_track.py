@@ -158,5 +158,5 @@ def test_tracks_carry_ground_points_zone_membership_and_speed() -> None:
     np.testing.assert_allclose(dist, 35.0 - 0.5 * np.arange(45), atol=0.05)
     assert (inside == ((dist >= 15) & (dist <= 25))).all() and 19 <= inside.sum() <= 21
     m = t.motion(1.0)
-    assert m is not None and m.speed_mps == pytest.approx(5.0, rel=1e-3) and abs(m.heading_deg - 180) < 0.5
+    assert m is not None and m.speed_mps == pytest.approx(5.0, rel=0.01) and abs(m.heading_deg - 180) < 0.5
     assert t.last.mono == pytest.approx(104.4)
