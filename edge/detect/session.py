@@ -28,6 +28,8 @@ def open_session(path: Path, providers: list[str], threads: int = 0, name: str =
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # no busy-waiting between operators: the appliance shares its cores with capture and encoding
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
