@@ -163,7 +163,8 @@ def main() -> None:
         ("JPEG ring, 7 s at 25 fps", f"{jpeg7_mb:.1f} MB (upscaled) / {jpeg7_real_mb:.1f} MB (real texture); "
                                      f"measured ring {jpeg_ring_mb:.1f} MB holding {jring_s:.2f} s"),
         ("JPEG worker capacity", f"{jpeg_push_fps:.1f} frames per CPU second (needs 25)"),
-        ("JPEG -> H.264 clip (7 s, libx264 " + jcfg.clip_preset + ")", "skipped (--quick)" if args.quick else f"{clip_encode_s:.1f} s wall, {clip_encode_cpu_s:.1f} CPU s for {jclip_frames} frames"),
+        ("JPEG -> H.264 clip (7 s, libx264 " + jcfg.clip_preset + ")",
+         "skipped (--quick)" if args.quick else f"{clip_encode_s:.1f} s wall, {clip_encode_cpu_s:.1f} CPU s for {jclip_frames} frames"),
     ]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:

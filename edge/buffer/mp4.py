@@ -15,10 +15,12 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
 import numpy as np
+from av.video.stream import VideoStream
 
 from edge.config.buffer import BufferConfig
 from edge.source.frame import EncodedPacket
@@ -106,7 +108,7 @@ def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -
     w, h = stream.width - stream.width % 2, stream.height - stream.height % 2
     base_s = packets[0].pts_s
     with av.open(str(part), "w", format="mp4") as out:
-        ostream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        ostream = cast(VideoStream, out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001)))
         ostream.width, ostream.height = w, h
         ostream.pix_fmt = "yuv420p"
         ostream.codec_context.time_base = tb
@@ -124,7 +126,7 @@ def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -
                 continue  # an undecodable JPEG: skip the frame, keep the clip
             if img.shape[1] != w or img.shape[0] != h:
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+            vf = av.VideoFrame.from_ndarray(img.astype(np.uint8, copy=False), format="bgr24")
             pts = max(int(round((p.pts_s - base_s) / tb)), last_pts + 1)  # strictly increasing
             last_pts = pts
             vf.pts = pts

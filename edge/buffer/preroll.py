@@ -242,7 +242,8 @@ class PrerollBuffer:
                 self._short_reported = True
                 log(logger, "buffer_preroll_short", level=logging.WARNING, max_mb=self.cfg.max_mb, retain_s=self.retain_s)
                 if self.health is not None:
-                    self.health.set(self.component, "degraded", f"buffer.max_mb={self.cfg.max_mb} holds less than {self.retain_s:g} s of video")
+                    self.health.set(self.component, "degraded",
+                                    f"buffer.max_mb={self.cfg.max_mb} holds less than {self.retain_s:g} s of video")
         # stamps: keep those from a little before the oldest kept group
         if groups:
             first = groups[0].start_pts_s - 1.0
@@ -289,9 +290,9 @@ class PrerollBuffer:
             groups = list(self._groups)
             if not groups:
                 return []
-            at = self._newest_pts_s if at_pts_s is None else at_pts_s
+            at = at_pts_s if at_pts_s is not None else (self._newest_pts_s or 0.0)
             starts = [g.start_pts_s for g in groups]
-            i_at = max(0, bisect_right(starts, at) - 1)  # type: ignore[arg-type]
+            i_at = max(0, bisect_right(starts, at) - 1)
             session = groups[i_at].stream
             same = [g for g in groups if g.stream is session]
             chosen = same[0]

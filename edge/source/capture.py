@@ -186,7 +186,8 @@ class FrameSource:
                     delivered += 1
                     if self.health is not None and delivered % HEALTH_EVERY == 0:
                         now = time.monotonic()
-                        self.health.update_info(self.component, frames=self.stats.frames, fps=round(HEALTH_EVERY / max(now - self._health_mono, 1e-6), 2),
+                        fps = round(HEALTH_EVERY / max(now - self._health_mono, 1e-6), 2)
+                        self.health.update_info(self.component, frames=self.stats.frames, fps=fps,
                                                 corrupt_skipped=self.stats.corrupt_skipped, reconnects=self.stats.reconnects)
                         self._health_mono = now
                     yield frame

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import click
@@ -33,7 +34,8 @@ def _config(path: Path | None) -> EdgeConfig:
 @click.option("--uri", default=None, help="Open this instead of source.uri (file, rtsp:// URL, /dev/videoN, GStreamer pipeline).")
 @click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="How long to read.")
 @click.option("--snapshot", type=click.Path(dir_okay=False, path_type=Path), help="Save the last frame as JPEG (for calibrate).")
-@click.option("--clip", "clip_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the last pre_s + post_s seconds as an MP4 clip.")
+@click.option("--clip", "clip_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the last pre_s + post_s seconds as an MP4 clip.")
 def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: Path | None, clip_path: Path | None) -> None:
     """Read the camera for a few seconds and report its stream (codec, size, fps, keyframes, bit rate)."""
     import cv2
@@ -80,7 +82,7 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
     click.echo(f"stream     {info.codec} {w}x{h}, nominal {info.fps:.2f} fps, {n} frames in {span:.2f} s of video "
                f"({(n - 1) / span:.2f} fps), read in {wall:.2f} s")
     if keyframe_pts:
-        gaps = [b - a for a, b in zip(keyframe_pts, keyframe_pts[1:])]
+        gaps = [b - a for a, b in pairwise(keyframe_pts)]
         gop = f"every {sum(gaps) / len(gaps):.2f} s" if gaps else "one seen"
         click.echo(f"keyframes  {len(keyframe_pts)}, {gop}")
         click.echo(f"bit rate   {nbytes * 8 / span / 1e6:.2f} Mbit/s")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,7 +75,8 @@ def make_test_clip(
     if not src.is_file():
         raise FileNotFoundError(f"test clip source not found: {src} (expected ../shared beside the checkout, or set ANQI_SHARED)")
     st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}|s{seconds}|l{loops}|{preset}|v1"
+    key = (f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}"
+           f"|s{seconds}|l{loops}|{preset}|v1")
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     out_path = Path(path) if path else cache_dir() / f"{src.stem}-{width}x{height}-{fps}fps-g{gop}-b{bframes}-x{loops}-{digest}.mp4"
     if out_path.is_file() and out_path.stat().st_size > 0:
@@ -130,7 +130,7 @@ def _source_images(src: Path, loops: int) -> Iterator[tuple[float, np.ndarray]]:
             istream.thread_type = "AUTO"
             step = 1.0 / float(istream.average_rate or 25)
             for i, vf in enumerate(inp.decode(istream)):
-                t = float(vf.pts * vf.time_base) if vf.pts is not None else i * step
+                t = float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else i * step
                 end = offset + t + step
                 yield offset + t, vf.to_ndarray(format="bgr24")
         offset = end
@@ -173,6 +173,6 @@ def raw_frames(path: Path, *, limit: int | None = None, session: int = 1) -> Ite
                 return
             img = vf.to_ndarray(format="bgr24")
             img.flags.writeable = False
-            pts_s = float(vf.pts * vf.time_base) if vf.pts is not None else i / fps
+            pts_s = float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else i / fps
             yield Frame(image=img, index=i, pts_s=pts_s, mono=time.monotonic(), utc=utc0 + timedelta(seconds=pts_s),
                         stream=info, keyframe=True)

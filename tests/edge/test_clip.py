@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -95,7 +96,7 @@ def test_clip_of_a_stream_with_b_frames_keeps_its_reference_frames(bikelane: lis
     clip = record(bikelane, {i: "b"}, tmp_path)["b"].result()
     assert clip.complete and clip.start_pts_s == 0.0
     _, times, _ = read_back(clip.path)
-    assert times[0] == 0.0 and all(b > a for a, b in zip(times, times[1:]))
+    assert times[0] == 0.0 and all(b > a for a, b in pairwise(times))
     assert len(times) == clip.frames  # every packet decodes: no orphaned B-frame
     # end: the frame at t + 1 s, plus at most the B-frame reorder depth of reference frames
     assert t + 1 <= clip.end_pts_s <= t + 1 + 3 / 30 + 1e-6
@@ -217,7 +218,7 @@ def mean_abs_diff(path: Path, images: list[np.ndarray], at: list[int]) -> float:
     """Mean absolute BGR difference between frames ``at`` of a clip and ``images``."""
     with av.open(str(path)) as c:
         decoded = [f.to_ndarray(format="bgr24") for f in c.decode(c.streams.video[0])]
-    return float(np.mean([np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean() for k, img in zip(at, images)]))
+    return float(np.mean([np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean() for k, img in zip(at, images, strict=True)]))
 
 
 def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
     clip = record(frames, {20: "m4"}, tmp_path, cfg)["m4"].result()
     codec, times, _ = read_back(clip.path)
     assert codec == "mpeg4" and times[0] == 0.0 and len(times) == clip.frames == 25
-    assert all(b > a for a, b in zip(times, times[1:]))
+    assert all(b > a for a, b in pairwise(times))
     assert mean_abs_diff(clip.path, [frames[5].image, frames[29].image], [0, 24]) < 5.0
 
 
@@ -291,7 +292,7 @@ def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
     assert clip.complete and clip.start_pts_s <= t - 0.4 + 1e-6
     _, times, size = read_back(clip.path)
     assert size == (640, 360) and len(times) == clip.frames == len(inside)
-    assert times[0] == 0.0 and all(b > a for a, b in zip(times, times[1:]))
+    assert times[0] == 0.0 and all(b > a for a, b in pairwise(times))
     end = late.result()
     assert not end.complete and "stream ended" in end.note
     assert end.frames == len([f for f in frames if f.pts_s >= end.start_pts_s - tick])
