@@ -12,8 +12,14 @@ Typical wiring (the daemon owns the threads)::
     to_detect.close()
 
 ``Frame.packets`` carries the encoded packets of compressed sources to the buffer; raw sources
-(V4L2, GStreamer) have none and the buffer JPEG-encodes their images.
-:func:`make_test_clip` builds the 1080p25 H.264 clip that tests and benchmarks use.
+(V4L2, GStreamer) have none and the buffer JPEG-encodes their images. ``Frame.image`` (BGR) is
+converted from the decoder's YUV frame on first access, so only sampled frames pay for it.
+
+Health: component ``camera`` is ``up`` (with fps/frames), ``down`` with the reason and the next
+retry while the source fails, ``off`` at the end of a file. ``anqi-edge test-camera`` (``edge.source.cli``)
+reports a camera's codec, size, fps, keyframe interval and bit rate and saves a snapshot.
+:func:`make_test_clip` builds the 1080p25 H.264 clip that tests and benchmarks use;
+:func:`edge.source.testclips.raw_frames` yields a file's frames as a raw camera would.
 """
 
 from edge.source.capture import FrameSource, SourceError, SourceState, SourceStats, check_config
