@@ -12,8 +12,9 @@ Typical wiring (the daemon owns the threads)::
     clip = fut.result()                   # Clip: path (complete file), start_utc, end_utc, ...
     recorder.close()                      # end of stream: pending clips finish with what exists
 
-Compressed sources are remuxed (no re-encode) and start at the keyframe at or before
-``t - pre_s``; raw sources are kept as JPEG and encoded to H.264 (libx264, else MPEG-4) per clip.
+Compressed sources are remuxed (no re-encode): the bitstream starts at the keyframe at or before
+``t - pre_s`` and an MP4 edit list makes the file show from ``t - pre_s`` (``clip_exact_start``);
+raw sources are kept as JPEG and encoded to H.264 (libx264, else MPEG-4) per clip.
 """
 
 from edge.buffer.mp4 import WrittenClip, clip_encoder, write_clip

@@ -30,7 +30,9 @@ JPEG_CODEC = "mjpeg"
 
 @dataclass(frozen=True)
 class WrittenClip:
-    """What went into the file: first and last frame's stream time (source timeline), frames, codec."""
+    """What the file shows: first and last shown frame's stream time (source timeline), frames shown,
+    codec; ``decoded_from_pts_s`` is the keyframe the bitstream starts at (earlier than
+    ``first_pts_s`` when an edit list hides the frames before the window)."""
 
     path: Path
     first_pts_s: float
@@ -40,6 +42,7 @@ class WrittenClip:
     size: int
     codec: str
     remuxed: bool
+    decoded_from_pts_s: float
 
 
 def clip_encoder(cfg: BufferConfig) -> str:
@@ -49,8 +52,13 @@ def clip_encoder(cfg: BufferConfig) -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig) -> WrittenClip:
-    """Write ``packets`` (decode order, one session, starting at a keyframe) to ``path`` (.mp4)."""
+def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig, show_from_s: float | None = None) -> WrittenClip:
+    """Write ``packets`` (decode order, one session, starting at a keyframe) to ``path`` (.mp4).
+
+    ``show_from_s`` (remux only): the file's presentation starts at the frame at or before this
+    stream time; the frames between the keyframe and it are still in the file (they are needed to
+    decode) but hidden by an MP4 edit list, so players and decoders show exactly the window.
+    """
     if not packets:
         raise ValueError(f"no video to write to {path}")
     if not packets[0].keyframe:
@@ -61,7 +69,7 @@ def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig) -> W
         if packets[0].stream.codec == JPEG_CODEC:
             clip = _encode_jpegs(packets, part, cfg)
         else:
-            clip = _remux(packets, part)
+            clip = _remux(packets, part, show_from_s)
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(part, path)
@@ -69,15 +77,21 @@ def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig) -> W
         part.unlink(missing_ok=True)
         raise
     return WrittenClip(path, clip.first_pts_s, clip.last_pts_s, clip.frame_interval_s, clip.frames,
-                       path.stat().st_size, clip.codec, clip.remuxed)
+                       path.stat().st_size, clip.codec, clip.remuxed, clip.decoded_from_pts_s)
 
 
-def _remux(packets: list[EncodedPacket], part: Path) -> WrittenClip:
+def _remux(packets: list[EncodedPacket], part: Path, show_from_s: float | None) -> WrittenClip:
     stream = packets[0].stream
     if stream.template is None:
         raise ValueError(f"session {stream.session} has no codec parameters (no keyframe seen by the source)")
     tb = stream.time_base
-    base = min(p.pts for p in packets)
+    first = min(p.pts for p in packets)
+    base = first
+    if show_from_s is not None:
+        # the frame at or before the window start becomes time 0; earlier ones get negative times,
+        # which FFmpeg's MP4 muxer turns into an edit list (decoded, not shown)
+        before = [p.pts for p in packets if p.pts_s <= show_from_s + 1e-6]
+        base = max(before) if before else first
     with av.open(io.BytesIO(stream.template), "r") as tmpl, av.open(str(part), "w", format="mp4") as out:
         ostream = out.add_stream_from_template(tmpl.streams.video[0])
         ostream.time_base = tb
@@ -92,7 +106,9 @@ def _remux(packets: list[EncodedPacket], part: Path) -> WrittenClip:
             pkt.stream = ostream
             out.mux(pkt)
     interval = 1.0 / stream.fps if stream.fps > 0 else 0.04
-    return WrittenClip(part, stream.to_seconds(base), max(p.pts_s for p in packets), interval, len(packets), 0, stream.codec, True)
+    shown = sum(1 for p in packets if p.pts >= base)
+    return WrittenClip(part, stream.to_seconds(base), max(p.pts_s for p in packets), interval, shown, 0, stream.codec, True,
+                       stream.to_seconds(first))
 
 
 def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
@@ -136,4 +152,4 @@ def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -
             frames += 1
         for pkt in ostream.encode(None):
             out.mux(pkt)
-    return WrittenClip(part, base_s, packets[-1].pts_s, 1.0 / fps, frames, 0, codec, False)
+    return WrittenClip(part, base_s, packets[-1].pts_s, 1.0 / fps, frames, 0, codec, False, base_s)

@@ -6,6 +6,12 @@ until one lies past ``t + post_s``; then the clip is written (remux for compress
 H.264 encode for raw/JPEG ones) on the recorder's writer thread, and the trigger's ``Future``
 resolves with a :class:`Clip` only after the file is closed and renamed into place.
 
+Remuxed clips keep the whole group from that keyframe (a decoder needs it) but, with
+``buffer.clip_exact_start`` (default), an MP4 edit list hides the frames before ``t - pre_s``:
+the file shows [t - pre_s, t + post_s] to within one frame, never less (no Frigate-style clip
+shorter than its pre-roll because recordings are cut at keyframes). Streams with B-frames may show
+up to their reorder depth of extra frames at the end (reference frames the last shown ones need).
+
 Overlapping violations: each trigger gets its own file covering its own window; the packets are
 shared (references to the same bytes), so overlap costs no memory and no frame is dropped.
 A clip ends early, with what exists (``complete=False``), when the stream ends (:meth:`flush`)
@@ -57,6 +63,8 @@ class Clip:
     complete: bool
     #: why not complete ("" when complete): "stream start", "stream ended", "session ended", ...
     note: str = ""
+    #: stream time of the keyframe the file's bitstream starts at (<= start_pts_s; earlier frames are hidden)
+    keyframe_pts_s: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -250,7 +258,7 @@ class ClipRecorder:
         packets = _trim(p.packets, p.end_s)
         if not packets:
             raise ValueError(f"no video for clip {p.key} (no keyframe in the buffer around t={p.t:.3f} s)")
-        w = write_clip(packets, p.path, self.cfg)
+        w = write_clip(packets, p.path, self.cfg, show_from_s=p.t - self.cfg.pre_s if self.cfg.clip_exact_start else None)
         start, end = w.first_pts_s, w.last_pts_s + w.frame_interval_s
         anchor = p.anchor or FrameStamp(p.t, 0.0, datetime.now().astimezone(), 0)
         head_ok = start <= p.t - self.cfg.pre_s + _EPS
@@ -262,7 +270,7 @@ class ClipRecorder:
         note = "; ".join(notes)
         return Clip(key=p.key, path=w.path, trigger_pts_s=p.t, start_pts_s=start, end_pts_s=end,
                     start_utc=anchor.utc_at(start), end_utc=anchor.utc_at(end), frames=w.frames, size=w.size,
-                    codec=w.codec, remuxed=w.remuxed, complete=full, note=note)
+                    codec=w.codec, remuxed=w.remuxed, complete=full, note=note, keyframe_pts_s=w.decoded_from_pts_s)
 
 
 def _trim(packets: list[EncodedPacket], end_s: float) -> list[EncodedPacket]:

@@ -20,6 +20,10 @@ class BufferConfig(Section):
     )
     jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality for raw sources (V4L2, GStreamer), whose frames are kept encoded.")
     max_mb: float = Field(96.0, gt=1, le=2048, description="Hard memory bound of the ring buffer in MiB; oldest keyframe groups go first.")
+    clip_exact_start: bool = Field(
+        True,
+        description="Remuxed clips: show from the frame at t - pre_s (an MP4 edit list hides the frames between the preceding keyframe and it); false shows from the keyframe.",
+    )
     clip_codec: Literal["auto", "libx264", "mpeg4"] = Field(
         "auto",
         description="Encoder for clips of raw (JPEG) sources; auto: libx264 when FFmpeg has it, else mpeg4. Compressed sources are remuxed, never re-encoded.",

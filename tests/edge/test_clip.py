@@ -70,9 +70,10 @@ def test_clip_covers_six_seconds_before_to_one_after(camera_frames: list[Frame],
     clip = record(camera_frames, {i: "v1"}, tmp_path)["v1"].result()
     interval = 1 / CAM_FPS
     assert clip.complete and clip.note == "" and clip.remuxed and clip.codec == "h264"
-    # starts at the keyframe at or before t - 6 s (keyframes every 1 s): never short, at most one group long
-    assert t - 6 - 1.0 < clip.start_pts_s <= t - 6
-    assert clip.start_pts_s == pytest.approx(4.0)
+    # the bitstream starts at the keyframe at or before t - 6 s (keyframes every 1 s) ...
+    assert clip.keyframe_pts_s == pytest.approx(4.0)
+    # ... and the file shows from the frame at t - 6 s (an edit list hides the 7 frames before it)
+    assert t - 6 - interval < clip.start_pts_s <= t - 6 + 1e-6
     # ends with the frame at t + 1 s (within one frame interval)
     assert t + 1 <= clip.end_pts_s <= t + 1 + interval + 1e-6
     codec, times, size = read_back(clip.path)
@@ -82,22 +83,30 @@ def test_clip_covers_six_seconds_before_to_one_after(camera_frames: list[Frame],
     assert len(times) == clip.frames == round(clip.duration_s * CAM_FPS)
     assert times[-1] + interval == pytest.approx(clip.duration_s, abs=1e-3)
     # the clip's UTC window matches the frames' own capture times
-    assert abs((clip.start_utc - camera_frames[100].utc).total_seconds()) < 1e-3
+    assert abs((clip.start_utc - camera_frames[round(clip.start_pts_s * CAM_FPS)].utc).total_seconds()) < 1e-3
     assert (clip.end_utc - clip.start_utc).total_seconds() == pytest.approx(clip.duration_s, abs=1e-3)
-    # the file's pixels are the source's: first frame of the clip == source frame at 4.0 s
+    # the file's pixels are the source's: first frame shown == source frame at t - 6 s
     with av.open(str(clip.path)) as c:
         first = next(c.decode(c.streams.video[0])).to_ndarray(format="bgr24")
-    assert np.array_equal(first, camera_frames[100].image)
+    assert np.array_equal(first, camera_frames[round(clip.start_pts_s * CAM_FPS)].image)
+
+
+def test_clip_can_show_from_the_keyframe_instead(camera_frames: list[Frame], tmp_path: Path) -> None:
+    cfg = BufferConfig(clip_exact_start=False)
+    clip = record(camera_frames, {257: "kf"}, tmp_path, cfg)["kf"].result()
+    assert clip.start_pts_s == clip.keyframe_pts_s == pytest.approx(4.0)
+    _, times, _ = read_back(clip.path)
+    assert len(times) == clip.frames == round(clip.duration_s * CAM_FPS)
 
 
 def test_clip_of_a_stream_with_b_frames_keeps_its_reference_frames(bikelane: list[Frame], tmp_path: Path) -> None:
     i = 198  # t = 6.6 s in the shared clip (30 fps, 2 B-frames between references)
     t = bikelane[i].pts_s
     clip = record(bikelane, {i: "b"}, tmp_path)["b"].result()
-    assert clip.complete and clip.start_pts_s == 0.0
+    assert clip.complete and clip.keyframe_pts_s == 0.0 and clip.start_pts_s == pytest.approx(t - 6)
     _, times, _ = read_back(clip.path)
     assert times[0] == 0.0 and all(b > a for a, b in pairwise(times))
-    assert len(times) == clip.frames  # every packet decodes: no orphaned B-frame
+    assert len(times) == clip.frames  # every shown frame decodes: no orphaned B-frame
     # end: the frame at t + 1 s, plus at most the B-frame reorder depth of reference frames
     assert t + 1 <= clip.end_pts_s <= t + 1 + 3 / 30 + 1e-6
 
@@ -118,7 +127,8 @@ def test_overlapping_violations_each_get_their_own_full_window(camera_frames: li
     for i, key in triggers.items():
         c, t = clips[key], camera_frames[i].pts_s
         assert c.complete, key
-        assert c.start_pts_s <= t - 6 < c.start_pts_s + 1.0
+        assert t - 6 - 1 / CAM_FPS < c.start_pts_s <= t - 6 + 1e-6
+        assert c.keyframe_pts_s is not None and t - 7 < c.keyframe_pts_s <= c.start_pts_s
         assert t + 1 <= c.end_pts_s <= t + 1 + 1 / CAM_FPS + 1e-6
         _, times, _ = read_back(c.path)
         assert len(times) == c.frames == round(c.duration_s * CAM_FPS), f"{key}: a frame was dropped"
