@@ -67,8 +67,18 @@ class SpeakerConfig(Section):
     )
     sample_rate: int | None = Field(None, ge=8000, le=192000, description="Output rate in Hz; None = the device's default rate. Prompts are resampled at load.")
     channels: Literal[1, 2] | None = Field(None, description="Output channels; None = mono if the device takes it, else stereo.")
-    latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for the output stream.")
+    latency: Literal["low", "high"] | float = Field(
+        "high",
+        description="PortAudio output latency: 'low', 'high' (about 0.1 s: rides out CPU spikes from detection without clicks) or seconds.",
+    )
     retry_s: float = Field(30.0, ge=0.5, le=3600, description="While the output is down, a new prompt re-opens it (re-scanning the devices) at most this often.")
+
+    @field_validator("latency")
+    @classmethod
+    def _latency_range(cls, v: str | float) -> str | float:
+        if isinstance(v, float) and not 0.005 <= v <= 1.0:
+            raise ValueError(f"seconds must be within 0.005..1.0 (got {v:g})")
+        return v
 
     @field_validator("languages")
     @classmethod

@@ -25,7 +25,7 @@ from edge.paths import audio_prompts_dir
 
 RATE = 16000
 #: PortAudio pre-fills the ALSA buffer with up to this much silence before the first callback's data
-PREFILL = int(0.06 * RATE)
+PREFILL = int(0.15 * RATE)  # speaker.latency "high": about 0.1 s
 ASOUNDRC = """
 pcm.!default {{
   type plug
@@ -102,7 +102,9 @@ def test_shipped_mandarin_prompt_reaches_the_alsa_device_sample_for_sample(tmp_p
     assert len(expected) <= len(got) < len(expected) + RATE // 2
     ncc, lag = best_match(got, expected)
     assert ncc > 0.99 and 0 <= lag <= PREFILL
-    assert played["latency_s"] >= lag / RATE - 0.01  # the measured start includes the pre-filled silence
+    # the measured start includes the pre-filled silence, give or take one ALSA period (PortAudio's
+    # reported output latency, used where the sink reports no DAC time, is about a period short)
+    assert played["latency_s"] >= lag / RATE - 0.03
     assert played["end_s"] - played["start_s"] >= len(expected) / RATE - 0.01  # held for the prompt's duration
     assert report["latencies_s"] == [played["latency_s"]] and 0 <= played["latency_s"] < 1.5
     assert report["health"]["speaker"]["status"] == "up"
@@ -153,10 +155,10 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     # the device got exactly the three prompts, back to back
     got = captured(capture)
     tone = {m: load_wav(tmp_path / "packs" / "xx-test" / f"{m}.wav", RATE) for m in TONES}
-    assert len(got) == pytest.approx(3 * len(tone["generic"]), abs=RATE // 5)
+    assert 3 * len(tone["generic"]) <= len(got) <= 3 * (len(tone["generic"]) + PREFILL) + RATE // 10
     offset = 0
     for message in ("no_helmet", "red_light", "generic"):
-        ncc, lag = best_match(got[offset : offset + len(tone[message]) + RATE // 10], tone[message])
+        ncc, lag = best_match(got[offset : offset + len(tone[message]) + PREFILL + RATE // 20], tone[message])
         assert ncc > 0.98, message
         offset += lag + len(tone[message])
 
