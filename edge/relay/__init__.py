@@ -54,8 +54,6 @@ def check_config(cfg: EdgeConfig) -> list[str]:
                 tls_context(cfg)
             except RelayConfigError as e:
                 problems.append(str(e))
-        if mc.port == 1883:
-            problems.append("relay.mqtt.port: 1883 is the plain-text port; a TLS listener is usually 8883")
     elif mc.host is not None and mc.host not in ("localhost", "127.0.0.1", "::1"):
         problems.append(f"relay.mqtt.tls: not set; evidence (faces) would cross the network to {mc.host} unencrypted")
     oc = cfg.relay.outbox
