@@ -47,6 +47,7 @@ logger = logging.getLogger("edge.daemon")
 Mode = Literal["live", "until_eof", "replay"]
 
 MODEL_RETRY_S = 30.0
+EVENT_FILE = "event.json"  #: written into an event's work folder just before it goes to the outbox
 HEALTH_EVERY_S = 5.0
 
 
@@ -213,6 +214,7 @@ class EdgeDaemon:
         self.assembler = EventAssembler(cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame)
         self.persuasion = self._start_persuasion()
         self.outbox, self.relay, self.broker = self._start_relay()
+        self.recovered = self._recover_unstored()
 
     def _load_detector(self, first: bool = False) -> None:
         try:
@@ -289,6 +291,40 @@ class EdgeDaemon:
             self.health.set("relay", "down", str(e)[:300])
             log(logger, "relay_unavailable", logging.ERROR, error=str(e)[:300])
             return outbox, None, None
+
+    def _write_event_json(self, event: ViolationEvent) -> None:
+        """Replay: the event as JSON under ``out_dir/events/``."""
+        if self.out_dir is not None and self.mode == "replay":
+            events_dir = self.out_dir / "events"
+            events_dir.mkdir(parents=True, exist_ok=True)
+            (events_dir / f"{event.event_id}.json").write_text(json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False))
+
+    def _recover_unstored(self) -> int:
+        """Events a previous run assembled but could not store (disk full, crash): store them now."""
+        from edge.event import parse_event
+
+        stored = 0
+        for folder in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):
+            f = folder / EVENT_FILE
+            if not f.is_file():
+                # evidence of a violation whose event was never assembled (crash mid-collect): kept, said once
+                log(logger, "incomplete_evidence_kept", logging.WARNING, folder=str(folder), files=len(list(folder.iterdir())))
+                continue
+            try:
+                ev = parse_event(f.read_text(encoding="utf-8"))
+                media = {m.name: folder / m.name for m in ev.media}
+                missing = [n for n, p in media.items() if not p.is_file()]
+                if missing:
+                    raise ValueError(f"media missing: {missing}")
+                self.outbox.add(ev, media, move=True)
+            except Exception as e:
+                log(logger, "unstored_event_not_recovered", logging.ERROR, folder=str(folder), error=str(e)[:300])
+                continue
+            _remove_tree(folder)
+            stored += 1
+            self._write_event_json(ev)
+            log(logger, "unstored_event_recovered", event_id=str(ev.event_id), type=ev.violation_type.value)
+        return stored
 
     # ------------------------------------------------------------------ threads
     def _capture_loop(self) -> None:
@@ -400,16 +436,20 @@ class EdgeDaemon:
                 self.persuasion.on_violation(v.type.value, v.track_id, v.mono)
             except Exception as e:
                 log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
-        key = f"{v.type.value}-t{v.track_id}-{uuid.uuid4().hex[:8]}"
+        event_id = uuid.uuid4()
+        key = f"{v.type.value}-t{v.track_id}-{event_id.hex[:8]}"
+        folder = self.work_dir / str(event_id)  # everything of this event gathers here until the outbox takes it
         clip: Future[Any] | None
         try:
-            clip = self.recorder.trigger(key, at_pts_s=v.t_s)
+            folder.mkdir(parents=True, exist_ok=True)
+            clip = self.recorder.trigger(key, at_pts_s=v.t_s, path=folder / "clip.mp4")
         except Exception as e:
             clip = None
             log(logger, "clip_trigger_failed", logging.ERROR, key=key, error=str(e)[:300])
         rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
         self.stats.violations.append(rec)
-        self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided))
+        self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
+                                      event_id=event_id))
         self._pending_tracks.add(v.track_id)
         log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
             speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3), **{k: v.detail[k] for k in list(v.detail)[:4]})
@@ -467,6 +507,8 @@ class EdgeDaemon:
             reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
         try:
             ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)}, event_id=p.event_id)
+            # the event beside its files: a restart re-submits the folder if the outbox refuses it now
+            _write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
             self.outbox.add(ev.event, ev.media, move=True)
         except Exception as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
             p.attempts += 1
@@ -487,13 +529,8 @@ class EdgeDaemon:
         media_paths = [self.outbox.media_dir / eid / name for name in sorted(ev.media)]
         self.events.append(ev.event)
         self.event_media[eid] = media_paths
-        if self.out_dir is not None and self.mode == "replay":
-            events_dir = self.out_dir / "events"
-            events_dir.mkdir(parents=True, exist_ok=True)
-            (events_dir / f"{eid}.json").write_text(json.dumps(json.loads(ev.event.to_json()), indent=2, ensure_ascii=False))
+        self._write_event_json(ev.event)
         _remove_tree(self.work_dir / eid)
-        if clip is not None:
-            Path(clip.path).unlink(missing_ok=True)  # moved by the outbox; gone already unless it copied
         if not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
             self._pending_tracks.discard(v.track_id)
             if v.track_id in self._closed_tracks:
@@ -612,6 +649,17 @@ def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
     if abs(d) < 0.3:
         return None
     return d > 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _remove_tree(path: Path) -> None:

@@ -170,3 +170,36 @@ def test_sigterm_stops_the_daemon_process_cleanly(tmp_path: Path, empty_models: 
     assert proc.returncode == 0, out
     assert "msg=signal_received signal=SIGTERM" in out and "msg=daemon_stopped" in out
     assert json.loads(health.read_text())["components"]["daemon"]["status"] == "off"
+
+
+def test_evidence_survives_an_outbox_that_refuses_it_and_is_stored_after_restart(tmp_path: Path) -> None:
+    import hashlib
+
+    from edge.event import parse_event
+
+    cfg = load_config(site_config(tmp_path))
+    out = tmp_path / "out"
+    d = EdgeDaemon(cfg, mode="replay", out_dir=out, relay=False, install_signals=False)
+    media = d.outbox.media_dir
+    shutil.rmtree(media)
+    media.write_text("not a folder")  # the outbox cannot place any file now (like a dead disk)
+    d.run()
+    assert d.stats.violations, "the clip has riders without a helmet"
+    assert all(v.outbox_mono is None and v.error for v in d.stats.violations)
+    kept = sorted(p for p in (out / "evidence-work").iterdir() if p.is_dir())
+    assert len(kept) == len(d.stats.violations)
+    for folder in kept:  # nothing captured is lost: event, face and clip wait on disk, intact
+        ev = parse_event((folder / "event.json").read_text())
+        for m in ev.media:
+            assert hashlib.sha256((folder / m.name).read_bytes()).hexdigest() == m.sha256
+        assert {"face", "clip"} <= {m.kind for m in ev.media}
+    media.unlink()
+    media.mkdir()
+    again = EdgeDaemon(cfg, mode="replay", out_dir=out, relay=False, install_signals=False)
+    try:
+        assert again.recovered == len(kept)
+        assert not any(p.is_dir() for p in (out / "evidence-work").iterdir())
+        for folder in kept:
+            assert (media / folder.name / "face.jpg").is_file() and (out / "events" / f"{folder.name}.json").is_file()
+    finally:
+        again._shutdown()
