@@ -452,7 +452,8 @@ class EdgeDaemon:
                                       event_id=event_id))
         self._pending_tracks.add(v.track_id)
         log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
-            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3), **{k: v.detail[k] for k in list(v.detail)[:4]})
+            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3),
+            **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]})
 
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:
@@ -551,15 +552,15 @@ class EdgeDaemon:
 
     def run(self) -> PipelineStats:
         """Run until the file ends (until_eof, replay) or :meth:`stop` / SIGTERM / SIGINT (live)."""
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if self.install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             return self._run()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _run(self) -> PipelineStats:
         self.recorder.start()
