@@ -8,6 +8,8 @@
 * classification: the store is bulk-loaded with ``--events`` events of 50,000 persons over 400 days
   (plus dispositions), then :meth:`CentralStore.assess_person` (the service's one tier evaluation)
   is timed for 1,000 random persons at random times: p50 / p95 / max in ms (target p95 < 20 ms);
+* consumer: ``--consumer`` events (with face embeddings of 50 riders) published to a real mosquitto
+  and run through :class:`CentralConsumer` (parse, identity, SQLite store, ack, tier): events/s;
 * face search: :class:`Gallery` with ``--gallery`` random 128-d unit vectors, one query at a time
   (p50 / p95 ms) and a batch of 256.
 
@@ -168,6 +170,50 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
     return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
 
 
+def bench_consumer(n: int, workdir: Path) -> dict[str, float]:
+    """Events/s through the whole consumer (MQTT 5 via a real mosquitto, parse, identity, SQLite store, ack, tier)."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from central_sync.consumer import CentralConsumer
+    from edge.event import FaceInfo, ViolationEvent, ViolationType
+    from edge.relay import protocol as P
+    from edge.relay.localbroker import LocalBroker
+
+    rng = np.random.default_rng(5)
+    faces = [rng.normal(size=128) for _ in range(50)]
+    with LocalBroker(workdir=workdir / "mosquitto") as broker:
+        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer").start()
+        acks = threading.Semaphore(0)
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
+        c.on_message = lambda *a: acks.release()
+        c.connect("127.0.0.1", broker.port)
+        c.subscribe("anqi/v1/+/+/ack", qos=1)
+        c.loop_start()
+        time.sleep(0.5)
+        payloads = []
+        for i in range(n):
+            f = faces[i % len(faces)] + 0.05 * rng.normal(size=128)
+            ev = ViolationEvent(device_id="dev-1", site_id="site-1", point_id="pt-1", violation_type=ViolationType.no_helmet,
+                                time=NOW - timedelta(seconds=n - i), track_id=i, confidence=0.9,
+                                face=FaceInfo(found=True, quality=0.8, embedding_model="sface", embedding=(f / np.linalg.norm(f)).tolist()))
+            payloads.append(P.encode_event(ev))
+        t = time.perf_counter()
+        for p in payloads:
+            c.publish(P.event_topic("anqi/v1", "site-1", "dev-1"), p, qos=1)
+        ok = cons.wait_stored(n, 600)
+        got = sum(acks.acquire(timeout=30) for _ in range(n))
+        dt = time.perf_counter() - t
+        c.loop_stop()
+        c.disconnect()
+        cons.stop()
+        persons = len(cons.stats.last_assessment)
+        cons.store.close()
+    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / dt, "persons": persons}  # type: ignore[dict-item]
+
+
 def pg_database(admin_url: str) -> tuple[str, Any]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -191,6 +237,7 @@ def main() -> None:
     ap.add_argument("--gallery", type=int, default=100_000)
     ap.add_argument("--ingest", type=int, default=3000)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--consumer", type=int, default=2000, help="Events sent through the MQTT consumer (0: skip).")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres", help="Admin URL of a PostgreSQL server.")
     ap.add_argument("--no-pg", action="store_true")
     args = ap.parse_args()
@@ -228,6 +275,9 @@ def main() -> None:
         finally:
             if drop:
                 drop()
+    if args.consumer:
+        cres = bench_consumer(args.consumer, tmp)
+        out.update({f"consumer_sqlite_{k}": v for k, v in cres.items()})
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

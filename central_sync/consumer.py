@@ -284,24 +284,22 @@ class CentralConsumer:
             self._link_media_and_ack(topic, ev, final=False, new=False)
             return
         match = self._identify(ev)
-        if match is not None and match.person_id and not match.new_file:
-            with self.store.session() as s:
-                p = s.get(Person, match.person_id)
-                if p is not None and p.merged_into:  # a stale unknown file: follow the merge
-                    match = Match(p.merged_into, match.score)
-        rec = ViolationRecord(
-            event_id=eid, violation_type=ev.violation_type.value, time=ev.time, person_id=match.person_id if match else None,
-            point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
-            confidence=ev.confidence, face_found=ev.face.found, match_score=match.score if match else None,
-            media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
         with self.store.session() as s:
+            if match is not None and match.person_id and not match.new_file:
+                merged_into = self.store.merged_into(match.person_id, s)
+                if merged_into:  # a stale unknown file: follow the merge
+                    match = Match(merged_into, match.score)
+            rec = ViolationRecord(
+                event_id=eid, violation_type=ev.violation_type.value, time=ev.time, person_id=match.person_id if match else None,
+                point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
+                confidence=ev.confidence, face_found=ev.face.found, match_score=match.score if match else None,
+                media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
             if match is not None and match.person_id and match.provisional:
                 self.store.ensure_person(s, match.person_id, kind="unknown")
             new = self.store.add_violation(rec, s)
             if new and match is not None and match.person_id and ev.face.embedding:
-                s.add(Embedding(person_id=match.person_id, source="event", event_id=eid,
-                                model=ev.face.embedding_model or self.cfg.identity.embedding_model,
-                                vector=to_blob(np.asarray(ev.face.embedding, dtype=np.float32))))
+                self.store.add_embedding(s, match.person_id, "event", ev.face.embedding_model or self.cfg.identity.embedding_model,
+                                         to_blob(np.asarray(ev.face.embedding, dtype=np.float32)), eid)
         if not new:  # another consumer stored it between our check and our insert
             self.stats.duplicates += 1
             self._link_media_and_ack(topic, ev, final=False, new=False)
@@ -343,6 +341,9 @@ class CentralConsumer:
         """Record verified media files of a stored event; ack when complete (or when the grace ran out)."""
         missing: list[str] = []
         eid = str(ev.event_id)
+        if not ev.media:
+            self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=True))
+            return
         with self.store.session() as s:
             have = {n for (n,) in s.execute(select(Media.name).where(Media.event_id == eid))}
             for m in ev.media:
@@ -420,16 +421,13 @@ class CentralConsumer:
                 return None
 
     # ------------------------------------------------------------------ tiers
-    def reassess(self, person_id: str, at: datetime, event_id: str | None = None) -> TierAssessment:
-        with self.store.session() as s:
-            p = s.get(Person, person_id)
-            if p is not None and p.merged_into:
-                person_id = p.merged_into
-        a = self.store.assess_person(person_id, at, self.cfg.tiers)
-        self.stats.last_assessment[person_id] = a.tier.value
+    def reassess(self, person_id: str, at: datetime, event_id: str | None = None) -> TierAssessment | None:
+        """Table 1 for the person at ``at``; a tier change is recorded and its tasks published."""
         before = self.desk.changes
-        self.desk.apply_assessment(a, event_id)
+        a, _ = self.desk.reassess(person_id, at, event_id)
         self.stats.tier_changes += self.desk.changes - before
+        if a is not None:
+            self.stats.last_assessment[person_id] = a.tier.value
         return a
 
 

@@ -34,7 +34,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from central_sync.config import CentralConfig, read_secret
 from central_sync.storage.models import Disposition, Feedback, Person, Task, TierChange, utcnow
@@ -148,30 +148,43 @@ class DispositionDesk:
     # ------------------------------------------------------------ tier changes
     def apply_assessment(self, a: TierAssessment, event_id: str | None = None) -> list[TaskMessage]:
         """Record the person's tier; on a rise, create the tasks (once) and publish them."""
-        msgs: list[TaskMessage] = []
         with self.store.session() as s:
             p = s.execute(select(Person).where(Person.person_id == a.person_id).with_for_update()).scalar_one_or_none()
+            msgs = [] if p is None else self._record(s, p, a, event_id)
+        self._send_all(msgs)
+        return msgs
+
+    def reassess(self, person_id: str, at: datetime, event_id: str | None = None) -> tuple[TierAssessment | None, list[TaskMessage]]:
+        """Lock the person, assess table 1 at ``at`` and record a change, in one transaction (the consumer's path:
+        two consumers assessing the same person serialise on the row lock, so a change is recorded once)."""
+        with self.store.session() as s:
+            p = s.execute(select(Person).where(Person.person_id == person_id).with_for_update()).scalar_one_or_none()
             if p is None:
-                return []
-            old = OffenderTier(p.tier)
-            if old is a.tier:
-                return []
-            change = TierChange(person_id=p.person_id, from_tier=old.value, to_tier=a.tier.value, at=a.at, event_id=event_id)
-            s.add(change)
-            self.changes += 1
-            p.tier, p.tier_at = a.tier.value, a.at
-            s.flush()
-            facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
-            for kind in plan_tasks(facts, old, a.tier):
-                task = Task(task_id=str(uuid.uuid4()), tier_change_id=change.id, person_id=p.person_id, tier=a.tier.value,
-                            kind=kind.value, status="open", created_at=utcnow())
-                task.payload = self._payload(task, p, a)
-                s.add(task)
-                msgs.append(TaskMessage(self.task_topic(kind), task.payload))
-            log(logger, "tier_changed", person=p.person_id, old=old.value, new=a.tier.value, tasks=len(msgs),
-                n7=a.count_7d, n30=a.count_30d, n365=a.count_365d)
-        for m in msgs:
-            self._send(m)
+                return None, []
+            a = self.store.assess_person(person_id, at, self.cfg.tiers, s)
+            msgs = self._record(s, p, a, event_id)
+        self._send_all(msgs)
+        return a, msgs
+
+    def _record(self, s: Any, p: Person, a: TierAssessment, event_id: str | None) -> list[TaskMessage]:
+        old = OffenderTier(p.tier)
+        if old is a.tier:
+            return []
+        change = TierChange(person_id=p.person_id, from_tier=old.value, to_tier=a.tier.value, at=a.at, event_id=event_id)
+        s.add(change)
+        self.changes += 1
+        p.tier, p.tier_at = a.tier.value, a.at
+        s.flush()
+        facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
+        msgs: list[TaskMessage] = []
+        for kind in plan_tasks(facts, old, a.tier):
+            task = Task(task_id=str(uuid.uuid4()), tier_change_id=change.id, person_id=p.person_id, tier=a.tier.value,
+                        kind=kind.value, status="open", created_at=utcnow())
+            task.payload = self._payload(task, p, a)
+            s.add(task)
+            msgs.append(TaskMessage(self.task_topic(kind), task.payload))
+        log(logger, "tier_changed", person=p.person_id, old=old.value, new=a.tier.value, tasks=len(msgs),
+            n7=a.count_7d, n30=a.count_30d, n365=a.count_365d)
         return msgs
 
     def task_topic(self, kind: TaskKind | str) -> str:
@@ -193,19 +206,23 @@ class DispositionDesk:
             body["link"] = self.cfg.dispositions.case_study_url
         return body
 
-    def _send(self, m: TaskMessage) -> None:
-        data = json.dumps(m.payload, ensure_ascii=False).encode("utf-8")
-        ok = self.publish(m.topic, data) if self.publish else False
-        if ok:
+    def _send_all(self, msgs: list[TaskMessage]) -> None:
+        """Publish (QoS 1) and mark published in one transaction; queue webhook copies."""
+        if not msgs:
+            return
+        sent = []
+        for m in msgs:
+            data = json.dumps(m.payload, ensure_ascii=False).encode("utf-8")
+            if self.publish is not None and self.publish(m.topic, data):
+                sent.append(m.payload["task_id"])
+            if self.cfg.dispositions.webhook_url:
+                try:
+                    self._webhook_q.put_nowait(m.payload)
+                except queue.Full:
+                    log(logger, "webhook_queue_full", level=logging.WARNING, task=m.payload["task_id"])
+        if sent:
             with self.store.session() as s:
-                t = s.get(Task, m.payload["task_id"])
-                if t is not None and t.published_at is None:
-                    t.published_at = utcnow()
-        if self.cfg.dispositions.webhook_url:
-            try:
-                self._webhook_q.put_nowait(m.payload)
-            except queue.Full:
-                log(logger, "webhook_queue_full", level=logging.WARNING, task=m.payload["task_id"])
+                s.execute(update(Task).where(Task.task_id.in_(sent), Task.published_at.is_(None)).values(published_at=utcnow()))
 
     def publish_pending(self, older_than_s: float = 0.0) -> int:
         """Publish tasks recorded while the broker was unreachable or by another process (``reevaluate``,
@@ -215,8 +232,7 @@ class DispositionDesk:
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self.store.session() as s:
             pending = list(s.scalars(select(Task).where(Task.published_at.is_(None), Task.status == "open", Task.created_at <= cutoff)))
-        for t in pending:
-            self._send(TaskMessage(self.task_topic(t.kind), t.payload))
+        self._send_all([TaskMessage(self.task_topic(t.kind), t.payload) for t in pending])
         return len(pending)
 
     # ------------------------------------------------------------ feedback

@@ -14,13 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, and_, case, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from central_sync.config import CentralConfig, TierThresholds
-from central_sync.storage.models import Disposition, Event, Person, utcnow
+from central_sync.storage.models import Disposition, Embedding, Event, Person, utcnow
 from central_sync.tiers import PersonHistory, TierAssessment, assess, window_starts
 from edge.logs import log
 
@@ -79,6 +79,15 @@ class CentralStore:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Core statements built once (the per-event path: no ORM bookkeeping, cached compilation)
+        ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._ins_person = ins(Person.__table__).on_conflict_do_nothing(index_elements=["person_id"])
+        self._ins_event = (ins(Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+                           .returning(Event.__table__.c.event_id))
+        self._history = _history_statement()
+        self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
+        self._merged = select(Person.__table__.c.merged_into).where(Person.__table__.c.person_id == bindparam("pid"))
+        self._ins_embedding = Embedding.__table__.insert()
 
     @classmethod
     def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> "CentralStore":
@@ -112,13 +121,9 @@ class CentralStore:
                 yield s
 
     # ---------------------------------------------------------------- inserts
-    def _insert(self, table: Any) -> Any:
-        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
-
     def ensure_person(self, s: Session, person_id: str, kind: str = "listed", **fields: Any) -> None:
-        s.execute(self._insert(Person).values(person_id=person_id, kind=kind, created_at=utcnow(), tier="none",
-                                              party_member=bool(fields.pop("party_member", False)), **fields)
-                  .on_conflict_do_nothing(index_elements=["person_id"]))
+        s.connection().execute(self._ins_person, {"person_id": person_id, "kind": kind, "created_at": utcnow(), "tier": "none",
+                                                  "party_member": bool(fields.pop("party_member", False)), **fields})
 
     def add_violation(self, rec: ViolationRecord, s: Session | None = None) -> bool:
         """Store one violation; ``False`` when its ``event_id`` is already stored (duplicate delivery)."""
@@ -127,12 +132,11 @@ class CentralStore:
                 return self.add_violation(rec, s2)
         if rec.person_id:
             self.ensure_person(s, rec.person_id)
-        res = s.execute(self._insert(Event).values(
+        res = s.connection().execute(self._ins_event, dict(
             event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
             point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
             match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
-            media_expected=rec.media_expected, body=rec.body, received_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.event_id))
+            media_expected=rec.media_expected, body=rec.body, received_at=utcnow()))
         return res.first() is not None
 
     def add_violations(self, recs: Sequence[ViolationRecord]) -> int:
@@ -153,8 +157,16 @@ class CentralStore:
         return None
 
     def event_exists(self, event_id: str) -> bool:
-        with self.session() as s:
-            return s.get(Event, event_id) is not None
+        with self.engine.connect() as c:
+            return c.execute(self._exists, {"eid": event_id}).first() is not None
+
+    def merged_into(self, person_id: str, s: Session) -> str | None:
+        """The enrolled person an unknown file was merged into (``None`` when it was not)."""
+        return s.connection().execute(self._merged, {"pid": person_id}).scalar()
+
+    def add_embedding(self, s: Session, person_id: str, source: str, model: str, vector: bytes, event_id: str | None = None) -> None:
+        s.connection().execute(self._ins_embedding, {"person_id": person_id, "source": source, "model": model, "vector": vector,
+                                                     "event_id": event_id, "created_at": utcnow()})
 
     # ---------------------------------------------------------------- tiers
     def person_history(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> PersonHistory:
@@ -163,19 +175,8 @@ class CentralStore:
             with self.session() as s2:
                 return self.person_history(person_id, at, th, s2)
         s7, s30, s365 = window_starts(at, th)
-        t, mine = Event.time, Event.person_id == person_id
-
-        # one round trip: the three window counts in one range scan of ix_events_person_time (aggregate FILTER,
-        # PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups
-        counts = (select(func.count().label("n365"), func.count().filter(t > s30).label("n30"), func.count().filter(t > s7).label("n7"))
-                  .where(mine, t > s365, t <= at).subquery())
-        row = s.execute(select(
-            counts.c.n365, counts.c.n30, counts.c.n7,
-            select(func.max(t)).where(mine, t <= at).scalar_subquery(),
-            select(func.min(Disposition.time)).where(
-                Disposition.person_id == person_id, Disposition.kind.in_(list(th.repeat_dispositions)),
-                Disposition.time > s365, Disposition.time <= at).scalar_subquery(),
-        )).one()
+        row = s.connection().execute(self._history, {"pid": person_id, "at": at, "s7": s7, "s30": s30, "s365": s365,
+                                                     "kinds": list(th.repeat_dispositions)}).one()
         last_v, first_d = row[3], row[4]
         return PersonHistory(at=at, count_7d=int(row[2]), count_30d=int(row[1]), count_365d=int(row[0]),
                              first_repeat_disposition=_aware(first_d), last_violation=_aware(last_v))
@@ -212,6 +213,30 @@ class CentralStore:
     def events_between(self, start: datetime, end: datetime) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(and_(Event.time >= start, Event.time < end)).order_by(Event.time)))
+
+
+def _history_statement() -> Any:
+    """Table 1's inputs in one round trip (built once; parameters ``pid``, ``at``, ``s7``, ``s30``, ``s365``,
+    ``kinds``): the three window counts in one range scan of ix_events_person_time (aggregate FILTER,
+    PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups."""
+    from sqlalchemy import bindparam
+
+    from central_sync.storage.models import UtcDateTime
+
+    def tp(name: str) -> Any:
+        return bindparam(name, type_=UtcDateTime())
+
+    ev, di = Event.__table__.c, Disposition.__table__.c
+    pid, at, s7, s30, s365 = bindparam("pid"), tp("at"), tp("s7"), tp("s30"), tp("s365")
+    counts = (select(func.count().label("n365"), func.count().filter(ev.time > s30).label("n30"),
+                     func.count().filter(ev.time > s7).label("n7"))
+              .where(ev.person_id == pid, ev.time > s365, ev.time <= at).subquery())
+    return select(
+        counts.c.n365, counts.c.n30, counts.c.n7,
+        select(func.max(ev.time)).where(ev.person_id == pid, ev.time <= at).scalar_subquery(),
+        select(func.min(di.time)).where(di.person_id == pid, di.kind.in_(bindparam("kinds", expanding=True)),
+                                        di.time > s365, di.time <= at).scalar_subquery(),
+    )
 
 
 def _aware(v: datetime | None) -> datetime | None:
