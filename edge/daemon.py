@@ -89,6 +89,7 @@ class ViolationRecord:
 class PipelineStats:
     frames: int = 0
     detect_frames: int = 0
+    detect_dropped: int = 0  #: sampled frames dropped because detection lagged (cameras / paced files only)
     detect_errors: int = 0
     detect_s_total: float = 0.0
     tracks: int = 0
@@ -109,6 +110,7 @@ class PipelineStats:
         return {
             "frames": self.frames,
             "detect_frames": self.detect_frames,
+            "detect_dropped": self.detect_dropped,
             "detect_errors": self.detect_errors,
             "detect_fps": round(self.detect_fps, 2),
             "wall_s": round(wall, 2),
@@ -203,9 +205,10 @@ class EdgeDaemon:
         self.buffer = PrerollBuffer(cfg.buffer, health=self.health)
         self.recorder = ClipRecorder(self.buffer, cfg.buffer, self.work_dir, health=self.health)
         self.sampler = DetectSampler(cfg.source.detect_fps)
-        # live: never slow capture down (drop the oldest sampled frame); files: every sampled frame
-        # is detected and capture waits for detection, so the ring still holds the pre-roll
-        self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if self.mode == "live" else None
+        # cameras and paced files (source.realtime): never slow capture down (drop the oldest sampled
+        # frame); unpaced files: every sampled frame is detected and capture waits for detection
+        paced = self.mode == "live" or cfg.source.realtime
+        self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if paced else None
         self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.tracker = RiderTracker(cfg.track, self.zone)
         self.rules = RuleSet.from_config(cfg)
@@ -601,6 +604,8 @@ class EdgeDaemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        if self.live_queue is not None:
+            self.stats.detect_dropped = self.live_queue.dropped
         try:
             self.recorder.close()
         except Exception as e:
@@ -633,6 +638,8 @@ class EdgeDaemon:
 
     def _write_health(self) -> None:
         s = self.stats
+        if self.live_queue is not None:
+            s.detect_dropped = self.live_queue.dropped
         self.health.update_info("daemon", frames=s.frames, detect_frames=s.detect_frames, tracks=s.tracks,
                                 violations=len(s.violations), pending_events=len(self._pending), detect_fps=round(s.detect_fps, 2))
         try:

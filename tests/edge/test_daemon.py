@@ -203,3 +203,15 @@ def test_evidence_survives_an_outbox_that_refuses_it_and_is_stored_after_restart
             assert (media / folder.name / "face.jpg").is_file() and (out / "events" / f"{folder.name}.json").is_file()
     finally:
         again._shutdown()
+
+
+def test_paced_file_is_captured_at_camera_rate_and_detection_never_slows_it(tmp_path: Path) -> None:
+    cfg = load_config(site_config(tmp_path, source={"realtime": True}))
+    d = EdgeDaemon(cfg, mode="until_eof", relay=False, install_signals=False)
+    assert d.live_queue is not None  # a paced source hands detection frames it may drop, never blocks capture
+    stats = d.run()
+    s = stats.summary()
+    assert s["frames"] == 238
+    assert s["wall_s"] >= 7.5  # 238 frames at 30 fps: the file played at its own rate
+    assert d.buffer.stats.frames == 238  # every frame reached the ring buffer
+    assert s["detect_frames"] + s["detect_dropped"] >= 70  # ~10 fps sampled over 7.9 s: detected or counted as dropped
