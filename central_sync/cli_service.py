@@ -71,18 +71,34 @@ def run(config: Path) -> None:
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
+    from edge.health import SystemdNotifier
+
+    notifier = SystemdNotifier()  # the unit is Type=notify with a watchdog
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     consumer.start()
+    notifier.ready("consuming" if consumer.connected else "waiting for the broker")
     due = _next_daily(datetime.now(timezone.utc), cfg.dispositions.daily_reevaluate_at, cfg.timezone)
+    tick = min(5.0, notifier.watchdog_interval_s or 5.0)
     try:
-        while not stop.wait(5):
+        while not stop.wait(tick):
             now = datetime.now(timezone.utc)
             if now >= due:
-                reevaluate_all(store, cfg, consumer.desk, now)
+                try:
+                    reevaluate_all(store, cfg, consumer.desk, now)
+                except Exception as e:  # noqa: BLE001 - retried tomorrow; the consumer keeps running
+                    from edge.logs import log
+                    import logging
+
+                    log(logging.getLogger("anqi.central"), "reevaluate_failed", logging.ERROR, error=str(e)[:300])
                 due = _next_daily(now, cfg.dispositions.daily_reevaluate_at, cfg.timezone)
+            st = consumer.stats
+            notifier.notify(f"STATUS={'connected' if consumer.connected else 'broker unreachable'}; stored={st.events_stored} "
+                            f"dup={st.duplicates} rejected={st.rejected} errors={st.errors}")
+            notifier.watchdog()
     finally:
+        notifier.stopping()
         consumer.stop()
         store.close()
 

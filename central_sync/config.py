@@ -47,6 +47,7 @@ class DatabaseConfig(Section):
         "postgresql+psycopg://user@host/db (password from password_env).",
     )
     password_env: str | None = Field(None, description="Environment variable holding the database password (never the password itself).")
+    url_env: str | None = Field(None, description="Environment variable or systemd credential (e.g. 'database-url') holding the whole URL; overrides url.")
     echo: bool = Field(False, description="Log every SQL statement (debugging only).")
 
     @field_validator("url")
@@ -191,6 +192,10 @@ class CentralConfig(Section):
     def database_url(self) -> str:
         """The URL with relative SQLite paths resolved against the config's folder and the password filled in."""
         url = self.database.url
+        if self.database.url_env:
+            url = read_secret(self.database.url_env, "database.url_env")
+            if not (url.startswith("sqlite") or url.startswith("postgresql")):
+                raise ConfigError("<environment>", ["database.url_env: the URL must start with sqlite or postgresql"])
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not url.startswith("sqlite:////"):
             url = "sqlite:///" + str(self.resolve(url[len("sqlite:///"):]))
         if self.database.password_env:

@@ -54,3 +54,11 @@ def test_database_password_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("ANQI_TEST_DBPW", "s3cret")
     assert cfg.database_url() == "postgresql+psycopg://anqi:s3cret@db/anqi"
     assert read_secret("ANQI_TEST_DBPW", "k") == "s3cret"
+
+
+def test_whole_database_url_from_a_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "database-url").write_text("postgresql+psycopg://anqi:pw@db/anqi\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.delenv("database-url", raising=False)
+    cfg = parse_config({"database": {"url_env": "database-url"}})
+    assert cfg.database_url() == "postgresql+psycopg://anqi:pw@db/anqi"

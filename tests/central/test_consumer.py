@@ -296,8 +296,16 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
 
     cfgf = tmp_path / "central.yaml"
     cfgf.write_text(f"database:\n  url: sqlite:///central.db\nmqtt:\n  port: {broker.port}\n  client_id: run-test\nmedia:\n  dir: media\n")
+    import os
+    import socket
+
     exe = Path(sys.executable).with_name("anqi-central")
-    proc = subprocess.Popen([str(exe), "run", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sock_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
+    proc = subprocess.Popen([str(exe), "run", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lis = Listener(broker.port, ["anqi/v1/+/+/ack"])
     try:
         ev, files = make_event(tmp_path, 1, {"face.jpg": 2000})
@@ -306,8 +314,11 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
             publish_event(lis, ev, files)  # until the consumer has subscribed; duplicates are harmless
             wait_for(lambda: bool(lis.acks()), 1.0)
         assert lis.acks() and lis.acks()[0].status == "stored" and lis.acks()[0].media_complete
+        msgs = [notify.recv(4096).decode() for _ in range(3)]  # READY, then status + watchdog pings (every 1 s)
+        assert msgs[0].startswith("READY=1") and any("WATCHDOG=1" in m for m in msgs[1:])
     finally:
         lis.close()
+        notify.close()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
