@@ -19,7 +19,6 @@ Prints a table and, last, one JSON line with every figure. Takes a few minutes o
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import sqlite3

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -203,16 +203,9 @@ class CentralStore:
             ids |= {r for (r,) in rows}
         return sorted(ids)
 
-    def set_person_tier(self, s: Session, person_id: str, tier: str, at: datetime) -> None:
-        s.execute(update(Person).where(Person.person_id == person_id).values(tier=tier, tier_at=at))
-
     def count_events(self) -> int:
         with self.session() as s:
             return int(s.execute(select(func.count()).select_from(Event)).scalar() or 0)
-
-    def events_between(self, start: datetime, end: datetime) -> list[Event]:
-        with self.session() as s:
-            return list(s.scalars(select(Event).where(and_(Event.time >= start, Event.time < end)).order_by(Event.time)))
 
 
 def _history_statement() -> Any:
