@@ -104,3 +104,15 @@ def test_unreachable_database_is_a_clear_error_without_password() -> None:
     with pytest.raises(StoreError) as e:
         s.migrate()
     assert "cannot migrate" in str(e.value) and "topsecret" not in str(e.value)
+
+
+def test_migrations_match_the_models(store: CentralStore) -> None:
+    """The alembic revisions and the SQLAlchemy models describe the same schema (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from central_sync.storage.models import Base
+
+    with store.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+    assert diff == []
