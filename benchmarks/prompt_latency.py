@@ -4,11 +4,15 @@
 Two measurements, each in a child process whose HOME holds an ``.asoundrc`` routing ALSA's
 ``default`` into a ``file`` PCM (slave ``null``), so PortAudio, ALSA's plug conversion and the
 speaker's worker all run for real without a sound card (``--real-device`` uses the machine's own
-ALSA set-up instead):
+ALSA set-up instead). The file is a plain one (not a ``|cat >>`` pipe, whose fork inside a large
+daemon process would add to the latency), so "audio s" is the last prompt's stream only:
 
 * ``replay``: ``anqi-edge replay`` of the clip (default ../shared/video/bikelane-cyclists.mp4)
   through the whole pipeline with ``config/examples/bikelane-cyclists.yaml``; the latencies come
   from the daemon's ``prompt_played`` log lines. Few samples: only as many as the clip has riders.
+  The daemon passes the capture time of the frame that showed the violation as ``decided_mono``,
+  so ``latency_s`` includes detection lag (large in an unpaced replay on a busy machine);
+  ``speaker_only`` is the ``on_violation`` call -> prompt start share.
 * ``drill``: ``--n`` violations fed to ``Persuasion.on_violation`` one prompt apart while a thread
   decodes the same clip at camera pace (load), with the shipped prompts.
 * ``crowd`` (on request): ``--n`` violations by different riders arriving at random (exponential
@@ -49,7 +53,7 @@ ASOUNDRC = """pcm.!default {{
 pcm.anqi_bench {{
   type file
   slave.pcm "null"
-  file "|cat >> {capture}"
+  file "{capture}"
   format "raw"
 }}
 """
@@ -83,13 +87,15 @@ def run_replay(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     out = proc.stdout + proc.stderr
-    lat = [float(m) for m in re.findall(r"msg=prompt_played .*?latency_s=([0-9.eE+-]+)", out)]
+    lat = [float(m) for m in re.findall(r"msg=prompt_played .*? latency_s=([0-9.eE+-]+)", out)]
+    own = [float(m) for m in re.findall(r"msg=prompt_played .*? speaker_latency_s=([0-9.eE+-]+)", out)]
     res: dict[str, Any] = {
         "mode": "replay", "video": str(args.video), "config": str(args.config), "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
         "violations": len(re.findall(r"msg=violation\b|msg=violation_decided", out)),
         "dropped": len(re.findall(r"msg=prompt_dropped", out)), "coalesced": len(re.findall(r"msg=prompt_coalesced", out)),
         "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,
         **stats(lat),
+        "speaker_only": stats(own),
     }
     if proc.returncode != 0:
         tail = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["?"]
@@ -218,6 +224,9 @@ def main() -> int:
             oc = r["outcomes"]
             dropped = sum(v for k, v in oc.items() if k.startswith("dropped"))
             note = f"{r['requested']} riders: {oc.get('played', 0)} own prompt, {oc.get('coalesced', 0)} heard another's, {dropped} none; " + note_for(r)
+        elif r["mode"] == "replay" and "error" not in r and r.get("n"):
+            so = r["speaker_only"]
+            note = f"from frame capture (daemon's decided_mono); on_violation -> start p50 {so['p50_s']:.3f} s max {so['max_s']:.3f} s; " + note_for(r)
         else:
             note = r.get("error") or note_for(r)
         print(f"{r['mode']:<8} {r.get('n', 0):>3} {r.get('p50_s', float('nan')):>8.3f} {r.get('p95_s', float('nan')):>8.3f} "

@@ -42,6 +42,7 @@ class PromptRequest:
     seq: int
     violation_type: str = field(compare=False)
     track_id: int = field(compare=False)
+    requested_mono: float = field(compare=False, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,17 @@ class PlayedPrompt:
     volume: float
     device: str
     coalesced_tracks: tuple[int, ...]
+    requested_mono: float = 0.0
 
     @property
     def latency_s(self) -> float:
+        """Caller's ``decided_mono`` -> prompt start."""
         return self.start_mono - self.decided_mono
+
+    @property
+    def speaker_latency_s(self) -> float:
+        """``on_violation`` call -> prompt start: the speaker's own share of :attr:`latency_s`."""
+        return self.start_mono - self.requested_mono
 
 
 class Speaker:
@@ -184,7 +192,7 @@ class Speaker:
                 log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing[3], violation=violation_type, tracks=track_id)
                 self._count("coalesced", 1)
                 return True
-            req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id)
+            req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id, self.monotonic())
             heapq.heappush(self._pending, req)
             if len(self._pending) > MAX_PENDING:
                 worst = max(self._pending)
@@ -296,7 +304,10 @@ class Speaker:
             self.health.set(HEALTH_NAME, "down", str(e))
             return
         self._last_end = pb.end_mono
-        played = PlayedPrompt(prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced)
+        played = PlayedPrompt(
+            prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced,
+            req.requested_mono,
+        )
         self.played.append(played)
         self.latencies_s.append(played.latency_s)
         self._count("played", 1)
@@ -305,7 +316,7 @@ class Speaker:
         self.health.update_info(HEALTH_NAME, last_latency_s=round(played.latency_s, 3), **counts)
         log(
             logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
-            languages=",".join(prompt.languages), latency_s=played.latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
+            languages=",".join(prompt.languages), latency_s=played.latency_s, speaker_latency_s=played.speaker_latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
         )
 
     def _forget_old(self, now: float) -> None:
