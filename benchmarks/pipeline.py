@@ -81,16 +81,19 @@ def child(mode: str, clip: Path, work: Path, settle_s: float) -> dict[str, Any]:
     cfg = parse_config(data, CONFIG.name, CONFIG.parent)
     daemon = EdgeDaemon(cfg, mode="live" if mode == "realtime" else "until_eof", install_signals=False, relay_wait_s=30)
 
-    if mode == "realtime":
-        # a live daemon keeps running after its file ends: stop it once capture has finished and
-        # the last violation's clip (post_s) and event have had time to be committed
-        def stopper() -> None:
-            while not daemon._threads or daemon._threads[0].is_alive():  # noqa: SLF001 (benchmark)
-                time.sleep(0.1)
+    capture_end: list[float] = []
+
+    def watch_capture() -> None:
+        while not daemon._threads or daemon._threads[0].is_alive():  # noqa: SLF001 (benchmark)
+            time.sleep(0.02)
+        capture_end.append(time.monotonic())
+        if mode == "realtime":
             time.sleep(settle_s)
             daemon.stop()
 
-        threading.Thread(target=stopper, daemon=True).start()
+    # a live daemon keeps running after its file ends: watch_capture stops it once capture has
+    # finished and the last violation's clip (post_s) and event have had time to be committed
+    threading.Thread(target=watch_capture, daemon=True).start()
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
@@ -98,7 +101,7 @@ def child(mode: str, clip: Path, work: Path, settle_s: float) -> dict[str, Any]:
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     src, buf, summary = daemon.source.stats, daemon.buffer.stats, stats.summary()
-    capture_wall = (stats.ended_mono or time.monotonic()) - stats.started_mono
+    capture_wall = (capture_end[0] if capture_end else (stats.ended_mono or time.monotonic())) - stats.started_mono
     return {
         "mode": mode,
         "frames": stats.frames,
