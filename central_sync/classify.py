@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
+from sqlalchemy.orm import Session
+
 from central_sync.config import CentralConfig
 from central_sync.identity import Gallery, IdentityResolver, UnknownFiles
 from central_sync.storage.store import CentralStore, ViolationRecord
@@ -73,6 +75,12 @@ def _str_field(obj: dict[str, Any], key: str, required: bool = True) -> str | No
 
 
 def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver: IdentityResolver) -> ClassifyInput:
+    """Store every good line (one transaction: the store is private and in memory); report the bad ones."""
+    with store.session() as s:
+        return _load(store, s, lines, source, resolver)
+
+
+def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, resolver: IdentityResolver) -> ClassifyInput:
     info = ClassifyInput()
     for n, raw in enumerate(lines, start=1):
         text = raw.strip()
@@ -96,7 +104,7 @@ def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver:
                 kind = _str_field(obj, "disposition")
                 assert pid is not None and kind is not None
                 kind = DISPOSITION_ALIASES.get(kind.lower(), kind.lower())
-                store.add_disposition(pid, kind, time, source="import")
+                store.add_disposition(pid, kind, time, source="import", s=s)
                 info.dispositions += 1
                 continue
             vtype = _str_field(obj, "violation_type")
@@ -115,7 +123,7 @@ def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver:
             rec = ViolationRecord(event_id=eid, violation_type=str(vtype), time=time, person_id=pid,
                                   point_id=str(obj.get("point_id") or ""), device_id=str(obj.get("device_id") or ""),
                                   site_id=str(obj.get("site_id") or ""), match_score=score)
-            if store.add_violation(rec):
+            if store.add_violation(rec, s):
                 info.events += 1
             else:
                 info.duplicates += 1
