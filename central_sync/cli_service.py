@@ -203,6 +203,28 @@ def dispose(config: Path, person_id: str, kind: str, when: str, note: str | None
     click.echo(f"recorded {kind} for {person_id}")
 
 
+@click.command()
+@ConfigOpt
+@click.option("--status", "status", default="open", show_default=True, type=click.Choice(["open", "done", "failed", "cancelled", "all"]))
+@click.option("--older-than-days", type=float, default=0.0, show_default=True, help="Only tasks created at least this long ago (overdue cases).")
+def tasks(config: Path, status: str, older_than_days: float) -> None:
+    """List disposition tasks as JSON lines (every case must close: audit the open and overdue ones)."""
+    from sqlalchemy import select
+
+    from central_sync.storage.models import Task
+
+    cfg = _load(config, "WARNING")
+    store = _store(cfg)
+    q = select(Task).where(Task.created_at <= datetime.now(timezone.utc) - timedelta(days=older_than_days))
+    if status != "all":
+        q = q.where(Task.status == status)
+    with store.session() as s:
+        for t in s.scalars(q.order_by(Task.created_at)):
+            click.echo(json.dumps({"task_id": t.task_id, "person_id": t.person_id, "kind": t.kind, "tier": t.tier, "status": t.status,
+                                   "created_at": t.created_at.isoformat(), "published": t.published_at is not None,
+                                   "closed_at": t.closed_at.isoformat() if t.closed_at else None, "outcome": t.outcome}))
+
+
 @click.command("lfw-eval")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--enrol-per-person", default=3, show_default=True)
@@ -250,4 +272,4 @@ def serve(config: Path) -> None:
     uvicorn.run(create_app(cfg, _store(cfg)), host=cfg.api.host, port=cfg.api.port, log_config=None)
 
 
-COMMANDS = [run, reevaluate, enrol, token, dispose, lfw_eval, report, serve]
+COMMANDS = [run, reevaluate, enrol, token, dispose, tasks, lfw_eval, report, serve]

@@ -87,6 +87,11 @@ def test_manual_fine_then_violation_makes_repeat_in_the_daily_pass(site: tuple[P
     assert counts["repeat"] == 1 and counts["occasional"] == 1
     with store.session() as s:
         assert s.get(Person, "A1").tier == "repeat"  # type: ignore[union-attr]
+    r = CliRunner().invoke(main, ["tasks", "--config", str(cfgf)])
+    assert r.exit_code == 0, r.output
+    open_tasks = [json.loads(x) for x in r.output.strip().splitlines()]
+    assert sorted(t["kind"] for t in open_tasks if t["person_id"] == "A1") == ["credit_deduction", "public_notice"]
+    assert all(t["status"] == "open" and not t["published"] for t in open_tasks)  # published by the consumer later
 
 
 def test_config_errors_exit_2_naming_file_and_key(tmp_path: Path) -> None:
