@@ -49,6 +49,7 @@ Mode = Literal["live", "until_eof", "replay"]
 MODEL_RETRY_S = 30.0
 EVENT_FILE = "event.json"  #: written into an event's work folder just before it goes to the outbox
 HEALTH_EVERY_S = 5.0
+PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
 
 
 class Detector(Protocol):
@@ -179,6 +180,8 @@ class EdgeDaemon:
         self._faces: FaceCapture | None = None
         self._face_error: str | None = None
         self._threads: list[threading.Thread] = []
+        self._pipeline_beat = time.monotonic()
+        self._stall_reported = False
         self.events: list[ViolationEvent] = []
         self.event_media: dict[str, list[Path]] = {}
         self._build()
@@ -369,6 +372,7 @@ class EdgeDaemon:
 
     def _pipeline_loop(self) -> None:
         while True:
+            self._pipeline_beat = time.monotonic()
             ended, frame = self._next_frame()
             if ended:
                 break
@@ -587,8 +591,14 @@ class EdgeDaemon:
                 self._write_health()
                 next_health = now + HEALTH_EVERY_S
             if now >= next_watchdog:
-                self.notifier.watchdog()
                 next_watchdog = now + watchdog_every
+                if now - self._pipeline_beat < PIPELINE_STALL_S:
+                    self.notifier.watchdog()
+                    self._stall_reported = False
+                elif not self._stall_reported:  # a stuck detector: let systemd restart the service
+                    self._stall_reported = True
+                    self.health.set("daemon", "degraded", f"pipeline stalled for {now - self._pipeline_beat:.0f} s")
+                    log(logger, "pipeline_stalled", logging.ERROR, stalled_s=round(now - self._pipeline_beat, 1))
             if self.mode == "live" and not cap.is_alive() and not self._stop.is_set():
                 # a file source in live mode ended: keep the appliance up (relay, health) until stopped
                 pass

@@ -96,6 +96,7 @@ class SystemdNotifier:
         if not self._addr:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)  # a listener that does not read must never freeze the daemon
             try:
                 s.connect(self._addr)
                 s.sendall(message.encode())

@@ -154,16 +154,28 @@ def test_sigterm_stops_the_daemon_process_cleanly(tmp_path: Path, empty_models: 
     import signal
     import sys
 
+    import socket
+
     cfg = site_config(tmp_path, source={"realtime": True})
-    env = {**os.environ, "ANQI_MODELS_DIR": str(empty_models)}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what systemd listens on for Type=notify
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(20)
+    env = {**os.environ, "ANQI_MODELS_DIR": str(empty_models), "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     health = tmp_path / "data" / "health.json"
     try:
-        assert wait_for(lambda: health.exists() and json.loads(health.read_text())["components"].get("camera", {}).get("status") == "up", 30)
+        # (the development mosquitto the daemon starts inherits NOTIFY_SOCKET and says a bare READY=1 too)
+        messages = [notify.recv(256).decode() for _ in range(4)]
+        ours = [m for m in messages if m != "READY=1"]
+        assert ours[0].startswith("READY=1\nSTATUS=watching ") and ours[1:3] == ["WATCHDOG=1", "WATCHDOG=1"], messages
+        # from here on nobody reads the notify socket: its queue fills, and the daemon must not mind
+        assert wait_for(lambda: health.exists() and json.loads(health.read_text())["components"].get("camera", {}).get("status") == "up", 30), (
+            health.read_text() if health.exists() else "no health file")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
+        notify.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
