@@ -160,3 +160,70 @@ def test_cli_entry_point_is_installed() -> None:
     assert res.returncode == 0
     for cmd in ("init", "validate", "run", "replay", "status", "calibrate", "detect-images", "models", "test-speaker", "test-lights"):
         assert cmd in res.stdout
+
+
+# ---------------------------------------------------------------- validate: files and pins the config names
+EXAMPLE_SITE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
+
+
+def _site_copy(tmp_path: Path, edit: "dict[str, object] | None" = None) -> Path:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))
+    data["source"]["uri"] = str((EXAMPLE_SITE.parent / data["source"]["uri"]).resolve())
+    for dotted, value in (edit or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    out = tmp_path / "site.yaml"
+    out.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return out
+
+
+def test_validate_accepts_the_shipped_site_configs() -> None:
+    for cfg in (EXAMPLE_SITE, ROOT / "config" / "edge.example.yaml"):
+        res = CliRunner().invoke(main, ["validate", str(cfg)])
+        assert res.exit_code == 0, res.output
+        assert res.output.strip().endswith("OK")
+
+
+def test_validate_names_a_missing_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    (models / "onnx" / "anqi-head-cls.onnx").unlink()
+    monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
+    res = CliRunner().invoke(main, ["validate", str(_site_copy(tmp_path))])
+    assert res.exit_code == 1
+    assert "site.yaml: detect.head_model:" in res.output and "anqi-head-cls.onnx" in res.output
+
+
+def test_validate_names_a_corrupt_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    (models / "onnx" / "anqi-rider-head.onnx").write_bytes(b"not an onnx file")
+    monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
+    res = CliRunner().invoke(main, ["validate", str(_site_copy(tmp_path))])
+    assert res.exit_code == 1
+    assert "site.yaml: detect.rider_model:" in res.output and "anqi-rider-head.onnx" in res.output
+
+
+@pytest.mark.parametrize(("pin", "fragment"), [("GPIO17x", "not a gpiozero pin name"), (99, "GPIO number must be 0..53")])
+def test_validate_rejects_a_bad_gpio_pin_naming_the_key(tmp_path: Path, pin: object, fragment: str) -> None:
+    site = _site_copy(tmp_path, {"lights.enabled": True, "lights.backend": "gpio", "lights.outputs": {"laser": {"pin": pin}}})
+    res = CliRunner().invoke(main, ["validate", str(site)])
+    assert res.exit_code != 0
+    assert "site.yaml: lights.outputs.laser.pin:" in res.output and fragment in res.output
+
+
+def test_validate_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    (models / "onnx" / "anqi-head-cls.onnx").unlink()
+    monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
+    site = _site_copy(tmp_path, {"speaker.languages": ["zh-cmn", "wuu-huzhou"]})
+    res = CliRunner().invoke(main, ["validate", str(site)])
+    assert res.exit_code == 1
+    assert "detect.head_model:" in res.output and "speaker.languages" in res.output
+    assert "problem(s) found" in res.output
