@@ -248,10 +248,12 @@ class LightEvent:
 class LightBoard:
     """The lights of a site (gpiozero's board habit): triggers switch outputs on, a worker switches them off."""
 
-    def __init__(self, outputs: list[LightOutput], health: Health, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, outputs: list[LightOutput], health: Health, monotonic: Callable[[], float] = time.monotonic, retry_s: float = 30.0):
         self.outputs = {o.name: o for o in outputs}
         self.health = health
         self.monotonic = monotonic
+        self.retry_s = retry_s
+        self._last_try: dict[str, float] = {}
         self.events: list[LightEvent] = []
         self._ready: dict[str, bool] = {}
         self._off_at: dict[str, float] = {}
@@ -274,13 +276,14 @@ class LightBoard:
                 if o.enabled:
                     health.set(health_name(name), "down", str(e))
             return cls([], health)
-        return cls(outputs, health)
+        return cls(outputs, health, retry_s=cfg.retry_s)
 
     def open(self) -> None:
         for o in self.outputs.values():
             self._open_one(o)
 
     def _open_one(self, o: LightOutput) -> bool:
+        self._last_try[o.name] = self.monotonic()
         try:
             o.open()
             o.off()
@@ -317,8 +320,9 @@ class LightBoard:
         return names
 
     def _set(self, o: LightOutput, lit: bool) -> None:
-        if not self._ready.get(o.name) and not self._open_one(o):
-            return
+        if not self._ready.get(o.name):
+            if self.monotonic() - self._last_try.get(o.name, float("-inf")) < self.retry_s or not self._open_one(o):
+                return
         try:
             o.on() if lit else o.off()
         except LightUnavailable as e:

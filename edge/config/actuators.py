@@ -156,6 +156,7 @@ class LightsConfig(Section):
     enabled: bool = False
     backend: Literal["gpio", "rs485", "none"] = Field("gpio", description="'gpio': relays on GPIO pins (gpiozero); 'rs485': a serial sound-and-light controller (pyserial); 'none': no lights.")
     on_time_s: float = Field(5.0, gt=0, le=600, description="Seconds an output stays on after a trigger (per output: outputs.<name>.on_time_s).")
+    retry_s: float = Field(30.0, ge=0.5, le=3600, description="While an output is down (adapter unplugged), a trigger re-opens it at most this often.")
     gpio: GpioLightsConfig = Field(default_factory=GpioLightsConfig)
     rs485: Rs485Config = Field(default_factory=Rs485Config)
     outputs: dict[str, LightOutputConfig] = Field(default_factory=_default_outputs, description="Named outputs (laser, strobe, ...).")

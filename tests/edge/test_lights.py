@@ -168,16 +168,32 @@ def test_rs485_over_pyserial_loop_url(tmp_path: Path) -> None:
         board.close()
 
 
-def test_missing_serial_port_marks_outputs_down_and_never_raises(tmp_path: Path) -> None:
-    cfg = LightsConfig(enabled=True, backend="rs485", rs485={"port": str(tmp_path / "ttyUSB9")}, outputs={"laser": {"on_frame": "01", "off_frame": "00"}})
+def test_missing_serial_port_marks_outputs_down_then_the_adapter_comes_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = tmp_path / "ttyUSB9"
+    cfg = LightsConfig(enabled=True, backend="rs485", retry_s=0.5, on_time_s=0.1, rs485={"port": str(port)}, outputs={"laser": {"on_frame": "01", "off_frame": "00"}})
     h = health(tmp_path)
     board = LightBoard.from_config(cfg, h)
-    board.start()
+    with caplog.at_level("WARNING", logger="edge.actuators.lights"):
+        board.start()
     try:
-        board.trigger("no_helmet")
-        time.sleep(0.1)
         laser = h.snapshot()["components"]["light.laser"]
         assert laser["status"] == "down" and "lights.rs485.port" in laser["detail"] and "ttyUSB9" in laser["detail"]
+        with caplog.at_level("WARNING", logger="edge.actuators.lights"):
+            for _ in range(5):  # a burst of violations does not hammer the missing port
+                board.trigger("no_helmet")
+            time.sleep(0.2)
+        assert sum(r.getMessage() == "light_unavailable" for r in caplog.records) == 1
+        controller, device = os.openpty()  # the adapter is plugged in: same path, now a tty
+        try:
+            port.symlink_to(os.ttyname(device))
+            time.sleep(0.4)
+            board.trigger("no_helmet")
+            assert read_frames(controller, 3) == bytes.fromhex("00 01 00")  # off at open, on, off
+            assert h.snapshot()["components"]["light.laser"]["status"] == "up"
+        finally:
+            board.close()
+            os.close(controller)
+            os.close(device)
     finally:
         board.close()
 
