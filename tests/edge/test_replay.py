@@ -114,7 +114,9 @@ def test_each_clip_covers_six_seconds_before_to_one_after(replay_out: Path) -> N
         # the event's clip window says the same in UTC
         assert e.clip_start is not None and e.clip_end is not None
         assert (e.time - e.clip_start).total_seconds() >= want_before - 1 / 30 - 1e-3
-        assert (e.clip_end - e.time).total_seconds() >= 1.0 - 1 / 30 - 1e-3
+        assert 1.0 - 1 / 30 - 1e-3 <= (e.clip_end - e.time).total_seconds() <= 1.0 + 2 / 30 + 1e-3
+        # and not more than the pre-roll asked for (plus the keyframe interval it must start at)
+        assert (e.time - e.clip_start).total_seconds() <= 6.0 + 2.0
 
 
 def test_outbox_holds_the_events(replay_out: Path) -> None:
