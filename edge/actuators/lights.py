@@ -225,7 +225,7 @@ class SerialLightOutput(LightOutput):
 
     def describe(self) -> str:
         c = self.bus.cfg
-        return f"rs485 {c.port} {c.baud} {c.byte_size}{c.parity}{c.stop_bits} on={self.on_frame.hex(' ')} off={self.off_frame.hex(' ')}"
+        return f"rs485 {c.port} {c.baud} {c.byte_size}{c.parity}{c.stop_bits:g} on={self.on_frame.hex(' ')} off={self.off_frame.hex(' ')}"
 
     def _switch(self, lit: bool) -> None:
         self.bus.write(self.on_frame if lit else self.off_frame)

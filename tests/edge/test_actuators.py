@@ -179,6 +179,15 @@ def test_cli_test_lights_reports_on_off_times(tmp_path: Path) -> None:
     assert "strobe: gpio GPIO27 active_high" in res.output
 
 
+def test_cli_test_lights_over_rs485_reports_the_frames(tmp_path: Path) -> None:
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(yaml.safe_dump({"lights": {"backend": "rs485", "rs485": {"port": "loop://", "baud": 19200, "parity": "E"}}}))
+    res = CliRunner().invoke(cli_test_lights, ["--config", str(cfg), "--on-time", "0.05", "--output", "strobe"])
+    assert res.exit_code == 0, res.output
+    assert "note: lights.enabled is false" in res.output
+    assert "strobe: rs485 loop:// 19200 8E1 on=a0 02 01 a3 off=a0 02 00 a2: on in" in res.output and "laser:" not in res.output
+
+
 def test_cli_test_lights_fails_clearly_without_gpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gpiozero
 
