@@ -134,7 +134,7 @@ class CentralConsumer:
                 ctx.load_cert_chain(str(self.cfg.resolve(m.cert_file)), str(self.cfg.resolve(m.key_file)))
             c.tls_set_context(ctx)
         c.max_inflight_messages_set(100)
-        c.reconnect_delay_set(1, 30)
+        c.reconnect_delay_set(1, 8)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message

@@ -360,3 +360,33 @@ def test_consumer_started_before_the_broker_connects_when_it_comes_up(tmp_path: 
         cons.stop()
         cons.store.close()
         broker.close()
+
+
+def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                           relay_config: Any) -> None:
+    from edge.health import Health
+    from edge.relay import MqttRelay, Outbox
+
+    cons = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", media_grace_s=1.0).start()
+    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4, outbox={"ack_timeout_s": 3})
+    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
+    outbox = Outbox.for_config(ecfg, health)
+    relay = MqttRelay(ecfg, outbox, health).start()
+    try:
+        sent = []
+        for i in range(40):
+            ev, files = make_event(tmp_path / "edge", i, {"face.jpg": 1500, "clip.mp4": 6000})
+            outbox.add(ev, files)
+            sent.append(ev)
+            if i == 20:
+                broker.restart()
+        assert relay.wait_drained(90), outbox.stats()
+        assert cons.wait_stored(40, 30)
+        with cons.store.session() as s:
+            stored = {e for (e,) in s.execute(select(Event.event_id))}
+            assert stored == {str(e.event_id) for e in sent}
+            assert s.scalar(select(func.count()).select_from(Media)) == 80
+    finally:
+        relay.stop()
+        cons.stop()
+        cons.store.close()
