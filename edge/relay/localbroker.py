@@ -65,7 +65,9 @@ class LocalBroker:
 
     def start(self, timeout: float = 10.0) -> "LocalBroker":
         self.write_conf()
-        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # not the daemon's systemd service: it must not send READY / WATCHDOG on the daemon's notify socket
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
