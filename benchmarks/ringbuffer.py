@@ -1,6 +1,7 @@
 """Ring buffer and clip figures for 1080p25 (issue 8: "ring buffer < 64 MB for 7 s of 1080p25").
 
     .venv/bin/python benchmarks/ringbuffer.py [--quick]
+    .venv/bin/python benchmarks/ringbuffer.py --soak 12000   # memory stays flat over a long stream
 
 Measures, on a 1080p25 H.264 clip made at run time from ../shared (camera-like: 4 Mbit/s, a
 keyframe every 2 s, no B-frames; edge.source.testclips.make_test_clip):
@@ -54,11 +55,65 @@ class PeakRing:
             self.peak, self.held_s = self.buf.nbytes, self.buf.duration_s
 
 
+def rss_mb() -> float:
+    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def soak(frames: int) -> None:
+    """Stream the shared clip in a loop over TCP (FFmpeg), push every frame, trigger a clip every 300
+    frames; print RSS and ring size every 2000 frames (they must stay flat)."""
+    import shutil
+    import subprocess
+
+    from edge.relay.localbroker import free_port
+    from edge.source import DetectSampler
+
+    port = free_port()
+    ff = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "quiet", "-stream_loop", "-1", "-i",
+                           str(shared_dir() / "video" / "bikelane-cyclists.mp4"), "-c", "copy", "-f", "mpegts",
+                           f"tcp://127.0.0.1:{port}?listen=1"])
+    time.sleep(0.5)
+    cfg = BufferConfig()
+    tmp = Path(tempfile.mkdtemp(prefix="anqi-soak-"))
+    buf = PrerollBuffer(cfg)
+    rec = ClipRecorder(buf, cfg, tmp)
+    rec.start()
+    src = FrameSource(SourceConfig(uri=f"tcp://127.0.0.1:{port}", reconnect_initial_s=0.1))
+    sampler = DetectSampler(8.0)
+    futs = []
+    n = 0
+    t0 = time.perf_counter()
+    print("frames  rss_mb  ring_mb  ring_s  pending_clips")
+    for f in src.frames():
+        rec.push(f)
+        if sampler.want(f):
+            f.image  # noqa: B018  detection would convert these
+        n += 1
+        if n % 300 == 0:
+            futs.append(rec.trigger(f"soak{n}", f.pts_s))
+        if n % 2000 == 0:
+            print(f"{n:6d}  {rss_mb():6.0f}  {buf.nbytes / MB:7.2f}  {buf.duration_s:6.2f}  {rec.pending}")
+        if n >= frames:
+            src.stop()
+    rec.close()
+    ff.kill()
+    ff.wait()
+    clips = [f.result() for f in futs]
+    shutil.rmtree(tmp)
+    print(json.dumps({"soak_frames": n, "soak_s": round(time.perf_counter() - t0, 1), "clips": len(clips),
+                      "clips_complete": sum(c.complete for c in clips), "rss_mb_end": round(rss_mb())}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the JPEG->H.264 clip encode (the slow part)")
     ap.add_argument("--bit-rate", type=int, default=4_000_000, help="test clip bit rate (a 1080p camera: 2-8 Mbit/s)")
+    ap.add_argument("--soak", type=int, default=0, metavar="FRAMES",
+                    help="instead: stream this many frames over TCP, check memory stays flat")
     args = ap.parse_args()
+    if args.soak:
+        soak(args.soak)
+        return
     fps = 25
     t0 = time.perf_counter()
     clip = make_test_clip(width=1920, height=1080, fps=fps, gop=50, loops=2, bit_rate=args.bit_rate)
