@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -40,7 +40,7 @@ from edge.health import Health, SystemdNotifier
 from edge.logs import log
 from edge.rules import RuleSet, Violation
 from edge.track import RiderTracker, Track
-from edge.zone import CaptureZone
+from edge.zone import CaptureZone, fit_motion
 
 logger = logging.getLogger("edge.daemon")
 
@@ -135,6 +135,7 @@ class _Pending:
     deadline_t_s: float
     created_mono: float
     track_open: bool = True
+    track: Track | None = None  #: kept to measure speed over the whole track when the event is built
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempts: int = 0
     retry_mono: float = 0.0
@@ -425,7 +426,7 @@ class EdgeDaemon:
                 self.stats.tracks += 1
         self.rules.observe_signal(img, frame.pts_s)
         for v in self.rules.check(upd.active):
-            self._on_violation(v, frame)
+            self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self._faces is not None:
             for t in upd.active:
                 if t.track_id is not None and (t.last.in_zone or t.track_id in self._pending_tracks):
@@ -435,7 +436,7 @@ class EdgeDaemon:
             self._track_closed(t)
         self._finalize_ready()
 
-    def _on_violation(self, v: Violation, frame: Any) -> None:
+    def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:
         decided = time.monotonic()
         if self.persuasion is not None:
             try:
@@ -456,7 +457,7 @@ class EdgeDaemon:
         rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
         self.stats.violations.append(rec)
         self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
-                                      event_id=event_id))
+                                      event_id=event_id, track=track))
         self._pending_tracks.add(v.track_id)
         log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
             speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3),
@@ -498,7 +499,7 @@ class EdgeDaemon:
 
     def _commit(self, p: _Pending) -> bool:
         """Assemble the event and store it in the outbox; False (retried later) when that failed."""
-        v = p.violation
+        v = _with_track_motion(p.violation, p.track, self.cfg.rules.evidence_wait_s)
         clip = None
         clip_problem = None
         if p.clip is not None:
@@ -656,6 +657,20 @@ class EdgeDaemon:
             self.health.write()
         except OSError as e:  # full disk: keep running, say so in the log
             log(logger, "health_write_failed", logging.ERROR, error=str(e)[:200])
+
+
+def _with_track_motion(v: Violation, track: Track | None, after_s: float) -> Violation:
+    """The violation with speed and heading fitted over the track's ground points from 2 s before to
+    ``after_s`` after the decision: more points than the rule had, so less noise in the event."""
+    if track is None:
+        return v
+    pts = [p for p in track.history if p.ground is not None and v.t_s - 2.0 <= p.t_s <= v.t_s + after_s]
+    if len(pts) < 4:
+        return v
+    m = fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s=2.0 + after_s)
+    if m is None:
+        return v
+    return replace(v, speed_mps=m.speed_mps, heading_deg=m.heading_deg, detail={**v.detail, "speed_fit_s": round(m.span_s, 2)})
 
 
 def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
