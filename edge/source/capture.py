@@ -196,7 +196,10 @@ class FrameSource:
             except SourceError as e:
                 error = self._redact(str(e))
             except Exception as e:  # PyAV / OpenCV / OS errors: the source failed, the loop lives on
-                error = self._redact(f"{type(e).__name__}: {e}")
+                if type(e).__name__ == "ExitError" and self.kind == "rtsp":  # FFmpeg interrupted by our timeout
+                    error = f"stream silent for {self.cfg.read_timeout_s:g} s (source.read_timeout_s) or open timed out"
+                else:
+                    error = self._redact(f"{type(e).__name__}: {e}")
             if self._stop.is_set():
                 break
             if error is None:

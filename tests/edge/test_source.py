@@ -311,6 +311,36 @@ def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path) -> N
     assert second[0].packets and any(p.keyframe for f in second for p in f.packets)
 
 
+def test_stream_that_goes_silent_is_dropped_after_read_timeout(tmp_path: Path) -> None:
+    """A camera that freezes with its connection open (here: FFmpeg stopped with SIGSTOP)."""
+    import os
+    import signal
+
+    port = free_port()
+    server = StreamServer(port).start()
+    src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, open_timeout_s=1, read_timeout_s=1, reconnect_attempts=1)
+    frames: list[Frame] = []
+    downs: list[str] = []
+    src.on_state = lambda s, d: downs.append(d) if s == "down" else None
+    t = threading.Thread(target=lambda: frames.extend(src.frames()))
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(frames) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        t.join(timeout=20)
+        assert not t.is_alive()
+    finally:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+    assert len(frames) >= 10
+    assert camera(health)["status"] == "down" and src.stats.reconnects == 1
+    assert "silent for 1 s (source.read_timeout_s)" in downs[0]
+
+
 def test_unreachable_url_retries_with_backoff_until_stopped(tmp_path: Path) -> None:
     src, health = source(f"rtsp://127.0.0.1:{free_port()}/stream1", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.1,
                          open_timeout_s=1)
