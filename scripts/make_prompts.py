@@ -67,6 +67,11 @@ def import_recordings(src: Path, lang: str, out_root: Path, messages: list[str])
     return missing
 
 
+def phonemes(text: str, voice: str) -> str:
+    """espeak-ng's phoneme reading of ``text``; a ``(en)`` inside means it fell back to English letters."""
+    return subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def synthesise(text: str, tts: dict[str, Any], out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
@@ -116,8 +121,11 @@ def main() -> int:
                 synthesise(entry[tts.get("read", "text")], tts, out)
             st = sox_stat(out)
             ok = 0.8 <= st["duration_s"] <= 8.0 and st["rms_db"] > -40
+            why = "" if ok else " (duration or level)"
+            if shutil.which("espeak-ng") and "(en)" in phonemes(entry[tts.get("read", "text")], tts["voice"]):
+                ok, why = False, " (the voice read part of the text as English letters: check the spelling / pinyin)"
             bad += not ok
-            print(f"{lang}/{message}.wav  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB  {out.stat().st_size // 1024} KiB  {'ok' if ok else 'SUSPECT'}")
+            print(f"{lang}/{message}.wav  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB  {out.stat().st_size // 1024} KiB  {'ok' if ok else 'SUSPECT' + why}")
     return 1 if bad else 0
 
 
