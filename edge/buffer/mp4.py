@@ -11,6 +11,7 @@ always a complete, closed file.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,9 +24,11 @@ import numpy as np
 from av.video.stream import VideoStream
 
 from edge.config.buffer import BufferConfig
+from edge.logs import log
 from edge.source.frame import EncodedPacket
 
 JPEG_CODEC = "mjpeg"
+logger = logging.getLogger("edge.buffer")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ def clip_encoder(cfg: BufferConfig) -> str:
     if cfg.clip_codec != "auto":
         return cfg.clip_codec
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def clip_encoders(cfg: BufferConfig) -> list[str]:
+    """The configured encoder, then the software fallbacks (a hardware encoder may be absent)."""
+    first = clip_encoder(cfg)
+    return [first] + [c for c in ("libx264", "mpeg4") if c != first and c in av.codecs_available]
 
 
 def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig, show_from_s: float | None = None) -> WrittenClip:
@@ -112,13 +121,27 @@ def _remux(packets: list[EncodedPacket], part: Path, show_from_s: float | None) 
 
 
 def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
+    """Encode with the configured encoder; if it cannot be opened (a hardware encoder missing on
+    this board), log it and fall back to libx264, then mpeg4."""
+    candidates = clip_encoders(cfg)
+    for i, codec in enumerate(candidates):
+        try:
+            return _encode_jpegs_with(codec, packets, part, cfg)
+        except (av.FFmpegError, ValueError) as e:
+            part.unlink(missing_ok=True)
+            if i == len(candidates) - 1:
+                raise
+            log(logger, "clip_encoder_unusable", level=logging.WARNING, codec=codec, error=str(e)[:200], fallback=candidates[i + 1])
+    raise AssertionError("unreachable")
+
+
+def _encode_jpegs_with(codec: str, packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
     """Decode the JPEGs (libjpeg-turbo via OpenCV) and encode them.
 
     Measured on the 1080p test clip: FFmpeg's own mjpeg decoder straight to YUV was no faster here
     and made libx264 files 3.6x larger (it hands the encoder JPEG's blocking untouched).
     """
     stream = packets[0].stream
-    codec = clip_encoder(cfg)
     tb = Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)  # MPEG-4 Part 2: denominator < 2^16
     fps = stream.fps if stream.fps > 0 else 25.0
     w, h = stream.width - stream.width % 2, stream.height - stream.height % 2

@@ -24,9 +24,12 @@ class BufferConfig(Section):
         True,
         description="Remuxed clips: show from the frame at t - pre_s (an MP4 edit list hides the frames between the preceding keyframe and it); false shows from the keyframe.",
     )
-    clip_codec: Literal["auto", "libx264", "mpeg4"] = Field(
+    clip_codec: Literal["auto", "libx264", "mpeg4", "h264_v4l2m2m"] = Field(
         "auto",
-        description="Encoder for clips of raw (JPEG) sources; auto: libx264 when FFmpeg has it, else mpeg4. Compressed sources are remuxed, never re-encoded.",
+        description=(
+            "Encoder for clips of raw (JPEG) sources; auto: libx264 when FFmpeg has it, else mpeg4; h264_v4l2m2m: the Raspberry Pi's"
+            " hardware H.264 encoder (falls back to software when absent). Compressed sources are remuxed, never re-encoded."
+        ),
     )
     clip_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
         "veryfast", description="libx264 preset for clips of raw sources (speed against size)."

@@ -306,3 +306,17 @@ def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
     end = late.result()
     assert not end.complete and "stream ended" in end.note
     assert end.frames == len([f for f in frames if f.pts_s >= end.start_pts_s - tick])
+
+
+def test_missing_hardware_encoder_falls_back_to_software(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    frames = list(raw_frames(VIDEO, limit=40))
+    cfg = BufferConfig(pre_s=0.5, post_s=0.3, clip_codec="h264_v4l2m2m", clip_preset="ultrafast")
+    with caplog.at_level(logging.WARNING, logger="edge.buffer"):
+        clip = record(frames, {20: "hw"}, tmp_path, cfg)["hw"].result()
+    if clip.codec == "h264_v4l2m2m":
+        pytest.skip("this machine has a V4L2 memory-to-memory H.264 encoder")
+    assert clip.codec == "libx264" and "clip_encoder_unusable" in caplog.text
+    codec, times, _ = read_back(clip.path)
+    assert codec == "h264" and len(times) == clip.frames == 25
