@@ -66,3 +66,15 @@ def store(db_url: str) -> Iterator[CentralStore]:
     s.migrate()
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """CLI commands run in-process (click's CliRunner) install their own log handler; put pytest's back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -280,16 +280,25 @@ def test_classify_cli_reports_bad_lines_and_keeps_the_good_ones(tmp_path: Path) 
     assert "mixed.jsonl:2: not valid JSON" in p.stderr
     assert "mixed.jsonl:3: violation_type: required key is missing" in p.stderr
     assert "mixed.jsonl:4: time:" in p.stderr and "no UTC offset" in p.stderr
-    assert _run(["classify", "--events", str(f), "--at", AT.isoformat(), "--strict"]).returncode == 2
+    assert _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--strict"]).exit_code == 2
+
+
+def _invoke(args: list[str]) -> "object":
+    """The same click command in-process (cheaper than a subprocess for the error paths)."""
+    from click.testing import CliRunner
+
+    from central_sync.cli import main
+
+    return CliRunner().invoke(main, args)
 
 
 def test_classify_cli_refuses_a_naive_at_and_a_missing_file(tmp_path: Path) -> None:
     f = tmp_path / "e.jsonl"
     f.write_text(json.dumps(ev("p", AT)))
-    p = _run(["classify", "--events", str(f), "--at", "2026-06-01T00:00:00"])
-    assert p.returncode == 2 and "no UTC offset" in p.stderr
-    p = _run(["classify", "--events", str(tmp_path / "nope.jsonl"), "--at", AT.isoformat()])
-    assert p.returncode == 2 and "nope.jsonl" in p.stderr
+    r = _invoke(["classify", "--events", str(f), "--at", "2026-06-01T00:00:00"])
+    assert r.exit_code == 2 and "no UTC offset" in r.output  # type: ignore[attr-defined]
+    r = _invoke(["classify", "--events", str(tmp_path / "nope.jsonl"), "--at", AT.isoformat()])
+    assert r.exit_code == 2 and "nope.jsonl" in r.output  # type: ignore[attr-defined]
 
 
 def test_classify_rejects_lines_of_an_unknown_schema_version() -> None:
@@ -324,5 +333,5 @@ def test_classify_cli_matches_embeddings_against_the_configured_gallery(tmp_path
         {"person_id": "P-1", "count_7d": 4, "count_30d": 4, "count_365d": 4, "tier": "frequent"}]
     empty = tmp_path / "empty.yaml"
     empty.write_text("database:\n  url: sqlite:///nothing.db\n")
-    p = _run(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"])
-    assert p.returncode == 2 and "--use-gallery" in p.stderr
+    r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"])
+    assert r.exit_code == 2 and "--use-gallery" in r.output  # type: ignore[attr-defined]
