@@ -83,6 +83,10 @@ def test_speaker(config: Path | None, langs: tuple[str, ...], message: str, devi
         f"played {message} ({'+'.join(prompt.languages)}): {prompt.duration_s:.2f} s of audio, volume {gain:.2f}, "
         f"first buffer {1000 * (pb.start_mono - t0):.0f} ms after the call, finished after {pb.end_mono - t0:.2f} s"
     )
+    local = ts.local_now().strftime("%H:%M")
+    windows = ", ".join(f"{w.start}-{w.end}" for w in cfg.time_switch.windows) if cfg.time_switch.enabled else "always"
+    state = "active" if ts.is_active_at(ts.clock()) else "QUIET (the daemon plays nothing now)"
+    click.echo(f"time switch at {local} {cfg.device.timezone}: {state}; windows {windows}")
 
 
 @click.command("test-lights")
