@@ -170,3 +170,34 @@ def test_token_creation_checks_role_and_community(store: CentralStore) -> None:
     create_token(store, cfg, "x", "police")
     with pytest.raises(ValueError, match="exists"):
         create_token(store, cfg, "x", "police")
+
+
+def test_anqi_central_serve_answers_over_http(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from edge.relay.localbroker import free_port
+
+    port = free_port()
+    cfgf = Path(tmp_path) / "central.yaml"
+    cfgf.write_text(f"database:\n  url: sqlite:///c.db\napi:\n  port: {port}\n")
+    exe = Path(sys.executable).with_name("anqi-central")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert r is not None and r.status_code == 200 and "/api/v1/persons" in r.json()["paths"]
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/persons", params={"from": "2026-05-01", "to": "2026-05-02"}).status_code == 401
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
