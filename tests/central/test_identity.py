@@ -168,3 +168,30 @@ def test_enrol_from_photos_then_match_another_photo(store: CentralStore, embedde
         q = embed_photo(p.photos[5], embedder)
         m = resolver.resolve(q)  # type: ignore[arg-type]
         assert m.person_id == p.person_id and m.score >= cfg.identity.match_threshold
+
+
+def test_enrol_cli_from_a_csv_with_real_photos(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from central_sync.cli import main
+    from central_sync.identity import read_enrolment_folder
+
+    people = read_enrolment_folder(LFW)[3:5]
+    cfgf = tmp_path / "central.yaml"
+    cfgf.write_text("database:\n  url: sqlite:///c.db\n")
+    csvf = tmp_path / "gallery.csv"
+    rows = ["person_id,name,id_number,community,employer,phone,party_member,photos"]
+    rows += [f"{p.person_id},{p.name},33050219900101{i:04d},Feiying,,,no,{p.photos[0]};{p.photos[1]}" for i, p in enumerate(people)]
+    rows += ["P-bad,Nobody,,,,,no,missing.jpg"]
+    csvf.write_text("\n".join(rows) + "\n")
+    r = CliRunner().invoke(main, ["enrol", "--config", str(cfgf), "--csv", str(csvf)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["enrolled"] == 2 and summary["photos"] == 4 and summary["problems"] == 2
+    assert "photo not found" in r.output and "33050219900101" not in r.output.replace(str(csvf), "")
+    store = CentralStore(f"sqlite:///{tmp_path / 'c.db'}")
+    with store.session() as s:
+        assert {p.person_id: p.community for p in s.scalars(select(Person))} == {people[0].person_id: "Feiying", people[1].person_id: "Feiying"}
+    store.close()
