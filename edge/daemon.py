@@ -434,6 +434,8 @@ class EdgeDaemon:
             self.stats.face_crops = self._faces.crops_run
         for t in upd.closed:
             self._track_closed(t)
+        if upd.closed:
+            self.rules.forget({t.track_id for t in upd.closed if t.track_id is not None})
         self._finalize_ready()
 
     def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:

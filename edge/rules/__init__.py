@@ -66,6 +66,11 @@ class RuleSet:
                     out.append(v)
         return out
 
+    def forget(self, track_ids: set[int]) -> None:
+        """Tracks that ended: every rule drops its per-track state (ids never come back)."""
+        for rule in self.rules:
+            rule.forget(track_ids)
+
     def close(self) -> None:
         if self.signal is not None:
             self.signal.close()

@@ -19,6 +19,10 @@ class NoHelmetRule:
         self.motion_window_s = motion_window_s
         self._once = OncePerTrack()
 
+    def forget(self, track_ids: set[int]) -> None:
+        """Tracks that ended: their ids never come back."""
+        self._once.forget(track_ids)
+
     def check(self, track: Track) -> Violation | None:
         cfg = self.cfg
         if track.track_id is None or self._once.fired(track.track_id) or not track.last.in_zone:

@@ -34,6 +34,10 @@ class RedLightRule:
         g = np.asarray(ground, dtype=np.float64) - self._a
         return float(g @ self._normal), float(g @ self._dir)
 
+    def forget(self, track_ids: set[int]) -> None:
+        """Tracks that ended: their ids never come back."""
+        self._once.forget(track_ids)
+
     def check(self, track: Track) -> Violation | None:
         cfg = self.cfg
         if track.track_id is None or self._once.fired(track.track_id):

@@ -31,6 +31,9 @@ class Rule(Protocol):
 
     def check(self, track: Track) -> Violation | None: ...
 
+    def forget(self, track_ids: set[int]) -> None:
+        """Drop what the rule keeps about tracks that ended."""
+
 
 class OncePerTrack:
     """Remembers which tracks a rule already reported (a rule yields at most one violation per track)."""

@@ -12,6 +12,10 @@ from edge.zone.motion import angle_between
 
 
 class WrongWayRule:
+    """Keeps, per track, the furthest point reached along the legal direction; a track that has since
+    gone ``min_distance_m`` back against it, and whose current heading is opposed, rides the wrong way.
+    O(1) per track and frame; the motion fit runs only once the distance is reached."""
+
     type = ViolationType.wrong_way
 
     def __init__(self, cfg: WrongWayRuleConfig, motion_window_s: float = 1.0):
@@ -20,13 +24,34 @@ class WrongWayRule:
         self._once = OncePerTrack()
         rad = math.radians(cfg.lane_heading_deg)
         self._lane = (math.sin(rad), math.cos(rad))  # unit vector: 0 deg = +y, 90 deg = +x
+        self._peak: dict[int, tuple[float, float]] = {}  # track id -> (furthest along the lane, t_s of the last point seen)
+
+    def forget(self, track_ids: set[int]) -> None:
+        for tid in track_ids:
+            self._peak.pop(tid, None)
+        self._once.forget(track_ids)
 
     def check(self, track: Track) -> Violation | None:
         cfg = self.cfg
-        if track.track_id is None or self._once.fired(track.track_id):
+        tid = track.track_id
+        if tid is None or self._once.fired(tid):
             return None
-        pts = [p for p in track.history if p.ground is not None]
-        if len(pts) < 2:
+        last = track.last
+        if last.ground is None:
+            return None
+        along = last.ground[0] * self._lane[0] + last.ground[1] * self._lane[1]
+        prev = self._peak.get(tid)
+        if prev is None:
+            # first look at this track: take its history so far
+            alongs = [p.ground[0] * self._lane[0] + p.ground[1] * self._lane[1] for p in list(track.history)[:-1] if p.ground is not None]
+            peak = max(alongs) if alongs else along
+        elif prev[1] == last.t_s:
+            return None  # no new observation
+        else:
+            peak = prev[0]
+        self._peak[tid] = (max(peak, along), last.t_s)
+        against = peak - along
+        if against < cfg.min_distance_m:
             return None
         motion = track.motion(self.motion_window_s)
         if motion is None or motion.speed_mps < cfg.min_speed_mps:
@@ -34,18 +59,11 @@ class WrongWayRule:
         off = angle_between(motion.heading_deg, cfg.lane_heading_deg)
         if off < 180.0 - cfg.tolerance_deg:
             return None
-        # distance travelled against the lane: the furthest the track got back along the lane from
-        # the most 'forward' point it had (robust to the noisy first points of a track)
-        along = [p.ground[0] * self._lane[0] + p.ground[1] * self._lane[1] for p in pts]  # type: ignore[index]
-        against = max(along[:-1]) - along[-1]
-        if against < cfg.min_distance_m:
-            return None
-        self._once.mark(track.track_id)
-        last = track.last
+        self._once.mark(tid)
         confidence = min(1.0, 0.5 + 0.5 * (off - (180.0 - cfg.tolerance_deg)) / max(cfg.tolerance_deg, 1e-6))
         return Violation(
             type=self.type,
-            track_id=track.track_id,
+            track_id=tid,
             t_s=last.t_s,
             mono=last.mono if last.mono is not None else last.t_s,
             utc=last.utc,

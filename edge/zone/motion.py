@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +28,15 @@ def angle_between(a_deg: float, b_deg: float) -> float:
     return min(d, 360.0 - d)
 
 
+@lru_cache(maxsize=64)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return i, j
+
+
 def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     """Median of the pairwise slopes: a constant-velocity fit that one bad ground point cannot spoil."""
-    i, j = np.triu_indices(len(t), k=1)
+    i, j = _pairs(len(t))
     dt = t[j] - t[i]
     ok = dt > 1e-9
     if not ok.any():

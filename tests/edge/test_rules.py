@@ -259,3 +259,19 @@ def test_red_light_config_needs_stop_line_and_signal() -> None:
         parse_config({"rules": {"red_light": {"enabled": True}}})
     with pytest.raises(ConfigError, match="signal.gpio_pin is required"):
         parse_config({"rules": {"red_light": {"enabled": True, "stop_line": [[0, 1], [1, 1]], "signal": {"source": "gpio"}}}})
+
+
+def test_ruleset_forgets_ended_tracks() -> None:
+    cfg = parse_config({"rules": {"wrong_way": {"enabled": True, "lane_heading_deg": 180}}})
+    rules = RuleSet.from_config(cfg)
+    ground = [(0.0, 12 + 4 * 0.125 * i) for i in range(20)]
+    t = make_track(ground[:1])
+    fired = []
+    for p in _points(ground, None, "rider")[1:]:
+        t.history.append(p)
+        fired += rules.check([t])
+    assert [v.type for v in fired] == [ViolationType.wrong_way]
+    ww = next(r for r in rules.rules if isinstance(r, WrongWayRule))
+    assert 7 in ww._peak and ww._once.fired(7)
+    rules.forget({7})
+    assert 7 not in ww._peak and not ww._once.fired(7)
