@@ -125,9 +125,6 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
     return out
 
 
-_track_keys = itertools.count(1)
-
-
 @dataclass
 class Track:
     """A rider followed across frames: box state, history of observations and helmet votes."""
@@ -223,6 +220,7 @@ class RiderTracker:
         self.zone = zone
         self.tracks: list[Track] = []
         self._next_id = 1
+        self._keys = itertools.count(1)  # internal keys of tentative tracks (public ids come at confirmation)
 
     def update(
         self, dets: DetectionsLike, t_s: float, utc: datetime, frame_size: tuple[int, int] | None = None, mono: float | None = None
@@ -278,7 +276,7 @@ class RiderTracker:
                 t.track_id = self._take_id()
         for d in new_dets:
             p = self._point(d, t_s, utc, None, 0, mono)
-            t = Track(next(_track_keys), np.asarray(d.box, dtype=np.float64), t_s, utc, t_s, deque([p]), rider_hits=int(d.kind == "rider"))
+            t = Track(next(self._keys), np.asarray(d.box, dtype=np.float64), t_s, utc, t_s, deque([p]), rider_hits=int(d.kind == "rider"))
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
