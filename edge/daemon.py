@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -288,8 +289,15 @@ class EdgeDaemon:
             self.health.set("relay", "off", "relay disabled for this run")
             return outbox, None, None
         broker = None
+        # the development mosquitto must not inherit systemd's NOTIFY_SOCKET: it would tell systemd
+        # READY=1 on our behalf before the daemon is ready
+        notify_socket = os.environ.pop("NOTIFY_SOCKET", None) if self.cfg.relay.mqtt.host is None else None
         try:
-            cfg, broker = connect_or_start_local(self.cfg, self.data_dir / "dev-broker")
+            try:
+                cfg, broker = connect_or_start_local(self.cfg, self.data_dir / "dev-broker")
+            finally:
+                if notify_socket is not None:
+                    os.environ["NOTIFY_SOCKET"] = notify_socket
             relay = MqttRelay(cfg, outbox, self.health).start()
             return outbox, relay, broker
         except Exception as e:  # broker down / bad TLS: events stay in the outbox
