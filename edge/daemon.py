@@ -437,7 +437,7 @@ class EdgeDaemon:
             self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self._faces is not None:
             for t in upd.active:
-                if t.track_id is not None and (t.last.in_zone or t.track_id in self._pending_tracks):
+                if self._wants_face(t):
                     self._faces.offer(t, img, frame.pts_s, frame.utc, _moving_away(t, self.zone))
             self.stats.face_crops = self._faces.crops_run
         for t in upd.closed:
@@ -445,6 +445,24 @@ class EdgeDaemon:
         if upd.closed:
             self.rules.forget({t.track_id for t in upd.closed if t.track_id is not None})
         self._finalize_ready()
+
+    def _wants_face(self, t: Track) -> bool:
+        """Face search costs a detector run per crop: only for violators, and for in-zone riders that
+        may still become one (a rider whose every head vote says 'helmet' cannot, unless another
+        rule than no-helmet is on)."""
+        if t.track_id is None:
+            return False
+        if t.track_id in self._pending_tracks:
+            return True
+        if not t.last.in_zone:
+            return False
+        r = self.cfg.rules
+        if r.wrong_way.enabled or r.red_light.enabled:
+            return True
+        if not r.no_helmet.enabled:
+            return False
+        votes = [p.no_helmet for p in t.head_votes(in_zone_only=False)]
+        return not votes or max(votes) >= r.no_helmet.vote_threshold  # type: ignore[type-var]
 
     def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:
         decided = time.monotonic()
