@@ -70,8 +70,19 @@ def test_password_from_systemd_credential_passes_check(tmp_path: Path, monkeypat
     assert read_password("ANQI_T_PW") == "secret"
 
 
-def test_example_config_relay_section_is_valid() -> None:
+def test_example_config_relay_section_and_its_commented_production_block_are_valid(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
     from edge.config import load_config
 
-    cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "edge.example.yaml")
-    assert cfg.relay.mqtt.password_env == "ANQI_MQTT_PASSWORD" and cfg.relay.mqtt.tls is not None
+    example = Path(__file__).resolve().parents[2] / "config" / "edge.example.yaml"
+    cfg = load_config(example)
+    assert cfg.relay.mqtt.host is None  # as shipped: the development broker
+    text = example.read_text(encoding="utf-8")
+    block = re.findall(r"^    #   (.*)$", text[text.index("\nrelay:"):], flags=re.M)  # the commented deployment keys
+    production = yaml.safe_load("\n".join(block))
+    assert production["host"] and production["password_env"] and production["tls"]["ca_file"]
+    mqtt = {k: v for k, v in yaml.safe_load(text)["relay"]["mqtt"].items() if k != "host"}
+    parse_config({"relay": {"mqtt": {**mqtt, **production}}}, "example", tmp_path)
