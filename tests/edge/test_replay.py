@@ -126,3 +126,36 @@ def test_outbox_holds_the_events(replay_out: Path) -> None:
     n = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert n == len(events(replay_out))
     assert json.loads((replay_out / "health.json").read_text())["components"]["daemon"]["status"] == "off"
+
+
+def test_forward_clip_has_no_wrong_way_riders(replay_out: Path) -> None:
+    assert [e for e in events(replay_out) if e.violation_type.value == "wrong_way"] == []
+
+
+def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> None:
+    """The same riders, the video reversed: everyone now rides away from the camera, against the lane."""
+    import shutil
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    reversed_clip = tmp_path / "reversed.mp4"
+    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-i", str(VIDEO), "-vf", "reverse", "-an",
+                    "-c:v", "libx264", "-preset", "veryfast", "-g", "30", str(reversed_clip)], check=True, timeout=120)
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["speaker"] = {"enabled": False}
+    data["device"]["data_dir"] = str(tmp_path / "data")
+    data["rules"]["no_helmet"] = {"enabled": False}
+    cfg = tmp_path / "bikelane.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["replay", str(reversed_clip), "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    evs = events(out)
+    assert len(evs) >= 2 and {e.violation_type.value for e in evs} == {"wrong_way"}, [(e.violation_type, e.track_id) for e in evs]
+    for e in evs:
+        assert float(e.detail["against_m"]) >= 3.0
+        assert abs(((e.heading_deg or 0) - 0 + 180) % 360 - 180) < 60  # riding away: heading ~0 deg (+y)
+        assert any(m.kind == "clip" for m in e.media)
