@@ -415,3 +415,28 @@ def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(tmp_path: P
     finally:
         relay.stop()
         consumer.stop()
+
+
+def test_broker_killed_mid_stream_loses_nothing(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    """kill -9 of the broker drops what it had not saved yet; acks that never come make the edge re-send."""
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, outbox={"ack_timeout_s": 2})
+    consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-kill").start()
+    sent = []
+    for i in range(120):
+        ev, files = make_event(tmp_path, i, {"face.jpg": 1500})
+        outbox.add(ev, files)
+        sent.append(ev.event_id)
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert _wait(lambda: len(consumer.events) >= 30, 20)
+        broker.kill()
+        assert len(consumer.events) < len(sent), "the kill came too late to prove anything"
+        time.sleep(0.5)
+        broker.start()
+        assert consumer.wait_for(len(sent), 60), (len(consumer.events), outbox.stats())
+        assert relay.wait_drained(30), outbox.stats()
+        assert set(consumer.events) == set(sent) and consumer.corrupt_chunks == 0
+        assert all(len(e.media["face.jpg"]) == 1500 for e in consumer.events.values())
+    finally:
+        relay.stop()
+        consumer.stop()
