@@ -15,6 +15,10 @@ States: ``pending`` -> ``published`` (broker PUBACK) -> ``acked`` (central store
 ``rejected`` (central refused it; kept for inspection). Delivery is in insertion order; an event
 re-queued by an ack timeout or a media re-send request goes out again after the ones already queued.
 
+One process owns an outbox folder (the daemon); others may open it to read state (tests, the
+soak benchmark), but opening it also cleans up half-written folders, so never open it from a
+second process while the owner is adding.
+
 Disk budget (``max_disk_mb``): media of acknowledged events go first (oldest first; then those of
 events central rejected), then the ``when_full`` policy decides between new and old unsent media. Event records themselves are never
 dropped; every drop raises a health alarm and a log line.
