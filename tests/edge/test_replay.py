@@ -159,3 +159,33 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
         assert float(e.detail["against_m"]) >= 3.0
         assert abs(((e.heading_deg or 0) - 0 + 180) % 360 - 180) < 60  # riding away: heading ~0 deg (+y)
         assert any(m.kind == "clip" for m in e.media)
+
+
+@pytest.mark.parametrize("region, expect_events", [((20, 300, 40, 30), True), ((560, 300, 40, 30), False)])
+def test_red_light_through_the_daemon_with_the_image_signal(tmp_path: Path, region: tuple, expect_events: bool) -> None:
+    """The 'signal head' is a patch of the frame: the red bike-lane paint reads as a lit red lamp,
+    grey asphalt as a dark one. Riders crossing a stop line 20 m out are judged on it."""
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["speaker"] = {"enabled": False}
+    data["device"]["data_dir"] = str(tmp_path / "data")
+    data["rules"]["no_helmet"] = {"enabled": False}
+    data["rules"]["wrong_way"] = {"enabled": False}
+    data["rules"]["red_light"] = {"enabled": True, "stop_line": [[-6.0, 20.0], [6.0, 20.0]],
+                                  "signal": {"source": "image", "region": list(region), "red_threshold": 0.35}}
+    cfg = tmp_path / "bikelane.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["replay", str(VIDEO), "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    evs = events(out)
+    if not expect_events:
+        assert evs == []
+        return
+    assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"red_light"}
+    for e in evs:
+        assert e.detail["signal"] == "red"
+        assert (e.zone_distance_m or 99) < 20.5  # judged once past the line
