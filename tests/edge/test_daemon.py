@@ -226,3 +226,14 @@ def test_paced_file_is_captured_at_camera_rate_and_detection_never_slows_it(tmp_
     assert s["wall_s"] >= 7.5  # 238 frames at 30 fps: the file played at its own rate
     assert d.buffer.stats.frames == 238  # every frame reached the ring buffer
     assert s["detect_frames"] + s["detect_dropped"] >= 70  # ~10 fps sampled over 7.9 s: detected or counted as dropped
+
+
+def test_run_refuses_an_unusable_calibration_naming_the_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    bad = {"calibration": [{"image": [x, 100.0], "ground": [x / 10, 20.0]} for x in (0.0, 100.0, 200.0, 300.0)]}
+    res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, zone=bad)), "--until-eof"])
+    assert res.exit_code == 3
+    assert "cannot start: zone.calibration: the image points all lie on one line" in res.output
