@@ -204,9 +204,11 @@ class EdgeDaemon:
             raise StartupError(str(e)) from None
         if self.mode != "live" and self.source.kind != "file":
             raise StartupError(f"source.uri: {self.mode.replace('_', ' ')} needs a video file, got a {self.source.kind} source")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir = self.data_dir / "evidence-work"
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StartupError(f"device.data_dir: cannot create {self.work_dir}: {e.strerror or e}") from None
         self.buffer = PrerollBuffer(cfg.buffer, health=self.health)
         self.recorder = ClipRecorder(self.buffer, cfg.buffer, self.work_dir, health=self.health)
         self.sampler = DetectSampler(cfg.source.detect_fps)
@@ -216,8 +218,15 @@ class EdgeDaemon:
         self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if paced else None
         self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.tracker = RiderTracker(cfg.track, self.zone)
-        self.rules = RuleSet.from_config(cfg)
-        self._load_detector(first=True)
+        try:
+            self.rules = RuleSet.from_config(cfg)
+        except Exception as e:  # a GPIO pin or serial port of the signal input that cannot be opened
+            raise StartupError(f"rules.red_light.signal: {type(e).__name__}: {e}") from None
+        try:
+            self._load_detector(first=True)
+        except StartupError:
+            self.rules.close()
+            raise
         self._load_faces()
         self.assembler = EventAssembler(cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame)
         self.persuasion = self._start_persuasion()

@@ -237,3 +237,14 @@ def test_run_refuses_an_unusable_calibration_naming_the_key(tmp_path: Path) -> N
     res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, zone=bad)), "--until-eof"])
     assert res.exit_code == 3
     assert "cannot start: zone.calibration: the image points all lie on one line" in res.output
+
+
+def test_run_refuses_a_signal_port_that_does_not_exist(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    rules = {"red_light": {"enabled": True, "stop_line": [[-3, 16], [3, 16]], "signal": {"source": "serial", "serial_port": str(tmp_path / "ttyNOPE")}}}
+    res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, rules=rules)), "--until-eof"])
+    assert res.exit_code == 3
+    assert "cannot start: rules.red_light.signal: SerialException" in res.output and "ttyNOPE" in res.output
