@@ -10,9 +10,10 @@ def check_all(cfg: EdgeConfig) -> list[str]:
     from edge.actuators import check_config as check_actuators
     from edge.detect import check_config as check_detect
     from edge.relay import check_config as check_relay
+    from edge.rules import check_config as check_rules
     from edge.zone import check_config as check_zone
 
     problems: list[str] = []
-    for check in (check_zone, check_detect, check_actuators, check_relay):
+    for check in (check_zone, check_rules, check_detect, check_actuators, check_relay):
         problems += check(cfg)
     return problems

@@ -15,6 +15,7 @@ from edge.rules.wrong_way import WrongWayRule
 from edge.track.tracker import Track
 
 __all__ = [
+    "check_config",
     "GpioSignal",
     "ImageSignal",
     "NoHelmetRule",
@@ -74,3 +75,31 @@ class RuleSet:
     def close(self) -> None:
         if self.signal is not None:
             self.signal.close()
+
+
+def check_config(cfg: EdgeConfig) -> list[str]:
+    """Problems with the devices ``rules`` names (for ``anqi-edge validate``): the signal input's pin
+    or serial port, and a stop line of zero length; each ``key.path: message``."""
+    rl = cfg.rules.red_light
+    if not rl.enabled or rl.signal is None:
+        return []
+    problems: list[str] = []
+    if rl.stop_line is not None and rl.stop_line[0] == rl.stop_line[1]:
+        problems.append("rules.red_light.stop_line: the two points are the same")
+    sig = rl.signal
+    if sig.source == "gpio" and sig.gpio_pin is not None:
+        import re
+
+        if not re.fullmatch(r"(GPIO|BCM)?\d{1,2}|BOARD\d{1,2}|J8:\d{1,2}|WPI\d{1,2}", sig.gpio_pin.strip(), re.IGNORECASE):
+            problems.append(f"rules.red_light.signal.gpio_pin: {sig.gpio_pin!r} is not a gpiozero pin name (e.g. 'GPIO17', 'BOARD11')")
+    elif sig.source == "serial" and sig.serial_port is not None:
+        import os
+
+        port = sig.serial_port
+        if "://" not in port and not os.path.exists(port):
+            problems.append(f"rules.red_light.signal.serial_port: {port} does not exist")
+    elif sig.source == "image" and sig.region is not None:
+        x, y, w, h = sig.region
+        if w <= 0 or h <= 0 or x < 0 or y < 0:
+            problems.append(f"rules.red_light.signal.region: {list(sig.region)} must have x, y >= 0 and a positive width and height")
+    return problems

@@ -275,3 +275,25 @@ def test_ruleset_forgets_ended_tracks() -> None:
     assert 7 in ww._peak and ww._once.fired(7)
     rules.forget({7})
     assert 7 not in ww._peak and not ww._once.fired(7)
+
+
+@pytest.mark.parametrize(
+    "signal, stop_line, problem",
+    [
+        ({"source": "gpio", "gpio_pin": "GPIO17"}, [[-3, 16], [3, 16]], None),
+        ({"source": "gpio", "gpio_pin": "PIN-SEVENTEEN"}, [[-3, 16], [3, 16]], "rules.red_light.signal.gpio_pin: 'PIN-SEVENTEEN' is not a gpiozero pin name"),
+        ({"source": "serial", "serial_port": "/dev/ttyNOPE9"}, [[-3, 16], [3, 16]], "rules.red_light.signal.serial_port: /dev/ttyNOPE9 does not exist"),
+        ({"source": "serial", "serial_port": "loop://"}, [[-3, 16], [3, 16]], None),
+        ({"source": "image", "region": [10, 10, 0, 5]}, [[-3, 16], [3, 16]], "rules.red_light.signal.region:"),
+        ({"source": "image", "region": [10, 10, 5, 5]}, [[1, 16], [1, 16]], "rules.red_light.stop_line: the two points are the same"),
+    ],
+)
+def test_check_config_of_the_signal_input(signal: dict, stop_line: list, problem: str | None) -> None:
+    from edge.rules import check_config
+
+    cfg = parse_config({"rules": {"red_light": {"enabled": True, "stop_line": stop_line, "signal": signal}}})
+    problems = check_config(cfg)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem)
