@@ -184,6 +184,7 @@ class EdgeDaemon:
         self._threads: list[threading.Thread] = []
         self._pipeline_beat = time.monotonic()
         self._stall_reported = False
+        self._signal_state: str | None = None
         self.events: list[ViolationEvent] = []
         self.event_media: dict[str, list[Path]] = {}
         self._build()
@@ -442,6 +443,11 @@ class EdgeDaemon:
                 self._track_first[t.track_id] = t.first_utc
                 self.stats.tracks += 1
         self.rules.observe_signal(img, frame.pts_s)
+        if self.rules.signal is not None:
+            state = self.rules.signal.state_at(frame.pts_s).value
+            if state != self._signal_state:
+                self._signal_state = state
+                self.health.set("signal", "degraded" if state == "unknown" else "up", f"signal {state}", source=self.cfg.rules.red_light.signal.source)  # type: ignore[union-attr]
         for v in self.rules.check(upd.active):
             self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self._faces is not None:
