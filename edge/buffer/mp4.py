@@ -149,7 +149,10 @@ class JpegClipEncoder:
         self.codec = codec
         self.tb = Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)  # MPEG-4 Part 2: denominator < 2^16
         self.fps = stream.fps if stream.fps > 0 else 25.0
-        self.w, self.h = stream.width - stream.width % 2, stream.height - stream.height % 2
+        w, h = stream.width, stream.height
+        if cfg.clip_max_height and h > cfg.clip_max_height:
+            w, h = round(w * cfg.clip_max_height / h), cfg.clip_max_height
+        self.w, self.h = w - w % 2, h - h % 2
         self.base_s = first.pts_s
         self.last_s = first.pts_s
         self.part = part

@@ -231,6 +231,14 @@ def mean_abs_diff(path: Path, images: list[np.ndarray], at: list[int]) -> float:
     return float(np.mean([np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean() for k, img in zip(at, images, strict=True)]))
 
 
+def test_raw_clips_can_be_scaled_down(tmp_path: Path) -> None:
+    frames = list(raw_frames(VIDEO, limit=30))
+    cfg = BufferConfig(pre_s=0.3, post_s=0.2, clip_max_height=180, clip_preset="ultrafast")
+    clip = record(frames, {15: "small"}, tmp_path, cfg)["small"].result()
+    _, times, size = read_back(clip.path)
+    assert size == (320, 180) and len(times) == clip.frames
+
+
 def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
     frames = list(raw_frames(VIDEO, limit=40))
     cfg = BufferConfig(pre_s=0.5, post_s=0.3, clip_codec="mpeg4")
