@@ -13,6 +13,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from central_sync.config import CentralConfig, ConfigError, load_config
 from central_sync.tiers import parse_aware_time
 from edge.logs import setup_logging
+
+if TYPE_CHECKING:
+    from central_sync.storage.store import CentralStore
 
 
 def _cfg(path: Path | None) -> CentralConfig:
@@ -39,7 +43,7 @@ def _time(value: str, option: str) -> datetime:
         raise click.BadParameter(str(e), param_hint=option) from None
 
 
-def _store(cfg: CentralConfig) -> "object":
+def _store(cfg: CentralConfig) -> CentralStore:
     from central_sync.storage.store import CentralStore, StoreError
 
     try:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
 
 from central_sync.config import CentralConfig, ConfigError, load_config
 from central_sync.tiers import parse_aware_time
-from edge.logs import setup_logging
+from edge.logs import log, setup_logging
+
+if TYPE_CHECKING:
+    from central_sync.storage.store import CentralStore
 
 ConfigOpt = click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Central config (YAML).")
 
@@ -30,7 +34,7 @@ def _load(config: Path, level: str | None = None) -> CentralConfig:
     return cfg
 
 
-def _store(cfg: CentralConfig) -> Any:
+def _store(cfg: CentralConfig) -> CentralStore:
     from central_sync.storage.store import CentralStore, StoreError
 
     try:
@@ -88,9 +92,6 @@ def run(config: Path) -> None:
                 try:
                     reevaluate_all(store, cfg, consumer.desk, now)
                 except Exception as e:  # noqa: BLE001 - retried tomorrow; the consumer keeps running
-                    from edge.logs import log
-                    import logging
-
                     log(logging.getLogger("anqi.central"), "reevaluate_failed", logging.ERROR, error=str(e)[:300])
                 due = _next_daily(now, cfg.dispositions.daily_reevaluate_at, cfg.timezone)
             st = consumer.stats
