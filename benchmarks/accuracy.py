@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, help="Site config for detect-images (default: built-in defaults).")
     ap.add_argument("--datasets", nargs="+", default=["helmet9-dev", "thaigate-dev"])
     ap.add_argument("--no-face", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true", help="Skip the helmet-detector baseline (slow: ~250 ms per frame).")
     ap.add_argument("--keep", type=Path, help="Keep images and predictions in this folder.")
     a = ap.parse_args()
     result: dict[str, object] = {}
@@ -170,7 +171,7 @@ def main() -> None:
             m = match(gt, pred)
             result[ds] = m
             rows.append((ds, "anqi", m, f"{1e3 * seconds / max(1, len(gt)):.0f} ms/img incl. I/O"))
-            skip = run_baseline(images, bpreds)
+            skip = "baseline skipped: --no-baseline" if a.no_baseline else run_baseline(images, bpreds)
             if skip:
                 baseline = {"skipped": skip}
             else:

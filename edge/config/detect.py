@@ -14,6 +14,8 @@ Provider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExe
 class DetectConfig(Section):
     rider_model: str = Field("anqi-rider-head", description="Manifest name of the rider/head detector.")
     head_model: str = Field("anqi-head-cls", description="Manifest name of the helmet / no-helmet head classifier.")
+    spot_model: str = Field("", description="Manifest name of the head-centre heatmap model merged with the detector's heads; empty string = off.")
+    spot_conf: float = Field(0.3, gt=0, lt=1, description="Smallest heatmap peak kept as a head proposal.")
     providers: list[Provider] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1, description="onnxruntime providers, first available wins.")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
     rider_conf: float = Field(0.35, gt=0, lt=1, description="Smallest detector score of a rider box that is kept.")

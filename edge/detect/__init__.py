@@ -22,6 +22,8 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     except ModelFileError as e:
         return [f"detect.rider_model: {e}"]
     wanted = [("detect.rider_model", cfg.detect.rider_model), ("detect.head_model", cfg.detect.head_model)]
+    if cfg.detect.spot_model:
+        wanted += [("detect.spot_model", cfg.detect.spot_model)]
     if cfg.face.enabled or cfg.detect.face_proposals:
         wanted += [("face.detector_model", cfg.face.detector_model)]
     if cfg.face.enabled:

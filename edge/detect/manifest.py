@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.paths import models_dir
 
-ModelKind = Literal["yolov8", "head-classifier", "yunet", "sface", "yolo-baseline"]
+ModelKind = Literal["yolov8", "head-heatmap", "head-classifier", "yunet", "sface", "yolo-baseline"]
 
 
 class ModelFileError(RuntimeError):

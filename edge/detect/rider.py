@@ -1,8 +1,9 @@
 """Rider / head detection: the single-frame detection path the daemon runs.
 
 A cascade that suits an edge CPU:
-1. the YOLOv8n detector (classes rider, head) on the frame or the capture zone's region, scaled
-   to ``detect.input_width`` (dynamic-input ONNX: no padding to a square);
+1. the YOLOv8 detector (classes rider, head) on the frame or the capture zone's region, scaled
+   to ``detect.input_width`` (dynamic-input ONNX: no padding to a square), and on the same input
+   the head-centre heatmap (``detect.spot_model``), whose heads are merged by NMS;
 2. optionally YuNet faces as extra head proposals (frontal cameras: close riders the detector,
    trained on traffic cameras, may miss);
 3. the helmet classifier on 64x64 head crops: P(no helmet) and P(is a head) per head.
@@ -23,6 +24,7 @@ from edge.detect.geometry import clip_boxes, cxcywh_to_xyxy, iou_matrix, letterb
 from edge.detect.heads import HelmetClassifier
 from edge.detect.manifest import ModelFileError, ModelSpec, resolve
 from edge.detect.session import open_session
+from edge.detect.spot import HeadSpotter
 from edge.logs import log
 
 logger = logging.getLogger("edge.detect")
@@ -100,8 +102,8 @@ class YoloDetector:
             img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
         return img, Letterbox(nw / w, 0.0, 0.0)
 
-    def __call__(self, region: np.ndarray, conf: float) -> RawBoxes:
-        img, lb = self.prepare(region)
+    def __call__(self, region: np.ndarray, conf: float, prepared: tuple[np.ndarray, Letterbox] | None = None) -> RawBoxes:
+        img, lb = prepared or self.prepare(region)
         x = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
         out = self.session.run(None, {self.input_name: x})[0][0]  # (4 + C, N)
         scores_all = out[4:]
@@ -116,9 +118,10 @@ class YoloDetector:
 class RiderDetector:
     """``detect(image_bgr, roi=None) -> FrameDetections`` and ``classify_heads(image_bgr, boxes)``."""
 
-    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier, faces: FaceDetector | None):
+    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier, faces: FaceDetector | None, spotter: HeadSpotter | None = None):
         self.cfg = cfg.detect
         self.detector = detector
+        self.spotter = spotter
         self.classifier = classifier
         self.faces = faces
         classes = detector.spec.classes
@@ -139,8 +142,12 @@ class RiderDetector:
         if d.face_proposals:
             _, fpath = resolve(cfg.face.detector_model)
             faces = FaceDetector(fpath, score_threshold=max(0.5, cfg.face.score_threshold - 0.1), min_face_px=10, max_input_px=d.face_input_width)
-        log(logger, "rider_detector_ready", detector=spec.name, classifier=hspec.name, face_proposals=faces is not None, input_width=d.input_width)
-        return cls(cfg, detector, classifier, faces)
+        spotter = None
+        if d.spot_model:
+            sspec, spath = resolve(d.spot_model)
+            spotter = HeadSpotter(open_session(spath, list(d.providers), d.threads, name=sspec.name))
+        log(logger, "rider_detector_ready", detector=spec.name, classifier=hspec.name, spotter=d.spot_model or "off", face_proposals=faces is not None, input_width=d.input_width)
+        return cls(cfg, detector, classifier, faces, spotter)
 
     def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray:
         """P(no helmet) for each full-frame xyxy head box, ``(M,)`` float32."""
@@ -159,7 +166,8 @@ class RiderDetector:
                 raise ValueError(f"roi {roi} is empty or outside the {W}x{H} frame")
             region = image_bgr[y0:y1, x0:x1]
         c = self.cfg
-        raw = self.detector(region, min(c.rider_conf, c.head_conf))
+        prepared = self.detector.prepare(region)
+        raw = self.detector(region, min(c.rider_conf, c.head_conf), prepared)
         offset = np.array([x0, y0, x0, y0], np.float32)
         is_rider = (raw.classes == self._rider_cls) & (raw.scores >= c.rider_conf)
         is_head = raw.classes == self._head_cls
@@ -167,6 +175,9 @@ class RiderDetector:
         k = nms(riders, rider_scores, c.nms_iou)
         riders, rider_scores = riders[k], rider_scores[k]
         heads, det_scores = raw.boxes[is_head] + offset, raw.scores[is_head]
+        if self.spotter is not None:
+            sb, ss = self.spotter(prepared[0], prepared[1], (region.shape[1], region.shape[0]), c.spot_conf)
+            heads, det_scores = np.concatenate([heads, sb + offset]), np.concatenate([det_scores, ss])
         k = nms(heads, det_scores, c.nms_iou)
         heads, det_scores = heads[k], det_scores[k]
         t1 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Train the rider/head detector ``anqi-rider-head`` (YOLOv8 layout at half the n width, from models/train/anqi-det-n.yaml: no pretrained weights exist offline).
 
     .train/bin/python models/train/prepare_data.py
-    .train/bin/python models/train/train_detector.py [--epochs 2] [--imgsz 512] [--threads 2]
+    .train/bin/python models/train/train_detector.py [--epochs 8] [--imgsz 512] [--threads 1]
     .train/bin/python models/train/export_detector.py      # -> models/onnx/anqi-rider-head.onnx
 
 Fixed seed, deterministic; checkpoints every epoch under models/build/runs/det/ (resume with --resume).
@@ -21,11 +21,11 @@ from common import BUILD  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--imgsz", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (ultralytics would pick cpu_count - 1)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (ultralytics would pick cpu_count - 1)")
     a = ap.parse_args()
     from ultralytics import YOLO
 
