@@ -45,7 +45,7 @@ from sqlalchemy import select
 from central_sync.config import CentralConfig, read_secret
 from central_sync.dispositions import DispositionDesk
 from central_sync.identity import IdentityResolver, Match, to_blob
-from central_sync.persons import load_resolver
+from central_sync.persons import catch_up_unknown_files, load_resolver
 from central_sync.storage.models import Embedding, Media, Person, utcnow
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.tiers import TierAssessment
@@ -324,7 +324,11 @@ class CentralConsumer:
         if f.quality is not None and f.quality < self.cfg.identity.min_quality:
             return None
         try:
-            return self.resolver.resolve(f.embedding)
+            m = self.resolver.resolve(f.embedding, open_file=False)
+            if m.person_id is None:  # nobody known here: first pick up files other consumers of the group opened
+                catch_up_unknown_files(self.store, self.resolver)
+                m = self.resolver.resolve(f.embedding)
+            return m
         except ValueError as e:
             log(logger, "embedding_unusable", logging.WARNING, event_id=str(ev.event_id), error=str(e))
             return None

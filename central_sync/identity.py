@@ -159,9 +159,16 @@ class UnknownFiles:
         i = int(np.argmax(sims))
         return i, float(sims[i])
 
-    def assign(self, vector: np.ndarray | Sequence[float]) -> Match:
+    def __contains__(self, person_id: object) -> bool:
+        return any(f.person_id == person_id for f in self._files)
+
+    def assign(self, vector: np.ndarray | Sequence[float], open_file: bool = True) -> Match:
+        """Join the most similar file (at or above the threshold), else open a new one
+        (``open_file=False``: return ``Match(None, score)`` instead)."""
         v = normalise(vector)[0]
         i, score = self.best(v)
+        if not open_file and not (i >= 0 and score >= self.threshold):
+            return Match(None, score, provisional=True)
         if i >= 0 and score >= self.threshold:
             f = self._files[i]
             c = normalise(f.centroid * f.count + v)[0]
@@ -195,9 +202,13 @@ class IdentityResolver:
     gallery: Gallery
     unknown: UnknownFiles
     match_threshold: float
+    #: highest ``embeddings.id`` this resolver has seen in the store (for catching up with other consumers)
+    seen_embedding_id: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def resolve(self, embedding: np.ndarray | Sequence[float]) -> Match:
+    def resolve(self, embedding: np.ndarray | Sequence[float], open_file: bool = True) -> Match:
+        """Gallery person, else an unknown file; ``open_file=False`` returns ``Match(None, ...)`` instead of
+        opening a new unknown file (the caller may first load files other consumers opened)."""
         v = normalise(embedding)[0]
         if v.shape[0] != self.gallery.dim:
             raise ValueError(f"dimension {v.shape[0]}, expected {self.gallery.dim}")
@@ -205,7 +216,7 @@ class IdentityResolver:
             pid, score = self.gallery.search(v)
             if pid is not None and score >= self.match_threshold:
                 return Match(pid, score)
-            return self.unknown.assign(v)
+            return self.unknown.assign(v, open_file)
 
 
 # ------------------------------------------------------------------ enrolment records

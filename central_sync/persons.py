@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from central_sync.config import CentralConfig
 from central_sync.identity import (
@@ -66,7 +66,33 @@ def load_resolver(store: CentralStore, cfg: CentralConfig) -> IdentityResolver:
     for pid, vs in unk.items():
         unknown.load(pid, np.stack(vs))
     log(logger, "identity_loaded", gallery_persons=len(gallery.persons), gallery_rows=len(gallery), unknown_files=len(unknown))
-    return IdentityResolver(gallery, unknown, cfg.identity.match_threshold)
+    with store.session() as s:
+        seen = int(s.scalar(select(func.max(Embedding.id))) or 0)
+    return IdentityResolver(gallery, unknown, cfg.identity.match_threshold, seen_embedding_id=seen)
+
+
+def catch_up_unknown_files(store: CentralStore, resolver: IdentityResolver) -> int:
+    """Load unknown files that other consumers opened since this resolver last looked; returns how many.
+
+    Called before opening a new file, so that a rider first seen by another consumer of the share
+    group joins that consumer's file (one person, one file)."""
+    with store.session() as s:
+        rows = s.execute(select(Embedding.id, Embedding.person_id, Embedding.vector)
+                         .join(Person, Person.person_id == Embedding.person_id)
+                         .where(Embedding.id > resolver.seen_embedding_id, Person.kind == "unknown", Person.merged_into.is_(None))
+                         .order_by(Embedding.id)).all()
+        top = int(s.scalar(select(func.max(Embedding.id))) or 0)
+    new: dict[str, list[np.ndarray]] = {}
+    with resolver._lock:  # noqa: SLF001
+        for _, pid, blob in rows:
+            if pid not in resolver.unknown:
+                v = from_blob(blob)
+                if v.shape[0] == resolver.gallery.dim:
+                    new.setdefault(pid, []).append(v)
+        for pid, vs in new.items():
+            resolver.unknown.load(pid, np.stack(vs))
+        resolver.seen_embedding_id = max(resolver.seen_embedding_id, top)
+    return len(new)
 
 
 @dataclass

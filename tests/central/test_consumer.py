@@ -390,3 +390,44 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_
         relay.stop()
         cons.stop()
         cons.store.close()
+
+
+def test_two_consumers_in_one_share_group_split_the_events_and_store_each_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
+                                                                              relay_config: Any, pg_url: str) -> None:
+    from edge.health import Health
+    from edge.relay import EventState, MqttRelay, Outbox
+
+    from tests.central.conftest import _fresh_pg
+
+    _fresh_pg(pg_url).close()
+    a = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
+    b = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
+    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4)
+    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
+    outbox = Outbox.for_config(ecfg, health)
+    relay = MqttRelay(ecfg, outbox, health).start()
+    try:
+        sent = []
+        for i in range(30):
+            ev, files = make_event(tmp_path / "edge", i, {"face.jpg": 1200, "clip.mp4": 9000})
+            ev = ev.model_copy(update={"face": face(11 + i % 3, 0.1, i)})  # three riders
+            outbox.add(ev, files)
+            sent.append(ev)
+        assert relay.wait_drained(60), outbox.stats()
+        assert all(outbox.state_of(e.event_id) is EventState.acked for e in sent)
+        assert a.stats.events_stored + b.stats.events_stored == 30
+        assert a.stats.events_stored > 0 and b.stats.events_stored > 0  # the share group split the load
+        with a.store.session() as s:
+            assert s.scalar(select(func.count()).select_from(Event)) == 30
+            assert s.scalar(select(func.count()).select_from(Media)) == 60
+            per_person = s.execute(select(Event.person_id, func.count()).group_by(Event.person_id)).all()
+            changes = s.execute(select(TierChange.person_id, TierChange.to_tier)).all()
+        assert sorted(n for _, n in per_person) == [10, 10, 10]  # one file per rider across both consumers
+        # never two identical tier changes for one person (row lock), whichever consumer assessed
+        assert len(changes) == len(set(changes))
+    finally:
+        relay.stop()
+        a.stop()
+        b.stop()
+        a.store.close()
+        b.store.close()
