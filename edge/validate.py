@@ -15,6 +15,6 @@ def check_all(cfg: EdgeConfig) -> list[str]:
     from edge.zone import check_config as check_zone
 
     problems: list[str] = []
-    for check in (check_zone, check_rules, check_detect, check_actuators, check_relay):
+    for check in (check_source, check_zone, check_rules, check_detect, check_actuators, check_relay):
         problems += check(cfg)
     return problems
