@@ -26,6 +26,8 @@ def draw_overlay(
     h, w = image.shape[:2]
     zone = zone.for_frame(w, h)
     out = image.copy()
+    k = max(1.0, w / 640.0)  # text and lines grow with the snapshot
+    font, thin, thick = 0.45 * k, max(1, round(k)), max(2, round(2 * k))
     d = zone.distance_map(w, h)
     with np.errstate(invalid="ignore"):
         band = (d >= zone.near_m) & (d <= zone.far_m)
@@ -45,22 +47,23 @@ def draw_overlay(
             pts = c.reshape(-1, 2)
             inner = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
             for a, b in zip(pts[:-1][inner[:-1] & inner[1:]], pts[1:][inner[:-1] & inner[1:]]):
-                cv2.line(out, tuple(int(v) for v in a), tuple(int(v) for v in b), color, 2 if strong else 1, cv2.LINE_AA)
+                cv2.line(out, tuple(int(v) for v in a), tuple(int(v) for v in b), color, thick if strong else thin, cv2.LINE_AA)
         ys, xs = np.nonzero((dd >= t) & (dd < t + 0.5))
         if len(xs):
-            k = int(np.argmin(np.abs(xs - w * 0.85)))
-            cv2.putText(out, f"{t:g} m", (int(xs[k]) + 3, int(ys[k]) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+            j = int(np.argmin(np.abs(xs - w * 0.85)))
+            cv2.putText(out, f"{t:g} m", (int(xs[j]) + 3, int(ys[j]) - 3), cv2.FONT_HERSHEY_SIMPLEX, font, color, thin, cv2.LINE_AA)
     roi = zone.image_region(w, h)
     if roi is not None:
-        cv2.rectangle(out, (roi[0], roi[1]), (roi[2] - 1, roi[3] - 1), ROI_BGR, 1)
+        cv2.rectangle(out, (roi[0], roi[1]), (roi[2] - 1, roi[3] - 1), ROI_BGR, thin)
     for img_pt, gnd_pt in calibration or []:
         p = (int(round(img_pt[0])), int(round(img_pt[1])))
-        cv2.circle(out, p, 5, POINT_BGR, 2, cv2.LINE_AA)
+        cv2.circle(out, p, round(5 * k), POINT_BGR, thick, cv2.LINE_AA)
         q = zone.mapper.ground_to_image([gnd_pt])[0]
         if np.isfinite(q).all():
-            cv2.drawMarker(out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, 10, 1)
-        cv2.putText(out, f"({gnd_pt[0]:g},{gnd_pt[1]:g})", (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, POINT_BGR, 1, cv2.LINE_AA)
+            cv2.drawMarker(out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, round(10 * k), thin)
+        cv2.putText(out, f"({gnd_pt[0]:g},{gnd_pt[1]:g})", (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * font, POINT_BGR, thin, cv2.LINE_AA)
     label = f"band {zone.near_m:g}-{zone.far_m:g} m  reprojection {zone.mapper.reprojection_m:.3f} m / {zone.mapper.reprojection_px:.2f} px"
-    cv2.putText(out, label, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, label, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    org = (round(8 * k), round(18 * k))
+    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thin + 2, cv2.LINE_AA)
+    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thin, cv2.LINE_AA)
     return out
