@@ -169,7 +169,7 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
     return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
 
 
-def bench_consumer(n: int, workdir: Path) -> dict[str, float]:
+def bench_consumer(n: int, workdir: Path, db_url: str | None = None) -> dict[str, float]:
     """Events/s through the whole consumer (MQTT 5 via a real mosquitto, parse, identity, SQLite store, ack, tier)."""
     import threading
 
@@ -184,7 +184,7 @@ def bench_consumer(n: int, workdir: Path) -> dict[str, float]:
     rng = np.random.default_rng(5)
     faces = [rng.normal(size=128) for _ in range(50)]
     with LocalBroker(workdir=workdir / "mosquitto") as broker:
-        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer").start()
+        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer", db_url=db_url).start()
         acks = threading.Semaphore(0)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
         c.on_message = lambda *a: acks.release()
@@ -275,8 +275,19 @@ def main() -> None:
             if drop:
                 drop()
     if args.consumer:
-        cres = bench_consumer(args.consumer, tmp)
+        cres = bench_consumer(args.consumer, tmp / "c-sqlite")
         out.update({f"consumer_sqlite_{k}": v for k, v in cres.items()})
+        if not args.no_pg:
+            try:
+                url, drop = pg_database(args.pg)
+            except Exception as e:  # noqa: BLE001
+                print(f"PostgreSQL consumer skipped: {type(e).__name__}", file=sys.stderr)
+            else:
+                try:
+                    cres = bench_consumer(args.consumer, tmp / "c-pg", db_url=url)
+                    out.update({f"consumer_postgresql_{k}": v for k, v in cres.items()})
+                finally:
+                    drop()
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -294,9 +294,9 @@ class CentralConsumer:
                 point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
                 confidence=ev.confidence, face_found=ev.face.found, match_score=match.score if match else None,
                 media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
-            if match is not None and match.person_id and match.provisional:
+            if match is not None and match.person_id and match.new_file:  # existing files have their row already
                 self.store.ensure_person(s, match.person_id, kind="unknown")
-            new = self.store.add_violation(rec, s)
+            new = self.store.add_violation(rec, s, person_exists=match is not None)
             if new and match is not None and match.person_id and ev.face.embedding:
                 self.store.add_embedding(s, match.person_id, "event", ev.face.embedding_model or self.cfg.identity.embedding_model,
                                          to_blob(np.asarray(ev.face.embedding, dtype=np.float32)), eid)

@@ -125,12 +125,13 @@ class CentralStore:
         s.connection().execute(self._ins_person, {"person_id": person_id, "kind": kind, "created_at": utcnow(), "tier": "none",
                                                   "party_member": bool(fields.pop("party_member", False)), **fields})
 
-    def add_violation(self, rec: ViolationRecord, s: Session | None = None) -> bool:
-        """Store one violation; ``False`` when its ``event_id`` is already stored (duplicate delivery)."""
+    def add_violation(self, rec: ViolationRecord, s: Session | None = None, person_exists: bool = False) -> bool:
+        """Store one violation; ``False`` when its ``event_id`` is already stored (duplicate delivery).
+        The person row is created unless the caller knows it exists (``person_exists``)."""
         if s is None:
             with self.session() as s2:
-                return self.add_violation(rec, s2)
-        if rec.person_id:
+                return self.add_violation(rec, s2, person_exists)
+        if rec.person_id and not person_exists:
             self.ensure_person(s, rec.person_id)
         res = s.connection().execute(self._ins_event, dict(
             event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
