@@ -158,6 +158,13 @@ class DispositionDesk:
         """Lock the person, assess table 1 at ``at`` and record a change, in one transaction (the consumer's path:
         two consumers assessing the same person serialise on the row lock, so a change is recorded once)."""
         with self.store.session() as s:
+            tier = s.execute(select(Person.tier).where(Person.person_id == person_id)).scalar_one_or_none()
+            if tier is None:
+                return None, []
+            a = self.store.assess_person(person_id, at, self.cfg.tiers, s)
+            if a.tier.value == tier:  # the common case: nothing to record, no row lock (no write, no WAL flush)
+                return a, []
+        with self.store.session() as s:  # a change: lock the row and decide again under the lock
             p = s.execute(select(Person).where(Person.person_id == person_id).with_for_update()).scalar_one_or_none()
             if p is None:
                 return None, []
