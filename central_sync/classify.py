@@ -46,6 +46,8 @@ class ClassifyInput:
     duplicates: int = 0
     dispositions: int = 0
     problems: list[str] = field(default_factory=list)
+    #: person ids given as JSON integers, printed back as integers
+    int_ids: set[str] = field(default_factory=set)
 
 
 class LineError(ValueError):
@@ -101,6 +103,8 @@ def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, re
                 raise LineError("time: required key is missing")
             if "disposition" in obj:
                 pid = _str_field(obj, "person_id")
+                if isinstance(obj.get("person_id"), int):
+                    info.int_ids.add(str(obj["person_id"]))
                 kind = _str_field(obj, "disposition")
                 assert pid is not None and kind is not None
                 kind = DISPOSITION_ALIASES.get(kind.lower(), kind.lower())
@@ -109,6 +113,8 @@ def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, re
                 continue
             vtype = _str_field(obj, "violation_type")
             pid = _str_field(obj, "person_id", required=False)
+            if isinstance(obj.get("person_id"), int):
+                info.int_ids.add(str(obj["person_id"]))
             score = None
             if pid is None:
                 emb = _embedding(obj)

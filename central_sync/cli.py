@@ -98,7 +98,10 @@ def classify(events: Path, at: str, config: Path | None, strict: bool, use_galle
     for p in info.problems:
         click.echo(p, err=True)
     for r in results:
-        click.echo(json.dumps(r.as_json(), ensure_ascii=False))
+        line = r.as_json()
+        if r.person_id in info.int_ids:  # ids given as JSON numbers come back as numbers
+            line["person_id"] = int(r.person_id)
+        click.echo(json.dumps(line, ensure_ascii=False))
     if info.problems:
         click.echo(f"{len(info.problems)} bad line(s) skipped", err=True)
         if strict:

@@ -335,3 +335,13 @@ def test_classify_cli_matches_embeddings_against_the_configured_gallery(tmp_path
     empty.write_text("database:\n  url: sqlite:///nothing.db\n")
     r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"])
     assert r.exit_code == 2 and "--use-gallery" in r.output  # type: ignore[attr-defined]
+
+
+def test_numeric_person_ids_come_back_as_numbers(tmp_path: Path) -> None:
+    f = tmp_path / "n.jsonl"
+    f.write_text(json.dumps({"person_id": 17, "violation_type": "no_helmet", "time": AT.isoformat()}) + "\n"
+                 + json.dumps({"person_id": "a", "violation_type": "no_helmet", "time": AT.isoformat()}) + "\n")
+    r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat()])
+    assert r.exit_code == 0  # type: ignore[attr-defined]
+    ids = [json.loads(x)["person_id"] for x in r.output.splitlines() if x.startswith("{")]  # type: ignore[attr-defined]
+    assert ids == [17, "a"]
