@@ -51,6 +51,13 @@ def _fresh_pg(pg_url: str) -> CentralStore:
     return CentralStore(pg_url)
 
 
+@pytest.fixture
+def fresh_pg_url(pg_url: str) -> str:
+    """The session's PostgreSQL database, emptied (schema dropped) for this test."""
+    _fresh_pg(pg_url).close()
+    return pg_url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

@@ -393,13 +393,11 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_
 
 
 def test_two_consumers_in_one_share_group_split_the_events_and_store_each_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                              relay_config: Any, pg_url: str) -> None:
+                                                                              relay_config: Any, fresh_pg_url: str) -> None:
     from edge.health import Health
     from edge.relay import EventState, MqttRelay, Outbox
 
-    from tests.central.conftest import _fresh_pg
-
-    _fresh_pg(pg_url).close()
+    pg_url = fresh_pg_url
     a = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
     b = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
     ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4)
