@@ -28,4 +28,5 @@ class DetectConfig(Section):
     min_head_prob: float = Field(0.3, ge=0, lt=1, description="Heads whose classifier P(is a head) is below this are dropped.")
     face_proposals: bool = Field(True, description="Also propose head boxes from YuNet faces (frontal cameras: close riders the detector misses).")
     face_input_width: int = Field(640, ge=160, le=1920, description="Width (px) the region is scaled to for the face-proposal pass.")
+    heads_need_rider: bool = Field(False, description="Keep only heads whose centre lies in a detected rider box (drops pedestrians' heads; needs a camera whose riders the detector knows).")
     riders_from_heads: bool = Field(True, description="Give every head outside any rider box a rider box estimated from the head (so tracking sees it).")

@@ -74,6 +74,19 @@ def rider_box_from_head(head: np.ndarray) -> np.ndarray:
     return np.array([cx - 1.4 * w, y0 - 0.1 * h, cx + 1.4 * w, y0 + 5.5 * h], np.float32)
 
 
+def _grow(boxes: np.ndarray, frac: float) -> np.ndarray:
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return boxes + np.stack([-w * frac, -h * frac, w * frac, h * frac], 1) if len(boxes) else boxes
+
+
+def _centres_inside(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """For each box of ``inner``: is its centre inside any box of ``outer``?"""
+    if not len(outer):
+        return np.zeros(len(inner), bool)
+    cx, cy = (inner[:, 0] + inner[:, 2]) / 2, (inner[:, 1] + inner[:, 3]) / 2
+    return ((cx[:, None] >= outer[None, :, 0]) & (cx[:, None] <= outer[None, :, 2]) & (cy[:, None] >= outer[None, :, 1]) & (cy[:, None] <= outer[None, :, 3])).any(axis=1)
+
+
 class YoloDetector:
     """A YOLOv8 ONNX model (output ``(1, 4 + C, N)``, cx cy w h in input pixels, sigmoid class scores)."""
 
@@ -196,9 +209,11 @@ class RiderDetector:
         head_scores = np.sqrt(det_scores * hs.p_head).astype(np.float32)
         keep = (hs.p_head >= c.min_head_prob) & (head_scores >= c.head_conf)
         heads, head_scores, p_nh = heads[keep], head_scores[keep], hs.p_no_helmet[keep]
+        if c.heads_need_rider and len(heads):
+            on_rider = _centres_inside(heads, _grow(riders, 0.15))
+            heads, head_scores, p_nh = heads[on_rider], head_scores[on_rider], p_nh[on_rider]
         if c.riders_from_heads and len(heads):
-            cx, cy = (heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2
-            inside = ((cx[:, None] >= riders[None, :, 0]) & (cx[:, None] <= riders[None, :, 2]) & (cy[:, None] >= riders[None, :, 1]) & (cy[:, None] <= riders[None, :, 3])).any(axis=1) if len(riders) else np.zeros(len(heads), bool)
+            inside = _centres_inside(heads, riders)
             if (~inside).any():
                 extra_r = clip_boxes(np.array([rider_box_from_head(h) for h in heads[~inside]], np.float32), W, H)
                 riders = np.concatenate([riders, extra_r])
