@@ -285,6 +285,12 @@ class CentralConsumer:
             return
         match = self._identify(ev)
         with self.store.session() as s:
+            if match is not None and match.person_id is None:
+                # nobody known: under the group-wide lock (PostgreSQL; held until this transaction commits), pick up
+                # the files other consumers opened, then join one or open a new one: one rider, one file
+                self.store.lock_new_person_files(s)
+                catch_up_unknown_files(self.store, self.resolver)
+                match = self.resolver.resolve(ev.face.embedding or [])
             if match is not None and match.person_id and not match.new_file:
                 merged_into = self.store.merged_into(match.person_id, s)
                 if merged_into:  # a stale unknown file: follow the merge
@@ -324,11 +330,7 @@ class CentralConsumer:
         if f.quality is not None and f.quality < self.cfg.identity.min_quality:
             return None
         try:
-            m = self.resolver.resolve(f.embedding, open_file=False)
-            if m.person_id is None:  # nobody known here: first pick up files other consumers of the group opened
-                catch_up_unknown_files(self.store, self.resolver)
-                m = self.resolver.resolve(f.embedding)
-            return m
+            return self.resolver.resolve(f.embedding, open_file=False)  # Match(None, ...) when a new file is needed
         except ValueError as e:
             log(logger, "embedding_unusable", logging.WARNING, event_id=str(ev.event_id), error=str(e))
             return None

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, select
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -160,6 +160,12 @@ class CentralStore:
     def event_exists(self, event_id: str) -> bool:
         with self.engine.connect() as c:
             return c.execute(self._exists, {"eid": event_id}).first() is not None
+
+    def lock_new_person_files(self, s: Session) -> None:
+        """Serialise the opening of unknown-person files across consumers until ``s`` commits (PostgreSQL
+        advisory transaction lock; SQLite has a single writer and needs none)."""
+        if self.dialect == "postgresql":
+            s.connection().execute(text("SELECT pg_advisory_xact_lock(4242001)"))
 
     def merged_into(self, person_id: str, s: Session) -> str | None:
         """The enrolled person an unknown file was merged into (``None`` when it was not)."""
