@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from edge.config import ConfigError, format_validation_error
+from edge.config.base import Section
 
 __all__ = [
     "ApiConfig",
@@ -32,12 +35,6 @@ __all__ = [
 ]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-class Section(BaseModel):
-    """Base of every central config section: unknown keys are errors, values are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DatabaseConfig(Section):
@@ -206,15 +203,6 @@ class CentralConfig(Section):
         return url
 
 
-class ConfigError(Exception):
-    """A config that cannot be used; ``problems`` holds one line per problem, each naming file and key."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
 def read_secret(name: str, key: str) -> str:
     """A secret from the environment or a systemd credential file (``$CREDENTIALS_DIRECTORY/name``)."""
     value = os.environ.get(name)
@@ -226,25 +214,9 @@ def read_secret(name: str, key: str) -> str:
     raise ConfigError("<environment>", [f"{key}: environment variable or systemd credential {name!r} is not set"])
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def _format(err: ValidationError) -> list[str]:
-    lines = []
-    for e in err.errors():
-        msg = e["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            if msg.startswith(prefix):
-                msg = msg[len(prefix):]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/central.example.yaml)"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in e and e["type"] != "value_error" and not isinstance(e["input"], (dict, list)):
-            msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{_loc(e['loc'])}: {msg}")
-    return lines
+    """The edge's formatter (one ``key.path: message`` per problem), pointing at the central example."""
+    return [p.replace("config/edge.example.yaml", "config/central.example.yaml") for p in format_validation_error(err)]
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None) -> CentralConfig:
