@@ -145,7 +145,7 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
     desk = DispositionDesk(cfg, store)  # tasks of a merged file's new tier: published by the consumer at reconnect
 
     def reassess(pid: str) -> None:
-        desk.apply_assessment(store.assess_person(pid, datetime.now(timezone.utc), cfg.tiers))
+        desk.reassess(pid, datetime.now(timezone.utc))
 
     rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed, on_merged=reassess)
     for p in problems + rep.problems:

@@ -281,7 +281,7 @@ class CentralConsumer:
         if self.store.event_exists(eid):
             self.stats.duplicates += 1
             log(logger, "event_duplicate", event_id=eid, device=topic.device)
-            self._link_media_and_ack(topic, ev, final=False, new=False)
+            self._link_media_and_ack(topic, ev, final=False)
             return
         match = self._identify(ev)
         with self.store.session() as s:
@@ -308,7 +308,7 @@ class CentralConsumer:
                                          to_blob(np.asarray(ev.face.embedding, dtype=np.float32)), eid)
         if not new:  # another consumer stored it between our check and our insert
             self.stats.duplicates += 1
-            self._link_media_and_ack(topic, ev, final=False, new=False)
+            self._link_media_and_ack(topic, ev, final=False)
             return
         with self._stored_cv:
             self.stats.events_stored += 1
@@ -343,7 +343,7 @@ class CentralConsumer:
         if eid is not None:
             self._send_ack(topic, P.Ack(event_id=eid, status="rejected", reason=reason[:200]))
 
-    def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool, new: bool = True) -> None:
+    def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool) -> None:
         """Record verified media files of a stored event; ack when complete (or when the grace ran out)."""
         missing: list[str] = []
         eid = str(ev.event_id)
@@ -444,9 +444,9 @@ def reevaluate_all(store: CentralStore, cfg: CentralConfig, desk: DispositionDes
     counts: dict[str, int] = {}
     before = desk.changes
     for pid in store.persons_active_since(at - timedelta(days=cfg.tiers.repeat_window_days), at):
-        a = store.assess_person(pid, at, cfg.tiers)
-        desk.apply_assessment(a)
-        counts[a.tier.value] = counts.get(a.tier.value, 0) + 1
+        a, _ = desk.reassess(pid, at)
+        if a is not None:
+            counts[a.tier.value] = counts.get(a.tier.value, 0) + 1
     counts["changed"] = desk.changes - before
     log(logger, "reevaluated", at=at.isoformat(), **counts)
     return counts
