@@ -99,3 +99,15 @@ def test_config_errors_exit_2_naming_file_and_key(tmp_path: Path) -> None:
     bad.write_text("tiers:\n  occasional_max_7d: lots\n")
     r = CliRunner().invoke(main, ["reevaluate", "--config", str(bad)])
     assert r.exit_code == 2 and "bad.yaml: tiers.occasional_max_7d:" in r.output
+
+
+@pytest.mark.parametrize("now,expected", [
+    ("2026-05-10T02:00:00+08:00", "2026-05-10T02:30:00+08:00"),  # later today (local time)
+    ("2026-05-10T02:30:00+08:00", "2026-05-11T02:30:00+08:00"),  # exactly now: tomorrow
+    ("2026-05-10T23:00:00+08:00", "2026-05-11T02:30:00+08:00"),
+])
+def test_daily_reevaluation_is_scheduled_at_the_configured_local_time(now: str, expected: str) -> None:
+    from central_sync.cli_service import _next_daily
+
+    got = _next_daily(datetime.fromisoformat(now), "02:30", "Asia/Shanghai")
+    assert got == datetime.fromisoformat(expected) and got.tzinfo is not None
