@@ -98,12 +98,12 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             if "From" not in params or "To" not in params:
                 raise soap.SoapFault("Client", f"{op}: From and To are required")
             try:
-                s, e = parse_range(params["From"], params["To"], cfg.timezone)
+                start, end = parse_range(params["From"], params["To"], cfg.timezone)
                 tier = OffenderTier(params["Tier"]) if params.get("Tier") else None
                 limit = int(params.get("Limit") or 1000)
             except ValueError as err:
                 raise soap.SoapFault("Client", f"{op}: {err}") from None
-            f = QueryFilter(s, e, params.get("Point") or None, params.get("Community") or None, tier, max(1, min(limit, 100_000)))
+            f = QueryFilter(start, end, params.get("Point") or None, params.get("Community") or None, tier, max(1, min(limit, 100_000)))
             try:
                 rows = queries.violations(who, f, client_of(request)) if op == "GetViolations" else queries.persons(who, f, client_of(request))
             except AccessDenied as err:

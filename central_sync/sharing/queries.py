@@ -149,7 +149,7 @@ class SharingQueries:
             if pids:
                 pq = select(Event.person_id, Event.point_id).where(Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end).distinct()
                 for pid, pt in s.execute(pq):
-                    points.setdefault(pid, set()).add(pt)
+                    points.setdefault(str(pid), set()).add(pt)
         from central_sync.storage.store import _aware
 
         out = [PersonRow(
