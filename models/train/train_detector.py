@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, help="Start from these weights (a second, continued run) instead of from scratch.")
+    ap.add_argument("--name", default="det", help="Run folder under models/build/runs/.")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (ultralytics would pick cpu_count - 1)")
     a = ap.parse_args()
     from ultralytics import YOLO
@@ -35,12 +37,12 @@ def main() -> None:
         return
     import torch
 
-    model = YOLO(str(Path(__file__).resolve().parent / "anqi-det-n.yaml"))
+    model = YOLO(str(a.init) if a.init else str(Path(__file__).resolve().parent / "anqi-det-n.yaml"))
     model.add_callback("on_train_start", lambda trainer: torch.set_num_threads(a.threads))
     model.train(
         data=str(BUILD / "datasets" / "det" / "det.yaml"), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
-        device="cpu", workers=0, seed=0, deterministic=True, amp=False, plots=False, pretrained=False,
-        project=str(runs), name="det", exist_ok=True, save_period=1, val=False, warmup_epochs=0.3,
+        device="cpu", workers=0, seed=0, deterministic=True, amp=False, plots=False, pretrained=False, lr0=0.01 if not a.init else 0.005,
+        project=str(runs), name=a.name, exist_ok=True, save_period=1, val=False, warmup_epochs=0.3,
         close_mosaic=1, mosaic=1.0, scale=0.5, fliplr=0.5, hsv_v=0.4, patience=100, verbose=True,
     )
 
