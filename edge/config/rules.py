@@ -27,6 +27,9 @@ class WrongWayRuleConfig(Section):
     tolerance_deg: float = Field(60.0, gt=0, lt=180, description="Headings further than 180-tolerance from the legal one are 'opposed'.")
     min_distance_m: float = Field(3.0, gt=0, le=100, description="Ground distance travelled against the lane before deciding.")
     min_speed_mps: float = Field(0.8, ge=0, le=30, description="Slower tracks (standing, pushing) are not judged.")
+    max_speed_mps: float = Field(15.0, gt=0, le=60, description="Faster ground motion is a tracking error (a track jumped between riders), not a rider.")
+    window_s: float = Field(2.0, ge=0.5, le=10, description="Motion against the lane is fitted over this much recent track.")
+    min_samples: int = Field(6, ge=3, le=100, description="Ground points needed in the window before judging (one noisy point cannot decide).")
 
 
 class SignalConfig(Section):
@@ -51,6 +54,10 @@ class RedLightRuleConfig(Section):
     enabled: bool = False
     stop_line: tuple[tuple[float, float], tuple[float, float]] | None = Field(None, description="Two ground points (metres) of the stop line.")
     min_cross_m: float = Field(0.3, ge=0, le=10, description="A track must be this far on each side of the stop line to count as crossing it (debounce).")
+    direction_deg: float | None = Field(
+        None, ge=-360, le=360,
+        description="Direction of travel the signal controls (ground heading, 0 = +y); crossings more than 90 deg off it are not judged. None: both ways.",
+    )
     signal: SignalConfig | None = Field(None, description="Where the signal state comes from; required when the rule is enabled.")
 
     @model_validator(mode="after")

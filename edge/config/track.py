@@ -11,6 +11,9 @@ class TrackConfig(Section):
     high_conf: float = Field(0.5, gt=0, lt=1, description="Detections above this start and extend tracks (ByteTrack first pass).")
     low_conf: float = Field(0.15, gt=0, lt=1, description="Detections above this only extend existing tracks (second pass).")
     match_iou: float = Field(0.2, gt=0, lt=1, description="Smallest IoU between a predicted track box and a detection to match them.")
+    max_scale_change: float = Field(
+        1.6, gt=1, le=5, description="A detection more than this many times taller or shorter than a track's predicted box is not that track."
+    )
     max_lost_s: float = Field(1.5, gt=0, le=30, description="A track unseen this long is closed.")
     min_hits: int = Field(2, ge=1, le=30, description="Detections needed before a track counts.")
     head_only_tracks: bool = Field(

@@ -103,11 +103,12 @@ def search_region(track: Track, width: int, height: int) -> Box | None:
     """Where to look for the face of a track: around its head box, else the top of its rider box."""
     last = track.last
     if last.head_box is not None:
+        # generous around the head box, more above it: detectors place small heads off (hair, chin, collar)
         x0, y0, x1, y1 = last.head_box
         w, h = x1 - x0, y1 - y0
         s = max(w, h)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        r = (max(-0.5, cx - s), max(-0.5, cy - s * 1.0), min(width, cx + s), min(height, cy + s * 1.2))
+        r = (max(-0.5, cx - 1.5 * s), max(-0.5, cy - 2.5 * s), min(width, cx + 1.5 * s), min(height, cy + 1.5 * s))
     else:
         x0, y0, x1, y1 = last.box
         bw, bh = x1 - x0, y1 - y0

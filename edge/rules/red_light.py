@@ -11,6 +11,7 @@ from edge.event import ViolationType
 from edge.rules.signal import SignalInput, SignalState
 from edge.rules.violation import OncePerTrack, Violation
 from edge.track.tracker import Track
+from edge.zone.motion import angle_between, heading_of
 
 
 class RedLightRule:
@@ -57,6 +58,11 @@ class RedLightRule:
         # crossing time: first observation after the last one on the far side
         k = before[-1] + 1
         crossed = pts[k]
+        if cfg.direction_deg is not None:
+            a, b = pts[before[-1]].ground, crossed.ground
+            step = heading_of(b[0] - a[0], b[1] - a[1])  # type: ignore[index]
+            if angle_between(step, cfg.direction_deg) > 90.0:
+                return None  # crossing against the controlled direction (a wrong-way rider, or a track that jumped)
         state = self.signal.state_at(crossed.t_s)
         if state != SignalState.red:
             if state != SignalState.unknown:

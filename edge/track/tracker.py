@@ -188,11 +188,20 @@ class Track:
 
     def motion(self, window_s: float, min_samples: int = 4) -> GroundMotion | None:
         """Ground speed and heading over the last ``window_s`` s; None until ``min_samples`` ground
-        points spanning at least a third of the window exist."""
+        points spanning at least a quarter of the window exist."""
         pts = [p for p in self.history if p.ground is not None]
         if len(pts) < 2:
             return None
-        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s, min_samples, window_s / 3)
+        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s, min_samples, window_s / 4)
+
+
+def _cut_by_frame(p: TrackPoint, height: int | None) -> bool:
+    """True when the frame edge cuts off what the ground point is measured from: the wheels of a
+    rider box (bottom edge), or the top of the head of a head-only rider (its body height is
+    estimated from the head's). Such a point gets no ground position rather than a wrong one."""
+    if p.kind == "head" and p.head_box is not None:
+        return p.head_box[1] <= 1.0
+    return height is not None and p.box[3] >= height - 1.0
 
 
 def _to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -249,7 +258,15 @@ class RiderTracker:
         def associate(track_idx: list[int], det_idx: list[int]) -> list[int]:
             if not track_idx or not det_idx:
                 return det_idx
-            iou = iou_matrix(preds[track_idx], np.array([dets[j].box for j in det_idx]))
+            det_boxes = np.array([dets[j].box for j in det_idx])
+            iou = iou_matrix(preds[track_idx], det_boxes)
+            # scale gate: a rider does not shrink or grow by more than max_scale_change between two
+            # detection frames; overlapping boxes of another size are another object (big estimated
+            # bodies of head-only riders overlap a lot)
+            ph = np.maximum(preds[track_idx, 3] - preds[track_idx, 1], 1e-6)
+            dh = np.maximum(det_boxes[:, 3] - det_boxes[:, 1], 1e-6)
+            ratio = dh[None, :] / ph[:, None]
+            iou = np.where((ratio <= cfg.max_scale_change) & (ratio >= 1.0 / cfg.max_scale_change), iou, 0.0)
             rows, cols = linear_sum_assignment(1.0 - iou)
             taken = set()
             for r, c in zip(rows, cols):
@@ -285,8 +302,10 @@ class RiderTracker:
         # which the homography magnifies far away)
         located = self._locate([t.box for t in matched], zone)
         if located is not None:
+            height = frame_size[1] if frame_size is not None else None
             for n, t in enumerate(matched):
-                t.history[-1] = self._point_located(t.history[-1], located, n)
+                if not _cut_by_frame(t.history[-1], height):
+                    t.history[-1] = self._point_located(t.history[-1], located, n)
 
         closed: list[Track] = []
         keep: list[Track] = []
