@@ -126,6 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=25)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--init", type=Path, help="Continue from this state dict (a second run) instead of from scratch.")
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-spot.onnx")
     a = ap.parse_args()
     import torch
@@ -141,15 +143,17 @@ def main() -> None:
         train += items * (1 if ds == "helmet9-dev" else 2)
     print(f"train images {len(train)}", flush=True)
     model = build_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     t0 = time.time()
     step = 0
-    ckpt = BUILD / "head_spot.pt"
+    ckpt = BUILD / ("head_spot2.pt" if a.init else "head_spot.pt")
     last_save = t0
     while time.time() - t0 < a.minutes * 60:
         frac = (time.time() - t0) / (a.minutes * 60)
         for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.5 * (1 + np.cos(np.pi * frac))) + 1e-5
+            g["lr"] = a.lr * (0.5 * (1 + np.cos(np.pi * frac))) + 1e-5
         batch = [sample(train[int(rng.integers(len(train)))], rng) for _ in range(a.batch)]
         x = to_tensor(np.stack([c for c, _ in batch]))
         alpha = rng.uniform(0.7, 1.3, (len(x), 1, 1, 1)).astype(np.float32)
