@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.config import ConfigError, format_validation_error
+from edge.config import ConfigError, format_validation_error, read_yaml_file
+from edge.config.device import known_timezone
 from edge.config.base import Section
 
 __all__ = [
@@ -174,13 +174,7 @@ class CentralConfig(Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'Asia/Shanghai')") from None
-        return v
+        return known_timezone(v)
 
     def resolve(self, p: Path | str) -> Path:
         p = Path(p).expanduser()
@@ -231,19 +225,4 @@ def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir
 
 def load_config(path: Path | str) -> CentralConfig:
     path = Path(path)
-    name = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(name, [f"file not found: {path}"]) from None
-    except OSError as e:
-        raise ConfigError(name, [f"cannot read {path}: {e.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(name, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(name, [f"(top level): must be a mapping of sections, got {type(data).__name__}"])
-    return parse_config(data, name, path.resolve().parent)
+    return parse_config(read_yaml_file(path), path.name, path.resolve().parent)

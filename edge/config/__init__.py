@@ -24,7 +24,7 @@ from edge.config.source import SourceConfig
 from edge.config.track import TrackConfig
 from edge.config.zone import ZoneConfig
 
-__all__ = ["ConfigError", "EdgeConfig", "load_config", "parse_config"]
+__all__ = ["ConfigError", "EdgeConfig", "load_config", "parse_config", "read_yaml_file"]
 
 
 class EdgeConfig(Section):
@@ -94,7 +94,8 @@ def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir
         raise ConfigError(source, format_validation_error(err)) from None
 
 
-def load_config(path: Path | str) -> EdgeConfig:
+def read_yaml_file(path: Path | str) -> dict[str, Any] | None:
+    """The mapping in a YAML config file; :class:`ConfigError` naming the file (and line) otherwise."""
     path = Path(path)
     name = path.name
     try:
@@ -111,4 +112,9 @@ def load_config(path: Path | str) -> EdgeConfig:
         raise ConfigError(name, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(name, [f"(top level): must be a mapping of sections, got {type(data).__name__}"])
-    return parse_config(data, name, path.resolve().parent)
+    return data
+
+
+def load_config(path: Path | str) -> EdgeConfig:
+    path = Path(path)
+    return parse_config(read_yaml_file(path), path.name, path.resolve().parent)

@@ -13,6 +13,15 @@ from edge.config.base import Section
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+def known_timezone(v: str) -> str:
+    """Validator body shared by the edge and central configs: an IANA zone name."""
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'Asia/Shanghai')") from None
+    return v
+
+
 class DeviceConfig(Section):
     device_id: str = Field("anqi-dev-0001", pattern=ID_PATTERN, description="Unique id of this appliance; part of every MQTT topic.")
     site_id: str = Field("huzhou-demo", pattern=ID_PATTERN, description="Site (installation) id.")
@@ -24,8 +33,4 @@ class DeviceConfig(Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'Asia/Shanghai')") from None
-        return v
+        return known_timezone(v)
