@@ -39,20 +39,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from prompt_latency import ASOUNDRC  # noqa: E402  (ALSA default -> file PCM into a null sink)
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 TRAIN_PY = ROOT / ".train" / "bin" / "python"
 PEER = ROOT / "benchmarks" / "peer" / "run_helmet_detect.py"
-ASOUNDRC = """pcm.!default {{
-  type plug
-  slave {{ pcm "anqi_bench"; format S16_LE; rate 48000; channels 2 }}
-}}
-pcm.anqi_bench {{
-  type file
-  slave.pcm "null"
-  file "{capture}"
-  format "raw"
-}}
-"""
 
 
 def percentile(xs: list[float], q: float) -> float | None:
