@@ -44,7 +44,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"]),
+    # alembic's versions/ folder holds revision scripts, not a regular package: named explicitly
+    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"]) + ["central_sync.migrations.versions"],
     include_package_data=True,
     package_data={"edge": ["py.typed"], "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"]},
     install_requires=RUNTIME,
