@@ -55,7 +55,7 @@ def percentile(xs: list[float], q: float) -> float | None:
 
 
 # ----------------------------------------------------------------------------- child side
-def child(mode: str, clip: Path, work: Path, settle_s: float) -> dict[str, Any]:
+def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[str, str]) -> dict[str, Any]:
     import yaml
 
     from edge.config import parse_config
@@ -69,13 +69,19 @@ def child(mode: str, clip: Path, work: Path, settle_s: float) -> dict[str, Any]:
     data["source"]["realtime"] = mode == "realtime"
     if mode == "max":
         data["source"]["detect_fps"] = 25
+    for dotted, value in overrides.items():  # --set section.key=value (YAML value)
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     cfg = parse_config(data, CONFIG.name, CONFIG.parent)
     daemon = EdgeDaemon(cfg, mode="live" if mode == "realtime" else "until_eof", install_signals=False, relay_wait_s=30)
 
     capture_end: list[float] = []
 
     def watch_capture() -> None:
-        while not daemon._threads or daemon._threads[0].is_alive():  # noqa: SLF001 (benchmark)
+        while daemon.stats.frames == 0 or daemon._threads[0].is_alive():  # noqa: SLF001 (benchmark)
             time.sleep(0.02)
         capture_end.append(time.monotonic())
         if mode == "realtime":
@@ -120,13 +126,13 @@ def child(mode: str, clip: Path, work: Path, settle_s: float) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- parent side
-def run_child(mode: str, clip: Path, settle_s: float) -> dict[str, Any]:
+def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"anqi-bench-{mode}-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         (home / ".asoundrc").write_text(ASOUNDRC.format(capture=Path(tmp) / "speaker.raw"))
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--clip", str(clip), "--work", tmp, "--settle", str(settle_s)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--clip", str(clip), "--work", tmp, "--settle", str(settle_s)] + [a for kv in sets for a in ("--set", kv)]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
         if res.returncode != 0:
             sys.stderr.write(res.stderr[-4000:])
@@ -177,12 +183,15 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--modes", nargs="+", default=["realtime", "max"], choices=["realtime", "max"])
     ap.add_argument("--settle", type=float, default=4.0, help="Seconds a live run keeps going after its file ends.")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="Override a config key for every mode, e.g. --set detect.input_width=640.")
     ap.add_argument("--child", choices=["realtime", "max"], help=argparse.SUPPRESS)
     ap.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.clip, args.work, args.settle)))
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+        print(json.dumps(child(args.child, args.clip, args.work, args.settle, overrides)))
         return
 
     from edge.source.testclips import make_test_clip
@@ -190,7 +199,7 @@ def main() -> None:
     t = time.monotonic()
     clip = make_test_clip(width=1920, height=1080, fps=25, gop=50, loops=args.loops)
     print(f"clip: {clip} (made/cached in {time.monotonic() - t:.1f} s)", file=sys.stderr)
-    results = {m: run_child(m, clip, args.settle) for m in args.modes}
+    results = {m: run_child(m, clip, args.settle, args.set) for m in args.modes}
     peer = {"skipped": "--skip-peer"} if args.skip_peer else run_peer(clip)
     rb = ringbuffer_mb_7s(clip)
 
