@@ -10,28 +10,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from edge import __version__
-from edge.config import ConfigError, load_config
+from edge.cli_common import config_or_exit
+from edge.config import load_config
 from edge.paths import project_home
+
+DEFAULT_CONFIG = Path("/etc/anqi/edge.yaml")  # where the systemd unit's config lives
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="anqi-edge")
 def main() -> None:
     """AnQi roadside appliance: detect e-bike violations, persuade on the spot, relay evidence."""
-
-
-def load_or_exit(path: Path) -> "object":
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
 
 
 @main.command()
@@ -57,11 +52,7 @@ def validate(config: Path) -> None:
     """Check CONFIG and every file, model, prompt and pin it names, without starting anything."""
     from edge.validate import check_all
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
+    cfg = config_or_exit(config)
     problems = check_all(cfg)
     if problems:
         for p in problems:
@@ -81,10 +72,9 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
     from edge.health import read_health
 
     if health_file is None:
-        cfg = load_or_exit(config) if config else load_config(Path("/etc/anqi/edge.yaml")) if Path("/etc/anqi/edge.yaml").exists() else None
-        if cfg is None:
-            raise click.ClickException("no --config given and /etc/anqi/edge.yaml does not exist")
-        health_file = cfg.data_dir / "health.json"  # type: ignore[attr-defined]
+        if config is None and not DEFAULT_CONFIG.exists():
+            raise click.ClickException(f"no --config given and {DEFAULT_CONFIG} does not exist")
+        health_file = config_or_exit(config or DEFAULT_CONFIG).data_dir / "health.json"
     if not health_file.exists():
         click.echo(f"no health file at {health_file}: the daemon has not run with this config", err=True)
         sys.exit(1)

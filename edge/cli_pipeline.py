@@ -8,15 +8,8 @@ from pathlib import Path
 
 import click
 
-from edge.config import ConfigError, EdgeConfig, load_config
-
-
-def _load(path: Path) -> EdgeConfig:
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
+from edge.cli_common import config_or_exit
+from edge.config import EdgeConfig
 
 
 def _snapshot(snapshot: Path | None, video: Path | None, frame_index: int) -> "object":
@@ -63,7 +56,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
 
     from edge.zone import CalibrationError, CaptureZone, check_config
 
-    cfg = _load(config)
+    cfg = config_or_exit(config)
     if (snapshot is None) == (video is None):
         raise click.UsageError("give exactly one of --snapshot IMAGE or --video VIDEO")
     image = _snapshot(snapshot, video, frame_index)
@@ -152,7 +145,7 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
     """
     from edge.logs import setup_logging
 
-    cfg = _load(config)
+    cfg = config_or_exit(config)
     setup_logging(cfg.device.log_level)
     if source is not None and Path(source).expanduser().exists():
         source = str(Path(source).expanduser().resolve())  # a path on the command line is relative to the shell, not the config
@@ -186,7 +179,7 @@ def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     """
     from edge.logs import setup_logging
 
-    cfg = _load(config)
+    cfg = config_or_exit(config)
     setup_logging(cfg.device.log_level)
     if not video.is_file():
         raise click.ClickException(f"video not found: {video}")

@@ -12,18 +12,9 @@ from pathlib import Path
 
 import click
 
-from edge.config import ConfigError, EdgeConfig, load_config, parse_config
+from edge.cli_common import config_or_exit
+from edge.config import EdgeConfig
 from edge.health import Health
-from edge.logs import setup_logging
-
-
-def _config(path: Path | None) -> EdgeConfig:
-    setup_logging("ERROR", sys.stderr)  # the commands report failures themselves
-    try:
-        return load_config(path) if path else parse_config({})
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
 
 
 def _health(cfg: EdgeConfig) -> Health:
@@ -41,7 +32,7 @@ def test_speaker(config: Path | None, langs: tuple[str, ...], message: str, devi
     from edge.actuators.speaker import Speaker
     from edge.actuators.timeswitch import TimeSwitch
 
-    cfg = _config(config)
+    cfg = config_or_exit(config, log_level="ERROR")
     try:
         if langs:
             cfg.speaker.languages = list(langs)
@@ -97,7 +88,7 @@ def test_lights(config: Path | None, on_time: float, only: tuple[str, ...]) -> N
     """Switch every configured light output on, then off, one after the other, and report the times."""
     from edge.actuators.lights import LightBoard, LightUnavailable
 
-    cfg = _config(config)
+    cfg = config_or_exit(config, log_level="ERROR")
     lights = cfg.lights.model_copy(deep=True)
     if not lights.enabled:
         click.echo("note: lights.enabled is false in this config; testing the configured outputs anyway")

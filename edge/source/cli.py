@@ -16,17 +16,7 @@ from pathlib import Path
 
 import click
 
-from edge.config import ConfigError, EdgeConfig, load_config, parse_config
-from edge.logs import setup_logging
-
-
-def _config(path: Path | None) -> EdgeConfig:
-    setup_logging("ERROR", sys.stderr)  # the command reports failures itself
-    try:
-        return load_config(path) if path else parse_config({})
-    except ConfigError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
+from edge.cli_common import config_or_exit
 
 
 @click.command("test-camera")
@@ -43,7 +33,7 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
     from edge.buffer import ClipRecorder, PrerollBuffer
     from edge.source import Frame, FrameSource
 
-    cfg = _config(config)
+    cfg = config_or_exit(config, log_level="ERROR")
     src_cfg = cfg.source.model_copy(update={"uri": uri} if uri else {})
     if src_cfg.reconnect_attempts is None:
         src_cfg = src_cfg.model_copy(update={"reconnect_attempts": 2})
