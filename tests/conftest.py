@@ -5,6 +5,10 @@
 more (or differently configured: ``extra_conf`` for TLS / ACL lines, ``persistence``), all closed
 at teardown. Never the system mosquitto on 1883.
 
+``camera_stream(port)`` starts FFmpeg serving ../shared/video/bikelane-cyclists.mp4 as MPEG-TS over
+TCP in real time, one client, like a network camera; ``.stop()`` makes the camera vanish (all are
+stopped at teardown).
+
 ``make_event(tmp, i, media_sizes)`` builds a valid event with real random media files;
 ``relay_config(tmp, port, **mqtt)`` a config whose relay points at a test broker.
 """
@@ -13,6 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,6 +32,48 @@ from edge.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
 from edge.relay.localbroker import LocalBroker
 
 BrokerFactory = Callable[..., LocalBroker]
+SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "bikelane-cyclists.mp4"
+
+
+class CameraStream:
+    """FFmpeg serving the shared clip as MPEG-TS over TCP in real time (one client, like a camera)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "CameraStream":
+        ffmpeg = shutil.which("ffmpeg")
+        assert ffmpeg, "ffmpeg (Debian package) is needed"
+        self.proc = subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(SHARED_VIDEO),
+             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # wait until it listens (connect-probing would take the one client slot)
+            if f":{self.port:04X} " in Path("/proc/net/tcp").read_text():
+                return self
+            time.sleep(0.02)
+        raise TimeoutError("ffmpeg did not listen")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def camera_stream() -> Iterator[Callable[[int], CameraStream]]:
+    started: list[CameraStream] = []
+
+    def start(port: int) -> CameraStream:
+        cam = CameraStream(port).start()
+        started.append(cam)
+        return cam
+
+    yield start
+    for cam in started:
+        cam.stop()
 
 
 @pytest.fixture

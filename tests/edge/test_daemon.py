@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -90,34 +91,11 @@ def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(tmp_pat
     assert h["components"]["daemon"]["status"] == "off"
 
 
-class CameraStream:
-    """FFmpeg serving the shared clip as MPEG-TS over TCP in real time, one client, like a camera."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "CameraStream":
-        ffmpeg = shutil.which("ffmpeg")
-        assert ffmpeg, "ffmpeg (Debian package) is needed"
-        self.proc = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(VIDEO),
-             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_for(lambda: f":{self.port:04X} " in Path("/proc/net/tcp").read_text(), 5), "ffmpeg did not listen"
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empty_models: Path) -> None:
+def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empty_models: Path, camera_stream: Any) -> None:
     from edge.relay.localbroker import free_port
 
     port = free_port()
-    cam = CameraStream(port).start()
+    cam = camera_stream(port)
     cfg = load_config(site_config(tmp_path, source={"uri": f"tcp://127.0.0.1:{port}", "reconnect_initial_s": 0.1,
                                                     "reconnect_max_s": 0.3, "open_timeout_s": 2, "read_timeout_s": 2}))
     d = EdgeDaemon(cfg, mode="live", relay=False, install_signals=False)
@@ -131,7 +109,7 @@ def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empt
         frames_when_down = d.stats.frames
         time.sleep(0.5)
         assert t.is_alive()  # the daemon is still up, retrying
-        cam = CameraStream(port).start()
+        cam = camera_stream(port)
         assert wait_for(lambda: camera().get("status") == "up" and d.stats.frames >= frames_when_down + 15, 20), "did not resume"
     finally:
         d.stop()

@@ -4,13 +4,12 @@ that drop and come back, corrupt and truncated files, missing devices."""
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -22,7 +21,15 @@ from edge.config.source import SourceConfig
 from edge.health import Health
 from edge.logs import LogfmtFormatter
 from edge.relay.localbroker import free_port
-from edge.source import DetectQueue, DetectSampler, Frame, FrameSource, check_config, guess_kind, redact_uri
+from edge.source import (
+    DetectQueue,
+    DetectSampler,
+    Frame,
+    FrameSource,
+    check_config,
+    guess_kind,
+    redact_uri,
+)
 from edge.source.testclips import default_video
 
 VIDEO = default_video()
@@ -236,36 +243,10 @@ def test_gstreamer_pipeline_without_gstreamer_says_so(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- network streams
-class StreamServer:
-    """FFmpeg serving the shared clip as MPEG-TS over TCP in real time (one client, like a camera)."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "StreamServer":
-        ffmpeg = shutil.which("ffmpeg")
-        assert ffmpeg, "ffmpeg (Debian package) is needed"
-        self.proc = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(VIDEO),
-             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # wait until it listens (connect-probing would take the one client slot)
-            if f":{self.port:04X} " in Path("/proc/net/tcp").read_text():
-                return self
-            time.sleep(0.02)
-        raise TimeoutError("ffmpeg did not listen")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path) -> None:
+def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path, camera_stream: Any) -> None:
     port = free_port()
-    server = StreamServer(port).start()
+    server = camera_stream(port)
     src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.2,
                          open_timeout_s=2, read_timeout_s=2)
     frames: list[Frame] = []
@@ -293,7 +274,7 @@ def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path) -> N
         while src.stats.failures_in_row < 2 and time.monotonic() < deadline:  # a few refused reconnects
             time.sleep(0.02)
         assert src.stats.failures_in_row >= 2
-        server = StreamServer(port).start()
+        server = camera_stream(port)
         restarted.set()
         t.join(timeout=20)
     finally:
@@ -311,13 +292,13 @@ def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path) -> N
     assert second[0].packets and any(p.keyframe for f in second for p in f.packets)
 
 
-def test_stream_that_goes_silent_is_dropped_after_read_timeout(tmp_path: Path) -> None:
+def test_stream_that_goes_silent_is_dropped_after_read_timeout(tmp_path: Path, camera_stream: Any) -> None:
     """A camera that freezes with its connection open (here: FFmpeg stopped with SIGSTOP)."""
     import os
     import signal
 
     port = free_port()
-    server = StreamServer(port).start()
+    server = camera_stream(port)
     src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, open_timeout_s=1, read_timeout_s=1, reconnect_attempts=1)
     frames: list[Frame] = []
     downs: list[str] = []
