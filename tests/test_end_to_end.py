@@ -8,22 +8,15 @@ embedding, classifying the tier and publishing the table-2 tasks.
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable
 
-import paho.mqtt.client as paho
 import pytest
 import yaml
+from mqtt_helpers import Listener, wait_for
 from sqlalchemy import select
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import parse_config
 from edge.daemon import EdgeDaemon
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,53 +26,12 @@ VIDEO = ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"
 pytestmark = pytest.mark.skipif(not VIDEO.exists(), reason=f"needs {VIDEO} (../shared beside the checkout)")
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-class Collector:
-    """A plain MQTT client recording what the central side publishes."""
-
-    def __init__(self, port: int, topics: list[str]):
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        ready = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert ready.wait(10), "collector could not subscribe"
-
-    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def acks(self) -> list[P.Ack]:
-        with self._lock:
-            return [P.decode_ack(p) for t, p in self.messages if t.endswith("/ack")]
-
-    def tasks(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [json.loads(p) for t, p in self.messages if "/central/tasks/" in t]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(tmp_path: Path, broker: LocalBroker) -> None:
     from central_sync.consumer import CentralConsumer
     from central_sync.storage.models import Event, Person
 
     consumer = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central").start()
-    collector = Collector(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
+    collector = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
     try:
         data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
         data["device"]["data_dir"] = str(tmp_path / "edge")
@@ -98,7 +50,7 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(tmp_pa
 
         # central stored every event (media verified and reassembled) and acknowledged each one
         assert consumer.wait_stored(len(events), timeout=60), consumer.stats
-        assert wait_for(lambda: {a.event_id for a in collector.acks() if a.status == "stored"} >= ids)
+        assert wait_for(lambda: {a.event_id for a in collector.acks() if a.status == "stored"} >= ids, timeout=30)
         for ack in collector.acks():
             assert ack.media_complete, ack
 
@@ -116,7 +68,7 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(tmp_pa
         assert all(tiers[p] == "occasional" for p in persons), tiers
 
         # table 2: a first violation -> SMS, voice reminder, case-study link, once per person
-        assert wait_for(lambda: len(collector.tasks()) >= 3 * len(persons))
+        assert wait_for(lambda: len(collector.tasks()) >= 3 * len(persons), timeout=30)
         by_person: dict[str, list[str]] = {}
         for t in collector.tasks():
             by_person.setdefault(t["person_id"], []).append(t["kind"])

@@ -8,22 +8,27 @@ corrupt chunks and unknown schema versions) or the real edge ``Outbox`` + ``Mqtt
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from mqtt_helpers import Listener, wait_for
 from sqlalchemy import func, select
 
 from central_sync.config import CentralConfig, parse_config
 from central_sync.consumer import CentralConsumer, reevaluate_all
-from central_sync.storage.models import Disposition, Event, Media, Person, Task, TierChange
+from central_sync.storage.models import (
+    Disposition,
+    Event,
+    Media,
+    Person,
+    Task,
+    TierChange,
+)
 from central_sync.storage.store import CentralStore
 from edge.event import FaceInfo, ViolationEvent
 from edge.relay import protocol as P
@@ -31,50 +36,6 @@ from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 SITE, DEVICE = "huzhou-demo", "anqi-dev-0001"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
-class Listener:
-    """A real MQTT client collecting what central publishes (acks, tasks)."""
-
-    def __init__(self, port: int, topics: list[str]):
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
-        ready = threading.Event()
-        self.c.on_connect = lambda c, *a: (c.subscribe([(t, 1) for t in topics]), None)[1]
-        self.c.on_subscribe = lambda *a: ready.set()
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        assert ready.wait(10)
-
-    def _on_message(self, c: Any, u: Any, msg: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def acks(self) -> list[P.Ack]:
-        with self._lock:
-            return [P.decode_ack(p) for t, p in self.messages if t.endswith("/ack")]
-
-    def tasks(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [json.loads(p) for t, p in self.messages if "/central/tasks/" in t]
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 def central_cfg(tmp: Path, port: int, db_url: str | None = None, **extra: Any) -> CentralConfig:
@@ -198,11 +159,10 @@ def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(consumer_
 
 def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_path: Path, broker: LocalBroker, make_event: Any,
                                                                          relay_config: Any) -> None:
-    from edge.health import Health
-    from edge.relay import EventState, MqttRelay, Outbox
-
     from central_sync.identity import EnrolmentRecord
     from central_sync.persons import enrol_embeddings
+    from edge.health import Health
+    from edge.relay import EventState, MqttRelay, Outbox
 
     # central: a gallery person who is a party member with an employer
     cfg = central_cfg(tmp_path / "central", broker.port)
