@@ -29,17 +29,23 @@ class CaptureZone:
     far_m: float = 25.0
     roi_margin_m: float = 3.0
     rider_height_m: float = 2.0
-    _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False)
+    _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False, compare=False)
+    _scaled: dict[tuple[int, int], "CaptureZone"] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: ZoneConfig) -> "CaptureZone":
         return cls(GroundMapper.from_config(cfg), tuple(cfg.camera_ground), cfg.near_m, cfg.far_m, cfg.roi_margin_m, cfg.rider_height_m)  # type: ignore[arg-type]
 
     def for_frame(self, width: int, height: int) -> "CaptureZone":
-        mapper = self.mapper.for_frame(width, height)
-        if mapper is self.mapper:
-            return self
-        return CaptureZone(mapper, self.camera_ground, self.near_m, self.far_m, self.roi_margin_m, self.rider_height_m)
+        """This zone for frames of another size; made once per size (called on every detected frame)."""
+        key = (width, height)
+        zone = self._scaled.get(key)
+        if zone is None:
+            mapper = self.mapper.for_frame(width, height)
+            zone = self if mapper is self.mapper else CaptureZone(
+                mapper, self.camera_ground, self.near_m, self.far_m, self.roi_margin_m, self.rider_height_m)
+            self._scaled[key] = zone
+        return zone
 
     def distance(self, ground_pts: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """Ground distance (m) of each (N, 2) ground point from the camera foot point."""
