@@ -21,7 +21,9 @@ def check_config(cfg: EdgeConfig) -> list[str]:
         manifest = load_manifest()
     except ModelFileError as e:
         return [f"detect.rider_model: {e}"]
-    wanted = [("detect.rider_model", cfg.detect.rider_model), ("detect.head_model", cfg.detect.head_model)]
+    wanted = [("detect.rider_model", cfg.detect.rider_model)]
+    if cfg.detect.head_model:
+        wanted += [("detect.head_model", cfg.detect.head_model)]
     if cfg.detect.spot_model:
         wanted += [("detect.spot_model", cfg.detect.spot_model)]
     if cfg.face.enabled or cfg.detect.face_proposals:

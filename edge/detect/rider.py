@@ -1,12 +1,15 @@
 """Rider / head detection: the single-frame detection path the daemon runs.
 
 A cascade that suits an edge CPU:
-1. the YOLOv8 detector (classes rider, head) on the frame or the capture zone's region, scaled
-   to ``detect.input_width`` (dynamic-input ONNX: no padding to a square), and on the same input
-   the head-centre heatmap (``detect.spot_model``), whose heads are merged by NMS;
+1. the YOLOv8 detector on the frame or the capture zone's region, scaled to
+   ``detect.input_width`` (dynamic-input ONNX: no padding to a square). Its classes are either
+   ``rider, helmet, no_helmet`` (it decides helmet or not itself) or ``rider, head`` (the head
+   classifier decides). Optionally the head-centre heatmap (``detect.spot_model``) on the same
+   input, whose heads are merged by NMS;
 2. optionally YuNet faces as extra head proposals (frontal cameras: close riders the detector,
    trained on traffic cameras, may miss);
-3. the helmet classifier on 64x64 head crops: P(no helmet) and P(is a head) per head.
+3. optionally the helmet classifier on 64x64 head crops: P(no helmet) and P(is a head) per head,
+   a head is called no-helmet when the detector or the classifier calls it so.
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ class FrameDetections:
 
 @dataclass(frozen=True)
 class RawBoxes:
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
+    boxes: np.ndarray  # (N, 4) xyxy in the region's pixels
+    scores: np.ndarray  # (N,) best class score
+    classes: np.ndarray  # (N,) index of the best class
+    class_scores: np.ndarray  # (N, C) every class's score
 
 
 def head_box_from_face(face: Face) -> np.ndarray:
@@ -125,23 +129,30 @@ class YoloDetector:
         keep = scores >= conf
         boxes = lb.to_image(cxcywh_to_xyxy(out[:4, keep].T))
         h, w = region.shape[:2]
-        return RawBoxes(clip_boxes(boxes, w, h), scores[keep].astype(np.float32), cls[keep])
+        return RawBoxes(clip_boxes(boxes, w, h), scores[keep].astype(np.float32), cls[keep], scores_all[:, keep].T.astype(np.float32))
 
 
 class RiderDetector:
     """``detect(image_bgr, roi=None) -> FrameDetections`` and ``classify_heads(image_bgr, boxes)``."""
 
-    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier, faces: FaceDetector | None, spotter: HeadSpotter | None = None):
+    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier | None, faces: FaceDetector | None, spotter: HeadSpotter | None = None):
         self.cfg = cfg.detect
         self.detector = detector
         self.spotter = spotter
         self.classifier = classifier
         self.faces = faces
         classes = detector.spec.classes
-        if "rider" not in classes or "head" not in classes:
-            raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'rider' and 'head'")
-        self._rider_cls = classes.index("rider")
-        self._head_cls = classes.index("head")
+        self._rider_cls = classes.index("rider") if "rider" in classes else -1
+        if "helmet" in classes and "no_helmet" in classes:
+            self._head_cls = (classes.index("helmet"), classes.index("no_helmet"))
+        elif "head" in classes:
+            self._head_cls = (classes.index("head"),)
+        else:
+            raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'helmet' and 'no_helmet', or 'head'")
+        if self._rider_cls < 0:
+            raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'rider'")
+        if classifier is None and (len(self._head_cls) == 1 or spotter is not None or faces is not None):
+            raise ModelFileError(f"{detector.spec.path()}: detect.head_model is needed: the detector's 'head' class, the head heatmap and face proposals give heads without a helmet decision")
         self.last_timing_ms: dict[str, float] = {}
 
     @classmethod
@@ -149,8 +160,10 @@ class RiderDetector:
         d = cfg.detect
         spec, path = resolve(d.rider_model)
         detector = YoloDetector(spec, open_session(path, list(d.providers), d.threads, name=spec.name), d.input_width, d.max_upscale)
-        hspec, hpath = resolve(d.head_model)
-        classifier = HelmetClassifier.from_file(hpath, hspec.classes, list(d.providers), d.threads)
+        classifier = None
+        if d.head_model:
+            hspec, hpath = resolve(d.head_model)
+            classifier = HelmetClassifier.from_file(hpath, hspec.classes, list(d.providers), d.threads)
         faces = None
         if d.face_proposals:
             _, fpath = resolve(cfg.face.detector_model)
@@ -159,11 +172,13 @@ class RiderDetector:
         if d.spot_model:
             sspec, spath = resolve(d.spot_model)
             spotter = HeadSpotter(open_session(spath, list(d.providers), d.threads, name=sspec.name))
-        log(logger, "rider_detector_ready", detector=spec.name, classifier=hspec.name, spotter=d.spot_model or "off", face_proposals=faces is not None, input_width=d.input_width)
+        log(logger, "rider_detector_ready", detector=spec.name, classifier=d.head_model or "off", spotter=d.spot_model or "off", face_proposals=faces is not None, input_width=d.input_width)
         return cls(cfg, detector, classifier, faces, spotter)
 
-    def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray:
-        """P(no helmet) for each full-frame xyxy head box, ``(M,)`` float32."""
+    def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray | None:
+        """P(no helmet) for each full-frame xyxy head box, ``(M,)`` float32; None without a head classifier."""
+        if self.classifier is None:
+            return None
         boxes = np.asarray(head_boxes, np.float32).reshape(-1, 4)
         return self.classifier.score(image_bgr, boxes).p_no_helmet
 
@@ -183,16 +198,23 @@ class RiderDetector:
         raw = self.detector(region, min(c.rider_conf, c.head_conf), prepared)
         offset = np.array([x0, y0, x0, y0], np.float32)
         is_rider = (raw.classes == self._rider_cls) & (raw.scores >= c.rider_conf)
-        is_head = raw.classes == self._head_cls
+        is_head = np.isin(raw.classes, self._head_cls)
         riders, rider_scores = raw.boxes[is_rider] + offset, raw.scores[is_rider]
         k = nms(riders, rider_scores, c.nms_iou)
         riders, rider_scores = riders[k], rider_scores[k]
         heads, det_scores = raw.boxes[is_head] + offset, raw.scores[is_head]
+        if len(self._head_cls) == 2:  # the detector's own helmet decision; NaN = none (proposals below)
+            hs_ = raw.class_scores[is_head][:, list(self._head_cls)]
+            det_scores = hs_.max(axis=1)
+            det_nh = hs_[:, 1] / np.maximum(hs_.sum(axis=1), 1e-6)
+        else:
+            det_nh = np.full(len(heads), np.nan, np.float32)
         if self.spotter is not None:
             sb, ss = self.spotter(prepared[0], prepared[1], (region.shape[1], region.shape[0]), c.spot_conf)
             heads, det_scores = np.concatenate([heads, sb + offset]), np.concatenate([det_scores, ss])
+            det_nh = np.concatenate([det_nh, np.full(len(sb), np.nan, np.float32)])
         k = nms(heads, det_scores, c.nms_iou)
-        heads, det_scores = heads[k], det_scores[k]
+        heads, det_scores, det_nh = heads[k], det_scores[k], det_nh[k]
         t1 = time.perf_counter()
         if self.faces is not None:
             faces = [f.shifted(x0, y0) for f in self.faces.detect(region)]
@@ -204,11 +226,20 @@ class RiderDetector:
                 new = overlap < 0.2
                 heads = np.concatenate([heads, fb[new]])
                 det_scores = np.concatenate([det_scores, fs[new]])
+                det_nh = np.concatenate([det_nh, np.full(int(new.sum()), np.nan, np.float32)])
         t2 = time.perf_counter()
-        hs = self.classifier.score(image_bgr, heads)
-        head_scores = np.sqrt(det_scores * hs.p_head).astype(np.float32)
-        keep = (hs.p_head >= c.min_head_prob) & (head_scores >= c.head_conf)
-        heads, head_scores, p_nh = heads[keep], head_scores[keep], hs.p_no_helmet[keep]
+        if self.classifier is not None:
+            hs = self.classifier.score(image_bgr, heads)
+            head_scores = np.sqrt(det_scores * hs.p_head).astype(np.float32)
+            # no helmet when either model says so (fmax ignores the NaN of heads the detector did not classify):
+            # the detector is confidently wrong on small frontal heads next to a helmet, the crop classifier on
+            # some top-down ones; a missed violator costs more than a second look
+            p_nh = np.fmax(det_nh, hs.p_no_helmet)
+            keep = (hs.p_head >= c.min_head_prob) & (head_scores >= c.head_conf)
+        else:
+            head_scores, p_nh = det_scores.astype(np.float32), det_nh
+            keep = head_scores >= c.head_conf
+        heads, head_scores, p_nh = heads[keep], head_scores[keep], p_nh[keep]
         if c.heads_need_rider and len(heads):
             on_rider = _centres_inside(heads, _grow(riders, 0.15))
             heads, head_scores, p_nh = heads[on_rider], head_scores[on_rider], p_nh[on_rider]
