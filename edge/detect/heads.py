@@ -41,7 +41,11 @@ def head_crops(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_S
 
 def crops_to_tensor(crops_bgr: np.ndarray) -> np.ndarray:
     """NCHW float32 RGB in [0, 1]: the classifier's input layout."""
-    return np.ascontiguousarray(crops_bgr[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    out = np.empty((len(crops_bgr), 3) + crops_bgr.shape[1:3], np.float32)
+    scale = np.float32(1.0 / 255.0)
+    for c in range(3):
+        np.multiply(crops_bgr[..., 2 - c], scale, out=out[:, c], casting="unsafe")
+    return out
 
 
 @dataclass(frozen=True)

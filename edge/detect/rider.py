@@ -23,7 +23,7 @@ import numpy as np
 
 from edge.config import EdgeConfig
 from edge.detect.faces import Face, FaceDetector
-from edge.detect.geometry import clip_boxes, cxcywh_to_xyxy, iou_matrix, letterbox, Letterbox, nms
+from edge.detect.geometry import bgr_to_nchw, clip_boxes, cxcywh_to_xyxy, iou_matrix, letterbox, Letterbox, nms
 from edge.detect.heads import HelmetClassifier
 from edge.detect.manifest import ModelFileError, ModelSpec, resolve
 from edge.detect.session import open_session
@@ -103,9 +103,15 @@ class YoloDetector:
         self.input_name = session.get_inputs()[0].name
         self.input_width = input_width
         self.max_upscale = max_upscale
+        self._input: np.ndarray | None = None
         out_shape = session.get_outputs()[0].shape
         if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != 4 + len(spec.classes)):
             raise ModelFileError(f"{spec.path()}: output shape {out_shape} does not match {len(spec.classes)} classes {spec.classes} in the manifest")
+
+    @property
+    def last_input(self) -> np.ndarray | None:
+        """The input tensor of the last call (reused by the heatmap model on the same prepared image)."""
+        return self._input
 
     def prepare(self, region: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         if not self.spec.dynamic_input:
@@ -121,7 +127,7 @@ class YoloDetector:
 
     def __call__(self, region: np.ndarray, conf: float, prepared: tuple[np.ndarray, Letterbox] | None = None) -> RawBoxes:
         img, lb = prepared or self.prepare(region)
-        x = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        x = self._input = bgr_to_nchw(img, self._input)  # one buffer, reused while the input size stays
         out = self.session.run(None, {self.input_name: x})[0][0]  # (4 + C, N)
         scores_all = out[4:]
         cls = scores_all.argmax(0)
@@ -210,7 +216,7 @@ class RiderDetector:
         else:
             det_nh = np.full(len(heads), np.nan, np.float32)
         if self.spotter is not None:
-            sb, ss = self.spotter(prepared[0], prepared[1], (region.shape[1], region.shape[0]), c.spot_conf)
+            sb, ss = self.spotter(prepared[0], prepared[1], (region.shape[1], region.shape[0]), c.spot_conf, x=self.detector.last_input)
             heads, det_scores = np.concatenate([heads, sb + offset]), np.concatenate([det_scores, ss])
             det_nh = np.concatenate([det_nh, np.full(len(sb), np.nan, np.float32)])
         k = nms(heads, det_scores, c.nms_iou)

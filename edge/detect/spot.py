@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from edge.detect.geometry import Letterbox, clip_boxes
+from edge.detect.geometry import Letterbox, bgr_to_nchw, clip_boxes
 
 STRIDE = 4
 
@@ -38,8 +38,11 @@ class HeadSpotter:
         self.session = session
         self._input = session.get_inputs()[0].name
 
-    def __call__(self, prepared_bgr: np.ndarray, lb: Letterbox, region_wh: tuple[int, int], conf: float) -> tuple[np.ndarray, np.ndarray]:
-        x = np.ascontiguousarray(prepared_bgr[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    def __call__(self, prepared_bgr: np.ndarray, lb: Letterbox, region_wh: tuple[int, int], conf: float,
+                 x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``x``: the detector's input tensor of the same prepared image, when it has made one already."""
+        if x is None or x.shape[2:] != prepared_bgr.shape[:2]:
+            x = bgr_to_nchw(prepared_bgr)
         maps = self.session.run(None, {self._input: x})[0][0]
         boxes, scores = decode_heatmap(maps, conf)
         return clip_boxes(lb.to_image(boxes), *region_wh), scores

@@ -72,3 +72,20 @@ def test_nms_by_class_never_suppresses_across_classes() -> None:
 def test_nms_empty_and_cxcywh() -> None:
     assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
     assert np.allclose(cxcywh_to_xyxy(np.array([[10, 20, 4, 6]], np.float32)), [[8, 17, 12, 23]])
+
+
+def test_bgr_to_nchw_matches_the_plain_numpy_recipe_and_reuses_its_buffer() -> None:
+    from edge.detect.geometry import bgr_to_nchw
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    ref = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    x = bgr_to_nchw(img)
+    assert x.dtype == np.float32 and x.shape == (1, 3, 48, 80)
+    np.testing.assert_allclose(x, ref, atol=1e-6)
+    assert x[0, 0, 0, 0] == pytest.approx(img[0, 0, 2] / 255, abs=1e-6)  # channel 0 is red
+    again = bgr_to_nchw(img[::-1].copy(), x)
+    assert again is x  # same shape: the buffer is reused
+    np.testing.assert_allclose(again, ref[:, :, ::-1], atol=1e-6)
+    other = bgr_to_nchw(img[:32], x)
+    assert other is not x and other.shape == (1, 3, 32, 80)
