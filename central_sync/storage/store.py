@@ -86,7 +86,11 @@ class CentralStore:
                            .returning(Event.__table__.c.event_id))
         self._history = _history_statement()
         self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
+        self._exists_many = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id.in_(bindparam("eids", expanding=True)))
         self._merged = select(Person.__table__.c.merged_into).where(Person.__table__.c.person_id == bindparam("pid"))
+        self._merged_many = (select(Person.__table__.c.person_id, Person.__table__.c.merged_into)
+                             .where(Person.__table__.c.person_id.in_(bindparam("pids", expanding=True)),
+                                    Person.__table__.c.merged_into.is_not(None)))
         self._ins_embedding = Embedding.__table__.insert()
 
     @classmethod
@@ -133,20 +137,38 @@ class CentralStore:
                 return self.add_violation(rec, s2, person_exists)
         if rec.person_id and not person_exists:
             self.ensure_person(s, rec.person_id)
-        res = s.connection().execute(self._ins_event, dict(
-            event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
-            point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
-            match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
-            media_expected=rec.media_expected, body=rec.body, received_at=utcnow()))
+        res = s.connection().execute(self._ins_event, _event_row(rec, utcnow()))
         return res.first() is not None
 
     def add_violations(self, recs: Sequence[ViolationRecord]) -> int:
-        """Bulk ingest in one transaction; returns how many were new."""
-        n = 0
+        """Bulk ingest in one transaction (person upserts and event inserts as one multi-row statement each);
+        returns how many were new."""
         with self.session() as s:
-            for r in recs:
-                n += self.add_violation(r, s)
-        return n
+            self.ensure_persons(s, sorted({r.person_id for r in recs if r.person_id}))
+            return len(self.insert_events(s, recs))
+
+    def ensure_persons(self, s: Session, person_ids: Sequence[str], kind: str = "listed") -> None:
+        """:meth:`ensure_person` for many ids in one statement (``INSERT .. ON CONFLICT DO NOTHING``)."""
+        if person_ids:
+            now = utcnow()
+            s.connection().execute(self._ins_person, [{"person_id": p, "kind": kind, "created_at": now, "tier": "none",
+                                                       "party_member": False} for p in person_ids])
+
+    def insert_events(self, s: Session, recs: Sequence[ViolationRecord]) -> set[str]:
+        """Insert the events (their person rows must exist) in one multi-row ``INSERT .. ON CONFLICT DO NOTHING
+        RETURNING``; returns the ids that were new (an id already stored, or twice in ``recs``, is left out once)."""
+        if not recs:
+            return set()
+        now = utcnow()
+        res = s.connection().execute(self._ins_event, [_event_row(r, now) for r in recs])
+        return {eid for (eid,) in res}
+
+    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are stored already (one indexed look-up for a whole batch)."""
+        if not event_ids:
+            return set()
+        with self.engine.connect() as c:
+            return {eid for (eid,) in c.execute(self._exists_many, {"eids": list(event_ids)})}
 
     def add_disposition(self, person_id: str, kind: str, time: datetime, source: str = "import",
                         task_id: str | None = None, note: str | None = None, s: Session | None = None) -> None:
@@ -171,9 +193,21 @@ class CentralStore:
         """The enrolled person an unknown file was merged into (``None`` when it was not)."""
         return s.connection().execute(self._merged, {"pid": person_id}).scalar()
 
+    def merged_into_many(self, person_ids: Sequence[str], s: Session) -> dict[str, str]:
+        """:meth:`merged_into` for many persons in one look-up: only the merged ones are in the answer."""
+        if not person_ids:
+            return {}
+        return dict(s.connection().execute(self._merged_many, {"pids": list(person_ids)}).all())  # type: ignore[arg-type]
+
     def add_embedding(self, s: Session, person_id: str, source: str, model: str, vector: bytes, event_id: str | None = None) -> None:
-        s.connection().execute(self._ins_embedding, {"person_id": person_id, "source": source, "model": model, "vector": vector,
-                                                     "event_id": event_id, "created_at": utcnow()})
+        self.add_embeddings(s, [(person_id, source, model, vector, event_id)])
+
+    def add_embeddings(self, s: Session, rows: Sequence[tuple[str, str, str, bytes, str | None]]) -> None:
+        """Embedding rows ``(person_id, source, model, vector, event_id)`` in one statement."""
+        if rows:
+            now = utcnow()
+            s.connection().execute(self._ins_embedding, [{"person_id": p, "source": src, "model": m, "vector": v, "event_id": e,
+                                                          "created_at": now} for p, src, m, v, e in rows])
 
     # ---------------------------------------------------------------- tiers
     def person_history(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> PersonHistory:
@@ -213,6 +247,13 @@ class CentralStore:
     def count_events(self) -> int:
         with self.session() as s:
             return int(s.execute(select(func.count()).select_from(Event)).scalar() or 0)
+
+
+def _event_row(rec: ViolationRecord, received_at: datetime) -> dict[str, Any]:
+    return dict(event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
+                point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
+                match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
+                media_expected=rec.media_expected, body=rec.body, received_at=received_at)
 
 
 def _history_statement() -> Any:

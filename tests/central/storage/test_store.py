@@ -45,6 +45,21 @@ def test_duplicate_delivery_stores_an_event_once(store: CentralStore) -> None:
     assert store.count_events() == 2
 
 
+def test_bulk_ingest_is_one_transaction_and_idempotent(store: CentralStore) -> None:
+    recs = [rec(f"p{i % 37}", AT - i * US) for i in range(3000)]  # more rows than one multi-row statement holds
+    assert store.add_violations(recs[:100]) == 100
+    again = recs[:100:10] + recs[100:] + recs[150:160]  # 10 stored already, 10 twice in the batch
+    assert store.add_violations(again) == 2900
+    assert store.count_events() == 3000
+    assert store.existing_event_ids([r.event_id for r in recs[95:105]] + ["nope"]) == {r.event_id for r in recs[95:105]}
+    with store.session() as s:
+        assert s.execute(text("SELECT count(*) FROM persons")).scalar() == 37
+    bad = [rec("p1", AT - D), rec("p1", datetime(2026, 1, 1))]  # a naive time fails the whole batch: nothing stored
+    with pytest.raises(Exception):
+        store.add_violations(bad)
+    assert not store.existing_event_ids([bad[0].event_id])
+
+
 def test_concurrent_duplicate_delivery_from_two_consumers_stores_once(store: CentralStore) -> None:
     eids = [str(uuid.uuid4()) for _ in range(40)]
     results: list[bool] = []
