@@ -46,6 +46,12 @@ class DatabaseConfig(Section):
     password_env: str | None = Field(None, description="Environment variable holding the database password (never the password itself).")
     url_env: str | None = Field(None, description="Environment variable or systemd credential (e.g. 'database-url') holding the whole URL; overrides url.")
     echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite only. FULL: every commit is on disk before the consumer acks its events (one WAL fsync "
+        "per commit; the consumer commits once per batch). NORMAL: no fsync per commit; a process crash loses "
+        "nothing, but the last acknowledged events can roll back on power loss.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -62,7 +62,9 @@ def _safe_url(url: str) -> str:
 
 
 class CentralStore:
-    def __init__(self, url: str = "sqlite://", echo: bool = False):
+    def __init__(self, url: str = "sqlite://", echo: bool = False, sqlite_synchronous: str = "FULL"):
+        if sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"sqlite_synchronous must be FULL or NORMAL, not {sqlite_synchronous!r}")
         self.url = url
         kw: dict[str, Any] = {"echo": echo, "future": True}
         if url.startswith("sqlite"):
@@ -77,7 +79,7 @@ class CentralStore:
             raise StoreError(f"database.url {_safe_url(url)}: {e}") from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", lambda c, r: _sqlite_pragmas(c, r, sqlite_synchronous))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Core statements built once (the per-event path: no ORM bookkeeping, cached compilation)
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -95,7 +97,7 @@ class CentralStore:
 
     @classmethod
     def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> "CentralStore":
-        store = cls(cfg.database_url(), echo=cfg.database.echo)
+        store = cls(cfg.database_url(), echo=cfg.database.echo, sqlite_synchronous=cfg.database.sqlite_synchronous)
         if migrate:
             store.migrate()
         return store
@@ -290,10 +292,14 @@ def _aware(v: datetime | None) -> datetime | None:
     return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
+    """WAL, and ``synchronous=FULL`` by default: the consumer acks an event once its transaction committed, and the
+    edge may then drop its copy, so a commit must survive a power cut, not only a crash of the process. ``NORMAL``
+    (``database.sqlite_synchronous``) skips the WAL fsync per commit: a crash loses nothing, but the last commits
+    can roll back on power loss. With the consumer's batches (one commit per batch) FULL costs little."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()

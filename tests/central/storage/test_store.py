@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -43,6 +44,15 @@ def test_duplicate_delivery_stores_an_event_once(store: CentralStore) -> None:
     assert store.add_violation(rec("p", AT, eid)) is False
     assert store.add_violations([rec("p", AT, eid), rec("p", AT - D)]) == 1
     assert store.count_events() == 2
+
+
+def test_sqlite_commits_reach_the_disk_before_acks_unless_configured_otherwise(tmp_path: Path) -> None:
+    for mode, level in ((None, 2), ("FULL", 2), ("NORMAL", 1)):  # default: FULL
+        st = CentralStore(f"sqlite:///{tmp_path / str(mode)}.db", **({"sqlite_synchronous": mode} if mode else {}))
+        with st.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA synchronous").scalar() == level
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        st.close()
 
 
 def test_bulk_ingest_is_one_transaction_and_idempotent(store: CentralStore) -> None:
