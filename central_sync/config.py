@@ -1,10 +1,11 @@
 """Central office configuration: one YAML, validated into typed sections at start.
 
-Sections map to the central stages: ``database`` (storage), ``mqtt`` (consumer), ``tiers``
-(table 1), ``dispositions`` (table 2), ``identity`` (gallery matching), ``api`` (data sharing),
-``media`` (where verified evidence files go). Unknown keys are errors; every problem names the
-file and the key path. Secrets (broker password, webhook token, API token hashes' salt) come from
-environment variables or systemd credentials named in the YAML, never from the YAML itself.
+Sections map to the central stages: ``database`` (storage), ``mqtt`` (consumer), ``ingest`` (how
+the consumer batches event writes), ``tiers`` (table 1), ``dispositions`` (table 2), ``identity``
+(gallery matching), ``api`` (data sharing), ``media`` (where verified evidence files go). Unknown
+keys are errors; every problem names the file and the key path. Secrets (broker password, webhook
+token, API token hashes' salt) come from environment variables or systemd credentials named in the
+YAML, never from the YAML itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "DatabaseConfig",
     "DispositionsConfig",
     "IdentityConfig",
+    "IngestConfig",
     "MqttConsumerConfig",
     "TierThresholds",
     "load_config",
@@ -74,6 +76,23 @@ class MqttConsumerConfig(Section):
     topic_prefix: str = Field("anqi/v1", pattern=r"^[^#+\s]+$")
     keepalive_s: int = Field(30, ge=5, le=3600)
     qos: Literal[1, 2] = 1
+
+
+class IngestConfig(Section):
+    """How the consumer writes events: the MQTT thread decodes and queues them, one writer thread stores
+    what is queued in one transaction (one commit, one WAL sync) and acks each event after that commit."""
+
+    batch_max: int = Field(256, ge=1, le=10_000, description="Most events stored in one transaction (1: one transaction per event).")
+    batch_wait_ms: float = Field(
+        20, ge=0, le=1000,
+        description="After the first queued event the writer waits up to this long for more to fill the batch (0: it stores "
+        "what is queued at once). Under load the queue fills while a batch is written; when traffic is light this is "
+        "added to an event's ack latency.",
+    )
+    queue_max: int = Field(
+        4096, ge=1, le=1_000_000,
+        description="Decoded events waiting for the writer; when full, the MQTT network thread waits (back-pressure to the broker).",
+    )
 
 
 class TierThresholds(Section):
@@ -167,6 +186,7 @@ class MediaConfig(Section):
 class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mqtt: MqttConsumerConfig = Field(default_factory=MqttConsumerConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     tiers: TierThresholds = Field(default_factory=TierThresholds)
     dispositions: DispositionsConfig = Field(default_factory=DispositionsConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)

@@ -10,21 +10,31 @@ Subscriptions (``mqtt.topic_prefix`` = ``anqi/v1``, wire format from :mod:`edge.
   into the shared ``media.dir`` (atomic rename, so two consumers writing the same file is harmless);
 * ``$share/<group>/anqi/v1/central/feedback``: outcomes of disposition tasks.
 
-Per event: parse (unknown ``schema_version`` -> log line + ``rejected`` ack), check the device
-id against the topic, resolve the face (gallery, else a provisional unknown file), store
-idempotently on ``event_id``, link the verified media named in the event, publish ``.../ack``
-(``stored`` + ``media_complete``; when media are missing it waits ``media.grace_s`` for them,
-then acks with ``missing_media`` so the edge re-sends them), then re-assess the person's tier and
-hand a change to :class:`~central_sync.dispositions.DispositionDesk`.
+Per event: parse (unknown ``schema_version`` -> log line + ``rejected`` ack, at once, on the
+network thread), check the device id against the topic, resolve the face (gallery, else a
+provisional unknown file), store idempotently on ``event_id``, link the verified media named in the
+event, publish ``.../ack`` (``stored`` + ``media_complete``; when media are missing it waits
+``media.grace_s`` for them, then acks with ``missing_media`` so the edge re-sends them), then
+re-assess the person's tier and hand a change to :class:`~central_sync.dispositions.DispositionDesk`.
+
+Writes are batched (``ingest``): the network thread queues each valid event; one writer thread
+takes what is queued (up to ``ingest.batch_max``, waiting at most ``ingest.batch_wait_ms``) and
+stores it in one transaction, so a burst costs one commit per batch instead of one per event. An
+event is acked only after the transaction holding it committed. A transaction holds at most one
+event per person (the next event of that person starts the next transaction), so every tier
+re-assessment sees the same history, and plans the same tasks, as when events are stored one by
+one. A failing batch is retried one event per transaction; ``stop()`` stores what is queued first.
 
 :class:`CentralConsumer` runs in-process (tests, benchmarks) or under ``anqi-central run``.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
+import queue
 import ssl
 import threading
 import time
@@ -32,7 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -78,6 +88,32 @@ class _Waiting:
     since: float
 
 
+@dataclass
+class _Pending:
+    """A new event on its way into the store: its identity match and the later copies of it in the same batch."""
+
+    topic: P.Topic
+    event: ViolationEvent
+    match: Match | None = None
+    followed: bool = False  # merged_into looked up
+    copies: list[P.Topic] = field(default_factory=list)
+
+    @property
+    def person_id(self) -> str | None:
+        return self.match.person_id if self.match is not None else None
+
+    def record(self) -> ViolationRecord:
+        ev, m = self.event, self.match
+        return ViolationRecord(
+            event_id=str(ev.event_id), violation_type=ev.violation_type.value, time=ev.time, person_id=self.person_id,
+            point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
+            confidence=ev.confidence, face_found=ev.face.found, match_score=m.score if m else None,
+            media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
+
+
+_STOP = object()  # tells the writer thread to drain the queue and end
+
+
 class CentralConsumer:
     """MQTT consumer + the store + identity + dispositions; ``start()`` / ``stop()``."""
 
@@ -95,7 +131,13 @@ class CentralConsumer:
         self.assembler = P.MediaAssembler(max_bytes=int(cfg.media.max_event_media_mb * 4) << 20, max_idle_s=cfg.media.assembly_timeout_s)
         self.desk = DispositionDesk(cfg, self.store, publish=self._publish)
         self._lock = threading.RLock()
+        self._media_lock = threading.Lock()  # one media link at a time (the writer's ack and a late file's ack)
         self._waiting: dict[uuid.UUID, _Waiting] = {}
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.ingest.queue_max)
+        self._accepting = threading.Event()  # set while the writer thread takes events from the queue
+        self._writer: threading.Thread | None = None
+        self._pub_lock = threading.Lock()
+        self._unconfirmed: collections.deque[paho.MQTTMessageInfo] = collections.deque(maxlen=100_000)
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._grace_thread: threading.Thread | None = None
@@ -158,6 +200,9 @@ class CentralConsumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 24 * 3600  # queued events survive a consumer restart
         self._stop.clear()
+        self._writer = threading.Thread(target=self._writer_loop, name="anqi-central-writer", daemon=True)
+        self._writer.start()
+        self._accepting.set()
         self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s, clean_start=False, properties=props)
         self.client.loop_start()
         self.desk.start()
@@ -169,11 +214,19 @@ class CentralConsumer:
         return self
 
     def stop(self) -> None:
+        """Store and ack every event already taken from the broker, then disconnect."""
         self._stop.set()
+        self._accepting.clear()  # from here on, a late message is stored on the network thread itself
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        self._flush_publishes(10.0)  # a disconnect drops what paho still holds back (beyond the in-flight window)
         try:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+        self._drain_queue()  # put on the queue while the writer was ending: stored, acked at the next delivery
         if self._grace_thread is not None:
             self._grace_thread.join(timeout=5)
         self.desk.stop()
@@ -203,29 +256,81 @@ class CentralConsumer:
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         info = self.client.publish(topic, payload, qos=1)
-        return info.rc == paho.MQTT_ERR_SUCCESS
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return False
+        with self._pub_lock:  # kept until the broker confirmed it, so that stop() can wait for it
+            self._unconfirmed.append(info)
+            while self._unconfirmed and self._unconfirmed[0].is_published():
+                self._unconfirmed.popleft()
+        return True
+
+    def _flush_publishes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the broker confirmed the acks and tasks published so far."""
+        end = time.monotonic() + timeout
+        with self._pub_lock:
+            pending = list(self._unconfirmed)
+        for info in pending:
+            while not info.is_published() and self.connected and time.monotonic() < end:
+                time.sleep(0.01)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
-            self.handle(msg.topic, bytes(msg.payload))
+            topic = self._topic(msg.topic)
+            if topic is not None and topic.kind is P.TopicKind.event:
+                ev = self._decode_event(topic, bytes(msg.payload))  # a reject is answered here, at once
+                if ev is not None:
+                    self._enqueue(topic, ev)  # stored and acked by the writer thread
+            else:
+                self.handle(msg.topic, bytes(msg.payload))
         except Exception as e:  # noqa: BLE001 - never let one message stop the consumer
-            self.stats.errors += 1
+            self._count_error()
             log(logger, "message_failed", logging.ERROR, topic=msg.topic, error=f"{type(e).__name__}: {str(e)[:300]}")
+
+    def _topic(self, topic_s: str) -> P.Topic | None:
+        if topic_s == self.desk.feedback_topic:
+            return None
+        try:
+            return P.parse_topic(topic_s, self.prefix)
+        except P.ProtocolError:
+            return None
+
+    def _drain_queue(self) -> None:
+        items = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                items.append(item)
+        self._store_batch(items)
 
     # ------------------------------------------------------------------ handling (usable without MQTT)
     def handle(self, topic_s: str, payload: bytes) -> None:
-        if topic_s == self.desk.feedback_topic:
-            self._on_feedback(payload)
-            return
-        try:
-            topic = P.parse_topic(topic_s, self.prefix)
-        except P.ProtocolError as e:
-            log(logger, "foreign_topic", logging.WARNING, error=str(e)[:200])
-            return
-        if topic.kind is P.TopicKind.media:
-            self._on_media(topic, payload)
-        elif topic.kind is P.TopicKind.event:
-            self._on_event(topic, payload)
+        """One message, handled on the caller's thread (an event is stored and acked before this returns)."""
+        self.handle_many([(topic_s, payload)])
+
+    def handle_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Messages handled on the caller's thread, in order; their valid events stored as one batch, as the writer
+        thread stores what it takes from the queue."""
+        events: list[tuple[P.Topic, ViolationEvent]] = []
+        for topic_s, payload in messages:
+            if topic_s == self.desk.feedback_topic:
+                self._on_feedback(payload)
+                continue
+            try:
+                topic = P.parse_topic(topic_s, self.prefix)
+            except P.ProtocolError as e:
+                log(logger, "foreign_topic", logging.WARNING, error=str(e)[:200])
+                continue
+            if topic.kind is P.TopicKind.media:
+                self._on_media(topic, payload)
+            elif topic.kind is P.TopicKind.event:
+                ev = self._decode_event(topic, payload)
+                if ev is not None:
+                    events.append((topic, ev))
+        if events:
+            self._store_events(events)
 
     def _on_feedback(self, payload: bytes) -> None:
         try:
@@ -267,57 +372,224 @@ class CentralConsumer:
     def _media_path(self, event_id: uuid.UUID | str, name: str) -> Path:
         return self.media_dir / str(event_id) / name
 
-    def _on_event(self, topic: P.Topic, payload: bytes) -> None:
+    def _decode_event(self, topic: P.Topic, payload: bytes) -> ViolationEvent | None:
+        """The event of a message, or ``None`` after rejecting it (ack ``rejected`` at once, nothing is stored)."""
         self.stats.events_received += 1
         try:
             ev = P.decode_event(payload)
         except (P.ProtocolError, UnsupportedSchemaVersion) as e:
             self._reject(topic, payload, str(e))
-            return
+            return None
         if ev.device_id != topic.device or ev.site_id != topic.site:
             self._reject(topic, payload, f"event of device {ev.device_id}/{ev.site_id} published on {topic.site}/{topic.device}")
+            return None
+        return ev
+
+    # ------------------------------------------------------------------ the writer: batches of events, one transaction each
+    def _enqueue(self, topic: P.Topic, ev: ViolationEvent) -> None:
+        """Hand a decoded event to the writer thread (blocks while the queue is full: back-pressure to the broker)."""
+        while self._accepting.is_set():
+            try:
+                self._queue.put((topic, ev), timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._store_events([(topic, ev)])  # stopping: the writer may be gone, store it here
+
+    def _writer_loop(self) -> None:
+        """Take the first queued event, then what else is queued (up to ``ingest.batch_max``, waiting at most
+        ``ingest.batch_wait_ms`` for it), store them as one batch; on stop, drain the queue first."""
+        ing = self.cfg.ingest
+        wait_s = ing.batch_wait_ms / 1000.0
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[tuple[P.Topic, ViolationEvent]] = []
+            if first is _STOP:
+                stopping = True
+            else:
+                batch.append(first)
+            deadline = time.monotonic() + wait_s
+            while len(batch) < ing.batch_max:
+                left = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=left) if left > 0 and not stopping else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                else:
+                    batch.append(nxt)
+            self._store_batch(batch)
+        while True:  # stopping: what is still queued, in batches, without waiting
+            rest: list[tuple[P.Topic, ViolationEvent]] = []
+            while len(rest) < ing.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is not _STOP:
+                    rest.append(nxt)
+            if not rest:
+                return
+            self._store_batch(rest)
+
+    def _store_batch(self, batch: list[tuple[P.Topic, ViolationEvent]]) -> None:
+        if not batch:
             return
-        eid = str(ev.event_id)
-        if self.store.event_exists(eid):
-            self.stats.duplicates += 1
-            log(logger, "event_duplicate", event_id=eid, device=topic.device)
-            self._link_media_and_ack(topic, ev, final=False)
+        try:
+            self._store_events(batch)
+        except Exception as e:  # noqa: BLE001 - the writer must outlive any one batch
+            self._count_error()
+            log(logger, "batch_failed", logging.ERROR, events=len(batch), error=f"{type(e).__name__}: {str(e)[:300]}")
+
+    def _store_events(self, items: Sequence[tuple[P.Topic, ViolationEvent]]) -> None:
+        """Store decoded events idempotently, as few transactions as possible, and ack each after its commit.
+
+        Duplicates (stored already, or earlier in ``items``) are acked, not stored again. The new events are
+        identified, then written in one transaction; a transaction holds at most one event per person, so that the
+        tier re-assessment after the commit sees each person exactly as the one-event-at-a-time consumer did (an
+        event of a person already in the transaction starts the next one). After each commit: log lines, media links
+        and acks per event, then one tier re-assessment per person. A transaction that fails is retried one event
+        per transaction, so that one bad event cannot hold back the others (it is logged and not acked; the edge
+        re-sends it)."""
+        firsts: dict[str, _Pending] = {}
+        try:
+            stored = self.store.existing_event_ids([str(ev.event_id) for _, ev in items])
+        except Exception as e:  # noqa: BLE001 - the database is down: nothing is acked, the edge re-sends
+            self._count_error(len(items))
+            log(logger, "events_not_stored", logging.ERROR, events=len(items), error=f"{type(e).__name__}: {str(e)[:300]}")
             return
-        match = self._identify(ev)
-        with self.store.session() as s:
-            if match is not None and match.person_id is None:
+        for topic, ev in items:
+            eid = str(ev.event_id)
+            if eid in stored:
+                self._duplicate(topic, ev)
+            elif eid in firsts:
+                firsts[eid].copies.append(topic)  # acked once the first delivery is stored
+            else:
+                firsts[eid] = _Pending(topic, ev)
+        todo = []
+        for p in firsts.values():
+            try:
+                p.match = self._identify(p.event)
+            except Exception as e:  # noqa: BLE001 - this event only
+                self._failed(p, e)
+                continue
+            todo.append(p)
+        while todo:
+            try:
+                with self.store.session() as s:
+                    chunk, rest = self._resolve_persons(s, todo)
+                    new = self._write(s, chunk)
+            except Exception as e:  # noqa: BLE001 - retried one event per transaction below
+                if len(todo) == 1:
+                    self._failed(todo[0], e)
+                    return
+                log(logger, "batch_failed", logging.WARNING, events=len(todo), error=f"{type(e).__name__}: {str(e)[:300]}",
+                    action="storing its events one by one")
+                for p in todo:
+                    self._store_events_one(p)
+                return
+            self._after_commit(chunk, new)
+            todo = rest
+
+    def _store_events_one(self, p: "_Pending") -> None:
+        try:
+            with self.store.session() as s:
+                chunk, _ = self._resolve_persons(s, [p])
+                new = self._write(s, chunk)
+        except Exception as e:  # noqa: BLE001 - this event only
+            self._failed(p, e)
+            return
+        self._after_commit([p], new)
+
+    def _failed(self, p: "_Pending", e: Exception) -> None:
+        self._count_error()
+        log(logger, "event_not_stored", logging.ERROR, event_id=str(p.event.event_id), device=p.topic.device,
+            error=f"{type(e).__name__}: {str(e)[:300]}")
+
+    def _resolve_persons(self, s: Any, todo: list["_Pending"]) -> tuple[list["_Pending"], list["_Pending"]]:
+        """Inside the transaction, event by event: open or join an unknown file for a face nobody known has, follow
+        merged files; stop before the second event of one person. Returns (this transaction's events, the rest)."""
+        locked = False
+        persons: set[str] = set()
+        for i, p in enumerate(todo):
+            m = p.match
+            if m is not None and (m.person_id is None or m.new_file) and not locked:
                 # nobody known: under the group-wide lock (PostgreSQL; held until this transaction commits), pick up
-                # the files other consumers opened, then join one or open a new one: one rider, one file
+                # the files other consumers opened (once: while we hold the lock nobody else opens one), then join
+                # one or open a new one: one rider, one file. A file opened by a transaction that failed is written
+                # under the lock too, when its event is retried.
                 self.store.lock_new_person_files(s)
                 catch_up_unknown_files(self.store, self.resolver)
-                match = self.resolver.resolve(ev.face.embedding or [])
-            if match is not None and match.person_id and not match.new_file:
-                merged_into = self.store.merged_into(match.person_id, s)
+                locked = True
+            if m is not None and m.person_id is None:
+                p.match = m = self.resolver.resolve(p.event.face.embedding or [])
+            if m is not None and m.person_id and not m.new_file and not p.followed:
+                merged_into = self.store.merged_into(m.person_id, s)
                 if merged_into:  # a stale unknown file: follow the merge
-                    match = Match(merged_into, match.score)
-            rec = ViolationRecord(
-                event_id=eid, violation_type=ev.violation_type.value, time=ev.time, person_id=match.person_id if match else None,
-                point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
-                confidence=ev.confidence, face_found=ev.face.found, match_score=match.score if match else None,
-                media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
-            if match is not None and match.person_id and match.new_file:  # existing files have their row already
-                self.store.ensure_person(s, match.person_id, kind="unknown")
-            new = self.store.add_violation(rec, s, person_exists=match is not None)
-            if new and match is not None and match.person_id and ev.face.embedding:
-                self.store.add_embedding(s, match.person_id, "event", ev.face.embedding_model or self.cfg.identity.embedding_model,
-                                         to_blob(np.asarray(ev.face.embedding, dtype=np.float32)), eid)
-        if not new:  # another consumer stored it between our check and our insert
+                    p.match = Match(merged_into, m.score)
+                p.followed = True
+            pid = p.person_id
+            if pid is not None:
+                if pid in persons:
+                    return todo[:i], todo[i:]
+                persons.add(pid)
+        return todo, []
+
+    def _write(self, s: Any, chunk: list["_Pending"]) -> set[str]:
+        """The rows of one transaction: unknown-file persons, events (one multi-row insert), their embeddings."""
+        self.store.ensure_persons(s, sorted({p.match.person_id for p in chunk if p.match and p.match.person_id and p.match.provisional}),
+                                  kind="unknown")
+        new = self.store.insert_events(s, [p.record() for p in chunk])
+        model = self.cfg.identity.embedding_model
+        self.store.add_embeddings(s, [(p.match.person_id, "event", p.event.face.embedding_model or model,
+                                       to_blob(np.asarray(p.event.face.embedding, dtype=np.float32)), str(p.event.event_id))
+                                      for p in chunk if p.match and p.match.person_id and p.event.face.embedding
+                                      and str(p.event.event_id) in new])
+        return new
+
+    def _after_commit(self, chunk: list["_Pending"], new: set[str]) -> None:
+        """Durably committed: count, log, link media and ack each event; then re-assess each person once."""
+        latest: dict[str, _Pending] = {}
+        n_new = 0
+        for p in chunk:
+            ev, eid = p.event, str(p.event.event_id)
+            if eid in new:
+                n_new += 1
+                log(logger, "event_stored", device=p.topic.device, person=p.person_id or "-",
+                    score=None if p.match is None else round(p.match.score, 3), **ev.log_fields())
+                if p.person_id and (p.person_id not in latest or ev.time >= latest[p.person_id].event.time):
+                    latest[p.person_id] = p
+                self._safe_ack(p.topic, ev)
+            else:  # another consumer stored it between our check and our insert
+                self._duplicate(p.topic, ev)
+            for t in p.copies:
+                self._duplicate(t, ev)
+        if n_new:
+            with self._stored_cv:
+                self.stats.events_stored += n_new
+                self._stored_cv.notify_all()
+        if latest:
+            now = self.clock()
+            self.reassess_many([(pid, max(now, p.event.time), str(p.event.event_id)) for pid, p in latest.items()])
+
+    def _duplicate(self, topic: P.Topic, ev: ViolationEvent) -> None:
+        with self._lock:
             self.stats.duplicates += 1
+        log(logger, "event_duplicate", event_id=str(ev.event_id), device=topic.device)
+        self._safe_ack(topic, ev)
+
+    def _safe_ack(self, topic: P.Topic, ev: ViolationEvent) -> None:
+        try:
             self._link_media_and_ack(topic, ev, final=False)
-            return
-        with self._stored_cv:
-            self.stats.events_stored += 1
-            self._stored_cv.notify_all()
-        log(logger, "event_stored", device=topic.device, person=rec.person_id or "-",
-            score=None if match is None else round(match.score, 3), **ev.log_fields())
-        self._link_media_and_ack(topic, ev, final=False)
-        if rec.person_id:
-            self.reassess(rec.person_id, max(self.clock(), ev.time), event_id=eid)
+        except Exception as e:  # noqa: BLE001 - stored; the edge re-sends and is acked then
+            self._count_error()
+            log(logger, "ack_failed", logging.ERROR, event_id=str(ev.event_id), error=f"{type(e).__name__}: {str(e)[:300]}")
+
+    def _count_error(self, n: int = 1) -> None:
+        with self._lock:
+            self.stats.errors += n
 
     def _identify(self, ev: ViolationEvent) -> Match | None:
         f = ev.face
@@ -345,11 +617,15 @@ class CentralConsumer:
 
     def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool) -> None:
         """Record verified media files of a stored event; ack when complete (or when the grace ran out)."""
-        missing: list[str] = []
-        eid = str(ev.event_id)
         if not ev.media:
             self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=True))
             return
+        with self._media_lock:  # the writer thread and a file completing on the network thread: one after the other
+            self._link_media_and_ack_locked(topic, ev, final)
+
+    def _link_media_and_ack_locked(self, topic: P.Topic, ev: ViolationEvent, final: bool) -> None:
+        missing: list[str] = []
+        eid = str(ev.event_id)
         with self.store.session() as s:
             have = {n for (n,) in s.execute(select(Media.name).where(Media.event_id == eid))}
             for m in ev.media:
@@ -371,7 +647,8 @@ class CentralConsumer:
 
     def _send_ack(self, topic: P.Topic, ack: P.Ack) -> None:
         self._publish(P.ack_topic(self.prefix, topic.site, topic.device), P.encode_ack(ack))
-        self.stats.acks_sent += 1
+        with self._lock:
+            self.stats.acks_sent += 1
 
     def _grace_loop(self) -> None:
         while not self._stop.wait(0.5):
@@ -435,6 +712,27 @@ class CentralConsumer:
         if a is not None:
             self.stats.last_assessment[person_id] = a.tier.value
         return a
+
+    def reassess_many(self, items: Sequence[tuple[str, datetime, str | None]]) -> None:
+        """:meth:`reassess` for the persons of one stored batch ``(person_id, at, event_id)``; a failure is logged
+        (the daily re-evaluation catches up) and does not keep the others from being assessed."""
+        before = self.desk.changes
+        try:
+            res = self.desk.reassess_many(items)
+        except Exception as e:  # noqa: BLE001 - one by one, so that one person cannot hold back the others
+            log(logger, "reassess_failed", logging.WARNING, persons=len(items), error=f"{type(e).__name__}: {str(e)[:300]}",
+                action="one by one")
+            for pid, at, eid in items:
+                try:
+                    self.reassess(pid, at, eid)
+                except Exception as e1:  # noqa: BLE001
+                    self._count_error()
+                    log(logger, "reassess_failed", logging.ERROR, person=pid, error=f"{type(e1).__name__}: {str(e1)[:300]}")
+            return
+        self.stats.tier_changes += self.desk.changes - before
+        for pid, a in res.items():
+            if a is not None:
+                self.stats.last_assessment[pid] = a.tier.value
 
 
 def reevaluate_all(store: CentralStore, cfg: CentralConfig, desk: DispositionDesk, at: datetime) -> dict[str, int]:

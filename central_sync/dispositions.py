@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
@@ -164,6 +164,27 @@ class DispositionDesk:
             a = self.store.assess_person(person_id, at, self.cfg.tiers, s)
             if a.tier.value == tier:  # the common case: nothing to record, no row lock (no write, no WAL flush)
                 return a, []
+        return self._reassess_locked(person_id, at, event_id)
+
+    def reassess_many(self, items: Sequence[tuple[str, datetime, str | None]]) -> dict[str, TierAssessment | None]:
+        """:meth:`reassess` for several persons ``(person_id, at, event_id)``: the unchanged ones (the common case)
+        are assessed in one read transaction, each change is then recorded as :meth:`reassess` records it."""
+        out: dict[str, TierAssessment | None] = {}
+        changed = []
+        with self.store.session() as s:
+            tiers = dict(s.execute(select(Person.person_id, Person.tier).where(Person.person_id.in_([i[0] for i in items]))).all())
+            for pid, at, eid in items:
+                if pid not in tiers:
+                    out[pid] = None
+                    continue
+                out[pid] = a = self.store.assess_person(pid, at, self.cfg.tiers, s)
+                if a.tier.value != tiers[pid]:
+                    changed.append((pid, at, eid))
+        for pid, at, eid in changed:
+            out[pid], _ = self._reassess_locked(pid, at, eid)
+        return out
+
+    def _reassess_locked(self, person_id: str, at: datetime, event_id: str | None) -> tuple[TierAssessment | None, list[TaskMessage]]:
         with self.store.session() as s:  # a change: lock the row and decide again under the lock
             p = s.execute(select(Person).where(Person.person_id == person_id).with_for_update()).scalar_one_or_none()
             if p is None:

@@ -26,6 +26,8 @@ def test_example_config_is_valid_and_has_the_standards_thresholds() -> None:
     ({"identity": {"match_threshold": "high"}}, "identity.match_threshold:"),
     ({"tiers": {"repeat_dispositions": ["sms"]}}, "tiers.repeat_dispositions.0:"),
     ({"timezone": "Mars/Base"}, "timezone: unknown IANA time zone"),
+    ({"ingest": {"batch_max": 0}}, "ingest.batch_max:"),
+    ({"ingest": {"batch_wait_ms": -1}}, "ingest.batch_wait_ms:"),
     ({"database": {"sqlite_synchronous": "OFF"}}, "database.sqlite_synchronous:"),
 ])
 def test_bad_values_name_the_key_path(data: dict[str, object], needle: str) -> None:
