@@ -1,15 +1,23 @@
 """Central benchmarks: ingest rate, table-1 classification latency at 1,000,000 stored events, 1:N face search.
 
-    .venv/bin/python benchmarks/central.py [--events 1000000] [--gallery 100000] [--ingest 3000] [--pg URL | --no-pg]
+    .venv/bin/python benchmarks/central.py [--events 1000000] [--gallery 100000] [--ingest 3000]
+        [--ingest-batched 30000] [--batch 256] [--consumer 2000] [--pg URL | --no-pg]
 
-* ingest: events/s through :meth:`CentralStore.add_violation`, one transaction per event (the
-  consumer's idempotent path: person upsert + ``INSERT .. ON CONFLICT DO NOTHING RETURNING``),
-  into SQLite (WAL, file) and PostgreSQL (a temporary database on the local server, dropped after);
+* ingest: events/s into SQLite (WAL, file, ``synchronous=FULL``) and PostgreSQL (a temporary database
+  on the local server, dropped after), the consumer's idempotent path (person upsert +
+  ``INSERT .. ON CONFLICT DO NOTHING RETURNING``) two ways: ``--ingest`` events through
+  :meth:`CentralStore.add_violation`, one transaction per event (``ingest_<db>_events_per_s``), and
+  ``--ingest-batched`` events through :meth:`CentralStore.add_violations` in batches of ``--batch``,
+  one transaction (multi-row statements) per batch, as the consumer's writer stores them
+  (``ingest_<db>_batched_events_per_s``);
 * classification: the store is bulk-loaded with ``--events`` events of 50,000 persons over 400 days
   (plus dispositions), then :meth:`CentralStore.assess_person` (the service's one tier evaluation)
   is timed for 1,000 random persons at random times: p50 / p95 / max in ms (target p95 < 20 ms);
 * consumer: ``--consumer`` events (with face embeddings of 50 riders) published to a real mosquitto
-  and run through :class:`CentralConsumer` (parse, identity, SQLite store, ack, tier): events/s;
+  and run through :class:`CentralConsumer` (parse, identity, store in batches, ack after the commit,
+  tier): events/s from the first publish to the last ack received (``consumer_<db>_events_per_s``)
+  and to the last event stored (``..._stored_per_s``); on SQLite again with ``ingest.batch_max: 1``
+  (one transaction per event, ``consumer_sqlite_unbatched_...``) for comparison;
 * face search: :class:`Gallery` with ``--gallery`` random 128-d unit vectors, one query at a time
   (p50 / p95 ms) and a batch of 256.
 
@@ -47,15 +55,31 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def bench_ingest(store: CentralStore, n: int) -> float:
-    recs = [ViolationRecord(str(uuid.uuid4()), "no_helmet", NOW - timedelta(seconds=i), f"ing-{i % 500}", point_id="pt-1",
+def _ingest_records(n: int, tag: str) -> list[ViolationRecord]:
+    return [ViolationRecord(str(uuid.uuid4()), "no_helmet", NOW - timedelta(seconds=i), f"{tag}-{i % 500}", point_id="pt-1",
                             device_id="dev", site_id="site", body={"confidence": 0.9}) for i in range(n)]
+
+
+def bench_ingest(store: CentralStore, n: int) -> float:
+    """One transaction (one commit) per event: :meth:`CentralStore.add_violation`."""
+    recs = _ingest_records(n, "ing")
     t = time.perf_counter()
     for r in recs:
         store.add_violation(r)
     dt = time.perf_counter() - t
     for r in recs[:200]:
         assert store.add_violation(r) is False  # duplicate deliveries are refused by the unique id
+    return n / dt
+
+
+def bench_ingest_batched(store: CentralStore, n: int, batch: int = 256) -> float:
+    """One transaction per ``batch`` events (the consumer's writer): :meth:`CentralStore.add_violations`."""
+    recs = _ingest_records(n, "bat")
+    t = time.perf_counter()
+    for i in range(0, n, batch):
+        assert store.add_violations(recs[i:i + batch]) == len(recs[i:i + batch])
+    dt = time.perf_counter() - t
+    assert store.add_violations(recs[:batch]) == 0  # a re-delivered batch stores nothing
     return n / dt
 
 
@@ -169,8 +193,11 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
     return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
 
 
-def bench_consumer(n: int, workdir: Path, db_url: str | None = None) -> dict[str, float]:
-    """Events/s through the whole consumer (MQTT 5 via a real mosquitto, parse, identity, SQLite store, ack, tier)."""
+def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: Any) -> dict[str, float]:
+    """Events/s through the whole consumer, end to end: from the first publish by an edge client to the last ack
+    it receives (MQTT 5 via a real mosquitto, parse, identity, store in batches, ack after commit, tier); also
+    to the last stored event. ``ingest``: overrides of the consumer's ``ingest`` section (``batch_max=1``: one
+    transaction per event)."""
     import threading
 
     import paho.mqtt.client as paho
@@ -184,7 +211,7 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None) -> dict[str
     rng = np.random.default_rng(5)
     faces = [rng.normal(size=128) for _ in range(50)]
     with LocalBroker(workdir=workdir / "mosquitto") as broker:
-        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer", db_url=db_url).start()
+        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer", db_url=db_url, ingest=ingest).start()
         acks = threading.Semaphore(0)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
         c.on_message = lambda *a: acks.release()
@@ -203,6 +230,7 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None) -> dict[str
         for p in payloads:
             c.publish(P.event_topic("anqi/v1", "site-1", "dev-1"), p, qos=1)
         ok = cons.wait_stored(n, 600)
+        stored_s = time.perf_counter() - t
         got = sum(acks.acquire(timeout=30) for _ in range(n))
         dt = time.perf_counter() - t
         c.loop_stop()
@@ -210,7 +238,8 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None) -> dict[str
         cons.stop()
         persons = len(cons.stats.last_assessment)
         cons.store.close()
-    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / dt, "persons": persons}  # type: ignore[dict-item]
+    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / dt, "stored_per_s": n / stored_s,  # type: ignore[dict-item]
+            "persons": persons, "batch_max": cons.cfg.ingest.batch_max, "errors": cons.stats.errors}
 
 
 def pg_database(admin_url: str) -> tuple[str, Any]:
@@ -234,7 +263,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--gallery", type=int, default=100_000)
-    ap.add_argument("--ingest", type=int, default=3000)
+    ap.add_argument("--ingest", type=int, default=3000, help="Events stored one per transaction.")
+    ap.add_argument("--ingest-batched", type=int, default=30000, help="Events stored in batches of --batch, one transaction each.")
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--consumer", type=int, default=2000, help="Events sent through the MQTT consumer (0: skip).")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres", help="Admin URL of a PostgreSQL server.")
@@ -260,11 +291,14 @@ def main() -> None:
             store = CentralStore(url)
             store.migrate()
             out[f"ingest_{name}_events_per_s"] = bench_ingest(store, args.ingest)
-            print(f"{name}: ingest {out[f'ingest_{name}_events_per_s']:.0f} events/s; bulk loading {args.events} events ...", file=sys.stderr)
+            out[f"ingest_{name}_batched_events_per_s"] = bench_ingest_batched(store, args.ingest_batched, args.batch)
+            print(f"{name}: ingest {out[f'ingest_{name}_events_per_s']:.0f} events/s one per transaction, "
+                  f"{out[f'ingest_{name}_batched_events_per_s']:.0f} events/s in batches of {args.batch}; "
+                  f"bulk loading {args.events} events ...", file=sys.stderr)
             load_s = (load_sqlite(tmp / "central.db", rows, disp) if name == "sqlite" else load_pg(url, rows, disp))
             out[f"bulk_load_{name}_s"] = load_s
             print(f"{name}: loaded in {load_s:.0f} s; timing {args.queries} classifications ...", file=sys.stderr)
-            assert store.count_events() == args.events + args.ingest
+            assert store.count_events() == args.events + args.ingest + args.ingest_batched
             c = bench_classify(store, args.queries)
             out[f"classify_{name}_p50_ms"] = c["p50_ms"]
             out[f"classify_{name}_p95_ms"] = c["p95_ms"]
@@ -277,6 +311,10 @@ def main() -> None:
     if args.consumer:
         cres = bench_consumer(args.consumer, tmp / "c-sqlite")
         out.update({f"consumer_sqlite_{k}": v for k, v in cres.items()})
+        print(f"sqlite consumer: {cres['events_per_s']:.0f} events/s to the last ack (batches); one transaction per event ...",
+              file=sys.stderr)
+        cres = bench_consumer(args.consumer, tmp / "c-sqlite-1", batch_max=1)
+        out.update({f"consumer_sqlite_unbatched_{k}": v for k, v in cres.items() if k in ("events_per_s", "stored_per_s", "acks")})
         if not args.no_pg:
             try:
                 url, drop = pg_database(args.pg)
