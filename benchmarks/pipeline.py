@@ -21,6 +21,7 @@ Prints one table and, last, one JSON line with the keys ``input_fps``, ``dropped
 
     .venv/bin/python benchmarks/pipeline.py                 # ~3-5 min on 2 cores
     .venv/bin/python benchmarks/pipeline.py --skip-peer --loops 2
+    ANQI_BENCH_LOG=/tmp/bench ANQI_BENCH_LOG_LEVEL=INFO .venv/bin/python benchmarks/pipeline.py   # + the daemons' logs
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
     from edge.daemon import EdgeDaemon
     from edge.logs import setup_logging
 
-    setup_logging("WARNING", sys.stderr)
+    setup_logging(os.environ.get("ANQI_BENCH_LOG_LEVEL", "WARNING"), sys.stderr)
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     data["device"]["data_dir"] = str(work / "data")
     data["source"]["uri"] = str(clip)
@@ -117,6 +118,7 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
         "events_committed": summary["events_committed"],
         "relay_published": summary["relay_published"],
         "prompt_latencies_s": summary["prompt_latencies_s"],
+        "prompt_waited_for_speaker": summary["prompt_waited_for_speaker"],
         "decide_latencies_s": [round(v.decide_latency_s, 3) for v in stats.violations],
         "outbox_latencies_s": summary["outbox_latencies_s"],
         "cpu_pct": round(100 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall, 1),
@@ -126,6 +128,12 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
 
 
 # ----------------------------------------------------------------------------- parent side
+def split_prompts(r: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(latencies of prompts requested while the speaker was free, of those queued behind another prompt)."""
+    lat, waited = r.get("prompt_latencies_s", []), r.get("prompt_waited_for_speaker", [])
+    return [x for x, w in zip(lat, waited) if not w], [x for x, w in zip(lat, waited) if w]
+
+
 def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"anqi-bench-{mode}-") as tmp:
         home = Path(tmp) / "home"
@@ -134,6 +142,8 @@ def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[s
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--clip", str(clip), "--work", tmp, "--settle", str(settle_s)] + [a for kv in sets for a in ("--set", kv)]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        if os.environ.get("ANQI_BENCH_LOG"):  # the daemon's own log lines (ANQI_BENCH_LOG_LEVEL=INFO for every event)
+            Path(os.environ["ANQI_BENCH_LOG"]).with_suffix(f".{mode}.log").write_text(res.stderr)
         if res.returncode != 0:
             sys.stderr.write(res.stderr[-4000:])
             raise SystemExit(f"{mode} run failed with exit code {res.returncode}")
@@ -221,6 +231,10 @@ def main() -> None:
         print(f"{m}: violation->prompt start p50 {fmt(percentile(r['prompt_latencies_s'], 50))} s, p95 {fmt(percentile(r['prompt_latencies_s'], 95))} s"
               f" (n={len(r['prompt_latencies_s'])}); frame->decision p95 {fmt(percentile(r['decide_latencies_s'], 95))} s;"
               f" decision->outbox p50 {fmt(percentile(r['outbox_latencies_s'], 50))} s (includes the post_s clip tail)")
+        idle, waited = split_prompts(r)
+        print(f"{m}: prompts to an idle speaker: p50 {fmt(percentile(idle, 50))} s, p95 {fmt(percentile(idle, 95))} s (n={len(idle)});"
+              f" queued behind another prompt (one speaker plays one at a time: a violation decided while a prompt is past"
+              f" its first half waits for its end + speaker.cooldown_global_s): {waited}")
     print(f"ring buffer for 7 s of this 1080p25 stream: {rb} MB")
     if "skipped" in peer:
         print(f"peer: skipped: {peer['skipped']}")
@@ -237,6 +251,8 @@ def main() -> None:
         "detect_fps": rt.get("detect_fps"),
         "prompt_latency_p50_s": percentile(rt.get("prompt_latencies_s", []), 50),
         "prompt_latency_p95_s": percentile(rt.get("prompt_latencies_s", []), 95),
+        "prompt_latency_idle_speaker_p95_s": percentile(split_prompts(rt)[0], 95) if rt else None,
+        "prompts_queued_behind_another": len(split_prompts(rt)[1]) if rt else None,
         "peak_rss_mb": max((r["peak_rss_mb"] for r in results.values()), default=None),
         "ringbuffer_mb_7s": rb,
         "max_input_fps": mx.get("input_fps"),

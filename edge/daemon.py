@@ -100,6 +100,7 @@ class PipelineStats:
     ended_mono: float | None = None
     violations: list[ViolationRecord] = field(default_factory=list)
     prompt_latencies_s: list[float] = field(default_factory=list)
+    prompt_waited: list[bool] = field(default_factory=list)  # per prompt: queued behind another one
     relay_published: int | None = None
 
     @property
@@ -122,6 +123,7 @@ class PipelineStats:
             "violations": dict(Counter(v.type for v in self.violations)),
             "events_committed": len(committed),
             "prompt_latencies_s": [round(x, 4) for x in self.prompt_latencies_s],
+            "prompt_waited_for_speaker": list(self.prompt_waited),
             "outbox_latencies_s": [round(v.outbox_latency_s, 3) for v in committed if v.outbox_latency_s is not None],
             "relay_published": self.relay_published,
         }
@@ -671,6 +673,7 @@ class EdgeDaemon:
                 kept_in=str(self.work_dir / str(p.event_id)))
         if self.persuasion is not None:
             self.stats.prompt_latencies_s = list(self.persuasion.latencies_s)
+            self.stats.prompt_waited = [p.waited_for_speaker for p in self.persuasion.played]
             try:
                 self.persuasion.close()
             except Exception as e:

@@ -60,6 +60,9 @@ class PlayedPrompt:
     device: str
     coalesced_tracks: tuple[int, ...]
     requested_mono: float = 0.0
+    #: requested while another prompt played or in the silence after it (speaker.cooldown_global_s):
+    #: its latency is mostly that wait, not the pipeline's
+    waited_for_speaker: bool = False
 
     @property
     def latency_s(self) -> float:
@@ -303,10 +306,11 @@ class Speaker:
             log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
             self.health.set(HEALTH_NAME, "down", str(e))
             return
+        busy_until = self._last_end + self.cfg.speaker.cooldown_global_s
         self._last_end = pb.end_mono
         played = PlayedPrompt(
             prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced,
-            req.requested_mono,
+            req.requested_mono, req.requested_mono < busy_until,
         )
         self.played.append(played)
         self.latencies_s.append(played.latency_s)

@@ -12,6 +12,7 @@ from edge.config.base import Section
 class NoHelmetRuleConfig(Section):
     enabled: bool = True
     min_observations: int = Field(3, ge=1, le=100, description="In-zone head classifications needed before deciding.")
+    min_observed_s: float = Field(0.25, ge=0, le=10, description="Those classifications must span at least this long (the same evidence at any detection rate: 3 frames at 25 fps are 0.08 s of one pose).")
     min_fraction: float = Field(0.6, gt=0, le=1, description="Share of in-zone observations that must say 'no helmet'.")
     min_confidence: float = Field(0.5, gt=0, lt=1, description="Mean no-helmet confidence over those observations.")
     vote_threshold: float = Field(0.5, gt=0, lt=1, description="A head observation votes 'no helmet' when its no-helmet probability is at least this.")
@@ -74,6 +75,12 @@ class RulesConfig(Section):
         3.0, ge=0, le=60,
         description="After a rule decides, face capture keeps looking for a better face of the rider this long (or until its track ends) before the event is committed; prompts are not delayed by it.",
     )
+    same_rider_gap_s: float = Field(
+        2.0, ge=0, le=30,
+        description="A track that starts within this many seconds after a reported track was last seen, where that rider would be by now "
+                    "(within same_rider_m), is the same rider re-tracked: its violation of the same type is not reported again. 0 = off.",
+    )
+    same_rider_m: float = Field(3.0, gt=0, le=50, description="Ground distance (metres) for same_rider_gap_s.")
     no_helmet: NoHelmetRuleConfig = Field(default_factory=NoHelmetRuleConfig)
     wrong_way: WrongWayRuleConfig = Field(default_factory=WrongWayRuleConfig)
     red_light: RedLightRuleConfig = Field(default_factory=RedLightRuleConfig)

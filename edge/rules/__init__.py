@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,10 @@ from edge.rules.red_light import RedLightRule
 from edge.rules.signal import GpioSignal, ImageSignal, SerialSignal, SignalInput, SignalState, signal_from_config
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
+from edge.logs import log
 from edge.track.tracker import Track
+
+logger = logging.getLogger("edge.rules")
 
 __all__ = [
     "check_config",
@@ -31,12 +35,64 @@ __all__ = [
 ]
 
 
-class RuleSet:
-    """The enabled rules of a site, and the signal input the red-light rule reads."""
+class SameRiderGuard:
+    """Track fragmentation must not make two events of one rider: a track that starts shortly after a
+    reported track was last seen, at the ground point that rider would have reached by then (its last
+    ground point moved on at its last speed and heading), is taken to be the same rider, and its
+    violation of the same type is dropped. Riders side by side are kept apart: the reported track must
+    have been lost before the new one began."""
 
-    def __init__(self, rules: list[Rule], signal: SignalInput | None = None):
+    def __init__(self, gap_s: float, radius_m: float, motion_window_s: float):
+        self.gap_s = gap_s
+        self.radius_m = radius_m
+        self.motion_window_s = motion_window_s
+        self._reported: list[tuple[str, Track]] = []
+
+    def _predicted(self, old: Track, at_s: float) -> tuple[float, float] | None:
+        pts = [p for p in old.history if p.ground is not None]
+        if not pts:
+            return None
+        last = pts[-1]
+        x, y = last.ground  # type: ignore[misc]
+        m = old.motion(self.motion_window_s)
+        if m is not None:
+            dt = max(0.0, at_s - last.t_s)
+            a = np.radians(m.heading_deg)  # 0 = +y, 90 = +x
+            x, y = x + m.speed_mps * dt * float(np.sin(a)), y + m.speed_mps * dt * float(np.cos(a))
+        return x, y
+
+    def same_rider(self, v: Violation, track: Track) -> int | None:
+        """The track id of an earlier report of ``v``'s type that ``track`` continues, or None."""
+        if self.gap_s <= 0:
+            return None
+        first = next((p for p in track.history if p.ground is not None), None)
+        if first is None:
+            return None
+        for vtype, old in self._reported:
+            if vtype != v.type.value or old.track_id == track.track_id:
+                continue
+            old_last = old.history[-1].t_s
+            if not (old_last <= first.t_s + 0.05 and first.t_s - old_last <= self.gap_s):
+                continue
+            where = self._predicted(old, first.t_s)
+            if where is not None and float(np.hypot(first.ground[0] - where[0], first.ground[1] - where[1])) <= self.radius_m:  # type: ignore[index]
+                return old.track_id
+        return None
+
+    def reported(self, v: Violation, track: Track) -> None:
+        self._reported.append((v.type.value, track))
+        horizon = track.history[-1].t_s - max(30.0, 3 * self.gap_s)
+        self._reported = [(k, t) for k, t in self._reported if t.history[-1].t_s >= horizon]
+
+
+class RuleSet:
+    """The enabled rules of a site, the signal input the red-light rule reads, and the guard that keeps
+    one rider from being reported twice when the tracker splits their track."""
+
+    def __init__(self, rules: list[Rule], signal: SignalInput | None = None, guard: SameRiderGuard | None = None):
         self.rules = rules
         self.signal = signal
+        self.guard = guard
 
     @classmethod
     def from_config(cls, cfg: EdgeConfig, pin_factory: Any = None) -> "RuleSet":
@@ -51,7 +107,7 @@ class RuleSet:
             assert cfg.rules.red_light.signal is not None  # the config validator guarantees it
             signal = signal_from_config(cfg.rules.red_light.signal, pin_factory)
             rules.append(RedLightRule(cfg.rules.red_light, signal, window))
-        return cls(rules, signal)
+        return cls(rules, signal, SameRiderGuard(cfg.rules.same_rider_gap_s, cfg.rules.same_rider_m, window))
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
         if self.signal is not None:
@@ -63,8 +119,15 @@ class RuleSet:
         for t in tracks:
             for rule in self.rules:
                 v = rule.check(t)
-                if v is not None:
-                    out.append(v)
+                if v is None:
+                    continue
+                if self.guard is not None:
+                    earlier = self.guard.same_rider(v, t)
+                    if earlier is not None:
+                        log(logger, "violation_same_rider", type=v.type.value, track=v.track_id, reported_as_track=earlier, t=round(v.t_s, 2))
+                        continue
+                    self.guard.reported(v, t)
+                out.append(v)
         return out
 
     def forget(self, track_ids: set[int]) -> None:

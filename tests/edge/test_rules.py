@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from datetime import datetime, timedelta, timezone
 
@@ -73,7 +74,7 @@ def run_rule(rule: object, ground: list[tuple[float, float]], votes: list[float 
 def test_no_helmet_fires_once_in_zone_for_a_moving_rider() -> None:
     ground = approach()
     votes = [0.9] * len(ground)
-    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3)), ground, votes)
+    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.0)), ground, votes)
     assert len(vs) == 1
     v = vs[0]
     assert v.type == ViolationType.no_helmet and v.track_id == 7
@@ -83,6 +84,15 @@ def test_no_helmet_fires_once_in_zone_for_a_moving_rider() -> None:
     assert v.t_s == pytest.approx(in_zone[2] * 0.125)
     assert v.speed_mps == pytest.approx(5.0, rel=1e-6) and abs(v.heading_deg - 180) < 10
     assert v.confidence == pytest.approx(0.9)
+
+
+def test_no_helmet_needs_the_votes_to_span_min_observed_s_at_any_detection_rate() -> None:
+    """3 observations 0.125 s apart span 0.25 s: not enough for 0.3 s; the 4th (0.375 s) decides."""
+    ground = approach()
+    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.3)), ground, [0.9] * len(ground))
+    in_zone = [i for i, g in enumerate(ground) if 15 <= np.hypot(*g) <= 25]
+    assert [v.t_s for v in vs] == [pytest.approx(in_zone[3] * 0.125)]
+    assert vs[0].detail["observed_s"] == pytest.approx(0.375, abs=0.01)
 
 
 @pytest.mark.parametrize(
@@ -304,3 +314,33 @@ def test_red_light_judges_only_the_controlled_direction(direction: float | None,
     cfg = STOP.model_copy(update={"direction_deg": direction})
     vs = run_rule(RedLightRule(cfg, ScriptedSignal((0.0, 100.0))), approach())  # riding towards the camera: heading 180
     assert (len(vs) == 1) is fires
+
+
+# ---- one rider, one report, when the tracker splits a track ----------------------------------
+
+
+def _segment(track_id: int, ground: list[tuple[float, float]], t0: float, dt: float = 0.125) -> Track:
+    """A track whose whole history is ``ground`` from ``t0``, every head voting no helmet."""
+    pts = [dataclasses.replace(p, t_s=t0 + i * dt) for i, p in enumerate(_points(ground, [0.9] * len(ground), "rider", dt))]
+    t = Track(key=track_id, box=np.zeros(4), first_t_s=t0, first_utc=T0, last_t_s=pts[-1].t_s, history=deque(pts), track_id=track_id)
+    t.rider_hits = 1
+    return t
+
+
+def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed() -> None:
+    rules = RuleSet.from_config(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
+    ride = approach(n=40)  # 5 m/s towards the camera, 0.625 m per 0.125 s, y = 30 - 0.625 i
+    first = _segment(1, ride[4:16], 0.5)  # 27.5 -> 20.6 m, its last points in the zone: decided
+    assert [v.track_id for v in rules.check([first])] == [1]
+    # lost at 1.875 s; 0.5 s later the same rider comes back as track 2 where they would be by then (18.1 m)
+    again = _segment(2, ride[19:24], 2.375)
+    assert rules.check([again]) == []
+    # another unhelmeted rider starting in the same second, 6 m to the side: reported
+    other = _segment(3, [(x + 6.0, y) for x, y in ride[19:24]], 2.375)
+    assert [v.track_id for v in rules.check([other])] == [3]
+    # a rider beside the reported one while it was still tracked is another rider, even at 1 m
+    beside = _segment(4, [(x + 1.0, y) for x, y in ride[4:16]], 0.5)
+    assert [v.track_id for v in rules.check([beside])] == [4]
+    # and with the guard off every track is reported
+    off = RuleSet.from_config(parse_config({"rules": {"same_rider_gap_s": 0, "no_helmet": {"min_observed_s": 0.0}}}))
+    assert [v.track_id for v in off.check([_segment(1, ride[4:16], 0.5)]) + off.check([_segment(2, ride[19:24], 2.375)])] == [1, 2]

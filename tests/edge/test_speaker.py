@@ -147,6 +147,8 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     played = report["played"]
     assert [(p["message"], p["track_id"]) for p in played] == [("no_helmet", 1), ("red_light", 3), ("passenger", 4)]
     assert played[1]["coalesced"] == [2]
+    # the first found the speaker free; red_light (asked at 0.15 s) and passenger (2.0 s) waited for the one before
+    assert [p["waited_for_speaker"] for p in played] == [False, True, True]
     for a, b in zip(played, played[1:]):
         assert b["start_s"] >= a["end_s"] + 0.3 - 0.02, "prompts overlap or ignore the global cooldown"
     log = report["log"]
