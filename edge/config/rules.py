@@ -17,6 +17,7 @@ class NoHelmetRuleConfig(Section):
     min_confidence: float = Field(0.5, gt=0, lt=1, description="Mean no-helmet confidence over those observations.")
     vote_threshold: float = Field(0.5, gt=0, lt=1, description="A head observation votes 'no helmet' when its no-helmet probability is at least this.")
     min_speed_mps: float = Field(0.8, ge=0, le=30, description="Ground speed that separates a rider from a pedestrian.")
+    max_speed_mps: float = Field(15.0, gt=0, le=60, description="Faster ground motion is a tracking error (a track jumping between heads or noise), not a rider: not decided while it lasts.")
     rider_box_is_bike: bool = Field(
         True, description="A track built from the detector's rider class (a person on a two-wheeler) counts as riding even below min_speed_mps."
     )

@@ -43,6 +43,8 @@ class NoHelmetRule:
         on_bike = cfg.rider_box_is_bike and track.rider_hits > 0
         if not on_bike and (speed is None or speed < cfg.min_speed_mps):
             return None  # a pedestrian, or not enough ground history to tell
+        if speed is not None and speed > cfg.max_speed_mps:
+            return None  # 54 km/h on a bicycle lane: the track jumped (judged again when it settles)
         self._once.mark(track.track_id)
         last = track.last
         return Violation(

@@ -106,6 +106,8 @@ def test_no_helmet_needs_the_votes_to_span_min_observed_s_at_any_detection_rate(
         ([0.9] * 24, "head", 5.0, True, "head-only track moving at riding speed"),
         ([0.9] * 24, "rider", 0.3, True, "slow, but the detector saw a person on a two-wheeler"),
         ([0.55] * 24, "rider", 5.0, True, "just above both thresholds"),
+        ([0.9] * 24, "rider", 20.0, False, "20 m/s on a bicycle lane: a track jumping, not a rider"),
+        ([0.9] * 24, "rider", 12.0, True, "fast, but a rider (under max_speed_mps)"),
     ],
 )
 def test_no_helmet_decision_table(votes: list, kind: str, speed: float, fires: bool, why: str) -> None:
