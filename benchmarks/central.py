@@ -14,7 +14,7 @@
   (plus dispositions), then :meth:`CentralStore.assess_person` (the service's one tier evaluation)
   is timed for 1,000 random persons at random times: p50 / p95 / max in ms (target p95 < 20 ms);
 * consumer: ``--consumer`` events (with face embeddings of 50 riders) published to a real mosquitto
-  and run through :class:`CentralConsumer` (parse, identity, store in batches, ack after the commit,
+  by an edge client in its own process and run through :class:`CentralConsumer` (parse, identity, store in batches, ack after the commit,
   tier): events/s from the first publish to the last ack received (``consumer_<db>_events_per_s``)
   and to the last event stored (``..._stored_per_s``); on SQLite again with ``ingest.batch_max: 1``
   (one transaction per event, ``consumer_sqlite_unbatched_...``) for comparison;
@@ -193,15 +193,40 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
     return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
 
 
-def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: Any) -> dict[str, float]:
-    """Events/s through the whole consumer, end to end: from the first publish by an edge client to the last ack
-    it receives (MQTT 5 via a real mosquitto, parse, identity, store in batches, ack after commit, tier); also
-    to the last stored event. ``ingest``: overrides of the consumer's ``ingest`` section (``batch_max=1``: one
-    transaction per event)."""
+def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: Any, out: Any) -> None:
+    """The edge side of :func:`bench_consumer`, in its own process (as on a real edge box; in the consumer's
+    process it would compete with it for the GIL): publish every payload (QoS 1), count the acks; puts
+    ``(first publish, last ack, acks)`` (``time.monotonic``, system-wide) on ``out``."""
     import threading
 
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
+
+    n = len(payloads)
+    acks = threading.Semaphore(0)
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
+    c.on_message = lambda *a: acks.release()
+    c.connect("127.0.0.1", port)
+    c.subscribe(topic.rsplit("/", 1)[0] + "/ack", qos=1)
+    c.loop_start()
+    time.sleep(0.5)
+    ready.set()
+    go.wait()
+    t = time.monotonic()
+    for p in payloads:
+        c.publish(topic, p, qos=1)
+    got = sum(acks.acquire(timeout=60) for _ in range(n))
+    out.put((t, time.monotonic(), got))
+    c.loop_stop()
+    c.disconnect()
+
+
+def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: Any) -> dict[str, float]:
+    """Events/s through the whole consumer, end to end: from the first publish by an edge client (its own
+    process) to the last ack it receives (MQTT 5 via a real mosquitto, parse, identity, store in batches, ack
+    after commit, tier); also to the last stored event. ``ingest``: overrides of the consumer's ``ingest``
+    section (``batch_max=1``: one transaction per event)."""
+    import multiprocessing
 
     from central_sync.consumer import CentralConsumer
     from edge.event import FaceInfo, ViolationEvent, ViolationType
@@ -210,35 +235,30 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
 
     rng = np.random.default_rng(5)
     faces = [rng.normal(size=128) for _ in range(50)]
+    payloads = []
+    for i in range(n):
+        f = faces[i % len(faces)] + 0.05 * rng.normal(size=128)
+        ev = ViolationEvent(device_id="dev-1", site_id="site-1", point_id="pt-1", violation_type=ViolationType.no_helmet,
+                            time=NOW - timedelta(seconds=n - i), track_id=i, confidence=0.9,
+                            face=FaceInfo(found=True, quality=0.8, embedding_model="sface", embedding=(f / np.linalg.norm(f)).tolist()))
+        payloads.append(P.encode_event(ev))
+    mp = multiprocessing.get_context("spawn")
     with LocalBroker(workdir=workdir / "mosquitto") as broker:
         cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer", db_url=db_url, ingest=ingest).start()
-        acks = threading.Semaphore(0)
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
-        c.on_message = lambda *a: acks.release()
-        c.connect("127.0.0.1", broker.port)
-        c.subscribe("anqi/v1/+/+/ack", qos=1)
-        c.loop_start()
-        time.sleep(0.5)
-        payloads = []
-        for i in range(n):
-            f = faces[i % len(faces)] + 0.05 * rng.normal(size=128)
-            ev = ViolationEvent(device_id="dev-1", site_id="site-1", point_id="pt-1", violation_type=ViolationType.no_helmet,
-                                time=NOW - timedelta(seconds=n - i), track_id=i, confidence=0.9,
-                                face=FaceInfo(found=True, quality=0.8, embedding_model="sface", embedding=(f / np.linalg.norm(f)).tolist()))
-            payloads.append(P.encode_event(ev))
-        t = time.perf_counter()
-        for p in payloads:
-            c.publish(P.event_topic("anqi/v1", "site-1", "dev-1"), p, qos=1)
+        ready, go, res = mp.Event(), mp.Event(), mp.Queue()
+        edge = mp.Process(target=_edge_client, args=(broker.port, P.event_topic("anqi/v1", "site-1", "dev-1"), payloads, ready, go, res))
+        edge.start()
+        if not ready.wait(60):
+            raise RuntimeError("edge client did not start")
+        go.set()
         ok = cons.wait_stored(n, 600)
-        stored_s = time.perf_counter() - t
-        got = sum(acks.acquire(timeout=30) for _ in range(n))
-        dt = time.perf_counter() - t
-        c.loop_stop()
-        c.disconnect()
+        stored_at = time.monotonic()
+        t, last_ack, got = res.get(timeout=120)
+        edge.join(30)
         cons.stop()
         persons = len(cons.stats.last_assessment)
         cons.store.close()
-    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / dt, "stored_per_s": n / stored_s,  # type: ignore[dict-item]
+    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / (last_ack - t), "stored_per_s": n / (stored_at - t),  # type: ignore[dict-item]
             "persons": persons, "batch_max": cons.cfg.ingest.batch_max, "errors": cons.stats.errors}
 
 
@@ -270,23 +290,27 @@ def main() -> None:
     ap.add_argument("--consumer", type=int, default=2000, help="Events sent through the MQTT consumer (0: skip).")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres", help="Admin URL of a PostgreSQL server.")
     ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument("--consumer-only", action="store_true",
+                    help="Only the consumer benchmark (batched; one by one too unless --no-unbatched): no ingest, classification, face search.")
+    ap.add_argument("--no-unbatched", action="store_true", help="Skip the consumer run with ingest.batch_max: 1.")
     args = ap.parse_args()
     import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    out: dict[str, Any] = {"events_stored": args.events}
+    out: dict[str, Any] = {} if args.consumer_only else {"events_stored": args.events}
     tmp = Path(tempfile.mkdtemp(prefix="anqi-bench-"))
     backends: list[tuple[str, str, Any]] = [("sqlite", f"sqlite:///{tmp / 'central.db'}", None)]
-    if not args.no_pg:
+    if not args.no_pg and not args.consumer_only:
         try:
             url, drop = pg_database(args.pg)
             backends.append(("postgresql", url, drop))
         except Exception as e:  # noqa: BLE001
             print(f"PostgreSQL skipped: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
-    t0 = time.perf_counter()
-    rows, disp = synthetic_rows(args.events)
-    print(f"generated {len(rows)} events, {len(disp)} dispositions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    for name, url, drop in backends:
+    if not args.consumer_only:
+        t0 = time.perf_counter()
+        rows, disp = synthetic_rows(args.events)
+        print(f"generated {len(rows)} events, {len(disp)} dispositions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for name, url, drop in backends if not args.consumer_only else []:
         try:
             store = CentralStore(url)
             store.migrate()
@@ -311,10 +335,11 @@ def main() -> None:
     if args.consumer:
         cres = bench_consumer(args.consumer, tmp / "c-sqlite")
         out.update({f"consumer_sqlite_{k}": v for k, v in cres.items()})
-        print(f"sqlite consumer: {cres['events_per_s']:.0f} events/s to the last ack (batches); one transaction per event ...",
-              file=sys.stderr)
-        cres = bench_consumer(args.consumer, tmp / "c-sqlite-1", batch_max=1)
-        out.update({f"consumer_sqlite_unbatched_{k}": v for k, v in cres.items() if k in ("events_per_s", "stored_per_s", "acks")})
+        print(f"sqlite consumer: {cres['events_per_s']:.0f} events/s to the last ack (batches)"
+              + ("" if args.no_unbatched else "; one transaction per event ..."), file=sys.stderr)
+        if not args.no_unbatched:
+            cres = bench_consumer(args.consumer, tmp / "c-sqlite-1", batch_max=1)
+            out.update({f"consumer_sqlite_unbatched_{k}": v for k, v in cres.items() if k in ("events_per_s", "stored_per_s", "acks")})
         if not args.no_pg:
             try:
                 url, drop = pg_database(args.pg)
@@ -329,8 +354,9 @@ def main() -> None:
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
-    f = bench_faces(args.gallery)
-    out.update({f"face_search_{k}": v for k, v in f.items()})
+    if not args.consumer_only:
+        f = bench_faces(args.gallery)
+        out.update({f"face_search_{k}": v for k, v in f.items()})
     print()
     print(f"{'figure':<40} {'value':>14}")
     print("-" * 56)
