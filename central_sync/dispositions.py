@@ -173,11 +173,14 @@ class DispositionDesk:
         changed = []
         with self.store.session() as s:
             tiers = dict(s.execute(select(Person.person_id, Person.tier).where(Person.person_id.in_([i[0] for i in items]))).all())
+            known = [(pid, at) for pid, at, _ in items if pid in tiers]
+            # one round trip for all of them (not one statement per person), each answer as assess_person's
+            assessed = iter(self.store.assess_persons(known, self.cfg.tiers, s))
             for pid, at, eid in items:
                 if pid not in tiers:
                     out[pid] = None
                     continue
-                out[pid] = a = self.store.assess_person(pid, at, self.cfg.tiers, s)
+                out[pid] = a = next(assessed)
                 if a.tier.value != tiers[pid]:
                     changed.append((pid, at, eid))
         for pid, at, eid in changed:

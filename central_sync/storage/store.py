@@ -87,6 +87,7 @@ class CentralStore:
         self._ins_event = (ins(Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
                            .returning(Event.__table__.c.event_id))
         self._history = _history_statement()
+        self._histories: dict[int, Any] = {}  # n -> the history statement of n persons (UNION ALL), built once
         self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
         self._exists_many = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id.in_(bindparam("eids", expanding=True)))
         self._merged = select(Person.__table__.c.merged_into).where(Person.__table__.c.person_id == bindparam("pid"))
@@ -228,6 +229,36 @@ class CentralStore:
         """The one tier evaluation used by the consumer, the daily re-evaluation and ``classify``."""
         return assess(person_id, self.person_history(person_id, at, th, s), th)
 
+    #: persons per statement in :meth:`person_histories` (bind parameters: 5 per person)
+    HISTORY_CHUNK = 64
+
+    def person_histories(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[PersonHistory]:
+        """:meth:`person_history` for many ``(person_id, at)`` in one round trip per :attr:`HISTORY_CHUNK` persons:
+        the same statement once per person, joined by ``UNION ALL`` (each part is the single-person statement
+        with its own parameters, so each answer is exactly :meth:`person_history`'s)."""
+        out: list[PersonHistory] = []
+        kinds = list(th.repeat_dispositions)
+        for i in range(0, len(items), self.HISTORY_CHUNK):
+            part = items[i:i + self.HISTORY_CHUNK]
+            n = len(part)
+            stmt = self._histories.get(n)
+            if stmt is None:
+                stmt = self._histories[n] = _histories_statement(n)
+            params: dict[str, Any] = {"kinds": kinds}
+            for k, (pid, at) in enumerate(part):
+                s7, s30, s365 = window_starts(at, th)
+                params.update({f"pid{k}": pid, f"at{k}": at, f"s7{k}": s7, f"s30{k}": s30, f"s365{k}": s365})
+            rows = {int(r[0]): r for r in s.connection().execute(stmt, params)}
+            for k, (_, at) in enumerate(part):
+                row = rows[k]
+                out.append(PersonHistory(at=at, count_7d=int(row[3]), count_30d=int(row[2]), count_365d=int(row[1]),
+                                         first_repeat_disposition=_aware(row[5]), last_violation=_aware(row[4])))
+        return out
+
+    def assess_persons(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[TierAssessment]:
+        """:meth:`assess_person` for many ``(person_id, at)`` (the consumer's batch), in order."""
+        return [assess(pid, h, th) for (pid, _), h in zip(items, self.person_histories(items, th, s))]
+
     def persons_with_records_until(self, at: datetime) -> list[str]:
         """Persons with at least one violation or disposition at or before ``at`` (not merged away)."""
         with self.session() as s:
@@ -258,28 +289,40 @@ def _event_row(rec: ViolationRecord, received_at: datetime) -> dict[str, Any]:
                 media_expected=rec.media_expected, body=rec.body, received_at=received_at)
 
 
-def _history_statement() -> Any:
+def _history_statement(suffix: str = "", index: int | None = None) -> Any:
     """Table 1's inputs in one round trip (built once; parameters ``pid``, ``at``, ``s7``, ``s30``, ``s365``,
     ``kinds``): the three window counts in one range scan of ix_events_person_time (aggregate FILTER,
-    PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups."""
-    from sqlalchemy import bindparam
+    PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups.
+    ``suffix``: appended to the names of the person's parameters (not ``kinds``); ``index``: a first column
+    with this constant (which person of a :func:`_histories_statement` the row answers)."""
+    from sqlalchemy import bindparam, literal_column
 
     from central_sync.storage.models import UtcDateTime
 
     def tp(name: str) -> Any:
-        return bindparam(name, type_=UtcDateTime())
+        return bindparam(name + suffix, type_=UtcDateTime())
 
     ev, di = Event.__table__.c, Disposition.__table__.c
-    pid, at, s7, s30, s365 = bindparam("pid"), tp("at"), tp("s7"), tp("s30"), tp("s365")
+    pid, at, s7, s30, s365 = bindparam("pid" + suffix), tp("at"), tp("s7"), tp("s30"), tp("s365")
     counts = (select(func.count().label("n365"), func.count().filter(ev.time > s30).label("n30"),
                      func.count().filter(ev.time > s7).label("n7"))
               .where(ev.person_id == pid, ev.time > s365, ev.time <= at).subquery())
+    first = [] if index is None else [literal_column(str(int(index))).label("k")]
     return select(
-        counts.c.n365, counts.c.n30, counts.c.n7,
+        *first, counts.c.n365, counts.c.n30, counts.c.n7,
         select(func.max(ev.time)).where(ev.person_id == pid, ev.time <= at).scalar_subquery(),
         select(func.min(di.time)).where(di.person_id == pid, di.kind.in_(bindparam("kinds", expanding=True)),
                                         di.time > s365, di.time <= at).scalar_subquery(),
     )
+
+
+def _histories_statement(n: int) -> Any:
+    """:func:`_history_statement` for ``n`` persons (parameters ``pid0``, ``at0``, .. ``s365{n-1}``, one ``kinds``):
+    ``UNION ALL`` of the single-person statement, each row led by its person's index."""
+    from sqlalchemy import union_all
+
+    parts = [_history_statement(str(k), k) for k in range(n)]
+    return parts[0] if n == 1 else union_all(*parts)
 
 
 def _aware(v: datetime | None) -> datetime | None:

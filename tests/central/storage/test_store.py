@@ -104,6 +104,24 @@ def test_window_queries_match_the_reference_at_exact_boundaries(store: CentralSt
     assert h.last_violation == AT
 
 
+def test_histories_of_many_persons_in_one_statement_equal_one_by_one(store: CentralStore) -> None:
+    import random
+
+    rng = random.Random(7)
+    persons = [f"p{i}" for i in range(70)]  # more than one HISTORY_CHUNK
+    offsets = [timedelta(0), 7 * D - US, 7 * D, 30 * D - US, 30 * D, 365 * D - US, 365 * D, -US, 2 * D, 400 * D]
+    store.add_violations([rec(p, AT - rng.choice(offsets)) for p in persons for _ in range(rng.randrange(0, 12))])
+    for p in persons[::3]:
+        store.add_disposition(p, rng.choice(["education", "fine", "sms_reminder"]), AT - rng.choice(offsets + [100 * D]))
+    items = [(p, AT + timedelta(hours=rng.randrange(-48, 48))) for p in persons + ["nobody"]]
+    with store.session() as s:
+        many = store.person_histories(items, TH, s)
+        tiers = store.assess_persons(items[:5], TH, s)
+    assert many == [store.person_history(p, at, TH) for p, at in items]
+    assert tiers == [store.assess_person(p, at, TH) for p, at in items[:5]]
+    assert any(h.first_repeat_disposition for h in many) and any(h.count_7d for h in many)
+
+
 def test_sms_disposition_does_not_make_repeat(store: CentralStore) -> None:
     store.add_disposition("p", "sms_reminder", AT - 20 * D)
     store.add_violation(rec("p", AT - 10 * D))
