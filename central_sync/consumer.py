@@ -97,6 +97,7 @@ class _Pending:
     match: Match | None = None
     followed: bool = False  # merged_into looked up
     copies: list[P.Topic] = field(default_factory=list)
+    vector: np.ndarray | None = None  # the face embedding as float32, converted once (search and stored blob)
 
     @property
     def person_id(self) -> str | None:
@@ -471,7 +472,7 @@ class CentralConsumer:
         todo = []
         for p in firsts.values():
             try:
-                p.match = self._identify(p.event)
+                p.match = self._identify(p.event, p)
             except Exception as e:  # noqa: BLE001 - this event only
                 self._failed(p, e)
                 continue
@@ -513,6 +514,11 @@ class CentralConsumer:
         merged files; stop before the second event of one person. Returns (this transaction's events, the rest)."""
         locked = False
         persons: set[str] = set()
+        # the merges of the files already matched, in one look-up (not one per event)
+        ask = sorted({p.match.person_id for p in todo if p.match is not None and p.match.person_id and not p.match.new_file
+                      and not p.followed})
+        merges = self.store.merged_into_many(ask, s) if ask else {}
+        asked = set(ask)
         for i, p in enumerate(todo):
             m = p.match
             if m is not None and (m.person_id is None or m.new_file) and not locked:
@@ -524,9 +530,9 @@ class CentralConsumer:
                 catch_up_unknown_files(self.store, self.resolver)
                 locked = True
             if m is not None and m.person_id is None:
-                p.match = m = self.resolver.resolve(p.event.face.embedding or [])
+                p.match = m = self.resolver.resolve(p.vector if p.vector is not None else (p.event.face.embedding or []))
             if m is not None and m.person_id and not m.new_file and not p.followed:
-                merged_into = self.store.merged_into(m.person_id, s)
+                merged_into = merges.get(m.person_id) if m.person_id in asked else self.store.merged_into(m.person_id, s)
                 if merged_into:  # a stale unknown file: follow the merge
                     p.match = Match(merged_into, m.score)
                 p.followed = True
@@ -544,7 +550,8 @@ class CentralConsumer:
         new = self.store.insert_events(s, [p.record() for p in chunk])
         model = self.cfg.identity.embedding_model
         self.store.add_embeddings(s, [(p.match.person_id, "event", p.event.face.embedding_model or model,
-                                       to_blob(np.asarray(p.event.face.embedding, dtype=np.float32)), str(p.event.event_id))
+                                       to_blob(p.vector if p.vector is not None else np.asarray(p.event.face.embedding, dtype=np.float32)),
+                                       str(p.event.event_id))
                                       for p in chunk if p.match and p.match.person_id and p.event.face.embedding
                                       and str(p.event.event_id) in new])
         return new
@@ -553,12 +560,14 @@ class CentralConsumer:
         """Durably committed: count, log, link media and ack each event; then re-assess each person once."""
         latest: dict[str, _Pending] = {}
         n_new = 0
+        logging_on = logger.isEnabledFor(logging.INFO)  # the line's fields are built only when it is written
         for p in chunk:
             ev, eid = p.event, str(p.event.event_id)
             if eid in new:
                 n_new += 1
-                log(logger, "event_stored", device=p.topic.device, person=p.person_id or "-",
-                    score=None if p.match is None else round(p.match.score, 3), **ev.log_fields())
+                if logging_on:
+                    log(logger, "event_stored", device=p.topic.device, person=p.person_id or "-",
+                        score=None if p.match is None else round(p.match.score, 3), **ev.log_fields())
                 if p.person_id and (p.person_id not in latest or ev.time >= latest[p.person_id].event.time):
                     latest[p.person_id] = p
                 self._safe_ack(p.topic, ev)
@@ -591,7 +600,8 @@ class CentralConsumer:
         with self._lock:
             self.stats.errors += n
 
-    def _identify(self, ev: ViolationEvent) -> Match | None:
+    def _identify(self, ev: ViolationEvent, p: "_Pending | None" = None) -> Match | None:
+        """The face's match (``Match(None, ..)`` when it needs a new unknown file); ``p.vector``: its embedding."""
         f = ev.face
         if not f.found or not f.embedding:
             return None
@@ -602,7 +612,10 @@ class CentralConsumer:
         if f.quality is not None and f.quality < self.cfg.identity.min_quality:
             return None
         try:
-            return self.resolver.resolve(f.embedding, open_file=False)  # Match(None, ...) when a new file is needed
+            v = np.asarray(f.embedding, dtype=np.float32)
+            if p is not None:
+                p.vector = v
+            return self.resolver.resolve(v, open_file=False)  # Match(None, ...) when a new file is needed
         except ValueError as e:
             log(logger, "embedding_unusable", logging.WARNING, event_id=str(ev.event_id), error=str(e))
             return None

@@ -36,12 +36,13 @@ def normalise(v: np.ndarray | Sequence[float]) -> np.ndarray:
     a = np.asarray(v, dtype=np.float32)
     if a.ndim == 1:
         a = a[None, :]
-    if not np.all(np.isfinite(a)):
+    if not np.isfinite(a).all():
         raise ValueError("embedding contains non-finite values")
-    n = np.linalg.norm(a, axis=1, keepdims=True)
-    if np.any(n < 1e-12):
+    # np.linalg.norm(a, axis=1, keepdims=True)'s own formula, without its dispatch overhead (per event, 3 times)
+    n = np.sqrt(np.add.reduce(a * a, axis=1, keepdims=True))
+    if (n < 1e-12).any():
         raise ValueError("embedding has zero length")
-    return (a / n).astype(np.float32)
+    return (a / n).astype(np.float32, copy=False)
 
 
 def to_blob(v: np.ndarray) -> bytes:
