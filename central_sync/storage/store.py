@@ -229,18 +229,23 @@ class CentralStore:
         """The one tier evaluation used by the consumer, the daily re-evaluation and ``classify``."""
         return assess(person_id, self.person_history(person_id, at, th, s), th)
 
-    #: persons per statement in :meth:`person_histories` (bind parameters: 5 per person)
+    #: most persons per statement in :meth:`person_histories` (a power of two; bind parameters: 5 per person)
     HISTORY_CHUNK = 64
 
     def person_histories(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[PersonHistory]:
-        """:meth:`person_history` for many ``(person_id, at)`` in one round trip per :attr:`HISTORY_CHUNK` persons:
-        the same statement once per person, joined by ``UNION ALL`` (each part is the single-person statement
-        with its own parameters, so each answer is exactly :meth:`person_history`'s)."""
+        """:meth:`person_history` for many ``(person_id, at)`` in few round trips: the same statement once per
+        person, joined by ``UNION ALL`` (each part is the single-person statement with its own parameters, so each
+        answer is exactly :meth:`person_history`'s). Statements of 64, 32, .. 1 persons only (50 persons: 32 + 16
+        + 2), so that at most 7 are ever compiled (compiling a long union costs more than a round trip)."""
         out: list[PersonHistory] = []
         kinds = list(th.repeat_dispositions)
-        for i in range(0, len(items), self.HISTORY_CHUNK):
-            part = items[i:i + self.HISTORY_CHUNK]
-            n = len(part)
+        i = 0
+        while i < len(items):
+            n = self.HISTORY_CHUNK
+            while n > len(items) - i:
+                n //= 2
+            part = items[i:i + n]
+            i += n
             stmt = self._histories.get(n)
             if stmt is None:
                 stmt = self._histories[n] = _histories_statement(n)
