@@ -145,6 +145,8 @@ def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(consumer_
     for ev in evs:
         publish_event(lis, ev)
     assert wait_for(lambda: len(lis.acks()) == 5)
+    # an event is acked once committed, and its person re-assessed after that: wait for the last re-assessment
+    assert wait_for(lambda: len(cons.stats.last_assessment) == 2 and cons.stats.tier_changes >= 3)
     with cons.store.session() as s:
         pids = [s.get(Event, str(e.event_id)).person_id for e in evs]  # type: ignore[union-attr]
         assert len(set(pids[:4])) == 1 and pids[4] != pids[0] and all(p and p.startswith("U-") for p in pids)
