@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge.config.base import Section
 
@@ -30,3 +30,9 @@ class DetectConfig(Section):
     face_input_width: int = Field(640, ge=160, le=1920, description="Width (px) the region is scaled to for the face-proposal pass.")
     heads_need_rider: bool = Field(False, description="Keep only heads whose centre lies in a detected rider box (drops pedestrians' heads; needs a camera whose riders the detector knows).")
     riders_from_heads: bool = Field(True, description="Give every head outside any rider box a rider box estimated from the head (so tracking sees it).")
+
+    @model_validator(mode="after")
+    def _heads_without_a_helmet_call_need_the_classifier(self) -> "DetectConfig":
+        if not self.head_model and (self.spot_model or self.face_proposals):
+            raise ValueError("head_model is needed when spot_model or face_proposals is on: their heads come without a helmet decision")
+        return self

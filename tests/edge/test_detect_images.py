@@ -175,3 +175,29 @@ def test_detect_images_rejects_an_empty_folder_and_a_bad_config(tmp_path: Path) 
 IMAGES_FOUND = {"helmet9-dev": 6, "thaigate-dev": 100}
 MIN_FOUND = {"helmet9-dev": 0.75, "thaigate-dev": 0.15}
 MIN_CLASSIFIED = {"helmet9-dev": 0.75, "thaigate-dev": 0.5}
+
+
+def test_the_detector_alone_makes_the_helmet_call_without_the_classifier() -> None:
+    """``detect.head_model: ""``: the 3-class detector's own helmet / no_helmet scores decide (a Pi's cheapest path)."""
+    alone = RiderDetector.from_config(parse_config({"detect": {"head_model": ""}}))
+    assert alone.classifier is None and alone.classify_heads(np.zeros((64, 64, 3), np.uint8), np.zeros((1, 4))) is None
+    ds = "helmet9-dev"
+    found = total = 0
+    for stem in val_images_with(ds, 3, 3):
+        img = load(ds, stem)
+        det = alone.detect(img)
+        assert not np.isnan(det.head_no_helmet).any() and ((det.head_no_helmet >= 0) & (det.head_no_helmet <= 1)).all()
+        gt = labelled_heads(ds, stem, 3, img.shape[1], img.shape[0])
+        total += len(gt)
+        flagged = det.heads[det.head_no_helmet >= 0.5]
+        if len(flagged):
+            found += int((iou_matrix(gt, flagged).max(axis=1) >= 0.3).sum())
+    assert total and found / total >= 0.6, f"{found} of {total}"
+
+
+def test_heads_without_a_helmet_call_need_the_classifier() -> None:
+    from edge.config import ConfigError
+
+    for extra in ({"spot_model": "anqi-head-spot"}, {"face_proposals": True}):
+        with pytest.raises(ConfigError, match="head_model is needed"):
+            parse_config({"detect": {"head_model": "", **extra}})
