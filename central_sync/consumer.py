@@ -60,6 +60,7 @@ from central_sync.storage.models import Embedding, Media, Person, utcnow
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.tiers import TierAssessment
 from edge.event import UnsupportedSchemaVersion, ViolationEvent
+from edge.fsutil import write_atomic
 from edge.logs import log
 from edge.relay import protocol as P
 
@@ -355,9 +356,8 @@ class CentralConsumer:
             return
         path = self._media_path(done.event_id, done.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(done.data)
-        os.replace(tmp, path)
+        # durable before it is linked and acked as complete: the edge deletes its copy on that ack
+        write_atomic(path, done.data, tmp=path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"), sync_dir=True)
         self.stats.media_files += 1
         log(logger, "media_verified", event_id=str(done.event_id), name=done.name, bytes=len(done.data))
         with self._lock:

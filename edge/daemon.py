@@ -37,6 +37,7 @@ import numpy as np
 from edge.config import EdgeConfig
 from edge.event import ViolationEvent
 from edge.evidence import EventAssembler, FaceCapture
+from edge.fsutil import write_atomic
 from edge.health import Health, SystemdNotifier
 from edge.logs import log
 from edge.rules import RuleSet, Violation
@@ -562,7 +563,7 @@ class EdgeDaemon:
         try:
             ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)}, event_id=p.event_id)
             # the event beside its files: a restart re-submits the folder if the outbox refuses it now
-            _write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
+            write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
             self.outbox.add(ev.event, ev.media, move=True)
         except Exception as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
             p.attempts += 1
@@ -728,17 +729,6 @@ def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
     if abs(d) < 0.3:
         return None
     return d > 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _remove_tree(path: Path) -> None:

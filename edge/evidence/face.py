@@ -4,7 +4,7 @@ tracked riders (cost follows riders), and the best one per track is kept by size
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from collections.abc import Sequence
 from typing import Protocol

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.event import MediaRef
+from edge.fsutil import write_atomic
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
 
@@ -34,10 +34,4 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> Path:
     if not ok:
         raise OSError(f"cannot JPEG-encode {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, buf.tobytes())

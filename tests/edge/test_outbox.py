@@ -268,3 +268,14 @@ def test_unwritable_outbox_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(OutboxError, match="relay.outbox.path: cannot open the outbox"):
         Outbox(blocker / "outbox", OutboxConfig())
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path: Path) -> None:
+    from edge.fsutil import write_atomic
+
+    target = tmp_path / "event.json"
+    write_atomic(target, '{"a": "头盔"}')
+    assert target.read_text(encoding="utf-8") == '{"a": "头盔"}'
+    write_atomic(target, b"\x00\x01", tmp=tmp_path / ".event.tmp", sync_dir=True)
+    assert target.read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["event.json"]
