@@ -296,16 +296,22 @@ class CentralConsumer:
         except P.ProtocolError:
             return None
 
-    def _drain_queue(self) -> None:
-        items = []
-        while True:
+    def _queued_now(self, limit: int) -> list[tuple[P.Topic, ViolationEvent]]:
+        """Up to ``limit`` events already on the queue, without waiting (stop markers skipped)."""
+        items: list[tuple[P.Topic, ViolationEvent]] = []
+        while len(items) < limit:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not _STOP:
                 items.append(item)
-        self._store_batch(items)
+        return items
+
+    def _drain_queue(self) -> None:
+        """Store everything still queued, in batches of ``ingest.batch_max``."""
+        while batch := self._queued_now(self.cfg.ingest.batch_max):
+            self._store_batch(batch)
 
     # ------------------------------------------------------------------ handling (usable without MQTT)
     def handle(self, topic_s: str, payload: bytes) -> None:
@@ -422,18 +428,7 @@ class CentralConsumer:
                 else:
                     batch.append(nxt)
             self._store_batch(batch)
-        while True:  # stopping: what is still queued, in batches, without waiting
-            rest: list[tuple[P.Topic, ViolationEvent]] = []
-            while len(rest) < ing.batch_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is not _STOP:
-                    rest.append(nxt)
-            if not rest:
-                return
-            self._store_batch(rest)
+        self._drain_queue()  # stopping: what is still queued, without waiting
 
     def _store_batch(self, batch: list[tuple[P.Topic, ViolationEvent]]) -> None:
         if not batch:
