@@ -17,12 +17,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.relay import protocol as P
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Poll ``cond`` every ``step`` s until it holds or ``timeout`` passes; its last value."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return True
-        time.sleep(0.05)
+        time.sleep(step)
     return cond()
 
 

@@ -23,6 +23,7 @@ from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
 from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker, free_port
 from edge.relay.reference_consumer import ReferenceConsumer
+from mqtt_helpers import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 MOSQ = ROOT / "config" / "mosquitto"
@@ -79,15 +80,6 @@ def _connect(c: paho.Client, port: int) -> ReasonCodeLike:
 
 
 ReasonCodeLike = Any
-
-
-def _wait(cond: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def _device_cfg(tmp_path: Path, relay_config: Callable[..., EdgeConfig], pki: Path, port: int, device: str, **kw: Any) -> EdgeConfig:

@@ -16,10 +16,15 @@ import yaml
 
 from edge.config import load_config
 from edge.daemon import EdgeDaemon, StartupError
+from mqtt_helpers import wait_for as _poll
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 VIDEO = ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"
+
+
+def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    return _poll(cond, timeout)
 
 
 def site_config(tmp_path: Path, **sections: dict) -> Path:
@@ -43,15 +48,6 @@ def empty_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(ROOT / "models" / "manifest.yaml", d / "manifest.yaml")
     monkeypatch.setenv("ANQI_MODELS_DIR", str(d))
     return d
-
-
-def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_replay_with_missing_model_file_fails_fast_naming_the_file(tmp_path: Path, empty_models: Path) -> None:

@@ -19,17 +19,9 @@ from edge.relay import EventState, MqttRelay, Outbox, RelayConfigError, connect_
 from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 from edge.relay.reference_consumer import ReferenceConsumer
+from mqtt_helpers import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def _setup(tmp_path: Path, port: int, relay_config: Callable[..., EdgeConfig], **kw: Any) -> tuple[EdgeConfig, Outbox, Health]:
