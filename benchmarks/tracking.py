@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from edge.config import load_config
+from edge.detect.rider import FrameDetections as Dets  # what the tracker is fed
 from edge.rules import RuleSet
 from edge.track import RiderTracker, Track, TrackPoint
 from edge.zone import CaptureZone
@@ -24,15 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 VIDEO = ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
-
-
-@dataclass
-class Dets:
-    riders: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    rider_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    heads: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    head_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    head_no_helmet: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def riders_frame(n: int, i: int) -> Dets:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
 from edge.config.track import TrackConfig
+from edge.detect.rider import FrameDetections as Dets  # what the tracker is fed
 from edge.track import RiderTracker, attach_heads, iou_matrix
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
-
-
-@dataclass
-class Dets:
-    """Detections shaped like edge.detect.FrameDetections (numpy arrays, full-frame xyxy)."""
-
-    riders: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    rider_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    heads: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    head_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    head_no_helmet: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def riders(*boxes_scores: tuple[list[float], float]) -> Dets:
