@@ -31,22 +31,30 @@ def clip_span(path: Path) -> tuple[float, float, int]:
     return min(times), max(times) + float(1 / rate), len(times)
 
 
-@pytest.fixture(scope="module")
-def replay_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def replay_example(tmp: Path, video: Path, rules: dict | None = None, *extra: str) -> tuple[Path, str]:
+    """``anqi-edge replay`` of ``video`` with the shipped bike-lane config (speaker off: the CI machine
+    has no sound card, prompts are tested in test_speaker; ``rules`` sections replaced): (out dir, output)."""
     from click.testing import CliRunner
 
     from edge.cli import main
 
-    tmp = tmp_path_factory.mktemp("replay")
     data = yaml.safe_load(EXAMPLE.read_text())
-    data["speaker"] = {"enabled": False}  # the CI machine has no sound card; prompts are tested in test_speaker
-    cfg = tmp / "bikelane.yaml"
+    data["speaker"] = {"enabled": False}
     data["device"]["data_dir"] = str(tmp / "data")
+    data["rules"].update(rules or {})
+    cfg = tmp / "bikelane.yaml"
     cfg.write_text(yaml.safe_dump(data))
     out = tmp / "out"
-    res = CliRunner().invoke(main, ["replay", str(VIDEO), "--config", str(cfg), "--out", str(out), "--relay"])
+    res = CliRunner().invoke(main, ["replay", str(video), "--config", str(cfg), "--out", str(out), *extra])
     assert res.exit_code == 0, res.output
-    (tmp / "summary.txt").write_text(res.output)
+    return out, res.output
+
+
+@pytest.fixture(scope="module")
+def replay_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("replay")
+    out, output = replay_example(tmp, VIDEO, None, "--relay")
+    (tmp / "summary.txt").write_text(output)
     return out
 
 
@@ -141,23 +149,11 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
     import shutil
     import subprocess
 
-    from click.testing import CliRunner
-
-    from edge.cli import main
-
     reversed_clip = tmp_path / "reversed.mp4"
     subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-i", str(VIDEO), "-vf", "reverse", "-an",
                     "-c:v", "libx264", "-preset", "veryfast", "-g", "30", str(reversed_clip)], check=True, timeout=120)
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["speaker"] = {"enabled": False}
-    data["device"]["data_dir"] = str(tmp_path / "data")
-    data["rules"]["no_helmet"] = {"enabled": False}
-    data["rules"]["wrong_way"]["enabled"] = True
-    cfg = tmp_path / "bikelane.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["replay", str(reversed_clip), "--config", str(cfg), "--out", str(out)])
-    assert res.exit_code == 0, res.output
+    wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"] | {"enabled": True}
+    out, _ = replay_example(tmp_path, reversed_clip, {"no_helmet": {"enabled": False}, "wrong_way": wrong_way})
     evs = events(out)
     assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"wrong_way"}, [(e.violation_type, e.track_id) for e in evs]
     for e in evs:
@@ -170,22 +166,10 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
 def test_red_light_through_the_daemon_with_the_image_signal(tmp_path: Path, region: tuple, expect_events: bool) -> None:
     """The 'signal head' is a patch of the frame: the red bike-lane paint reads as a lit red lamp,
     grey asphalt as a dark one. Riders crossing a stop line 20 m out are judged on it."""
-    from click.testing import CliRunner
-
-    from edge.cli import main
-
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["speaker"] = {"enabled": False}
-    data["device"]["data_dir"] = str(tmp_path / "data")
-    data["rules"]["no_helmet"] = {"enabled": False}
-    data["rules"]["wrong_way"] = {"enabled": False}
-    data["rules"]["red_light"] = {"enabled": True, "stop_line": [[-6.0, 20.0], [6.0, 20.0]], "direction_deg": 180,
-                                  "signal": {"source": "image", "region": list(region), "red_threshold": 0.35}}
-    cfg = tmp_path / "bikelane.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["replay", str(VIDEO), "--config", str(cfg), "--out", str(out)])
-    assert res.exit_code == 0, res.output
+    out, _ = replay_example(tmp_path, VIDEO, {
+        "no_helmet": {"enabled": False}, "wrong_way": {"enabled": False},
+        "red_light": {"enabled": True, "stop_line": [[-6.0, 20.0], [6.0, 20.0]], "direction_deg": 180,
+                      "signal": {"source": "image", "region": list(region), "red_threshold": 0.35}}})
     evs = events(out)
     if not expect_events:
         assert evs == []
