@@ -57,6 +57,17 @@ def consumer_env(tmp_path: Path, broker: LocalBroker, db_url: str) -> Iterator[t
     cons.store.close()
 
 
+def start_edge_relay(root: Path, port: int, relay_config: Any, **kw: Any) -> tuple[Any, Any]:
+    """The edge side: a real outbox and MQTT relay (config from the ``relay_config`` fixture), started."""
+    from edge.health import Health
+    from edge.relay import MqttRelay, Outbox
+
+    cfg = relay_config(root, port, **kw)
+    health = Health(root / "health.json", cfg.device.device_id)
+    outbox = Outbox.for_config(cfg, health)
+    return outbox, MqttRelay(cfg, outbox, health).start()
+
+
 def face(seed: int, noise: float = 0.0, rng_seed: int = 0) -> FaceInfo:
     base = np.random.default_rng(seed).normal(size=128)
     v = base + noise * np.random.default_rng(rng_seed).normal(size=128)
@@ -163,8 +174,7 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_pa
                                                                          relay_config: Any) -> None:
     from central_sync.identity import EnrolmentRecord
     from central_sync.persons import enrol_embeddings
-    from edge.health import Health
-    from edge.relay import EventState, MqttRelay, Outbox
+    from edge.relay import EventState
 
     # central: a gallery person who is a party member with an employer
     cfg = central_cfg(tmp_path / "central", broker.port)
@@ -177,10 +187,7 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_pa
     cons.start()
     lis = Listener(broker.port, ["anqi/v1/central/tasks/#"])
     # edge: the real outbox and relay
-    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4)
-    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
-    outbox = Outbox.for_config(ecfg, health)
-    relay = MqttRelay(ecfg, outbox, health).start()
+    outbox, relay = start_edge_relay(tmp_path / "edge", broker.port, relay_config, media_chunk_kb=4)
     try:
         sent = []
         for i in range(4):
@@ -326,14 +333,9 @@ def test_consumer_started_before_the_broker_connects_when_it_comes_up(tmp_path: 
 
 def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
                                                                            relay_config: Any) -> None:
-    from edge.health import Health
-    from edge.relay import MqttRelay, Outbox
 
     cons = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", media_grace_s=1.0).start()
-    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4, outbox={"ack_timeout_s": 3})
-    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
-    outbox = Outbox.for_config(ecfg, health)
-    relay = MqttRelay(ecfg, outbox, health).start()
+    outbox, relay = start_edge_relay(tmp_path / "edge", broker.port, relay_config, media_chunk_kb=4, outbox={"ack_timeout_s": 3})
     try:
         sent = []
         for i in range(40):
@@ -356,16 +358,12 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_
 
 def test_two_consumers_in_one_share_group_split_the_events_and_store_each_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
                                                                               relay_config: Any, fresh_pg_url: str) -> None:
-    from edge.health import Health
-    from edge.relay import EventState, MqttRelay, Outbox
+    from edge.relay import EventState
 
     pg_url = fresh_pg_url
     a = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
     b = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", db_url=pg_url).start()
-    ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4)
-    health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
-    outbox = Outbox.for_config(ecfg, health)
-    relay = MqttRelay(ecfg, outbox, health).start()
+    outbox, relay = start_edge_relay(tmp_path / "edge", broker.port, relay_config, media_chunk_kb=4)
     try:
         sent = []
         for i in range(30):
