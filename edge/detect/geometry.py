@@ -97,14 +97,16 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def bgr_to_nchw(image_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``(1, 3, H, W)`` float32 RGB in [0, 1] from an ``(H, W, 3)`` uint8 BGR image, one pass per channel
-    straight into ``out`` (reused when its shape fits): no float copy of the whole image, no second one for
-    the division (3x faster than ``astype`` + ``/ 255`` on an 832x480 input)."""
-    h, w = image_bgr.shape[:2]
-    if out is None or out.shape != (1, 3, h, w):
-        out = np.empty((1, 3, h, w), np.float32)
+def bgr_to_nchw(images_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(N, 3, H, W)`` float32 RGB in [0, 1] from ``(N, H, W, 3)`` uint8 BGR images (one ``(H, W, 3)``
+    image gives N = 1), one pass per channel straight into ``out`` (reused when its shape fits): no float
+    copy of the whole input, no second one for the division (3x faster than ``astype`` + ``/ 255`` on an
+    832x480 input)."""
+    batch = images_bgr if images_bgr.ndim == 4 else images_bgr[None]
+    shape = (len(batch), 3) + batch.shape[1:3]
+    if out is None or out.shape != shape:
+        out = np.empty(shape, np.float32)
     scale = np.float32(1.0 / 255.0)
     for c in range(3):
-        np.multiply(image_bgr[..., 2 - c], scale, out=out[0, c], casting="unsafe")
+        np.multiply(batch[..., 2 - c], scale, out=out[:, c], casting="unsafe")
     return out

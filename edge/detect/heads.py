@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from edge.detect.geometry import bgr_to_nchw
+
 HEAD_CLASSES = ("helmet", "no_helmet", "not_head")
 CROP_SIZE = 64
 CROP_CONTEXT = 1.5
@@ -41,11 +43,7 @@ def head_crops(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_S
 
 def crops_to_tensor(crops_bgr: np.ndarray) -> np.ndarray:
     """NCHW float32 RGB in [0, 1]: the classifier's input layout."""
-    out = np.empty((len(crops_bgr), 3) + crops_bgr.shape[1:3], np.float32)
-    scale = np.float32(1.0 / 255.0)
-    for c in range(3):
-        np.multiply(crops_bgr[..., 2 - c], scale, out=out[:, c], casting="unsafe")
-    return out
+    return bgr_to_nchw(crops_bgr)
 
 
 @dataclass(frozen=True)
