@@ -88,6 +88,7 @@ class CentralStore:
                            .returning(Event.__table__.c.event_id))
         self._history = _history_statement()
         self._histories: dict[int, Any] = {}  # n -> the history statement of n persons (UNION ALL), built once
+        self._grouped: tuple[Any, Any, Any] | None = None  # the statements of _histories_at, built on first use
         self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
         self._exists_many = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id.in_(bindparam("eids", expanding=True)))
         self._merged = select(Person.__table__.c.merged_into).where(Person.__table__.c.person_id == bindparam("pid"))
@@ -233,31 +234,76 @@ class CentralStore:
     HISTORY_CHUNK = 64
 
     def person_histories(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[PersonHistory]:
-        """:meth:`person_history` for many ``(person_id, at)`` in few round trips: the same statement once per
-        person, joined by ``UNION ALL`` (each part is the single-person statement with its own parameters, so each
-        answer is exactly :meth:`person_history`'s). Statements of 64, 32, .. 1 persons only (50 persons: 32 + 16
-        + 2), so that at most 7 are ever compiled (compiling a long union costs more than a round trip)."""
-        out: list[PersonHistory] = []
+        """:meth:`person_history` for many ``(person_id, at)`` in few round trips, each answer exactly
+        :meth:`person_history`'s. Persons assessed at one time (the consumer's batch: all at "now") are answered by
+        :meth:`_histories_at` (three ``GROUP BY`` statements for all of them); the others by the single-person
+        statement once per person joined by ``UNION ALL``, in statements of 64, 32, .. 1 persons (50 persons:
+        32 + 16 + 2), so that at most 7 are ever compiled (compiling a long union costs more than a round trip)."""
+        by_time: dict[datetime, list[int]] = {}
+        for k, (_, at) in enumerate(items):
+            by_time.setdefault(at, []).append(k)
+        out: list[PersonHistory | None] = [None] * len(items)
+        single: list[int] = []
+        for at, ks in by_time.items():
+            if len(ks) > 1:
+                for k, h in zip(ks, self._histories_at([items[k][0] for k in ks], at, th, s)):
+                    out[k] = h
+            else:
+                single.extend(ks)
         kinds = list(th.repeat_dispositions)
         i = 0
-        while i < len(items):
+        while i < len(single):
             n = self.HISTORY_CHUNK
-            while n > len(items) - i:
+            while n > len(single) - i:
                 n //= 2
-            part = items[i:i + n]
+            part = single[i:i + n]
             i += n
             stmt = self._histories.get(n)
             if stmt is None:
                 stmt = self._histories[n] = _histories_statement(n)
             params: dict[str, Any] = {"kinds": kinds}
-            for k, (pid, at) in enumerate(part):
+            for j, k in enumerate(part):
+                pid, at = items[k]
                 s7, s30, s365 = window_starts(at, th)
-                params.update({f"pid{k}": pid, f"at{k}": at, f"s7{k}": s7, f"s30{k}": s30, f"s365{k}": s365})
+                params.update({f"pid{j}": pid, f"at{j}": at, f"s7{j}": s7, f"s30{j}": s30, f"s365{j}": s365})
             rows = {int(r[0]): r for r in s.connection().execute(stmt, params)}
-            for k, (_, at) in enumerate(part):
-                row = rows[k]
-                out.append(PersonHistory(at=at, count_7d=int(row[3]), count_30d=int(row[2]), count_365d=int(row[1]),
-                                         first_repeat_disposition=_aware(row[5]), last_violation=_aware(row[4])))
+            for j, k in enumerate(part):
+                row = rows[j]
+                out[k] = PersonHistory(at=items[k][1], count_7d=int(row[3]), count_30d=int(row[2]), count_365d=int(row[1]),
+                                       first_repeat_disposition=_aware(row[5]), last_violation=_aware(row[4]))
+        return out  # type: ignore[return-value]  # every slot filled above
+
+    #: most persons per ``IN`` list in :meth:`_histories_at`
+    GROUPED_CHUNK = 500
+
+    def _histories_at(self, person_ids: Sequence[str], at: datetime, th: TierThresholds, s: Session) -> list[PersonHistory]:
+        """:meth:`person_history` of many persons at one time ``at``: the window counts and the last violation in the
+        365-day window, then the first education/fine, each one ``GROUP BY person_id`` statement over the persons'
+        index ranges; the four times are bound once (binding one datetime per person and window was most of the
+        cost of the union). The last violation before the window is looked up only for persons with none in it."""
+        if self._grouped is None:
+            self._grouped = _grouped_history_statements()
+        counts_stmt, last_stmt, first_stmt = self._grouped
+        s7, s30, s365 = window_starts(at, th)
+        kinds = list(th.repeat_dispositions)
+        counts: dict[str, Any] = {}
+        firsts: dict[str, Any] = {}
+        c = s.connection()
+        uniq = list(dict.fromkeys(person_ids))
+        for i in range(0, len(uniq), self.GROUPED_CHUNK):
+            pids = uniq[i:i + self.GROUPED_CHUNK]
+            counts.update({r[0]: r for r in c.execute(counts_stmt, {"pids": pids, "at": at, "s7": s7, "s30": s30, "s365": s365})})
+            firsts.update(c.execute(first_stmt, {"pids": pids, "at": at, "s365": s365, "kinds": kinds}).all())  # type: ignore[arg-type]
+        older = [p for p in uniq if p not in counts]
+        lasts: dict[str, Any] = {}
+        for i in range(0, len(older), self.GROUPED_CHUNK):
+            lasts.update(c.execute(last_stmt, {"pids": older[i:i + self.GROUPED_CHUNK], "at": at}).all())  # type: ignore[arg-type]
+        out = []
+        for pid in person_ids:
+            row = counts.get(pid)
+            n365, n30, n7, last = (row[1], row[2], row[3], row[4]) if row is not None else (0, 0, 0, lasts.get(pid))
+            out.append(PersonHistory(at=at, count_7d=int(n7), count_30d=int(n30), count_365d=int(n365),
+                                     first_repeat_disposition=_aware(firsts.get(pid)), last_violation=_aware(last)))
         return out
 
     def assess_persons(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[TierAssessment]:
@@ -328,6 +374,27 @@ def _histories_statement(n: int) -> Any:
 
     parts = [_history_statement(str(k), k) for k in range(n)]
     return parts[0] if n == 1 else union_all(*parts)
+
+
+def _grouped_history_statements() -> tuple[Any, Any, Any]:
+    """The statements of :meth:`CentralStore._histories_at` (parameters ``pids`` (expanding), ``at``, ``s7``, ``s30``,
+    ``s365``, ``kinds`` (expanding)): per person the window counts and the last violation inside the 365-day window;
+    the last violation at or before ``at`` (any age); the first education/fine inside the window."""
+    from sqlalchemy import bindparam
+
+    from central_sync.storage.models import UtcDateTime
+
+    ev, di = Event.__table__.c, Disposition.__table__.c
+    pids = bindparam("pids", expanding=True)
+    at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
+    counts = (select(ev.person_id, func.count(), func.count().filter(ev.time > s30), func.count().filter(ev.time > s7),
+                     func.max(ev.time))
+              .where(ev.person_id.in_(pids), ev.time > s365, ev.time <= at).group_by(ev.person_id))
+    last = select(ev.person_id, func.max(ev.time)).where(ev.person_id.in_(pids), ev.time <= at).group_by(ev.person_id)
+    first = (select(di.person_id, func.min(di.time))
+             .where(di.person_id.in_(pids), di.kind.in_(bindparam("kinds", expanding=True)), di.time > s365, di.time <= at)
+             .group_by(di.person_id))
+    return counts, last, first
 
 
 def _aware(v: datetime | None) -> datetime | None:

@@ -119,6 +119,13 @@ def test_histories_of_many_persons_in_one_statement_equal_one_by_one(store: Cent
         tiers = store.assess_persons(items[:5], TH, s)
     assert many == [store.person_history(p, at, TH) for p, at in items]
     assert tiers == [store.assess_person(p, at, TH) for p, at in items[:5]]
+    # the consumer's case: everybody at one time (grouped statements), a person twice, one with only old violations
+    store.add_violation(rec("old", AT - 500 * D))
+    same = [(p, AT) for p in persons + ["nobody", "old", persons[3]]]
+    with store.session() as s:
+        grouped = store.person_histories(same, TH, s)
+    assert grouped == [store.person_history(p, at, TH) for p, at in same]
+    assert grouped[-2].last_violation == AT - 500 * D and grouped[-2].count_365d == 0
     assert any(h.first_repeat_disposition for h in many) and any(h.count_7d for h in many)
 
 
