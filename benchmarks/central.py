@@ -202,10 +202,12 @@ def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: A
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from edge.relay import protocol as P
+
     n = len(payloads)
     acks = threading.Semaphore(0)
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
-    c.on_message = lambda *a: acks.release()
+    c.on_message = lambda cl, u, msg: acks.release(len(P.decode_acks(bytes(msg.payload))))  # one ack or a batch
     c.connect("127.0.0.1", port)
     c.subscribe(topic.rsplit("/", 1)[0] + "/ack", qos=1)
     c.loop_start()

@@ -110,7 +110,7 @@ class _Pending:
             event_id=str(ev.event_id), violation_type=ev.violation_type.value, time=ev.time, person_id=self.person_id,
             point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
             confidence=ev.confidence, face_found=ev.face.found, match_score=m.score if m else None,
-            media_expected=len(ev.media), body=json.loads(ev.model_dump_json(exclude={"face": {"embedding"}})))
+            media_expected=len(ev.media), body=ev.model_dump(mode="json", exclude={"face": {"embedding"}}))
 
 
 _STOP = object()  # tells the writer thread to drain the queue and end
@@ -448,7 +448,15 @@ class CentralConsumer:
         event of a person already in the transaction starts the next one). After each commit: log lines, media links
         and acks per event, then one tier re-assessment per person. A transaction that fails is retried one event
         per transaction, so that one bad event cannot hold back the others (it is logged and not acked; the edge
-        re-sends it)."""
+        re-sends it). The acks of one call go out together, one message per device (:class:`~edge.relay.protocol.AckBatch`)."""
+        acks: list[tuple[P.Topic, P.Ack]] = []
+        try:
+            self._store_events_acking(items, acks)
+        finally:
+            self._send_acks(acks)
+
+    def _store_events_acking(self, items: Sequence[tuple[P.Topic, ViolationEvent]], acks: list[tuple[P.Topic, P.Ack]]) -> None:
+        """:meth:`_store_events`, the acks appended to ``acks`` (sent by the caller)."""
         firsts: dict[str, _Pending] = {}
         try:
             stored = self.store.existing_event_ids([str(ev.event_id) for _, ev in items])
@@ -459,7 +467,7 @@ class CentralConsumer:
         for topic, ev in items:
             eid = str(ev.event_id)
             if eid in stored:
-                self._duplicate(topic, ev)
+                self._duplicate(topic, ev, acks)
             elif eid in firsts:
                 firsts[eid].copies.append(topic)  # acked once the first delivery is stored
             else:
@@ -484,12 +492,12 @@ class CentralConsumer:
                 log(logger, "batch_failed", logging.WARNING, events=len(todo), error=f"{type(e).__name__}: {str(e)[:300]}",
                     action="storing its events one by one")
                 for p in todo:
-                    self._store_events_one(p)
+                    self._store_events_one(p, acks)
                 return
-            self._after_commit(chunk, new)
+            self._after_commit(chunk, new, acks)
             todo = rest
 
-    def _store_events_one(self, p: "_Pending") -> None:
+    def _store_events_one(self, p: "_Pending", acks: list[tuple[P.Topic, P.Ack]]) -> None:
         try:
             with self.store.session() as s:
                 chunk, _ = self._resolve_persons(s, [p])
@@ -497,7 +505,7 @@ class CentralConsumer:
         except Exception as e:  # noqa: BLE001 - this event only
             self._failed(p, e)
             return
-        self._after_commit([p], new)
+        self._after_commit([p], new, acks)
 
     def _failed(self, p: "_Pending", e: Exception) -> None:
         self._count_error()
@@ -551,8 +559,9 @@ class CentralConsumer:
                                       and str(p.event.event_id) in new])
         return new
 
-    def _after_commit(self, chunk: list["_Pending"], new: set[str]) -> None:
-        """Durably committed: count, log, link media and ack each event; then re-assess each person once."""
+    def _after_commit(self, chunk: list["_Pending"], new: set[str], acks: list[tuple[P.Topic, P.Ack]]) -> None:
+        """Durably committed: count, log, link media and ack each event (into ``acks``); then re-assess each person
+        once."""
         latest: dict[str, _Pending] = {}
         n_new = 0
         logging_on = logger.isEnabledFor(logging.INFO)  # the line's fields are built only when it is written
@@ -565,11 +574,11 @@ class CentralConsumer:
                         score=None if p.match is None else round(p.match.score, 3), **ev.log_fields())
                 if p.person_id and (p.person_id not in latest or ev.time >= latest[p.person_id].event.time):
                     latest[p.person_id] = p
-                self._safe_ack(p.topic, ev)
+                self._safe_ack(p.topic, ev, acks)
             else:  # another consumer stored it between our check and our insert
-                self._duplicate(p.topic, ev)
+                self._duplicate(p.topic, ev, acks)
             for t in p.copies:
-                self._duplicate(t, ev)
+                self._duplicate(t, ev, acks)
         if n_new:
             with self._stored_cv:
                 self.stats.events_stored += n_new
@@ -578,15 +587,15 @@ class CentralConsumer:
             now = self.clock()
             self.reassess_many([(pid, max(now, p.event.time), str(p.event.event_id)) for pid, p in latest.items()])
 
-    def _duplicate(self, topic: P.Topic, ev: ViolationEvent) -> None:
+    def _duplicate(self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
         with self._lock:
             self.stats.duplicates += 1
         log(logger, "event_duplicate", event_id=str(ev.event_id), device=topic.device)
-        self._safe_ack(topic, ev)
+        self._safe_ack(topic, ev, acks)
 
-    def _safe_ack(self, topic: P.Topic, ev: ViolationEvent) -> None:
+    def _safe_ack(self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
         try:
-            self._link_media_and_ack(topic, ev, final=False)
+            self._link_media_and_ack(topic, ev, final=False, acks=acks)
         except Exception as e:  # noqa: BLE001 - stored; the edge re-sends and is acked then
             self._count_error()
             log(logger, "ack_failed", logging.ERROR, event_id=str(ev.event_id), error=f"{type(e).__name__}: {str(e)[:300]}")
@@ -623,15 +632,18 @@ class CentralConsumer:
         if eid is not None:
             self._send_ack(topic, P.Ack(event_id=eid, status="rejected", reason=reason[:200]))
 
-    def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool) -> None:
-        """Record verified media files of a stored event; ack when complete (or when the grace ran out)."""
+    def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool,
+                            acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
+        """Record verified media files of a stored event; ack when complete (or when the grace ran out): at once,
+        or appended to ``acks`` for the caller to send with others."""
         if not ev.media:
-            self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=True))
+            self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=True), acks)
             return
         with self._media_lock:  # the writer thread and a file completing on the network thread: one after the other
-            self._link_media_and_ack_locked(topic, ev, final)
+            self._link_media_and_ack_locked(topic, ev, final, acks)
 
-    def _link_media_and_ack_locked(self, topic: P.Topic, ev: ViolationEvent, final: bool) -> None:
+    def _link_media_and_ack_locked(self, topic: P.Topic, ev: ViolationEvent, final: bool,
+                                   acks: list[tuple[P.Topic, P.Ack]] | None) -> None:
         missing: list[str] = []
         eid = str(ev.event_id)
         with self.store.session() as s:
@@ -651,12 +663,24 @@ class CentralConsumer:
                 return
             self._waiting.pop(ev.event_id, None)
         self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=not missing, missing_media=missing,
-                                    reason="media missing or corrupt; re-send" if missing else None))
+                                    reason="media missing or corrupt; re-send" if missing else None), acks)
 
-    def _send_ack(self, topic: P.Topic, ack: P.Ack) -> None:
-        self._publish(P.ack_topic(self.prefix, topic.site, topic.device), P.encode_ack(ack))
+    def _send_ack(self, topic: P.Topic, ack: P.Ack, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
+        if acks is not None:
+            acks.append((topic, ack))
+        else:
+            self._send_acks([(topic, ack)])
+
+    def _send_acks(self, acks: Sequence[tuple[P.Topic, P.Ack]]) -> None:
+        """Publish acks, one message per device (in order; at most ``ACK_BATCH_MAX`` acks per message)."""
+        per_device: dict[tuple[str, str], list[P.Ack]] = {}
+        for topic, ack in acks:
+            per_device.setdefault((topic.site, topic.device), []).append(ack)
+        for (site, device), these in per_device.items():
+            for i in range(0, len(these), P.ACK_BATCH_MAX):
+                self._publish(P.ack_topic(self.prefix, site, device), P.encode_acks(these[i:i + P.ACK_BATCH_MAX]))
         with self._lock:
-            self.stats.acks_sent += 1
+            self.stats.acks_sent += len(acks)
 
     def _grace_loop(self) -> None:
         while not self._stop.wait(0.5):

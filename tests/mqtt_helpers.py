@@ -48,7 +48,7 @@ class Listener:
 
     def acks(self) -> list[P.Ack]:
         with self._lock:
-            return [P.decode_ack(p) for t, p in self.messages if t.endswith("/ack")]
+            return [a for t, p in self.messages if t.endswith("/ack") for a in P.decode_acks(p)]
 
     def tasks(self) -> list[dict[str, Any]]:
         with self._lock:

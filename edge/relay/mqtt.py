@@ -163,7 +163,7 @@ class MqttRelay:
         # filled by paho callbacks (guarded by _lock); paho calls on_publish holding its own
         # message lock, so the pump never holds _lock while it calls into paho
         self._refused: dict[int, ReasonCode] = {}
-        self._acks: deque[tuple[P.Ack, int, int]] = deque()  # (ack, mid, qos): PUBACKed after the commit
+        self._acks: deque[tuple[list[P.Ack], int, int]] = deque()  # (acks of one message, mid, qos): PUBACKed after the commit
         self._refused_until = 0.0
         self._rescan = False
         self._health_info: dict[str, Any] = {}
@@ -246,13 +246,13 @@ class MqttRelay:
             client.ack(msg.mid, msg.qos)
             return
         try:
-            ack = P.decode_ack(bytes(msg.payload))
+            acks = P.decode_acks(bytes(msg.payload))  # one Ack, or a batch of them (AckBatch)
         except P.ProtocolError as e:
             log(logger, "ack_invalid", logging.WARNING, error=str(e)[:200])
             client.ack(msg.mid, msg.qos)
             return
         with self._lock:
-            self._acks.append((ack, msg.mid, msg.qos))
+            self._acks.append((acks, msg.mid, msg.qos))
             self._wake.notify_all()
 
     # --- pump --------------------------------------------------------------------------------
@@ -321,12 +321,13 @@ class MqttRelay:
         with self.outbox.batch():  # one commit for the whole burst
             if done:
                 self.published_events += self.outbox.mark_published(done)
-            for ack, _, _ in acks:
-                if ack.status == "stored":
-                    outcome = self.outbox.mark_acked(ack.event_id, ack.media_complete, ack.missing_media)
-                else:
-                    outcome = self.outbox.mark_rejected(ack.event_id, ack.reason or "no reason given")
-                self.stats_acks[outcome] = self.stats_acks.get(outcome, 0) + 1
+            for batch, _, _ in acks:
+                for ack in batch:
+                    if ack.status == "stored":
+                        outcome = self.outbox.mark_acked(ack.event_id, ack.media_complete, ack.missing_media)
+                    else:
+                        outcome = self.outbox.mark_rejected(ack.event_id, ack.reason or "no reason given")
+                    self.stats_acks[outcome] = self.stats_acks.get(outcome, 0) + 1
         client = self._client
         if client is not None:
             for _, mid, qos in acks:

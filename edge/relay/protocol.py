@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,7 +49,7 @@ __all__ = [
     "encode_event", "decode_event", "ChunkHeader", "MediaChunk", "encode_chunk", "decode_chunk",
     "iter_media_chunks", "chunk_count", "sha256_file",
     "DeviceStatus", "encode_status", "decode_status", "Heartbeat", "encode_heartbeat", "decode_heartbeat",
-    "Ack", "encode_ack", "decode_ack", "AssembledMedia", "MediaAssembler",
+    "Ack", "AckBatch", "ACK_BATCH_MAX", "encode_ack", "decode_ack", "encode_acks", "decode_acks", "AssembledMedia", "MediaAssembler",
 ]
 
 PROTOCOL_VERSION = 1
@@ -334,6 +334,18 @@ class Ack(_Wire):
     missing_media: list[str] = Field(default_factory=list, description="Media names central still lacks (edge re-sends them).")
 
 
+#: most acks in one :class:`AckBatch` message
+ACK_BATCH_MAX = 256
+
+
+class AckBatch(_Wire):
+    """Several acks for one device in one message on its ``.../ack`` (central acks a stored batch of events this
+    way: one message, one PUBLISH/PUBACK pair on each side, instead of one per event)."""
+
+    v: Literal[1] = 1
+    acks: list[Ack] = Field(..., min_length=1, max_length=ACK_BATCH_MAX)
+
+
 def _encode(model: _Wire) -> bytes:
     return model.model_dump_json(exclude_none=True).encode("utf-8")
 
@@ -368,6 +380,22 @@ def encode_ack(ack: Ack) -> bytes:
 
 def decode_ack(payload: bytes) -> Ack:
     return _decode(Ack, payload, "ack")  # type: ignore[return-value]
+
+
+def encode_acks(acks: Sequence[Ack]) -> bytes:
+    """One ack as an :class:`Ack`, several (at most :data:`ACK_BATCH_MAX`) as an :class:`AckBatch`."""
+    return encode_ack(acks[0]) if len(acks) == 1 else _encode(AckBatch(acks=list(acks)))
+
+
+def decode_acks(payload: bytes) -> list[Ack]:
+    """The acks of an ``.../ack`` message: one :class:`Ack` or an :class:`AckBatch`."""
+    try:
+        return [decode_ack(payload)]
+    except ProtocolError as single:
+        try:
+            return list(_decode(AckBatch, payload, "ack batch").acks)  # type: ignore[attr-defined]
+        except ProtocolError as batch:
+            raise (batch if b'"acks"' in payload else single) from None
 
 
 # --- reassembly ---------------------------------------------------------------------------------

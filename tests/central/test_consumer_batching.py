@@ -98,6 +98,9 @@ def test_a_burst_with_duplicates_is_stored_once_and_every_delivery_acked(running
     for a in acks:
         per_event[a.event_id] = per_event.get(a.event_id, 0) + 1
     assert per_event == {e.event_id: 2 if e in again else 1 for e in evs}
+    with lis._lock:  # noqa: SLF001
+        messages = sum(1 for t, _ in lis.messages if t.endswith("/ack"))
+    assert messages < len(order)  # a stored batch's acks travel together (AckBatch), not one message each
     assert count(cons.store) == 300
     assert cons.stats.events_stored == 300 and cons.stats.duplicates == 30 and cons.stats.errors == 0
     with cons.store.session() as s:
@@ -117,10 +120,10 @@ def test_an_ack_is_published_only_after_its_event_is_committed(running: Any, tmp
     lock = threading.Lock()
 
     def on_ack(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
-        a = P.decode_ack(bytes(msg.payload))
-        there = reader.event_exists(str(a.event_id))  # checked the moment the ack arrives
-        with lock:
-            seen.append((a.event_id, there))
+        for a in P.decode_acks(bytes(msg.payload)):  # a batch's acks come in one message
+            there = reader.event_exists(str(a.event_id))  # checked the moment the ack arrives
+            with lock:
+                seen.append((a.event_id, there))
 
     watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
     subscribed = threading.Event()

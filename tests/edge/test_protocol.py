@@ -81,6 +81,24 @@ def test_event_round_trip_and_version_rejection() -> None:
         P.decode_event(b'{"schema_version": 1}')
 
 
+def test_acks_travel_alone_or_as_a_batch() -> None:
+    one = P.Ack(event_id=EID, status="stored", media_complete=True)
+    assert P.encode_acks([one]) == P.encode_ack(one)  # a single ack keeps the single-ack form
+    assert P.decode_acks(P.encode_ack(one)) == [one]
+    many = [P.Ack(event_id=uuid.uuid4(), status="stored", media_complete=i % 2 == 0, missing_media=[] if i % 2 == 0 else ["acks"])
+            for i in range(5)] + [P.Ack(event_id=uuid.uuid4(), status="rejected", reason="unknown point")]
+    assert P.decode_acks(P.encode_acks(many)) == many
+    with pytest.raises(P.ProtocolError, match=r"ack batch payload invalid at acks\.1\.status"):
+        P.decode_acks(b'{"v": 1, "acks": [{"event_id": "%s", "status": "stored"}, {"event_id": "%s", "status": "maybe"}]}'
+                      % (str(EID).encode(), str(EID).encode()))
+    with pytest.raises(P.ProtocolError, match="ack batch"):
+        P.decode_acks(b'{"v": 1, "acks": []}')
+    with pytest.raises(P.ProtocolError, match=r"ack payload invalid at status"):  # not a batch: the single ack's error
+        P.decode_acks(b'{"event_id": "12345678-1234-5678-1234-567812345678", "status": "maybe"}')
+    with pytest.raises(ValueError):
+        P.AckBatch(acks=[one] * (P.ACK_BATCH_MAX + 1))
+
+
 def test_ack_heartbeat_status_round_trip_and_invalid_payloads() -> None:
     ack = P.Ack(event_id=EID, status="stored", media_complete=True)
     assert P.decode_ack(P.encode_ack(ack)) == ack

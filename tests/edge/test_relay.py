@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -126,6 +128,45 @@ def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_med
         assert sorted(seen) == ["ctx.jpg", "face.jpg", "face.jpg"]
         assert outbox.state_of(ev.event_id) is EventState.acked
         assert relay.stats_acks.get("resend") == 1 and relay.stats_acks.get("acked") == 1
+    finally:
+        relay.stop()
+        central.loop_stop()
+        central.disconnect()
+
+
+def test_one_ack_batch_message_acknowledges_several_events(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    """Central acks a stored batch in one AckBatch message: the edge marks every event in it, stored or rejected."""
+    cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
+    evs = [make_event(tmp_path, i, {})[0] for i in range(5)]
+    for ev in evs:
+        outbox.add(ev, {})
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[uuid.UUID] = []
+    lock = threading.Lock()
+    central = paho.Client(CallbackAPIVersion.VERSION2, client_id="t-central-batch")
+    ack_topic = P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id)
+
+    def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
+        with lock:
+            got.append(P.decode_event(bytes(msg.payload)).event_id)
+            if len(got) == len(evs):  # all five in: answer them in one message, the last one rejected
+                acks = [P.Ack(event_id=e, status="stored", media_complete=True) for e in got[:-1]]
+                acks.append(P.Ack(event_id=got[-1], status="rejected", reason="unknown point"))
+                c.publish(ack_topic, P.encode_acks(acks), qos=1)
+
+    central.on_message = on_message
+    central.connect("127.0.0.1", broker.port)
+    central.subscribe(P.central_filters()[P.TopicKind.event], 1)
+    central.loop_start()
+    relay = MqttRelay(cfg, outbox, health).start()
+    try:
+        assert _wait(lambda: sum(relay.stats_acks.values()) == len(evs), 15), relay.stats_acks
+        states = {outbox.state_of(e) for e in got[:-1]}
+        assert states == {EventState.acked}
+        assert outbox.state_of(got[-1]) is EventState.rejected
+        assert relay.stats_acks.get("acked") == 4
     finally:
         relay.stop()
         central.loop_stop()
