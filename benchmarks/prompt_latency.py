@@ -133,6 +133,8 @@ def drill_child(args: argparse.Namespace) -> None:
     speaker_cfg: dict[str, Any] = {"languages": args.languages}
     if args.cooldown >= 0:  # crowd without --cooldown: the shipped defaults (cooldowns, max_delay_s)
         speaker_cfg["cooldown_global_s"] = args.cooldown
+    if args.no_barge_in:
+        speaker_cfg["barge_in"] = False
     cfg = parse_config({"speaker": speaker_cfg, "time_switch": {"enabled": False}})
     health = Health(Path(tempfile.gettempdir()) / "bench-health.json", "bench")
     p = Persuasion.from_config(cfg, health)
@@ -173,7 +175,7 @@ def run_drill(args: argparse.Namespace, tmp: Path, crowd: bool = False) -> dict[
     cooldown = args.cooldown if args.cooldown is not None else (-1.0 if crowd else 0.5)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child-drill", "--n", str(args.n), "--cooldown", str(cooldown),
            "--video", str(args.video), "--languages", *args.languages, "--crowd-gap", str(args.crowd_gap if crowd else 0.0),
-           "--crowd-types", *args.crowd_types]
+           "--crowd-types", *args.crowd_types] + (["--no-barge-in"] if args.no_barge_in else [])
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -204,6 +206,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=12, help="drill: violations (one prompt apart).")
     ap.add_argument("--languages", nargs="+", default=["zh-cmn"], help="drill: prompt packs.")
     ap.add_argument("--cooldown", type=float, default=None, help="speaker.cooldown_global_s (drill default 0.5; crowd default: the config default).")
+    ap.add_argument("--no-barge-in", action="store_true", help="speaker.barge_in: false (a prompt waits for the one playing to end).")
     ap.add_argument("--real-device", action="store_true", help="Use this machine's ALSA default device instead of the file PCM.")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--child-drill", action="store_true", help=argparse.SUPPRESS)

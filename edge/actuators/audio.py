@@ -49,6 +49,13 @@ class AudioOutput:
     def interrupt(self) -> None:
         """Cut the prompt in progress short (shutdown); safe from any thread."""
 
+    def cut(self) -> None:
+        """Stop the prompt in progress now (another rider's prompt takes over); safe from any thread. A cut before
+        ``play`` starts stops that prompt at once, unless :meth:`clear_cut` came between."""
+
+    def clear_cut(self) -> None:
+        """Forget a :meth:`cut` (called before the next prompt is chosen)."""
+
     def close(self) -> None:
         pass
 
@@ -69,7 +76,8 @@ class SoundDeviceOutput(AudioOutput):
         super().__init__(cfg)
         self._sd: Any = None
         self._device: int | None = None
-        self._interrupted = threading.Event()
+        self._interrupted = threading.Event()  # closing: every prompt from now on stops at once
+        self._cut = threading.Event()  # this prompt stops (set with _interrupted too)
 
     def open(self) -> None:
         try:
@@ -126,7 +134,7 @@ class SoundDeviceOutput(AudioOutput):
             outdata[:n] = chunk[:, None] if channels > 1 else chunk.reshape(-1, 1)
             outdata[n:] = 0
             pos += n
-            if self._interrupted.is_set():
+            if self._cut.is_set():
                 raise sd.CallbackAbort
             if n < frames:
                 raise sd.CallbackStop
@@ -155,12 +163,20 @@ class SoundDeviceOutput(AudioOutput):
         start = first[0] + max(first[1], float(stream.latency)) if first else time.monotonic()
         rest = start + duration - time.monotonic()
         if rest > 0:
-            self._interrupted.wait(rest)
-        end = time.monotonic() if self._interrupted.is_set() else max(time.monotonic(), start + duration)
+            self._cut.wait(rest)
+        end = time.monotonic() if self._cut.is_set() else max(time.monotonic(), start + duration)
         return Playback(start, end, pos, self.device_name)
 
     def interrupt(self) -> None:
         self._interrupted.set()
+        self._cut.set()
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def clear_cut(self) -> None:
+        if not self._interrupted.is_set():
+            self._cut.clear()
 
     def close(self) -> None:
         self._sd = None

@@ -53,7 +53,7 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
             {
                 "message": p.message, "violation": p.violation_type, "track_id": p.track_id, "languages": list(p.languages),
                 "decided_s": p.decided_mono - t0, "start_s": p.start_mono - t0, "end_s": p.end_mono - t0,
-                "latency_s": p.latency_s, "speaker_latency_s": p.speaker_latency_s, "volume": p.volume, "device": p.device, "coalesced": list(p.coalesced_tracks), "waited_for_speaker": p.waited_for_speaker,
+                "latency_s": p.latency_s, "speaker_latency_s": p.speaker_latency_s, "volume": p.volume, "device": p.device, "coalesced": list(p.coalesced_tracks), "waited_for_speaker": p.waited_for_speaker, "cut": p.cut,
             }
             for p in persuasion.played
         ],

@@ -24,6 +24,28 @@ MESSAGE_FOR_VIOLATION = {"no_helmet": "no_helmet", "wrong_way": "wrong_way", "re
 FALLBACK_MESSAGE = "generic"
 
 
+def first_clause_end_s(samples: np.ndarray, rate: int, min_speech_s: float = 1.0, min_pause_s: float = 0.1,
+                       window_s: float = 0.02, quiet: float = 0.05) -> float:
+    """Where the prompt's first clause ends: the start of its first pause of at least ``min_pause_s`` (20 ms
+    windows whose mean level is below ``quiet`` of the loudest window) after ``min_speech_s`` of sound; the whole
+    prompt when it has no such pause. "请戴好安全头盔，安全骑行。" -> 2.0 s (the comma), of 3.6 s."""
+    n = int(window_s * rate)
+    if n <= 0 or len(samples) < n:
+        return len(samples) / rate
+    level = np.abs(samples[: len(samples) // n * n]).reshape(-1, n).mean(axis=1)
+    loud = level >= quiet * float(level.max())
+    if not loud.any():
+        return len(samples) / rate
+    onset = int(np.argmax(loud))
+    need = max(1, int(round(min_pause_s / window_s)))
+    run = 0
+    for i in range(onset + int(round(min_speech_s / window_s)), len(loud)):
+        run = 0 if loud[i] else run + 1
+        if run >= need:
+            return (i - need + 1) * window_s
+    return len(samples) / rate
+
+
 class PromptError(Exception):
     """A pack or WAV that cannot be used; the message names the file."""
 
@@ -135,6 +157,8 @@ class Prompt:
     files: tuple[Path, ...]
     samples: np.ndarray
     rate: int
+    #: where another rider's prompt may cut this one (``speaker.barge_in``): the end of its first clause
+    cut_at_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -180,7 +204,8 @@ class PromptLibrary:
                 files.append(f)
                 used.append(lang)
             if parts:
-                prompts[message] = Prompt(message, tuple(used), tuple(files), np.concatenate(parts), rate)
+                samples = np.concatenate(parts)
+                prompts[message] = Prompt(message, tuple(used), tuple(files), samples, rate, first_clause_end_s(samples, rate))
         return cls(prompts, problems)
 
     def for_violation(self, violation_type: str) -> Prompt | None:

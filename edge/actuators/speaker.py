@@ -1,12 +1,18 @@
 """The speaker (sound column): a prioritised, cooled-down queue of prompts played by one worker.
 
 ``request()`` never blocks; the worker thread (owned here, started by :meth:`Speaker.start`) plays
-one prompt at a time. One rider gets one prompt (``cooldown_track_s``); a crowd gets one prompt at a
-time with ``cooldown_global_s`` of quiet between them: requests that pile up meanwhile are
-coalesced into the most urgent one (their riders count as prompted) and requests older than
-``max_delay_s`` are dropped, each with a log line. A rider whose violation comes while the same
-message is playing, in its first half, hears it: the request joins that prompt at once
-(``prompt_coalesced ... reason=hearing_it``) instead of queueing a repeat.
+one prompt at a time. One rider gets one prompt (``cooldown_track_s``). A rider whose violation
+comes while the same message is playing, in its first half, hears it: the request joins that prompt
+at once (``prompt_coalesced ... reason=hearing_it``) instead of queueing a repeat.
+
+Another rider's request while a prompt plays (``speaker.barge_in``, the default): the playing
+prompt is cut as soon as it has said its first clause (:attr:`Prompt.cut_at_s`, plus
+:data:`CUT_MARGIN_S` for the output buffer), at once when it already has, and the new prompt starts
+right after it (``prompt_cut`` log line); riders close behind each other each hear the instruction
+within a fraction of a second instead of waiting for the end of someone else's prompt. Without
+barge-in a crowd gets one prompt at a time with ``cooldown_global_s`` of quiet between them. Either
+way requests that pile up meanwhile are coalesced into the most urgent one (their riders count as
+prompted) and requests older than ``max_delay_s`` are dropped, each with a log line.
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ logger = logging.getLogger("edge.actuators.speaker")
 
 HEALTH_NAME = "speaker"
 MAX_PENDING = 16
+#: a prompt is cut this long after its first clause's end in the samples: the output buffer (speaker.latency
+#: "high": about 0.1 s) still holds that much, and the pause after the clause is at least 0.1 s
+CUT_MARGIN_S = 0.15
+
+
+@dataclass(frozen=True)
+class _NowPlaying:
+    message: str
+    start_mono: float  # when the samples went to the output
+    duration_s: float
+    track_id: int
+    cut_at_s: float
+    seq: int
 
 
 @dataclass(order=True)
@@ -63,6 +82,8 @@ class PlayedPrompt:
     #: requested while another prompt played or in the silence after it (speaker.cooldown_global_s):
     #: its latency is mostly that wait, not the pipeline's
     waited_for_speaker: bool = False
+    #: cut short after its first clause by another rider's prompt (speaker.barge_in)
+    cut: bool = False
 
     @property
     def latency_s(self) -> float:
@@ -108,7 +129,10 @@ class Speaker:
         self._last_open_try = float("-inf")
         self._ready = False
         self._busy = False
-        self._now_playing: tuple[str, float, float, int] | None = None  # message, start, duration, track
+        self._now_playing: _NowPlaying | None = None
+        self._play_seq = itertools.count()
+        self._cut_timer: threading.Timer | None = None
+        self._cut_for: int | None = None  # the track whose request cut the prompt playing
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -161,6 +185,8 @@ class Speaker:
         with self._cond:
             self._closed = True
             dropped, self._pending = self._pending, []
+            if self._cut_timer is not None:
+                self._cut_timer.cancel()
             self._cond.notify_all()
         if dropped:
             log(logger, "prompt_dropped", reason="closing", tracks=",".join(str(r.track_id) for r in dropped))
@@ -192,7 +218,7 @@ class Speaker:
             if self._hears_current(violation_type, decided_mono):
                 assert self._now_playing is not None
                 self._prompted[track_id] = decided_mono
-                log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing[3], violation=violation_type, tracks=track_id)
+                log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing.track_id, violation=violation_type, tracks=track_id)
                 self._count("coalesced", 1)
                 return True
             req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id, self.monotonic())
@@ -204,7 +230,34 @@ class Speaker:
                 log(logger, "prompt_dropped", reason="queue_full", track_id=worst.track_id, violation=worst.violation_type)
                 self._count("dropped.queue_full", 1)
             self._cond.notify_all()
+            if self.cfg.speaker.barge_in:
+                self._barge_in_locked(track_id)
         return True
+
+    def _barge_in_locked(self, track_id: int) -> None:
+        """A request waits while another rider's prompt plays: cut that prompt at its first clause's end, now if it
+        is past it, else by a timer (call with the lock held)."""
+        now_playing = self._now_playing
+        if now_playing is None or self._cut_for is not None or self.output is None:
+            return
+        due = now_playing.start_mono + now_playing.cut_at_s + CUT_MARGIN_S - self.monotonic()
+        if due <= 0:
+            self._cut_locked(track_id)
+        elif self._cut_timer is None:
+            self._cut_timer = threading.Timer(due, self._cut_when_due, args=(now_playing.seq, track_id))
+            self._cut_timer.daemon = True
+            self._cut_timer.start()
+
+    def _cut_when_due(self, seq: int, track_id: int) -> None:
+        with self._cond:
+            self._cut_timer = None
+            if not self._closed and self._pending and self._now_playing is not None and self._now_playing.seq == seq:
+                self._cut_locked(track_id)
+
+    def _cut_locked(self, track_id: int) -> None:
+        assert self.output is not None
+        self._cut_for = track_id
+        self.output.cut()
 
     def _count(self, outcome: str, n: int) -> None:
         with self._cond:  # re-entrant: also called with the lock held
@@ -215,8 +268,8 @@ class Speaker:
         if self._now_playing is None or self.library is None:
             return False
         prompt = self.library.for_violation(violation_type)
-        message, start, duration, _ = self._now_playing
-        return prompt is not None and prompt.message == message and decided_mono - start <= duration / 2
+        np_ = self._now_playing
+        return prompt is not None and prompt.message == np_.message and decided_mono - np_.start_mono <= np_.duration_s / 2
 
     @property
     def idle(self) -> bool:
@@ -236,7 +289,7 @@ class Speaker:
                 if self._closed:
                     return None
                 if self._pending:
-                    wait = self._last_end + self.cfg.speaker.cooldown_global_s - self.monotonic()
+                    wait = self._last_end + self._gap_s() - self.monotonic()
                     if wait <= 0:
                         batch, self._pending = sorted(self._pending), []
                         self._busy = True
@@ -259,6 +312,9 @@ class Speaker:
                 with self._cond:
                     self._busy = False
                     self._now_playing = None
+                    if self._cut_timer is not None:
+                        self._cut_timer.cancel()
+                        self._cut_timer = None
 
     def _serve(self, batch: list[PromptRequest]) -> None:
         now = self.monotonic()
@@ -296,7 +352,12 @@ class Speaker:
         assert self.output is not None
         volume = self.volume_now()
         with self._cond:
-            self._now_playing = (prompt.message, self.monotonic(), prompt.duration_s, req.track_id)
+            self.output.clear_cut()  # before the prompt is visible to request(): no cut meant for it is lost
+            self._cut_for = None
+            self._now_playing = _NowPlaying(prompt.message, self.monotonic(), prompt.duration_s, req.track_id, prompt.cut_at_s,
+                                            next(self._play_seq))
+            if self._pending and self.cfg.speaker.barge_in:  # asked for while this one was being chosen
+                self._barge_in_locked(self._pending[0].track_id)
         try:
             pb = self.output.play(prompt.samples * volume)
         except AudioUnavailable as e:
@@ -306,12 +367,18 @@ class Speaker:
             log(logger, "speaker_unavailable", logging.WARNING, error=str(e))
             self.health.set(HEALTH_NAME, "down", str(e))
             return
-        busy_until = self._last_end + self.cfg.speaker.cooldown_global_s
+        busy_until = self._last_end + self._gap_s()
         self._last_end = pb.end_mono
+        with self._cond:
+            cut_for = self._cut_for
         played = PlayedPrompt(
             prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced,
-            req.requested_mono, req.requested_mono < busy_until,
+            req.requested_mono, req.requested_mono < busy_until, cut_for is not None,
         )
+        if cut_for is not None:
+            log(logger, "prompt_cut", reason="barge_in", track_id=req.track_id, for_track=cut_for, played_s=round(pb.end_mono - pb.start_mono, 2),
+                duration_s=prompt.duration_s)
+            self._count("cut", 1)
         self.played.append(played)
         self.latencies_s.append(played.latency_s)
         self._count("played", 1)
@@ -322,6 +389,10 @@ class Speaker:
             logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
             languages=",".join(prompt.languages), latency_s=played.latency_s, speaker_latency_s=played.speaker_latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
         )
+
+    def _gap_s(self) -> float:
+        """Silence kept after a prompt before the next: none with barge-in (a new rider is not kept waiting)."""
+        return 0.0 if self.cfg.speaker.barge_in else self.cfg.speaker.cooldown_global_s
 
     def _forget_old(self, now: float) -> None:
         if len(self._prompted) > 256:

@@ -129,7 +129,8 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
     tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.0)  # 1 s prompts: wide margins on a busy machine
     cfg = {
-        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_track_s": 30, "cooldown_global_s": 0.3, "max_delay_s": 3},
+        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_track_s": 30, "cooldown_global_s": 0.3, "max_delay_s": 3,
+                    "barge_in": False},
         "time_switch": {"enabled": False},
     }
     script = [
@@ -163,6 +164,55 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
         ncc, lag = best_match(got[offset : offset + len(tone[message]) + PREFILL + RATE // 20], tone[message])
         assert ncc > 0.98, message
         offset += lag + len(tone[message])
+
+
+def test_first_clause_end_is_the_first_pause_after_a_second_of_sound() -> None:
+    from edge.actuators.prompts import first_clause_end_s
+
+    shipped = load_wav(audio_prompts_dir() / "zh-cmn" / "no_helmet.wav", RATE)  # 请戴好安全头盔，安全骑行。
+    assert 1.8 <= first_clause_end_s(shipped, RATE) <= 2.1 < len(shipped) / RATE - 1.0
+    t = np.arange(RATE) / RATE
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    gap = np.zeros(RATE // 4, dtype=np.float32)
+    short = np.zeros(RATE // 20, dtype=np.float32)  # 50 ms: a breath inside the clause, not its end
+    assert first_clause_end_s(np.concatenate([gap, tone, short, tone, gap, tone]), RATE) == pytest.approx(2.3, abs=0.03)
+    assert first_clause_end_s(np.concatenate([tone[: RATE // 2], gap, tone, gap, tone]), RATE) == pytest.approx(1.75, abs=0.03)
+    assert first_clause_end_s(np.concatenate([tone, tone]), RATE) == 2.0  # no pause: the whole prompt
+    assert first_clause_end_s(np.zeros(RATE, dtype=np.float32), RATE) == 1.0
+
+
+def test_another_riders_prompt_cuts_in_after_the_first_clause(tmp_path: Path) -> None:
+    """speaker.barge_in: a request while another rider's prompt plays starts as soon as that prompt said its first
+    clause (at once when it already has), with no cooldown silence; a pause-less prompt is never cut."""
+    home, _ = alsa_home(tmp_path)
+    rate = 16000
+    (tmp_path / "packs" / "xx-test").mkdir(parents=True)
+    t = np.arange(int(1.2 * rate)) / rate
+    for message, f in TONES.items():  # "clause" 1.2 s, pause 0.3 s, "clause" 1.0 s: cut at 1.2 s (+ margin)
+        x = 0.6 * np.sin(2 * np.pi * f * t)
+        pcm = np.concatenate([x, np.zeros(int(0.3 * rate)), x[: rate]])
+        wavfile.write(tmp_path / "packs" / "xx-test" / f"{message}.wav", rate, (pcm * 32767).astype(np.int16))
+    cfg = {"speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 2.0, "max_delay_s": 3},
+           "time_switch": {"enabled": False}}
+    script = [
+        [0.0, "no_helmet", 1],   # plays
+        [0.3, "wrong_way", 2],   # another rider, another message: waits for rider 1's first clause only
+        [2.6, "no_helmet", 3],   # wrong_way is past its first clause: cut at once
+        [3.0, "red_light", 4],   # no_helmet for rider 3 began 0.4 s ago: waits for its first clause
+    ]
+    report = drill(home, cfg, script, tmp_path)
+    played = report["played"]
+    assert [(p["message"], p["track_id"], p["cut"]) for p in played] == [
+        ("no_helmet", 1, True), ("wrong_way", 2, True), ("no_helmet", 3, True), ("red_light", 4, False)]
+    first, second, third, fourth = played
+    assert 1.2 <= first["end_s"] < 1.9 and second["start_s"] < first["end_s"] + 0.5  # no 2 s cooldown
+    assert second["latency_s"] < 1.9  # asked at 0.3 s, started after rider 1's first clause
+    assert third["latency_s"] < 0.6 and second["end_s"] < 3.2  # cut at once, long before wrong_way's 2.5 s end
+    assert fourth["start_s"] >= third["start_s"] + 1.2  # rider 3 heard the first clause
+    assert all(p["waited_for_speaker"] for p in played[1:])
+    log = report["log"]
+    assert "msg=prompt_cut reason=barge_in track_id=1 for_track=2" in log and log.count("msg=prompt_cut") == 3
+    assert report["outcomes"]["cut"] == 3 and report["outcomes"]["played"] == 4
 
 
 def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
