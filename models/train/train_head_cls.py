@@ -1,11 +1,16 @@
 """Train the helmet classifier ``anqi-head-cls`` (helmet / no_helmet / not_head on 64x64 head crops).
 
-    .train/bin/python models/train/train_head_cls.py [--epochs 20]   # -> models/onnx/anqi-head-cls.onnx
+    .train/bin/python models/train/train_head_cls.py [--epochs 20] [--detector-crops]   # -> models/onnx/anqi-head-cls.onnx
 
 Plain PyTorch, fixed seed, 1 CPU thread. Crops come from edge.detect.heads.head_crops (the runtime's
 own recipe), with box jitter so the classifier tolerates the detector's box errors; not_head
 examples are boxes of head size elsewhere in the frame (half of them inside rider boxes: torso,
 bike, other body parts). Validation = the written split (models/train/splits/), true head boxes.
+
+``--detector-crops`` adds, on the training frames only, crops of the boxes the committed detector
+(``anqi-rider-head``, the runtime's own path without the classifier) finds on labelled heads
+(IoU >= 0.3, with that head's label): the boxes the classifier is given at run time, misaligned as
+the detector misaligns them, rather than only jittered true boxes.
 """
 
 from __future__ import annotations
@@ -74,6 +79,34 @@ def collect(ds: str, names: list[str], rng: np.random.Generator, jitter: int, ne
     return np.concatenate(xs), np.array(ys, np.int64)
 
 
+def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Crops of the committed detector's head boxes that match a labelled head (IoU >= 0.3), with its label."""
+    from edge.config import parse_config
+    from edge.detect.rider import RiderDetector
+
+    det = RiderDetector.from_config(parse_config({"detect": {"head_model": "", "head_conf": 0.2}}))
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for stem in names:
+        img = load_image(ds, stem)
+        H, W = img.shape[:2]
+        heads = [b for b in read_labels(ds, stem) if b.label in ("helmet", "no_helmet")]
+        if not heads:
+            continue
+        hb = np.array([[(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H] for b in heads], np.float32)
+        found = det.detect(img).heads
+        if not len(found):
+            continue
+        m = iou_matrix(found, hb)
+        keep = m.max(axis=1) >= 0.3
+        if keep.any():
+            xs.append(head_crops(img, found[keep]))
+            ys += [HEAD_CLASSES.index(heads[int(j)].label) for j in m[keep].argmax(axis=1)]
+    if not xs:
+        return np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.array(ys, np.int64)
+
+
 def build_model():  # type: ignore[no-untyped-def]
     import torch.nn as nn
 
@@ -123,6 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-cls.onnx")
+    ap.add_argument("--detector-crops", action="store_true", help="Also train on the committed detector's boxes of labelled heads.")
     a = ap.parse_args()
     import torch
     import torch.nn as nn
@@ -135,6 +169,10 @@ def main() -> None:
         val = set(val_stems(ds))
         train_names = [s for s in stems(ds) if s not in val]
         x, y = collect(ds, train_names, rng, jitter=3, negatives=4)
+        if a.detector_crops:
+            dx, dy = detector_crops(ds, train_names)
+            print(f"{ds}: detector crops {len(dx)} {np.bincount(dy, minlength=3).tolist()}", flush=True)
+            x, y = np.concatenate([x, dx]), np.concatenate([y, dy])
         tr_x.append(x)
         tr_y.append(y)
         tr_g.append(y + 10 * DATASETS.index(ds))
