@@ -233,8 +233,8 @@ def main() -> None:
               f" decision->outbox p50 {fmt(percentile(r['outbox_latencies_s'], 50))} s (includes the post_s clip tail)")
         idle, waited = split_prompts(r)
         print(f"{m}: prompts to an idle speaker: p50 {fmt(percentile(idle, 50))} s, p95 {fmt(percentile(idle, 95))} s (n={len(idle)});"
-              f" asked for while another rider's prompt played (speaker.barge_in cuts that one after its first clause;"
-              f" without barge-in they wait for its end + speaker.cooldown_global_s): {waited}")
+              f" asked for while another rider's prompt played (speaker.barge_in cuts that one: at once for the same message,"
+              f" after its first clause for another; without barge-in they wait for its end + speaker.cooldown_global_s): {waited}")
     print(f"ring buffer for 7 s of this 1080p25 stream: {rb} MB")
     if "skipped" in peer:
         print(f"peer: skipped: {peer['skipped']}")

@@ -2,14 +2,19 @@
 
 ``request()`` never blocks; the worker thread (owned here, started by :meth:`Speaker.start`) plays
 one prompt at a time. One rider gets one prompt (``cooldown_track_s``). A rider whose violation
-comes while the same message is playing, in its first half, hears it: the request joins that prompt
-at once (``prompt_coalesced ... reason=hearing_it``) instead of queueing a repeat.
+comes while the same message is playing, early enough to hear its instruction, hears it: the request
+joins that prompt at once (``prompt_coalesced ... reason=hearing_it``) instead of queueing a repeat.
+Early enough: within the first half of its first clause with barge-in (the rider still hears the
+clause's key words, "安全头盔"; later, the prompt starts again for it), within the first half of the
+prompt without.
 
 Another rider's request while a prompt plays (``speaker.barge_in``, the default): the playing
-prompt is cut as soon as it has said its first clause (:attr:`Prompt.cut_at_s`, plus
-:data:`CUT_MARGIN_S` for the output buffer), at once when it already has, and the new prompt starts
-right after it (``prompt_cut`` log line); riders close behind each other each hear the instruction
-within a fraction of a second instead of waiting for the end of someone else's prompt. Without
+prompt is cut and the new one starts right after it (``prompt_cut`` log line). A prompt of the same
+message is cut at once: it starts again from the beginning, which the first rider, a moment ahead,
+hears as well. A prompt of another message is cut as soon as it has said its first clause
+(:attr:`Prompt.cut_at_s`, plus :data:`CUT_MARGIN_S` for the output buffer), so that its rider has
+heard the instruction. Riders close behind each other each hear their instruction within a fraction
+of a second instead of waiting for the end of someone else's prompt. Without
 barge-in a crowd gets one prompt at a time with ``cooldown_global_s`` of quiet between them. Either
 way requests that pile up meanwhile are coalesced into the most urgent one (their riders count as
 prompted) and requests older than ``max_delay_s`` are dropped, each with a log line.
@@ -231,16 +236,21 @@ class Speaker:
                 self._count("dropped.queue_full", 1)
             self._cond.notify_all()
             if self.cfg.speaker.barge_in:
-                self._barge_in_locked(track_id)
+                self._barge_in_locked(violation_type, track_id)
         return True
 
-    def _barge_in_locked(self, track_id: int) -> None:
-        """A request waits while another rider's prompt plays: cut that prompt at its first clause's end, now if it
-        is past it, else by a timer (call with the lock held)."""
+    def _barge_in_locked(self, violation_type: str, track_id: int) -> None:
+        """A request waits while another rider's prompt plays: cut that prompt now when it plays the same message
+        (it starts again) or is past its first clause, else by a timer at its first clause's end (call with the lock
+        held)."""
         now_playing = self._now_playing
         if now_playing is None or self._cut_for is not None or self.output is None:
             return
-        due = now_playing.start_mono + now_playing.cut_at_s + CUT_MARGIN_S - self.monotonic()
+        prompt = self.library.for_violation(violation_type) if self.library is not None else None
+        if prompt is not None and prompt.message == now_playing.message:
+            due = 0.0
+        else:
+            due = now_playing.start_mono + now_playing.cut_at_s + CUT_MARGIN_S - self.monotonic()
         if due <= 0:
             self._cut_locked(track_id)
         elif self._cut_timer is None:
@@ -264,12 +274,14 @@ class Speaker:
             self.outcomes[outcome] += n
 
     def _hears_current(self, violation_type: str, decided_mono: float) -> bool:
-        """The same message is playing and not yet half over (call with the lock held)."""
+        """The same message is playing and the rider still hears its instruction (see the module doc; call with the
+        lock held). Later, with barge-in, the rider's own request starts it again instead."""
         if self._now_playing is None or self.library is None:
             return False
         prompt = self.library.for_violation(violation_type)
         np_ = self._now_playing
-        return prompt is not None and prompt.message == np_.message and decided_mono - np_.start_mono <= np_.duration_s / 2
+        heard_until = np_.cut_at_s / 2 if self.cfg.speaker.barge_in else np_.duration_s / 2
+        return prompt is not None and prompt.message == np_.message and decided_mono - np_.start_mono <= heard_until
 
     @property
     def idle(self) -> bool:
@@ -357,7 +369,8 @@ class Speaker:
             self._now_playing = _NowPlaying(prompt.message, self.monotonic(), prompt.duration_s, req.track_id, prompt.cut_at_s,
                                             next(self._play_seq))
             if self._pending and self.cfg.speaker.barge_in:  # asked for while this one was being chosen
-                self._barge_in_locked(self._pending[0].track_id)
+                first = min(self._pending)
+                self._barge_in_locked(first.violation_type, first.track_id)
         try:
             pb = self.output.play(prompt.samples * volume)
         except AudioUnavailable as e:

@@ -58,7 +58,7 @@ class SpeakerConfig(Section):
     volume_windows: list[VolumeWindow] = Field(default_factory=list, max_length=24, description="Daily windows with their own gain; the first matching window wins.")
     cooldown_track_s: float = Field(30.0, ge=0, le=3600, description="A track (rider) is prompted at most once in this time.")
     cooldown_global_s: float = Field(1.0, ge=0, le=600, description="With barge_in off: silence kept after a prompt ends before the next may start (3 s left half of a crowd unprompted: benchmarks/prompt_latency.py --mode crowd).")
-    barge_in: bool = Field(True, description="A new rider's prompt starts at once: it cuts the prompt playing as soon as that one has said its first clause (its first pause, e.g. 2.0 s into the 3.6 s Mandarin no-helmet prompt), and no cooldown_global_s silence is kept. Off: it waits for the end plus cooldown_global_s.")
+    barge_in: bool = Field(True, description="A new rider's prompt cuts the prompt playing: at once when it is the same message (it starts again; the first rider hears the restart), else as soon as the playing one has said its first clause (its first pause, e.g. 2.0 s into the 3.6 s Mandarin no-helmet prompt); no cooldown_global_s silence is kept. Off: it waits for the end plus cooldown_global_s.")
     max_delay_s: float = Field(3.0, gt=0, le=60, description="A request not started this long after the violation decision is dropped (the rider has gone).")
     gap_s: float = Field(0.3, ge=0, le=5, description="Silence between the languages of one prompt.")
     priority: list[ViolationName] = Field(

@@ -215,6 +215,24 @@ def test_another_riders_prompt_cuts_in_after_the_first_clause(tmp_path: Path) ->
     assert report["outcomes"]["cut"] == 3 and report["outcomes"]["played"] == 4
 
 
+def test_a_rider_joins_the_same_prompt_only_while_its_first_clause_is_still_ahead(tmp_path: Path) -> None:
+    """With barge-in a rider joins a playing prompt of the same message only in the first half of its first clause
+    (still hearing the instruction's key words); later, the prompt starts again at once for that rider."""
+    home, _ = alsa_home(tmp_path)
+    rate = 16000
+    (tmp_path / "packs" / "xx-test").mkdir(parents=True)
+    t = np.arange(int(1.2 * rate)) / rate
+    for message, f in TONES.items():  # first clause 1.2 s: joining until 0.6 s
+        x = 0.6 * np.sin(2 * np.pi * f * t)
+        wavfile.write(tmp_path / "packs" / "xx-test" / f"{message}.wav", rate,
+                      (np.concatenate([x, np.zeros(int(0.3 * rate)), x]) * 32767).astype(np.int16))
+    cfg = {"speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs")}, "time_switch": {"enabled": False}}
+    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "no_helmet", 2], [0.9, "no_helmet", 3]], tmp_path)
+    assert [(p["track_id"], p["cut"]) for p in report["played"]] == [(1, True), (3, False)]
+    assert "msg=prompt_coalesced reason=hearing_it into_track=1 violation=no_helmet tracks=2" in report["log"]
+    assert report["played"][1]["start_s"] < 1.2 and report["played"][1]["latency_s"] < 0.6  # at once, not after the clause
+
+
 def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
     tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.5)  # rider 2 would start 1.8 s late: 0.8 s beyond max_delay_s
