@@ -87,7 +87,6 @@ class CentralStore:
         self._ins_event = (ins(Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
                            .returning(Event.__table__.c.event_id))
         self._history = _history_statement()
-        self._histories: dict[int, Any] = {}  # n -> the history statement of n persons (UNION ALL), built once
         self._grouped: tuple[Any, Any, Any] | None = None  # the statements of _histories_at, built on first use
         self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
         self._exists_many = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id.in_(bindparam("eids", expanding=True)))
@@ -230,47 +229,17 @@ class CentralStore:
         """The one tier evaluation used by the consumer, the daily re-evaluation and ``classify``."""
         return assess(person_id, self.person_history(person_id, at, th, s), th)
 
-    #: most persons per statement in :meth:`person_histories` (a power of two; bind parameters: 5 per person)
-    HISTORY_CHUNK = 64
-
     def person_histories(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[PersonHistory]:
         """:meth:`person_history` for many ``(person_id, at)`` in few round trips, each answer exactly
-        :meth:`person_history`'s. Persons assessed at one time (the consumer's batch: all at "now") are answered by
-        :meth:`_histories_at` (three ``GROUP BY`` statements for all of them); the others by the single-person
-        statement once per person joined by ``UNION ALL``, in statements of 64, 32, .. 1 persons (50 persons:
-        32 + 16 + 2), so that at most 7 are ever compiled (compiling a long union costs more than a round trip)."""
+        :meth:`person_history`'s: the persons assessed at one time (the consumer's batch: all at "now") together,
+        by :meth:`_histories_at`."""
         by_time: dict[datetime, list[int]] = {}
         for k, (_, at) in enumerate(items):
             by_time.setdefault(at, []).append(k)
         out: list[PersonHistory | None] = [None] * len(items)
-        single: list[int] = []
         for at, ks in by_time.items():
-            if len(ks) > 1:
-                for k, h in zip(ks, self._histories_at([items[k][0] for k in ks], at, th, s)):
-                    out[k] = h
-            else:
-                single.extend(ks)
-        kinds = list(th.repeat_dispositions)
-        i = 0
-        while i < len(single):
-            n = self.HISTORY_CHUNK
-            while n > len(single) - i:
-                n //= 2
-            part = single[i:i + n]
-            i += n
-            stmt = self._histories.get(n)
-            if stmt is None:
-                stmt = self._histories[n] = _histories_statement(n)
-            params: dict[str, Any] = {"kinds": kinds}
-            for j, k in enumerate(part):
-                pid, at = items[k]
-                s7, s30, s365 = window_starts(at, th)
-                params.update({f"pid{j}": pid, f"at{j}": at, f"s7{j}": s7, f"s30{j}": s30, f"s365{j}": s365})
-            rows = {int(r[0]): r for r in s.connection().execute(stmt, params)}
-            for j, k in enumerate(part):
-                row = rows[j]
-                out[k] = PersonHistory(at=items[k][1], count_7d=int(row[3]), count_30d=int(row[2]), count_365d=int(row[1]),
-                                       first_repeat_disposition=_aware(row[5]), last_violation=_aware(row[4]))
+            for k, h in zip(ks, self._histories_at([items[k][0] for k in ks], at, th, s)):
+                out[k] = h
         return out  # type: ignore[return-value]  # every slot filled above
 
     #: most persons per ``IN`` list in :meth:`_histories_at`
@@ -279,8 +248,8 @@ class CentralStore:
     def _histories_at(self, person_ids: Sequence[str], at: datetime, th: TierThresholds, s: Session) -> list[PersonHistory]:
         """:meth:`person_history` of many persons at one time ``at``: the window counts and the last violation in the
         365-day window, then the first education/fine, each one ``GROUP BY person_id`` statement over the persons'
-        index ranges; the four times are bound once (binding one datetime per person and window was most of the
-        cost of the union). The last violation before the window is looked up only for persons with none in it."""
+        index ranges, the four times bound once. The last violation before the window is looked up only for persons
+        with none in it."""
         if self._grouped is None:
             self._grouped = _grouped_history_statements()
         counts_stmt, last_stmt, first_stmt = self._grouped
@@ -340,40 +309,26 @@ def _event_row(rec: ViolationRecord, received_at: datetime) -> dict[str, Any]:
                 media_expected=rec.media_expected, body=rec.body, received_at=received_at)
 
 
-def _history_statement(suffix: str = "", index: int | None = None) -> Any:
+def _history_statement() -> Any:
     """Table 1's inputs in one round trip (built once; parameters ``pid``, ``at``, ``s7``, ``s30``, ``s365``,
     ``kinds``): the three window counts in one range scan of ix_events_person_time (aggregate FILTER,
-    PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups.
-    ``suffix``: appended to the names of the person's parameters (not ``kinds``); ``index``: a first column
-    with this constant (which person of a :func:`_histories_statement` the row answers)."""
-    from sqlalchemy import bindparam, literal_column
+    PostgreSQL and SQLite >= 3.30), the last violation and the first education/fine as index look-ups."""
+    from sqlalchemy import bindparam
 
     from central_sync.storage.models import UtcDateTime
 
-    def tp(name: str) -> Any:
-        return bindparam(name + suffix, type_=UtcDateTime())
-
     ev, di = Event.__table__.c, Disposition.__table__.c
-    pid, at, s7, s30, s365 = bindparam("pid" + suffix), tp("at"), tp("s7"), tp("s30"), tp("s365")
+    pid = bindparam("pid")
+    at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
     counts = (select(func.count().label("n365"), func.count().filter(ev.time > s30).label("n30"),
                      func.count().filter(ev.time > s7).label("n7"))
               .where(ev.person_id == pid, ev.time > s365, ev.time <= at).subquery())
-    first = [] if index is None else [literal_column(str(int(index))).label("k")]
     return select(
-        *first, counts.c.n365, counts.c.n30, counts.c.n7,
+        counts.c.n365, counts.c.n30, counts.c.n7,
         select(func.max(ev.time)).where(ev.person_id == pid, ev.time <= at).scalar_subquery(),
         select(func.min(di.time)).where(di.person_id == pid, di.kind.in_(bindparam("kinds", expanding=True)),
                                         di.time > s365, di.time <= at).scalar_subquery(),
     )
-
-
-def _histories_statement(n: int) -> Any:
-    """:func:`_history_statement` for ``n`` persons (parameters ``pid0``, ``at0``, .. ``s365{n-1}``, one ``kinds``):
-    ``UNION ALL`` of the single-person statement, each row led by its person's index."""
-    from sqlalchemy import union_all
-
-    parts = [_history_statement(str(k), k) for k in range(n)]
-    return parts[0] if n == 1 else union_all(*parts)
 
 
 def _grouped_history_statements() -> tuple[Any, Any, Any]:

@@ -108,7 +108,7 @@ def test_histories_of_many_persons_in_one_statement_equal_one_by_one(store: Cent
     import random
 
     rng = random.Random(7)
-    persons = [f"p{i}" for i in range(70)]  # more than one HISTORY_CHUNK
+    persons = [f"p{i}" for i in range(70)]
     offsets = [timedelta(0), 7 * D - US, 7 * D, 30 * D - US, 30 * D, 365 * D - US, 365 * D, -US, 2 * D, 400 * D]
     store.add_violations([rec(p, AT - rng.choice(offsets)) for p in persons for _ in range(rng.randrange(0, 12))])
     for p in persons[::3]:
