@@ -54,29 +54,77 @@ def read_boxes(path: Path, names: list[str] | None = None) -> list[tuple[str, np
     return out
 
 
+def _greedy(g: np.ndarray, ps: list[tuple[float, np.ndarray]]) -> tuple[np.ndarray, list[bool]]:
+    """Greedy by confidence (``ps`` sorted), IoU >= 0.3: which labelled boxes are matched, which predictions match."""
+    used = np.zeros(len(g), bool)
+    hit = []
+    for _, b in ps:
+        ok = False
+        if len(g):
+            ious = iou_matrix(b[None], g)[0]
+            ious[used] = -1
+            j = int(np.argmax(ious))
+            if ious[j] >= IOU:
+                used[j] = ok = True
+        hit.append(ok)
+    return used, hit
+
+
+def _split(boxes: list[tuple[str, np.ndarray, float]], c: str) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
+    """Boxes of class ``c``: as an (N, 4) array, and as (conf, box) sorted by confidence."""
+    sel = [(conf, b) for lab, b, conf in boxes if lab == c]
+    return np.array([b for _, b in sel], np.float32).reshape(-1, 4), sorted(sel, key=lambda t: -t[0])
+
+
 def match(gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]) -> dict[str, dict[str, float]]:
     """Per class: greedy by confidence, IoU >= 0.3, each labelled head matched at most once."""
     res: dict[str, dict[str, float]] = {}
     for c in CLASSES:
         tp = n_gt = n_pred = 0
         for stem in gt:
-            g = np.array([b for lab, b, _ in gt[stem] if lab == c], np.float32).reshape(-1, 4)
-            ps = sorted([(conf, b) for lab, b, conf in pred.get(stem, []) if lab == c], key=lambda t: -t[0])
+            g, _ = _split(gt[stem], c)
+            _, ps = _split(pred.get(stem, []), c)
+            used, _ = _greedy(g, ps)
             n_gt += len(g)
             n_pred += len(ps)
-            used = np.zeros(len(g), bool)
-            for _, b in ps:
-                if not len(g):
-                    break
-                ious = iou_matrix(b[None], g)[0]
-                ious[used] = -1
-                j = int(np.argmax(ious))
-                if ious[j] >= IOU:
-                    used[j] = True
-                    tp += 1
+            tp += int(used.sum())
         res[c] = {"recall": round(tp / n_gt, 4) if n_gt else float("nan"), "precision": round(tp / n_pred, 4) if n_pred else (1.0 if not n_gt else 0.0),
                   "labelled": n_gt, "predicted": n_pred, "matched": tp}
     return res
+
+
+def error_breakdown(gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]) -> dict[str, dict[str, int]]:
+    """Where each class's errors are (same matching as :func:`match`).
+
+    False positives: ``other_class`` (on a labelled head of the other class: a helmet call gone
+    wrong), ``duplicate`` (on a head of this class already matched), ``unlabelled`` (on no labelled
+    head: an unlabelled head or not a head). Misses: ``called_other`` (found, wrong helmet call),
+    ``not_found`` (no prediction of either class on it).
+    """
+    out: dict[str, dict[str, int]] = {}
+    for c in CLASSES:
+        other = CLASSES[1 - CLASSES.index(c)]
+        n = dict.fromkeys(("other_class", "duplicate", "unlabelled", "called_other", "not_found"), 0)
+        for stem in gt:
+            g, _ = _split(gt[stem], c)
+            go, _ = _split(gt[stem], other)
+            _, ps = _split(pred.get(stem, []), c)
+            po, _ = _split(pred.get(stem, []), other)
+            used, hit = _greedy(g, ps)
+            for (_, b), ok in zip(ps, hit):
+                if ok:
+                    continue
+                if len(go) and iou_matrix(b[None], go).max() >= IOU:
+                    n["other_class"] += 1
+                elif len(g) and iou_matrix(b[None], g).max() >= IOU:
+                    n["duplicate"] += 1
+                else:
+                    n["unlabelled"] += 1
+            for j in np.flatnonzero(~used):
+                called = len(po) and iou_matrix(g[j][None], po).max() >= IOU
+                n["called_other" if called else "not_found"] += 1
+        out[c] = n
+    return out
 
 
 def write_images(ds: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, float]]]:
@@ -160,6 +208,7 @@ def main() -> None:
     result: dict[str, object] = {}
     baseline: dict[str, object] = {}
     rows = []
+    errors: dict[str, dict[str, dict[str, int]]] = {}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = a.keep or Path(tmp_)
         for ds in a.datasets:
@@ -171,6 +220,7 @@ def main() -> None:
             m = match(gt, pred)
             result[ds] = m
             rows.append((ds, "anqi", m, f"{1e3 * seconds / max(1, len(gt)):.0f} ms/img incl. I/O"))
+            errors[ds] = error_breakdown(gt, pred)
             skip = "baseline skipped: --no-baseline" if a.no_baseline else run_baseline(images, bpreds)
             if skip:
                 baseline = {"skipped": skip}
@@ -183,6 +233,12 @@ def main() -> None:
         print(f"{ds:<14} {model:<9} {m['no_helmet']['recall']:>11.3f} {m['no_helmet']['precision']:>11.3f} {m['helmet']['recall']:>9.3f} {m['helmet']['precision']:>9.3f}  {m['no_helmet']['labelled']}/{m['helmet']['labelled']}  {note}")
     if "skipped" in baseline:
         print(baseline["skipped"])
+    print("\nwhere anqi's errors are (false positives: on a head of the other class / a duplicate / on no labelled head;"
+          " misses: found with the other label / not found)")
+    for ds, e in errors.items():
+        for c in CLASSES:
+            x = e[c]
+            print(f"{ds:<14} {c:<9}  FP {x['other_class']:>3} / {x['duplicate']:>2} / {x['unlabelled']:>3}   missed {x['called_other']:>3} / {x['not_found']:>3}")
     result["baseline"] = baseline
     if not a.no_face:
         result["face"] = face_metrics()
