@@ -20,6 +20,7 @@ class DetectConfig(Section):
     threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
     rider_conf: float = Field(0.35, gt=0, lt=1, description="Smallest detector score of a rider box that is kept.")
     head_conf: float = Field(0.3, gt=0, lt=1, description="Smallest final head score (detector x classifier 'is a head') that is kept.")
+    head_proposal_conf: float = Field(0.1, gt=0, lt=1, description="Smallest detector head score handed to the head classifier (head_conf when that is lower); a head the detector is unsure of is kept when the classifier is sure (final score sqrt(detector x classifier P(head)) >= head_conf). Not used without head_model.")
     nms_iou: float = Field(0.5, gt=0, lt=1, description="IoU above which the weaker of two boxes of one class is dropped.")
     crop_to_zone: bool = Field(True, description="Run the detector only on the image region that covers the capture zone.")
     input_width: int = Field(832, ge=320, le=3840, multiple_of=32, description="Width (px) the detected region is scaled down to before the detector (dynamic-input models); smaller is faster, larger finds smaller heads.")

@@ -201,7 +201,9 @@ class RiderDetector:
             region = image_bgr[y0:y1, x0:x1]
         c = self.cfg
         prepared = self.detector.prepare(region)
-        raw = self.detector(region, min(c.rider_conf, c.head_conf), prepared)
+        # with the classifier, heads the detector is unsure of are proposed and the fused score decides
+        head_floor = min(c.head_proposal_conf, c.head_conf) if self.classifier is not None else c.head_conf
+        raw = self.detector(region, min(c.rider_conf, head_floor), prepared)
         offset = np.array([x0, y0, x0, y0], np.float32)
         is_rider = (raw.classes == self._rider_cls) & (raw.scores >= c.rider_conf)
         is_head = np.isin(raw.classes, self._head_cls)

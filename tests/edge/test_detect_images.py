@@ -201,3 +201,33 @@ def test_heads_without_a_helmet_call_need_the_classifier() -> None:
     for extra in ({"spot_model": "anqi-head-spot"}, {"face_proposals": True}):
         with pytest.raises(ConfigError, match="head_model is needed"):
             parse_config({"detect": {"head_model": "", **extra}})
+
+
+def test_the_classifier_keeps_heads_the_detector_is_unsure_of(detector: RiderDetector) -> None:
+    """Cascade: detector heads from ``head_proposal_conf`` (0.1) go to the classifier; a sure classifier lifts
+    them over ``head_conf``. With the floor at ``head_conf`` (the classifier can only drop heads) fewer of
+    thaigate's small frontal no-helmet heads are found."""
+    strict = RiderDetector.from_config(parse_config({"detect": {"head_proposal_conf": 0.3}}))
+    ds, found = "thaigate-dev", {"default": 0, "strict": 0}
+    for stem in val_images_with(ds, 1, 100):
+        img = load(ds, stem)
+        gt = labelled_heads(ds, stem, 1, img.shape[1], img.shape[0])
+        for name, d in (("default", detector), ("strict", strict)):
+            det = d.detect(img)
+            assert (det.head_scores >= 0.3).all()  # head_conf still bounds every kept head
+            flagged = det.heads[det.head_no_helmet >= 0.5]
+            if len(flagged):
+                found[name] += int((iou_matrix(gt, flagged).max(axis=1) >= 0.3).sum())
+    assert found["default"] > found["strict"], found
+
+
+def test_head_conf_alone_can_go_below_the_proposal_floor() -> None:
+    """Lowering head_conf alone is valid (the proposal floor follows it) and keeps more heads."""
+    loose = RiderDetector.from_config(parse_config({"detect": {"head_conf": 0.05, "min_head_prob": 0.0}}))
+    default = RiderDetector.from_config(parse_config({"detect": {"min_head_prob": 0.0}}))
+    n = {"loose": 0, "default": 0}
+    for stem in val_images_with("helmet9-dev", 3, 4):
+        img = load("helmet9-dev", stem)
+        n["loose"] += len(loose.detect(img).heads)
+        n["default"] += len(default.detect(img).heads)
+    assert n["loose"] > n["default"], n
