@@ -1,8 +1,9 @@
 """Train the helmet classifier ``anqi-head-cls`` (helmet / no_helmet / not_head on 64x64 head crops).
 
-    .train/bin/python models/train/train_head_cls.py [--epochs 20] [--detector-crops]   # -> models/onnx/anqi-head-cls.onnx
+    .train/bin/python models/train/train_head_cls.py --epochs 20 --width 2 --threads 2 --detector-crops   # the committed model
+                                                     # -> models/onnx/anqi-head-cls.onnx
 
-Plain PyTorch, fixed seed, 1 CPU thread. Crops come from edge.detect.heads.head_crops (the runtime's
+Plain PyTorch, fixed seed (results depend on --threads: the committed model used 2). Crops come from edge.detect.heads.head_crops (the runtime's
 own recipe), with box jitter so the classifier tolerates the detector's box errors; not_head
 examples are boxes of head size elsewhere in the frame (half of them inside rider boxes: torso,
 bike, other body parts). Validation = the written split (models/train/splits/), true head boxes.
@@ -107,16 +108,18 @@ def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.array(ys, np.int64)
 
 
-def build_model():  # type: ignore[no-untyped-def]
+def build_model(width: int = 1):  # type: ignore[no-untyped-def]
+    """``width`` multiplies every layer's channels (1: the committed ~0.15 M-parameter model)."""
     import torch.nn as nn
 
     def block(i: int, o: int, s: int) -> list[nn.Module]:
         return [nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
 
     # Downsample early: ~9 M multiply-adds per crop, so training fits a shared 2-core CPU.
+    c = [16 * width, 32 * width, 64 * width, 128 * width]
     return nn.Sequential(
-        *block(3, 16, 2), *block(16, 32, 2), *block(32, 32, 1), *block(32, 64, 2), *block(64, 64, 1),
-        *block(64, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, len(HEAD_CLASSES)),
+        *block(3, c[0], 2), *block(c[0], c[1], 2), *block(c[1], c[1], 1), *block(c[1], c[2], 2), *block(c[2], c[2], 1),
+        *block(c[2], c[3], 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c[3], len(HEAD_CLASSES)),
     )
 
 
@@ -155,6 +158,8 @@ def report(name: str, y: np.ndarray, p: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--width", type=int, default=1, help="channel multiplier (1 = the committed layout)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-cls.onnx")
     ap.add_argument("--detector-crops", action="store_true", help="Also train on the committed detector's boxes of labelled heads.")
     a = ap.parse_args()
@@ -162,7 +167,7 @@ def main() -> None:
     import torch.nn as nn
 
     torch.manual_seed(SEED)
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     rng = np.random.default_rng(SEED)
     tr_x, tr_y, tr_g, va = [], [], [], {}
     for ds in DATASETS:
@@ -187,7 +192,7 @@ def main() -> None:
     p_sample = (1.0 / counts)[np.searchsorted(groups, G)]
     p_sample /= p_sample.sum()
     per_epoch = len(X)
-    model = build_model()
+    model = build_model(a.width)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     steps = a.epochs * ((len(X) + 127) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
