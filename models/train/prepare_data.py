@@ -1,6 +1,6 @@
 """Write the YOLO data set for the rider/head detector from ../shared/data (train / val by the written split).
 
-    python models/train/prepare_data.py [--out DIR] [--quality 90] [--oversample thaigate-dev=2]
+    python models/train/prepare_data.py [--out DIR] [--quality 90] [--oversample thaigate-dev=2] [--width 1024]
                                         # -> models/build/datasets/det/ (det.yaml, train.txt)
 
 Classes: 0 rider, 1 helmet, 2 no_helmet (heads; helmet or not is the detector's own decision,
@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=BUILD / "datasets" / "det")
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality of the written images")
+    ap.add_argument("--width", type=int, default=WIDTH, help="width the frames are scaled to (never enlarged)")
     ap.add_argument("--oversample", action="append", default=["thaigate-dev=2"], metavar="DATASET=N",
                     help="list a data set's training images N times in train.txt")
     a = ap.parse_args()
@@ -48,7 +49,8 @@ def main() -> None:
             split = "val" if stem in val else "train"
             img = load_image(ds, stem)
             h, w = img.shape[:2]
-            img = cv2.resize(img, (WIDTH, round(WIDTH * h / w)), interpolation=cv2.INTER_AREA)
+            width = min(a.width, w)
+            img = cv2.resize(img, (width, round(width * h / w)), interpolation=cv2.INTER_AREA)
             (out / "images" / split).mkdir(parents=True, exist_ok=True)
             (out / "labels" / split).mkdir(parents=True, exist_ok=True)
             name = f"{ds}_{stem}"
