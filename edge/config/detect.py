@@ -23,7 +23,7 @@ class DetectConfig(Section):
     head_proposal_conf: float = Field(0.1, gt=0, lt=1, description="Smallest detector head score handed to the head classifier (head_conf when that is lower); a head the detector is unsure of is kept when the classifier is sure (final score sqrt(detector x classifier P(head)) >= head_conf). Not used without head_model.")
     nms_iou: float = Field(0.5, gt=0, lt=1, description="IoU above which the weaker of two boxes of one class is dropped.")
     crop_to_zone: bool = Field(True, description="Run the detector only on the image region that covers the capture zone.")
-    input_width: int = Field(832, ge=320, le=3840, multiple_of=32, description="Width (px) the detected region is scaled down to before the detector (dynamic-input models); smaller is faster, larger finds smaller heads.")
+    input_width: int = Field(1024, ge=320, le=3840, multiple_of=32, description="Width (px) the whole frame is scaled to for the detector (dynamic-input models); a capture-zone region is cut at the same scale. The shipped detector was trained on frames 1024 px wide: heads keep the size it learnt. Smaller is faster and misses small heads.")
     max_upscale: float = Field(1.0, ge=0.5, le=3.0, description="Never enlarge the region by more than this factor (small frames).")
     no_helmet_threshold: float = Field(0.5, gt=0, lt=1, description="P(no helmet) at or above which `detect-images` labels a head no_helmet.")
     min_head_prob: float = Field(0.1, ge=0, lt=1, description="Heads whose classifier P(is a head) is below this are dropped.")

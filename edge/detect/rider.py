@@ -1,8 +1,8 @@
 """Rider / head detection: the single-frame detection path the daemon runs.
 
 A cascade that suits an edge CPU:
-1. the YOLOv8 detector on the frame or the capture zone's region, scaled to
-   ``detect.input_width`` (dynamic-input ONNX: no padding to a square). Its classes are either
+1. the YOLOv8 detector on the frame or the capture zone's region, scaled as the whole frame
+   scaled to ``detect.input_width`` would be (dynamic-input ONNX: no padding to a square). Its classes are either
    ``rider, helmet, no_helmet`` (it decides helmet or not itself) or ``rider, head`` (the head
    classifier decides). Optionally the head-centre heatmap (``detect.spot_model``) on the same
    input, whose heads are merged by NMS;
@@ -113,11 +113,14 @@ class YoloDetector:
         """The input tensor of the last call (reused by the heatmap model on the same prepared image)."""
         return self._input
 
-    def prepare(self, region: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    def prepare(self, region: np.ndarray, frame_width: int | None = None) -> tuple[np.ndarray, Letterbox]:
+        """Scale ``region`` by ``input_width / frame_width`` (the whole frame's width when the region
+        is a crop of it: objects keep the pixel size the model was trained at, whether or not the
+        frame is cropped to the zone), at most ``max_upscale``, and pad to a multiple of 32."""
         if not self.spec.dynamic_input:
             return letterbox(region, self.spec.input_size)
         h, w = region.shape[:2]
-        scale = min(self.input_width / w, self.max_upscale)
+        scale = min(self.input_width / max(frame_width or w, 1), self.max_upscale)
         nw, nh = max(STRIDE, round(w * scale)), max(STRIDE, round(h * scale))
         img = region if (nw, nh) == (w, h) else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pw, ph = -nw % STRIDE, -nh % STRIDE
@@ -200,7 +203,7 @@ class RiderDetector:
                 raise ValueError(f"roi {roi} is empty or outside the {W}x{H} frame")
             region = image_bgr[y0:y1, x0:x1]
         c = self.cfg
-        prepared = self.detector.prepare(region)
+        prepared = self.detector.prepare(region, W)
         # with the classifier, heads the detector is unsure of are proposed and the fused score decides
         head_floor = min(c.head_proposal_conf, c.head_conf) if self.classifier is not None else c.head_conf
         raw = self.detector(region, min(c.rider_conf, head_floor), prepared)

@@ -99,6 +99,31 @@ def test_roi_detection_returns_full_frame_boxes_inside_the_roi(detector: RiderDe
     assert iou_matrix(best[None], part.heads).max() >= 0.5  # the same head, in full-frame pixels
 
 
+def test_a_zone_region_is_scaled_as_the_whole_frame_is(detector: RiderDetector) -> None:
+    """Cropping to the zone saves time but must not change the pixel size of heads the model sees
+    (it was trained on whole frames 1024 px wide): the region is cut at the frame's scale."""
+    img = load("thaigate-dev", val_images_with("thaigate-dev", 1, 1)[0])
+    h, w = img.shape[:2]
+    full = detector.detect(img)
+    assert len(full.heads)
+    best = full.heads[int(np.argmax(full.head_scores))]
+    cx = int((best[0] + best[2]) / 2)
+    x0 = int(np.clip(cx - w // 4, 0, w // 2))
+    x0, y0, x1, y1 = x0, max(0, int(best[1]) - h // 4), x0 + w // 2, h
+    assert detector.cfg.input_width == 1024
+    full_img, full_lb = detector.detector.prepare(img)
+    part_img, part_lb = detector.detector.prepare(img[y0:y1, x0:x1], w)
+    assert full_lb.scale == pytest.approx(1024 / w, rel=0.01) and part_lb.scale == pytest.approx(full_lb.scale, rel=0.01)
+    assert part_img.shape[1] < full_img.shape[1] and part_img.shape[1] % 32 == 0
+    # a region on its own (no frame width given) is scaled to input_width as a whole frame is, never enlarged past max_upscale
+    assert detector.detector.prepare(img[y0:y1, x0:x1])[1].scale == pytest.approx(min(1024 / (x1 - x0), detector.cfg.max_upscale), rel=0.01)
+    # and the detection path hands the frame width on: heads found in the region match the whole-frame ones
+    part = detector.detect(img, roi=(x0, y0, x1, y1))
+    inside = full.heads[(full.heads[:, 0] >= x0 + 8) & (full.heads[:, 2] <= x1 - 8) & (full.heads[:, 1] >= y0 + 8)]
+    assert len(inside) and len(part.heads)
+    assert (iou_matrix(inside, part.heads).max(axis=1) >= 0.7).mean() >= 0.8
+
+
 def test_detections_have_the_contract_types(detector: RiderDetector) -> None:
     det = detector.detect(load("thaigate-dev", val_images_with("thaigate-dev", 1, 1)[0]))
     assert isinstance(det, FrameDetections)
