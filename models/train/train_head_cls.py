@@ -8,6 +8,9 @@ own recipe), with box jitter so the classifier tolerates the detector's box erro
 examples are boxes of head size elsewhere in the frame (half of them inside rider boxes: torso,
 bike, other body parts). Validation = the written split (models/train/splits/), true head boxes.
 
+``--members K`` trains K models (seeds seed .. seed+K-1) on the same crops and exports the mean of
+their logits as one ONNX file (tried, not shipped: see the model card).
+
 ``--detector-crops`` adds, on the training frames only, crops of the boxes the committed detector
 (``anqi-rider-head``, the runtime's own path without the classifier) finds on labelled heads
 (IoU >= 0.3, with that head's label): the boxes the classifier is given at run time, misaligned as
@@ -146,6 +149,60 @@ def augment(x: "np.ndarray", rng: np.random.Generator) -> "np.ndarray":
     return x
 
 
+def train_member(X: np.ndarray, Y: np.ndarray, p_sample: np.ndarray, va: dict, rng: np.random.Generator, width: int, epochs: int):  # type: ignore[no-untyped-def]
+    """One classifier: AdamW + one-cycle, balanced sampling (``p_sample``), augmentation from ``rng``."""
+    import torch
+    import torch.nn as nn
+
+    per_epoch = len(X)
+    model = build_model(width)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = epochs * ((len(X) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    weights = torch.tensor([1.0, 1.0, 0.7])
+    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
+    t0 = time.time()
+    for ep in range(epochs):
+        model.train()
+        order = rng.choice(len(X), size=per_epoch, replace=True, p=p_sample)
+        total = 0.0
+        for i in range(0, len(X), 128):
+            idx = order[i : i + 128]
+            xb = torch.from_numpy(augment(X[idx], rng))
+            yb = torch.from_numpy(Y[idx])
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if ep % 5 == 4 or ep == epochs - 1:
+            model.eval()
+            with torch.no_grad():
+                msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
+            print(f"epoch {ep + 1} loss {total / len(X):.4f} {time.time() - t0:.0f}s | " + " | ".join(msgs), flush=True)
+    model.eval()
+    return model
+
+
+def mean_logits_class():  # type: ignore[no-untyped-def]
+    import torch
+    import torch.nn as nn
+
+    class MeanLogits(nn.Module):
+        """Several members, one ONNX file: the mean of their logits (seed ensembles vary less from one
+        training run to the next than any single member)."""
+
+        def __init__(self, members: list) -> None:  # type: ignore[type-arg]
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return torch.stack([m(x) for m in self.members]).mean(0)
+
+    return MeanLogits
+
+
 def report(name: str, y: np.ndarray, p: np.ndarray) -> str:
     pred = p.argmax(1)
     parts = []
@@ -162,13 +219,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-cls.onnx")
     ap.add_argument("--detector-crops", action="store_true", help="Also train on the committed detector's boxes of labelled heads.")
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--members", type=int, default=1, help="Train this many members (seeds seed, seed+1, ...) and export the mean of their logits.")
     a = ap.parse_args()
     import torch
-    import torch.nn as nn
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(a.seed)
     tr_x, tr_y, tr_g, va = [], [], [], {}
     for ds in DATASETS:
         val = set(val_stems(ds))
@@ -191,33 +249,20 @@ def main() -> None:
     groups, counts = np.unique(G, return_counts=True)
     p_sample = (1.0 / counts)[np.searchsorted(groups, G)]
     p_sample /= p_sample.sum()
-    per_epoch = len(X)
-    model = build_model(a.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    steps = a.epochs * ((len(X) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    weights = torch.tensor([1.0, 1.0, 0.7])
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
-    t0 = time.time()
-    for ep in range(a.epochs):
-        model.train()
-        order = rng.choice(len(X), size=per_epoch, replace=True, p=p_sample)
-        total = 0.0
-        for i in range(0, len(X), 128):
-            idx = order[i : i + 128]
-            xb = torch.from_numpy(augment(X[idx], rng))
-            yb = torch.from_numpy(Y[idx])
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if ep % 5 == 4 or ep == a.epochs - 1:
-            model.eval()
-            with torch.no_grad():
-                msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
-            print(f"epoch {ep + 1} loss {total / len(X):.4f} {time.time() - t0:.0f}s | " + " | ".join(msgs), flush=True)
+    MeanLogits = mean_logits_class()
+    members = []
+    for k in range(a.members):
+        if k:  # member 0 continues the data's random stream (a single model is reproduced exactly)
+            torch.manual_seed(a.seed + k)
+            rng = np.random.default_rng(a.seed + k)
+        print(f"member {k + 1}/{a.members} (seed {a.seed + k})", flush=True)
+        members.append(train_member(X, Y, p_sample, va, rng, a.width, a.epochs))
+    model = members[0] if a.members == 1 else MeanLogits(members)
+    if a.members > 1:
+        model.eval()
+        with torch.no_grad():
+            msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
+        print("ensemble | " + " | ".join(msgs), flush=True)
     model.eval()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
