@@ -249,7 +249,6 @@ def main() -> None:
     groups, counts = np.unique(G, return_counts=True)
     p_sample = (1.0 / counts)[np.searchsorted(groups, G)]
     p_sample /= p_sample.sum()
-    MeanLogits = mean_logits_class()
     members = []
     for k in range(a.members):
         if k:  # member 0 continues the data's random stream (a single model is reproduced exactly)
@@ -257,13 +256,11 @@ def main() -> None:
             rng = np.random.default_rng(a.seed + k)
         print(f"member {k + 1}/{a.members} (seed {a.seed + k})", flush=True)
         members.append(train_member(X, Y, p_sample, va, rng, a.width, a.epochs))
-    model = members[0] if a.members == 1 else MeanLogits(members)
+    model = members[0] if a.members == 1 else mean_logits_class()(members).eval()
     if a.members > 1:
-        model.eval()
         with torch.no_grad():
             msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
         print("ensemble | " + " | ".join(msgs), flush=True)
-    model.eval()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
     torch.onnx.export(model, dummy, str(a.out), input_names=["crops"], output_names=["logits"], dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)

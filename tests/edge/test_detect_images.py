@@ -107,9 +107,8 @@ def test_a_zone_region_is_scaled_as_the_whole_frame_is(detector: RiderDetector) 
     full = detector.detect(img)
     assert len(full.heads)
     best = full.heads[int(np.argmax(full.head_scores))]
-    cx = int((best[0] + best[2]) / 2)
-    x0 = int(np.clip(cx - w // 4, 0, w // 2))
-    x0, y0, x1, y1 = x0, max(0, int(best[1]) - h // 4), x0 + w // 2, h
+    x0 = int(np.clip((best[0] + best[2]) / 2 - w // 4, 0, w // 2))  # half the frame's width, around the surest head
+    y0, x1, y1 = max(0, int(best[1]) - h // 4), x0 + w // 2, h
     assert detector.cfg.input_width == 1024
     full_img, full_lb = detector.detector.prepare(img)
     part_img, part_lb = detector.detector.prepare(img[y0:y1, x0:x1], w)
