@@ -178,8 +178,7 @@ def train_member(X: np.ndarray, Y: np.ndarray, p_sample: np.ndarray, va: dict, r
             total += float(loss.detach()) * len(idx)
         if ep % 5 == 4 or ep == epochs - 1:
             model.eval()
-            with torch.no_grad():
-                msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
+            msgs = val_report(model, va)
             print(f"epoch {ep + 1} loss {total / len(X):.4f} {time.time() - t0:.0f}s | " + " | ".join(msgs), flush=True)
     model.eval()
     return model
@@ -201,6 +200,14 @@ def mean_logits_class():  # type: ignore[no-untyped-def]
             return torch.stack([m(x) for m in self.members]).mean(0)
 
     return MeanLogits
+
+
+def val_report(model, va: dict) -> list[str]:  # type: ignore[no-untyped-def]
+    """:func:`report` of ``model`` (in eval mode) on each data set's validation crops."""
+    import torch
+
+    with torch.no_grad():
+        return [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
 
 
 def report(name: str, y: np.ndarray, p: np.ndarray) -> str:
@@ -258,8 +265,7 @@ def main() -> None:
         members.append(train_member(X, Y, p_sample, va, rng, a.width, a.epochs))
     model = members[0] if a.members == 1 else mean_logits_class()(members).eval()
     if a.members > 1:
-        with torch.no_grad():
-            msgs = [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
+        msgs = val_report(model, va)
         print("ensemble | " + " | ".join(msgs), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
