@@ -26,7 +26,8 @@ def main() -> None:
     model = YOLO(str(a.weights))
     onnx_path = Path(model.export(format="onnx", imgsz=[576, 1024], dynamic=True, simplify=False, opset=17, half=False, device="cpu"))
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, a.out)
+    if onnx_path.resolve() != a.out.resolve():
+        shutil.copyfile(onnx_path, a.out)
     default = MODELS / "onnx" / "anqi-rider-head.onnx"
     # only the committed file's hash goes into the manifest (a trial written elsewhere must not break it)
     note = f" sha256 {record_sha256('anqi-rider-head', a.out)}" if a.out.resolve() == default.resolve() else ""
