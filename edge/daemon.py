@@ -36,7 +36,7 @@ import numpy as np
 
 from edge.config import EdgeConfig
 from edge.event import ViolationEvent
-from edge.evidence import EventAssembler, FaceCapture
+from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
 from edge.fsutil import write_atomic
 from edge.health import Health, SystemdNotifier
 from edge.logs import log
@@ -140,6 +140,7 @@ class _Pending:
     created_mono: float
     track_open: bool = True
     track: Track | None = None  #: kept to measure speed over the whole track when the event is built
+    frame: ViolationFrame | None = None  #: the deciding frame, drawn into violation.jpg when the event is built
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempts: int = 0
     retry_mono: float = 0.0
@@ -502,8 +503,11 @@ class EdgeDaemon:
             log(logger, "clip_trigger_failed", logging.ERROR, key=key, error=str(e)[:300])
         rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
         self.stats.violations.append(rec)
+        vframe = None
+        if self.cfg.rules.violation_frame and getattr(frame, "image", None) is not None:
+            vframe = ViolationFrame.of(frame.image, track, v.t_s, v.type.value, v.track_id, v.confidence, v.zone_distance_m, v.utc)
         self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
-                                      event_id=event_id, track=track))
+                                      event_id=event_id, track=track, frame=vframe))
         self._pending_tracks.add(v.track_id)
         log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
             speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3),
@@ -561,7 +565,8 @@ class EdgeDaemon:
         if face is None:
             reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
         try:
-            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)}, event_id=p.event_id)
+            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)},
+                                         event_id=p.event_id, violation_frame=p.frame)
             # the event beside its files: a restart re-submits the folder if the outbox refuses it now
             write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
             self.outbox.add(ev.event, ev.media, move=True)

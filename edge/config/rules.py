@@ -76,6 +76,11 @@ class RulesConfig(Section):
         3.0, ge=0, le=60,
         description="After a rule decides, face capture keeps looking for a better face of the rider this long (or until its track ends) before the event is committed; prompts are not delayed by it.",
     )
+    violation_frame: bool = Field(
+        True,
+        description="Save the frame the rule decided on, the rider box (and the judged head) drawn, as the event's violation.jpg: "
+                    "the still a reviewer checks, with or without a face.",
+    )
     same_rider_gap_s: float = Field(
         2.0, ge=0, le=30,
         description="A track that starts within this many seconds after a reported track was last seen, where that rider would be by now "

@@ -1,4 +1,4 @@
-"""Builds the :class:`ViolationEvent` of a violation from its evidence (face, clip) and writes the files."""
+"""Builds the :class:`ViolationEvent` of a violation from its evidence (face, violation frame, clip) and writes the files."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from edge.config.device import DeviceConfig
 from edge.event import FaceInfo, MediaRef, ViolationEvent
 from edge.evidence.face import FaceCandidate
 from edge.evidence.files import media_ref, write_jpeg
+from edge.evidence.snapshot import ViolationFrame
 from edge.logs import log
 from edge.rules.violation import Violation
 
@@ -66,8 +67,12 @@ class EventAssembler:
         clip_problem: str | None = None,
         extra: dict[str, float | int | str | bool] | None = None,
         event_id: uuid.UUID | None = None,
+        violation_frame: ViolationFrame | None = None,
     ) -> Evidence:
-        """Write the files under ``work_dir/<event_id>/`` and build the event (same id on a retry)."""
+        """Write the files under ``work_dir/<event_id>/`` and build the event (same id on a retry).
+
+        Media, in this order: ``face.jpg`` (face), ``context.jpg`` (the face's frame, context),
+        ``violation.jpg`` (the deciding frame with the violator marked, context), the clip."""
         event_id = event_id or uuid.uuid4()
         folder = self.work_dir / str(event_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -103,6 +108,16 @@ class EventAssembler:
             if self.save_context and face.frame is not None:
                 p = write_jpeg(folder / "context.jpg", face.frame, quality=88)
                 media["context.jpg"] = p
+                refs.append(media_ref(p, "context"))
+        if violation_frame is not None:
+            try:
+                marked = violation_frame.render()
+            except Exception as e:  # a frame that cannot be drawn on must not hold the event back
+                log(logger, "violation_frame_failed", logging.WARNING, track=violation.track_id, error=f"{type(e).__name__}: {e}"[:200])
+                detail["violation_frame_error"] = type(e).__name__
+            else:
+                p = write_jpeg(folder / "violation.jpg", marked, quality=88)  # OSError (disk full): the caller retries
+                media["violation.jpg"] = p
                 refs.append(media_ref(p, "context"))
         clip_start = clip_end = None
         if clip is not None:

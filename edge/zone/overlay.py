@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.draw import put_label
 from edge.zone.capture import CaptureZone
 
 BAND_BGR = (0, 200, 255)
@@ -63,7 +64,5 @@ def draw_overlay(
             cv2.drawMarker(out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, round(10 * k), thin)
         cv2.putText(out, f"({gnd_pt[0]:g},{gnd_pt[1]:g})", (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * font, POINT_BGR, thin, cv2.LINE_AA)
     label = f"band {zone.near_m:g}-{zone.far_m:g} m  reprojection {zone.mapper.reprojection_m:.3f} m / {zone.mapper.reprojection_px:.2f} px"
-    org = (round(8 * k), round(18 * k))
-    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thin + 2, cv2.LINE_AA)
-    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thin, cv2.LINE_AA)
+    put_label(out, label, (round(8 * k), round(18 * k)), font, thin)
     return out

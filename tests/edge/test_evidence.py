@@ -167,3 +167,55 @@ def test_event_without_face_says_why(tmp_path: Path) -> None:
     assert not ev.event.face.found and ev.event.face.reason == "rider seen from behind"
     assert ev.event.media == [] and ev.media == {}
     assert ev.event.detail["clip_note"].startswith("clip not written")
+
+
+def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, frames: dict[int, np.ndarray]) -> None:
+    from edge.evidence import ViolationFrame
+
+    track = head_track({k: hb for k, hb in HEADS.items() if k <= 200})
+    img = frames[200]
+    before = img.copy()
+    vf = ViolationFrame.of(img, track, 200 / 30, "no_helmet", 3, 0.87, 21.04, T0 + timedelta(seconds=200 / 30))
+    # the point of the deciding frame, not an earlier one
+    assert vf.head_box == HEADS[200] and vf.box == track.history[-1].box
+    assert "no_helmet" in vf.label and "track 3" in vf.label and "21.0 m" in vf.label and "08:00:06.666 UTC" in vf.label
+    out = vf.render()
+    assert np.array_equal(img, before), "the source frame is never drawn on"
+    assert out.shape == img.shape
+    x0, y0, x1, y1 = HEADS[200]
+    # the head box edge is yellow (B low, G and R high), drawn where the frame was not
+    edge = out[y0 + 20, x0].astype(int)
+    assert edge[0] < 90 and edge[1] > 180 and edge[2] > 180, edge
+    rx0 = int(round(vf.box[0]))
+    red = out[y1 + 40, max(rx0, 0)].astype(int)
+    assert red[2] > 180 and red[0] < 90 and red[1] < 90, red
+    # away from the boxes and the label, the frame is as it was
+    assert np.abs(out[300:, 500:].astype(int) - img[300:, 500:].astype(int)).max() == 0
+    # the label sits on a dark band at the top left
+    assert out[6:8, 4:200].mean() < 40
+
+    # the event carries it as violation.jpg (context), with or without a face
+    v = Violation(ViolationType.no_helmet, 3, 200 / 30, 100.0, T0, 0.87, 21.04, 4.2, 181.0, {})
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, T0, None, "rider seen from behind", None, "clip not started", violation_frame=vf)
+    e = parse_event(ev.event.to_json())
+    assert [(m.name, m.kind) for m in e.media] == [("violation.jpg", "context")]
+    data = ev.media["violation.jpg"].read_bytes()
+    assert hashlib.sha256(data).hexdigest() == e.media[0].sha256 and len(data) == e.media[0].size
+    back = cv2.imread(str(ev.media["violation.jpg"]))
+    assert back is not None and back.shape == img.shape
+    assert not e.face.found
+
+
+def test_violation_frame_without_track_and_a_broken_frame(tmp_path: Path) -> None:
+    from edge.evidence import ViolationFrame
+
+    img = np.full((120, 200, 3), 90, np.uint8)
+    vf = ViolationFrame.of(img, None, 1.0, "red_light", 7, 0.6, None, T0)
+    assert vf.box is None and vf.head_box is None and " m " not in vf.label
+    out = vf.render()
+    assert (out[60:, :] == 90).all()  # nothing but the label is drawn
+    # a frame that cannot be drawn on does not hold the event back: said in the event's detail
+    broken = ViolationFrame(np.zeros((0,), np.uint8), (1.0, 1.0, 5.0, 5.0), None, "x")
+    v = Violation(ViolationType.red_light, 7, 1.0, 1.0, T0, 0.6, None, None, None, {})
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, None, None, "no face", None, "clip not started", violation_frame=broken)
+    assert ev.event.media == [] and ev.event.detail["violation_frame_error"]

@@ -99,6 +99,10 @@ def test_events_have_face_jpegs_and_hashed_media(replay_out: Path) -> None:
         for m in e.media:
             data = (folder / m.name).read_bytes()
             assert hashlib.sha256(data).hexdigest() == m.sha256 and len(data) == m.size
+        # every event, face or not, has the deciding frame with the violator marked
+        assert {"violation.jpg": "context"}.items() <= {m.name: m.kind for m in e.media}.items()
+        marked = cv2.imread(str(folder / "violation.jpg"))
+        assert marked is not None and marked.shape == (360, 640, 3)
         if not e.face.found:
             # a head box the detector put on the torso can hide the face from the search: said, not hidden
             assert e.face.reason and "face" not in kinds, e.face
@@ -153,13 +157,15 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
     subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-i", str(VIDEO), "-vf", "reverse", "-an",
                     "-c:v", "libx264", "-preset", "veryfast", "-g", "30", str(reversed_clip)], check=True, timeout=120)
     wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"] | {"enabled": True}
-    out, _ = replay_example(tmp_path, reversed_clip, {"no_helmet": {"enabled": False}, "wrong_way": wrong_way})
+    # (and the site has turned the marked violation frame off: no violation.jpg)
+    out, _ = replay_example(tmp_path, reversed_clip, {"no_helmet": {"enabled": False}, "wrong_way": wrong_way, "violation_frame": False})
     evs = events(out)
     assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"wrong_way"}, [(e.violation_type, e.track_id) for e in evs]
     for e in evs:
         assert float(e.detail["against_m"]) >= 3.0
         assert abs(((e.heading_deg or 0) - 0 + 180) % 360 - 180) < 60  # riding away: heading ~0 deg (+y)
         assert any(m.kind == "clip" for m in e.media)
+        assert "violation.jpg" not in {m.name for m in e.media}
 
 
 @pytest.mark.parametrize("region, expect_events", [((20, 300, 40, 30), True), ((560, 300, 40, 30), False)])
