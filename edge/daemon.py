@@ -504,7 +504,7 @@ class EdgeDaemon:
         rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
         self.stats.violations.append(rec)
         vframe = None
-        if self.cfg.rules.violation_frame and getattr(frame, "image", None) is not None:
+        if self.cfg.rules.violation_frame:
             vframe = ViolationFrame.of(frame.image, track, v.t_s, v.type.value, v.track_id, v.confidence, v.zone_distance_m, v.utc)
         self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
                                       event_id=event_id, track=track, frame=vframe))

@@ -41,8 +41,7 @@ class ViolationFrame:
         """The frame of a violation decided at ``t_s`` on ``track`` (its point at ``t_s``, or its latest)."""
         box = head = None
         if track is not None and track.history:
-            pts = [p for p in track.history if abs(p.t_s - t_s) < 1e-6] or [track.history[-1]]
-            box = pts[-1].box
+            box = next((p.box for p in reversed(track.history) if abs(p.t_s - t_s) < 1e-6), track.history[-1].box)
             if violation == "no_helmet":
                 head = next((p.head_box for p in reversed(track.history) if p.head_box is not None and p.t_s <= t_s + 1e-6), None)
         dist = "" if distance_m is None else f"  {distance_m:.1f} m"

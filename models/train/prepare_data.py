@@ -42,7 +42,7 @@ LABEL = {name: i for i, name in enumerate(CLASSES)}
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=BUILD / "datasets" / "det")
-    ap.add_argument("--quality", type=int, default=90, help="JPEG quality of the written images")
+    ap.add_argument("--quality", type=int, default=90, help="JPEG / WebP quality of the written images")
     ap.add_argument("--width", type=int, default=WIDTH, help="width the frames are scaled to (never past their detail)")
     ap.add_argument("--format", choices=("jpg", "webp"), default="jpg", help="image format written")
     ap.add_argument("--val-keep", type=int, default=0, help="write only the first N validation images of each data set (0 = all)")
