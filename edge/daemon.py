@@ -505,7 +505,9 @@ class EdgeDaemon:
         self.stats.violations.append(rec)
         vframe = None
         if self.cfg.rules.violation_frame:
-            vframe = ViolationFrame.of(frame.image, track, v.t_s, v.type.value, v.track_id, v.confidence, v.zone_distance_m, v.utc)
+            h, w = frame.image.shape[:2]
+            vframe = ViolationFrame.of(frame.image, track, v.t_s, v.type.value, v.track_id, v.confidence, v.zone_distance_m, v.utc,
+                                       self.zone.for_frame(w, h).band_edges(w, h))
         self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
                                       event_id=event_id, track=track, frame=vframe))
         self._pending_tracks.add(v.track_id)

@@ -1,7 +1,8 @@
 """The violation frame: the frame a rule decided on, with the violator marked (``violation.jpg``).
 
 Every event gets it, with or without a face: it is the still that shows a reviewer which rider the
-appliance meant and why (the rider box, and for ``no_helmet`` the head it judged). The face photo
+appliance meant and why (the rider box, for ``no_helmet`` the head it judged, and the capture band's
+near and far edges on the road, so the rider is seen to be inside it). The face photo
 (``face.jpg``) and its frame (``context.jpg``) come from whichever frame showed the face best,
 often seconds later; this one is the moment of the decision.
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from edge.draw import put_label
 from edge.track.tracker import Track
+from edge.zone.overlay import BAND_BGR
 
 Box = tuple[float, float, float, float]
 
@@ -34,10 +36,11 @@ class ViolationFrame:
     box: Box | None  #: the rider's box (xyxy, frame pixels) on that frame
     head_box: Box | None  #: the head judged for ``no_helmet`` (xyxy), if any
     label: str
+    band: tuple[np.ndarray, ...] = ()  #: the capture band's edges, open polylines in frame pixels
 
     @classmethod
     def of(cls, image: np.ndarray, track: Track | None, t_s: float, violation: str, track_id: int, confidence: float,
-           distance_m: float | None, utc: datetime) -> "ViolationFrame":
+           distance_m: float | None, utc: datetime, band: tuple[np.ndarray, ...] = ()) -> "ViolationFrame":
         """The frame of a violation decided at ``t_s`` on ``track`` (its point at ``t_s``, or its latest)."""
         box = head = None
         if track is not None and track.history:
@@ -46,14 +49,16 @@ class ViolationFrame:
                 head = next((p.head_box for p in reversed(track.history) if p.head_box is not None and p.t_s <= t_s + 1e-6), None)
         dist = "" if distance_m is None else f"  {distance_m:.1f} m"
         label = f"{violation}  track {track_id}  conf {confidence:.2f}{dist}  {utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC"
-        return cls(image, box, head, label)
+        return cls(image, box, head, label, band)
 
     def render(self) -> np.ndarray:
-        """A copy of the frame with the rider box (red), the head box (yellow) and the label drawn."""
+        """A copy of the frame with the band's edges (orange), the rider box (red), the head box (yellow) and the label drawn."""
         out = self.image.copy()
         h, w = out.shape[:2]
         k = max(1.0, w / 640.0)  # lines and text grow with the frame
         thick = max(2, round(2 * k))
+        if self.band:
+            cv2.polylines(out, list(self.band), False, BAND_BGR, max(1, round(k)), cv2.LINE_AA)
         for box, color in ((self.box, RIDER_BGR), (self.head_box, HEAD_BGR)):
             if box is None or not np.isfinite(box).all():
                 continue

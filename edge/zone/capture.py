@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from edge.config.zone import ZoneConfig
@@ -19,6 +20,23 @@ def ground_anchor(boxes: np.ndarray) -> np.ndarray:
     return np.c_[(b[:, 0] + b[:, 2]) / 2.0, b[:, 3]]
 
 
+def iso_lines(d: np.ndarray, metres: float) -> list[np.ndarray]:
+    """Open polylines ``(K, 2)`` int32 (map pixels) where the distance map ``d`` crosses ``metres``;
+    the parts that run along the map's border or the horizon (NaN beyond it) are left out."""
+    h, w = d.shape
+    edge = (np.nan_to_num(d, nan=-1.0) >= metres).astype(np.uint8)
+    beyond = cv2.dilate(np.isnan(d).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    contours, _ = cv2.findContours(edge, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    lines: list[np.ndarray] = []
+    for c in contours:
+        pts = c.reshape(-1, 2)
+        inner = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1) & ~beyond[pts[:, 1], pts[:, 0]]
+        # runs of consecutive inner points
+        cuts = np.flatnonzero(np.diff(np.r_[0, inner.astype(np.int8), 0]))
+        lines += [pts[a:b].astype(np.int32) for a, b in zip(cuts[::2], cuts[1::2]) if b - a >= 2]
+    return lines
+
+
 @dataclass
 class CaptureZone:
     """Ground band ``near_m``..``far_m`` around ``camera_ground`` seen through ``mapper``."""
@@ -31,6 +49,7 @@ class CaptureZone:
     rider_height_m: float = 2.0
     _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False, compare=False)
     _scaled: dict[tuple[int, int], "CaptureZone"] = field(default_factory=dict, repr=False, compare=False)
+    _edges: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: ZoneConfig) -> "CaptureZone":
@@ -107,6 +126,15 @@ class CaptureZone:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return None
         return x0, y0, x1, y1
+
+    def band_edges(self, width: int, height: int) -> tuple[np.ndarray, ...]:
+        """The band's near and far edges as open polylines ``(K, 2)`` int32 in frame pixels (made once per size)."""
+        key = (width, height)
+        if key not in self._edges:
+            step = max(1, min(width, height) // 360)
+            d = self.distance_map(width, height, step)
+            self._edges[key] = tuple(line * step + step // 2 for m in (self.near_m, self.far_m) for line in iso_lines(d, m))
+        return self._edges[key]
 
     def visible_fraction(self, width: int, height: int) -> float:
         """Share of the frame's pixels that lie in the band (0 when the band is out of view)."""

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edge.draw import put_label
-from edge.zone.capture import CaptureZone
+from edge.zone.capture import CaptureZone, iso_lines
 
 BAND_BGR = (0, 200, 255)
 TICK_BGR = (255, 255, 255)
@@ -39,16 +39,9 @@ def draw_overlay(
     top = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
     ticks = np.arange(tick_m, min(top, 2.0 * zone.far_m) + 1e-9, tick_m)
     for t in ticks:
-        edge = (dd >= t).astype(np.uint8)
-        contours, _ = cv2.findContours(edge, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         strong = abs(t - zone.near_m) < 1e-6 or abs(t - zone.far_m) < 1e-6
         color = BAND_BGR if strong else TICK_BGR
-        for c in contours:
-            # draw only the iso-distance part of the contour, not the image border
-            pts = c.reshape(-1, 2)
-            inner = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1)
-            for a, b in zip(pts[:-1][inner[:-1] & inner[1:]], pts[1:][inner[:-1] & inner[1:]]):
-                cv2.line(out, tuple(int(v) for v in a), tuple(int(v) for v in b), color, thick if strong else thin, cv2.LINE_AA)
+        cv2.polylines(out, iso_lines(d, t), False, color, thick if strong else thin, cv2.LINE_AA)
         ys, xs = np.nonzero((dd >= t) & (dd < t + 0.5))
         if len(xs):
             j = int(np.argmin(np.abs(xs - w * 0.85)))

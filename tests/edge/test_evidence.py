@@ -175,7 +175,12 @@ def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, fra
     track = head_track({k: hb for k, hb in HEADS.items() if k <= 200})
     img = frames[200]
     before = img.copy()
-    vf = ViolationFrame.of(img, track, 200 / 30, "no_helmet", 3, 0.87, 21.04, T0 + timedelta(seconds=200 / 30))
+    from edge.config import load_config
+    from edge.zone import CaptureZone
+
+    example = Path(__file__).resolve().parents[2] / "config" / "examples" / "bikelane-cyclists.yaml"
+    band = CaptureZone.from_config(load_config(example).zone).band_edges(640, 360)
+    vf = ViolationFrame.of(img, track, 200 / 30, "no_helmet", 3, 0.87, 21.04, T0 + timedelta(seconds=200 / 30), band)
     # the point of the deciding frame, not an earlier one
     assert vf.head_box == HEADS[200] and vf.box == track.history[-1].box
     assert "no_helmet" in vf.label and "track 3" in vf.label and "21.0 m" in vf.label and "08:00:06.666 UTC" in vf.label
@@ -189,8 +194,15 @@ def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, fra
     rx0 = int(round(vf.box[0]))
     red = out[y1 + 40, max(rx0, 0)].astype(int)
     assert red[2] > 180 and red[0] < 90 and red[1] < 90, red
-    # away from the boxes and the label, the frame is as it was
-    assert np.abs(out[300:, 500:].astype(int) - img[300:, 500:].astype(int)).max() == 0
+    # the band's edges are drawn in orange where they run clear of the boxes
+    far_right = np.concatenate(band)
+    far_right = far_right[far_right[:, 0] > 560]
+    assert len(far_right)
+    px = out[far_right[:, 1], far_right[:, 0]].astype(int)
+    assert (px[:, 2] > 150).mean() > 0.8 and (px[:, 0] < 120).mean() > 0.8, px[:5]
+    # away from the boxes, the band and the label, the frame is as it was
+    rows = (np.abs(np.arange(360)[:, None] - far_right[None, :, 1]) > 3).all(axis=1)
+    assert np.abs(out[rows][:, 500:].astype(int) - img[rows][:, 500:].astype(int)).max() == 0
     # the label sits on a dark band at the top left
     assert out[6:8, 4:200].mean() < 40
 

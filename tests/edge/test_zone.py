@@ -109,6 +109,25 @@ def test_image_region_covers_band_and_rider_height() -> None:
     assert (x0, x1) == (0, 1280)  # a 15-25 m band around the camera spans the whole width
 
 
+def test_band_edges_follow_the_near_and_far_distances_not_the_horizon() -> None:
+    zone = CaptureZone.from_config(zone_cfg())
+    edges = zone.band_edges(1280, 720)
+    assert edges and zone.band_edges(1280, 720) is edges  # made once per frame size
+    pts = np.concatenate(edges).astype(np.float64) + 0.5
+    d = zone.distance(zone.mapper.image_to_ground(pts))
+    # every point lies on one of the two edges (within a pixel's worth of ground far away), none on the
+    # horizon, where the distance map ends (a camera tilted 10 deg sees it at y = 360 - 800 tan 10 deg = 219)
+    assert np.isfinite(d).all()
+    near, far = np.abs(d - 15.0) < 0.5, np.abs(d - 25.0) < 1.0
+    assert (near | far).all() and near.sum() > 500 and far.sum() > 500, (d.min(), d.max())
+    assert pts[:, 1].min() > 360 - 800 * math.tan(TILT) + 20
+    # the band straight ahead: the edges cross the image centre line where the camera model puts them
+    for metres in (15.0, 25.0):
+        y = project(np.array([[0.0, metres]]))[0, 1]
+        on_axis = pts[np.abs(pts[:, 0] - CX) < 2]
+        assert np.min(np.abs(on_axis[:, 1] - y)) < 3
+
+
 def test_band_out_of_view_is_reported_by_check_config() -> None:
     base = {"zone": zone_cfg(near_m=0.5, far_m=3).model_dump()}
     cfg = parse_config(base)
