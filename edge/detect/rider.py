@@ -91,6 +91,19 @@ def _centres_inside(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     return ((cx[:, None] >= outer[None, :, 0]) & (cx[:, None] <= outer[None, :, 2]) & (cy[:, None] >= outer[None, :, 1]) & (cy[:, None] <= outer[None, :, 3])).any(axis=1)
 
 
+def scale_and_pad(region: np.ndarray, input_width: int, frame_width: int | None = None, max_upscale: float = 1e9) -> tuple[np.ndarray, Letterbox]:
+    """A dynamic-input detector's input: ``region`` scaled by ``input_width / frame_width`` (its own
+    width when ``frame_width`` is None), at most ``max_upscale``, padded right and down to a multiple of 32."""
+    h, w = region.shape[:2]
+    scale = min(input_width / max(frame_width or w, 1), max_upscale)
+    nw, nh = max(STRIDE, round(w * scale)), max(STRIDE, round(h * scale))
+    img = region if (nw, nh) == (w, h) else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    pw, ph = -nw % STRIDE, -nh % STRIDE
+    if pw or ph:
+        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return img, Letterbox(nw / w, 0.0, 0.0)
+
+
 class YoloDetector:
     """A YOLOv8 ONNX model (output ``(1, 4 + C, N)``, cx cy w h in input pixels, sigmoid class scores)."""
 
@@ -119,14 +132,7 @@ class YoloDetector:
         frame is cropped to the zone), at most ``max_upscale``, and pad to a multiple of 32."""
         if not self.spec.dynamic_input:
             return letterbox(region, self.spec.input_size)
-        h, w = region.shape[:2]
-        scale = min(self.input_width / max(frame_width or w, 1), self.max_upscale)
-        nw, nh = max(STRIDE, round(w * scale)), max(STRIDE, round(h * scale))
-        img = region if (nw, nh) == (w, h) else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        pw, ph = -nw % STRIDE, -nh % STRIDE
-        if pw or ph:
-            img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-        return img, Letterbox(nw / w, 0.0, 0.0)
+        return scale_and_pad(region, self.input_width, frame_width, self.max_upscale)
 
     def __call__(self, region: np.ndarray, conf: float, prepared: tuple[np.ndarray, Letterbox] | None = None) -> RawBoxes:
         img, lb = prepared or self.prepare(region)

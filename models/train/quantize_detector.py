@@ -5,7 +5,7 @@
 
 Weights int8 per channel, activations uint8, calibrated on ``--images`` training frames of
 ../shared/data (never the validation split) prepared as the runtime prepares them (scaled to
-``--width``, padded to a multiple of 32), or on a site's own frames (``--frames DIR``: any
+``--width``, padded to a multiple of 32: ``edge.detect.rider.scale_and_pad``), or on a site's own frames (``--frames DIR``: any
 JPEG/PNG files). The head's last convolutions (box distribution, class logits) and the box
 decoding after them stay float. ``percentile`` keeps every calibration activation in memory
 (48 frames at 1024 px: about 20 GB; ``minmax`` needs little).
@@ -25,17 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent.parent))
 from common import BUILD, DATASETS, MODELS, load_image, stems, val_stems  # noqa: E402
 
-
-def prepare(img: np.ndarray, width: int) -> np.ndarray:
-    """``(1, 3, H, W)`` float32 RGB in [0, 1], the frame scaled to ``width`` and padded to a multiple of 32."""
-    h, w = img.shape[:2]
-    nw, nh = width, round(h * width / w)
-    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR)
-    img = cv2.copyMakeBorder(img, 0, -nh % 32, 0, -nw % 32, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+from edge.detect.geometry import bgr_to_nchw  # noqa: E402
+from edge.detect.rider import scale_and_pad  # noqa: E402
 
 
 def calibration_frames(n: int, frames: Path | None) -> list:  # type: ignore[type-arg]
@@ -72,7 +68,8 @@ def main() -> None:
     class Frames(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
             load = next(loaders, None)
-            return None if load is None else {"images": prepare(load(), a.width)}
+            # the runtime's own input: scaled as YoloDetector.prepare scales a frame, then NCHW
+            return None if load is None else {"images": bgr_to_nchw(scale_and_pad(load(), a.width)[0])}
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
