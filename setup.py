@@ -45,9 +45,13 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # alembic's versions/ folder holds revision scripts, not a regular package: named explicitly
-    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"]) + ["central_sync.migrations.versions"],
+    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"])
+    + ["central_sync.migrations.versions"],
     include_package_data=True,
-    package_data={"edge": ["py.typed"], "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"]},
+    package_data={
+        "edge": ["py.typed"],
+        "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"],
+    },
     install_requires=RUNTIME,
     extras_require={
         "central": CENTRAL,

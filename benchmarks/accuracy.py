@@ -31,7 +31,12 @@ from edge.paths import shared_dir  # noqa: E402
 HELMET9_SIZE = (1820, 1024)
 IOU = 0.3
 CLASSES = ("no_helmet", "helmet")
-GT_NAMES = {"helmet": "helmet", "no_helmet": "no_helmet", "With-Helmet": "helmet", "Without Helmet": "no_helmet"}
+GT_NAMES = {
+    "helmet": "helmet",
+    "no_helmet": "no_helmet",
+    "With-Helmet": "helmet",
+    "Without Helmet": "no_helmet",
+}
 
 
 def val_stems(ds: str) -> list[str]:
@@ -50,7 +55,13 @@ def read_boxes(path: Path, names: list[str] | None = None) -> list[tuple[str, np
             continue
         label = names[int(p[0])] if names else p[0]
         cx, cy, w, h = map(float, p[1:5])
-        out.append((label, np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32), float(p[5]) if len(p) > 5 else 1.0))
+        out.append(
+            (
+                label,
+                np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32),
+                float(p[5]) if len(p) > 5 else 1.0,
+            )
+        )
     return out
 
 
@@ -70,13 +81,17 @@ def _greedy(g: np.ndarray, ps: list[tuple[float, np.ndarray]]) -> tuple[np.ndarr
     return used, hit
 
 
-def _split(boxes: list[tuple[str, np.ndarray, float]], c: str) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
+def _split(
+    boxes: list[tuple[str, np.ndarray, float]], c: str
+) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
     """Boxes of class ``c``: as an (N, 4) array, and as (conf, box) sorted by confidence."""
     sel = [(conf, b) for lab, b, conf in boxes if lab == c]
     return np.array([b for _, b in sel], np.float32).reshape(-1, 4), sorted(sel, key=lambda t: -t[0])
 
 
-def match(gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]) -> dict[str, dict[str, float]]:
+def match(
+    gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]
+) -> dict[str, dict[str, float]]:
     """Per class: greedy by confidence, IoU >= 0.3, each labelled head matched at most once."""
     res: dict[str, dict[str, float]] = {}
     for c in CLASSES:
@@ -88,12 +103,19 @@ def match(gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, li
             n_gt += len(g)
             n_pred += len(ps)
             tp += int(used.sum())
-        res[c] = {"recall": round(tp / n_gt, 4) if n_gt else float("nan"), "precision": round(tp / n_pred, 4) if n_pred else (1.0 if not n_gt else 0.0),
-                  "labelled": n_gt, "predicted": n_pred, "matched": tp}
+        res[c] = {
+            "recall": round(tp / n_gt, 4) if n_gt else float("nan"),
+            "precision": round(tp / n_pred, 4) if n_pred else (1.0 if not n_gt else 0.0),
+            "labelled": n_gt,
+            "predicted": n_pred,
+            "matched": tp,
+        }
     return res
 
 
-def error_breakdown(gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]) -> dict[str, dict[str, int]]:
+def error_breakdown(
+    gt: dict[str, list[tuple[str, np.ndarray, float]]], pred: dict[str, list[tuple[str, np.ndarray, float]]]
+) -> dict[str, dict[str, int]]:
     """Where each class's errors are (same matching as :func:`match`).
 
     False positives: ``other_class`` (on a labelled head of the other class: a helmet call gone
@@ -137,7 +159,11 @@ def write_images(ds: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, fl
         if ds == "helmet9-dev":
             img = cv2.resize(img, HELMET9_SIZE, interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(out / f"{stem}.png"), img)
-        gt[stem] = [(GT_NAMES[lab], b, c) for lab, b, c in read_boxes(d / "labels" / f"{stem}.txt", names) if lab in GT_NAMES]
+        gt[stem] = [
+            (GT_NAMES[lab], b, c)
+            for lab, b, c in read_boxes(d / "labels" / f"{stem}.txt", names)
+            if lab in GT_NAMES
+        ]
     return gt
 
 
@@ -170,17 +196,26 @@ def run_baseline(images: Path, preds: Path) -> str | None:
     for f in sorted(images.glob("*.png")):
         img = cv2.imread(str(f))
         x, lb = letterbox(img, spec.input_size)
-        out = sess.run(None, {inp: np.ascontiguousarray(x[..., ::-1].transpose(2, 0, 1)[None], np.float32) / 255})[0][0]
+        out = sess.run(
+            None, {inp: np.ascontiguousarray(x[..., ::-1].transpose(2, 0, 1)[None], np.float32) / 255}
+        )[0][0]
         sc = out[4:]
         cls = sc.argmax(0)
         conf = sc[cls, np.arange(sc.shape[1])]
         keep = conf >= 0.25
         b = out[:4, keep].T
-        boxes = lb.to_image(np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], 1))
+        boxes = lb.to_image(
+            np.stack(
+                [b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2],
+                1,
+            )
+        )
         k = nms(boxes, conf[keep], 0.5)
         h, w = img.shape[:2]
-        lines = [f"{spec.classes[int(c)]} {(bb[0] + bb[2]) / 2 / w:.6f} {(bb[1] + bb[3]) / 2 / h:.6f} {(bb[2] - bb[0]) / w:.6f} {(bb[3] - bb[1]) / h:.6f} {s:.4f}"
-                 for bb, s, c in zip(boxes[k], conf[keep][k], cls[keep][k])]
+        lines = [
+            f"{spec.classes[int(c)]} {(bb[0] + bb[2]) / 2 / w:.6f} {(bb[1] + bb[3]) / 2 / h:.6f} {(bb[2] - bb[0]) / w:.6f} {(bb[3] - bb[1]) / h:.6f} {s:.4f}"
+            for bb, s, c in zip(boxes[k], conf[keep][k], cls[keep][k])
+        ]
         (preds / f"{f.stem}.txt").write_text("".join(line + "\n" for line in lines))
     return None
 
@@ -193,7 +228,12 @@ def face_metrics() -> dict[str, float]:
         evaluate_lfw = None
     if evaluate_lfw is not None:
         r = evaluate_lfw(lfw)
-        return {"tar_at_far_1e-3": round(r["tar_at_far_1e-3"], 4), "rank1": round(r["rank1"], 4), "queries": int(r["queries"]), "skipped": int(r["skipped"])}
+        return {
+            "tar_at_far_1e-3": round(r["tar_at_far_1e-3"], 4),
+            "rank1": round(r["rank1"], 4),
+            "queries": int(r["queries"]),
+            "skipped": int(r["skipped"]),
+        }
     raise SystemExit("central_sync.identity.evaluate_lfw is missing")
 
 
@@ -202,7 +242,11 @@ def main() -> None:
     ap.add_argument("--config", type=Path, help="Site config for detect-images (default: built-in defaults).")
     ap.add_argument("--datasets", nargs="+", default=["helmet9-dev", "thaigate-dev"])
     ap.add_argument("--no-face", action="store_true")
-    ap.add_argument("--no-baseline", action="store_true", help="Skip the helmet-detector baseline (slow: ~250 ms per frame).")
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="Skip the helmet-detector baseline (slow: ~250 ms per frame).",
+    )
     ap.add_argument("--keep", type=Path, help="Keep images and predictions in this folder.")
     a = ap.parse_args()
     result: dict[str, object] = {}
@@ -228,21 +272,31 @@ def main() -> None:
                 bm = match(gt, {s: read_boxes(bpreds / f"{s}.txt") for s in gt})
                 baseline[ds] = bm
                 rows.append((ds, "baseline", bm, ""))
-    print(f"\n{'dataset':<14} {'model':<9} {'no_helmet R':>11} {'no_helmet P':>11} {'helmet R':>9} {'helmet P':>9}  labelled nh/h")
+    print(
+        f"\n{'dataset':<14} {'model':<9} {'no_helmet R':>11} {'no_helmet P':>11} {'helmet R':>9} {'helmet P':>9}  labelled nh/h"
+    )
     for ds, model, m, note in rows:
-        print(f"{ds:<14} {model:<9} {m['no_helmet']['recall']:>11.3f} {m['no_helmet']['precision']:>11.3f} {m['helmet']['recall']:>9.3f} {m['helmet']['precision']:>9.3f}  {m['no_helmet']['labelled']}/{m['helmet']['labelled']}  {note}")
+        print(
+            f"{ds:<14} {model:<9} {m['no_helmet']['recall']:>11.3f} {m['no_helmet']['precision']:>11.3f} {m['helmet']['recall']:>9.3f} {m['helmet']['precision']:>9.3f}  {m['no_helmet']['labelled']}/{m['helmet']['labelled']}  {note}"
+        )
     if "skipped" in baseline:
         print(baseline["skipped"])
-    print("\nwhere anqi's errors are (false positives: on a head of the other class / a duplicate / on no labelled head;"
-          " misses: found with the other label / not found)")
+    print(
+        "\nwhere anqi's errors are (false positives: on a head of the other class / a duplicate / on no labelled head;"
+        " misses: found with the other label / not found)"
+    )
     for ds, e in errors.items():
         for c in CLASSES:
             x = e[c]
-            print(f"{ds:<14} {c:<9}  FP {x['other_class']:>3} / {x['duplicate']:>2} / {x['unlabelled']:>3}   missed {x['called_other']:>3} / {x['not_found']:>3}")
+            print(
+                f"{ds:<14} {c:<9}  FP {x['other_class']:>3} / {x['duplicate']:>2} / {x['unlabelled']:>3}   missed {x['called_other']:>3} / {x['not_found']:>3}"
+            )
     result["baseline"] = baseline
     if not a.no_face:
         result["face"] = face_metrics()
-        print(f"face (lfw-dev): TAR@FAR1e-3 {result['face']['tar_at_far_1e-3']:.3f}  rank-1 {result['face']['rank1']:.3f}")  # type: ignore[index]
+        print(
+            f"face (lfw-dev): TAR@FAR1e-3 {result['face']['tar_at_far_1e-3']:.3f}  rank-1 {result['face']['rank1']:.3f}"
+        )  # type: ignore[index]
     print(json.dumps(result))
 
 

@@ -56,8 +56,19 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def _ingest_records(n: int, tag: str) -> list[ViolationRecord]:
-    return [ViolationRecord(str(uuid.uuid4()), "no_helmet", NOW - timedelta(seconds=i), f"{tag}-{i % 500}", point_id="pt-1",
-                            device_id="dev", site_id="site", body={"confidence": 0.9}) for i in range(n)]
+    return [
+        ViolationRecord(
+            str(uuid.uuid4()),
+            "no_helmet",
+            NOW - timedelta(seconds=i),
+            f"{tag}-{i % 500}",
+            point_id="pt-1",
+            device_id="dev",
+            site_id="site",
+            body={"confidence": 0.9},
+        )
+        for i in range(n)
+    ]
 
 
 def bench_ingest(store: CentralStore, n: int) -> float:
@@ -77,7 +88,7 @@ def bench_ingest_batched(store: CentralStore, n: int, batch: int = 256) -> float
     recs = _ingest_records(n, "bat")
     t = time.perf_counter()
     for i in range(0, n, batch):
-        assert store.add_violations(recs[i:i + batch]) == len(recs[i:i + batch])
+        assert store.add_violations(recs[i : i + batch]) == len(recs[i : i + batch])
     dt = time.perf_counter() - t
     assert store.add_violations(recs[:batch]) == 0  # a re-delivered batch stores nothing
     return n / dt
@@ -90,15 +101,32 @@ def synthetic_rows(n: int, seed: int = 1) -> tuple[list[tuple[Any, ...]], list[t
     weights /= weights.sum()
     who = rng.choice(PERSONS, size=n, p=weights)
     secs = rng.integers(0, 400 * 86400, size=n)
-    rows = [(str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i)), f"P{int(w):06d}", NOW - timedelta(seconds=int(s)))
-            for i, (w, s) in enumerate(zip(who, secs))]
+    rows = [
+        (
+            str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i)),
+            f"P{int(w):06d}",
+            NOW - timedelta(seconds=int(s)),
+        )
+        for i, (w, s) in enumerate(zip(who, secs))
+    ]
     rows.sort()  # primary-key order: the bulk load appends to the B-tree
-    disp = [(f"P{int(p):06d}", "education" if k % 2 else "fine", NOW - timedelta(days=int(d)))
-            for k, (p, d) in enumerate(zip(rng.choice(PERSONS, size=PERSONS // 50, replace=False), rng.integers(1, 400, size=PERSONS // 50)))]
+    disp = [
+        (f"P{int(p):06d}", "education" if k % 2 else "fine", NOW - timedelta(days=int(d)))
+        for k, (p, d) in enumerate(
+            zip(
+                rng.choice(PERSONS, size=PERSONS // 50, replace=False),
+                rng.integers(1, 400, size=PERSONS // 50),
+            )
+        )
+    ]
     return rows, disp
 
 
-EVENT_INDEXES = {"ix_events_person_time": "(person_id, time)", "ix_events_time": "(time)", "ix_events_point_time": "(point_id, time)"}
+EVENT_INDEXES = {
+    "ix_events_person_time": "(person_id, time)",
+    "ix_events_time": "(time)",
+    "ix_events_point_time": "(point_id, time)",
+}
 
 
 def load_sqlite(path: Path, rows: list[tuple[Any, ...]], disp: list[tuple[str, str, datetime]]) -> float:
@@ -110,13 +138,19 @@ def load_sqlite(path: Path, rows: list[tuple[Any, ...]], disp: list[tuple[str, s
         con.execute(f"DROP INDEX {name}")
     fmt = "%Y-%m-%d %H:%M:%S.%f"
     now_s = NOW.strftime(fmt)
-    con.executemany("INSERT INTO persons (person_id, kind, party_member, created_at, tier) VALUES (?, 'enrolled', 0, ?, 'none')",
-                    [(f"P{i:06d}", now_s) for i in range(PERSONS)])
-    con.executemany("INSERT INTO events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
-                    "face_found, media_expected, body, received_at) VALUES (?, 1, 'dev', 'site', 'pt-1', 'no_helmet', ?, ?, 1, 0, '{}', ?)",
-                    ((e, tm.strftime(fmt), p, now_s) for e, p, tm in rows))
-    con.executemany("INSERT INTO dispositions (person_id, kind, time, source) VALUES (?, ?, ?, 'import')",
-                    [(p, k, tm.strftime(fmt)) for p, k, tm in disp])
+    con.executemany(
+        "INSERT INTO persons (person_id, kind, party_member, created_at, tier) VALUES (?, 'enrolled', 0, ?, 'none')",
+        [(f"P{i:06d}", now_s) for i in range(PERSONS)],
+    )
+    con.executemany(
+        "INSERT INTO events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
+        "face_found, media_expected, body, received_at) VALUES (?, 1, 'dev', 'site', 'pt-1', 'no_helmet', ?, ?, 1, 0, '{}', ?)",
+        ((e, tm.strftime(fmt), p, now_s) for e, p, tm in rows),
+    )
+    con.executemany(
+        "INSERT INTO dispositions (person_id, kind, time, source) VALUES (?, ?, ?, 'import')",
+        [(p, k, tm.strftime(fmt)) for p, k, tm in disp],
+    )
     for name, cols in EVENT_INDEXES.items():  # the migration's definitions
         con.execute(f"CREATE INDEX {name} ON events {cols}")
     con.commit()
@@ -131,15 +165,19 @@ def load_pg(url: str, rows: list[tuple[Any, ...]], disp: list[tuple[str, str, da
 
     u = make_url(url)
     t = time.perf_counter()
-    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, password=u.password) as con:
+    with psycopg.connect(
+        host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, password=u.password
+    ) as con:
         with con.cursor() as cur:
             for name in EVENT_INDEXES:
                 cur.execute(f"DROP INDEX {name}")
             with cur.copy("COPY persons (person_id, kind, party_member, created_at, tier) FROM STDIN") as cp:
                 for i in range(PERSONS):
                     cp.write_row((f"P{i:06d}", "enrolled", False, NOW, "none"))
-            with cur.copy("COPY events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
-                          "face_found, media_expected, body, received_at) FROM STDIN") as cp:
+            with cur.copy(
+                "COPY events (event_id, schema_version, device_id, site_id, point_id, violation_type, time, person_id, "
+                "face_found, media_expected, body, received_at) FROM STDIN"
+            ) as cp:
                 for e, p, tm in rows:
                     cp.write_row((e, 1, "dev", "site", "pt-1", "no_helmet", tm, p, True, 0, "{}", NOW))
             with cur.copy("COPY dispositions (person_id, kind, time, source) FROM STDIN") as cp:
@@ -149,7 +187,9 @@ def load_pg(url: str, rows: list[tuple[Any, ...]], disp: list[tuple[str, str, da
                 cur.execute(f"CREATE INDEX {name} ON events {cols}")
         con.commit()
         con.autocommit = True
-        con.execute("VACUUM ANALYZE")  # what autovacuum does in steady state (visibility map: index-only scans)
+        con.execute(
+            "VACUUM ANALYZE"
+        )  # what autovacuum does in steady state (visibility map: index-only scans)
     return time.perf_counter() - t
 
 
@@ -189,8 +229,17 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
     t = time.perf_counter()
     g.search_batch(q[:256])
     batch = (time.perf_counter() - t) * 1000
-    right = sum(1 for i, pid in enumerate(ids) if pid == f"G{int(np.argmax(g._m @ (q[i] / np.linalg.norm(q[i]))))}")  # noqa: SLF001
-    return {"gallery": n, "build_s": build, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "batch256_ms": batch, "batch_agrees": right == 256}  # type: ignore[dict-item]
+    right = sum(
+        1 for i, pid in enumerate(ids) if pid == f"G{int(np.argmax(g._m @ (q[i] / np.linalg.norm(q[i]))))}"
+    )  # noqa: SLF001
+    return {
+        "gallery": n,
+        "build_s": build,
+        "p50_ms": pct(lat, 50),
+        "p95_ms": pct(lat, 95),
+        "batch256_ms": batch,
+        "batch_agrees": right == 256,
+    }  # type: ignore[dict-item]
 
 
 def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: Any, out: Any) -> None:
@@ -207,7 +256,9 @@ def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: A
     n = len(payloads)
     acks = threading.Semaphore(0)
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge", protocol=paho.MQTTv5)
-    c.on_message = lambda cl, u, msg: acks.release(len(P.decode_acks(bytes(msg.payload))))  # one ack or a batch
+    c.on_message = lambda cl, u, msg: acks.release(
+        len(P.decode_acks(bytes(msg.payload)))
+    )  # one ack or a batch
     c.connect("127.0.0.1", port)
     c.subscribe(topic.rsplit("/", 1)[0] + "/ack", qos=1)
     c.loop_start()
@@ -240,15 +291,29 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
     payloads = []
     for i in range(n):
         f = faces[i % len(faces)] + 0.05 * rng.normal(size=128)
-        ev = ViolationEvent(device_id="dev-1", site_id="site-1", point_id="pt-1", violation_type=ViolationType.no_helmet,
-                            time=NOW - timedelta(seconds=n - i), track_id=i, confidence=0.9,
-                            face=FaceInfo(found=True, quality=0.8, embedding_model="sface", embedding=(f / np.linalg.norm(f)).tolist()))
+        ev = ViolationEvent(
+            device_id="dev-1",
+            site_id="site-1",
+            point_id="pt-1",
+            violation_type=ViolationType.no_helmet,
+            time=NOW - timedelta(seconds=n - i),
+            track_id=i,
+            confidence=0.9,
+            face=FaceInfo(
+                found=True, quality=0.8, embedding_model="sface", embedding=(f / np.linalg.norm(f)).tolist()
+            ),
+        )
         payloads.append(P.encode_event(ev))
     mp = multiprocessing.get_context("spawn")
     with LocalBroker(workdir=workdir / "mosquitto") as broker:
-        cons = CentralConsumer.for_broker("127.0.0.1", broker.port, workdir / "consumer", db_url=db_url, ingest=ingest).start()
+        cons = CentralConsumer.for_broker(
+            "127.0.0.1", broker.port, workdir / "consumer", db_url=db_url, ingest=ingest
+        ).start()
         ready, go, res = mp.Event(), mp.Event(), mp.Queue()
-        edge = mp.Process(target=_edge_client, args=(broker.port, P.event_topic("anqi/v1", "site-1", "dev-1"), payloads, ready, go, res))
+        edge = mp.Process(
+            target=_edge_client,
+            args=(broker.port, P.event_topic("anqi/v1", "site-1", "dev-1"), payloads, ready, go, res),
+        )
         edge.start()
         if not ready.wait(60):
             raise RuntimeError("edge client did not start")
@@ -260,8 +325,16 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
         cons.stop()
         persons = len(cons.stats.last_assessment)
         cons.store.close()
-    return {"events": n, "stored_all": ok, "acks": got, "events_per_s": n / (last_ack - t), "stored_per_s": n / (stored_at - t),  # type: ignore[dict-item]
-            "persons": persons, "batch_max": cons.cfg.ingest.batch_max, "errors": cons.stats.errors}
+    return {
+        "events": n,
+        "stored_all": ok,
+        "acks": got,
+        "events_per_s": n / (last_ack - t),
+        "stored_per_s": n / (stored_at - t),  # type: ignore[dict-item]
+        "persons": persons,
+        "batch_max": cons.cfg.ingest.batch_max,
+        "errors": cons.stats.errors,
+    }
 
 
 def pg_database(admin_url: str) -> tuple[str, Any]:
@@ -286,15 +359,31 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--gallery", type=int, default=100_000)
     ap.add_argument("--ingest", type=int, default=3000, help="Events stored one per transaction.")
-    ap.add_argument("--ingest-batched", type=int, default=30000, help="Events stored in batches of --batch, one transaction each.")
+    ap.add_argument(
+        "--ingest-batched",
+        type=int,
+        default=30000,
+        help="Events stored in batches of --batch, one transaction each.",
+    )
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--consumer", type=int, default=2000, help="Events sent through the MQTT consumer (0: skip).")
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres", help="Admin URL of a PostgreSQL server.")
+    ap.add_argument(
+        "--consumer", type=int, default=2000, help="Events sent through the MQTT consumer (0: skip)."
+    )
+    ap.add_argument(
+        "--pg",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="Admin URL of a PostgreSQL server.",
+    )
     ap.add_argument("--no-pg", action="store_true")
-    ap.add_argument("--consumer-only", action="store_true",
-                    help="Only the consumer benchmark (batched; one by one too unless --no-unbatched): no ingest, classification, face search.")
-    ap.add_argument("--no-unbatched", action="store_true", help="Skip the consumer run with ingest.batch_max: 1.")
+    ap.add_argument(
+        "--consumer-only",
+        action="store_true",
+        help="Only the consumer benchmark (batched; one by one too unless --no-unbatched): no ingest, classification, face search.",
+    )
+    ap.add_argument(
+        "--no-unbatched", action="store_true", help="Skip the consumer run with ingest.batch_max: 1."
+    )
     args = ap.parse_args()
     import logging
 
@@ -311,19 +400,32 @@ def main() -> None:
     if not args.consumer_only:
         t0 = time.perf_counter()
         rows, disp = synthetic_rows(args.events)
-        print(f"generated {len(rows)} events, {len(disp)} dispositions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(
+            f"generated {len(rows)} events, {len(disp)} dispositions in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
     for name, url, drop in backends if not args.consumer_only else []:
         try:
             store = CentralStore(url)
             store.migrate()
             out[f"ingest_{name}_events_per_s"] = bench_ingest(store, args.ingest)
-            out[f"ingest_{name}_batched_events_per_s"] = bench_ingest_batched(store, args.ingest_batched, args.batch)
-            print(f"{name}: ingest {out[f'ingest_{name}_events_per_s']:.0f} events/s one per transaction, "
-                  f"{out[f'ingest_{name}_batched_events_per_s']:.0f} events/s in batches of {args.batch}; "
-                  f"bulk loading {args.events} events ...", file=sys.stderr)
-            load_s = (load_sqlite(tmp / "central.db", rows, disp) if name == "sqlite" else load_pg(url, rows, disp))
+            out[f"ingest_{name}_batched_events_per_s"] = bench_ingest_batched(
+                store, args.ingest_batched, args.batch
+            )
+            print(
+                f"{name}: ingest {out[f'ingest_{name}_events_per_s']:.0f} events/s one per transaction, "
+                f"{out[f'ingest_{name}_batched_events_per_s']:.0f} events/s in batches of {args.batch}; "
+                f"bulk loading {args.events} events ...",
+                file=sys.stderr,
+            )
+            load_s = (
+                load_sqlite(tmp / "central.db", rows, disp) if name == "sqlite" else load_pg(url, rows, disp)
+            )
             out[f"bulk_load_{name}_s"] = load_s
-            print(f"{name}: loaded in {load_s:.0f} s; timing {args.queries} classifications ...", file=sys.stderr)
+            print(
+                f"{name}: loaded in {load_s:.0f} s; timing {args.queries} classifications ...",
+                file=sys.stderr,
+            )
             assert store.count_events() == args.events + args.ingest + args.ingest_batched
             c = bench_classify(store, args.queries)
             out[f"classify_{name}_p50_ms"] = c["p50_ms"]
@@ -337,11 +439,20 @@ def main() -> None:
     if args.consumer:
         cres = bench_consumer(args.consumer, tmp / "c-sqlite")
         out.update({f"consumer_sqlite_{k}": v for k, v in cres.items()})
-        print(f"sqlite consumer: {cres['events_per_s']:.0f} events/s to the last ack (batches)"
-              + ("" if args.no_unbatched else "; one transaction per event ..."), file=sys.stderr)
+        print(
+            f"sqlite consumer: {cres['events_per_s']:.0f} events/s to the last ack (batches)"
+            + ("" if args.no_unbatched else "; one transaction per event ..."),
+            file=sys.stderr,
+        )
         if not args.no_unbatched:
             cres = bench_consumer(args.consumer, tmp / "c-sqlite-1", batch_max=1)
-            out.update({f"consumer_sqlite_unbatched_{k}": v for k, v in cres.items() if k in ("events_per_s", "stored_per_s", "acks")})
+            out.update(
+                {
+                    f"consumer_sqlite_unbatched_{k}": v
+                    for k, v in cres.items()
+                    if k in ("events_per_s", "stored_per_s", "acks")
+                }
+            )
         if not args.no_pg:
             try:
                 url, drop = pg_database(args.pg)

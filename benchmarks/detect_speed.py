@@ -60,7 +60,10 @@ def main() -> None:
             parts.append(det.last_timing_ms)
             heads.append(len(d.heads))
         breakdown = {k: float(np.median([p[k] for p in parts])) for k in parts[0]}
-        print(f"{name:<18} {stats(ms)}  heads/frame {np.mean(heads):.1f}  breakdown(median ms) " + " ".join(f"{k}={v:.1f}" for k, v in breakdown.items()))
+        print(
+            f"{name:<18} {stats(ms)}  heads/frame {np.mean(heads):.1f}  breakdown(median ms) "
+            + " ".join(f"{k}={v:.1f}" for k, v in breakdown.items())
+        )
         res[name] = {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
     boxes = np.array([[100 + 150 * i, 300, 140 + 150 * i, 345] for i in range(10)], np.float32)
     ms = []

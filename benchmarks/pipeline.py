@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from prompt_latency import ASOUNDRC  # noqa: E402  (ALSA default -> file PCM into a null sink)
+
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 TRAIN_PY = ROOT / ".train" / "bin" / "python"
 PEER = ROOT / "benchmarks" / "peer" / "run_helmet_detect.py"
@@ -77,7 +78,9 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     cfg = parse_config(data, CONFIG.name, CONFIG.parent)
-    daemon = EdgeDaemon(cfg, mode="live" if mode == "realtime" else "until_eof", install_signals=False, relay_wait_s=30)
+    daemon = EdgeDaemon(
+        cfg, mode="live" if mode == "realtime" else "until_eof", install_signals=False, relay_wait_s=30
+    )
 
     capture_end: list[float] = []
 
@@ -99,7 +102,9 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     src, buf, summary = daemon.source.stats, daemon.buffer.stats, stats.summary()
-    capture_wall = (capture_end[0] if capture_end else (stats.ended_mono or time.monotonic())) - stats.started_mono
+    capture_wall = (
+        capture_end[0] if capture_end else (stats.ended_mono or time.monotonic())
+    ) - stats.started_mono
     return {
         "mode": mode,
         "frames": stats.frames,
@@ -140,9 +145,22 @@ def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[s
         home.mkdir()
         (home / ".asoundrc").write_text(ASOUNDRC.format(capture=Path(tmp) / "speaker.raw"))
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--clip", str(clip), "--work", tmp, "--settle", str(settle_s)] + [a for kv in sets for a in ("--set", kv)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            mode,
+            "--clip",
+            str(clip),
+            "--work",
+            tmp,
+            "--settle",
+            str(settle_s),
+        ] + [a for kv in sets for a in ("--set", kv)]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if os.environ.get("ANQI_BENCH_LOG"):  # the daemon's own log lines (ANQI_BENCH_LOG_LEVEL=INFO for every event)
+        if os.environ.get(
+            "ANQI_BENCH_LOG"
+        ):  # the daemon's own log lines (ANQI_BENCH_LOG_LEVEL=INFO for every event)
             Path(os.environ["ANQI_BENCH_LOG"]).with_suffix(f".{mode}.log").write_text(res.stderr)
         if res.returncode != 0:
             sys.stderr.write(res.stderr[-4000:])
@@ -152,12 +170,22 @@ def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[s
 
 def run_peer(clip: Path) -> dict[str, Any]:
     if not TRAIN_PY.exists():
-        return {"skipped": f"no [train] environment at {TRAIN_PY.parent.parent} (torch + ultralytics + helmet-detector)"}
+        return {
+            "skipped": f"no [train] environment at {TRAIN_PY.parent.parent} (torch + ultralytics + helmet-detector)"
+        }
     with tempfile.TemporaryDirectory(prefix="anqi-bench-peer-") as tmp:
         env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        res = subprocess.run([str(TRAIN_PY), str(PEER), str(clip), str(Path(tmp) / "out")], env=env, capture_output=True, text=True, timeout=3600)
+        res = subprocess.run(
+            [str(TRAIN_PY), str(PEER), str(clip), str(Path(tmp) / "out")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if res.returncode != 0:
-            return {"skipped": f"peer failed (exit {res.returncode}): {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}"}
+            return {
+                "skipped": f"peer failed (exit {res.returncode}): {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}"
+            }
         return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -189,12 +217,21 @@ def fmt(v: Any) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loops", type=int, default=1, help="Play the source clip this many times in a row (longer run).")
+    ap.add_argument(
+        "--loops", type=int, default=1, help="Play the source clip this many times in a row (longer run)."
+    )
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--modes", nargs="+", default=["realtime", "max"], choices=["realtime", "max"])
-    ap.add_argument("--settle", type=float, default=4.0, help="Seconds a live run keeps going after its file ends.")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="Override a config key for every mode, e.g. --set detect.input_width=640.")
+    ap.add_argument(
+        "--settle", type=float, default=4.0, help="Seconds a live run keeps going after its file ends."
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a config key for every mode, e.g. --set detect.input_width=640.",
+    )
     ap.add_argument("--child", choices=["realtime", "max"], help=argparse.SUPPRESS)
     ap.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -214,51 +251,79 @@ def main() -> None:
     rb = ringbuffer_mb_7s(clip)
 
     rows = [
-        ("input fps sustained", "input_fps"), ("frames in", "frames"), ("capture lag max (s)", "realtime_lag_max_s"),
-        ("frames dropped by capture", "corrupt_skipped"), ("frames dropped by ring buffer", "buffer_dropped"),
-        ("sampled frames skipped by detection", "detect_skipped"), ("detection fps (model throughput)", "detect_fps"),
-        ("frames detected per second", "detect_rate_fps"), ("violations", "violations"), ("events in outbox", "events_committed"),
-        ("events relayed (PUBACK)", "relay_published"), ("CPU %", "cpu_pct"), ("peak RSS (MB)", "peak_rss_mb"), ("wall (s)", "wall_s"),
+        ("input fps sustained", "input_fps"),
+        ("frames in", "frames"),
+        ("capture lag max (s)", "realtime_lag_max_s"),
+        ("frames dropped by capture", "corrupt_skipped"),
+        ("frames dropped by ring buffer", "buffer_dropped"),
+        ("sampled frames skipped by detection", "detect_skipped"),
+        ("detection fps (model throughput)", "detect_fps"),
+        ("frames detected per second", "detect_rate_fps"),
+        ("violations", "violations"),
+        ("events in outbox", "events_committed"),
+        ("events relayed (PUBACK)", "relay_published"),
+        ("CPU %", "cpu_pct"),
+        ("peak RSS (MB)", "peak_rss_mb"),
+        ("wall (s)", "wall_s"),
     ]
     modes = list(results)
     print(f"\n{'':38}" + "".join(f"{m:>16}" for m in modes) + f"{'peer':>16}")
     for label, key in rows:
-        peer_v = {"input_fps": peer.get("fps"), "frames": peer.get("frames"), "detect_fps": peer.get("fps"),
-                  "wall_s": peer.get("seconds"), "violations": peer.get("no_helmet_tracks")}.get(key)
-        print(f"{label:38}" + "".join(f"{fmt(results[m].get(key)):>16}" for m in modes) + f"{fmt(peer_v):>16}")
+        peer_v = {
+            "input_fps": peer.get("fps"),
+            "frames": peer.get("frames"),
+            "detect_fps": peer.get("fps"),
+            "wall_s": peer.get("seconds"),
+            "violations": peer.get("no_helmet_tracks"),
+        }.get(key)
+        print(
+            f"{label:38}" + "".join(f"{fmt(results[m].get(key)):>16}" for m in modes) + f"{fmt(peer_v):>16}"
+        )
     for m in modes:
         r = results[m]
-        print(f"{m}: violation->prompt start p50 {fmt(percentile(r['prompt_latencies_s'], 50))} s, p95 {fmt(percentile(r['prompt_latencies_s'], 95))} s"
-              f" (n={len(r['prompt_latencies_s'])}); frame->decision p95 {fmt(percentile(r['decide_latencies_s'], 95))} s;"
-              f" decision->outbox p50 {fmt(percentile(r['outbox_latencies_s'], 50))} s (includes the post_s clip tail)")
+        print(
+            f"{m}: violation->prompt start p50 {fmt(percentile(r['prompt_latencies_s'], 50))} s, p95 {fmt(percentile(r['prompt_latencies_s'], 95))} s"
+            f" (n={len(r['prompt_latencies_s'])}); frame->decision p95 {fmt(percentile(r['decide_latencies_s'], 95))} s;"
+            f" decision->outbox p50 {fmt(percentile(r['outbox_latencies_s'], 50))} s (includes the post_s clip tail)"
+        )
         idle, waited = split_prompts(r)
-        print(f"{m}: prompts to an idle speaker: p50 {fmt(percentile(idle, 50))} s, p95 {fmt(percentile(idle, 95))} s (n={len(idle)});"
-              f" asked for while another rider's prompt played (speaker.barge_in cuts that one: at once for the same message,"
-              f" after its first clause for another; without barge-in they wait for its end + speaker.cooldown_global_s): {waited}")
+        print(
+            f"{m}: prompts to an idle speaker: p50 {fmt(percentile(idle, 50))} s, p95 {fmt(percentile(idle, 95))} s (n={len(idle)});"
+            f" asked for while another rider's prompt played (speaker.barge_in cuts that one: at once for the same message,"
+            f" after its first clause for another; without barge-in they wait for its end + speaker.cooldown_global_s): {waited}"
+        )
     print(f"ring buffer for 7 s of this 1080p25 stream: {rb} MB")
     if "skipped" in peer:
         print(f"peer: skipped: {peer['skipped']}")
     else:
-        print(f"peer helmet-detector: {peer['frames']} frames in {peer['seconds']} s = {peer['fps']} fps; "
-              f"no-helmet tracks {peer['no_helmet_tracks']}, verified {peer['no_helmet_verified']}")
+        print(
+            f"peer helmet-detector: {peer['frames']} frames in {peer['seconds']} s = {peer['fps']} fps; "
+            f"no-helmet tracks {peer['no_helmet_tracks']}, verified {peer['no_helmet_verified']}"
+        )
 
     rt = results.get("realtime", {})
     mx = results.get("max", {})
     peer_fps = peer.get("fps")
-    print(json.dumps({
-        "input_fps": rt.get("input_fps"),
-        "dropped_frames": (rt.get("corrupt_skipped", 0) + rt.get("buffer_dropped", 0)) if rt else None,
-        "detect_fps": rt.get("detect_fps"),
-        "prompt_latency_p50_s": percentile(rt.get("prompt_latencies_s", []), 50),
-        "prompt_latency_p95_s": percentile(rt.get("prompt_latencies_s", []), 95),
-        "prompt_latency_idle_speaker_p95_s": percentile(split_prompts(rt)[0], 95) if rt else None,
-        "prompts_queued_behind_another": len(split_prompts(rt)[1]) if rt else None,
-        "peak_rss_mb": max((r["peak_rss_mb"] for r in results.values()), default=None),
-        "ringbuffer_mb_7s": rb,
-        "max_input_fps": mx.get("input_fps"),
-        "peer_fps": peer_fps,
-        "speedup_vs_peer": round(mx["input_fps"] / peer_fps, 2) if mx and peer_fps else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "input_fps": rt.get("input_fps"),
+                "dropped_frames": (rt.get("corrupt_skipped", 0) + rt.get("buffer_dropped", 0))
+                if rt
+                else None,
+                "detect_fps": rt.get("detect_fps"),
+                "prompt_latency_p50_s": percentile(rt.get("prompt_latencies_s", []), 50),
+                "prompt_latency_p95_s": percentile(rt.get("prompt_latencies_s", []), 95),
+                "prompt_latency_idle_speaker_p95_s": percentile(split_prompts(rt)[0], 95) if rt else None,
+                "prompts_queued_behind_another": len(split_prompts(rt)[1]) if rt else None,
+                "peak_rss_mb": max((r["peak_rss_mb"] for r in results.values()), default=None),
+                "ringbuffer_mb_7s": rb,
+                "max_input_fps": mx.get("input_fps"),
+                "peer_fps": peer_fps,
+                "speedup_vs_peer": round(mx["input_fps"] / peer_fps, 2) if mx and peer_fps else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

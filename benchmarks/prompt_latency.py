@@ -65,8 +65,13 @@ def stats(xs: list[float]) -> dict[str, Any]:
     if not xs:
         return {"n": 0}
     a = np.asarray(xs)
-    return {"n": len(xs), "p50_s": round(float(np.percentile(a, 50)), 4), "p95_s": round(float(np.percentile(a, 95)), 4),
-            "max_s": round(float(a.max()), 4), "mean_s": round(float(a.mean()), 4)}
+    return {
+        "n": len(xs),
+        "p50_s": round(float(np.percentile(a, 50)), 4),
+        "p95_s": round(float(np.percentile(a, 95)), 4),
+        "max_s": round(float(a.max()), 4),
+        "mean_s": round(float(a.mean()), 4),
+    }
 
 
 def child_env(tmp: Path, real_device: bool) -> tuple[dict[str, str], Path]:
@@ -83,16 +88,31 @@ def child_env(tmp: Path, real_device: bool) -> tuple[dict[str, str], Path]:
 
 def run_replay(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     env, capture = child_env(tmp, args.real_device)
-    cmd = [sys.executable, "-m", "edge.cli", "replay", str(args.video), "--config", str(args.config), "--out", str(tmp / "replay")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.cli",
+        "replay",
+        str(args.video),
+        "--config",
+        str(args.config),
+        "--out",
+        str(tmp / "replay"),
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     out = proc.stdout + proc.stderr
     lat = [float(m) for m in re.findall(r"msg=prompt_played .*? latency_s=([0-9.eE+-]+)", out)]
     own = [float(m) for m in re.findall(r"msg=prompt_played .*? speaker_latency_s=([0-9.eE+-]+)", out)]
     res: dict[str, Any] = {
-        "mode": "replay", "video": str(args.video), "config": str(args.config), "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
+        "mode": "replay",
+        "video": str(args.video),
+        "config": str(args.config),
+        "rc": proc.returncode,
+        "wall_s": round(time.monotonic() - t0, 1),
         "violations": len(re.findall(r"msg=violation\b|msg=violation_decided", out)),
-        "dropped": len(re.findall(r"msg=prompt_dropped", out)), "coalesced": len(re.findall(r"msg=prompt_coalesced", out)),
+        "dropped": len(re.findall(r"msg=prompt_dropped", out)),
+        "coalesced": len(re.findall(r"msg=prompt_coalesced", out)),
         "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,
         **stats(lat),
         "speaker_only": stats(own),
@@ -165,26 +185,60 @@ def drill_child(args: argparse.Namespace) -> None:
     time.sleep(0.3)
     stop.set()
     p.close()
-    print(json.dumps({"latencies_s": p.latencies_s, "played": len(p.played), "outcomes": dict(speaker.outcomes),
-                      "device": speaker.output.device_name,
-                      "rate": speaker.output.rate, "channels": speaker.output.channels, "load_frames": frames[0]}))
+    print(
+        json.dumps(
+            {
+                "latencies_s": p.latencies_s,
+                "played": len(p.played),
+                "outcomes": dict(speaker.outcomes),
+                "device": speaker.output.device_name,
+                "rate": speaker.output.rate,
+                "channels": speaker.output.channels,
+                "load_frames": frames[0],
+            }
+        )
+    )
 
 
 def run_drill(args: argparse.Namespace, tmp: Path, crowd: bool = False) -> dict[str, Any]:
     env, capture = child_env(tmp, args.real_device)
     cooldown = args.cooldown if args.cooldown is not None else (-1.0 if crowd else 0.5)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-drill", "--n", str(args.n), "--cooldown", str(cooldown),
-           "--video", str(args.video), "--languages", *args.languages, "--crowd-gap", str(args.crowd_gap if crowd else 0.0),
-           "--crowd-types", *args.crowd_types] + (["--no-barge-in"] if args.no_barge_in else [])
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child-drill",
+        "--n",
+        str(args.n),
+        "--cooldown",
+        str(cooldown),
+        "--video",
+        str(args.video),
+        "--languages",
+        *args.languages,
+        "--crowd-gap",
+        str(args.crowd_gap if crowd else 0.0),
+        "--crowd-types",
+        *args.crowd_types,
+    ] + (["--no-barge-in"] if args.no_barge_in else [])
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    rep: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    res: dict[str, Any] = {"mode": "crowd" if crowd else "drill", "languages": args.languages, "rc": proc.returncode, "wall_s": round(time.monotonic() - t0, 1),
-                           "requested": args.n, "played": rep.get("played", 0), "outcomes": rep.get("outcomes", {}),
-                           "device": rep.get("device"), "load_frames": rep.get("load_frames"),
-                           "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,
-                           **stats(rep.get("latencies_s", []))}
+    rep: dict[str, Any] = (
+        json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    )
+    res: dict[str, Any] = {
+        "mode": "crowd" if crowd else "drill",
+        "languages": args.languages,
+        "rc": proc.returncode,
+        "wall_s": round(time.monotonic() - t0, 1),
+        "requested": args.n,
+        "played": rep.get("played", 0),
+        "outcomes": rep.get("outcomes", {}),
+        "device": rep.get("device"),
+        "load_frames": rep.get("load_frames"),
+        "captured_s": round(capture.stat().st_size / 4 / 48000, 2) if capture.exists() else 0.0,
+        **stats(rep.get("latencies_s", [])),
+    }
     if "error" in rep:
         res["error"] = rep["error"]
     return res
@@ -198,16 +252,39 @@ def note_for(r: dict[str, Any]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["replay", "drill", "crowd", "both", "all"], default="both", help="both = replay + drill; all = + crowd.")
+    ap.add_argument(
+        "--mode",
+        choices=["replay", "drill", "crowd", "both", "all"],
+        default="both",
+        help="both = replay + drill; all = + crowd.",
+    )
     ap.add_argument("--crowd-gap", type=float, default=2.0, help="crowd: mean seconds between violations.")
-    ap.add_argument("--crowd-types", nargs="+", default=["no_helmet", "no_helmet", "no_helmet", "wrong_way"], help="crowd: violation types, cycled.")
+    ap.add_argument(
+        "--crowd-types",
+        nargs="+",
+        default=["no_helmet", "no_helmet", "no_helmet", "wrong_way"],
+        help="crowd: violation types, cycled.",
+    )
     ap.add_argument("--video", type=Path, default=VIDEO)
     ap.add_argument("--config", type=Path, default=REPLAY_CONFIG, help="Site config for the replay.")
     ap.add_argument("--n", type=int, default=12, help="drill: violations (one prompt apart).")
     ap.add_argument("--languages", nargs="+", default=["zh-cmn"], help="drill: prompt packs.")
-    ap.add_argument("--cooldown", type=float, default=None, help="speaker.cooldown_global_s (drill default 0.5; crowd default: the config default).")
-    ap.add_argument("--no-barge-in", action="store_true", help="speaker.barge_in: false (a prompt waits for the one playing to end).")
-    ap.add_argument("--real-device", action="store_true", help="Use this machine's ALSA default device instead of the file PCM.")
+    ap.add_argument(
+        "--cooldown",
+        type=float,
+        default=None,
+        help="speaker.cooldown_global_s (drill default 0.5; crowd default: the config default).",
+    )
+    ap.add_argument(
+        "--no-barge-in",
+        action="store_true",
+        help="speaker.barge_in: false (a prompt waits for the one playing to end).",
+    )
+    ap.add_argument(
+        "--real-device",
+        action="store_true",
+        help="Use this machine's ALSA default device instead of the file PCM.",
+    )
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--child-drill", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,22 +297,40 @@ def main() -> int:
         for mode in modes:
             tmp = Path(t) / mode
             tmp.mkdir()
-            results.append(run_replay(args, tmp) if mode == "replay" else run_drill(args, tmp, crowd=mode == "crowd"))
+            results.append(
+                run_replay(args, tmp) if mode == "replay" else run_drill(args, tmp, crowd=mode == "crowd")
+            )
     print(f"{'mode':<8} {'n':>3} {'p50 s':>8} {'p95 s':>8} {'max s':>8} {'audio s':>8}  note")
     for r in results:
         if r["mode"] == "crowd" and "error" not in r:
             oc = r["outcomes"]
             dropped = sum(v for k, v in oc.items() if k.startswith("dropped"))
-            note = f"{r['requested']} riders: {oc.get('played', 0)} own prompt, {oc.get('coalesced', 0)} heard another's, {dropped} none; " + note_for(r)
+            note = (
+                f"{r['requested']} riders: {oc.get('played', 0)} own prompt, {oc.get('coalesced', 0)} heard another's, {dropped} none; "
+                + note_for(r)
+            )
         elif r["mode"] == "replay" and "error" not in r and r.get("n"):
             so = r["speaker_only"]
-            note = f"from frame capture (daemon's decided_mono); on_violation -> start p50 {so['p50_s']:.3f} s max {so['max_s']:.3f} s; " + note_for(r)
+            note = (
+                f"from frame capture (daemon's decided_mono); on_violation -> start p50 {so['p50_s']:.3f} s max {so['max_s']:.3f} s; "
+                + note_for(r)
+            )
         else:
             note = r.get("error") or note_for(r)
-        print(f"{r['mode']:<8} {r.get('n', 0):>3} {r.get('p50_s', float('nan')):>8.3f} {r.get('p95_s', float('nan')):>8.3f} "
-              f"{r.get('max_s', float('nan')):>8.3f} {r.get('captured_s', 0):>8.2f}  {note}")
-    print(json.dumps({"benchmark": "prompt_latency", "target_s": TARGET_S, "sink": "real ALSA default" if args.real_device else "ALSA file->null via PortAudio",
-                      "results": results}))
+        print(
+            f"{r['mode']:<8} {r.get('n', 0):>3} {r.get('p50_s', float('nan')):>8.3f} {r.get('p95_s', float('nan')):>8.3f} "
+            f"{r.get('max_s', float('nan')):>8.3f} {r.get('captured_s', 0):>8.2f}  {note}"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "prompt_latency",
+                "target_s": TARGET_S,
+                "sink": "real ALSA default" if args.real_device else "ALSA file->null via PortAudio",
+                "results": results,
+            }
+        )
+    )
     return 0
 
 

@@ -69,9 +69,23 @@ def soak(frames: int) -> None:
     from edge.source import DetectSampler
 
     port = free_port()
-    ff = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "quiet", "-stream_loop", "-1", "-i",
-                           str(shared_dir() / "video" / "bikelane-cyclists.mp4"), "-c", "copy", "-f", "mpegts",
-                           f"tcp://127.0.0.1:{port}?listen=1"])
+    ff = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "quiet",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(shared_dir() / "video" / "bikelane-cyclists.mp4"),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            f"tcp://127.0.0.1:{port}?listen=1",
+        ]
+    )
     time.sleep(0.5)
     cfg = BufferConfig()
     tmp = Path(tempfile.mkdtemp(prefix="anqi-soak-"))
@@ -100,16 +114,32 @@ def soak(frames: int) -> None:
     ff.wait()
     clips = [f.result() for f in futs]
     shutil.rmtree(tmp)
-    print(json.dumps({"soak_frames": n, "soak_s": round(time.perf_counter() - t0, 1), "clips": len(clips),
-                      "clips_complete": sum(c.complete for c in clips), "rss_mb_end": round(rss_mb())}))
+    print(
+        json.dumps(
+            {
+                "soak_frames": n,
+                "soak_s": round(time.perf_counter() - t0, 1),
+                "clips": len(clips),
+                "clips_complete": sum(c.complete for c in clips),
+                "rss_mb_end": round(rss_mb()),
+            }
+        )
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the JPEG->H.264 clip encode (the slow part)")
-    ap.add_argument("--bit-rate", type=int, default=4_000_000, help="test clip bit rate (a 1080p camera: 2-8 Mbit/s)")
-    ap.add_argument("--soak", type=int, default=0, metavar="FRAMES",
-                    help="instead: stream this many frames over TCP, check memory stays flat")
+    ap.add_argument(
+        "--bit-rate", type=int, default=4_000_000, help="test clip bit rate (a 1080p camera: 2-8 Mbit/s)"
+    )
+    ap.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="instead: stream this many frames over TCP, check memory stays flat",
+    )
     args = ap.parse_args()
     if args.soak:
         soak(args.soak)
@@ -148,14 +178,30 @@ def main() -> None:
         t0 = time.perf_counter()
         rec.push(f)
         if fut is not None and fut.done() and remux_write_ms != remux_write_ms:
-            remux_write_ms = (time.perf_counter() - t0) * 1000  # the push that completed the clip wrote it inline
+            remux_write_ms = (
+                time.perf_counter() - t0
+            ) * 1000  # the push that completed the clip wrote it inline
         if f.index == i_trig:
             fut = rec.trigger("bench", f.pts_s)
         if f.index < j_stop:  # the same frames as a raw camera would give them
             if raw_info is None:
-                raw_info = StreamInfo(session=1, codec=RAW_CODEC, width=f.size[0], height=f.size[1],
-                                      time_base=f.stream.time_base, fps=float(fps))
-            raw = Frame(image=f.image, index=f.index, pts_s=f.pts_s, mono=f.mono, utc=f.utc, stream=raw_info, keyframe=True)
+                raw_info = StreamInfo(
+                    session=1,
+                    codec=RAW_CODEC,
+                    width=f.size[0],
+                    height=f.size[1],
+                    time_base=f.stream.time_base,
+                    fps=float(fps),
+                )
+            raw = Frame(
+                image=f.image,
+                index=f.index,
+                pts_s=f.pts_s,
+                mono=f.mono,
+                utc=f.utc,
+                stream=raw_info,
+                keyframe=True,
+            )
             jring.push(raw)
             if f.index % 10 == 0:
                 img = f.image
@@ -174,7 +220,7 @@ def main() -> None:
     capture_fps = n / cap_s
     duration = n / fps
     stream_mbit = sum(sizes) * 8 / duration / 1e6
-    exact7 = sum(sizes[-7 * fps:])  # no B-frames: one packet per frame
+    exact7 = sum(sizes[-7 * fps :])  # no B-frames: one packet per frame
     assert fut is not None
     remux_clip = fut.result()
     jclip_frames = 0
@@ -206,30 +252,50 @@ def main() -> None:
         ("H.264 ring, 7 s window (peak)", f"{peak7 / MB:.2f} MB holding {held7:.2f} s"),
         ("H.264 ring, default pre 6 s + lag 2 s (peak)", f"{peak_def / MB:.2f} MB holding {held_def:.2f} s"),
         ("H.264 bytes of exactly 7 s", f"{exact7 / MB:.2f} MB"),
-        ("clip remux [t-6, t+1]", f"{remux_write_ms:.0f} ms, {remux_clip.frames} frames, {remux_clip.duration_s:.2f} s"),
-        (f"JPEG q{quality} 1080p (upscaled clip)", f"{np.mean(jpeg_sizes) / 1024:.0f} KiB/frame, {np.mean(jpeg_ms):.1f} CPU ms/frame"),
-        (f"JPEG q{quality} 1080p (helmet9 texture)", f"{np.mean(real_sizes) / 1024:.0f} KiB/frame, {np.mean(real_ms):.1f} CPU ms/frame"),
-        ("JPEG ring, 7 s at 25 fps", f"{jpeg7_mb:.1f} MB (upscaled) / {jpeg7_real_mb:.1f} MB (real texture); "
-                                     f"measured ring {jpeg_ring_mb:.1f} MB holding {jring_s:.2f} s"),
+        (
+            "clip remux [t-6, t+1]",
+            f"{remux_write_ms:.0f} ms, {remux_clip.frames} frames, {remux_clip.duration_s:.2f} s",
+        ),
+        (
+            f"JPEG q{quality} 1080p (upscaled clip)",
+            f"{np.mean(jpeg_sizes) / 1024:.0f} KiB/frame, {np.mean(jpeg_ms):.1f} CPU ms/frame",
+        ),
+        (
+            f"JPEG q{quality} 1080p (helmet9 texture)",
+            f"{np.mean(real_sizes) / 1024:.0f} KiB/frame, {np.mean(real_ms):.1f} CPU ms/frame",
+        ),
+        (
+            "JPEG ring, 7 s at 25 fps",
+            f"{jpeg7_mb:.1f} MB (upscaled) / {jpeg7_real_mb:.1f} MB (real texture); "
+            f"measured ring {jpeg_ring_mb:.1f} MB holding {jring_s:.2f} s",
+        ),
         ("JPEG worker capacity", f"{jpeg_push_fps:.1f} frames per CPU second (needs 25)"),
-        ("JPEG -> H.264 clip (7 s, libx264 " + jcfg.clip_preset + ")",
-         "skipped (--quick)" if args.quick else f"{clip_encode_s:.1f} s wall, {clip_encode_cpu_s:.1f} CPU s for {jclip_frames} frames"),
+        (
+            "JPEG -> H.264 clip (7 s, libx264 " + jcfg.clip_preset + ")",
+            "skipped (--quick)"
+            if args.quick
+            else f"{clip_encode_s:.1f} s wall, {clip_encode_cpu_s:.1f} CPU s for {jclip_frames} frames",
+        ),
     ]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
-    print(json.dumps({
-        "ringbuffer_mb_7s": round(peak7 / MB, 2),
-        "ringbuffer_mb_default": round(peak_def / MB, 2),
-        "ringbuffer_mb_7s_jpeg": round(max(jpeg7_mb, jpeg7_real_mb), 1),
-        "stream_mbit_s": round(stream_mbit, 2),
-        "capture_fps_1080p": round(capture_fps, 1),
-        "clip_remux_ms": round(remux_write_ms, 1),
-        "jpeg_encode_cpu_ms_1080p": round(float(np.mean(real_ms + jpeg_ms)), 2),
-        "jpeg_worker_fps": round(jpeg_push_fps, 1),
-        "jpeg_clip_encode_s_7s": None if args.quick else round(clip_encode_s, 2),
-        "jpeg_clip_encode_cpu_s_7s": None if args.quick else round(clip_encode_cpu_s, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "ringbuffer_mb_7s": round(peak7 / MB, 2),
+                "ringbuffer_mb_default": round(peak_def / MB, 2),
+                "ringbuffer_mb_7s_jpeg": round(max(jpeg7_mb, jpeg7_real_mb), 1),
+                "stream_mbit_s": round(stream_mbit, 2),
+                "capture_fps_1080p": round(capture_fps, 1),
+                "clip_remux_ms": round(remux_write_ms, 1),
+                "jpeg_encode_cpu_ms_1080p": round(float(np.mean(real_ms + jpeg_ms)), 2),
+                "jpeg_worker_fps": round(jpeg_push_fps, 1),
+                "jpeg_clip_encode_s_7s": None if args.quick else round(clip_encode_s, 2),
+                "jpeg_clip_encode_cpu_s_7s": None if args.quick else round(clip_encode_cpu_s, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,12 +50,20 @@ class CentralSide:
             from central_sync.config import parse_config as central_config
             from central_sync.consumer import CentralConsumer
 
-            cfg = central_config({"database": {"url": f"sqlite:///{tmp / 'central.db'}"},
-                                  "mqtt": {"port": port, "client_id": "anqi-central-soak"},
-                                  "media": {"dir": str(tmp / "central-media")}}, "soak", tmp)
+            cfg = central_config(
+                {
+                    "database": {"url": f"sqlite:///{tmp / 'central.db'}"},
+                    "mqtt": {"port": port, "client_id": "anqi-central-soak"},
+                    "media": {"dir": str(tmp / "central-media")},
+                },
+                "soak",
+                tmp,
+            )
             self.central = CentralConsumer(cfg, media_grace_s=10).start()
         else:
-            self.ref = ReferenceConsumer("127.0.0.1", port, client_id="anqi-central-soak", media_grace_s=10).start()
+            self.ref = ReferenceConsumer(
+                "127.0.0.1", port, client_id="anqi-central-soak", media_grace_s=10
+            ).start()
 
     def stored_ids(self) -> set[uuid.UUID]:
         if self.kind == "central":
@@ -103,6 +111,7 @@ class CentralSide:
         else:
             self.ref.stop()
 
+
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
@@ -111,9 +120,25 @@ def make_event(folder: Path, i: int, media_bytes: int) -> tuple[ViolationEvent, 
     data = os.urandom(media_bytes)
     f = folder / f"{eid}.jpg"
     f.write_bytes(data)
-    ref = MediaRef(name="face.jpg", kind="face", content_type="image/jpeg", size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    ev = ViolationEvent(event_id=eid, device_id="anqi-soak-0001", site_id="soak", point_id="p1", violation_type=ViolationType.no_helmet,
-                        time=T0 + timedelta(milliseconds=i), track_id=i, confidence=0.9, face=FaceInfo(found=True), media=[ref])
+    ref = MediaRef(
+        name="face.jpg",
+        kind="face",
+        content_type="image/jpeg",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    ev = ViolationEvent(
+        event_id=eid,
+        device_id="anqi-soak-0001",
+        site_id="soak",
+        point_id="p1",
+        violation_type=ViolationType.no_helmet,
+        time=T0 + timedelta(milliseconds=i),
+        track_id=i,
+        confidence=0.9,
+        face=FaceInfo(found=True),
+        media=[ref],
+    )
     return ev, {"face.jpg": f}
 
 
@@ -121,10 +146,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--media-bytes", type=int, default=2048, help="size of each event's face image")
-    ap.add_argument("--down-s", type=float, default=2.0, help="how long the broker stays down at each restart")
+    ap.add_argument(
+        "--down-s", type=float, default=2.0, help="how long the broker stays down at each restart"
+    )
     ap.add_argument("--timeout-s", type=float, default=600.0)
-    ap.add_argument("--prefill", action="store_true",
-                    help="fill the outbox first (untimed), then start the relay: measures the relay alone, not Outbox.add")
+    ap.add_argument(
+        "--prefill",
+        action="store_true",
+        help="fill the outbox first (untimed), then start the relay: measures the relay alone, not Outbox.add",
+    )
     ap.add_argument("--consumer", choices=("central", "reference"), default="central")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -132,12 +162,25 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="anqi-soak-"))
     broker = LocalBroker(workdir=tmp / "broker").start()
-    cfg = parse_config({
-        "device": {"device_id": "anqi-soak-0001", "site_id": "soak", "data_dir": str(tmp / "edge")},
-        "relay": {"mqtt": {"host": "127.0.0.1", "port": broker.port, "max_inflight": 50, "reconnect_min_s": 0.2, "reconnect_max_s": 2,
-                           "keepalive_s": 10},
-                  "outbox": {"ack_timeout_s": 15, "max_disk_mb": 4096}, "heartbeat_s": 5},
-    }, "soak", tmp)
+    cfg = parse_config(
+        {
+            "device": {"device_id": "anqi-soak-0001", "site_id": "soak", "data_dir": str(tmp / "edge")},
+            "relay": {
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "max_inflight": 50,
+                    "reconnect_min_s": 0.2,
+                    "reconnect_max_s": 2,
+                    "keepalive_s": 10,
+                },
+                "outbox": {"ack_timeout_s": 15, "max_disk_mb": 4096},
+                "heartbeat_s": 5,
+            },
+        },
+        "soak",
+        tmp,
+    )
     health = Health(tmp / "health.json", cfg.device.device_id)
     outbox = Outbox.for_config(cfg, health)
     consumer = CentralSide(args.consumer, broker.port, tmp)
@@ -177,8 +220,18 @@ def main() -> int:
             broker.stop() if how == "graceful" else broker.kill()
             time.sleep(args.down_s)
             broker.start()
-            restarts.append({"after_delivered": at, "how": how, "at_s": round(t - t_start, 2), "down_s": round(time.monotonic() - t, 2)})
-            print(f"broker restarted ({how}) after {at} deliveries, down {time.monotonic() - t:.1f} s", flush=True)
+            restarts.append(
+                {
+                    "after_delivered": at,
+                    "how": how,
+                    "at_s": round(t - t_start, 2),
+                    "down_s": round(time.monotonic() - t, 2),
+                }
+            )
+            print(
+                f"broker restarted ({how}) after {at} deliveries, down {time.monotonic() - t:.1f} s",
+                flush=True,
+            )
         if not producer.is_alive() and len(sent) == args.events and outbox.wait_until("acked", 0.5):
             break
         time.sleep(0.2)
@@ -215,13 +268,16 @@ def main() -> int:
         "relay_connects": relay.connects,
         "acks": relay.stats_acks,
     }
-    print(f"sent {result['sent']}  delivered {result['delivered']}  lost {result['lost']}  duplicated {result['duplicated']}  "
-          f"media verified {complete}  {result['events_per_s']} events/s over {result['elapsed_s']} s  "
-          f"(edge acked {stats.acked}, unacked {stats.unacked}, out-of-order first deliveries {out_of_order})")
+    print(
+        f"sent {result['sent']}  delivered {result['delivered']}  lost {result['lost']}  duplicated {result['duplicated']}  "
+        f"media verified {complete}  {result['events_per_s']} events/s over {result['elapsed_s']} s  "
+        f"(edge acked {stats.acked}, unacked {stats.unacked}, out-of-order first deliveries {out_of_order})"
+    )
     consumer.stop()
     outbox.close()
     broker.close()
     import shutil
+
     shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))
     return 0 if result["lost"] == 0 else 1

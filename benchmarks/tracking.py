@@ -61,10 +61,14 @@ def bench_faces() -> tuple[float, int]:
             frames.append(f)
     fc = FaceCapture(FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8))
     head = (100.0, 20.0, 200.0, 90.0)
-    pt = TrackPoint(0.0, T0, (60.0, 20.0, 240.0, 360.0), 0.9, "rider", (0.0, 20.0), 20.0, True, head, 0.9, 0.9)
+    pt = TrackPoint(
+        0.0, T0, (60.0, 20.0, 240.0, 360.0), 0.9, "rider", (0.0, 20.0), 20.0, True, head, 0.9, 0.9
+    )
     from collections import deque
 
-    track = Track(key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=0.0, history=deque([pt]), track_id=1)
+    track = Track(
+        key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=0.0, history=deque([pt]), track_id=1
+    )
     t0 = time.perf_counter()
     for i, f in enumerate(frames):
         fc.offer(track, f, i * 0.1, T0)
@@ -78,8 +82,17 @@ def main() -> None:
     for n, ms in rows.items():
         print(f"{n:>18} {ms:>26.3f}")
     print(f"face capture on one head crop (YuNet, {face_n} frames): {face_ms:.2f} ms")
-    print(json.dumps({"track_ms_1": round(rows[1], 3), "track_ms_5": round(rows[5], 3), "track_ms_20": round(rows[20], 3),
-                      "track_ms_50": round(rows[50], 3), "face_crop_ms": round(face_ms, 2)}))
+    print(
+        json.dumps(
+            {
+                "track_ms_1": round(rows[1], 3),
+                "track_ms_5": round(rows[5], 3),
+                "track_ms_20": round(rows[20], 3),
+                "track_ms_50": round(rows[50], 3),
+                "face_crop_ms": round(face_ms, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

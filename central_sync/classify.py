@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -76,13 +77,17 @@ def _str_field(obj: dict[str, Any], key: str, required: bool = True) -> str | No
     return str(v)
 
 
-def load_lines(store: CentralStore, lines: Iterable[str], source: str, resolver: IdentityResolver) -> ClassifyInput:
+def load_lines(
+    store: CentralStore, lines: Iterable[str], source: str, resolver: IdentityResolver
+) -> ClassifyInput:
     """Store every good line (one transaction: the store is private and in memory); report the bad ones."""
     with store.session() as s:
         return _load(store, s, lines, source, resolver)
 
 
-def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, resolver: IdentityResolver) -> ClassifyInput:
+def _load(
+    store: CentralStore, s: Session, lines: Iterable[str], source: str, resolver: IdentityResolver
+) -> ClassifyInput:
     info = ClassifyInput()
     for n, raw in enumerate(lines, start=1):
         text = raw.strip()
@@ -97,7 +102,9 @@ def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, re
             if not isinstance(obj, dict):
                 raise LineError("not a JSON object")
             if "schema_version" in obj and obj["schema_version"] != SCHEMA_VERSION:
-                raise LineError(f"schema_version: {obj['schema_version']!r} is not supported (this build reads {SCHEMA_VERSION})")
+                raise LineError(
+                    f"schema_version: {obj['schema_version']!r} is not supported (this build reads {SCHEMA_VERSION})"
+                )
             time = parse_aware_time(obj.get("time"), "time") if obj.get("time") is not None else None
             if time is None:
                 raise LineError("time: required key is missing")
@@ -126,9 +133,16 @@ def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, re
                     raise LineError(f"embedding: {e}") from None
                 pid, score = m.person_id, m.score
             eid = _str_field(obj, "event_id", required=False) or str(uuid.uuid4())
-            rec = ViolationRecord(event_id=eid, violation_type=str(vtype), time=time, person_id=pid,
-                                  point_id=str(obj.get("point_id") or ""), device_id=str(obj.get("device_id") or ""),
-                                  site_id=str(obj.get("site_id") or ""), match_score=score)
+            rec = ViolationRecord(
+                event_id=eid,
+                violation_type=str(vtype),
+                time=time,
+                person_id=pid,
+                point_id=str(obj.get("point_id") or ""),
+                device_id=str(obj.get("device_id") or ""),
+                site_id=str(obj.get("site_id") or ""),
+                match_score=score,
+            )
             if store.add_violation(rec, s):
                 info.events += 1
             else:
@@ -138,8 +152,13 @@ def _load(store: CentralStore, s: Session, lines: Iterable[str], source: str, re
     return info
 
 
-def classify_lines(lines: Iterable[str], at: datetime, cfg: CentralConfig | None = None,
-                   source: str = "<stdin>", gallery_from: CentralStore | None = None) -> tuple[list[TierAssessment], ClassifyInput]:
+def classify_lines(
+    lines: Iterable[str],
+    at: datetime,
+    cfg: CentralConfig | None = None,
+    source: str = "<stdin>",
+    gallery_from: CentralStore | None = None,
+) -> tuple[list[TierAssessment], ClassifyInput]:
     """Table 1 for the records in ``lines``. ``gallery_from``: match embeddings against this store's
     gallery and unknown files (read only) instead of starting with an empty gallery."""
     cfg = cfg or CentralConfig()
@@ -153,8 +172,11 @@ def classify_lines(lines: Iterable[str], at: datetime, cfg: CentralConfig | None
             resolver = load_resolver(gallery_from, cfg)
             resolver.unknown.new_id = lambda: f"unknown-{next(counter):06d}"
         else:
-            resolver = IdentityResolver(Gallery(), UnknownFiles(cfg.identity.cluster_threshold, lambda: f"unknown-{next(counter):06d}"),
-                                        cfg.identity.match_threshold)
+            resolver = IdentityResolver(
+                Gallery(),
+                UnknownFiles(cfg.identity.cluster_threshold, lambda: f"unknown-{next(counter):06d}"),
+                cfg.identity.match_threshold,
+            )
         info = load_lines(store, lines, source, resolver)
         out = [store.assess_person(pid, at, cfg.tiers) for pid in store.persons_with_records_until(at)]
         return out, info
@@ -162,7 +184,8 @@ def classify_lines(lines: Iterable[str], at: datetime, cfg: CentralConfig | None
         store.close()
 
 
-def classify_file(path: Path, at: datetime, cfg: CentralConfig | None = None,
-                  gallery_from: CentralStore | None = None) -> tuple[list[TierAssessment], ClassifyInput]:
+def classify_file(
+    path: Path, at: datetime, cfg: CentralConfig | None = None, gallery_from: CentralStore | None = None
+) -> tuple[list[TierAssessment], ClassifyInput]:
     with path.open(encoding="utf-8") as f:
         return classify_lines(f, at, cfg, source=path.name, gallery_from=gallery_from)

@@ -59,12 +59,32 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--events", "events", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSONL: events (person_id or embedding, violation_type, time) and disposition records.")
-@click.option("--at", "at", required=True, help="Evaluation time, ISO 8601 with offset, e.g. 2026-06-01T00:00:00+08:00.")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Central config (tier thresholds, face thresholds).")
-@click.option("--strict", is_flag=True, help="Exit 2 when any input line is bad (default: report on stderr and skip it).")
-@click.option("--use-gallery", is_flag=True, help="Match embeddings against the gallery in --config's database (read only).")
+@click.option(
+    "--events",
+    "events",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL: events (person_id or embedding, violation_type, time) and disposition records.",
+)
+@click.option(
+    "--at", "at", required=True, help="Evaluation time, ISO 8601 with offset, e.g. 2026-06-01T00:00:00+08:00."
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Central config (tier thresholds, face thresholds).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 2 when any input line is bad (default: report on stderr and skip it).",
+)
+@click.option(
+    "--use-gallery",
+    is_flag=True,
+    help="Match embeddings against the gallery in --config's database (read only).",
+)
 def classify(events: Path, at: str, config: Path | None, strict: bool, use_gallery: bool) -> None:
     """Print one JSON line per person: person_id, count_7d, count_30d, count_365d, tier (table 1)."""
     from central_sync.classify import classify_file
@@ -92,8 +112,11 @@ def classify(events: Path, at: str, config: Path | None, strict: bool, use_galle
         click.echo(f"error: --events {events}: not UTF-8 text ({e.reason} at byte {e.start})", err=True)
         sys.exit(2)
     except SQLAlchemyError as e:
-        click.echo(f"error: --use-gallery: cannot read the gallery of database.url in {config}: {type(e).__name__}: "
-                   f"{str(e).splitlines()[0][:200]} (run: anqi-central migrate --config {config})", err=True)
+        click.echo(
+            f"error: --use-gallery: cannot read the gallery of database.url in {config}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]} (run: anqi-central migrate --config {config})",
+            err=True,
+        )
         sys.exit(2)
     for p in info.problems:
         click.echo(p, err=True)

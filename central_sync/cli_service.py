@@ -21,7 +21,13 @@ from edge.logs import log, setup_logging
 if TYPE_CHECKING:
     from central_sync.storage.store import CentralStore
 
-ConfigOpt = click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Central config (YAML).")
+ConfigOpt = click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Central config (YAML).",
+)
 
 
 def _load(config: Path, level: str | None = None) -> CentralConfig:
@@ -92,11 +98,18 @@ def run(config: Path) -> None:
                 try:
                     reevaluate_all(store, cfg, consumer.desk, now)
                 except Exception as e:  # noqa: BLE001 - retried tomorrow; the consumer keeps running
-                    log(logging.getLogger("anqi.central"), "reevaluate_failed", logging.ERROR, error=str(e)[:300])
+                    log(
+                        logging.getLogger("anqi.central"),
+                        "reevaluate_failed",
+                        logging.ERROR,
+                        error=str(e)[:300],
+                    )
                 due = _next_daily(now, cfg.dispositions.daily_reevaluate_at, cfg.timezone)
             st = consumer.stats
-            notifier.notify(f"STATUS={'connected' if consumer.connected else 'broker unreachable'}; stored={st.events_stored} "
-                            f"dup={st.duplicates} rejected={st.rejected} errors={st.errors}")
+            notifier.notify(
+                f"STATUS={'connected' if consumer.connected else 'broker unreachable'}; stored={st.events_stored} "
+                f"dup={st.duplicates} rejected={st.rejected} errors={st.errors}"
+            )
             notifier.watchdog()
     finally:
         notifier.stopping()
@@ -121,12 +134,25 @@ def reevaluate(config: Path, at: str | None) -> None:
 
 @click.command()
 @ConfigOpt
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="CSV: person_id,name,id_number,community,employer,phone,party_member,photos (photos ';'-separated, relative to the CSV).")
-@click.option("--folder", type=click.Path(file_okay=False, exists=True, path_type=Path), help="One sub-folder of photos per person (folder name = person id).")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="CSV: person_id,name,id_number,community,employer,phone,party_member,photos (photos ';'-separated, relative to the CSV).",
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="One sub-folder of photos per person (folder name = person id).",
+)
 def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
     """Enrol gallery persons (face embeddings with the edge's own model); merges their unknown files."""
-    from central_sync.identity import EnrolmentError, edge_face_embedder, read_enrolment_csv, read_enrolment_folder
+    from central_sync.identity import (
+        EnrolmentError,
+        edge_face_embedder,
+        read_enrolment_csv,
+        read_enrolment_folder,
+    )
     from central_sync.persons import enrol as do_enrol
     from central_sync.persons import load_resolver
 
@@ -142,7 +168,9 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
         sys.exit(2)
     from central_sync.dispositions import DispositionDesk
 
-    desk = DispositionDesk(cfg, store)  # tasks of a merged file's new tier: published by the consumer at reconnect
+    desk = DispositionDesk(
+        cfg, store
+    )  # tasks of a merged file's new tier: published by the consumer at reconnect
 
     def reassess(pid: str) -> None:
         desk.reassess(pid, datetime.now(timezone.utc))
@@ -150,8 +178,17 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
     rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed, on_merged=reassess)
     for p in problems + rep.problems:
         click.echo(p, err=True)
-    click.echo(json.dumps({"enrolled": rep.enrolled, "photos": rep.photos, "photos_without_face": rep.photos_without_face,
-                           "merged_unknown_files": rep.merged_unknown_files, "problems": len(problems) + len(rep.problems)}))
+    click.echo(
+        json.dumps(
+            {
+                "enrolled": rep.enrolled,
+                "photos": rep.photos,
+                "photos_without_face": rep.photos_without_face,
+                "merged_unknown_files": rep.merged_unknown_files,
+                "problems": len(problems) + len(rep.problems),
+            }
+        )
+    )
 
 
 @click.group()
@@ -191,8 +228,23 @@ def token_revoke(config: Path, name: str) -> None:
 @click.command()
 @ConfigOpt
 @click.option("--person", "person_id", required=True)
-@click.option("--kind", required=True, type=click.Choice(["education", "fine", "sms_reminder", "voice_reminder", "public_notice",
-                                                          "credit_deduction", "party_index_deduction", "home_visit", "case_study_link"]))
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(
+        [
+            "education",
+            "fine",
+            "sms_reminder",
+            "voice_reminder",
+            "public_notice",
+            "credit_deduction",
+            "party_index_deduction",
+            "home_visit",
+            "case_study_link",
+        ]
+    ),
+)
 @click.option("--time", "when", required=True, help="When it was carried out, ISO 8601 with offset.")
 @click.option("--note")
 def dispose(config: Path, person_id: str, kind: str, when: str, note: str | None) -> None:
@@ -206,8 +258,20 @@ def dispose(config: Path, person_id: str, kind: str, when: str, note: str | None
 
 @click.command()
 @ConfigOpt
-@click.option("--status", "status", default="open", show_default=True, type=click.Choice(["open", "done", "failed", "cancelled", "all"]))
-@click.option("--older-than-days", type=float, default=0.0, show_default=True, help="Only tasks created at least this long ago (overdue cases).")
+@click.option(
+    "--status",
+    "status",
+    default="open",
+    show_default=True,
+    type=click.Choice(["open", "done", "failed", "cancelled", "all"]),
+)
+@click.option(
+    "--older-than-days",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Only tasks created at least this long ago (overdue cases).",
+)
 def tasks(config: Path, status: str, older_than_days: float) -> None:
     """List disposition tasks as JSON lines (every case must close: audit the open and overdue ones)."""
     from sqlalchemy import select
@@ -221,9 +285,21 @@ def tasks(config: Path, status: str, older_than_days: float) -> None:
         q = q.where(Task.status == status)
     with store.session() as s:
         for t in s.scalars(q.order_by(Task.created_at)):
-            click.echo(json.dumps({"task_id": t.task_id, "person_id": t.person_id, "kind": t.kind, "tier": t.tier, "status": t.status,
-                                   "created_at": t.created_at.isoformat(), "published": t.published_at is not None,
-                                   "closed_at": t.closed_at.isoformat() if t.closed_at else None, "outcome": t.outcome}))
+            click.echo(
+                json.dumps(
+                    {
+                        "task_id": t.task_id,
+                        "person_id": t.person_id,
+                        "kind": t.kind,
+                        "tier": t.tier,
+                        "status": t.status,
+                        "created_at": t.created_at.isoformat(),
+                        "published": t.published_at is not None,
+                        "closed_at": t.closed_at.isoformat() if t.closed_at else None,
+                        "outcome": t.outcome,
+                    }
+                )
+            )
 
 
 @click.command("lfw-eval")
@@ -244,8 +320,15 @@ def lfw_eval(directory: Path, enrol_per_person: int) -> None:
 @click.command()
 @ConfigOpt
 @click.option("--from", "start", required=True, help="First day YYYY-MM-DD (local) or ISO time with offset.")
-@click.option("--to", "end", required=True, help="Last day YYYY-MM-DD (inclusive) or ISO time with offset (exclusive).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the CSV files and report.html.")
+@click.option(
+    "--to", "end", required=True, help="Last day YYYY-MM-DD (inclusive) or ISO time with offset (exclusive)."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the CSV files and report.html.",
+)
 def report(config: Path, start: str, end: str, out: Path) -> None:
     """Frequency statistics per person, point, date and count band: CSV + HTML."""
     from central_sync.report import frequency_statistics, write_report

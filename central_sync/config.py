@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge.config import ConfigError, format_validation_error, read_yaml_file
-from edge.config.device import known_timezone
 from edge.config.base import Section
+from edge.config.device import known_timezone
 
 __all__ = [
     "ApiConfig",
@@ -45,8 +45,13 @@ class DatabaseConfig(Section):
         description="SQLAlchemy URL. Default: an SQLite file (WAL) beside the config; production: "
         "postgresql+psycopg://user@host/db (password from password_env).",
     )
-    password_env: str | None = Field(None, description="Environment variable holding the database password (never the password itself).")
-    url_env: str | None = Field(None, description="Environment variable or systemd credential (e.g. 'database-url') holding the whole URL; overrides url.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the database password (never the password itself)."
+    )
+    url_env: str | None = Field(
+        None,
+        description="Environment variable or systemd credential (e.g. 'database-url') holding the whole URL; overrides url.",
+    )
     echo: bool = Field(False, description="Log every SQL statement (debugging only).")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
@@ -59,7 +64,9 @@ class DatabaseConfig(Section):
     @classmethod
     def _known_backend(cls, v: str) -> str:
         if not (v.startswith("sqlite") or v.startswith("postgresql")):
-            raise ValueError(f"unsupported database URL scheme in {v.split(':', 1)[0]!r}: use sqlite:///FILE or postgresql+psycopg://...")
+            raise ValueError(
+                f"unsupported database URL scheme in {v.split(':', 1)[0]!r}: use sqlite:///FILE or postgresql+psycopg://..."
+            )
         return v
 
 
@@ -67,12 +74,20 @@ class MqttConsumerConfig(Section):
     host: str = Field("127.0.0.1", description="Broker host the edge devices publish to.")
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
-    password_env: str | None = Field(None, description="Environment variable / systemd credential with the broker password.")
+    password_env: str | None = Field(
+        None, description="Environment variable / systemd credential with the broker password."
+    )
     ca_file: Path | None = Field(None, description="CA bundle; set to use TLS.")
     cert_file: Path | None = None
     key_file: Path | None = None
-    client_id: str = Field("anqi-central-1", pattern=ID_PATTERN, description="Unique per consumer instance (several may share the load).")
-    share_group: str = Field("anqi-central", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT 5 shared-subscription group.")
+    client_id: str = Field(
+        "anqi-central-1",
+        pattern=ID_PATTERN,
+        description="Unique per consumer instance (several may share the load).",
+    )
+    share_group: str = Field(
+        "anqi-central", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT 5 shared-subscription group."
+    )
     topic_prefix: str = Field("anqi/v1", pattern=r"^[^#+\s]+$")
     keepalive_s: int = Field(30, ge=5, le=3600)
     qos: Literal[1, 2] = 1
@@ -82,15 +97,24 @@ class IngestConfig(Section):
     """How the consumer writes events: the MQTT thread decodes and queues them, one writer thread stores
     what is queued in one transaction (one commit, one WAL sync) and acks each event after that commit."""
 
-    batch_max: int = Field(256, ge=1, le=10_000, description="Most events stored in one transaction (1: one transaction per event).")
+    batch_max: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Most events stored in one transaction (1: one transaction per event).",
+    )
     batch_wait_ms: float = Field(
-        20, ge=0, le=1000,
+        20,
+        ge=0,
+        le=1000,
         description="After the first queued event the writer waits up to this long for more to fill the batch (0: it stores "
         "what is queued at once). Under load the queue fills while a batch is written; when traffic is light this is "
         "added to an event's ack latency.",
     )
     queue_max: int = Field(
-        4096, ge=1, le=1_000_000,
+        4096,
+        ge=1,
+        le=1_000_000,
         description="Decoded events waiting for the writer; when full, the MQTT network thread waits (back-pressure to the broker).",
     )
 
@@ -116,47 +140,73 @@ class TierThresholds(Section):
     occasional_max_7d: int = Field(3, ge=1)
     occasional_min_30d: int = Field(3, ge=1)
     occasional_max_30d: int = Field(7, ge=1)
-    sparse_30d_is_occasional: bool = Field(True, description="1-2 in 30 days with none in 7 days counts as occasional (fills the table's gap).")
+    sparse_30d_is_occasional: bool = Field(
+        True, description="1-2 in 30 days with none in 7 days counts as occasional (fills the table's gap)."
+    )
     repeat_dispositions: list[Literal["education", "fine"]] = Field(
-        default_factory=lambda: ["education", "fine"], min_length=1,
+        default_factory=lambda: ["education", "fine"],
+        min_length=1,
         description="Recorded dispositions after which a new violation makes the person 'repeat'. An SMS reminder never does.",
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TierThresholds":
+    def _ordered(self) -> TierThresholds:
         if self.occasional_min_7d > self.occasional_max_7d:
             raise ValueError("occasional_min_7d must not exceed occasional_max_7d")
         if self.occasional_min_30d > self.occasional_max_30d:
             raise ValueError("occasional_min_30d must not exceed occasional_max_30d")
         if not self.short_window_days < self.long_window_days <= self.repeat_window_days:
-            raise ValueError("windows must satisfy short_window_days < long_window_days <= repeat_window_days")
+            raise ValueError(
+                "windows must satisfy short_window_days < long_window_days <= repeat_window_days"
+            )
         return self
 
 
 class DispositionsConfig(Section):
     webhook_url: str | None = Field(None, description="Optional: every task is also POSTed here as JSON.")
-    webhook_token_env: str | None = Field(None, description="Environment variable with a bearer token for the webhook.")
+    webhook_token_env: str | None = Field(
+        None, description="Environment variable with a bearer token for the webhook."
+    )
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
-    case_study_url: str = Field("https://example.invalid/anqi/case-study", description="Link sent with occasional-tier reminders.")
-    daily_reevaluate_at: str = Field("02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of the daily re-evaluation (HH:MM).")
+    case_study_url: str = Field(
+        "https://example.invalid/anqi/case-study", description="Link sent with occasional-tier reminders."
+    )
+    daily_reevaluate_at: str = Field(
+        "02:30",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time of the daily re-evaluation (HH:MM).",
+    )
 
 
 class IdentityConfig(Section):
     match_threshold: float = Field(
-        0.40, gt=-1, lt=1,
+        0.40,
+        gt=-1,
+        lt=1,
         description="Cosine similarity from which an event face matches a gallery person. SFace on lfw-dev: FAR 1e-3 "
         "per comparison at 0.394 (`anqi-central lfw-eval`); OpenCV publishes 0.363. Raise it for large galleries "
         "(a 1:N search compares against every person).",
     )
-    cluster_threshold: float = Field(0.45, gt=-1, lt=1, description="Similarity for joining a provisional unknown-person file (stricter than matching).")
-    min_quality: float = Field(0.0, ge=0, le=1, description="Event faces below this capture quality are not matched.")
-    embedding_model: str = Field("sface", description="Embeddings from any other model are not compared (logged and left unmatched).")
+    cluster_threshold: float = Field(
+        0.45,
+        gt=-1,
+        lt=1,
+        description="Similarity for joining a provisional unknown-person file (stricter than matching).",
+    )
+    min_quality: float = Field(
+        0.0, ge=0, le=1, description="Event faces below this capture quality are not matched."
+    )
+    embedding_model: str = Field(
+        "sface", description="Embeddings from any other model are not compared (logged and left unmatched)."
+    )
 
 
 class ApiRole(Section):
     """What a caller with this role sees."""
 
-    rows: Literal["all", "own_community"] = Field("own_community", description="all rows, or only residents of the token's community.")
+    rows: Literal["all", "own_community"] = Field(
+        "own_community", description="all rows, or only residents of the token's community."
+    )
     id_number: Literal["full", "masked"] = Field("masked")
     name: Literal["full", "masked"] = Field("full")
 
@@ -173,14 +223,24 @@ def _default_roles() -> dict[str, ApiRole]:
 class ApiConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    roles: dict[str, ApiRole] = Field(default_factory=_default_roles, description="Role name -> rows and fields it may see.")
+    roles: dict[str, ApiRole] = Field(
+        default_factory=_default_roles, description="Role name -> rows and fields it may see."
+    )
     max_rows: int = Field(5000, ge=1, le=1_000_000)
 
 
 class MediaConfig(Section):
-    dir: Path = Field(Path("anqi-central-media"), description="Verified evidence files; relative to the config file.")
-    max_event_media_mb: float = Field(64, gt=0, description="Bigger evidence sets are refused (corrupt or hostile sender).")
-    assembly_timeout_s: float = Field(3600, gt=0, description="Incomplete chunked media older than this are dropped from memory (the edge resends until acked).")
+    dir: Path = Field(
+        Path("anqi-central-media"), description="Verified evidence files; relative to the config file."
+    )
+    max_event_media_mb: float = Field(
+        64, gt=0, description="Bigger evidence sets are refused (corrupt or hostile sender)."
+    )
+    assembly_timeout_s: float = Field(
+        3600,
+        gt=0,
+        description="Incomplete chunked media older than this are dropped from memory (the edge resends until acked).",
+    )
 
 
 class CentralConfig(Section):
@@ -212,9 +272,11 @@ class CentralConfig(Section):
         if self.database.url_env:
             url = read_secret(self.database.url_env, "database.url_env")
             if not (url.startswith("sqlite") or url.startswith("postgresql")):
-                raise ConfigError("<environment>", ["database.url_env: the URL must start with sqlite or postgresql"])
+                raise ConfigError(
+                    "<environment>", ["database.url_env: the URL must start with sqlite or postgresql"]
+                )
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not url.startswith("sqlite:////"):
-            url = "sqlite:///" + str(self.resolve(url[len("sqlite:///"):]))
+            url = "sqlite:///" + str(self.resolve(url[len("sqlite:///") :]))
         if self.database.password_env:
             from sqlalchemy.engine import make_url
 
@@ -231,18 +293,27 @@ def read_secret(name: str, key: str) -> str:
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir and (Path(cred_dir) / name).is_file():
         return (Path(cred_dir) / name).read_text(encoding="utf-8").strip()
-    raise ConfigError("<environment>", [f"{key}: environment variable or systemd credential {name!r} is not set"])
+    raise ConfigError(
+        "<environment>", [f"{key}: environment variable or systemd credential {name!r} is not set"]
+    )
 
 
 def _format(err: ValidationError) -> list[str]:
     """The edge's formatter (one ``key.path: message`` per problem), pointing at the central example."""
-    return [p.replace("config/edge.example.yaml", "config/central.example.yaml") for p in format_validation_error(err)]
+    return [
+        p.replace("config/edge.example.yaml", "config/central.example.yaml")
+        for p in format_validation_error(err)
+    ]
 
 
-def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None) -> CentralConfig:
+def parse_config(
+    data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None
+) -> CentralConfig:
     data = dict(data or {})
     if "base_dir" in data:
-        raise ConfigError(source, ["base_dir: unknown key (check the spelling; see config/central.example.yaml)"])
+        raise ConfigError(
+            source, ["base_dir: unknown key (check the spelling; see config/central.example.yaml)"]
+        )
     try:
         return CentralConfig(**data, base_dir=base_dir or Path.cwd())
     except ValidationError as err:

@@ -39,10 +39,11 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -107,10 +108,20 @@ class _Pending:
     def record(self) -> ViolationRecord:
         ev, m = self.event, self.match
         return ViolationRecord(
-            event_id=str(ev.event_id), violation_type=ev.violation_type.value, time=ev.time, person_id=self.person_id,
-            point_id=ev.point_id, device_id=ev.device_id, site_id=ev.site_id, schema_version=ev.schema_version,
-            confidence=ev.confidence, face_found=ev.face.found, match_score=m.score if m else None,
-            media_expected=len(ev.media), body=ev.model_dump(mode="json", exclude={"face": {"embedding"}}))
+            event_id=str(ev.event_id),
+            violation_type=ev.violation_type.value,
+            time=ev.time,
+            person_id=self.person_id,
+            point_id=ev.point_id,
+            device_id=ev.device_id,
+            site_id=ev.site_id,
+            schema_version=ev.schema_version,
+            confidence=ev.confidence,
+            face_found=ev.face.found,
+            match_score=m.score if m else None,
+            media_expected=len(ev.media),
+            body=ev.model_dump(mode="json", exclude={"face": {"embedding"}}),
+        )
 
 
 _STOP = object()  # tells the writer thread to drain the queue and end
@@ -119,8 +130,14 @@ _STOP = object()  # tells the writer thread to drain the queue and end
 class CentralConsumer:
     """MQTT consumer + the store + identity + dispositions; ``start()`` / ``stop()``."""
 
-    def __init__(self, cfg: CentralConfig, store: CentralStore | None = None, resolver: IdentityResolver | None = None,
-                 media_grace_s: float = 5.0, clock: Any = None):
+    def __init__(
+        self,
+        cfg: CentralConfig,
+        store: CentralStore | None = None,
+        resolver: IdentityResolver | None = None,
+        media_grace_s: float = 5.0,
+        clock: Any = None,
+    ):
         self.cfg = cfg
         self.store = store or CentralStore.from_config(cfg)
         self.resolver = resolver or load_resolver(self.store, cfg)
@@ -130,10 +147,14 @@ class CentralConsumer:
         self.media_grace_s = media_grace_s
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.stats = ConsumerStats()
-        self.assembler = P.MediaAssembler(max_bytes=int(cfg.media.max_event_media_mb * 4) << 20, max_idle_s=cfg.media.assembly_timeout_s)
+        self.assembler = P.MediaAssembler(
+            max_bytes=int(cfg.media.max_event_media_mb * 4) << 20, max_idle_s=cfg.media.assembly_timeout_s
+        )
         self.desk = DispositionDesk(cfg, self.store, publish=self._publish)
         self._lock = threading.RLock()
-        self._media_lock = threading.Lock()  # one media link at a time (the writer's ack and a late file's ack)
+        self._media_lock = (
+            threading.Lock()
+        )  # one media link at a time (the writer's ack and a late file's ack)
         self._waiting: dict[uuid.UUID, _Waiting] = {}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.ingest.queue_max)
         self._accepting = threading.Event()  # set while the writer thread takes events from the queue
@@ -150,15 +171,35 @@ class CentralConsumer:
         self.client = self._make_client()
 
     @classmethod
-    def for_broker(cls, host: str, port: int, workdir: Path, db_url: str | None = None, prefix: str = "anqi/v1",
-                   media_grace_s: float = 5.0, **sections: Any) -> "CentralConsumer":
+    def for_broker(
+        cls,
+        host: str,
+        port: int,
+        workdir: Path,
+        db_url: str | None = None,
+        prefix: str = "anqi/v1",
+        media_grace_s: float = 5.0,
+        **sections: Any,
+    ) -> CentralConsumer:
         """A consumer for tests and benchmarks: SQLite (or ``db_url``) and media under ``workdir``."""
         from central_sync.config import parse_config
 
         workdir.mkdir(parents=True, exist_ok=True)
-        cfg = parse_config({"database": {"url": db_url or f"sqlite:///{workdir / 'central.db'}"},
-                            "mqtt": {"host": host, "port": port, "topic_prefix": prefix, "client_id": f"anqi-central-{uuid.uuid4().hex[:8]}"},
-                            "media": {"dir": str(workdir / "media")}, **sections}, "<in-process>", workdir)
+        cfg = parse_config(
+            {
+                "database": {"url": db_url or f"sqlite:///{workdir / 'central.db'}"},
+                "mqtt": {
+                    "host": host,
+                    "port": port,
+                    "topic_prefix": prefix,
+                    "client_id": f"anqi-central-{uuid.uuid4().hex[:8]}",
+                },
+                "media": {"dir": str(workdir / "media")},
+                **sections,
+            },
+            "<in-process>",
+            workdir,
+        )
         return cls(cfg, media_grace_s=media_grace_s)
 
     def wait_stored(self, n_events: int, timeout: float) -> bool:
@@ -171,7 +212,9 @@ class CentralConsumer:
         m = self.cfg.mqtt
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=paho.MQTTv5)
         if m.username:
-            c.username_pw_set(m.username, read_secret(m.password_env, "mqtt.password_env") if m.password_env else None)
+            c.username_pw_set(
+                m.username, read_secret(m.password_env, "mqtt.password_env") if m.password_env else None
+            )
         if m.ca_file:
             ctx = ssl.create_default_context(cafile=str(self.cfg.resolve(m.ca_file)))
             if m.cert_file and m.key_file:
@@ -185,34 +228,57 @@ class CentralConsumer:
         c.on_subscribe = self._on_subscribe
         return c
 
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
+    ) -> None:
         failed = [str(rc) for rc in rcs if rc.is_failure]
         if failed:
-            log(logger, "subscribe_refused", logging.ERROR, reasons=",".join(failed), hint="check the broker ACL for the consumer user")
+            log(
+                logger,
+                "subscribe_refused",
+                logging.ERROR,
+                reasons=",".join(failed),
+                hint="check the broker ACL for the consumer user",
+            )
         if mid == self._sub_mid:
             self._connected.set()  # subscribed: from now on nothing published is missed
 
     def subscriptions(self) -> list[tuple[str, int]]:
         g, q = self.cfg.mqtt.share_group, self.cfg.mqtt.qos
         f = P.central_filters(self.prefix)
-        return [(P.shared_subscription(g, f[P.TopicKind.event]), q), (f[P.TopicKind.media], q),
-                (P.shared_subscription(g, self.desk.feedback_topic), q)]
+        return [
+            (P.shared_subscription(g, f[P.TopicKind.event]), q),
+            (f[P.TopicKind.media], q),
+            (P.shared_subscription(g, self.desk.feedback_topic), q),
+        ]
 
-    def start(self, timeout: float = 15.0) -> "CentralConsumer":
+    def start(self, timeout: float = 15.0) -> CentralConsumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 24 * 3600  # queued events survive a consumer restart
         self._stop.clear()
         self._writer = threading.Thread(target=self._writer_loop, name="anqi-central-writer", daemon=True)
         self._writer.start()
         self._accepting.set()
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s, clean_start=False, properties=props)
+        self.client.connect_async(
+            self.cfg.mqtt.host,
+            self.cfg.mqtt.port,
+            self.cfg.mqtt.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
         self.client.loop_start()
         self.desk.start()
         self._grace_thread = threading.Thread(target=self._grace_loop, name="anqi-central-grace", daemon=True)
         self._grace_thread.start()
         if not self._connected.wait(timeout):
-            log(logger, "consumer_not_connected", logging.WARNING, host=self.cfg.mqtt.host, port=self.cfg.mqtt.port,
-                hint="keeps retrying; check mqtt.host / port / credentials")
+            log(
+                logger,
+                "consumer_not_connected",
+                logging.WARNING,
+                host=self.cfg.mqtt.host,
+                port=self.cfg.mqtt.port,
+                hint="keeps retrying; check mqtt.host / port / credentials",
+            )
         return self
 
     def stop(self) -> None:
@@ -223,7 +289,9 @@ class CentralConsumer:
             self._queue.put(_STOP)
             self._writer.join()
             self._writer = None
-        self._flush_publishes(10.0)  # a disconnect drops what paho still holds back (beyond the in-flight window)
+        self._flush_publishes(
+            10.0
+        )  # a disconnect drops what paho still holds back (beyond the in-flight window)
         try:
             self.client.disconnect()
         finally:
@@ -242,8 +310,14 @@ class CentralConsumer:
             log(logger, "consumer_connect_refused", logging.ERROR, host=self.cfg.mqtt.host, reason=str(rc))
             return
         _, self._sub_mid = client.subscribe(self.subscriptions())
-        log(logger, "consumer_connected", host=self.cfg.mqtt.host, port=self.cfg.mqtt.port,
-            session_present=bool(getattr(flags, "session_present", False)), group=self.cfg.mqtt.share_group)
+        log(
+            logger,
+            "consumer_connected",
+            host=self.cfg.mqtt.host,
+            port=self.cfg.mqtt.port,
+            session_present=bool(getattr(flags, "session_present", False)),
+            group=self.cfg.mqtt.share_group,
+        )
         try:
             n = self.desk.publish_pending()
             if n:
@@ -251,7 +325,9 @@ class CentralConsumer:
         except Exception as e:  # noqa: BLE001 - a database hiccup must not kill the network thread
             log(logger, "tasks_republish_failed", logging.ERROR, error=str(e)[:200])
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         self._connected.clear()
         if not self._stop.is_set():
             log(logger, "consumer_disconnected", logging.WARNING, reason=str(rc))
@@ -286,7 +362,13 @@ class CentralConsumer:
                 self.handle(msg.topic, bytes(msg.payload))
         except Exception as e:  # noqa: BLE001 - never let one message stop the consumer
             self._count_error()
-            log(logger, "message_failed", logging.ERROR, topic=msg.topic, error=f"{type(e).__name__}: {str(e)[:300]}")
+            log(
+                logger,
+                "message_failed",
+                logging.ERROR,
+                topic=msg.topic,
+                error=f"{type(e).__name__}: {str(e)[:300]}",
+            )
 
     def _topic(self, topic_s: str) -> P.Topic | None:
         if topic_s == self.desk.feedback_topic:
@@ -351,19 +433,33 @@ class CentralConsumer:
         try:
             chunk = P.decode_chunk(payload, topic)
             if chunk.header.size > self.cfg.media.max_event_media_mb * (1 << 20):
-                raise P.ProtocolError(f"media {chunk.header.name} of {chunk.header.size} bytes exceeds media.max_event_media_mb")
+                raise P.ProtocolError(
+                    f"media {chunk.header.name} of {chunk.header.size} bytes exceeds media.max_event_media_mb"
+                )
             done = self.assembler.add(chunk)
         except P.ProtocolError as e:
             self.stats.corrupt_chunks += 1
-            log(logger, "media_chunk_rejected", logging.WARNING, event_id=str(topic.event_id), name=topic.name, device=topic.device,
-                error=str(e)[:300])
+            log(
+                logger,
+                "media_chunk_rejected",
+                logging.WARNING,
+                event_id=str(topic.event_id),
+                name=topic.name,
+                device=topic.device,
+                error=str(e)[:300],
+            )
             return
         if done is None:
             return
         path = self._media_path(done.event_id, done.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         # durable before it is linked and acked as complete: the edge deletes its copy on that ack
-        write_atomic(path, done.data, tmp=path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"), sync_dir=True)
+        write_atomic(
+            path,
+            done.data,
+            tmp=path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"),
+            sync_dir=True,
+        )
         self.stats.media_files += 1
         log(logger, "media_verified", event_id=str(done.event_id), name=done.name, bytes=len(done.data))
         with self._lock:
@@ -388,7 +484,11 @@ class CentralConsumer:
             self._reject(topic, payload, str(e))
             return None
         if ev.device_id != topic.device or ev.site_id != topic.site:
-            self._reject(topic, payload, f"event of device {ev.device_id}/{ev.site_id} published on {topic.site}/{topic.device}")
+            self._reject(
+                topic,
+                payload,
+                f"event of device {ev.device_id}/{ev.site_id} published on {topic.site}/{topic.device}",
+            )
             return None
         return ev
 
@@ -420,7 +520,11 @@ class CentralConsumer:
             while len(batch) < ing.batch_max:
                 left = deadline - time.monotonic()
                 try:
-                    nxt = self._queue.get(timeout=left) if left > 0 and not stopping else self._queue.get_nowait()
+                    nxt = (
+                        self._queue.get(timeout=left)
+                        if left > 0 and not stopping
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if nxt is _STOP:
@@ -437,7 +541,13 @@ class CentralConsumer:
             self._store_events(batch)
         except Exception as e:  # noqa: BLE001 - the writer must outlive any one batch
             self._count_error()
-            log(logger, "batch_failed", logging.ERROR, events=len(batch), error=f"{type(e).__name__}: {str(e)[:300]}")
+            log(
+                logger,
+                "batch_failed",
+                logging.ERROR,
+                events=len(batch),
+                error=f"{type(e).__name__}: {str(e)[:300]}",
+            )
 
     def _store_events(self, items: Sequence[tuple[P.Topic, ViolationEvent]]) -> None:
         """Store decoded events idempotently, as few transactions as possible, and ack each after its commit.
@@ -455,14 +565,22 @@ class CentralConsumer:
         finally:
             self._send_acks(acks)
 
-    def _store_events_acking(self, items: Sequence[tuple[P.Topic, ViolationEvent]], acks: list[tuple[P.Topic, P.Ack]]) -> None:
+    def _store_events_acking(
+        self, items: Sequence[tuple[P.Topic, ViolationEvent]], acks: list[tuple[P.Topic, P.Ack]]
+    ) -> None:
         """:meth:`_store_events`, the acks appended to ``acks`` (sent by the caller)."""
         firsts: dict[str, _Pending] = {}
         try:
             stored = self.store.existing_event_ids([str(ev.event_id) for _, ev in items])
         except Exception as e:  # noqa: BLE001 - the database is down: nothing is acked, the edge re-sends
             self._count_error(len(items))
-            log(logger, "events_not_stored", logging.ERROR, events=len(items), error=f"{type(e).__name__}: {str(e)[:300]}")
+            log(
+                logger,
+                "events_not_stored",
+                logging.ERROR,
+                events=len(items),
+                error=f"{type(e).__name__}: {str(e)[:300]}",
+            )
             return
         for topic, ev in items:
             eid = str(ev.event_id)
@@ -489,15 +607,21 @@ class CentralConsumer:
                 if len(todo) == 1:
                     self._failed(todo[0], e)
                     return
-                log(logger, "batch_failed", logging.WARNING, events=len(todo), error=f"{type(e).__name__}: {str(e)[:300]}",
-                    action="storing its events one by one")
+                log(
+                    logger,
+                    "batch_failed",
+                    logging.WARNING,
+                    events=len(todo),
+                    error=f"{type(e).__name__}: {str(e)[:300]}",
+                    action="storing its events one by one",
+                )
                 for p in todo:
                     self._store_events_one(p, acks)
                 return
             self._after_commit(chunk, new, acks)
             todo = rest
 
-    def _store_events_one(self, p: "_Pending", acks: list[tuple[P.Topic, P.Ack]]) -> None:
+    def _store_events_one(self, p: _Pending, acks: list[tuple[P.Topic, P.Ack]]) -> None:
         try:
             with self.store.session() as s:
                 chunk, _ = self._resolve_persons(s, [p])
@@ -507,19 +631,30 @@ class CentralConsumer:
             return
         self._after_commit([p], new, acks)
 
-    def _failed(self, p: "_Pending", e: Exception) -> None:
+    def _failed(self, p: _Pending, e: Exception) -> None:
         self._count_error()
-        log(logger, "event_not_stored", logging.ERROR, event_id=str(p.event.event_id), device=p.topic.device,
-            error=f"{type(e).__name__}: {str(e)[:300]}")
+        log(
+            logger,
+            "event_not_stored",
+            logging.ERROR,
+            event_id=str(p.event.event_id),
+            device=p.topic.device,
+            error=f"{type(e).__name__}: {str(e)[:300]}",
+        )
 
-    def _resolve_persons(self, s: Any, todo: list["_Pending"]) -> tuple[list["_Pending"], list["_Pending"]]:
+    def _resolve_persons(self, s: Any, todo: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         """Inside the transaction, event by event: open or join an unknown file for a face nobody known has, follow
         merged files; stop before the second event of one person. Returns (this transaction's events, the rest)."""
         locked = False
         persons: set[str] = set()
         # the merges of the files already matched, in one look-up (not one per event)
-        ask = sorted({p.match.person_id for p in todo if p.match is not None and p.match.person_id and not p.match.new_file
-                      and not p.followed})
+        ask = sorted(
+            {
+                p.match.person_id
+                for p in todo
+                if p.match is not None and p.match.person_id and not p.match.new_file and not p.followed
+            }
+        )
         merges = self.store.merged_into_many(ask, s) if ask else {}
         asked = set(ask)
         for i, p in enumerate(todo):
@@ -533,9 +668,15 @@ class CentralConsumer:
                 catch_up_unknown_files(self.store, self.resolver)
                 locked = True
             if m is not None and m.person_id is None:
-                p.match = m = self.resolver.resolve(p.vector if p.vector is not None else (p.event.face.embedding or []))
+                p.match = m = self.resolver.resolve(
+                    p.vector if p.vector is not None else (p.event.face.embedding or [])
+                )
             if m is not None and m.person_id and not m.new_file and not p.followed:
-                merged_into = merges.get(m.person_id) if m.person_id in asked else self.store.merged_into(m.person_id, s)
+                merged_into = (
+                    merges.get(m.person_id)
+                    if m.person_id in asked
+                    else self.store.merged_into(m.person_id, s)
+                )
                 if merged_into:  # a stale unknown file: follow the merge
                     p.match = Match(merged_into, m.score)
                 p.followed = True
@@ -546,20 +687,40 @@ class CentralConsumer:
                 persons.add(pid)
         return todo, []
 
-    def _write(self, s: Any, chunk: list["_Pending"]) -> set[str]:
+    def _write(self, s: Any, chunk: list[_Pending]) -> set[str]:
         """The rows of one transaction: unknown-file persons, events (one multi-row insert), their embeddings."""
-        self.store.ensure_persons(s, sorted({p.match.person_id for p in chunk if p.match and p.match.person_id and p.match.provisional}),
-                                  kind="unknown")
+        self.store.ensure_persons(
+            s,
+            sorted(
+                {p.match.person_id for p in chunk if p.match and p.match.person_id and p.match.provisional}
+            ),
+            kind="unknown",
+        )
         new = self.store.insert_events(s, [p.record() for p in chunk])
         model = self.cfg.identity.embedding_model
-        self.store.add_embeddings(s, [(p.match.person_id, "event", p.event.face.embedding_model or model,
-                                       to_blob(p.vector if p.vector is not None else np.asarray(p.event.face.embedding, dtype=np.float32)),
-                                       str(p.event.event_id))
-                                      for p in chunk if p.match and p.match.person_id and p.event.face.embedding
-                                      and str(p.event.event_id) in new])
+        self.store.add_embeddings(
+            s,
+            [
+                (
+                    p.match.person_id,
+                    "event",
+                    p.event.face.embedding_model or model,
+                    to_blob(
+                        p.vector
+                        if p.vector is not None
+                        else np.asarray(p.event.face.embedding, dtype=np.float32)
+                    ),
+                    str(p.event.event_id),
+                )
+                for p in chunk
+                if p.match and p.match.person_id and p.event.face.embedding and str(p.event.event_id) in new
+            ],
+        )
         return new
 
-    def _after_commit(self, chunk: list["_Pending"], new: set[str], acks: list[tuple[P.Topic, P.Ack]]) -> None:
+    def _after_commit(
+        self, chunk: list[_Pending], new: set[str], acks: list[tuple[P.Topic, P.Ack]]
+    ) -> None:
         """Durably committed: count, log, link media and ack each event (into ``acks``); then re-assess each person
         once."""
         latest: dict[str, _Pending] = {}
@@ -570,8 +731,14 @@ class CentralConsumer:
             if eid in new:
                 n_new += 1
                 if logging_on:
-                    log(logger, "event_stored", device=p.topic.device, person=p.person_id or "-",
-                        score=None if p.match is None else round(p.match.score, 3), **ev.log_fields())
+                    log(
+                        logger,
+                        "event_stored",
+                        device=p.topic.device,
+                        person=p.person_id or "-",
+                        score=None if p.match is None else round(p.match.score, 3),
+                        **ev.log_fields(),
+                    )
                 if p.person_id and (p.person_id not in latest or ev.time >= latest[p.person_id].event.time):
                     latest[p.person_id] = p
                 self._safe_ack(p.topic, ev, acks)
@@ -585,33 +752,52 @@ class CentralConsumer:
                 self._stored_cv.notify_all()
         if latest:
             now = self.clock()
-            self.reassess_many([(pid, max(now, p.event.time), str(p.event.event_id)) for pid, p in latest.items()])
+            self.reassess_many(
+                [(pid, max(now, p.event.time), str(p.event.event_id)) for pid, p in latest.items()]
+            )
 
-    def _duplicate(self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
+    def _duplicate(
+        self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None
+    ) -> None:
         with self._lock:
             self.stats.duplicates += 1
         log(logger, "event_duplicate", event_id=str(ev.event_id), device=topic.device)
         self._safe_ack(topic, ev, acks)
 
-    def _safe_ack(self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
+    def _safe_ack(
+        self, topic: P.Topic, ev: ViolationEvent, acks: list[tuple[P.Topic, P.Ack]] | None = None
+    ) -> None:
         try:
             self._link_media_and_ack(topic, ev, final=False, acks=acks)
         except Exception as e:  # noqa: BLE001 - stored; the edge re-sends and is acked then
             self._count_error()
-            log(logger, "ack_failed", logging.ERROR, event_id=str(ev.event_id), error=f"{type(e).__name__}: {str(e)[:300]}")
+            log(
+                logger,
+                "ack_failed",
+                logging.ERROR,
+                event_id=str(ev.event_id),
+                error=f"{type(e).__name__}: {str(e)[:300]}",
+            )
 
     def _count_error(self, n: int = 1) -> None:
         with self._lock:
             self.stats.errors += n
 
-    def _identify(self, ev: ViolationEvent, p: "_Pending | None" = None) -> Match | None:
+    def _identify(self, ev: ViolationEvent, p: _Pending | None = None) -> Match | None:
         """The face's match (``Match(None, ..)`` when it needs a new unknown file); ``p.vector``: its embedding."""
         f = ev.face
         if not f.found or not f.embedding:
             return None
         want = self.cfg.identity.embedding_model.lower()
         if f.embedding_model and not f.embedding_model.lower().startswith(want):
-            log(logger, "embedding_model_mismatch", logging.WARNING, event_id=str(ev.event_id), model=f.embedding_model, expected=want)
+            log(
+                logger,
+                "embedding_model_mismatch",
+                logging.WARNING,
+                event_id=str(ev.event_id),
+                model=f.embedding_model,
+                expected=want,
+            )
             return None
         if f.quality is not None and f.quality < self.cfg.identity.min_quality:
             return None
@@ -627,23 +813,34 @@ class CentralConsumer:
     def _reject(self, topic: P.Topic, payload: bytes, reason: str) -> None:
         self.stats.rejected += 1
         eid = _event_id_of(payload)
-        log(logger, "event_rejected", logging.WARNING, device=topic.device, site=topic.site,
-            event_id=str(eid) if eid else "-", reason=reason[:300])
+        log(
+            logger,
+            "event_rejected",
+            logging.WARNING,
+            device=topic.device,
+            site=topic.site,
+            event_id=str(eid) if eid else "-",
+            reason=reason[:300],
+        )
         if eid is not None:
             self._send_ack(topic, P.Ack(event_id=eid, status="rejected", reason=reason[:200]))
 
-    def _link_media_and_ack(self, topic: P.Topic, ev: ViolationEvent, final: bool,
-                            acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
+    def _link_media_and_ack(
+        self, topic: P.Topic, ev: ViolationEvent, final: bool, acks: list[tuple[P.Topic, P.Ack]] | None = None
+    ) -> None:
         """Record verified media files of a stored event; ack when complete (or when the grace ran out): at once,
         or appended to ``acks`` for the caller to send with others."""
         if not ev.media:
             self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=True), acks)
             return
-        with self._media_lock:  # the writer thread and a file completing on the network thread: one after the other
+        with (
+            self._media_lock
+        ):  # the writer thread and a file completing on the network thread: one after the other
             self._link_media_and_ack_locked(topic, ev, final, acks)
 
-    def _link_media_and_ack_locked(self, topic: P.Topic, ev: ViolationEvent, final: bool,
-                                   acks: list[tuple[P.Topic, P.Ack]] | None) -> None:
+    def _link_media_and_ack_locked(
+        self, topic: P.Topic, ev: ViolationEvent, final: bool, acks: list[tuple[P.Topic, P.Ack]] | None
+    ) -> None:
         missing: list[str] = []
         eid = str(ev.event_id)
         with self.store.session() as s:
@@ -653,8 +850,18 @@ class CentralConsumer:
                     continue
                 path = self._media_path(eid, m.name)
                 if path.is_file() and P.sha256_file(path) == m.sha256:
-                    s.add(Media(event_id=eid, name=m.name, kind=m.kind, content_type=m.content_type, size=m.size,
-                                sha256=m.sha256, path=str(path), stored_at=utcnow()))
+                    s.add(
+                        Media(
+                            event_id=eid,
+                            name=m.name,
+                            kind=m.kind,
+                            content_type=m.content_type,
+                            size=m.size,
+                            sha256=m.sha256,
+                            path=str(path),
+                            stored_at=utcnow(),
+                        )
+                    )
                 else:
                     missing.append(m.name)
         with self._lock:
@@ -662,8 +869,17 @@ class CentralConsumer:
                 self._waiting.setdefault(ev.event_id, _Waiting(topic, ev, time.monotonic()))
                 return
             self._waiting.pop(ev.event_id, None)
-        self._send_ack(topic, P.Ack(event_id=ev.event_id, status="stored", media_complete=not missing, missing_media=missing,
-                                    reason="media missing or corrupt; re-send" if missing else None), acks)
+        self._send_ack(
+            topic,
+            P.Ack(
+                event_id=ev.event_id,
+                status="stored",
+                media_complete=not missing,
+                missing_media=missing,
+                reason="media missing or corrupt; re-send" if missing else None,
+            ),
+            acks,
+        )
 
     def _send_ack(self, topic: P.Topic, ack: P.Ack, acks: list[tuple[P.Topic, P.Ack]] | None = None) -> None:
         if acks is not None:
@@ -678,7 +894,9 @@ class CentralConsumer:
             per_device.setdefault((topic.site, topic.device), []).append(ack)
         for (site, device), these in per_device.items():
             for i in range(0, len(these), P.ACK_BATCH_MAX):
-                self._publish(P.ack_topic(self.prefix, site, device), P.encode_acks(these[i:i + P.ACK_BATCH_MAX]))
+                self._publish(
+                    P.ack_topic(self.prefix, site, device), P.encode_acks(these[i : i + P.ACK_BATCH_MAX])
+                )
         with self._lock:
             self.stats.acks_sent += len(acks)
 
@@ -691,7 +909,13 @@ class CentralConsumer:
                 try:
                     self._link_media_and_ack(w.topic, w.event, final=True)
                 except Exception as e:  # noqa: BLE001
-                    log(logger, "late_ack_failed", logging.ERROR, event_id=str(w.event.event_id), error=str(e)[:200])
+                    log(
+                        logger,
+                        "late_ack_failed",
+                        logging.ERROR,
+                        event_id=str(w.event.event_id),
+                        error=str(e)[:200],
+                    )
             self.assembler.expire()
             if time.monotonic() - self._last_gallery_check > 10:
                 self._last_gallery_check = time.monotonic()
@@ -720,7 +944,12 @@ class CentralConsumer:
         with self.resolver._lock:  # noqa: SLF001
             self.resolver.gallery, self.resolver.unknown = fresh.gallery, fresh.unknown
         self._gallery_signature = sig
-        log(logger, "identity_reloaded", gallery_persons=len(fresh.gallery.persons), unknown_files=len(fresh.unknown))
+        log(
+            logger,
+            "identity_reloaded",
+            gallery_persons=len(fresh.gallery.persons),
+            unknown_files=len(fresh.unknown),
+        )
         return True
 
     def _stored_event(self, event_id: uuid.UUID) -> ViolationEvent | None:
@@ -752,14 +981,26 @@ class CentralConsumer:
         try:
             res = self.desk.reassess_many(items)
         except Exception as e:  # noqa: BLE001 - one by one, so that one person cannot hold back the others
-            log(logger, "reassess_failed", logging.WARNING, persons=len(items), error=f"{type(e).__name__}: {str(e)[:300]}",
-                action="one by one")
+            log(
+                logger,
+                "reassess_failed",
+                logging.WARNING,
+                persons=len(items),
+                error=f"{type(e).__name__}: {str(e)[:300]}",
+                action="one by one",
+            )
             for pid, at, eid in items:
                 try:
                     self.reassess(pid, at, eid)
                 except Exception as e1:  # noqa: BLE001
                     self._count_error()
-                    log(logger, "reassess_failed", logging.ERROR, person=pid, error=f"{type(e1).__name__}: {str(e1)[:300]}")
+                    log(
+                        logger,
+                        "reassess_failed",
+                        logging.ERROR,
+                        person=pid,
+                        error=f"{type(e1).__name__}: {str(e1)[:300]}",
+                    )
             return
         self.stats.tier_changes += self.desk.changes - before
         for pid, a in res.items():
@@ -767,7 +1008,9 @@ class CentralConsumer:
                 self.stats.last_assessment[pid] = a.tier.value
 
 
-def reevaluate_all(store: CentralStore, cfg: CentralConfig, desk: DispositionDesk, at: datetime) -> dict[str, int]:
+def reevaluate_all(
+    store: CentralStore, cfg: CentralConfig, desk: DispositionDesk, at: datetime
+) -> dict[str, int]:
     """The daily pass: re-assess everyone who may hold a tier at ``at`` (windows slide without events)."""
     from datetime import timedelta
 

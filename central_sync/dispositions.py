@@ -28,10 +28,11 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
@@ -119,8 +120,12 @@ class TaskFeedback(BaseModel):
     task_id: uuid.UUID
     status: str = Field(..., pattern=r"^(done|failed|cancelled)$")
     time: AwareDatetime
-    feedback_id: str | None = Field(None, max_length=64, description="Idempotency key; default: digest of task, status and time.")
-    disposition: DispositionKind | None = Field(None, description="What was carried out, when it differs from the task (e.g. fine).")
+    feedback_id: str | None = Field(
+        None, max_length=64, description="Idempotency key; default: digest of task, status and time."
+    )
+    disposition: DispositionKind | None = Field(
+        None, description="What was carried out, when it differs from the task (e.g. fine)."
+    )
     note: str | None = Field(None, max_length=500)
 
 
@@ -149,12 +154,16 @@ class DispositionDesk:
     def apply_assessment(self, a: TierAssessment, event_id: str | None = None) -> list[TaskMessage]:
         """Record the person's tier; on a rise, create the tasks (once) and publish them."""
         with self.store.session() as s:
-            p = s.execute(select(Person).where(Person.person_id == a.person_id).with_for_update()).scalar_one_or_none()
+            p = s.execute(
+                select(Person).where(Person.person_id == a.person_id).with_for_update()
+            ).scalar_one_or_none()
             msgs = [] if p is None else self._record(s, p, a, event_id)
         self._send_all(msgs)
         return msgs
 
-    def reassess(self, person_id: str, at: datetime, event_id: str | None = None) -> tuple[TierAssessment | None, list[TaskMessage]]:
+    def reassess(
+        self, person_id: str, at: datetime, event_id: str | None = None
+    ) -> tuple[TierAssessment | None, list[TaskMessage]]:
         """Lock the person, assess table 1 at ``at`` and record a change, in one transaction (the consumer's path:
         two consumers assessing the same person serialise on the row lock, so a change is recorded once)."""
         with self.store.session() as s:
@@ -162,17 +171,25 @@ class DispositionDesk:
             if tier is None:
                 return None, []
             a = self.store.assess_person(person_id, at, self.cfg.tiers, s)
-            if a.tier.value == tier:  # the common case: nothing to record, no row lock (no write, no WAL flush)
+            if (
+                a.tier.value == tier
+            ):  # the common case: nothing to record, no row lock (no write, no WAL flush)
                 return a, []
         return self._reassess_locked(person_id, at, event_id)
 
-    def reassess_many(self, items: Sequence[tuple[str, datetime, str | None]]) -> dict[str, TierAssessment | None]:
+    def reassess_many(
+        self, items: Sequence[tuple[str, datetime, str | None]]
+    ) -> dict[str, TierAssessment | None]:
         """:meth:`reassess` for several persons ``(person_id, at, event_id)``: the unchanged ones (the common case)
         are assessed in one read transaction, each change is then recorded as :meth:`reassess` records it."""
         out: dict[str, TierAssessment | None] = {}
         changed = []
         with self.store.session() as s:
-            tiers = dict(s.execute(select(Person.person_id, Person.tier).where(Person.person_id.in_([i[0] for i in items]))).all())
+            tiers = dict(
+                s.execute(
+                    select(Person.person_id, Person.tier).where(Person.person_id.in_([i[0] for i in items]))
+                ).all()
+            )
             known = [(pid, at) for pid, at, _ in items if pid in tiers]
             # one round trip for all of them (not one statement per person), each answer as assess_person's
             assessed = iter(self.store.assess_persons(known, self.cfg.tiers, s))
@@ -187,9 +204,13 @@ class DispositionDesk:
             out[pid], _ = self._reassess_locked(pid, at, eid)
         return out
 
-    def _reassess_locked(self, person_id: str, at: datetime, event_id: str | None) -> tuple[TierAssessment | None, list[TaskMessage]]:
+    def _reassess_locked(
+        self, person_id: str, at: datetime, event_id: str | None
+    ) -> tuple[TierAssessment | None, list[TaskMessage]]:
         with self.store.session() as s:  # a change: lock the row and decide again under the lock
-            p = s.execute(select(Person).where(Person.person_id == person_id).with_for_update()).scalar_one_or_none()
+            p = s.execute(
+                select(Person).where(Person.person_id == person_id).with_for_update()
+            ).scalar_one_or_none()
             if p is None:
                 return None, []
             a = self.store.assess_person(person_id, at, self.cfg.tiers, s)
@@ -201,7 +222,9 @@ class DispositionDesk:
         old = OffenderTier(p.tier)
         if old is a.tier:
             return []
-        change = TierChange(person_id=p.person_id, from_tier=old.value, to_tier=a.tier.value, at=a.at, event_id=event_id)
+        change = TierChange(
+            person_id=p.person_id, from_tier=old.value, to_tier=a.tier.value, at=a.at, event_id=event_id
+        )
         s.add(change)
         self.changes += 1
         p.tier, p.tier_at = a.tier.value, a.at
@@ -209,13 +232,29 @@ class DispositionDesk:
         facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
         msgs: list[TaskMessage] = []
         for kind in plan_tasks(facts, old, a.tier):
-            task = Task(task_id=str(uuid.uuid4()), tier_change_id=change.id, person_id=p.person_id, tier=a.tier.value,
-                        kind=kind.value, status="open", created_at=utcnow())
+            task = Task(
+                task_id=str(uuid.uuid4()),
+                tier_change_id=change.id,
+                person_id=p.person_id,
+                tier=a.tier.value,
+                kind=kind.value,
+                status="open",
+                created_at=utcnow(),
+            )
             task.payload = self._payload(task, p, a)
             s.add(task)
             msgs.append(TaskMessage(self.task_topic(kind), task.payload))
-        log(logger, "tier_changed", person=p.person_id, old=old.value, new=a.tier.value, tasks=len(msgs),
-            n7=a.count_7d, n30=a.count_30d, n365=a.count_365d)
+        log(
+            logger,
+            "tier_changed",
+            person=p.person_id,
+            old=old.value,
+            new=a.tier.value,
+            tasks=len(msgs),
+            n7=a.count_7d,
+            n30=a.count_30d,
+            n365=a.count_365d,
+        )
         return msgs
 
     def task_topic(self, kind: TaskKind | str) -> str:
@@ -227,10 +266,18 @@ class DispositionDesk:
 
     def _payload(self, task: Task, p: Person, a: TierAssessment) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "v": 1, "task_id": task.task_id, "kind": task.kind, "tier": a.tier.value, "person_id": p.person_id,
-            "name": p.name, "community": p.community, "employer": p.employer, "phone": p.phone,
+            "v": 1,
+            "task_id": task.task_id,
+            "kind": task.kind,
+            "tier": a.tier.value,
+            "person_id": p.person_id,
+            "name": p.name,
+            "community": p.community,
+            "employer": p.employer,
+            "phone": p.phone,
             "counts": {"7d": a.count_7d, "30d": a.count_30d, "365d": a.count_365d},
-            "assessed_at": a.at.isoformat(), "created_at": task.created_at.isoformat(),
+            "assessed_at": a.at.isoformat(),
+            "created_at": task.created_at.isoformat(),
             "feedback_topic": self.feedback_topic,
         }
         if task.kind == TaskKind.case_study_link.value:
@@ -253,7 +300,11 @@ class DispositionDesk:
                     log(logger, "webhook_queue_full", level=logging.WARNING, task=m.payload["task_id"])
         if sent:
             with self.store.session() as s:
-                s.execute(update(Task).where(Task.task_id.in_(sent), Task.published_at.is_(None)).values(published_at=utcnow()))
+                s.execute(
+                    update(Task)
+                    .where(Task.task_id.in_(sent), Task.published_at.is_(None))
+                    .values(published_at=utcnow())
+                )
 
     def publish_pending(self, older_than_s: float = 0.0) -> int:
         """Publish tasks recorded while the broker was unreachable or by another process (``reevaluate``,
@@ -262,7 +313,13 @@ class DispositionDesk:
 
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self.store.session() as s:
-            pending = list(s.scalars(select(Task).where(Task.published_at.is_(None), Task.status == "open", Task.created_at <= cutoff)))
+            pending = list(
+                s.scalars(
+                    select(Task).where(
+                        Task.published_at.is_(None), Task.status == "open", Task.created_at <= cutoff
+                    )
+                )
+            )
         self._send_all([TaskMessage(self.task_topic(t.kind), t.payload) for t in pending])
         return len(pending)
 
@@ -270,27 +327,58 @@ class DispositionDesk:
     def record_feedback(self, payload: bytes | dict[str, Any]) -> bool:
         """Close a task from its outcome; ``False`` for a duplicate. Raises ValueError for bad input."""
         try:
-            fb = TaskFeedback.model_validate_json(payload) if isinstance(payload, bytes) else TaskFeedback.model_validate(payload)
+            fb = (
+                TaskFeedback.model_validate_json(payload)
+                if isinstance(payload, bytes)
+                else TaskFeedback.model_validate(payload)
+            )
         except ValidationError as e:
             first = e.errors()[0]
-            raise ValueError(f"feedback invalid at {'.'.join(map(str, first['loc'])) or '(top)'}: {first['msg']}") from None
-        fid = fb.feedback_id or hashlib.sha256(f"{fb.task_id}|{fb.status}|{fb.time.isoformat()}".encode()).hexdigest()[:64]
+            raise ValueError(
+                f"feedback invalid at {'.'.join(map(str, first['loc'])) or '(top)'}: {first['msg']}"
+            ) from None
+        fid = (
+            fb.feedback_id
+            or hashlib.sha256(f"{fb.task_id}|{fb.status}|{fb.time.isoformat()}".encode()).hexdigest()[:64]
+        )
         with self.store.session() as s:
             if s.execute(select(Feedback.id).where(Feedback.feedback_id == fid)).first() is not None:
                 return False
             task = s.get(Task, str(fb.task_id))
             if task is None:
                 raise ValueError(f"feedback for unknown task_id {fb.task_id}")
-            s.add(Feedback(feedback_id=fid, task_id=str(fb.task_id), status=fb.status, time=fb.time,
-                           body=json.loads(fb.model_dump_json())))
+            s.add(
+                Feedback(
+                    feedback_id=fid,
+                    task_id=str(fb.task_id),
+                    status=fb.status,
+                    time=fb.time,
+                    body=json.loads(fb.model_dump_json()),
+                )
+            )
             if task.status == "open":
                 task.status, task.closed_at = fb.status, fb.time
                 task.outcome = (fb.disposition.value if fb.disposition else None) or fb.status
             if fb.status == "done":
                 kind = fb.disposition or DISPOSITION_OF_TASK[TaskKind(task.kind)]
-                s.add(Disposition(person_id=task.person_id, kind=kind.value, time=fb.time, source="feedback",
-                                  task_id=task.task_id, note=fb.note))
-            log(logger, "task_feedback", task=task.task_id, kind=task.kind, status=fb.status, person=task.person_id)
+                s.add(
+                    Disposition(
+                        person_id=task.person_id,
+                        kind=kind.value,
+                        time=fb.time,
+                        source="feedback",
+                        task_id=task.task_id,
+                        note=fb.note,
+                    )
+                )
+            log(
+                logger,
+                "task_feedback",
+                task=task.task_id,
+                kind=task.kind,
+                status=fb.status,
+                person=task.person_id,
+            )
         return True
 
     def open_tasks(self, person_id: str | None = None) -> list[Task]:
@@ -303,7 +391,9 @@ class DispositionDesk:
     # ------------------------------------------------------------ webhook
     def start(self) -> None:
         if self.cfg.dispositions.webhook_url and self._webhook_thread is None:
-            self._webhook_thread = threading.Thread(target=self._webhook_loop, name="anqi-webhook", daemon=True)
+            self._webhook_thread = threading.Thread(
+                target=self._webhook_loop, name="anqi-webhook", daemon=True
+            )
             self._webhook_thread.start()
 
     def stop(self) -> None:
@@ -317,9 +407,13 @@ class DispositionDesk:
         assert url
         headers = {"Content-Type": "application/json"}
         if self.cfg.dispositions.webhook_token_env:
-            headers["Authorization"] = "Bearer " + read_secret(self.cfg.dispositions.webhook_token_env, "dispositions.webhook_token_env")
+            headers["Authorization"] = "Bearer " + read_secret(
+                self.cfg.dispositions.webhook_token_env, "dispositions.webhook_token_env"
+            )
         while (item := self._webhook_q.get()) is not None:
-            req = urllib.request.Request(url, data=json.dumps(item, ensure_ascii=False).encode(), headers=headers, method="POST")
+            req = urllib.request.Request(
+                url, data=json.dumps(item, ensure_ascii=False).encode(), headers=headers, method="POST"
+            )
             try:
                 with urllib.request.urlopen(req, timeout=self.cfg.dispositions.webhook_timeout_s) as r:  # noqa: S310 - configured URL
                     log(logger, "webhook_posted", task=item["task_id"], status=r.status)
@@ -328,6 +422,8 @@ class DispositionDesk:
                 log(logger, "webhook_failed", level=logging.WARNING, task=item["task_id"], error=str(e)[:200])
 
 
-def record_disposition(store: CentralStore, person_id: str, kind: DispositionKind, time: datetime, note: str | None = None) -> None:
+def record_disposition(
+    store: CentralStore, person_id: str, kind: DispositionKind, time: datetime, note: str | None = None
+) -> None:
     """A disposition recorded by hand (e.g. a fine issued on the spot by the police)."""
     store.add_disposition(person_id, kind.value, time, source="manual", note=note)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import csv
 import logging
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -265,18 +265,30 @@ def read_enrolment_csv(path: Path) -> tuple[list[EnrolmentRecord], list[str]]:
         reader = csv.DictReader(f)
         missing = [c for c in ("person_id", "photos") if c not in (reader.fieldnames or [])]
         if missing:
-            raise EnrolmentError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(CSV_COLUMNS)})")
+            raise EnrolmentError(
+                f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(CSV_COLUMNS)})"
+            )
         for line, row in enumerate(reader, start=2):
             where = f"{path.name}:{line}"
             try:
                 pid = (row.get("person_id") or "").strip()
                 if not pid:
                     raise EnrolmentError(f"{where}: person_id is empty")
-                photos = tuple((path.parent / p.strip()) for p in (row.get("photos") or "").split(";") if p.strip())
-                records.append(EnrolmentRecord(
-                    person_id=pid, name=(row.get("name") or None), id_number=(row.get("id_number") or None),
-                    community=(row.get("community") or None), employer=(row.get("employer") or None),
-                    phone=(row.get("phone") or None), party_member=_flag(row.get("party_member"), where), photos=photos))
+                photos = tuple(
+                    (path.parent / p.strip()) for p in (row.get("photos") or "").split(";") if p.strip()
+                )
+                records.append(
+                    EnrolmentRecord(
+                        person_id=pid,
+                        name=(row.get("name") or None),
+                        id_number=(row.get("id_number") or None),
+                        community=(row.get("community") or None),
+                        employer=(row.get("employer") or None),
+                        phone=(row.get("phone") or None),
+                        party_member=_flag(row.get("party_member"), where),
+                        photos=photos,
+                    )
+                )
             except EnrolmentError as e:
                 problems.append(str(e))
     return records, problems
@@ -357,7 +369,13 @@ def score_distributions(embeddings: dict[str, list[np.ndarray]], enrol_per_perso
     mask[np.arange(len(queries)), truth] = False
     impostor = per_person[mask]
     rank1 = float(np.mean(np.argmax(per_person, axis=1) == truth))
-    return {"genuine": genuine, "impostor": impostor, "rank1": rank1, "queries": len(queries), "identities": len(ids)}
+    return {
+        "genuine": genuine,
+        "impostor": impostor,
+        "rank1": rank1,
+        "queries": len(queries),
+        "identities": len(ids),
+    }
 
 
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
@@ -368,8 +386,12 @@ def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[f
     return float(np.mean(genuine >= thr)), thr
 
 
-def evaluate_lfw(directory: Path | str, enrol_per_person: int = 3, embed: EmbedFn | None = None,
-                 max_identities: int | None = None) -> dict[str, float]:
+def evaluate_lfw(
+    directory: Path | str,
+    enrol_per_person: int = 3,
+    embed: EmbedFn | None = None,
+    max_identities: int | None = None,
+) -> dict[str, float]:
     """TAR at FAR 1e-3 and rank-1 on an LFW-style folder (one sub-folder of photos per identity).
 
     The first ``enrol_per_person`` photos (sorted by name) of each identity are enrolled, the rest
@@ -391,7 +413,16 @@ def evaluate_lfw(directory: Path | str, enrol_per_person: int = 3, embed: EmbedF
     tar4, thr4 = tar_at_far(d["genuine"], d["impostor"], 1e-4)  # type: ignore[arg-type]
     gen, imp = d["genuine"], d["impostor"]
     # a 1:N search against G persons falsely matches with about G x FAR: large galleries need the stricter threshold
-    return {"tar_at_far_1e-3": tar, "rank1": float(d["rank1"]), "threshold_at_far_1e-3": thr,  # type: ignore[dict-item]
-            "tar_at_far_1e-4": tar4, "threshold_at_far_1e-4": thr4, "impostor_max": float(np.max(imp)),  # type: ignore[arg-type]
-            "genuine_mean": float(np.mean(gen)), "impostor_mean": float(np.mean(imp)),  # type: ignore[arg-type]
-            "queries": float(d["queries"]), "identities": float(d["identities"]), "skipped": float(skipped)}  # type: ignore[arg-type]
+    return {
+        "tar_at_far_1e-3": tar,
+        "rank1": float(d["rank1"]),
+        "threshold_at_far_1e-3": thr,  # type: ignore[dict-item]
+        "tar_at_far_1e-4": tar4,
+        "threshold_at_far_1e-4": thr4,
+        "impostor_max": float(np.max(imp)),  # type: ignore[arg-type]
+        "genuine_mean": float(np.mean(gen)),
+        "impostor_mean": float(np.mean(imp)),  # type: ignore[arg-type]
+        "queries": float(d["queries"]),
+        "identities": float(d["identities"]),
+        "skipped": float(skipped),
+    }  # type: ignore[arg-type]

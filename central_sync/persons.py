@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from sqlalchemy import func, select, update
@@ -47,8 +47,12 @@ def load_resolver(store: CentralStore, cfg: CentralConfig) -> IdentityResolver:
     gallery = Gallery()
     unknown = UnknownFiles(cfg.identity.cluster_threshold, new_unknown_id)
     with store.session() as s:
-        rows = s.execute(select(Embedding.person_id, Embedding.vector, Person.kind, Embedding.source).join(Person, Person.person_id == Embedding.person_id)
-                         .where(Person.merged_into.is_(None)).order_by(Embedding.id)).all()
+        rows = s.execute(
+            select(Embedding.person_id, Embedding.vector, Person.kind, Embedding.source)
+            .join(Person, Person.person_id == Embedding.person_id)
+            .where(Person.merged_into.is_(None))
+            .order_by(Embedding.id)
+        ).all()
     g_ids: list[str] = []
     g_vecs: list[np.ndarray] = []
     unk: dict[str, list[np.ndarray]] = {}
@@ -65,7 +69,13 @@ def load_resolver(store: CentralStore, cfg: CentralConfig) -> IdentityResolver:
         gallery.add_many(g_ids, np.stack(g_vecs))
     for pid, vs in unk.items():
         unknown.load(pid, np.stack(vs))
-    log(logger, "identity_loaded", gallery_persons=len(gallery.persons), gallery_rows=len(gallery), unknown_files=len(unknown))
+    log(
+        logger,
+        "identity_loaded",
+        gallery_persons=len(gallery.persons),
+        gallery_rows=len(gallery),
+        unknown_files=len(unknown),
+    )
     with store.session() as s:
         seen = int(s.scalar(select(func.max(Embedding.id))) or 0)
     return IdentityResolver(gallery, unknown, cfg.identity.match_threshold, seen_embedding_id=seen)
@@ -77,10 +87,16 @@ def catch_up_unknown_files(store: CentralStore, resolver: IdentityResolver) -> i
     Called before opening a new file, so that a rider first seen by another consumer of the share
     group joins that consumer's file (one person, one file)."""
     with store.session() as s:
-        rows = s.execute(select(Embedding.id, Embedding.person_id, Embedding.vector)
-                         .join(Person, Person.person_id == Embedding.person_id)
-                         .where(Embedding.id > resolver.seen_embedding_id, Person.kind == "unknown", Person.merged_into.is_(None))
-                         .order_by(Embedding.id)).all()
+        rows = s.execute(
+            select(Embedding.id, Embedding.person_id, Embedding.vector)
+            .join(Person, Person.person_id == Embedding.person_id)
+            .where(
+                Embedding.id > resolver.seen_embedding_id,
+                Person.kind == "unknown",
+                Person.merged_into.is_(None),
+            )
+            .order_by(Embedding.id)
+        ).all()
         top = int(s.scalar(select(func.max(Embedding.id))) or 0)
     new: dict[str, list[np.ndarray]] = {}
     with resolver._lock:  # noqa: SLF001
@@ -104,8 +120,14 @@ class EnrolmentReport:
     problems: list[str] = field(default_factory=list)
 
 
-def enrol(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, records: Sequence[EnrolmentRecord],
-          embed: EmbedFn, on_merged: Callable[[str], None] | None = None) -> EnrolmentReport:
+def enrol(
+    store: CentralStore,
+    cfg: CentralConfig,
+    resolver: IdentityResolver,
+    records: Sequence[EnrolmentRecord],
+    embed: EmbedFn,
+    on_merged: Callable[[str], None] | None = None,
+) -> EnrolmentReport:
     """Enrol gallery persons from photos (embedded with the edge's face model) and merge their unknown files."""
     rep = EnrolmentReport()
     for r in records:
@@ -132,23 +154,49 @@ def enrol(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, r
     return rep
 
 
-def enrol_embeddings(store: CentralStore, cfg: CentralConfig, resolver: IdentityResolver, r: EnrolmentRecord,
-                     vectors: np.ndarray) -> int:
+def enrol_embeddings(
+    store: CentralStore,
+    cfg: CentralConfig,
+    resolver: IdentityResolver,
+    r: EnrolmentRecord,
+    vectors: np.ndarray,
+) -> int:
     """Write one gallery person with its embeddings; returns how many unknown files were merged into it."""
     v = normalise(vectors)
-    fields = dict(name=r.name, id_number=r.id_number, community=r.community, employer=r.employer, phone=r.phone,
-                  party_member=r.party_member)
+    fields = dict(
+        name=r.name,
+        id_number=r.id_number,
+        community=r.community,
+        employer=r.employer,
+        phone=r.phone,
+        party_member=r.party_member,
+    )
     with store.session() as s:
         p = s.get(Person, r.person_id)
         if p is None:
-            s.add(Person(person_id=r.person_id, kind="enrolled", created_at=datetime.now(timezone.utc), tier="none", **fields))
+            s.add(
+                Person(
+                    person_id=r.person_id,
+                    kind="enrolled",
+                    created_at=datetime.now(timezone.utc),
+                    tier="none",
+                    **fields,
+                )
+            )
         else:
             p.kind = "enrolled"
             for k, val in fields.items():
                 setattr(p, k, val)
         s.flush()
         for row in v:
-            s.add(Embedding(person_id=r.person_id, source="gallery", model=cfg.identity.embedding_model, vector=to_blob(row)))
+            s.add(
+                Embedding(
+                    person_id=r.person_id,
+                    source="gallery",
+                    model=cfg.identity.embedding_model,
+                    vector=to_blob(row),
+                )
+            )
     with resolver._lock:  # noqa: SLF001 - the resolver's own lock guards its matrices
         resolver.gallery.add(r.person_id, v)
         merged = resolver.unknown.matching(v, cfg.identity.match_threshold)
@@ -164,5 +212,7 @@ def merge_person(store: CentralStore, source_id: str, target_id: str) -> None:
     with store.session() as s:
         for model in (Event, Embedding, Disposition, Task):
             s.execute(update(model).where(model.person_id == source_id).values(person_id=target_id))  # type: ignore[attr-defined]
-        s.execute(update(Person).where(Person.person_id == source_id).values(merged_into=target_id, tier="none"))
+        s.execute(
+            update(Person).where(Person.person_id == source_id).values(merged_into=target_id, tier="none")
+        )
     log(logger, "unknown_file_merged", source=source_id, target=target_id)

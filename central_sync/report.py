@@ -22,7 +22,14 @@ from sqlalchemy import select
 from central_sync.storage.models import Event, Person
 from central_sync.storage.store import CentralStore
 
-BANDS: list[tuple[str, int, int | None]] = [("1", 1, 1), ("2", 2, 2), ("3", 3, 3), ("4-7", 4, 7), ("8-30", 8, 30), (">30", 31, None)]
+BANDS: list[tuple[str, int, int | None]] = [
+    ("1", 1, 1),
+    ("2", 2, 2),
+    ("3", 3, 3),
+    ("4-7", 4, 7),
+    ("8-30", 8, 30),
+    (">30", 31, None),
+]
 
 
 def band_of(n: int) -> str:
@@ -66,8 +73,21 @@ def frequency_statistics(store: CentralStore, start: datetime, end: datetime, tz
     by_date: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
     total = unidentified = 0
-    q = (select(Event.time, Event.point_id, Event.violation_type, Event.person_id, Person.name, Person.community, Person.kind, Person.tier)
-         .outerjoin(Person, Person.person_id == Event.person_id).where(Event.time >= start, Event.time < end).order_by(Event.time))
+    q = (
+        select(
+            Event.time,
+            Event.point_id,
+            Event.violation_type,
+            Event.person_id,
+            Person.name,
+            Person.community,
+            Person.kind,
+            Person.tier,
+        )
+        .outerjoin(Person, Person.person_id == Event.person_id)
+        .where(Event.time >= start, Event.time < end)
+        .order_by(Event.time)
+    )
     with store.session() as s:
         for t, point, vtype, pid, name, community, kind, tier in s.execute(q).yield_per(5000):
             total += 1
@@ -80,16 +100,29 @@ def frequency_statistics(store: CentralStore, start: datetime, end: datetime, tz
             point_p[point].add(pid)
             p = persons.get(pid)
             if p is None:
-                p = persons[pid] = PersonStat(pid, name if kind == "enrolled" else None, community, kind or "listed", tier or "none", first=t)
+                p = persons[pid] = PersonStat(
+                    pid,
+                    name if kind == "enrolled" else None,
+                    community,
+                    kind or "listed",
+                    tier or "none",
+                    first=t,
+                )
             p.count += 1
             p.points.add(point)
             p.last = t
     bands = Counter(band_of(p.count) for p in persons.values())
     return FrequencyStatistics(
-        start=start, end=end, total=total, unidentified=unidentified,
+        start=start,
+        end=end,
+        total=total,
+        unidentified=unidentified,
         persons=sorted(persons.values(), key=lambda p: (-p.count, p.person_id)),
         by_point={k: (point_n[k], len(point_p[k])) for k in sorted(point_n)},
-        by_date=dict(sorted(by_date.items())), by_band={b: bands.get(b, 0) for b, _, _ in BANDS}, by_type=dict(by_type))
+        by_date=dict(sorted(by_date.items())),
+        by_band={b: bands.get(b, 0) for b, _, _ in BANDS},
+        by_type=dict(by_type),
+    )
 
 
 def write_report(stats: FrequencyStatistics, out: Path, tz: str) -> list[Path]:
@@ -108,10 +141,30 @@ def write_report(stats: FrequencyStatistics, out: Path, tz: str) -> list[Path]:
     def local(t: datetime | None) -> str:
         return t.astimezone(zone).isoformat(timespec="seconds") if t else ""
 
-    w("by_person.csv", ["person_id", "name", "community", "file", "tier", "count", "band", "points", "first", "last"],
-      [[p.person_id, p.name or "", p.community or "", p.kind, p.tier, p.count, band_of(p.count), ";".join(sorted(p.points)),
-        local(p.first), local(p.last)] for p in stats.persons])
-    w("by_point.csv", ["point_id", "violations", "persons"], [[k, n, m] for k, (n, m) in stats.by_point.items()])
+    w(
+        "by_person.csv",
+        ["person_id", "name", "community", "file", "tier", "count", "band", "points", "first", "last"],
+        [
+            [
+                p.person_id,
+                p.name or "",
+                p.community or "",
+                p.kind,
+                p.tier,
+                p.count,
+                band_of(p.count),
+                ";".join(sorted(p.points)),
+                local(p.first),
+                local(p.last),
+            ]
+            for p in stats.persons
+        ],
+    )
+    w(
+        "by_point.csv",
+        ["point_id", "violations", "persons"],
+        [[k, n, m] for k, (n, m) in stats.by_point.items()],
+    )
     w("by_date.csv", ["date", "violations"], [[k, n] for k, n in stats.by_date.items()])
     w("by_band.csv", ["band", "persons"], [[k, n] for k, n in stats.by_band.items()])
     (out / "report.html").write_text(render_html(stats, tz), encoding="utf-8")
@@ -130,12 +183,24 @@ def render_html(stats: FrequencyStatistics, tz: str) -> str:
 
     def bars(d: dict[str, int]) -> str:
         mx = max(d.values(), default=0) or 1
-        return "".join(f'<div class="bar"><span class="k">{e(k)}</span><span class="v" style="width:{int(300 * v / mx)}px"></span> {v}</div>'
-                       for k, v in d.items())
+        return "".join(
+            f'<div class="bar"><span class="k">{e(k)}</span><span class="v" style="width:{int(300 * v / mx)}px"></span> {v}</div>'
+            for k, v in d.items()
+        )
 
     period = f"{stats.start.astimezone(zone).date()} – {stats.end.astimezone(zone).date()} (exclusive), {tz}"
-    top = [[p.person_id, p.name or "", p.community or "", p.tier, p.count, band_of(p.count), ", ".join(sorted(p.points))]
-           for p in stats.persons[:200]]
+    top = [
+        [
+            p.person_id,
+            p.name or "",
+            p.community or "",
+            p.tier,
+            p.count,
+            band_of(p.count),
+            ", ".join(sorted(p.points)),
+        ]
+        for p in stats.persons[:200]
+    ]
     return f"""<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>AnQi 违法频次统计 / violation frequency</title>
 <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
 th{{background:#f3f3f3}}.bar{{font-size:13px;margin:2px 0}}.bar .k{{display:inline-block;width:110px}}.bar .v{{display:inline-block;height:12px;background:#4a7ebb}}</style></head><body>

@@ -25,10 +25,10 @@ precedence: 4 in 7 days is frequent even though it is also "3–7 in 30 days".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Iterable
 
 from central_sync.config import TierThresholds
 
@@ -83,8 +83,13 @@ class TierAssessment:
     tier: OffenderTier
 
     def as_json(self) -> dict[str, object]:
-        return {"person_id": self.person_id, "count_7d": self.count_7d, "count_30d": self.count_30d,
-                "count_365d": self.count_365d, "tier": self.tier.value}
+        return {
+            "person_id": self.person_id,
+            "count_7d": self.count_7d,
+            "count_30d": self.count_30d,
+            "count_365d": self.count_365d,
+            "tier": self.tier.value,
+        }
 
 
 def classify_counts(count_7d: int, count_30d: int, repeat: bool, th: TierThresholds) -> OffenderTier:
@@ -104,8 +109,11 @@ def classify_counts(count_7d: int, count_30d: int, repeat: bool, th: TierThresho
 
 def is_repeat(h: PersonHistory) -> bool:
     """A violation strictly after the earliest education/fine disposition of the repeat window."""
-    return (h.first_repeat_disposition is not None and h.last_violation is not None
-            and h.first_repeat_disposition < h.last_violation <= h.at)
+    return (
+        h.first_repeat_disposition is not None
+        and h.last_violation is not None
+        and h.first_repeat_disposition < h.last_violation <= h.at
+    )
 
 
 def assess(person_id: str, h: PersonHistory, th: TierThresholds) -> TierAssessment:
@@ -115,12 +123,16 @@ def assess(person_id: str, h: PersonHistory, th: TierThresholds) -> TierAssessme
 
 def window_starts(at: datetime, th: TierThresholds) -> tuple[datetime, datetime, datetime]:
     """Exclusive lower bounds of the 7-, 30- and 365-day windows ending at ``at``."""
-    return (at - timedelta(days=th.short_window_days), at - timedelta(days=th.long_window_days),
-            at - timedelta(days=th.repeat_window_days))
+    return (
+        at - timedelta(days=th.short_window_days),
+        at - timedelta(days=th.long_window_days),
+        at - timedelta(days=th.repeat_window_days),
+    )
 
 
-def history_from_times(at: datetime, violations: Iterable[datetime], repeat_dispositions: Iterable[datetime],
-                       th: TierThresholds) -> PersonHistory:
+def history_from_times(
+    at: datetime, violations: Iterable[datetime], repeat_dispositions: Iterable[datetime], th: TierThresholds
+) -> PersonHistory:
     """The same history from plain lists (reference implementation; storage does it in SQL)."""
     s7, s30, s365 = window_starts(at, th)
     vs = [v for v in violations if v <= at]

@@ -40,7 +40,9 @@ def init(path: Path, device_id: str, site_id: str, point_id: str, force: bool) -
     if path.exists() and not force:
         raise click.ClickException(f"{path} exists; use --force to overwrite")
     text = (project_home() / "config" / "edge.example.yaml").read_text(encoding="utf-8")
-    text = text.replace("anqi-dev-0001", device_id).replace("huzhou-demo", site_id).replace("point-1", point_id)
+    text = (
+        text.replace("anqi-dev-0001", device_id).replace("huzhou-demo", site_id).replace("point-1", point_id)
+    )
     path.write_text(text, encoding="utf-8")
     load_config(path)  # the template must itself be valid
     click.echo(f"wrote {path}; edit source, zone and relay, then run: anqi-edge validate {path}")
@@ -63,9 +65,18 @@ def validate(config: Path) -> None:
 
 
 @main.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (finds the health file in its data_dir).")
-@click.option("--health-file", type=click.Path(dir_okay=False, path_type=Path), help="Read this health file directly.")
-@click.option("--max-age", default=90.0, show_default=True, help="Seconds after which a heartbeat counts as stale.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Site config (finds the health file in its data_dir).",
+)
+@click.option(
+    "--health-file", type=click.Path(dir_okay=False, path_type=Path), help="Read this health file directly."
+)
+@click.option(
+    "--max-age", default=90.0, show_default=True, help="Seconds after which a heartbeat counts as stale."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw health JSON.")
 def status(config: Path | None, health_file: Path | None, max_age: float, as_json: bool) -> None:
     """Show the daemon's last heartbeat and the state of each component (exit 1 if stale or down)."""
@@ -84,7 +95,9 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
     age = time.time() - datetime.fromisoformat(h["heartbeat"]).timestamp()
     bad = age > max_age
     if not as_json:
-        click.echo(f"device {h['device_id']}  heartbeat {h['heartbeat']} ({age:.0f} s ago{', STALE' if bad else ''})  uptime {h['uptime_s']:.0f} s")
+        click.echo(
+            f"device {h['device_id']}  heartbeat {h['heartbeat']} ({age:.0f} s ago{', STALE' if bad else ''})  uptime {h['uptime_s']:.0f} s"
+        )
         for name, c in sorted(h.get("components", {}).items()):
             extra = " ".join(f"{k}={v}" for k, v in c.items() if k not in ("status", "detail", "since"))
             click.echo(f"  {name:<10} {c['status']:<9} {c.get('detail', '')} {extra}".rstrip())
@@ -95,7 +108,9 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout."
+)
 def schema(out: Path | None) -> None:
     """Print the JSON Schema of the violation event (shared with central_sync)."""
     from edge.event import json_schema

@@ -12,7 +12,7 @@ from edge.cli_common import config_or_exit
 from edge.config import EdgeConfig
 
 
-def _snapshot(snapshot: Path | None, video: Path | None, frame_index: int) -> "object":
+def _snapshot(snapshot: Path | None, video: Path | None, frame_index: int) -> object:
     import cv2
 
     if snapshot is not None:
@@ -40,10 +40,24 @@ def _snapshot(snapshot: Path | None, video: Path | None, frame_index: int) -> "o
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--snapshot", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A still of the camera view.")
-@click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Take the still from this video instead.")
+@click.option(
+    "--snapshot",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A still of the camera view.",
+)
+@click.option(
+    "--video",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Take the still from this video instead.",
+)
 @click.option("--frame", "frame_index", default=0, show_default=True, help="Frame of --video to draw on.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="overlay.png", show_default=True, help="Overlay PNG to write.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="overlay.png",
+    show_default=True,
+    help="Overlay PNG to write.",
+)
 def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_index: int, out: Path) -> None:
     """Check the zone calibration of CONFIG and draw the capture band on a snapshot.
 
@@ -68,7 +82,9 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
         sys.exit(1)
     h, w = image.shape[:2]
     if cfg.zone.image_size is not None and tuple(cfg.zone.image_size) != (w, h):
-        click.echo(f"note: calibration pixels refer to {cfg.zone.image_size[0]}x{cfg.zone.image_size[1]}, the snapshot is {w}x{h}: scaled")
+        click.echo(
+            f"note: calibration pixels refer to {cfg.zone.image_size[0]}x{cfg.zone.image_size[1]}, the snapshot is {w}x{h}: scaled"
+        )
     from edge.zone.overlay import draw_overlay
 
     m = zone.mapper
@@ -76,11 +92,17 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     sy = h / cfg.zone.image_size[1] if cfg.zone.image_size else 1.0
     points = [((p.image[0] * sx, p.image[1] * sy), p.ground) for p in cfg.zone.calibration]
     framed = zone.for_frame(w, h)
-    click.echo(f"homography from {len(points)} points: mean error {m.reprojection_m:.3f} m on the ground, {framed.mapper.reprojection_px:.2f} px in the image")
+    click.echo(
+        f"homography from {len(points)} points: mean error {m.reprojection_m:.3f} m on the ground, {framed.mapper.reprojection_px:.2f} px in the image"
+    )
     for (ip, gp), back in zip(points, framed.mapper.image_to_ground([ip for ip, _ in points])):
-        click.echo(f"  image ({ip[0]:7.1f}, {ip[1]:7.1f}) -> ground ({back[0]:6.2f}, {back[1]:6.2f}) m  (given {gp[0]:g}, {gp[1]:g}; error {float(np.hypot(*(back - np.array(gp)))):.3f} m)")
+        click.echo(
+            f"  image ({ip[0]:7.1f}, {ip[1]:7.1f}) -> ground ({back[0]:6.2f}, {back[1]:6.2f}) m  (given {gp[0]:g}, {gp[1]:g}; error {float(np.hypot(*(back - np.array(gp)))):.3f} m)"
+        )
     roi = framed.image_region(w, h)
-    click.echo(f"band {cfg.zone.near_m:g}-{cfg.zone.far_m:g} m covers {100 * framed.visible_fraction(w, h):.1f}% of the image; detector region {roi}")
+    click.echo(
+        f"band {cfg.zone.near_m:g}-{cfg.zone.far_m:g} m covers {100 * framed.visible_fraction(w, h):.1f}% of the image; detector region {roi}"
+    )
     overlay = draw_overlay(image, zone, points)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), overlay):
@@ -93,15 +115,17 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
         sys.exit(1)
 
 
-def _print_summary(daemon: "object", out: Path | None = None) -> None:
+def _print_summary(daemon: object, out: Path | None = None) -> None:
     from edge.daemon import EdgeDaemon
 
     assert isinstance(daemon, EdgeDaemon)
     st = daemon.stats
     s = st.summary()
     click.echo("")
-    click.echo(f"frames {s['frames']} ({s['input_fps']} fps), detection on {s['detect_frames']} frames ({s['detect_fps']} fps), "
-               f"{s['detect_errors']} detection errors, {s['tracks']} rider tracks")
+    click.echo(
+        f"frames {s['frames']} ({s['input_fps']} fps), detection on {s['detect_frames']} frames ({s['detect_fps']} fps), "
+        f"{s['detect_errors']} detection errors, {s['tracks']} rider tracks"
+    )
     if not st.violations:
         click.echo("no violations detected")
     for v in st.violations:
@@ -122,7 +146,7 @@ def _print_summary(daemon: "object", out: Path | None = None) -> None:
         click.echo(f"prompt start latency after decision (s): {s['prompt_latencies_s']}")
 
 
-def _make_daemon(cfg: EdgeConfig, **kw: "object") -> "object":
+def _make_daemon(cfg: EdgeConfig, **kw: object) -> object:
     from edge.daemon import EdgeDaemon, StartupError
 
     try:
@@ -133,10 +157,30 @@ def _make_daemon(cfg: EdgeConfig, **kw: "object") -> "object":
 
 
 @click.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Site config (YAML).")
-@click.option("--source", "source", default=None, help="Override source.uri: a file, rtsp:// URL, /dev/videoN or GStreamer pipeline.")
-@click.option("--until-eof", is_flag=True, help="File sources: stop at the end, wait for the relay, print what was found.")
-@click.option("--relay-wait", default=20.0, show_default=True, help="With --until-eof: seconds to wait for the broker to take every event.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Site config (YAML).",
+)
+@click.option(
+    "--source",
+    "source",
+    default=None,
+    help="Override source.uri: a file, rtsp:// URL, /dev/videoN or GStreamer pipeline.",
+)
+@click.option(
+    "--until-eof",
+    is_flag=True,
+    help="File sources: stop at the end, wait for the relay, print what was found.",
+)
+@click.option(
+    "--relay-wait",
+    default=20.0,
+    show_default=True,
+    help="With --until-eof: seconds to wait for the broker to take every event.",
+)
 def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) -> None:
     """Run the daemon: capture, detect, track, judge, persuade, collect evidence, relay.
 
@@ -148,29 +192,52 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
     cfg = config_or_exit(config)
     setup_logging(cfg.device.log_level)
     if source is not None and Path(source).expanduser().exists():
-        source = str(Path(source).expanduser().resolve())  # a path on the command line is relative to the shell, not the config
-    daemon = _make_daemon(cfg, mode="until_eof" if until_eof else "live", source_uri=source, relay_wait_s=relay_wait)
+        source = str(
+            Path(source).expanduser().resolve()
+        )  # a path on the command line is relative to the shell, not the config
+    daemon = _make_daemon(
+        cfg, mode="until_eof" if until_eof else "live", source_uri=source, relay_wait_s=relay_wait
+    )
     daemon.run()  # type: ignore[attr-defined]
     if until_eof:
         _print_summary(daemon)
     _exit_if_no_video(daemon)
 
 
-def _exit_if_no_video(daemon: "object") -> None:
+def _exit_if_no_video(daemon: object) -> None:
     from edge.daemon import EdgeDaemon
 
     assert isinstance(daemon, EdgeDaemon)
     if daemon.stats.frames == 0:
         cam = daemon.health.snapshot()["components"].get("camera", {})
-        click.echo(f"anqi-edge: no video was read from the source: {cam.get('detail', 'unknown reason')}", err=True)
+        click.echo(
+            f"anqi-edge: no video was read from the source: {cam.get('detail', 'unknown reason')}", err=True
+        )
         sys.exit(4)
 
 
 @click.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Site config (YAML).")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for events/, media/ and the outbox.")
-@click.option("--relay/--no-relay", default=False, show_default=True, help="Also publish the events over MQTT (local broker when none is configured).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Site config (YAML).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for events/, media/ and the outbox.",
+)
+@click.option(
+    "--relay/--no-relay",
+    default=False,
+    show_default=True,
+    help="Also publish the events over MQTT (local broker when none is configured).",
+)
 def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     """Run VIDEO through the full pipeline as fast as possible.
 
@@ -184,7 +251,9 @@ def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     if not video.is_file():
         raise click.ClickException(f"video not found: {video}")
     out.mkdir(parents=True, exist_ok=True)
-    daemon = _make_daemon(cfg, mode="replay", source_uri=str(video.resolve()), out_dir=out.resolve(), relay=relay)
+    daemon = _make_daemon(
+        cfg, mode="replay", source_uri=str(video.resolve()), out_dir=out.resolve(), relay=relay
+    )
     daemon.run()  # type: ignore[attr-defined]
     _print_summary(daemon, out)
     _exit_if_no_video(daemon)

@@ -125,7 +125,9 @@ class PipelineStats:
             "events_committed": len(committed),
             "prompt_latencies_s": [round(x, 4) for x in self.prompt_latencies_s],
             "prompt_waited_for_speaker": list(self.prompt_waited),
-            "outbox_latencies_s": [round(v.outbox_latency_s, 3) for v in committed if v.outbox_latency_s is not None],
+            "outbox_latencies_s": [
+                round(v.outbox_latency_s, 3) for v in committed if v.outbox_latency_s is not None
+            ],
             "relay_published": self.relay_published,
         }
 
@@ -140,7 +142,9 @@ class _Pending:
     created_mono: float
     track_open: bool = True
     track: Track | None = None  #: kept to measure speed over the whole track when the event is built
-    frame: ViolationFrame | None = None  #: the deciding frame, drawn into violation.jpg when the event is built
+    frame: ViolationFrame | None = (
+        None  #: the deciding frame, drawn into violation.jpg when the event is built
+    )
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempts: int = 0
     retry_mono: float = 0.0
@@ -208,7 +212,9 @@ class EdgeDaemon:
         except ValueError as e:
             raise StartupError(str(e)) from None
         if self.mode != "live" and self.source.kind != "file":
-            raise StartupError(f"source.uri: {self.mode.replace('_', ' ')} needs a video file, got a {self.source.kind} source")
+            raise StartupError(
+                f"source.uri: {self.mode.replace('_', ' ')} needs a video file, got a {self.source.kind} source"
+            )
         self.work_dir = self.data_dir / "evidence-work"
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +239,9 @@ class EdgeDaemon:
             self.rules.close()
             raise
         self._load_faces()
-        self.assembler = EventAssembler(cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame)
+        self.assembler = EventAssembler(
+            cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame
+        )
         self.persuasion = self._start_persuasion()
         self.outbox, self.relay, self.broker = self._start_relay()
         self.recovered = self._recover_unstored()
@@ -252,7 +260,13 @@ class EdgeDaemon:
             self._detector_error = f"{type(e).__name__}: {e}"
             self._detector_retry_at = time.monotonic() + MODEL_RETRY_S
             self.health.set("detector", "down", self._detector_error[:300])
-            log(logger, "detector_unavailable", logging.ERROR, error=self._detector_error[:300], retry_s=MODEL_RETRY_S)
+            log(
+                logger,
+                "detector_unavailable",
+                logging.ERROR,
+                error=self._detector_error[:300],
+                retry_s=MODEL_RETRY_S,
+            )
             if self.mode != "live":
                 raise StartupError(f"detect.rider_model: {e}") from None
 
@@ -268,7 +282,9 @@ class EdgeDaemon:
             f = self.cfg.face
             self._faces = FaceCapture(FaceDetector.from_config(self.cfg), f.min_face_px, f.score_threshold)
             try:
-                self._embedder = SFaceEmbedding(FaceEmbedder.from_config(self.cfg), self.cfg.face.embedder_model)
+                self._embedder = SFaceEmbedding(
+                    FaceEmbedder.from_config(self.cfg), self.cfg.face.embedder_model
+                )
             except Exception as e:
                 log(logger, "face_embedder_unavailable", logging.ERROR, error=str(e)[:300])
                 self.health.set("faces", "degraded", f"no embedding: {e}"[:300])
@@ -326,7 +342,9 @@ class EdgeDaemon:
         if self.out_dir is not None and self.mode == "replay":
             events_dir = self.out_dir / "events"
             events_dir.mkdir(parents=True, exist_ok=True)
-            (events_dir / f"{event.event_id}.json").write_text(json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False))
+            (events_dir / f"{event.event_id}.json").write_text(
+                json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False)
+            )
 
     def _recover_unstored(self) -> int:
         """Events a previous run assembled but could not store (disk full, crash): store them now."""
@@ -337,7 +355,13 @@ class EdgeDaemon:
             f = folder / EVENT_FILE
             if not f.is_file():
                 # evidence of a violation whose event was never assembled (crash mid-collect): kept, said once
-                log(logger, "incomplete_evidence_kept", logging.WARNING, folder=str(folder), files=len(list(folder.iterdir())))
+                log(
+                    logger,
+                    "incomplete_evidence_kept",
+                    logging.WARNING,
+                    folder=str(folder),
+                    files=len(list(folder.iterdir())),
+                )
                 continue
             try:
                 ev = parse_event(f.read_text(encoding="utf-8"))
@@ -347,7 +371,13 @@ class EdgeDaemon:
                     raise ValueError(f"media missing: {missing}")
                 self.outbox.add(ev, media, move=True)
             except Exception as e:
-                log(logger, "unstored_event_not_recovered", logging.ERROR, folder=str(folder), error=str(e)[:300])
+                log(
+                    logger,
+                    "unstored_event_not_recovered",
+                    logging.ERROR,
+                    folder=str(folder),
+                    error=str(e)[:300],
+                )
                 continue
             _remove_tree(folder)
             stored += 1
@@ -406,7 +436,9 @@ class EdgeDaemon:
                 self._process(frame)
             except Exception as e:  # a bug in one frame must not stop the appliance
                 self.stats.detect_errors += 1
-                log(logger, "frame_failed", logging.ERROR, frame=frame.index, error=f"{type(e).__name__}: {e}")
+                log(
+                    logger, "frame_failed", logging.ERROR, frame=frame.index, error=f"{type(e).__name__}: {e}"
+                )
         # end of stream (or stop): every track ends, every clip is finished with what exists
         for t in self.tracker.close_all():
             self._track_closed(t)
@@ -433,13 +465,25 @@ class EdgeDaemon:
         except Exception as e:  # corrupt frame, runtime error: skip this frame
             self.stats.detect_errors += 1
             self.health.set("detector", "degraded", f"frame {frame.index}: {type(e).__name__}: {e}"[:300])
-            log(logger, "detect_failed", logging.WARNING, frame=frame.index, error=f"{type(e).__name__}: {e}"[:300])
+            log(
+                logger,
+                "detect_failed",
+                logging.WARNING,
+                frame=frame.index,
+                error=f"{type(e).__name__}: {e}"[:300],
+            )
             return
         self.stats.detect_s_total += time.monotonic() - t0
         self.stats.detect_frames += 1
         if self._detector_error is None and self.stats.detect_frames % 50 == 1:
-            self.health.set("detector", "up", f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
-                            detect_fps=round(self.stats.detect_fps, 2), frames=self.stats.detect_frames, errors=self.stats.detect_errors)
+            self.health.set(
+                "detector",
+                "up",
+                f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
+                detect_fps=round(self.stats.detect_fps, 2),
+                frames=self.stats.detect_frames,
+                errors=self.stats.detect_errors,
+            )
         self._last_t_s = frame.pts_s
         upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono)
         for t in upd.active:
@@ -451,7 +495,12 @@ class EdgeDaemon:
             state = self.rules.signal.state_at(frame.pts_s).value
             if state != self._signal_state:
                 self._signal_state = state
-                self.health.set("signal", "degraded" if state == "unknown" else "up", f"signal {state}", source=self.cfg.rules.red_light.signal.source)  # type: ignore[union-attr]
+                self.health.set(
+                    "signal",
+                    "degraded" if state == "unknown" else "up",
+                    f"signal {state}",
+                    source=self.cfg.rules.red_light.signal.source,
+                )  # type: ignore[union-attr]
         for v in self.rules.check(upd.active):
             self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self._faces is not None:
@@ -493,7 +542,9 @@ class EdgeDaemon:
                 log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
         event_id = uuid.uuid4()
         key = f"{v.type.value}-t{v.track_id}-{event_id.hex[:8]}"
-        folder = self.work_dir / str(event_id)  # everything of this event gathers here until the outbox takes it
+        folder = self.work_dir / str(
+            event_id
+        )  # everything of this event gathers here until the outbox takes it
         clip: Future[Any] | None
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -506,14 +557,42 @@ class EdgeDaemon:
         vframe = None
         if self.cfg.rules.violation_frame:
             h, w = frame.image.shape[:2]
-            vframe = ViolationFrame.of(frame.image, track, v.t_s, v.type.value, v.track_id, v.confidence, v.zone_distance_m, v.utc,
-                                       self.zone.for_frame(w, h).band_edges(w, h))
-        self._pending.append(_Pending(rec, v, self._track_first.get(v.track_id), clip, v.t_s + self.cfg.rules.evidence_wait_s, decided,
-                                      event_id=event_id, track=track, frame=vframe))
+            vframe = ViolationFrame.of(
+                frame.image,
+                track,
+                v.t_s,
+                v.type.value,
+                v.track_id,
+                v.confidence,
+                v.zone_distance_m,
+                v.utc,
+                self.zone.for_frame(w, h).band_edges(w, h),
+            )
+        self._pending.append(
+            _Pending(
+                rec,
+                v,
+                self._track_first.get(v.track_id),
+                clip,
+                v.t_s + self.cfg.rules.evidence_wait_s,
+                decided,
+                event_id=event_id,
+                track=track,
+                frame=vframe,
+            )
+        )
         self._pending_tracks.add(v.track_id)
-        log(logger, "violation", type=v.type.value, track=v.track_id, conf=round(v.confidence, 3), dist_m=v.zone_distance_m,
-            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2), t=round(v.t_s, 3),
-            **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]})
+        log(
+            logger,
+            "violation",
+            type=v.type.value,
+            track=v.track_id,
+            conf=round(v.confidence, 3),
+            dist_m=v.zone_distance_m,
+            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2),
+            t=round(v.t_s, 3),
+            **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]},
+        )
 
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:
@@ -539,7 +618,10 @@ class EdgeDaemon:
         still: list[_Pending] = []
         for p in self._pending:
             face_done = force or not p.track_open or self._last_t_s >= p.deadline_t_s
-            if force_wall and now - p.created_mono > self.cfg.rules.evidence_wait_s + self.cfg.buffer.post_s + 10.0:
+            if (
+                force_wall
+                and now - p.created_mono > self.cfg.rules.evidence_wait_s + self.cfg.buffer.post_s + 10.0
+            ):
                 face_done = True  # no frames are coming (camera down): do not hold the evidence back
                 if p.clip is not None and not p.clip.done():
                     self.recorder.flush()
@@ -565,20 +647,42 @@ class EdgeDaemon:
         face = self._faces.best(v.track_id) if self._faces is not None else None
         reason = None
         if face is None:
-            reason = self._faces.no_face_reason(v.track_id) if self._faces is not None else (self._face_error or "face capture disabled")
+            reason = (
+                self._faces.no_face_reason(v.track_id)
+                if self._faces is not None
+                else (self._face_error or "face capture disabled")
+            )
         try:
-            ev = self.assembler.assemble(v, p.first_seen, face, reason, clip, clip_problem, extra={"t_s": round(v.t_s, 3)},
-                                         event_id=p.event_id, violation_frame=p.frame)
+            ev = self.assembler.assemble(
+                v,
+                p.first_seen,
+                face,
+                reason,
+                clip,
+                clip_problem,
+                extra={"t_s": round(v.t_s, 3)},
+                event_id=p.event_id,
+                violation_frame=p.frame,
+            )
             # the event beside its files: a restart re-submits the folder if the outbox refuses it now
             write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
             self.outbox.add(ev.event, ev.media, move=True)
-        except Exception as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
+        except (
+            Exception
+        ) as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
             p.attempts += 1
-            p.retry_mono = time.monotonic() + min(60.0, 2.0 ** p.attempts)
+            p.retry_mono = time.monotonic() + min(60.0, 2.0**p.attempts)
             p.record.error = f"{type(e).__name__}: {e}"
             self.health.alarm("outbox", f"event not stored: {e}"[:300])
-            log(logger, "event_not_stored", logging.ERROR, key=p.record.key, error=str(e)[:300], attempts=p.attempts,
-                kept_in=str(self.work_dir / str(p.event_id)))
+            log(
+                logger,
+                "event_not_stored",
+                logging.ERROR,
+                key=p.record.key,
+                error=str(e)[:300],
+                attempts=p.attempts,
+                kept_in=str(self.work_dir / str(p.event_id)),
+            )
             return False
         if p.attempts:
             self.health.alarm("outbox", None)
@@ -597,8 +701,13 @@ class EdgeDaemon:
             self._pending_tracks.discard(v.track_id)
             if v.track_id in self._closed_tracks:
                 self._forget_track(v.track_id)
-        log(logger, "event_stored", **ev.event.log_fields(), outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
-            clip_note=ev.event.detail.get("clip_note", ""))
+        log(
+            logger,
+            "event_stored",
+            **ev.event.log_fields(),
+            outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
+            clip_note=ev.event.detail.get("clip_note", ""),
+        )
         return True
 
     # ------------------------------------------------------------------ run / stop
@@ -634,7 +743,13 @@ class EdgeDaemon:
         self.health.set("daemon", "up", f"mode {self.mode}")
         self._write_health()
         self.notifier.ready(f"watching {self.source.display_uri}")
-        log(logger, "daemon_started", mode=self.mode, source=self.source.display_uri, data_dir=str(self.data_dir))
+        log(
+            logger,
+            "daemon_started",
+            mode=self.mode,
+            source=self.source.display_uri,
+            data_dir=str(self.data_dir),
+        )
         next_health = time.monotonic() + HEALTH_EVERY_S
         watchdog_every = self.notifier.watchdog_interval_s or HEALTH_EVERY_S
         next_watchdog = time.monotonic()
@@ -651,8 +766,15 @@ class EdgeDaemon:
                     self._stall_reported = False
                 elif not self._stall_reported:  # a stuck detector: let systemd restart the service
                     self._stall_reported = True
-                    self.health.set("daemon", "degraded", f"pipeline stalled for {now - self._pipeline_beat:.0f} s")
-                    log(logger, "pipeline_stalled", logging.ERROR, stalled_s=round(now - self._pipeline_beat, 1))
+                    self.health.set(
+                        "daemon", "degraded", f"pipeline stalled for {now - self._pipeline_beat:.0f} s"
+                    )
+                    log(
+                        logger,
+                        "pipeline_stalled",
+                        logging.ERROR,
+                        stalled_s=round(now - self._pipeline_beat, 1),
+                    )
             if self.mode == "live" and not cap.is_alive() and not self._stop.is_set():
                 # a file source in live mode ended: keep the appliance up (relay, health) until stopped
                 pass
@@ -677,8 +799,14 @@ class EdgeDaemon:
         if self._pending:  # clips flushed by close(): commit what is left
             self._finalize_ready(force=True)
         for p in self._pending:  # still not stored (disk full, outbox broken): the files stay on disk
-            log(logger, "event_left_unstored", logging.ERROR, key=p.record.key, error=p.record.error or "evidence incomplete",
-                kept_in=str(self.work_dir / str(p.event_id)))
+            log(
+                logger,
+                "event_left_unstored",
+                logging.ERROR,
+                key=p.record.key,
+                error=p.record.error or "evidence incomplete",
+                kept_in=str(self.work_dir / str(p.event_id)),
+            )
         if self.persuasion is not None:
             self.stats.prompt_latencies_s = list(self.persuasion.latencies_s)
             self.stats.prompt_waited = [p.waited_for_speaker for p in self.persuasion.played]
@@ -699,14 +827,25 @@ class EdgeDaemon:
             self.broker.close()
         self.health.set("daemon", "off", "stopped")
         self._write_health()
-        log(logger, "daemon_stopped", **{k: v for k, v in self.stats.summary().items() if not isinstance(v, (list, dict))})
+        log(
+            logger,
+            "daemon_stopped",
+            **{k: v for k, v in self.stats.summary().items() if not isinstance(v, (list, dict))},
+        )
 
     def _write_health(self) -> None:
         s = self.stats
         if self.live_queue is not None:
             s.detect_dropped = self.live_queue.dropped
-        self.health.update_info("daemon", frames=s.frames, detect_frames=s.detect_frames, tracks=s.tracks,
-                                violations=len(s.violations), pending_events=len(self._pending), detect_fps=round(s.detect_fps, 2))
+        self.health.update_info(
+            "daemon",
+            frames=s.frames,
+            detect_frames=s.detect_frames,
+            tracks=s.tracks,
+            violations=len(s.violations),
+            pending_events=len(self._pending),
+            detect_fps=round(s.detect_fps, 2),
+        )
         try:
             self.health.write()
         except OSError as e:  # full disk: keep running, say so in the log
@@ -724,7 +863,12 @@ def _with_track_motion(v: Violation, track: Track | None, after_s: float) -> Vio
     m = fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s=2.0 + after_s)
     if m is None:
         return v
-    return replace(v, speed_mps=m.speed_mps, heading_deg=m.heading_deg, detail={**v.detail, "speed_fit_s": round(m.span_s, 2)})
+    return replace(
+        v,
+        speed_mps=m.speed_mps,
+        heading_deg=m.heading_deg,
+        detail={**v.detail, "speed_fit_s": round(m.span_s, 2)},
+    )
 
 
 def _moving_away(t: Track, zone: CaptureZone) -> bool | None:

@@ -30,7 +30,9 @@ class _Model(BaseModel):
 
 
 class MediaRef(_Model):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="File name, unique within the event.")
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="File name, unique within the event."
+    )
     kind: Literal["face", "context", "clip"]
     content_type: str
     size: int = Field(..., ge=0)
@@ -39,8 +41,12 @@ class MediaRef(_Model):
 
 class FaceInfo(_Model):
     found: bool
-    reason: str | None = Field(None, description="Why no usable face was captured (e.g. 'rider seen from behind').")
-    quality: float | None = Field(None, ge=0, le=1, description="Combined size / sharpness / frontalness score.")
+    reason: str | None = Field(
+        None, description="Why no usable face was captured (e.g. 'rider seen from behind')."
+    )
+    quality: float | None = Field(
+        None, ge=0, le=1, description="Combined size / sharpness / frontalness score."
+    )
     size_px: int | None = Field(None, ge=0)
     embedding_model: str | None = None
     embedding: list[float] | None = Field(None, description="L2-normalised face embedding (never logged).")
@@ -48,7 +54,9 @@ class FaceInfo(_Model):
 
 class ViolationEvent(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Stable id; consumers are idempotent on it.")
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4, description="Stable id; consumers are idempotent on it."
+    )
     device_id: str
     site_id: str
     point_id: str
@@ -64,7 +72,9 @@ class ViolationEvent(_Model):
     clip_start: AwareDatetime | None = None
     clip_end: AwareDatetime | None = None
     media: list[MediaRef] = Field(default_factory=list)
-    detail: dict[str, float | int | str | bool] = Field(default_factory=dict, description="Rule-specific figures.")
+    detail: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Rule-specific figures."
+    )
 
     @field_validator("time", "first_seen", "clip_start", "clip_end")
     @classmethod
@@ -103,7 +113,9 @@ def parse_event(payload: bytes | str | dict[str, Any]) -> ViolationEvent:
         raise ValueError("event payload is not a JSON object")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise UnsupportedSchemaVersion(f"event schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION})")
+        raise UnsupportedSchemaVersion(
+            f"event schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION})"
+        )
     return ViolationEvent.model_validate(data)
 
 

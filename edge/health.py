@@ -62,7 +62,12 @@ class Health:
                 "heartbeat": datetime.now(timezone.utc).isoformat(),
                 "uptime_s": round(time.time() - self.started, 1),
                 "components": {
-                    k: {"status": c.status, "detail": c.detail, "since": datetime.fromtimestamp(c.since, timezone.utc).isoformat(), **c.info}
+                    k: {
+                        "status": c.status,
+                        "detail": c.detail,
+                        "since": datetime.fromtimestamp(c.since, timezone.utc).isoformat(),
+                        **c.info,
+                    }
                     for k, c in self._components.items()
                 },
                 "alarms": dict(self._alarms),

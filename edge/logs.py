@@ -26,7 +26,12 @@ def _fmt_value(v: Any) -> str:
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_fmt_value(record.getMessage())}"]
+        parts = [
+            f"ts={ts}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_fmt_value(record.getMessage())}",
+        ]
         fields = getattr(record, "fields", None) or {}
         for k, v in fields.items():
             parts.append(f"{k}={'***' if k in REDACTED_KEYS else _fmt_value(v)}")

@@ -10,8 +10,8 @@ def check_all(cfg: EdgeConfig) -> list[str]:
     from edge.actuators import check_config as check_actuators
     from edge.detect import check_config as check_detect
     from edge.relay import check_config as check_relay
-    from edge.source import check_config as check_source
     from edge.rules import check_config as check_rules
+    from edge.source import check_config as check_source
     from edge.zone import check_config as check_zone
 
     problems: list[str] = []

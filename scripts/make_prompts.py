@@ -33,13 +33,39 @@ RATE = 16000
 
 def sox_stat(path: Path) -> dict[str, float]:
     """``sox --i -D`` duration and ``stats`` RMS level (dB) of a WAV."""
-    dur = float(subprocess.run(["sox", "--i", "-D", str(path)], capture_output=True, text=True, check=True).stdout)
-    stats = subprocess.run(["sox", str(path), "-n", "stats"], capture_output=True, text=True, check=True).stderr
-    rms = next((float(line.split()[-1]) for line in stats.splitlines() if line.startswith("RMS lev dB")), float("-inf"))
+    dur = float(
+        subprocess.run(["sox", "--i", "-D", str(path)], capture_output=True, text=True, check=True).stdout
+    )
+    stats = subprocess.run(
+        ["sox", str(path), "-n", "stats"], capture_output=True, text=True, check=True
+    ).stderr
+    rms = next(
+        (float(line.split()[-1]) for line in stats.splitlines() if line.startswith("RMS lev dB")),
+        float("-inf"),
+    )
     return {"duration_s": dur, "rms_db": rms}
 
 
-SOX_TIDY = ["silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse", "norm", "-1", "rate", "-v", str(RATE), "pad", "0.05", "0.15"]
+SOX_TIDY = [
+    "silence",
+    "1",
+    "0.02",
+    "0.5%",
+    "reverse",
+    "silence",
+    "1",
+    "0.02",
+    "0.5%",
+    "reverse",
+    "norm",
+    "-1",
+    "rate",
+    "-v",
+    str(RATE),
+    "pad",
+    "0.05",
+    "0.15",
+]
 
 
 def tidy(src: Path, out: Path) -> None:
@@ -60,23 +86,53 @@ def import_recordings(src: Path, lang: str, out_root: Path, messages: list[str])
             continue
         with tempfile.TemporaryDirectory() as tmp:
             decoded = Path(tmp) / "decoded.wav"
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(found[0]), "-ac", "1", "-ar", "48000", str(decoded)], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(found[0]),
+                    "-ac",
+                    "1",
+                    "-ar",
+                    "48000",
+                    str(decoded),
+                ],
+                check=True,
+            )
             tidy(decoded, folder / f"{message}.wav")
         st = sox_stat(folder / f"{message}.wav")
-        print(f"{lang}/{message}.wav  from {found[0].name}  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB")
+        print(
+            f"{lang}/{message}.wav  from {found[0].name}  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB"
+        )
     return missing
 
 
 def phonemes(text: str, voice: str) -> str:
     """espeak-ng's phoneme reading of ``text``; a ``(en)`` inside means it fell back to English letters."""
-    return subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["espeak-ng", "-q", "-x", "-v", voice, text], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def synthesise(text: str, tts: dict[str, Any], out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(
-            ["espeak-ng", "-v", tts["voice"], "-s", str(tts.get("speed", 150)), "-p", str(tts.get("pitch", 50)), "-w", str(raw), text],
+            [
+                "espeak-ng",
+                "-v",
+                tts["voice"],
+                "-s",
+                str(tts.get("speed", 150)),
+                "-p",
+                str(tts.get("pitch", 50)),
+                "-w",
+                str(raw),
+                text,
+            ],
             check=True,
         )
         tidy(raw, out)
@@ -85,9 +141,16 @@ def synthesise(text: str, tts: dict[str, Any], out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", action="append", help="Only this pack (repeatable).")
-    ap.add_argument("--out", type=Path, default=PROMPTS, help="Folder to write the packs into (default: audio_prompts/).")
+    ap.add_argument(
+        "--out", type=Path, default=PROMPTS, help="Folder to write the packs into (default: audio_prompts/)."
+    )
     ap.add_argument("--check", action="store_true", help="Do not synthesise; only report the existing files.")
-    ap.add_argument("--import", dest="import_dir", type=Path, help="Convert the recordings in this folder into the pack --lang (exactly one).")
+    ap.add_argument(
+        "--import",
+        dest="import_dir",
+        type=Path,
+        help="Convert the recordings in this folder into the pack --lang (exactly one).",
+    )
     args = ap.parse_args()
     spec = yaml.safe_load((PROMPTS / "prompts.yaml").read_text(encoding="utf-8"))
     if args.import_dir:
@@ -123,9 +186,14 @@ def main() -> int:
             ok = 0.8 <= st["duration_s"] <= 8.0 and st["rms_db"] > -40
             why = "" if ok else " (duration or level)"
             if shutil.which("espeak-ng") and "(en)" in phonemes(entry[tts.get("read", "text")], tts["voice"]):
-                ok, why = False, " (the voice read part of the text as English letters: check the spelling / pinyin)"
+                ok, why = (
+                    False,
+                    " (the voice read part of the text as English letters: check the spelling / pinyin)",
+                )
             bad += not ok
-            print(f"{lang}/{message}.wav  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB  {out.stat().st_size // 1024} KiB  {'ok' if ok else 'SUSPECT' + why}")
+            print(
+                f"{lang}/{message}.wav  {st['duration_s']:.2f} s  rms {st['rms_db']:.1f} dB  {out.stat().st_size // 1024} KiB  {'ok' if ok else 'SUSPECT' + why}"
+            )
     return 1 if bad else 0
 
 

@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -42,15 +43,34 @@ class CameraStream:
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "CameraStream":
+    def start(self) -> CameraStream:
         ffmpeg = shutil.which("ffmpeg")
         assert ffmpeg, "ffmpeg (Debian package) is needed"
         self.proc = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(SHARED_VIDEO),
-             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{self.port}?listen=1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(SHARED_VIDEO),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                f"tcp://127.0.0.1:{self.port}?listen=1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # wait until it listens (connect-probing would take the one client slot)
+        while (
+            time.monotonic() < deadline
+        ):  # wait until it listens (connect-probing would take the one client slot)
             if f":{self.port:04X} " in Path("/proc/net/tcp").read_text():
                 return self
             time.sleep(0.02)
@@ -80,10 +100,17 @@ def camera_stream() -> Iterator[Callable[[int], CameraStream]]:
 def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
     started: list[LocalBroker] = []
 
-    def make(extra_conf: str = "", persistence: bool = True, port: int | None = None, workdir: Path | None = None,
-             base_conf: str | None = None) -> LocalBroker:
+    def make(
+        extra_conf: str = "",
+        persistence: bool = True,
+        port: int | None = None,
+        workdir: Path | None = None,
+        base_conf: str | None = None,
+    ) -> LocalBroker:
         wd = workdir or tmp_path_factory.mktemp("mosquitto")
-        b = LocalBroker(port=port, extra_conf=extra_conf, workdir=wd, persistence=persistence, base_conf=base_conf)
+        b = LocalBroker(
+            port=port, extra_conf=extra_conf, workdir=wd, persistence=persistence, base_conf=base_conf
+        )
         started.append(b)
         return b.start()
 
@@ -100,8 +127,13 @@ def broker(broker_factory: BrokerFactory) -> LocalBroker:
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
-def _make_event(tmp: Path, i: int = 0, media_sizes: dict[str, int] | None = None, device: str = "anqi-dev-0001",
-               site: str = "huzhou-demo") -> tuple[ViolationEvent, dict[str, Path]]:
+def _make_event(
+    tmp: Path,
+    i: int = 0,
+    media_sizes: dict[str, int] | None = None,
+    device: str = "anqi-dev-0001",
+    site: str = "huzhou-demo",
+) -> tuple[ViolationEvent, dict[str, Path]]:
     """An event numbered ``i`` (track_id = i) with random media files of the given sizes."""
     sizes = {"face.jpg": 2000} if media_sizes is None else media_sizes
     eid = uuid.uuid4()
@@ -116,10 +148,23 @@ def _make_event(tmp: Path, i: int = 0, media_sizes: dict[str, int] | None = None
         files[name] = p
         kind = "face" if name.startswith("face") else "clip" if name.endswith(".mp4") else "context"
         ctype = "video/mp4" if name.endswith(".mp4") else "image/jpeg"
-        refs.append(MediaRef(name=name, kind=kind, content_type=ctype, size=size, sha256=hashlib.sha256(data).hexdigest()))
-    ev = ViolationEvent(event_id=eid, device_id=device, site_id=site, point_id="point-1", violation_type=ViolationType.no_helmet,
-                        time=T0 + timedelta(seconds=i), track_id=i, confidence=0.9,
-                        face=FaceInfo(found="face.jpg" in sizes), media=refs)
+        refs.append(
+            MediaRef(
+                name=name, kind=kind, content_type=ctype, size=size, sha256=hashlib.sha256(data).hexdigest()
+            )
+        )
+    ev = ViolationEvent(
+        event_id=eid,
+        device_id=device,
+        site_id=site,
+        point_id="point-1",
+        violation_type=ViolationType.no_helmet,
+        time=T0 + timedelta(seconds=i),
+        track_id=i,
+        confidence=0.9,
+        face=FaceInfo(found="face.jpg" in sizes),
+        media=refs,
+    )
     return ev, files
 
 
@@ -131,8 +176,19 @@ def _relay_config(tmp: Path, port: int, **mqtt: Any) -> EdgeConfig:
     device = mqtt.pop("device", {})
     data: dict[str, Any] = {
         "device": {"data_dir": str(tmp / "data"), **device},
-        "relay": {"mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.1, "reconnect_max_s": 1, "keepalive_s": 5, **mqtt},
-                  "outbox": {"ack_timeout_s": 30, **outbox}, "heartbeat_s": 1, **relay_extra},
+        "relay": {
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "reconnect_min_s": 0.1,
+                "reconnect_max_s": 1,
+                "keepalive_s": 5,
+                **mqtt,
+            },
+            "outbox": {"ack_timeout_s": 30, **outbox},
+            "heartbeat_s": 1,
+            **relay_extra,
+        },
     }
     return parse_config(data, "test", tmp)
 

@@ -9,7 +9,8 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -33,7 +34,9 @@ class Listener:
     def __init__(self, port: int, topics: list[str]):
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
+        self.c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5
+        )
         ready = threading.Event()
         self.c.on_connect = lambda c, *a: (c.subscribe([(t, 1) for t in topics]), None)[1]
         self.c.on_subscribe = lambda *a: ready.set()

@@ -43,17 +43,35 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("zone:\n  near_m: 25\n  far_m: 15\n", "edge.yaml: zone.far_m: must be greater than zone.near_m (got 15 <= 25)"),
+        (
+            "zone:\n  near_m: 25\n  far_m: 15\n",
+            "edge.yaml: zone.far_m: must be greater than zone.near_m (got 15 <= 25)",
+        ),
         ("zone:\n  near_m: -3\n", "edge.yaml: zone.near_m: Input should be greater than or equal to 0"),
         ("detect:\n  rider_modle: x\n", "edge.yaml: detect.rider_modle: unknown key"),
         ("zonee: {}\n", "edge.yaml: zonee: unknown key"),
         ("source:\n  detect_fps: fast\n", "edge.yaml: source.detect_fps: Input should be a valid number"),
-        ("device:\n  timezone: Mars/Olympus\n", "edge.yaml: device.timezone: unknown IANA time zone 'Mars/Olympus'"),
-        ("device:\n  device_id: 'bad id/with#'\n", "edge.yaml: device.device_id: String should match pattern"),
-        ("zone:\n  calibration:\n    - {image: [0, 0], ground: [0, 0]}\n", "edge.yaml: zone.calibration: needs at least 4 points"),
+        (
+            "device:\n  timezone: Mars/Olympus\n",
+            "edge.yaml: device.timezone: unknown IANA time zone 'Mars/Olympus'",
+        ),
+        (
+            "device:\n  device_id: 'bad id/with#'\n",
+            "edge.yaml: device.device_id: String should match pattern",
+        ),
+        (
+            "zone:\n  calibration:\n    - {image: [0, 0], ground: [0, 0]}\n",
+            "edge.yaml: zone.calibration: needs at least 4 points",
+        ),
         ("buffer:\n  pre_s: 100\n", "edge.yaml: buffer.pre_s: Input should be less than or equal to 30"),
-        ("relay:\n  mqtt:\n    port: 70000\n", "edge.yaml: relay.mqtt.port: Input should be less than or equal to 65535"),
-        ("source:\n  reconnect_initial_s: 10\n  reconnect_max_s: 2\n", "edge.yaml: source: reconnect_max_s must be >= reconnect_initial_s"),
+        (
+            "relay:\n  mqtt:\n    port: 70000\n",
+            "edge.yaml: relay.mqtt.port: Input should be less than or equal to 65535",
+        ),
+        (
+            "source:\n  reconnect_initial_s: 10\n  reconnect_max_s: 2\n",
+            "edge.yaml: source: reconnect_max_s must be >= reconnect_initial_s",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(tmp_path: Path, text: str, expected: str) -> None:
@@ -64,7 +82,9 @@ def test_bad_values_name_file_key_and_expectation(tmp_path: Path, text: str, exp
 
 def test_all_problems_are_listed_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, "zone:\n  near_m: 30\n  far_m: 20\nspeeker: {}\nsource:\n  detect_fps: -1\n"))
+        load_config(
+            write(tmp_path, "zone:\n  near_m: 30\n  far_m: 20\nspeeker: {}\nsource:\n  detect_fps: -1\n")
+        )
     assert len(err.value.problems) == 3
     keys = {p.split(":")[0] for p in err.value.problems}
     assert keys == {"zone.far_m", "speeker", "source.detect_fps"}
@@ -101,4 +121,17 @@ def test_base_dir_cannot_be_set_from_yaml() -> None:
 
 
 def test_models_are_typed_sections() -> None:
-    assert set(EdgeConfig.model_fields) >= {"device", "source", "buffer", "detect", "track", "zone", "rules", "face", "speaker", "lights", "time_switch", "relay"}
+    assert set(EdgeConfig.model_fields) >= {
+        "device",
+        "source",
+        "buffer",
+        "detect",
+        "track",
+        "zone",
+        "rules",
+        "face",
+        "speaker",
+        "lights",
+        "time_switch",
+        "relay",
+    }

@@ -26,7 +26,9 @@ VIDEO = ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"
 pytestmark = pytest.mark.skipif(not VIDEO.exists(), reason=f"needs {VIDEO} (../shared beside the checkout)")
 
 
-def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(tmp_path: Path, broker: LocalBroker) -> None:
+def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
     from central_sync.consumer import CentralConsumer
     from central_sync.storage.models import Event, Person
 
@@ -50,7 +52,9 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(tmp_pa
 
         # central stored every event (media verified and reassembled) and acknowledged each one
         assert consumer.wait_stored(len(events), timeout=60), consumer.stats
-        assert wait_for(lambda: {a.event_id for a in collector.acks() if a.status == "stored"} >= ids, timeout=30)
+        assert wait_for(
+            lambda: {a.event_id for a in collector.acks() if a.status == "stored"} >= ids, timeout=30
+        )
         for ack in collector.acks():
             assert ack.media_complete, ack
 

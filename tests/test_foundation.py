@@ -25,18 +25,24 @@ from edge.logs import log, setup_logging
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> "object":
+def run_cli(*args: str) -> object:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_init_writes_a_valid_commented_config_for_the_site(tmp_path: Path) -> None:
     out = tmp_path / "site.yaml"
-    res = run_cli("init", str(out), "--device-id", "hz-nanxun-07", "--site-id", "nanxun", "--point-id", "gate-3")
+    res = run_cli(
+        "init", str(out), "--device-id", "hz-nanxun-07", "--site-id", "nanxun", "--point-id", "gate-3"
+    )
     assert res.exit_code == 0, res.output
     text = out.read_text(encoding="utf-8")
     assert text.lstrip().startswith("#")
     cfg = load_config(out)
-    assert (cfg.device.device_id, cfg.device.site_id, cfg.device.point_id) == ("hz-nanxun-07", "nanxun", "gate-3")
+    assert (cfg.device.device_id, cfg.device.site_id, cfg.device.point_id) == (
+        "hz-nanxun-07",
+        "nanxun",
+        "gate-3",
+    )
     again = run_cli("init", str(out))
     assert again.exit_code != 0 and "exists" in again.output
 
@@ -93,10 +99,14 @@ def _verify_unit(tmp_path: Path, name: str, text: str) -> subprocess.CompletedPr
     # The units name /opt/anqi; point them at this checkout so ExecStart= binaries exist.
     unit = tmp_path / name
     unit.write_text(text.replace("/opt/anqi", str(ROOT)))
-    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing (Debian package systemd)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze missing (Debian package systemd)"
+)
 @pytest.mark.parametrize("name", ["anqi-edge.service", "anqi-central.service"])
 def test_systemd_units_verify_clean_and_are_hardened(tmp_path: Path, name: str) -> None:
     if not (ROOT / ".venv" / "bin" / "anqi-edge").exists():
@@ -104,20 +114,32 @@ def test_systemd_units_verify_clean_and_are_hardened(tmp_path: Path, name: str) 
     text = (ROOT / "systemd" / name).read_text()
     res = _verify_unit(tmp_path, name, text)
     assert res.returncode == 0 and res.stderr.strip() == "", res.stderr
-    for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                      "ReadWritePaths=", "PrivateTmp=yes", "StandardOutput=journal"):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=",
+        "PrivateTmp=yes",
+        "StandardOutput=journal",
+    ):
         assert directive in text, directive
     assert "User=" in text and "User=root" not in text
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_verify_catches_a_broken_unit(tmp_path: Path) -> None:
-    text = (ROOT / "systemd" / "anqi-edge.service").read_text().replace("WatchdogSec=30", "WatchdogSec=thirty")
+    text = (
+        (ROOT / "systemd" / "anqi-edge.service").read_text().replace("WatchdogSec=30", "WatchdogSec=thirty")
+    )
     res = _verify_unit(tmp_path, "anqi-edge.service", text)
     assert "WatchdogSec" in res.stderr or "sec value" in res.stderr
 
 
-def test_notifier_sends_ready_and_watchdog_over_the_notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notifier_sends_ready_and_watchdog_over_the_notify_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
         srv.bind(path)
@@ -143,7 +165,15 @@ def test_log_lines_are_one_logfmt_line_and_mask_secrets() -> None:
     buf = io.StringIO()
     setup_logging("INFO", stream=buf)
     try:
-        log(logging.getLogger("anqi.test"), "violation", event_id="e1", type="no_helmet", password="hunter2", embedding=[0.1, 0.2], note="two words")
+        log(
+            logging.getLogger("anqi.test"),
+            "violation",
+            event_id="e1",
+            type="no_helmet",
+            password="hunter2",
+            embedding=[0.1, 0.2],
+            note="two words",
+        )
     finally:
         setup_logging("INFO")
     line = buf.getvalue()
@@ -158,7 +188,18 @@ def test_cli_entry_point_is_installed() -> None:
         pytest.skip("console script not installed in this interpreter's environment")
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60, env={**os.environ})
     assert res.returncode == 0
-    for cmd in ("init", "validate", "run", "replay", "status", "calibrate", "detect-images", "models", "test-speaker", "test-lights"):
+    for cmd in (
+        "init",
+        "validate",
+        "run",
+        "replay",
+        "status",
+        "calibrate",
+        "detect-images",
+        "models",
+        "test-speaker",
+        "test-lights",
+    ):
         assert cmd in res.stdout
 
 
@@ -166,7 +207,7 @@ def test_cli_entry_point_is_installed() -> None:
 EXAMPLE_SITE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 
 
-def _site_copy(tmp_path: Path, edit: "dict[str, object] | None" = None) -> Path:
+def _site_copy(tmp_path: Path, edit: dict[str, object] | None = None) -> Path:
     import yaml
 
     data = yaml.safe_load(EXAMPLE_SITE.read_text(encoding="utf-8"))
@@ -191,7 +232,9 @@ def test_validate_accepts_the_shipped_site_configs() -> None:
 
 def test_validate_names_a_missing_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    shutil.copytree(
+        ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs")
+    )
     (models / "onnx" / "anqi-head-cls.onnx").unlink()
     monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
     res = CliRunner().invoke(main, ["validate", str(_site_copy(tmp_path))])
@@ -201,7 +244,9 @@ def test_validate_names_a_missing_model_file(tmp_path: Path, monkeypatch: pytest
 
 def test_validate_names_a_corrupt_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    shutil.copytree(
+        ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs")
+    )
     (models / "onnx" / "anqi-rider-head.onnx").write_bytes(b"not an onnx file")
     monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
     res = CliRunner().invoke(main, ["validate", str(_site_copy(tmp_path))])
@@ -209,9 +254,14 @@ def test_validate_names_a_corrupt_model_file(tmp_path: Path, monkeypatch: pytest
     assert "site.yaml: detect.rider_model:" in res.output and "anqi-rider-head.onnx" in res.output
 
 
-@pytest.mark.parametrize(("pin", "fragment"), [("GPIO17x", "not a gpiozero pin name"), (99, "GPIO number must be 0..53")])
+@pytest.mark.parametrize(
+    ("pin", "fragment"), [("GPIO17x", "not a gpiozero pin name"), (99, "GPIO number must be 0..53")]
+)
 def test_validate_rejects_a_bad_gpio_pin_naming_the_key(tmp_path: Path, pin: object, fragment: str) -> None:
-    site = _site_copy(tmp_path, {"lights.enabled": True, "lights.backend": "gpio", "lights.outputs": {"laser": {"pin": pin}}})
+    site = _site_copy(
+        tmp_path,
+        {"lights.enabled": True, "lights.backend": "gpio", "lights.outputs": {"laser": {"pin": pin}}},
+    )
     res = CliRunner().invoke(main, ["validate", str(site)])
     assert res.exit_code != 0
     assert "site.yaml: lights.outputs.laser.pin:" in res.output and fragment in res.output
@@ -219,7 +269,9 @@ def test_validate_rejects_a_bad_gpio_pin_naming_the_key(tmp_path: Path, pin: obj
 
 def test_validate_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs"))
+    shutil.copytree(
+        ROOT / "models", models, ignore=shutil.ignore_patterns("cache", "train", "runs", "datasets", "logs")
+    )
     (models / "onnx" / "anqi-head-cls.onnx").unlink()
     monkeypatch.setenv("ANQI_MODELS_DIR", str(models))
     site = _site_copy(tmp_path, {"speaker.languages": ["zh-cmn", "wuu-huzhou"]})

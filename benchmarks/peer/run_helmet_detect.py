@@ -23,7 +23,9 @@ from ultralytics.nn.modules import block  # noqa: E402
 from edge.detect.baseline import fork_aattn_forward  # noqa: E402
 
 _stock_forward = block.AAttn.forward
-block.AAttn.forward = lambda self, x: fork_aattn_forward(self, x) if hasattr(self, "qk") else _stock_forward(self, x)  # type: ignore[method-assign]
+block.AAttn.forward = lambda self, x: (
+    fork_aattn_forward(self, x) if hasattr(self, "qk") else _stock_forward(self, x)
+)  # type: ignore[method-assign]
 
 from helmet_detector_pkg import detector as peer  # noqa: E402
 from helmet_detector_pkg.cli import main as peer_cli  # noqa: E402
@@ -51,8 +53,13 @@ def run(clip: str, out: str) -> dict[str, float]:
     first = int(re.search(r"初检违规: (\d+)", text).group(1))  # type: ignore[union-attr]
     verified = int(re.search(r"复验通过: (\d+)", text).group(1))  # type: ignore[union-attr]
     secs = timing["seconds"]
-    return {"frames": frames, "seconds": round(secs, 2), "fps": round(frames / secs, 3),
-            "no_helmet_tracks": first, "no_helmet_verified": verified}
+    return {
+        "frames": frames,
+        "seconds": round(secs, 2),
+        "fps": round(frames / secs, 3),
+        "no_helmet_tracks": first,
+        "no_helmet_verified": verified,
+    }
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(store: CentralStore, cfg: CentralConfig, name: str, role: str, community: str | None = None) -> str:
+def create_token(
+    store: CentralStore, cfg: CentralConfig, name: str, role: str, community: str | None = None
+) -> str:
     """Create a token; returns the secret (shown once). Raises ValueError for an unusable role/community."""
     if role not in cfg.api.roles:
         raise ValueError(f"role {role!r} is not in api.roles ({', '.join(sorted(cfg.api.roles))})")
@@ -45,14 +47,24 @@ def create_token(store: CentralStore, cfg: CentralConfig, name: str, role: str, 
     with store.session() as s:
         if s.execute(select(ApiToken.id).where(ApiToken.name == name)).first() is not None:
             raise ValueError(f"a token named {name!r} exists; revoke it first or choose another name")
-        s.add(ApiToken(name=name, token_hash=hash_token(token), role=role, community=community, created_at=datetime.now(timezone.utc)))
+        s.add(
+            ApiToken(
+                name=name,
+                token_hash=hash_token(token),
+                role=role,
+                community=community,
+                created_at=datetime.now(timezone.utc),
+            )
+        )
     log(logger, "token_created", name=name, role=role, community=community or "-")
     return token
 
 
 def revoke_token(store: CentralStore, name: str) -> bool:
     with store.session() as s:
-        t = s.execute(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))).scalar_one_or_none()
+        t = s.execute(
+            select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        ).scalar_one_or_none()
         if t is None:
             return False
         t.revoked_at = datetime.now(timezone.utc)
@@ -104,7 +116,9 @@ def authenticate(store: CentralStore, cfg: CentralConfig, token: str | None) -> 
     if not token:
         raise AccessDenied("missing token")
     with store.session() as s:
-        t = s.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))).scalar_one_or_none()
+        t = s.execute(
+            select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        ).scalar_one_or_none()
         if t is None:
             raise AccessDenied("unknown or revoked token")
         role = cfg.api.roles.get(t.role)
@@ -113,9 +127,25 @@ def authenticate(store: CentralStore, cfg: CentralConfig, token: str | None) -> 
         return Caller(t.name, t.role, role, t.community)
 
 
-def audit(store: CentralStore, caller: Caller | None, action: str, params: dict[str, Any], rows: int, client: str | None = None) -> None:
+def audit(
+    store: CentralStore,
+    caller: Caller | None,
+    action: str,
+    params: dict[str, Any],
+    rows: int,
+    client: str | None = None,
+) -> None:
     clean = {k: v for k, v in params.items() if v is not None and k not in ("token", "id_number")}
     with store.session() as s:
-        s.add(AuditEntry(time=datetime.now(timezone.utc), actor=caller.name if caller else "-", role=caller.role_name if caller else "-",
-                         action=action, params={k: str(v) for k, v in clean.items()}, rows=rows, client=client))
+        s.add(
+            AuditEntry(
+                time=datetime.now(timezone.utc),
+                actor=caller.name if caller else "-",
+                role=caller.role_name if caller else "-",
+                action=action,
+                params={k: str(v) for k, v in clean.items()},
+                rows=rows,
+                client=client,
+            )
+        )
     log(logger, "api_query", actor=caller.name if caller else "-", action=action, rows=rows)

@@ -7,7 +7,6 @@ own residents (asking for another community is 403); ID numbers are masked unles
 allows them. Every query, refused ones included, goes to the audit log.
 """
 
-
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -24,36 +23,58 @@ bearer = HTTPBearer(auto_error=False, description="API token created with `anqi-
 
 
 def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
-    app = FastAPI(title="AnQi data sharing", version="1.0",
-                  description="Violations and persons of the e-bike safe-riding supervision (standard 7.2.2, 7.4). "
-                              "Rows and fields depend on the token's role; every query is audited. "
-                              "The same queries over SOAP 1.1: WSDL at /soap?wsdl.")
+    app = FastAPI(
+        title="AnQi data sharing",
+        version="1.0",
+        description="Violations and persons of the e-bike safe-riding supervision (standard 7.2.2, 7.4). "
+        "Rows and fields depend on the token's role; every query is audited. "
+        "The same queries over SOAP 1.1: WSDL at /soap?wsdl.",
+    )
     queries = SharingQueries(cfg, store)
 
     def client_of(request: Request) -> str | None:
         return request.client.host if request.client else None
 
-    def caller(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    def caller(
+        request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Caller:
         try:
             return authenticate(store, cfg, cred.credentials if cred else None)
         except AccessDenied as e:
             audit(store, None, f"denied:{request.url.path}", {"reason": str(e)}, 0, client_of(request))
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
 
-    def make_filter(start: str, end: str, point: str | None, community: str | None, tier: OffenderTier | None, limit: int) -> QueryFilter:
+    def make_filter(
+        start: str, end: str, point: str | None, community: str | None, tier: OffenderTier | None, limit: int
+    ) -> QueryFilter:
         try:
             s, e = parse_range(start, end, cfg.timezone)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         return QueryFilter(s, e, point, community, tier, limit)
 
-    From = Annotated[str, Query(alias="from", description="First day (YYYY-MM-DD, local) or ISO time with offset.")]
-    To = Annotated[str, Query(alias="to", description="Last day, inclusive (YYYY-MM-DD) or ISO time with offset (exclusive).")]
+    From = Annotated[
+        str, Query(alias="from", description="First day (YYYY-MM-DD, local) or ISO time with offset.")
+    ]
+    To = Annotated[
+        str,
+        Query(
+            alias="to", description="Last day, inclusive (YYYY-MM-DD) or ISO time with offset (exclusive)."
+        ),
+    ]
     Limit = Annotated[int, Query(ge=1, le=100_000)]
 
     @app.get("/api/v1/violations", response_model=list[ViolationRow], tags=["sharing"])
-    def violations(request: Request, who: Annotated[Caller, Depends(caller)], start: From, end: To, point: str | None = None,
-                   community: str | None = None, tier: OffenderTier | None = None, limit: Limit = 1000) -> list[ViolationRow]:
+    def violations(
+        request: Request,
+        who: Annotated[Caller, Depends(caller)],
+        start: From,
+        end: To,
+        point: str | None = None,
+        community: str | None = None,
+        tier: OffenderTier | None = None,
+        limit: Limit = 1000,
+    ) -> list[ViolationRow]:
         """Violations in the range: time, date, point, type, person, name, ID number, community, tier, count."""
         f = make_filter(start, end, point, community, tier, limit)
         try:
@@ -63,8 +84,16 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             raise HTTPException(403, str(e)) from None
 
     @app.get("/api/v1/persons", response_model=list[PersonRow], tags=["sharing"])
-    def persons(request: Request, who: Annotated[Caller, Depends(caller)], start: From, end: To, point: str | None = None,
-                community: str | None = None, tier: OffenderTier | None = None, limit: Limit = 1000) -> list[PersonRow]:
+    def persons(
+        request: Request,
+        who: Annotated[Caller, Depends(caller)],
+        start: From,
+        end: To,
+        point: str | None = None,
+        community: str | None = None,
+        tier: OffenderTier | None = None,
+        limit: Limit = 1000,
+    ) -> list[PersonRow]:
         """Persons with violations in the range, with their count, points, tier and community."""
         f = make_filter(start, end, point, community, tier, limit)
         try:
@@ -103,14 +132,27 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 limit = int(params.get("Limit") or 1000)
             except ValueError as err:
                 raise soap.SoapFault("Client", f"{op}: {err}") from None
-            f = QueryFilter(start, end, params.get("Point") or None, params.get("Community") or None, tier, max(1, min(limit, 100_000)))
+            f = QueryFilter(
+                start,
+                end,
+                params.get("Point") or None,
+                params.get("Community") or None,
+                tier,
+                max(1, min(limit, 100_000)),
+            )
             try:
-                rows = queries.violations(who, f, client_of(request)) if op == "GetViolations" else queries.persons(who, f, client_of(request))
+                rows = (
+                    queries.violations(who, f, client_of(request))
+                    if op == "GetViolations"
+                    else queries.persons(who, f, client_of(request))
+                )
             except AccessDenied as err:
                 audit(store, who, f"{op}_denied", f.as_params(), 0, client_of(request))
                 raise soap.SoapFault("Client", str(err)) from None
             return Response(soap.response(op, rows), media_type="text/xml; charset=utf-8")
         except soap.SoapFault as f:
-            return Response(soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8")
+            return Response(
+                soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8"
+            )
 
     return app

@@ -31,8 +31,14 @@ class QueryFilter:
     limit: int = 1000
 
     def as_params(self) -> dict[str, Any]:
-        return {"from": self.start.isoformat(), "to": self.end.isoformat(), "point": self.point, "community": self.community,
-                "tier": self.tier.value if self.tier else None, "limit": self.limit}
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "point": self.point,
+            "community": self.community,
+            "tier": self.tier.value if self.tier else None,
+            "limit": self.limit,
+        }
 
 
 def parse_range(start: str, end: str, tz: str) -> tuple[datetime, datetime]:
@@ -49,7 +55,9 @@ def parse_range(start: str, end: str, tz: str) -> tuple[datetime, datetime]:
                 return datetime.combine(d, time(0), zone).astimezone(timezone.utc)
             dt = datetime.fromisoformat(v)
         except ValueError:
-            raise ValueError(f"{'to' if is_end else 'from'}: not a date (YYYY-MM-DD) or ISO 8601 time: {v!r}") from None
+            raise ValueError(
+                f"{'to' if is_end else 'from'}: not a date (YYYY-MM-DD) or ISO 8601 time: {v!r}"
+            ) from None
         if dt.tzinfo is None:
             raise ValueError(f"{'to' if is_end else 'from'}: {v!r} has no UTC offset")
         return dt.astimezone(timezone.utc)
@@ -100,10 +108,21 @@ class SharingQueries:
 
     def violations(self, caller: Caller, f: QueryFilter, client: str | None = None) -> list[ViolationRow]:
         community = caller.community_filter(f.community)
-        q = (select(Event.event_id, Event.time, Event.point_id, Event.violation_type, Event.person_id, Person.name,
-                    Person.id_number, Person.community, Person.tier)
-             .outerjoin(Person, Person.person_id == Event.person_id)
-             .where(Event.time >= f.start, Event.time < f.end))
+        q = (
+            select(
+                Event.event_id,
+                Event.time,
+                Event.point_id,
+                Event.violation_type,
+                Event.person_id,
+                Person.name,
+                Person.id_number,
+                Person.community,
+                Person.tier,
+            )
+            .outerjoin(Person, Person.person_id == Event.person_id)
+            .where(Event.time >= f.start, Event.time < f.end)
+        )
         if f.point:
             q = q.where(Event.point_id == f.point)
         if community is not None:
@@ -116,46 +135,95 @@ class SharingQueries:
             pids = sorted({r.person_id for r in rows if r.person_id})
             counts: dict[str, int] = {}
             if pids:
-                cq = (select(Event.person_id, func.count()).where(Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end))
+                cq = select(Event.person_id, func.count()).where(
+                    Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end
+                )
                 if f.point:
                     cq = cq.where(Event.point_id == f.point)
                 counts = dict(s.execute(cq.group_by(Event.person_id)).all())  # type: ignore[arg-type]
-        out = [ViolationRow(
-            event_id=r.event_id, time=r.time.isoformat(), date=self._local_date(r.time), point_id=r.point_id,
-            violation_type=r.violation_type, person_id=r.person_id, name=caller.person_name(r.name),
-            id_number=caller.id_number(r.id_number), community=r.community, tier=r.tier,
-            count=int(counts.get(r.person_id, 0)) if r.person_id else 1) for r in rows]
+        out = [
+            ViolationRow(
+                event_id=r.event_id,
+                time=r.time.isoformat(),
+                date=self._local_date(r.time),
+                point_id=r.point_id,
+                violation_type=r.violation_type,
+                person_id=r.person_id,
+                name=caller.person_name(r.name),
+                id_number=caller.id_number(r.id_number),
+                community=r.community,
+                tier=r.tier,
+                count=int(counts.get(r.person_id, 0)) if r.person_id else 1,
+            )
+            for r in rows
+        ]
         audit(self.store, caller, "violations", f.as_params(), len(out), client)
         return out
 
     def persons(self, caller: Caller, f: QueryFilter, client: str | None = None) -> list[PersonRow]:
         community = caller.community_filter(f.community)
-        q = (select(Person.person_id, Person.name, Person.id_number, Person.community, Person.employer, Person.tier,
-                    func.count(Event.event_id).label("n"), func.min(Event.time).label("first"), func.max(Event.time).label("last"))
-             .join(Event, Event.person_id == Person.person_id)
-             .where(Event.time >= f.start, Event.time < f.end, Person.merged_into.is_(None)))
+        q = (
+            select(
+                Person.person_id,
+                Person.name,
+                Person.id_number,
+                Person.community,
+                Person.employer,
+                Person.tier,
+                func.count(Event.event_id).label("n"),
+                func.min(Event.time).label("first"),
+                func.max(Event.time).label("last"),
+            )
+            .join(Event, Event.person_id == Person.person_id)
+            .where(Event.time >= f.start, Event.time < f.end, Person.merged_into.is_(None))
+        )
         if f.point:
             q = q.where(Event.point_id == f.point)
         if community is not None:
             q = q.where(Person.community == community)
         if f.tier is not None:
             q = q.where(Person.tier == f.tier.value)
-        q = (q.group_by(Person.person_id, Person.name, Person.id_number, Person.community, Person.employer, Person.tier)
-             .order_by(func.count(Event.event_id).desc(), Person.person_id).limit(min(f.limit, self.cfg.api.max_rows)))
+        q = (
+            q.group_by(
+                Person.person_id,
+                Person.name,
+                Person.id_number,
+                Person.community,
+                Person.employer,
+                Person.tier,
+            )
+            .order_by(func.count(Event.event_id).desc(), Person.person_id)
+            .limit(min(f.limit, self.cfg.api.max_rows))
+        )
         with self.store.session() as s:
             rows = s.execute(q).all()
             pids = [r.person_id for r in rows]
             points: dict[str, set[str]] = {}
             if pids:
-                pq = select(Event.person_id, Event.point_id).where(Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end).distinct()
+                pq = (
+                    select(Event.person_id, Event.point_id)
+                    .where(Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end)
+                    .distinct()
+                )
                 for pid, pt in s.execute(pq):
                     points.setdefault(str(pid), set()).add(pt)
         from central_sync.storage.store import _aware
 
-        out = [PersonRow(
-            person_id=r.person_id, name=caller.person_name(r.name), id_number=caller.id_number(r.id_number), community=r.community,
-            employer=r.employer, tier=r.tier, count=int(r.n), points=sorted(points.get(r.person_id, set())),
-            first_date=self._local_date(_aware(r.first)), last_date=self._local_date(_aware(r.last))) for r in rows]  # type: ignore[arg-type]
+        out = [
+            PersonRow(
+                person_id=r.person_id,
+                name=caller.person_name(r.name),
+                id_number=caller.id_number(r.id_number),
+                community=r.community,
+                employer=r.employer,
+                tier=r.tier,
+                count=int(r.n),
+                points=sorted(points.get(r.person_id, set())),
+                first_date=self._local_date(_aware(r.first)),
+                last_date=self._local_date(_aware(r.last)),
+            )
+            for r in rows
+        ]  # type: ignore[arg-type]
         audit(self.store, caller, "persons", f.as_params(), len(out), client)
         return out
 

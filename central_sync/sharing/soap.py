@@ -20,8 +20,31 @@ from defusedxml import DefusedXmlException
 NS = "urn:anqi:sharing:v1"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
-VIOLATION_FIELDS = ("event_id", "time", "date", "point_id", "violation_type", "person_id", "name", "id_number", "community", "tier", "count")
-PERSON_FIELDS = ("person_id", "name", "id_number", "community", "employer", "tier", "count", "points", "first_date", "last_date")
+VIOLATION_FIELDS = (
+    "event_id",
+    "time",
+    "date",
+    "point_id",
+    "violation_type",
+    "person_id",
+    "name",
+    "id_number",
+    "community",
+    "tier",
+    "count",
+)
+PERSON_FIELDS = (
+    "person_id",
+    "name",
+    "id_number",
+    "community",
+    "employer",
+    "tier",
+    "count",
+    "points",
+    "first_date",
+    "last_date",
+)
 PARAMS = ("From", "To", "Point", "Community", "Tier", "Limit")
 
 
@@ -51,7 +74,7 @@ def parse_request(body: bytes) -> tuple[str, dict[str, str], str | None]:
     op = b[0]
     if not op.tag.startswith(f"{{{NS}}}"):
         raise SoapFault("Client", f"operation element must be in namespace {NS}")
-    name = op.tag[len(NS) + 2:]
+    name = op.tag[len(NS) + 2 :]
     params: dict[str, str] = {}
     for child in op:
         local = child.tag.split("}", 1)[-1]
@@ -72,13 +95,17 @@ def _serialise(env: Element) -> bytes:
 
     register_namespace("soap", SOAP_NS)
     register_namespace("a", NS)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(env, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(
+        env, encoding="utf-8", xml_declaration=False
+    )
 
 
 def response(operation: str, rows: list[Any]) -> bytes:
     env, body = _envelope()
     resp = SubElement(body, f"{{{NS}}}{operation}Response")
-    item_name, fields = ("Violation", VIOLATION_FIELDS) if operation == "GetViolations" else ("Person", PERSON_FIELDS)
+    item_name, fields = (
+        ("Violation", VIOLATION_FIELDS) if operation == "GetViolations" else ("Person", PERSON_FIELDS)
+    )
     for r in rows:
         d = asdict(r)
         item = SubElement(resp, f"{{{NS}}}{item_name}")
@@ -101,10 +128,16 @@ def fault(code: str, message: str) -> bytes:
 
 def wsdl(location: str) -> str:
     def params() -> str:
-        return "".join(f'<xs:element name="{p}" type="xs:string" minOccurs="{0 if p not in ("From", "To") else 1}"/>' for p in PARAMS)
+        return "".join(
+            f'<xs:element name="{p}" type="xs:string" minOccurs="{0 if p not in ("From", "To") else 1}"/>'
+            for p in PARAMS
+        )
 
     def fields(names: tuple[str, ...]) -> str:
-        return "".join(f'<xs:element name="{n}" type="xs:{"int" if n == "count" else "string"}" minOccurs="0"/>' for n in names)
+        return "".join(
+            f'<xs:element name="{n}" type="xs:{"int" if n == "count" else "string"}" minOccurs="0"/>'
+            for n in names
+        )
 
     ops = ("GetViolations", "GetPersons")
     return f"""<?xml version="1.0" encoding="utf-8"?>

@@ -8,11 +8,12 @@ The schema is created and upgraded with alembic at start (:meth:`CentralStore.mi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -84,21 +85,35 @@ class CentralStore:
         # Core statements built once (the per-event path: no ORM bookkeeping, cached compilation)
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._ins_person = ins(Person.__table__).on_conflict_do_nothing(index_elements=["person_id"])
-        self._ins_event = (ins(Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
-                           .returning(Event.__table__.c.event_id))
+        self._ins_event = (
+            ins(Event.__table__)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(Event.__table__.c.event_id)
+        )
         self._history = _history_statement()
-        self._grouped: tuple[Any, Any, Any] | None = None  # the statements of _histories_at, built on first use
-        self._exists = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id == bindparam("eid"))
-        self._exists_many = select(Event.__table__.c.event_id).where(Event.__table__.c.event_id.in_(bindparam("eids", expanding=True)))
-        self._merged = select(Person.__table__.c.merged_into).where(Person.__table__.c.person_id == bindparam("pid"))
-        self._merged_many = (select(Person.__table__.c.person_id, Person.__table__.c.merged_into)
-                             .where(Person.__table__.c.person_id.in_(bindparam("pids", expanding=True)),
-                                    Person.__table__.c.merged_into.is_not(None)))
+        self._grouped: tuple[Any, Any, Any] | None = (
+            None  # the statements of _histories_at, built on first use
+        )
+        self._exists = select(Event.__table__.c.event_id).where(
+            Event.__table__.c.event_id == bindparam("eid")
+        )
+        self._exists_many = select(Event.__table__.c.event_id).where(
+            Event.__table__.c.event_id.in_(bindparam("eids", expanding=True))
+        )
+        self._merged = select(Person.__table__.c.merged_into).where(
+            Person.__table__.c.person_id == bindparam("pid")
+        )
+        self._merged_many = select(Person.__table__.c.person_id, Person.__table__.c.merged_into).where(
+            Person.__table__.c.person_id.in_(bindparam("pids", expanding=True)),
+            Person.__table__.c.merged_into.is_not(None),
+        )
         self._ins_embedding = Embedding.__table__.insert()
 
     @classmethod
-    def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> "CentralStore":
-        store = cls(cfg.database_url(), echo=cfg.database.echo, sqlite_synchronous=cfg.database.sqlite_synchronous)
+    def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> CentralStore:
+        store = cls(
+            cfg.database_url(), echo=cfg.database.echo, sqlite_synchronous=cfg.database.sqlite_synchronous
+        )
         if migrate:
             store.migrate()
         return store
@@ -129,10 +144,21 @@ class CentralStore:
 
     # ---------------------------------------------------------------- inserts
     def ensure_person(self, s: Session, person_id: str, kind: str = "listed", **fields: Any) -> None:
-        s.connection().execute(self._ins_person, {"person_id": person_id, "kind": kind, "created_at": utcnow(), "tier": "none",
-                                                  "party_member": bool(fields.pop("party_member", False)), **fields})
+        s.connection().execute(
+            self._ins_person,
+            {
+                "person_id": person_id,
+                "kind": kind,
+                "created_at": utcnow(),
+                "tier": "none",
+                "party_member": bool(fields.pop("party_member", False)),
+                **fields,
+            },
+        )
 
-    def add_violation(self, rec: ViolationRecord, s: Session | None = None, person_exists: bool = False) -> bool:
+    def add_violation(
+        self, rec: ViolationRecord, s: Session | None = None, person_exists: bool = False
+    ) -> bool:
         """Store one violation; ``False`` when its ``event_id`` is already stored (duplicate delivery).
         The person row is created unless the caller knows it exists (``person_exists``)."""
         if s is None:
@@ -154,8 +180,13 @@ class CentralStore:
         """:meth:`ensure_person` for many ids in one statement (``INSERT .. ON CONFLICT DO NOTHING``)."""
         if person_ids:
             now = utcnow()
-            s.connection().execute(self._ins_person, [{"person_id": p, "kind": kind, "created_at": now, "tier": "none",
-                                                       "party_member": False} for p in person_ids])
+            s.connection().execute(
+                self._ins_person,
+                [
+                    {"person_id": p, "kind": kind, "created_at": now, "tier": "none", "party_member": False}
+                    for p in person_ids
+                ],
+            )
 
     def insert_events(self, s: Session, recs: Sequence[ViolationRecord]) -> set[str]:
         """Insert the events (their person rows must exist) in one multi-row ``INSERT .. ON CONFLICT DO NOTHING
@@ -173,13 +204,23 @@ class CentralStore:
         with self.engine.connect() as c:
             return {eid for (eid,) in c.execute(self._exists_many, {"eids": list(event_ids)})}
 
-    def add_disposition(self, person_id: str, kind: str, time: datetime, source: str = "import",
-                        task_id: str | None = None, note: str | None = None, s: Session | None = None) -> None:
+    def add_disposition(
+        self,
+        person_id: str,
+        kind: str,
+        time: datetime,
+        source: str = "import",
+        task_id: str | None = None,
+        note: str | None = None,
+        s: Session | None = None,
+    ) -> None:
         if s is None:
             with self.session() as s2:
                 return self.add_disposition(person_id, kind, time, source, task_id, note, s2)
         self.ensure_person(s, person_id)
-        s.add(Disposition(person_id=person_id, kind=kind, time=time, source=source, task_id=task_id, note=note))
+        s.add(
+            Disposition(person_id=person_id, kind=kind, time=time, source=source, task_id=task_id, note=note)
+        )
         return None
 
     def event_exists(self, event_id: str) -> bool:
@@ -202,34 +243,66 @@ class CentralStore:
             return {}
         return dict(s.connection().execute(self._merged_many, {"pids": list(person_ids)}).all())  # type: ignore[arg-type]
 
-    def add_embedding(self, s: Session, person_id: str, source: str, model: str, vector: bytes, event_id: str | None = None) -> None:
+    def add_embedding(
+        self, s: Session, person_id: str, source: str, model: str, vector: bytes, event_id: str | None = None
+    ) -> None:
         self.add_embeddings(s, [(person_id, source, model, vector, event_id)])
 
     def add_embeddings(self, s: Session, rows: Sequence[tuple[str, str, str, bytes, str | None]]) -> None:
         """Embedding rows ``(person_id, source, model, vector, event_id)`` in one statement."""
         if rows:
             now = utcnow()
-            s.connection().execute(self._ins_embedding, [{"person_id": p, "source": src, "model": m, "vector": v, "event_id": e,
-                                                          "created_at": now} for p, src, m, v, e in rows])
+            s.connection().execute(
+                self._ins_embedding,
+                [
+                    {"person_id": p, "source": src, "model": m, "vector": v, "event_id": e, "created_at": now}
+                    for p, src, m, v, e in rows
+                ],
+            )
 
     # ---------------------------------------------------------------- tiers
-    def person_history(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> PersonHistory:
+    def person_history(
+        self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None
+    ) -> PersonHistory:
         """Table 1's inputs for one person at ``at``: one statement of indexed range scans on (person_id, time)."""
         if s is None:
             with self.session() as s2:
                 return self.person_history(person_id, at, th, s2)
         s7, s30, s365 = window_starts(at, th)
-        row = s.connection().execute(self._history, {"pid": person_id, "at": at, "s7": s7, "s30": s30, "s365": s365,
-                                                     "kinds": list(th.repeat_dispositions)}).one()
+        row = (
+            s.connection()
+            .execute(
+                self._history,
+                {
+                    "pid": person_id,
+                    "at": at,
+                    "s7": s7,
+                    "s30": s30,
+                    "s365": s365,
+                    "kinds": list(th.repeat_dispositions),
+                },
+            )
+            .one()
+        )
         last_v, first_d = row[3], row[4]
-        return PersonHistory(at=at, count_7d=int(row[2]), count_30d=int(row[1]), count_365d=int(row[0]),
-                             first_repeat_disposition=_aware(first_d), last_violation=_aware(last_v))
+        return PersonHistory(
+            at=at,
+            count_7d=int(row[2]),
+            count_30d=int(row[1]),
+            count_365d=int(row[0]),
+            first_repeat_disposition=_aware(first_d),
+            last_violation=_aware(last_v),
+        )
 
-    def assess_person(self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None) -> TierAssessment:
+    def assess_person(
+        self, person_id: str, at: datetime, th: TierThresholds, s: Session | None = None
+    ) -> TierAssessment:
         """The one tier evaluation used by the consumer, the daily re-evaluation and ``classify``."""
         return assess(person_id, self.person_history(person_id, at, th, s), th)
 
-    def person_histories(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[PersonHistory]:
+    def person_histories(
+        self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session
+    ) -> list[PersonHistory]:
         """:meth:`person_history` for many ``(person_id, at)`` in few round trips, each answer exactly
         :meth:`person_history`'s: the persons assessed at one time (the consumer's batch: all at "now") together,
         by :meth:`_histories_at`."""
@@ -245,7 +318,9 @@ class CentralStore:
     #: most persons per ``IN`` list in :meth:`_histories_at`
     GROUPED_CHUNK = 500
 
-    def _histories_at(self, person_ids: Sequence[str], at: datetime, th: TierThresholds, s: Session) -> list[PersonHistory]:
+    def _histories_at(
+        self, person_ids: Sequence[str], at: datetime, th: TierThresholds, s: Session
+    ) -> list[PersonHistory]:
         """:meth:`person_history` of many persons at one time ``at``: the window counts and the last violation in the
         365-day window, then the first education/fine, each one ``GROUP BY person_id`` statement over the persons'
         index ranges, the four times bound once. The last violation before the window is looked up only for persons
@@ -260,22 +335,41 @@ class CentralStore:
         c = s.connection()
         uniq = list(dict.fromkeys(person_ids))
         for i in range(0, len(uniq), self.GROUPED_CHUNK):
-            pids = uniq[i:i + self.GROUPED_CHUNK]
-            counts.update({r[0]: r for r in c.execute(counts_stmt, {"pids": pids, "at": at, "s7": s7, "s30": s30, "s365": s365})})
+            pids = uniq[i : i + self.GROUPED_CHUNK]
+            counts.update(
+                {
+                    r[0]: r
+                    for r in c.execute(
+                        counts_stmt, {"pids": pids, "at": at, "s7": s7, "s30": s30, "s365": s365}
+                    )
+                }
+            )
             firsts.update(c.execute(first_stmt, {"pids": pids, "at": at, "s365": s365, "kinds": kinds}).all())  # type: ignore[arg-type]
         older = [p for p in uniq if p not in counts]
         lasts: dict[str, Any] = {}
         for i in range(0, len(older), self.GROUPED_CHUNK):
-            lasts.update(c.execute(last_stmt, {"pids": older[i:i + self.GROUPED_CHUNK], "at": at}).all())  # type: ignore[arg-type]
+            lasts.update(c.execute(last_stmt, {"pids": older[i : i + self.GROUPED_CHUNK], "at": at}).all())  # type: ignore[arg-type]
         out = []
         for pid in person_ids:
             row = counts.get(pid)
-            n365, n30, n7, last = (row[1], row[2], row[3], row[4]) if row is not None else (0, 0, 0, lasts.get(pid))
-            out.append(PersonHistory(at=at, count_7d=int(n7), count_30d=int(n30), count_365d=int(n365),
-                                     first_repeat_disposition=_aware(firsts.get(pid)), last_violation=_aware(last)))
+            n365, n30, n7, last = (
+                (row[1], row[2], row[3], row[4]) if row is not None else (0, 0, 0, lasts.get(pid))
+            )
+            out.append(
+                PersonHistory(
+                    at=at,
+                    count_7d=int(n7),
+                    count_30d=int(n30),
+                    count_365d=int(n365),
+                    first_repeat_disposition=_aware(firsts.get(pid)),
+                    last_violation=_aware(last),
+                )
+            )
         return out
 
-    def assess_persons(self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session) -> list[TierAssessment]:
+    def assess_persons(
+        self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session
+    ) -> list[TierAssessment]:
         """:meth:`assess_person` for many ``(person_id, at)`` (the consumer's batch), in order."""
         return [assess(pid, h, th) for (pid, _), h in zip(items, self.person_histories(items, th, s))]
 
@@ -290,10 +384,15 @@ class CentralStore:
     def persons_active_since(self, since: datetime, at: datetime) -> list[str]:
         """Persons who may hold a tier other than none at ``at`` (violations in the repeat window)."""
         with self.session() as s:
-            rows = s.execute(select(Event.person_id).where(Event.person_id.is_not(None), Event.time > since,
-                                                           Event.time <= at).distinct())
+            rows = s.execute(
+                select(Event.person_id)
+                .where(Event.person_id.is_not(None), Event.time > since, Event.time <= at)
+                .distinct()
+            )
             ids = {r for (r,) in rows}
-            rows = s.execute(select(Person.person_id).where(Person.tier != "none", Person.merged_into.is_(None)))
+            rows = s.execute(
+                select(Person.person_id).where(Person.tier != "none", Person.merged_into.is_(None))
+            )
             ids |= {r for (r,) in rows}
         return sorted(ids)
 
@@ -303,10 +402,22 @@ class CentralStore:
 
 
 def _event_row(rec: ViolationRecord, received_at: datetime) -> dict[str, Any]:
-    return dict(event_id=rec.event_id, schema_version=rec.schema_version, device_id=rec.device_id, site_id=rec.site_id,
-                point_id=rec.point_id, violation_type=rec.violation_type, time=rec.time, person_id=rec.person_id,
-                match_score=rec.match_score, confidence=rec.confidence, face_found=rec.face_found,
-                media_expected=rec.media_expected, body=rec.body, received_at=received_at)
+    return dict(
+        event_id=rec.event_id,
+        schema_version=rec.schema_version,
+        device_id=rec.device_id,
+        site_id=rec.site_id,
+        point_id=rec.point_id,
+        violation_type=rec.violation_type,
+        time=rec.time,
+        person_id=rec.person_id,
+        match_score=rec.match_score,
+        confidence=rec.confidence,
+        face_found=rec.face_found,
+        media_expected=rec.media_expected,
+        body=rec.body,
+        received_at=received_at,
+    )
 
 
 def _history_statement() -> Any:
@@ -320,14 +431,28 @@ def _history_statement() -> Any:
     ev, di = Event.__table__.c, Disposition.__table__.c
     pid = bindparam("pid")
     at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
-    counts = (select(func.count().label("n365"), func.count().filter(ev.time > s30).label("n30"),
-                     func.count().filter(ev.time > s7).label("n7"))
-              .where(ev.person_id == pid, ev.time > s365, ev.time <= at).subquery())
+    counts = (
+        select(
+            func.count().label("n365"),
+            func.count().filter(ev.time > s30).label("n30"),
+            func.count().filter(ev.time > s7).label("n7"),
+        )
+        .where(ev.person_id == pid, ev.time > s365, ev.time <= at)
+        .subquery()
+    )
     return select(
-        counts.c.n365, counts.c.n30, counts.c.n7,
+        counts.c.n365,
+        counts.c.n30,
+        counts.c.n7,
         select(func.max(ev.time)).where(ev.person_id == pid, ev.time <= at).scalar_subquery(),
-        select(func.min(di.time)).where(di.person_id == pid, di.kind.in_(bindparam("kinds", expanding=True)),
-                                        di.time > s365, di.time <= at).scalar_subquery(),
+        select(func.min(di.time))
+        .where(
+            di.person_id == pid,
+            di.kind.in_(bindparam("kinds", expanding=True)),
+            di.time > s365,
+            di.time <= at,
+        )
+        .scalar_subquery(),
     )
 
 
@@ -342,13 +467,32 @@ def _grouped_history_statements() -> tuple[Any, Any, Any]:
     ev, di = Event.__table__.c, Disposition.__table__.c
     pids = bindparam("pids", expanding=True)
     at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
-    counts = (select(ev.person_id, func.count(), func.count().filter(ev.time > s30), func.count().filter(ev.time > s7),
-                     func.max(ev.time))
-              .where(ev.person_id.in_(pids), ev.time > s365, ev.time <= at).group_by(ev.person_id))
-    last = select(ev.person_id, func.max(ev.time)).where(ev.person_id.in_(pids), ev.time <= at).group_by(ev.person_id)
-    first = (select(di.person_id, func.min(di.time))
-             .where(di.person_id.in_(pids), di.kind.in_(bindparam("kinds", expanding=True)), di.time > s365, di.time <= at)
-             .group_by(di.person_id))
+    counts = (
+        select(
+            ev.person_id,
+            func.count(),
+            func.count().filter(ev.time > s30),
+            func.count().filter(ev.time > s7),
+            func.max(ev.time),
+        )
+        .where(ev.person_id.in_(pids), ev.time > s365, ev.time <= at)
+        .group_by(ev.person_id)
+    )
+    last = (
+        select(ev.person_id, func.max(ev.time))
+        .where(ev.person_id.in_(pids), ev.time <= at)
+        .group_by(ev.person_id)
+    )
+    first = (
+        select(di.person_id, func.min(di.time))
+        .where(
+            di.person_id.in_(pids),
+            di.kind.in_(bindparam("kinds", expanding=True)),
+            di.time > s365,
+            di.time <= at,
+        )
+        .group_by(di.person_id)
+    )
     return counts, last, first
 
 

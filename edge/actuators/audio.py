@@ -83,7 +83,9 @@ class SoundDeviceOutput(AudioOutput):
         try:
             import sounddevice as sd
         except OSError as e:  # libportaudio2 missing
-            raise AudioUnavailable(f"speaker.backend: PortAudio library not found ({e}); install libportaudio2") from None
+            raise AudioUnavailable(
+                f"speaker.backend: PortAudio library not found ({e}); install libportaudio2"
+            ) from None
         if self._sd is not None:  # re-open: re-scan the devices (a USB speaker plugged in later)
             sd._terminate()
             sd._initialize()
@@ -97,7 +99,9 @@ class SoundDeviceOutput(AudioOutput):
         except (ValueError, sd.PortAudioError) as e:
             names = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
             what = "no default output device" if want is None else f"no output device {want!r}"
-            raise AudioUnavailable(f"speaker.device: {what} ({e}); output devices: {names or 'none'}") from None
+            raise AudioUnavailable(
+                f"speaker.device: {what} ({e}); output devices: {names or 'none'}"
+            ) from None
         self._device = int(info["index"])
         self.device_name = str(info["name"])
         self.rate = int(self.cfg.sample_rate or info["default_samplerate"])
@@ -106,13 +110,19 @@ class SoundDeviceOutput(AudioOutput):
         else:
             self.channels = 1
             try:
-                sd.check_output_settings(device=self._device, channels=1, samplerate=self.rate, dtype="float32")
+                sd.check_output_settings(
+                    device=self._device, channels=1, samplerate=self.rate, dtype="float32"
+                )
             except sd.PortAudioError:
                 self.channels = min(2, int(info["max_output_channels"])) or 1
         try:
-            sd.check_output_settings(device=self._device, channels=self.channels, samplerate=self.rate, dtype="float32")
+            sd.check_output_settings(
+                device=self._device, channels=self.channels, samplerate=self.rate, dtype="float32"
+            )
         except sd.PortAudioError as e:
-            raise AudioUnavailable(f"speaker.sample_rate/channels: device {self.device_name!r} refuses {self.rate} Hz x {self.channels} ch ({e})") from None
+            raise AudioUnavailable(
+                f"speaker.sample_rate/channels: device {self.device_name!r} refuses {self.rate} Hz x {self.channels} ch ({e})"
+            ) from None
 
     def play(self, samples: np.ndarray) -> Playback:
         sd = self._sd
@@ -142,8 +152,13 @@ class SoundDeviceOutput(AudioOutput):
         duration = len(samples) / self.rate
         try:
             stream = sd.OutputStream(
-                device=self._device, samplerate=self.rate, channels=channels, dtype="float32",
-                latency=self.cfg.latency, callback=callback, finished_callback=done.set,
+                device=self._device,
+                samplerate=self.rate,
+                channels=channels,
+                dtype="float32",
+                latency=self.cfg.latency,
+                callback=callback,
+                finished_callback=done.set,
                 prime_output_buffers_using_stream_callback=True,
             )
         except sd.PortAudioError as e:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.actuators.prompts import PromptError, find_pack, message_file, read_wav, required_messages, search_dirs
+from edge.actuators.prompts import (
+    PromptError,
+    find_pack,
+    message_file,
+    read_wav,
+    required_messages,
+    search_dirs,
+)
 from edge.config import EdgeConfig
 from edge.config.actuators import parse_hex_frame
 
@@ -22,7 +29,9 @@ def check_prompts(cfg: EdgeConfig) -> list[str]:
     for i, lang in enumerate(sc.languages):
         pack = find_pack(lang, dirs)
         if pack is None:
-            problems.append(f"speaker.languages.{i}: no prompt pack {lang!r} (looked for {' and '.join(str(d / lang) for d in dirs)})")
+            problems.append(
+                f"speaker.languages.{i}: no prompt pack {lang!r} (looked for {' and '.join(str(d / lang) for d in dirs)})"
+            )
             continue
         for message in required_messages(cfg):
             f = message_file(pack, message)
@@ -35,9 +44,13 @@ def check_prompts(cfg: EdgeConfig) -> list[str]:
                 problems.append(f"speaker.languages.{i}: {lang}: {e}")
                 continue
             if x.ndim == 2 and x.shape[1] > 2:
-                problems.append(f"speaker.languages.{i}: {lang}: {f}: {x.shape[1]} channels; use mono or stereo")
+                problems.append(
+                    f"speaker.languages.{i}: {lang}: {f}: {x.shape[1]} channels; use mono or stereo"
+                )
             if len(x) / rate > 15:
-                problems.append(f"speaker.languages.{i}: {lang}: {f}: {len(x) / rate:.1f} s long; keep prompts under 15 s (the rider passes in a few seconds)")
+                problems.append(
+                    f"speaker.languages.{i}: {lang}: {f}: {len(x) / rate:.1f} s long; keep prompts under 15 s (the rider passes in a few seconds)"
+                )
     return problems
 
 
@@ -56,7 +69,9 @@ def check_pins(cfg: EdgeConfig) -> list[str]:
             problems.append(f"lights.outputs.{name}.pin: {e}")
             continue
         if gpio in used:
-            problems.append(f"lights.outputs.{name}.pin: {out.pin!r} is {gpio}, already used by lights.outputs.{used[gpio]}")
+            problems.append(
+                f"lights.outputs.{name}.pin: {out.pin!r} is {gpio}, already used by lights.outputs.{used[gpio]}"
+            )
         used[gpio] = name
     return problems
 
@@ -65,7 +80,9 @@ def check_serial(cfg: EdgeConfig) -> list[str]:
     problems = []
     port = cfg.lights.rs485.port
     if not port.startswith(URL_SCHEMES) and not Path(port).exists():
-        problems.append(f"lights.rs485.port: serial port {port} does not exist (is the RS-485 adapter plugged in? or use a pyserial URL)")
+        problems.append(
+            f"lights.rs485.port: serial port {port} does not exist (is the RS-485 adapter plugged in? or use a pyserial URL)"
+        )
     for name, out in cfg.lights.outputs.items():
         if not out.enabled:
             continue

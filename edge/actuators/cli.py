@@ -22,12 +22,36 @@ def _health(cfg: EdgeConfig) -> Health:
 
 
 @click.command("test-speaker")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (default: built-in defaults).")
-@click.option("--lang", "langs", multiple=True, help="Language pack(s) to play instead of speaker.languages (repeatable).")
-@click.option("--message", default="generic", show_default=True, type=click.Choice(["no_helmet", "wrong_way", "red_light", "generic", "passenger"]))
-@click.option("--device", default=None, help="PortAudio output device (name or index) instead of speaker.device.")
-@click.option("--volume", type=click.FloatRange(0, 1), default=None, help="Gain instead of the configured one for this hour.")
-def test_speaker(config: Path | None, langs: tuple[str, ...], message: str, device: str | None, volume: float | None) -> None:
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Site config (default: built-in defaults).",
+)
+@click.option(
+    "--lang",
+    "langs",
+    multiple=True,
+    help="Language pack(s) to play instead of speaker.languages (repeatable).",
+)
+@click.option(
+    "--message",
+    default="generic",
+    show_default=True,
+    type=click.Choice(["no_helmet", "wrong_way", "red_light", "generic", "passenger"]),
+)
+@click.option(
+    "--device", default=None, help="PortAudio output device (name or index) instead of speaker.device."
+)
+@click.option(
+    "--volume",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Gain instead of the configured one for this hour.",
+)
+def test_speaker(
+    config: Path | None, langs: tuple[str, ...], message: str, device: str | None, volume: float | None
+) -> None:
     """Play one prompt on the configured output device and report what was played."""
     from edge.actuators.speaker import Speaker
     from edge.actuators.timeswitch import TimeSwitch
@@ -75,14 +99,30 @@ def test_speaker(config: Path | None, langs: tuple[str, ...], message: str, devi
         f"first buffer {1000 * (pb.start_mono - t0):.0f} ms after the call, finished after {pb.end_mono - t0:.2f} s"
     )
     local = ts.local_now().strftime("%H:%M")
-    windows = ", ".join(f"{w.start}-{w.end}" for w in cfg.time_switch.windows) if cfg.time_switch.enabled else "always"
+    windows = (
+        ", ".join(f"{w.start}-{w.end}" for w in cfg.time_switch.windows)
+        if cfg.time_switch.enabled
+        else "always"
+    )
     state = "active" if ts.is_active_at(ts.clock()) else "QUIET (the daemon plays nothing now)"
     click.echo(f"time switch at {local} {cfg.device.timezone}: {state}; windows {windows}")
 
 
 @click.command("test-lights")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (default: built-in defaults).")
-@click.option("--on-time", "on_time", type=click.FloatRange(0.05, 60), default=1.0, show_default=True, help="Seconds each output stays on.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Site config (default: built-in defaults).",
+)
+@click.option(
+    "--on-time",
+    "on_time",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds each output stays on.",
+)
 @click.option("--output", "only", multiple=True, help="Only this output (repeatable), e.g. laser.")
 def test_lights(config: Path | None, on_time: float, only: tuple[str, ...]) -> None:
     """Switch every configured light output on, then off, one after the other, and report the times."""
@@ -103,9 +143,15 @@ def test_lights(config: Path | None, on_time: float, only: tuple[str, ...]) -> N
         raise click.ClickException(f"--output: no output {unknown} (configured: {sorted(lights.outputs)})")
     health = _health(cfg)
     board = LightBoard.from_config(lights, health)
-    failed = [f"{k}: {c['detail']}" for k, c in health.snapshot()["components"].items() if c["status"] == "down"]
+    failed = [
+        f"{k}: {c['detail']}" for k, c in health.snapshot()["components"].items() if c["status"] == "down"
+    ]
     board.open()
-    failed += [f"{k}: {c['detail']}" for k, c in health.snapshot()["components"].items() if c["status"] == "down" and f"{k}: {c['detail']}" not in failed]
+    failed += [
+        f"{k}: {c['detail']}"
+        for k, c in health.snapshot()["components"].items()
+        if c["status"] == "down" and f"{k}: {c['detail']}" not in failed
+    ]
     for line in failed:
         click.echo(f"DOWN {line}", err=True)
     try:
@@ -126,7 +172,9 @@ def test_lights(config: Path | None, on_time: float, only: tuple[str, ...]) -> N
                 click.echo(f"{name}: FAILED: {e}", err=True)
                 failed.append(name)
                 continue
-            click.echo(f"{name}: {out.describe()}: on in {1000 * (t_on - t0):.1f} ms, held {t1 - t_on:.2f} s, off in {1000 * (t_off - t1):.1f} ms")
+            click.echo(
+                f"{name}: {out.describe()}: on in {1000 * (t_on - t0):.1f} ms, held {t1 - t_on:.2f} s, off in {1000 * (t_off - t1):.1f} ms"
+            )
     finally:
         board.close()
     if failed:

@@ -26,7 +26,12 @@ from edge.health import Health
 from edge.logs import setup_logging
 
 
-def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], settle_s: float = 0.5, close_after_s: float | None = None) -> dict[str, Any]:
+def run_drill(
+    persuasion: Persuasion,
+    script: list[tuple[float, str, int]],
+    settle_s: float = 0.5,
+    close_after_s: float | None = None,
+) -> dict[str, Any]:
     """Start, feed ``script`` at its times, wait until the speaker has been idle ``settle_s`` (or until
     ``close_after_s`` after the start), close."""
     persuasion.start()
@@ -41,7 +46,11 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
     while time.monotonic() < deadline:
         idle = speaker.idle
         last_end = speaker.played[-1].end_mono if speaker.played else t0
-        if close_after_s is None and idle and time.monotonic() - max(last_end, t0 + (script[-1][0] if script else 0)) > settle_s:
+        if (
+            close_after_s is None
+            and idle
+            and time.monotonic() - max(last_end, t0 + (script[-1][0] if script else 0)) > settle_s
+        ):
             break
         time.sleep(0.05)
     t_close = time.monotonic()
@@ -51,9 +60,20 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
         "close_s": close_s,
         "played": [
             {
-                "message": p.message, "violation": p.violation_type, "track_id": p.track_id, "languages": list(p.languages),
-                "decided_s": p.decided_mono - t0, "start_s": p.start_mono - t0, "end_s": p.end_mono - t0,
-                "latency_s": p.latency_s, "speaker_latency_s": p.speaker_latency_s, "volume": p.volume, "device": p.device, "coalesced": list(p.coalesced_tracks), "waited_for_speaker": p.waited_for_speaker, "cut": p.cut,
+                "message": p.message,
+                "violation": p.violation_type,
+                "track_id": p.track_id,
+                "languages": list(p.languages),
+                "decided_s": p.decided_mono - t0,
+                "start_s": p.start_mono - t0,
+                "end_s": p.end_mono - t0,
+                "latency_s": p.latency_s,
+                "speaker_latency_s": p.speaker_latency_s,
+                "volume": p.volume,
+                "device": p.device,
+                "coalesced": list(p.coalesced_tracks),
+                "waited_for_speaker": p.waited_for_speaker,
+                "cut": p.cut,
             }
             for p in persuasion.played
         ],
@@ -66,11 +86,18 @@ def run_drill(persuasion: Persuasion, script: list[tuple[float, str, int]], sett
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, help="Site config; default: built-in defaults with the time switch off.")
+    ap.add_argument(
+        "--config", type=Path, help="Site config; default: built-in defaults with the time switch off."
+    )
     ap.add_argument("--script", required=True, help="JSON list of [t_s, violation_type, track_id].")
     ap.add_argument("--out", type=Path, help="Write the JSON report here (default: stdout).")
-    ap.add_argument("--at", help="ISO local time the clock is pinned to (time switch, volume windows), e.g. 2026-05-01T23:30:00+08:00.")
-    ap.add_argument("--close-after", type=float, help="Close this many seconds after the start, whatever is playing.")
+    ap.add_argument(
+        "--at",
+        help="ISO local time the clock is pinned to (time switch, volume windows), e.g. 2026-05-01T23:30:00+08:00.",
+    )
+    ap.add_argument(
+        "--close-after", type=float, help="Close this many seconds after the start, whatever is playing."
+    )
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     setup_logging(args.log_level, sys.stderr)
@@ -78,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     pinned = datetime.fromisoformat(args.at) if args.at else None
     health = Health(cfg.data_dir / "drill-health.json", cfg.device.device_id)
     persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else utc_now)
-    report = run_drill(persuasion, [tuple(r) for r in json.loads(args.script)], close_after_s=args.close_after)  # type: ignore[misc]
+    report = run_drill(
+        persuasion, [tuple(r) for r in json.loads(args.script)], close_after_s=args.close_after
+    )  # type: ignore[misc]
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

@@ -62,7 +62,9 @@ def make_pin_factory(name: str) -> Any:
 
         return NativeFactory()
     except Exception as e:  # ImportError, or the library's own "not on a Pi" errors
-        raise LightUnavailable(f"lights.gpio.pin_factory: {name!r} cannot be used here ({type(e).__name__}: {e})") from None
+        raise LightUnavailable(
+            f"lights.gpio.pin_factory: {name!r} cannot be used here ({type(e).__name__}: {e})"
+        ) from None
 
 
 class LightOutput:
@@ -126,7 +128,12 @@ class GpioLightOutput(LightOutput):
         with warnings.catch_warnings(record=True) as fallbacks:  # gpiozero warns once per factory it tried
             warnings.simplefilter("always")
             try:
-                self.device = OutputDevice(self.cfg.pin, active_high=self.cfg.active_high, initial_value=False, pin_factory=self.pin_factory)
+                self.device = OutputDevice(
+                    self.cfg.pin,
+                    active_high=self.cfg.active_high,
+                    initial_value=False,
+                    pin_factory=self.pin_factory,
+                )
             except Exception as e:  # BadPinFactory (not on a Pi), PinInvalidPin, GPIOPinInUse, permissions
                 tried = "; ".join(str(w.message) for w in fallbacks)
                 raise LightUnavailable(
@@ -173,8 +180,13 @@ class SerialFrameBus:
             c = self.cfg
             try:
                 self._port = serial.serial_for_url(
-                    c.port, baudrate=c.baud, parity=c.parity, stopbits=c.stop_bits, bytesize=c.byte_size,
-                    timeout=0.1, write_timeout=c.write_timeout_s,
+                    c.port,
+                    baudrate=c.baud,
+                    parity=c.parity,
+                    stopbits=c.stop_bits,
+                    bytesize=c.byte_size,
+                    timeout=0.1,
+                    write_timeout=c.write_timeout_s,
                 )
             except (serial.SerialException, ValueError, OSError) as e:
                 raise LightUnavailable(f"lights.rs485.port: cannot open {c.port!r} ({e})") from None
@@ -194,7 +206,9 @@ class SerialFrameBus:
                     self._port.close()
                 finally:
                     self._port = None  # re-opened on the next frame (adapter unplugged and back)
-                raise LightUnavailable(f"lights.rs485.port: write to {self.cfg.port!r} failed ({e})") from None
+                raise LightUnavailable(
+                    f"lights.rs485.port: write to {self.cfg.port!r} failed ({e})"
+                ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -235,7 +249,10 @@ class SerialLightOutput(LightOutput):
 
 
 #: ``lights.backend`` -> output class
-LIGHT_OUTPUTS: dict[str, type[LightOutput]] = {GpioLightOutput.backend: GpioLightOutput, SerialLightOutput.backend: SerialLightOutput}
+LIGHT_OUTPUTS: dict[str, type[LightOutput]] = {
+    GpioLightOutput.backend: GpioLightOutput,
+    SerialLightOutput.backend: SerialLightOutput,
+}
 
 
 @dataclass(frozen=True)
@@ -248,7 +265,13 @@ class LightEvent:
 class LightBoard:
     """The lights of a site (gpiozero's board habit): triggers switch outputs on, a worker switches them off."""
 
-    def __init__(self, outputs: list[LightOutput], health: Health, monotonic: Callable[[], float] = time.monotonic, retry_s: float = 30.0):
+    def __init__(
+        self,
+        outputs: list[LightOutput],
+        health: Health,
+        monotonic: Callable[[], float] = time.monotonic,
+        retry_s: float = 30.0,
+    ):
         self.outputs = {o.name: o for o in outputs}
         self.health = health
         self.monotonic = monotonic
@@ -321,7 +344,9 @@ class LightBoard:
 
     def _set(self, o: LightOutput, lit: bool) -> None:
         if not self._ready.get(o.name):
-            if self.monotonic() - self._last_try.get(o.name, float("-inf")) < self.retry_s or not self._open_one(o):
+            if self.monotonic() - self._last_try.get(
+                o.name, float("-inf")
+            ) < self.retry_s or not self._open_one(o):
                 return
         try:
             o.on() if lit else o.off()
@@ -353,7 +378,9 @@ class LightBoard:
                 if not self.outputs[n].is_lit:
                     self._set(self.outputs[n], True)
                     with self._cond:  # on for at least on_time_s from the moment it actually went on
-                        self._off_at[n] = max(self._off_at.get(n, 0.0), self.monotonic() + self.outputs[n].on_time_s)
+                        self._off_at[n] = max(
+                            self._off_at.get(n, 0.0), self.monotonic() + self.outputs[n].on_time_s
+                        )
             for n in turn_off:
                 self._set(self.outputs[n], False)
 

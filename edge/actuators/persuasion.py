@@ -33,7 +33,12 @@ class Persuasion:
     @classmethod
     def from_config(cls, cfg: EdgeConfig, health: Health, clock: Clock = utc_now) -> Persuasion:
         ts = TimeSwitch(cfg.time_switch, cfg.device.timezone, clock)
-        return cls(Speaker.from_config(cfg, health, ts.local_now), LightBoard.from_config(cfg.lights, health), ts, health)
+        return cls(
+            Speaker.from_config(cfg, health, ts.local_now),
+            LightBoard.from_config(cfg.lights, health),
+            ts,
+            health,
+        )
 
     @property
     def latencies_s(self) -> list[float]:
@@ -49,7 +54,13 @@ class Persuasion:
             try:
                 part.start()
             except Exception as e:
-                log(logger, "actuator_start_failed", logging.ERROR, part=type(part).__name__, error=f"{type(e).__name__}: {e}")
+                log(
+                    logger,
+                    "actuator_start_failed",
+                    logging.ERROR,
+                    part=type(part).__name__,
+                    error=f"{type(e).__name__}: {e}",
+                )
         self.health.set("time_switch", "up", "", active=self.time_switch.active)
 
     def on_violation(self, violation_type: str, track_id: int, decided_mono: float | None = None) -> None:
@@ -58,20 +69,45 @@ class Persuasion:
             if decided_mono is None:
                 decided_mono = time.monotonic()
             if violation_type not in VIOLATION_TYPES:
-                log(logger, "persuasion_unknown_violation", logging.WARNING, violation=violation_type, track_id=track_id)
+                log(
+                    logger,
+                    "persuasion_unknown_violation",
+                    logging.WARNING,
+                    violation=violation_type,
+                    track_id=track_id,
+                )
             active = self.time_switch.active
             self.health.update_info("time_switch", active=active)
             if not active:
-                log(logger, "persuasion_quiet", reason="outside_time_window", violation=violation_type, track_id=track_id)
+                log(
+                    logger,
+                    "persuasion_quiet",
+                    reason="outside_time_window",
+                    violation=violation_type,
+                    track_id=track_id,
+                )
                 return
             self.speaker.request(violation_type, track_id, decided_mono)
             self.lights.trigger(violation_type)
         except Exception as e:  # never into the daemon
-            log(logger, "persuasion_error", logging.ERROR, error=f"{type(e).__name__}: {e}", violation=violation_type, track_id=track_id)
+            log(
+                logger,
+                "persuasion_error",
+                logging.ERROR,
+                error=f"{type(e).__name__}: {e}",
+                violation=violation_type,
+                track_id=track_id,
+            )
 
     def close(self) -> None:
         for part in (self.speaker, self.lights):
             try:
                 part.close()
             except Exception as e:
-                log(logger, "actuator_close_failed", logging.WARNING, part=type(part).__name__, error=f"{type(e).__name__}: {e}")
+                log(
+                    logger,
+                    "actuator_close_failed",
+                    logging.WARNING,
+                    part=type(part).__name__,
+                    error=f"{type(e).__name__}: {e}",
+                )

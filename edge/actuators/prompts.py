@@ -20,12 +20,23 @@ from edge.paths import audio_prompts_dir
 #: messages of a complete pack
 MESSAGES = ("no_helmet", "wrong_way", "red_light", "generic")
 #: the message each violation type plays; a pack may add its own ``passenger.wav``, else ``generic``
-MESSAGE_FOR_VIOLATION = {"no_helmet": "no_helmet", "wrong_way": "wrong_way", "red_light": "red_light", "passenger": "passenger"}
+MESSAGE_FOR_VIOLATION = {
+    "no_helmet": "no_helmet",
+    "wrong_way": "wrong_way",
+    "red_light": "red_light",
+    "passenger": "passenger",
+}
 FALLBACK_MESSAGE = "generic"
 
 
-def first_clause_end_s(samples: np.ndarray, rate: int, min_speech_s: float = 1.0, min_pause_s: float = 0.1,
-                       window_s: float = 0.02, quiet: float = 0.05) -> float:
+def first_clause_end_s(
+    samples: np.ndarray,
+    rate: int,
+    min_speech_s: float = 1.0,
+    min_pause_s: float = 0.1,
+    window_s: float = 0.02,
+    quiet: float = 0.05,
+) -> float:
     """Where the prompt's first clause ends: the start of its first pause of at least ``min_pause_s`` (20 ms
     windows whose mean level is below ``quiet`` of the loudest window) after ``min_speech_s`` of sound; the whole
     prompt when it has no such pause. "请戴好安全头盔，安全骑行。" -> 2.0 s (the comma), of 3.6 s."""
@@ -75,7 +86,15 @@ def message_file(pack: Path, message: str) -> Path | None:
 def required_messages(cfg: EdgeConfig) -> list[str]:
     """Messages the enabled rules need, plus ``generic`` (passenger and the installer's self-test)."""
     rules = cfg.rules
-    needed = [name for name, rule in (("no_helmet", rules.no_helmet), ("wrong_way", rules.wrong_way), ("red_light", rules.red_light)) if rule.enabled]
+    needed = [
+        name
+        for name, rule in (
+            ("no_helmet", rules.no_helmet),
+            ("wrong_way", rules.wrong_way),
+            ("red_light", rules.red_light),
+        )
+        if rule.enabled
+    ]
     return needed + [FALLBACK_MESSAGE]
 
 
@@ -90,7 +109,11 @@ def _read_pcm_wave(path: Path) -> tuple[int, np.ndarray]:
         x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     elif width == 3:
         b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        i32 = (b[:, 0].astype(np.int32) << 8) | (b[:, 1].astype(np.int32) << 16) | (b[:, 2].astype(np.int32) << 24)
+        i32 = (
+            (b[:, 0].astype(np.int32) << 8)
+            | (b[:, 1].astype(np.int32) << 16)
+            | (b[:, 2].astype(np.int32) << 24)
+        )
         x = i32.astype(np.float32) / 2147483648.0
     elif width == 4:
         x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
@@ -136,7 +159,9 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly  # imported when needed: scipy.signal takes seconds to import on a small board
+    from scipy.signal import (
+        resample_poly,
+    )  # imported when needed: scipy.signal takes seconds to import on a small board
 
     g = gcd(rate_in, rate_out)
     return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
@@ -174,7 +199,9 @@ class PromptLibrary:
         self.problems = problems
 
     @classmethod
-    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)) -> PromptLibrary:
+    def load(
+        cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)
+    ) -> PromptLibrary:
         dirs = search_dirs(cfg)
         langs = cfg.speaker.languages
         gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)
@@ -205,7 +232,9 @@ class PromptLibrary:
                 used.append(lang)
             if parts:
                 samples = np.concatenate(parts)
-                prompts[message] = Prompt(message, tuple(used), tuple(files), samples, rate, first_clause_end_s(samples, rate))
+                prompts[message] = Prompt(
+                    message, tuple(used), tuple(files), samples, rate, first_clause_end_s(samples, rate)
+                )
         return cls(prompts, problems)
 
     def for_violation(self, violation_type: str) -> Prompt | None:

@@ -150,7 +150,9 @@ class Speaker:
     def open(self) -> bool:
         """Open the output and load the prompts; on failure warn, mark health down, return False."""
         if self.output is None:
-            self.health.set(HEALTH_NAME, "off", "speaker disabled" if not self.cfg.speaker.enabled else "backend none")
+            self.health.set(
+                HEALTH_NAME, "off", "speaker disabled" if not self.cfg.speaker.enabled else "backend none"
+            )
             return False
         self._last_open_try = self.monotonic()
         try:
@@ -170,12 +172,19 @@ class Speaker:
         lib = self.library
         for p in lib.problems:
             log(logger, "prompt_missing", logging.WARNING, problem=p)
-        info: dict[str, Any] = {"device": self.output.device_name, "rate": self.output.rate, "channels": self.output.channels, "messages": ",".join(sorted(lib.prompts))}
+        info: dict[str, Any] = {
+            "device": self.output.device_name,
+            "rate": self.output.rate,
+            "channels": self.output.channels,
+            "messages": ",".join(sorted(lib.prompts)),
+        }
         if not lib.prompts:
             self.health.set(HEALTH_NAME, "down", "no prompt could be loaded", **info)
             return False
         self._ready = True
-        self.health.set(HEALTH_NAME, "degraded" if lib.problems else "up", "; ".join(lib.problems[:3]), **info)
+        self.health.set(
+            HEALTH_NAME, "degraded" if lib.problems else "up", "; ".join(lib.problems[:3]), **info
+        )
         log(logger, "speaker_ready", logging.INFO, **info, languages=",".join(self.cfg.speaker.languages))
         return True
 
@@ -213,26 +222,59 @@ class Speaker:
                 return False
             last = self._prompted.get(track_id)
             if last is not None and decided_mono - last < self.cfg.speaker.cooldown_track_s:
-                log(logger, "prompt_dropped", reason="track_cooldown", track_id=track_id, violation=violation_type, since_s=round(decided_mono - last, 2))
+                log(
+                    logger,
+                    "prompt_dropped",
+                    reason="track_cooldown",
+                    track_id=track_id,
+                    violation=violation_type,
+                    since_s=round(decided_mono - last, 2),
+                )
                 self._count("dropped.track_cooldown", 1)
                 return False
             if any(r.track_id == track_id for r in self._pending):
-                log(logger, "prompt_dropped", reason="track_already_queued", track_id=track_id, violation=violation_type)
+                log(
+                    logger,
+                    "prompt_dropped",
+                    reason="track_already_queued",
+                    track_id=track_id,
+                    violation=violation_type,
+                )
                 self._count("dropped.track_already_queued", 1)
                 return False
             if self._hears_current(violation_type, decided_mono):
                 assert self._now_playing is not None
                 self._prompted[track_id] = decided_mono
-                log(logger, "prompt_coalesced", reason="hearing_it", into_track=self._now_playing.track_id, violation=violation_type, tracks=track_id)
+                log(
+                    logger,
+                    "prompt_coalesced",
+                    reason="hearing_it",
+                    into_track=self._now_playing.track_id,
+                    violation=violation_type,
+                    tracks=track_id,
+                )
                 self._count("coalesced", 1)
                 return True
-            req = PromptRequest(self.priority.get(violation_type, len(self.priority)), decided_mono, next(self._seq), violation_type, track_id, self.monotonic())
+            req = PromptRequest(
+                self.priority.get(violation_type, len(self.priority)),
+                decided_mono,
+                next(self._seq),
+                violation_type,
+                track_id,
+                self.monotonic(),
+            )
             heapq.heappush(self._pending, req)
             if len(self._pending) > MAX_PENDING:
                 worst = max(self._pending)
                 self._pending.remove(worst)
                 heapq.heapify(self._pending)
-                log(logger, "prompt_dropped", reason="queue_full", track_id=worst.track_id, violation=worst.violation_type)
+                log(
+                    logger,
+                    "prompt_dropped",
+                    reason="queue_full",
+                    track_id=worst.track_id,
+                    violation=worst.violation_type,
+                )
                 self._count("dropped.queue_full", 1)
             self._cond.notify_all()
             if self.cfg.speaker.barge_in:
@@ -261,7 +303,12 @@ class Speaker:
     def _cut_when_due(self, seq: int, track_id: int) -> None:
         with self._cond:
             self._cut_timer = None
-            if not self._closed and self._pending and self._now_playing is not None and self._now_playing.seq == seq:
+            if (
+                not self._closed
+                and self._pending
+                and self._now_playing is not None
+                and self._now_playing.seq == seq
+            ):
                 self._cut_locked(track_id)
 
     def _cut_locked(self, track_id: int) -> None:
@@ -281,7 +328,11 @@ class Speaker:
         prompt = self.library.for_violation(violation_type)
         np_ = self._now_playing
         heard_until = np_.cut_at_s / 2 if self.cfg.speaker.barge_in else np_.duration_s / 2
-        return prompt is not None and prompt.message == np_.message and decided_mono - np_.start_mono <= heard_until
+        return (
+            prompt is not None
+            and prompt.message == np_.message
+            and decided_mono - np_.start_mono <= heard_until
+        )
 
     @property
     def idle(self) -> bool:
@@ -334,14 +385,26 @@ class Speaker:
         fresh = []
         for r in batch:
             if now - r.decided_mono > max_delay:
-                log(logger, "prompt_dropped", reason="stale", track_id=r.track_id, violation=r.violation_type, waited_s=round(now - r.decided_mono, 2))
+                log(
+                    logger,
+                    "prompt_dropped",
+                    reason="stale",
+                    track_id=r.track_id,
+                    violation=r.violation_type,
+                    waited_s=round(now - r.decided_mono, 2),
+                )
                 self._count("dropped.stale", 1)
             else:
                 fresh.append(r)
         if not fresh:
             return
         if not self._ready and (now - self._last_open_try < self.cfg.speaker.retry_s or not self.open()):
-            log(logger, "prompt_dropped", reason="speaker_down", tracks=",".join(str(r.track_id) for r in fresh))
+            log(
+                logger,
+                "prompt_dropped",
+                reason="speaker_down",
+                tracks=",".join(str(r.track_id) for r in fresh),
+            )
             self._count("dropped.speaker_down", len(fresh))
             return
         chosen, others = fresh[0], fresh[1:]
@@ -350,12 +413,25 @@ class Speaker:
                 self._prompted[r.track_id] = now
             self._forget_old(now)
         if others:
-            log(logger, "prompt_coalesced", into_track=chosen.track_id, violation=chosen.violation_type, tracks=",".join(str(r.track_id) for r in others))
+            log(
+                logger,
+                "prompt_coalesced",
+                into_track=chosen.track_id,
+                violation=chosen.violation_type,
+                tracks=",".join(str(r.track_id) for r in others),
+            )
             self._count("coalesced", len(others))
         assert self.library is not None and self.output is not None
         prompt = self.library.for_violation(chosen.violation_type)
         if prompt is None:
-            log(logger, "prompt_dropped", logging.WARNING, reason="no_prompt", violation=chosen.violation_type, track_id=chosen.track_id)
+            log(
+                logger,
+                "prompt_dropped",
+                logging.WARNING,
+                reason="no_prompt",
+                violation=chosen.violation_type,
+                track_id=chosen.track_id,
+            )
             self._count("dropped.no_prompt", 1 + len(others))
             return
         self._play(prompt, chosen, tuple(r.track_id for r in others))
@@ -366,8 +442,14 @@ class Speaker:
         with self._cond:
             self.output.clear_cut()  # before the prompt is visible to request(): no cut meant for it is lost
             self._cut_for = None
-            self._now_playing = _NowPlaying(prompt.message, self.monotonic(), prompt.duration_s, req.track_id, prompt.cut_at_s,
-                                            next(self._play_seq))
+            self._now_playing = _NowPlaying(
+                prompt.message,
+                self.monotonic(),
+                prompt.duration_s,
+                req.track_id,
+                prompt.cut_at_s,
+                next(self._play_seq),
+            )
             if self._pending and self.cfg.speaker.barge_in:  # asked for while this one was being chosen
                 first = min(self._pending)
                 self._barge_in_locked(first.violation_type, first.track_id)
@@ -385,12 +467,30 @@ class Speaker:
         with self._cond:
             cut_for = self._cut_for
         played = PlayedPrompt(
-            prompt.message, req.violation_type, req.track_id, prompt.languages, req.decided_mono, pb.start_mono, pb.end_mono, volume, pb.device, coalesced,
-            req.requested_mono, req.requested_mono < busy_until, cut_for is not None,
+            prompt.message,
+            req.violation_type,
+            req.track_id,
+            prompt.languages,
+            req.decided_mono,
+            pb.start_mono,
+            pb.end_mono,
+            volume,
+            pb.device,
+            coalesced,
+            req.requested_mono,
+            req.requested_mono < busy_until,
+            cut_for is not None,
         )
         if cut_for is not None:
-            log(logger, "prompt_cut", reason="barge_in", track_id=req.track_id, for_track=cut_for, played_s=round(pb.end_mono - pb.start_mono, 2),
-                duration_s=prompt.duration_s)
+            log(
+                logger,
+                "prompt_cut",
+                reason="barge_in",
+                track_id=req.track_id,
+                for_track=cut_for,
+                played_s=round(pb.end_mono - pb.start_mono, 2),
+                duration_s=prompt.duration_s,
+            )
             self._count("cut", 1)
         self.played.append(played)
         self.latencies_s.append(played.latency_s)
@@ -399,8 +499,17 @@ class Speaker:
             counts = {k.replace(".", "_"): v for k, v in self.outcomes.items()}
         self.health.update_info(HEALTH_NAME, last_latency_s=round(played.latency_s, 3), **counts)
         log(
-            logger, "prompt_played", message=prompt.message, violation=req.violation_type, track_id=req.track_id,
-            languages=",".join(prompt.languages), latency_s=played.latency_s, speaker_latency_s=played.speaker_latency_s, duration_s=prompt.duration_s, volume=volume, device=pb.device,
+            logger,
+            "prompt_played",
+            message=prompt.message,
+            violation=req.violation_type,
+            track_id=req.track_id,
+            languages=",".join(prompt.languages),
+            latency_s=played.latency_s,
+            speaker_latency_s=played.speaker_latency_s,
+            duration_s=prompt.duration_s,
+            volume=volume,
+            device=pb.device,
         )
 
     def _gap_s(self) -> float:

@@ -57,7 +57,12 @@ class DailyWindow:
         return opens <= local < opens + timedelta(minutes=self.length_min)
 
 
-def in_windows(windows: Sequence[DailyWindow], local: datetime, holiday_windows: Sequence[DailyWindow], holidays: frozenset[date]) -> bool:
+def in_windows(
+    windows: Sequence[DailyWindow],
+    local: datetime,
+    holiday_windows: Sequence[DailyWindow],
+    holidays: frozenset[date],
+) -> bool:
     """Whether naive local wall time ``local`` lies in a window that opened today or yesterday."""
     for day in (local.date(), local.date() - timedelta(days=1)):
         todays = holiday_windows if day in holidays else windows
@@ -98,7 +103,12 @@ class TimeSwitch:
         value = self.is_active_at(now)
         if value != self._last:
             if self._last is not None or not value:
-                log(logger, "time_switch_changed", active=value, local=now.astimezone(self.tz).strftime("%Y-%m-%d %H:%M"))
+                log(
+                    logger,
+                    "time_switch_changed",
+                    active=value,
+                    local=now.astimezone(self.tz).strftime("%Y-%m-%d %H:%M"),
+                )
             self._last = value
         return value
 

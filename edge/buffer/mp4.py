@@ -61,7 +61,9 @@ def clip_encoders(cfg: BufferConfig) -> list[str]:
     return [first] + [c for c in ("libx264", "mpeg4") if c != first and c in av.codecs_available]
 
 
-def write_clip(packets: list[EncodedPacket], path: Path, cfg: BufferConfig, show_from_s: float | None = None) -> WrittenClip:
+def write_clip(
+    packets: list[EncodedPacket], path: Path, cfg: BufferConfig, show_from_s: float | None = None
+) -> WrittenClip:
     """Write ``packets`` (decode order, one session, starting at a keyframe) to ``path`` (.mp4).
 
     ``show_from_s`` (remux only): the file's presentation starts at the frame at or before this
@@ -112,8 +114,17 @@ def _remux(packets: list[EncodedPacket], part: Path, show_from_s: float | None) 
             out.mux(pkt)
     interval = 1.0 / stream.fps if stream.fps > 0 else 0.04
     shown = sum(1 for p in packets if p.pts >= base)
-    return WrittenClip(part, stream.to_seconds(base), max(p.pts_s for p in packets), interval, shown, 0, stream.codec, True,
-                       stream.to_seconds(first))
+    return WrittenClip(
+        part,
+        stream.to_seconds(base),
+        max(p.pts_s for p in packets),
+        interval,
+        shown,
+        0,
+        stream.codec,
+        True,
+        stream.to_seconds(first),
+    )
 
 
 def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -> WrittenClip:
@@ -133,7 +144,14 @@ def _encode_jpegs(packets: list[EncodedPacket], part: Path, cfg: BufferConfig) -
             part.unlink(missing_ok=True)
             if i == len(candidates) - 1:
                 raise
-            log(logger, "clip_encoder_unusable", level=logging.WARNING, codec=codec, error=str(e)[:200], fallback=candidates[i + 1])
+            log(
+                logger,
+                "clip_encoder_unusable",
+                level=logging.WARNING,
+                codec=codec,
+                error=str(e)[:200],
+                fallback=candidates[i + 1],
+            )
     raise AssertionError("unreachable")
 
 
@@ -147,7 +165,9 @@ class JpegClipEncoder:
     def __init__(self, part: Path, codec: str, first: EncodedPacket, cfg: BufferConfig):
         stream = first.stream
         self.codec = codec
-        self.tb = Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)  # MPEG-4 Part 2: denominator < 2^16
+        self.tb = (
+            Fraction(1, 90000) if codec == "libx264" else Fraction(1, 1000)
+        )  # MPEG-4 Part 2: denominator < 2^16
         self.fps = stream.fps if stream.fps > 0 else 25.0
         w, h = stream.width, stream.height
         if cfg.clip_max_height and h > cfg.clip_max_height:
@@ -160,13 +180,19 @@ class JpegClipEncoder:
         self._last_pts = -1
         self._out = av.open(str(part), "w", format="mp4")
         try:
-            ostream = cast(VideoStream, self._out.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001)))
+            ostream = cast(
+                VideoStream, self._out.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
+            )
             ostream.width, ostream.height = self.w, self.h
             ostream.pix_fmt = "yuv420p"
             ostream.codec_context.time_base = self.tb
             ostream.time_base = self.tb
             if codec == "libx264":
-                ostream.codec_context.options = {"preset": cfg.clip_preset, "crf": str(cfg.clip_crf), "bf": "0"}
+                ostream.codec_context.options = {
+                    "preset": cfg.clip_preset,
+                    "crf": str(cfg.clip_crf),
+                    "bf": "0",
+                }
             else:
                 ostream.codec_context.bit_rate = 6_000_000
                 ostream.codec_context.gop_size = max(1, int(round(self.fps)))
@@ -195,7 +221,17 @@ class JpegClipEncoder:
         for pkt in self._stream.encode(None):
             self._out.mux(pkt)
         self._out.close()
-        return WrittenClip(self.part, self.base_s, self.last_s, 1.0 / self.fps, self.frames, 0, self.codec, False, self.base_s)
+        return WrittenClip(
+            self.part,
+            self.base_s,
+            self.last_s,
+            1.0 / self.fps,
+            self.frames,
+            0,
+            self.codec,
+            False,
+            self.base_s,
+        )
 
     def abort(self) -> None:
         try:
@@ -209,5 +245,14 @@ def finish_part(part: Path, path: Path, clip: WrittenClip) -> WrittenClip:
     with open(part, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(part, path)
-    return WrittenClip(path, clip.first_pts_s, clip.last_pts_s, clip.frame_interval_s, clip.frames,
-                       path.stat().st_size, clip.codec, clip.remuxed, clip.decoded_from_pts_s)
+    return WrittenClip(
+        path,
+        clip.first_pts_s,
+        clip.last_pts_s,
+        clip.frame_interval_s,
+        clip.frames,
+        path.stat().st_size,
+        clip.codec,
+        clip.remuxed,
+        clip.decoded_from_pts_s,
+    )

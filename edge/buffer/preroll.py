@@ -187,14 +187,26 @@ class PrerollBuffer:
         stream = self._jpeg_streams.get(frame.session)
         if stream is None:
             h, w = frame.image.shape[:2]
-            stream = StreamInfo(session=frame.session, codec=JPEG_CODEC, width=w, height=h, time_base=JPEG_TIME_BASE,
-                                fps=frame.stream.fps)
+            stream = StreamInfo(
+                session=frame.session,
+                codec=JPEG_CODEC,
+                width=w,
+                height=h,
+                time_base=JPEG_TIME_BASE,
+                fps=frame.stream.fps,
+            )
             self._jpeg_streams = {frame.session: stream}
         pts = int(round(frame.pts_s / JPEG_TIME_BASE))
         self.stats.jpeg_encoded += 1
         self.stats.jpeg_cpu_s += time.thread_time() - t0
-        return EncodedPacket(data=buf.tobytes(), pts=pts, dts=pts, duration=int(round(1 / (stream.fps * JPEG_TIME_BASE))),
-                             keyframe=True, stream=stream)
+        return EncodedPacket(
+            data=buf.tobytes(),
+            pts=pts,
+            dts=pts,
+            duration=int(round(1 / (stream.fps * JPEG_TIME_BASE))),
+            keyframe=True,
+            stream=stream,
+        )
 
     def _add(self, pkt: EncodedPacket) -> None:
         """Append one packet (lock held)."""
@@ -235,29 +247,52 @@ class PrerollBuffer:
             if len(groups) == 1:
                 self._skip_session = g.stream.session
                 self.stats.packets_unusable += len(g.packets)
-                log(logger, "buffer_group_too_big", level=logging.WARNING, mb=round(g.nbytes / 2**20, 1), max_mb=self.cfg.max_mb)
+                log(
+                    logger,
+                    "buffer_group_too_big",
+                    level=logging.WARNING,
+                    mb=round(g.nbytes / 2**20, 1),
+                    max_mb=self.cfg.max_mb,
+                )
             self._drop_oldest()
             self.stats.groups_dropped_for_bytes += 1
             if not self._short_reported:
                 self._short_reported = True
-                log(logger, "buffer_preroll_short", level=logging.WARNING, max_mb=self.cfg.max_mb, retain_s=self.retain_s)
+                log(
+                    logger,
+                    "buffer_preroll_short",
+                    level=logging.WARNING,
+                    max_mb=self.cfg.max_mb,
+                    retain_s=self.retain_s,
+                )
                 if self.health is not None:
-                    self.health.set(self.component, "degraded",
-                                    f"buffer.max_mb={self.cfg.max_mb} holds less than {self.retain_s:g} s of video")
+                    self.health.set(
+                        self.component,
+                        "degraded",
+                        f"buffer.max_mb={self.cfg.max_mb} holds less than {self.retain_s:g} s of video",
+                    )
         # stamps: keep those from a little before the oldest kept group
         if groups:
             first = groups[0].start_pts_s - 1.0
             while len(self._stamps) > 1 and self._stamps[1].pts_s <= first:
                 self._stamps.popleft()
         else:
-            while len(self._stamps) > 1 and self._newest_pts_s is not None and self._stamps[1].pts_s <= self._newest_pts_s - self.retain_s:
+            while (
+                len(self._stamps) > 1
+                and self._newest_pts_s is not None
+                and self._stamps[1].pts_s <= self._newest_pts_s - self.retain_s
+            ):
                 self._stamps.popleft()
 
     def _report(self) -> None:
         """Buffer figures into health (lock held): ``up`` unless the byte bound has cut the pre-roll."""
         assert self.health is not None
-        info = {"mb": round(self._nbytes / 2**20, 2), "seconds": round(self.duration_s, 2), "max_mb": self.cfg.max_mb,
-                "dropped_for_bytes": self.stats.groups_dropped_for_bytes}
+        info = {
+            "mb": round(self._nbytes / 2**20, 2),
+            "seconds": round(self.duration_s, 2),
+            "max_mb": self.cfg.max_mb,
+            "dropped_for_bytes": self.stats.groups_dropped_for_bytes,
+        }
         if self._short_reported:
             self.health.update_info(self.component, **info)
         else:

@@ -98,8 +98,15 @@ class ClipRecorder:
     ``trigger`` or ``flush`` (tests, replay).
     """
 
-    def __init__(self, buffer: PrerollBuffer, cfg: BufferConfig, out_dir: Path, *, health: Health | None = None,
-                 component: str = "clips"):
+    def __init__(
+        self,
+        buffer: PrerollBuffer,
+        cfg: BufferConfig,
+        out_dir: Path,
+        *,
+        health: Health | None = None,
+        component: str = "clips",
+    ):
         self.buffer = buffer
         self.cfg = cfg
         self.out_dir = Path(out_dir)
@@ -138,8 +145,14 @@ class ClipRecorder:
         self.buffer.push(frame)
         self._dispatch()
 
-    def trigger(self, key: str, at_pts_s: float | None = None, *, at_mono: float | None = None,
-                path: Path | None = None) -> Future[Clip]:
+    def trigger(
+        self,
+        key: str,
+        at_pts_s: float | None = None,
+        *,
+        at_mono: float | None = None,
+        path: Path | None = None,
+    ) -> Future[Clip]:
         """Start the clip of a violation decided at stream time ``at_pts_s`` (the frame's ``pts_s``),
         or at monotonic time ``at_mono`` (mapped to the last frame captured by then), or, with
         neither, at the newest frame. Returns a Future resolved once ``<key>.mp4`` is complete.
@@ -154,8 +167,14 @@ class ClipRecorder:
             if at_pts_s is None:
                 at_pts_s = self.buffer.newest_pts_s
             t = float(at_pts_s) if at_pts_s is not None else 0.0
-            p = _Pending(key=key, path=path or self.out_dir / f"{key}.mp4", t=t, end_s=t + self.cfg.post_s,
-                         anchor=self.buffer.stamp_at_pts(t), future=fut)
+            p = _Pending(
+                key=key,
+                path=path or self.out_dir / f"{key}.mp4",
+                t=t,
+                end_s=t + self.cfg.post_s,
+                anchor=self.buffer.stamp_at_pts(t),
+                future=fut,
+            )
             window = self.buffer.window(t - self.cfg.pre_s, t)
             done = False
             if window:
@@ -165,8 +184,14 @@ class ClipRecorder:
                         done = True
                         break
             (self._ready if done else self._pending).append(p)
-            log(logger, "clip_triggered", key=key, t=round(t, 3), preroll_s=round(t - window[0].pts_s, 3) if window else 0.0,
-                pending=len(self._pending))
+            log(
+                logger,
+                "clip_triggered",
+                key=key,
+                t=round(t, 3),
+                preroll_s=round(t - window[0].pts_s, 3) if window else 0.0,
+                pending=len(self._pending),
+            )
         self._dispatch()
         return fut
 
@@ -242,35 +267,73 @@ class ClipRecorder:
             clip = self._write_clip(p)
         except Exception as e:
             self.failed += 1
-            log(logger, "clip_failed", level=logging.ERROR, key=p.key, path=str(p.path), error=f"{type(e).__name__}: {e}")
+            log(
+                logger,
+                "clip_failed",
+                level=logging.ERROR,
+                key=p.key,
+                path=str(p.path),
+                error=f"{type(e).__name__}: {e}",
+            )
             if self.health is not None:
                 self.health.set(self.component, "degraded", f"clip {p.key} not written: {e}")
             p.future.set_exception(e)
             return
         self.written += 1
-        log(logger, "clip_written", key=clip.key, path=str(clip.path), start_s=round(clip.start_pts_s, 3),
-            end_s=round(clip.end_pts_s, 3), frames=clip.frames, bytes=clip.size, complete=clip.complete, note=clip.note)
+        log(
+            logger,
+            "clip_written",
+            key=clip.key,
+            path=str(clip.path),
+            start_s=round(clip.start_pts_s, 3),
+            end_s=round(clip.end_pts_s, 3),
+            frames=clip.frames,
+            bytes=clip.size,
+            complete=clip.complete,
+            note=clip.note,
+        )
         if self.health is not None:
-            self.health.set(self.component, "up", f"last clip {clip.key}", written=self.written, failed=self.failed)
+            self.health.set(
+                self.component, "up", f"last clip {clip.key}", written=self.written, failed=self.failed
+            )
         p.future.set_result(clip)
 
     def _write_clip(self, p: _Pending) -> Clip:
         packets = _trim(p.packets, p.end_s)
         if not packets:
             raise ValueError(f"no video for clip {p.key} (no keyframe in the buffer around t={p.t:.3f} s)")
-        w = write_clip(packets, p.path, self.cfg, show_from_s=p.t - self.cfg.pre_s if self.cfg.clip_exact_start else None)
+        w = write_clip(
+            packets, p.path, self.cfg, show_from_s=p.t - self.cfg.pre_s if self.cfg.clip_exact_start else None
+        )
         start, end = w.first_pts_s, w.last_pts_s + w.frame_interval_s
         anchor = p.anchor or FrameStamp(p.t, 0.0, datetime.now().astimezone(), 0)
         head_ok = start <= p.t - self.cfg.pre_s + _EPS
         tail_ok = w.last_pts_s >= p.end_s - w.frame_interval_s - _EPS
         full = head_ok and tail_ok
-        notes = [] if head_ok else ["pre-roll starts at the first keyframe held (stream start, reconnect or buffer.max_mb)"]
+        notes = (
+            []
+            if head_ok
+            else ["pre-roll starts at the first keyframe held (stream start, reconnect or buffer.max_mb)"]
+        )
         if not tail_ok:
             notes.append(p.note if p.note and p.note != "stream start" else "post-roll short")
         note = "; ".join(notes)
-        return Clip(key=p.key, path=w.path, trigger_pts_s=p.t, start_pts_s=start, end_pts_s=end,
-                    start_utc=anchor.utc_at(start), end_utc=anchor.utc_at(end), frames=w.frames, size=w.size,
-                    codec=w.codec, remuxed=w.remuxed, complete=full, note=note, keyframe_pts_s=w.decoded_from_pts_s)
+        return Clip(
+            key=p.key,
+            path=w.path,
+            trigger_pts_s=p.t,
+            start_pts_s=start,
+            end_pts_s=end,
+            start_utc=anchor.utc_at(start),
+            end_utc=anchor.utc_at(end),
+            frames=w.frames,
+            size=w.size,
+            codec=w.codec,
+            remuxed=w.remuxed,
+            complete=full,
+            note=note,
+            keyframe_pts_s=w.decoded_from_pts_s,
+        )
 
 
 def _trim(packets: list[EncodedPacket], end_s: float) -> list[EncodedPacket]:

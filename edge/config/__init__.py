@@ -72,7 +72,7 @@ def format_validation_error(err: ValidationError) -> list[str]:
         msg = e["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
-                msg = msg[len(prefix):]
+                msg = msg[len(prefix) :]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see config/edge.example.yaml)"
         elif e["type"] == "missing":
@@ -83,11 +83,15 @@ def format_validation_error(err: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None) -> EdgeConfig:
+def parse_config(
+    data: dict[str, Any] | None, source: str = "<config>", base_dir: Path | None = None
+) -> EdgeConfig:
     """Validate a mapping into an :class:`EdgeConfig`; raises :class:`ConfigError` listing every problem."""
     data = dict(data or {})
     if "base_dir" in data:
-        raise ConfigError(source, ["base_dir: unknown key (check the spelling; see config/edge.example.yaml)"])
+        raise ConfigError(
+            source, ["base_dir: unknown key (check the spelling; see config/edge.example.yaml)"]
+        )
     try:
         return EdgeConfig(**data, base_dir=base_dir or Path.cwd())
     except ValidationError as err:

@@ -10,7 +10,9 @@ from edge.config.base import Section
 
 
 class BufferConfig(Section):
-    pre_s: float = Field(6.0, ge=0, le=30, description="Seconds of video kept before a violation (standard: 6 s).")
+    pre_s: float = Field(
+        6.0, ge=0, le=30, description="Seconds of video kept before a violation (standard: 6 s)."
+    )
     post_s: float = Field(1.0, ge=0, le=10, description="Seconds recorded after a violation (standard: 1 s).")
     trigger_lag_s: float = Field(
         2.0,
@@ -18,8 +20,18 @@ class BufferConfig(Section):
         le=30,
         description="Extra seconds kept beyond pre_s, so a violation decided this late (detection latency) still gets its full pre-roll.",
     )
-    jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality for raw sources (V4L2, GStreamer), whose frames are kept encoded.")
-    max_mb: float = Field(96.0, gt=1, le=2048, description="Hard memory bound of the ring buffer in MiB; oldest keyframe groups go first.")
+    jpeg_quality: int = Field(
+        80,
+        ge=30,
+        le=100,
+        description="JPEG quality for raw sources (V4L2, GStreamer), whose frames are kept encoded.",
+    )
+    max_mb: float = Field(
+        96.0,
+        gt=1,
+        le=2048,
+        description="Hard memory bound of the ring buffer in MiB; oldest keyframe groups go first.",
+    )
     clip_exact_start: bool = Field(
         True,
         description="Remuxed clips: show from the frame at t - pre_s (an MP4 edit list hides the frames between the preceding keyframe and it); false shows from the keyframe.",
@@ -40,4 +52,9 @@ class BufferConfig(Section):
         le=4320,
         description="Raw sources: scale clips down to at most this many lines (720 instead of 1080: ~1.6x less CPU, half the bytes); 0 keeps the size.",
     )
-    clip_crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor for clips of raw sources (lower is better and larger).")
+    clip_crf: int = Field(
+        23,
+        ge=0,
+        le=51,
+        description="libx264 constant rate factor for clips of raw sources (lower is better and larger).",
+    )

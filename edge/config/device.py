@@ -23,11 +23,20 @@ def known_timezone(v: str) -> str:
 
 
 class DeviceConfig(Section):
-    device_id: str = Field("anqi-dev-0001", pattern=ID_PATTERN, description="Unique id of this appliance; part of every MQTT topic.")
+    device_id: str = Field(
+        "anqi-dev-0001",
+        pattern=ID_PATTERN,
+        description="Unique id of this appliance; part of every MQTT topic.",
+    )
     site_id: str = Field("huzhou-demo", pattern=ID_PATTERN, description="Site (installation) id.")
-    point_id: str = Field("point-1", pattern=ID_PATTERN, description="Supervision point id (卡口) reported with each event.")
+    point_id: str = Field(
+        "point-1", pattern=ID_PATTERN, description="Supervision point id (卡口) reported with each event."
+    )
     timezone: str = Field("Asia/Shanghai", description="IANA time zone for the time switch and reports.")
-    data_dir: Path = Field(Path("anqi-data"), description="Outbox, evidence and health file; relative paths are relative to the config file.")
+    data_dir: Path = Field(
+        Path("anqi-data"),
+        description="Outbox, evidence and health file; relative paths are relative to the config file.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("timezone")

@@ -14,5 +14,10 @@ class FaceConfig(Section):
     min_face_px: int = Field(16, ge=8, le=512, description="Smallest face side (pixels) worth keeping.")
     score_threshold: float = Field(0.6, gt=0, lt=1, description="Smallest YuNet face score that is kept.")
     nms_iou: float = Field(0.3, gt=0, lt=1, description="YuNet's own NMS IoU threshold.")
-    max_input_px: int = Field(960, ge=160, le=4096, description="Images whose longer side exceeds this are scaled down for face detection (speed).")
+    max_input_px: int = Field(
+        960,
+        ge=160,
+        le=4096,
+        description="Images whose longer side exceeds this are scaled down for face detection (speed).",
+    )
     save_context_frame: bool = Field(True, description="Also save the full frame the best face came from.")

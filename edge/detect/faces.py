@@ -24,7 +24,9 @@ class Face:
     """One detected face in full-image pixels."""
 
     box: np.ndarray  # (4,) float32 xyxy
-    landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose tip, right mouth corner, left mouth corner
+    landmarks: (
+        np.ndarray
+    )  # (5, 2) float32: right eye, left eye, nose tip, right mouth corner, left mouth corner
     score: float
 
     @property
@@ -38,26 +40,44 @@ class Face:
     def yunet_row(self) -> np.ndarray:
         """The 15-value row OpenCV's face API expects (x, y, w, h, 10 landmark coords, score)."""
         x0, y0, x1, y1 = (float(v) for v in self.box)
-        return np.array([x0, y0, x1 - x0, y1 - y0, *self.landmarks.reshape(-1).tolist(), self.score], np.float32)
+        return np.array(
+            [x0, y0, x1 - x0, y1 - y0, *self.landmarks.reshape(-1).tolist(), self.score], np.float32
+        )
 
-    def shifted(self, dx: float, dy: float) -> "Face":
-        return Face(self.box + np.array([dx, dy, dx, dy], np.float32), self.landmarks + np.array([dx, dy], np.float32), self.score)
+    def shifted(self, dx: float, dy: float) -> Face:
+        return Face(
+            self.box + np.array([dx, dy, dx, dy], np.float32),
+            self.landmarks + np.array([dx, dy], np.float32),
+            self.score,
+        )
 
 
 class FaceDetector:
     """YuNet: ``detect(image_bgr) -> list[Face]`` (best score first), faces smaller than ``min_face_px`` dropped."""
 
-    def __init__(self, model_path: Path, score_threshold: float = 0.6, nms_iou: float = 0.3, min_face_px: int = 16, max_input_px: int = 960, top_k: int = 100):
+    def __init__(
+        self,
+        model_path: Path,
+        score_threshold: float = 0.6,
+        nms_iou: float = 0.3,
+        min_face_px: int = 16,
+        max_input_px: int = 960,
+        top_k: int = 100,
+    ):
         try:
-            self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, nms_iou, top_k)
+            self._net = cv2.FaceDetectorYN.create(
+                str(model_path), "", (320, 320), score_threshold, nms_iou, top_k
+            )
         except cv2.error as e:
-            raise ModelFileError(f"cannot load face detector model {model_path}: {str(e).strip().splitlines()[-1][:200]}") from None
+            raise ModelFileError(
+                f"cannot load face detector model {model_path}: {str(e).strip().splitlines()[-1][:200]}"
+            ) from None
         self.min_face_px = min_face_px
         self.max_input_px = max_input_px
         self._size: tuple[int, int] = (320, 320)
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig) -> "FaceDetector":
+    def from_config(cls, cfg: EdgeConfig) -> FaceDetector:
         _, path = resolve(cfg.face.detector_model)
         f = cfg.face
         return cls(path, f.score_threshold, f.nms_iou, f.min_face_px, f.max_input_px)
@@ -65,7 +85,13 @@ class FaceDetector:
     def detect(self, image_bgr: np.ndarray, min_face_px: int | None = None) -> list[Face]:
         h, w = image_bgr.shape[:2]
         scale = min(1.0, self.max_input_px / max(h, w))
-        img = image_bgr if scale == 1.0 else cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        img = (
+            image_bgr
+            if scale == 1.0
+            else cv2.resize(
+                image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
+        )
         size = (img.shape[1], img.shape[0])
         if size != self._size:
             self._net.setInputSize(size)
@@ -79,7 +105,13 @@ class FaceDetector:
             x, y, bw, bh = r[:4] / scale
             if min(bw, bh) < smallest:
                 continue
-            faces.append(Face(np.array([x, y, x + bw, y + bh], np.float32), (r[4:14].reshape(5, 2) / scale).astype(np.float32), float(r[14])))
+            faces.append(
+                Face(
+                    np.array([x, y, x + bw, y + bh], np.float32),
+                    (r[4:14].reshape(5, 2) / scale).astype(np.float32),
+                    float(r[14]),
+                )
+            )
         faces.sort(key=lambda f: -f.score)
         return faces
 
@@ -91,10 +123,12 @@ class FaceEmbedder:
         try:
             self._net = cv2.FaceRecognizerSF.create(str(model_path), "")
         except cv2.error as e:
-            raise ModelFileError(f"cannot load face embedding model {model_path}: {str(e).strip().splitlines()[-1][:200]}") from None
+            raise ModelFileError(
+                f"cannot load face embedding model {model_path}: {str(e).strip().splitlines()[-1][:200]}"
+            ) from None
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig) -> "FaceEmbedder":
+    def from_config(cls, cfg: EdgeConfig) -> FaceEmbedder:
         _, path = resolve(cfg.face.embedder_model)
         return cls(path)
 

@@ -25,7 +25,9 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size_hw: tuple[int, int], color: int = 114, allow_upscale: bool = True) -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray, size_hw: tuple[int, int], color: int = 114, allow_upscale: bool = True
+) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` to fit ``size_hw`` keeping its aspect, pad the rest (centred) with ``color``."""
     h, w = image.shape[:2]
     th, tw = size_hw
@@ -33,10 +35,16 @@ def letterbox(image: np.ndarray, size_hw: tuple[int, int], color: int = 114, all
     if not allow_upscale:
         scale = min(scale, 1.0)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = image if (nh, nw) == (h, w) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = (
+        image
+        if (nh, nw) == (h, w)
+        else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    )
     pad_y, pad_x = (th - nh) / 2, (tw - nw) / 2
     top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
-    out = cv2.copyMakeBorder(resized, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT, value=(color, color, color))
+    out = cv2.copyMakeBorder(
+        resized, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT, value=(color, color, color)
+    )
     return out, Letterbox(scale, float(left), float(top))
 
 
@@ -65,7 +73,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(union, 1e-9)).astype(np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, classes: np.ndarray | None = None) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, classes: np.ndarray | None = None
+) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, best score first.
 
     Vectorised: one IoU row per kept box. With ``classes``, boxes of different classes never

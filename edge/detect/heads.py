@@ -21,7 +21,9 @@ CROP_SIZE = 64
 CROP_CONTEXT = 1.5
 
 
-def head_crops(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_SIZE, context: float = CROP_CONTEXT) -> np.ndarray:
+def head_crops(
+    image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_SIZE, context: float = CROP_CONTEXT
+) -> np.ndarray:
     """``(N, size, size, 3)`` uint8 BGR crops, one per box."""
     h, w = image_bgr.shape[:2]
     out = np.empty((len(boxes_xyxy), size, size, 3), np.uint8)
@@ -59,14 +61,18 @@ class HelmetClassifier:
 
     def __init__(self, session: ort.InferenceSession, classes: list[str], size: int = CROP_SIZE):
         if tuple(classes[:2]) != HEAD_CLASSES[:2]:
-            raise ValueError(f"head classifier classes must start with helmet, no_helmet; manifest says {classes}")
+            raise ValueError(
+                f"head classifier classes must start with helmet, no_helmet; manifest says {classes}"
+            )
         self.session = session
         self.classes = classes
         self.size = size
         self._input = session.get_inputs()[0].name
 
     @classmethod
-    def from_file(cls, path: Path, classes: list[str], providers: list[str], threads: int = 0) -> "HelmetClassifier":
+    def from_file(
+        cls, path: Path, classes: list[str], providers: list[str], threads: int = 0
+    ) -> HelmetClassifier:
         from edge.detect.session import open_session
 
         return cls(open_session(path, providers, threads, name="head-classifier"), classes)
@@ -84,4 +90,7 @@ class HelmetClassifier:
         p = self.probabilities(head_crops(image_bgr, boxes_xyxy, self.size))
         helmet, no_helmet = p[:, 0], p[:, 1]
         not_head = p[:, 2] if p.shape[1] > 2 else np.zeros(len(p), np.float32)
-        return HeadScores(p_no_helmet=(no_helmet / np.maximum(helmet + no_helmet, 1e-6)).astype(np.float32), p_head=(1.0 - not_head).astype(np.float32))
+        return HeadScores(
+            p_no_helmet=(no_helmet / np.maximum(helmet + no_helmet, 1e-6)).astype(np.float32),
+            p_head=(1.0 - not_head).astype(np.float32),
+        )

@@ -30,15 +30,29 @@ class ModelSpec(BaseModel):
     name: str = Field(description="Name used in the config (detect.rider_model, face.detector_model, ...).")
     kind: ModelKind = Field(description="How the runtime decodes the model's output.")
     file: str = Field(description="Path relative to the models folder.")
-    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file; null only while not yet built.")
-    source_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Prepared models: SHA-256 of the file as shipped in the source package (checked before any surgery).")
-    input_size: tuple[int, int] = Field(description="Model input height, width (pixels); dynamic models: the reference size.")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file; null only while not yet built."
+    )
+    source_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Prepared models: SHA-256 of the file as shipped in the source package (checked before any surgery).",
+    )
+    input_size: tuple[int, int] = Field(
+        description="Model input height, width (pixels); dynamic models: the reference size."
+    )
     dynamic_input: bool = Field(False, description="The input's height/width may be any multiple of stride.")
     classes: list[str] = Field(default_factory=list, description="Output class names in order.")
-    source: str = Field(description="Where the file comes from: a PyPI package (and its file) or our training script.")
+    source: str = Field(
+        description="Where the file comes from: a PyPI package (and its file) or our training script."
+    )
     licence: str
-    prepared: bool = Field(False, description="Built by `anqi-edge models prepare` (not committed); false = committed in git.")
-    baseline: bool = Field(False, description="Only built by `models prepare --baseline` (needs the [train] extra).")
+    prepared: bool = Field(
+        False, description="Built by `anqi-edge models prepare` (not committed); false = committed in git."
+    )
+    baseline: bool = Field(
+        False, description="Only built by `models prepare --baseline` (needs the [train] extra)."
+    )
     card: str | None = Field(None, description="Model card path relative to the models folder.")
 
     def path(self, root: Path | None = None) -> Path:
@@ -53,7 +67,9 @@ class Manifest(BaseModel):
         for m in self.models:
             if m.name == name:
                 return m
-        raise KeyError(f"model {name!r} is not in {manifest_path()} (known: {', '.join(m.name for m in self.models)})")
+        raise KeyError(
+            f"model {name!r} is not in {manifest_path()} (known: {', '.join(m.name for m in self.models)})"
+        )
 
 
 def manifest_path(root: Path | None = None) -> Path:
@@ -92,13 +108,21 @@ def verify(spec: ModelSpec, root: Path | None = None) -> Path:
     """The model's path after checking that it exists and has the manifest's SHA-256."""
     path = spec.path(root)
     if not path.is_file():
-        hint = " (run: anqi-edge models prepare" + (" --baseline" if spec.baseline else "") + ")" if spec.prepared else " (it is committed in git: restore it)"
+        hint = (
+            " (run: anqi-edge models prepare" + (" --baseline" if spec.baseline else "") + ")"
+            if spec.prepared
+            else " (it is committed in git: restore it)"
+        )
         raise ModelFileError(f"model file missing: {path} for model {spec.name!r}{hint}")
     if spec.sha256 is None:
-        raise ModelFileError(f"{manifest_path(root)}: model {spec.name!r} has no sha256 yet: build it and record the hash")
+        raise ModelFileError(
+            f"{manifest_path(root)}: model {spec.name!r} has no sha256 yet: build it and record the hash"
+        )
     got = sha256_file(path)
     if got != spec.sha256:
-        raise ModelFileError(f"model file corrupt or replaced: {path} for model {spec.name!r} has SHA-256 {got[:12]}…, manifest says {spec.sha256[:12]}…")
+        raise ModelFileError(
+            f"model file corrupt or replaced: {path} for model {spec.name!r} has SHA-256 {got[:12]}…, manifest says {spec.sha256[:12]}…"
+        )
     return path
 
 

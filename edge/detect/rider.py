@@ -23,7 +23,15 @@ import numpy as np
 
 from edge.config import EdgeConfig
 from edge.detect.faces import Face, FaceDetector
-from edge.detect.geometry import bgr_to_nchw, clip_boxes, cxcywh_to_xyxy, iou_matrix, letterbox, Letterbox, nms
+from edge.detect.geometry import (
+    Letterbox,
+    bgr_to_nchw,
+    clip_boxes,
+    cxcywh_to_xyxy,
+    iou_matrix,
+    letterbox,
+    nms,
+)
 from edge.detect.heads import HelmetClassifier
 from edge.detect.manifest import ModelFileError, ModelSpec, resolve
 from edge.detect.session import open_session
@@ -88,16 +96,27 @@ def _centres_inside(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     if not len(outer):
         return np.zeros(len(inner), bool)
     cx, cy = (inner[:, 0] + inner[:, 2]) / 2, (inner[:, 1] + inner[:, 3]) / 2
-    return ((cx[:, None] >= outer[None, :, 0]) & (cx[:, None] <= outer[None, :, 2]) & (cy[:, None] >= outer[None, :, 1]) & (cy[:, None] <= outer[None, :, 3])).any(axis=1)
+    return (
+        (cx[:, None] >= outer[None, :, 0])
+        & (cx[:, None] <= outer[None, :, 2])
+        & (cy[:, None] >= outer[None, :, 1])
+        & (cy[:, None] <= outer[None, :, 3])
+    ).any(axis=1)
 
 
-def scale_and_pad(region: np.ndarray, input_width: int, frame_width: int | None = None, max_upscale: float = 1e9) -> tuple[np.ndarray, Letterbox]:
+def scale_and_pad(
+    region: np.ndarray, input_width: int, frame_width: int | None = None, max_upscale: float = 1e9
+) -> tuple[np.ndarray, Letterbox]:
     """A dynamic-input detector's input: ``region`` scaled by ``input_width / frame_width`` (its own
     width when ``frame_width`` is None), at most ``max_upscale``, padded right and down to a multiple of 32."""
     h, w = region.shape[:2]
     scale = min(input_width / max(frame_width or w, 1), max_upscale)
     nw, nh = max(STRIDE, round(w * scale)), max(STRIDE, round(h * scale))
-    img = region if (nw, nh) == (w, h) else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    img = (
+        region
+        if (nw, nh) == (w, h)
+        else cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    )
     pw, ph = -nw % STRIDE, -nh % STRIDE
     if pw or ph:
         img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
@@ -107,7 +126,7 @@ def scale_and_pad(region: np.ndarray, input_width: int, frame_width: int | None 
 class YoloDetector:
     """A YOLOv8 ONNX model (output ``(1, 4 + C, N)``, cx cy w h in input pixels, sigmoid class scores)."""
 
-    def __init__(self, spec: ModelSpec, session: "object", input_width: int, max_upscale: float):
+    def __init__(self, spec: ModelSpec, session: object, input_width: int, max_upscale: float):
         import onnxruntime as ort
 
         assert isinstance(session, ort.InferenceSession)
@@ -119,7 +138,9 @@ class YoloDetector:
         self._input: np.ndarray | None = None
         out_shape = session.get_outputs()[0].shape
         if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != 4 + len(spec.classes)):
-            raise ModelFileError(f"{spec.path()}: output shape {out_shape} does not match {len(spec.classes)} classes {spec.classes} in the manifest")
+            raise ModelFileError(
+                f"{spec.path()}: output shape {out_shape} does not match {len(spec.classes)} classes {spec.classes} in the manifest"
+            )
 
     @property
     def last_input(self) -> np.ndarray | None:
@@ -134,7 +155,9 @@ class YoloDetector:
             return letterbox(region, self.spec.input_size)
         return scale_and_pad(region, self.input_width, frame_width, self.max_upscale)
 
-    def __call__(self, region: np.ndarray, conf: float, prepared: tuple[np.ndarray, Letterbox] | None = None) -> RawBoxes:
+    def __call__(
+        self, region: np.ndarray, conf: float, prepared: tuple[np.ndarray, Letterbox] | None = None
+    ) -> RawBoxes:
         img, lb = prepared or self.prepare(region)
         x = self._input = bgr_to_nchw(img, self._input)  # one buffer, reused while the input size stays
         out = self.session.run(None, {self.input_name: x})[0][0]  # (4 + C, N)
@@ -144,13 +167,25 @@ class YoloDetector:
         keep = scores >= conf
         boxes = lb.to_image(cxcywh_to_xyxy(out[:4, keep].T))
         h, w = region.shape[:2]
-        return RawBoxes(clip_boxes(boxes, w, h), scores[keep].astype(np.float32), cls[keep], scores_all[:, keep].T.astype(np.float32))
+        return RawBoxes(
+            clip_boxes(boxes, w, h),
+            scores[keep].astype(np.float32),
+            cls[keep],
+            scores_all[:, keep].T.astype(np.float32),
+        )
 
 
 class RiderDetector:
     """``detect(image_bgr, roi=None) -> FrameDetections`` and ``classify_heads(image_bgr, boxes)``."""
 
-    def __init__(self, cfg: EdgeConfig, detector: YoloDetector, classifier: HelmetClassifier | None, faces: FaceDetector | None, spotter: HeadSpotter | None = None):
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        detector: YoloDetector,
+        classifier: HelmetClassifier | None,
+        faces: FaceDetector | None,
+        spotter: HeadSpotter | None = None,
+    ):
         self.cfg = cfg.detect
         self.detector = detector
         self.spotter = spotter
@@ -163,18 +198,27 @@ class RiderDetector:
         elif "head" in classes:
             self._head_cls = (classes.index("head"),)
         else:
-            raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'helmet' and 'no_helmet', or 'head'")
+            raise ModelFileError(
+                f"{detector.spec.path()}: detector classes {classes} must include 'helmet' and 'no_helmet', or 'head'"
+            )
         if self._rider_cls < 0:
             raise ModelFileError(f"{detector.spec.path()}: detector classes {classes} must include 'rider'")
         if classifier is None and (len(self._head_cls) == 1 or spotter is not None or faces is not None):
-            raise ModelFileError(f"{detector.spec.path()}: detect.head_model is needed: the detector's 'head' class, the head heatmap and face proposals give heads without a helmet decision")
+            raise ModelFileError(
+                f"{detector.spec.path()}: detect.head_model is needed: the detector's 'head' class, the head heatmap and face proposals give heads without a helmet decision"
+            )
         self.last_timing_ms: dict[str, float] = {}
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig) -> "RiderDetector":
+    def from_config(cls, cfg: EdgeConfig) -> RiderDetector:
         d = cfg.detect
         spec, path = resolve(d.rider_model)
-        detector = YoloDetector(spec, open_session(path, list(d.providers), d.threads, name=spec.name), d.input_width, d.max_upscale)
+        detector = YoloDetector(
+            spec,
+            open_session(path, list(d.providers), d.threads, name=spec.name),
+            d.input_width,
+            d.max_upscale,
+        )
         classifier = None
         if d.head_model:
             hspec, hpath = resolve(d.head_model)
@@ -182,12 +226,25 @@ class RiderDetector:
         faces = None
         if d.face_proposals:
             _, fpath = resolve(cfg.face.detector_model)
-            faces = FaceDetector(fpath, score_threshold=max(0.5, cfg.face.score_threshold - 0.1), min_face_px=10, max_input_px=d.face_input_width)
+            faces = FaceDetector(
+                fpath,
+                score_threshold=max(0.5, cfg.face.score_threshold - 0.1),
+                min_face_px=10,
+                max_input_px=d.face_input_width,
+            )
         spotter = None
         if d.spot_model:
             sspec, spath = resolve(d.spot_model)
             spotter = HeadSpotter(open_session(spath, list(d.providers), d.threads, name=sspec.name))
-        log(logger, "rider_detector_ready", detector=spec.name, classifier=d.head_model or "off", spotter=d.spot_model or "off", face_proposals=faces is not None, input_width=d.input_width)
+        log(
+            logger,
+            "rider_detector_ready",
+            detector=spec.name,
+            classifier=d.head_model or "off",
+            spotter=d.spot_model or "off",
+            face_proposals=faces is not None,
+            input_width=d.input_width,
+        )
         return cls(cfg, detector, classifier, faces, spotter)
 
     def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray | None:
@@ -227,7 +284,13 @@ class RiderDetector:
         else:
             det_nh = np.full(len(heads), np.nan, np.float32)
         if self.spotter is not None:
-            sb, ss = self.spotter(prepared[0], prepared[1], (region.shape[1], region.shape[0]), c.spot_conf, x=self.detector.last_input)
+            sb, ss = self.spotter(
+                prepared[0],
+                prepared[1],
+                (region.shape[1], region.shape[0]),
+                c.spot_conf,
+                x=self.detector.last_input,
+            )
             heads, det_scores = np.concatenate([heads, sb + offset]), np.concatenate([det_scores, ss])
             det_nh = np.concatenate([det_nh, np.full(len(sb), np.nan, np.float32)])
         k = nms(heads, det_scores, c.nms_iou)
@@ -263,9 +326,22 @@ class RiderDetector:
         if c.riders_from_heads and len(heads):
             inside = _centres_inside(heads, riders)
             if (~inside).any():
-                extra_r = clip_boxes(np.array([rider_box_from_head(h) for h in heads[~inside]], np.float32), W, H)
+                extra_r = clip_boxes(
+                    np.array([rider_box_from_head(h) for h in heads[~inside]], np.float32), W, H
+                )
                 riders = np.concatenate([riders, extra_r])
                 rider_scores = np.concatenate([rider_scores, head_scores[~inside]])
         t3 = time.perf_counter()
-        self.last_timing_ms = {"detector": (t1 - t0) * 1e3, "faces": (t2 - t1) * 1e3, "classifier": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return FrameDetections(riders.astype(np.float32), rider_scores.astype(np.float32), heads.astype(np.float32), head_scores, p_nh.astype(np.float32))
+        self.last_timing_ms = {
+            "detector": (t1 - t0) * 1e3,
+            "faces": (t2 - t1) * 1e3,
+            "classifier": (t3 - t2) * 1e3,
+            "total": (t3 - t0) * 1e3,
+        }
+        return FrameDetections(
+            riders.astype(np.float32),
+            rider_scores.astype(np.float32),
+            heads.astype(np.float32),
+            head_scores,
+            p_nh.astype(np.float32),
+        )

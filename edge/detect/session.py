@@ -18,7 +18,14 @@ def choose_providers(wanted: list[str]) -> list[str]:
     available = ort.get_available_providers()
     first = next((p for p in wanted if p in available), None)
     if first is None:
-        log(logger, "providers_unavailable", level=logging.WARNING, wanted=",".join(wanted), available=",".join(available), using="CPUExecutionProvider")
+        log(
+            logger,
+            "providers_unavailable",
+            level=logging.WARNING,
+            wanted=",".join(wanted),
+            available=",".join(available),
+            using="CPUExecutionProvider",
+        )
         first = "CPUExecutionProvider"
     return [first] if first == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
 
@@ -37,6 +44,8 @@ def open_session(path: Path, providers: list[str], threads: int = 0, name: str =
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
     except Exception as e:  # onnxruntime raises several private exception types
-        raise ModelFileError(f"cannot load model file {path} ({name or path.stem}): {str(e).splitlines()[0][:200]}") from None
+        raise ModelFileError(
+            f"cannot load model file {path} ({name or path.stem}): {str(e).splitlines()[0][:200]}"
+        ) from None
     log(logger, "model_loaded", model=name or path.stem, file=path.name, provider=sess.get_providers()[0])
     return sess

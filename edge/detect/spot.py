@@ -38,8 +38,14 @@ class HeadSpotter:
         self.session = session
         self._input = session.get_inputs()[0].name
 
-    def __call__(self, prepared_bgr: np.ndarray, lb: Letterbox, region_wh: tuple[int, int], conf: float,
-                 x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self,
+        prepared_bgr: np.ndarray,
+        lb: Letterbox,
+        region_wh: tuple[int, int],
+        conf: float,
+        x: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``x``: the detector's input tensor of the same prepared image, when it has made one already."""
         if x is None or x.shape[2:] != prepared_bgr.shape[:2]:
             x = bgr_to_nchw(prepared_bgr)

@@ -1,7 +1,15 @@
 """Evidence of a violation: the best face of the rider, the deciding frame, the clip, and the event that refers to them."""
 
 from edge.evidence.assemble import ClipLike, EventAssembler, Evidence, FaceEmbedding
-from edge.evidence.face import FaceCandidate, FaceCapture, FaceFinder, FaceQuality, crop_face, frontalness, search_region
+from edge.evidence.face import (
+    FaceCandidate,
+    FaceCapture,
+    FaceFinder,
+    FaceQuality,
+    crop_face,
+    frontalness,
+    search_region,
+)
 from edge.evidence.files import media_ref, sha256_file, write_jpeg
 from edge.evidence.snapshot import ViolationFrame
 

@@ -14,7 +14,9 @@ class SFaceEmbedding:
         self.embedder = embedder
         self.model_name = model_name
 
-    def embed(self, frame: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray | None) -> np.ndarray:
+    def embed(
+        self, frame: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray | None
+    ) -> np.ndarray:
         if landmarks is None:
             raise ValueError("the face embedding needs the 5 landmarks to align the face")
         face = Face(np.asarray(box, np.float32), np.asarray(landmarks, np.float32).reshape(5, 2), 1.0)

@@ -27,7 +27,9 @@ class FaceEmbedding(Protocol):
 
     model_name: str
 
-    def embed(self, frame: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray | None) -> np.ndarray: ...
+    def embed(
+        self, frame: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray | None
+    ) -> np.ndarray: ...
 
 
 class ClipLike(Protocol):
@@ -51,7 +53,13 @@ class Evidence:
 class EventAssembler:
     """Turns a violation plus its face and clip into an event and its files under ``work_dir/<event_id>/``."""
 
-    def __init__(self, device: DeviceConfig, work_dir: Path, embedder: FaceEmbedding | None = None, save_context: bool = True):
+    def __init__(
+        self,
+        device: DeviceConfig,
+        work_dir: Path,
+        embedder: FaceEmbedding | None = None,
+        save_context: bool = True,
+    ):
         self.device = device
         self.work_dir = work_dir
         self.embedder = embedder
@@ -85,12 +93,20 @@ class EventAssembler:
             model: str | None = None
             if self.embedder is not None and face.frame is not None:
                 try:
-                    vec = np.asarray(self.embedder.embed(face.frame, face.box, face.landmarks), dtype=np.float64).ravel()
+                    vec = np.asarray(
+                        self.embedder.embed(face.frame, face.box, face.landmarks), dtype=np.float64
+                    ).ravel()
                     n = float(np.linalg.norm(vec))
                     if n > 0 and np.isfinite(vec).all():
                         embedding, model = [float(v) for v in vec / n], self.embedder.model_name
                 except Exception as e:  # an embedding failure must not lose the face photo
-                    log(logger, "face_embedding_failed", logging.WARNING, track=violation.track_id, error=str(e))
+                    log(
+                        logger,
+                        "face_embedding_failed",
+                        logging.WARNING,
+                        track=violation.track_id,
+                        error=str(e),
+                    )
                     detail["embedding_error"] = type(e).__name__
             face_info = FaceInfo(
                 found=True,
@@ -113,10 +129,18 @@ class EventAssembler:
             try:
                 marked = violation_frame.render()
             except Exception as e:  # a frame that cannot be drawn on must not hold the event back
-                log(logger, "violation_frame_failed", logging.WARNING, track=violation.track_id, error=f"{type(e).__name__}: {e}"[:200])
+                log(
+                    logger,
+                    "violation_frame_failed",
+                    logging.WARNING,
+                    track=violation.track_id,
+                    error=f"{type(e).__name__}: {e}"[:200],
+                )
                 detail["violation_frame_error"] = type(e).__name__
             else:
-                p = write_jpeg(folder / "violation.jpg", marked, quality=88)  # OSError (disk full): the caller retries
+                p = write_jpeg(
+                    folder / "violation.jpg", marked, quality=88
+                )  # OSError (disk full): the caller retries
                 media["violation.jpg"] = p
                 refs.append(media_ref(p, "context"))
         clip_start = clip_end = None
@@ -139,7 +163,9 @@ class EventAssembler:
             first_seen=first_seen,
             track_id=violation.track_id,
             confidence=float(min(1.0, max(0.0, violation.confidence))),
-            zone_distance_m=None if violation.zone_distance_m is None else round(float(violation.zone_distance_m), 2),
+            zone_distance_m=None
+            if violation.zone_distance_m is None
+            else round(float(violation.zone_distance_m), 2),
             speed_mps=None if violation.speed_mps is None else round(float(violation.speed_mps), 2),
             heading_deg=None if violation.heading_deg is None else round(float(violation.heading_deg), 1),
             face=face_info,

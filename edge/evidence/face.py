@@ -4,9 +4,9 @@ tracked riders (cost follows riders), and the best one per track is kept by size
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Protocol
 
 import cv2
@@ -26,7 +26,9 @@ class FoundFace(Protocol):
     def box(self) -> np.ndarray: ...  # (4,) xyxy
 
     @property
-    def landmarks(self) -> np.ndarray: ...  # (5, 2): right eye, left eye, nose tip, right and left mouth corner
+    def landmarks(
+        self,
+    ) -> np.ndarray: ...  # (5, 2): right eye, left eye, nose tip, right and left mouth corner
 
     @property
     def score(self) -> float: ...
@@ -46,11 +48,26 @@ class FaceQuality:
     score: float  #: combined, 0..1
 
     @staticmethod
-    def measure(face_crop: np.ndarray, size_px: int, landmarks: np.ndarray | None, ref_size_px: float = 48.0) -> "FaceQuality":
+    def measure(
+        face_crop: np.ndarray, size_px: int, landmarks: np.ndarray | None, ref_size_px: float = 48.0
+    ) -> FaceQuality:
         grey = cv2.cvtColor(face_crop, cv2.COLOR_BGR2GRAY) if face_crop.ndim == 3 else face_crop
         # measured at one normalised size: the Laplacian's variance depends on scale, and a tiny
         # face blown up to that size is (rightly) soft
-        sharp = float(cv2.Laplacian(cv2.resize(grey, (SHARPNESS_PX, SHARPNESS_PX), interpolation=cv2.INTER_AREA if min(grey.shape) > SHARPNESS_PX else cv2.INTER_LINEAR), cv2.CV_64F).var()) if grey.size else 0.0
+        sharp = (
+            float(
+                cv2.Laplacian(
+                    cv2.resize(
+                        grey,
+                        (SHARPNESS_PX, SHARPNESS_PX),
+                        interpolation=cv2.INTER_AREA if min(grey.shape) > SHARPNESS_PX else cv2.INTER_LINEAR,
+                    ),
+                    cv2.CV_64F,
+                ).var()
+            )
+            if grey.size
+            else 0.0
+        )
         front = frontalness(landmarks) if landmarks is not None else 0.5
         size_s = min(1.0, size_px / ref_size_px)
         sharp_s = sharp / (sharp + 200.0)
@@ -108,11 +125,21 @@ def search_region(track: Track, width: int, height: int) -> Box | None:
         w, h = x1 - x0, y1 - y0
         s = max(w, h)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        r = (max(-0.5, cx - 1.5 * s), max(-0.5, cy - 2.5 * s), min(width, cx + 1.5 * s), min(height, cy + 1.5 * s))
+        r = (
+            max(-0.5, cx - 1.5 * s),
+            max(-0.5, cy - 2.5 * s),
+            min(width, cx + 1.5 * s),
+            min(height, cy + 1.5 * s),
+        )
     else:
         x0, y0, x1, y1 = last.box
         bw, bh = x1 - x0, y1 - y0
-        r = (max(0, x0 - 0.1 * bw), max(0, y0 - 0.05 * bh), min(width, x1 + 0.1 * bw), min(height, y0 + 0.4 * bh))
+        r = (
+            max(0, x0 - 0.1 * bw),
+            max(0, y0 - 0.05 * bh),
+            min(width, x1 + 0.1 * bw),
+            min(height, y0 + 0.4 * bh),
+        )
     r = (max(0.0, r[0]), max(0.0, r[1]), r[2], r[3])
     if r[2] - r[0] < 4 or r[3] - r[1] < 4:
         return None
@@ -137,7 +164,9 @@ class FaceCapture:
         self._tracks: dict[int, _TrackFaces] = {}
         self.crops_run = 0
 
-    def offer(self, track: Track, image: np.ndarray, t_s: float, utc: datetime, heading_away: bool | None = None) -> FaceCandidate | None:
+    def offer(
+        self, track: Track, image: np.ndarray, t_s: float, utc: datetime, heading_away: bool | None = None
+    ) -> FaceCandidate | None:
         """Look for the track's face in this frame; returns the new best candidate if this frame gave one."""
         if track.track_id is None:
             return None
@@ -173,7 +202,11 @@ class FaceCapture:
             if size < self.min_face_px:
                 st.too_small += 1
                 continue
-            lm = None if f.landmarks is None else np.asarray(f.landmarks, dtype=np.float64).reshape(-1, 2) / scale + np.array([x0, y0])
+            lm = (
+                None
+                if f.landmarks is None
+                else np.asarray(f.landmarks, dtype=np.float64).reshape(-1, 2) / scale + np.array([x0, y0])
+            )
             face_crop = crop_face(image, box)
             q = FaceQuality.measure(face_crop, size, lm)
             cand = FaceCandidate(track.track_id, t_s, utc, box, float(f.score), q, face_crop, lm, None)
@@ -182,7 +215,9 @@ class FaceCapture:
         if best_here is None:
             return None
         if st.best is None or best_here.quality.score > st.best.quality.score:
-            best_here.frame = image.copy()  # the embedding aligns on the full frame; saving it is the assembler's choice
+            best_here.frame = (
+                image.copy()
+            )  # the embedding aligns on the full frame; saving it is the assembler's choice
             st.best = best_here
             return best_here
         return None
@@ -215,5 +250,10 @@ def crop_face(image: np.ndarray, box: Box, margin: float = 0.25) -> np.ndarray:
     h, w = image.shape[:2]
     x0, y0, x1, y1 = box
     mw, mh = (x1 - x0) * margin, (y1 - y0) * margin
-    a = (int(max(0, np.floor(x0 - mw))), int(max(0, np.floor(y0 - mh))), int(min(w, np.ceil(x1 + mw))), int(min(h, np.ceil(y1 + mh))))
+    a = (
+        int(max(0, np.floor(x0 - mw))),
+        int(max(0, np.floor(y0 - mh))),
+        int(min(w, np.ceil(x1 + mw))),
+        int(min(h, np.ceil(y1 + mh))),
+    )
     return image[a[1] : a[3], a[0] : a[2]].copy()

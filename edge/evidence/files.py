@@ -11,7 +11,13 @@ import numpy as np
 from edge.event import MediaRef
 from edge.fsutil import write_atomic
 
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+    ".mkv": "video/x-matroska",
+}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -25,7 +31,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def media_ref(path: Path, kind: str, name: str | None = None) -> MediaRef:
     """A :class:`MediaRef` for an existing file (size and SHA-256 from the file itself)."""
     ctype = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-    return MediaRef(name=name or path.name, kind=kind, content_type=ctype, size=path.stat().st_size, sha256=sha256_file(path))  # type: ignore[arg-type]
+    return MediaRef(
+        name=name or path.name,
+        kind=kind,
+        content_type=ctype,
+        size=path.stat().st_size,
+        sha256=sha256_file(path),
+    )  # type: ignore[arg-type]
 
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> Path:

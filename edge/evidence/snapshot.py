@@ -39,14 +39,33 @@ class ViolationFrame:
     band: tuple[np.ndarray, ...] = ()  #: the capture band's edges, open polylines in frame pixels
 
     @classmethod
-    def of(cls, image: np.ndarray, track: Track | None, t_s: float, violation: str, track_id: int, confidence: float,
-           distance_m: float | None, utc: datetime, band: tuple[np.ndarray, ...] = ()) -> "ViolationFrame":
+    def of(
+        cls,
+        image: np.ndarray,
+        track: Track | None,
+        t_s: float,
+        violation: str,
+        track_id: int,
+        confidence: float,
+        distance_m: float | None,
+        utc: datetime,
+        band: tuple[np.ndarray, ...] = (),
+    ) -> ViolationFrame:
         """The frame of a violation decided at ``t_s`` on ``track`` (its point at ``t_s``, or its latest)."""
         box = head = None
         if track is not None and track.history:
-            box = next((p.box for p in reversed(track.history) if abs(p.t_s - t_s) < 1e-6), track.history[-1].box)
+            box = next(
+                (p.box for p in reversed(track.history) if abs(p.t_s - t_s) < 1e-6), track.history[-1].box
+            )
             if violation == "no_helmet":
-                head = next((p.head_box for p in reversed(track.history) if p.head_box is not None and p.t_s <= t_s + 1e-6), None)
+                head = next(
+                    (
+                        p.head_box
+                        for p in reversed(track.history)
+                        if p.head_box is not None and p.t_s <= t_s + 1e-6
+                    ),
+                    None,
+                )
         dist = "" if distance_m is None else f"  {distance_m:.1f} m"
         label = f"{violation}  track {track_id}  conf {confidence:.2f}{dist}  {utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC"
         return cls(image, box, head, label, band)

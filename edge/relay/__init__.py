@@ -23,8 +23,17 @@ from edge.relay.localbroker import LocalBroker
 from edge.relay.mqtt import MqttRelay, RelayConfigError, read_password, tls_context
 from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats
 
-__all__ = ["check_config", "connect_or_start_local", "EventState", "LocalBroker", "MqttRelay", "Outbox",
-           "OutboxError", "OutboxStats", "RelayConfigError"]
+__all__ = [
+    "check_config",
+    "connect_or_start_local",
+    "EventState",
+    "LocalBroker",
+    "MqttRelay",
+    "Outbox",
+    "OutboxError",
+    "OutboxStats",
+    "RelayConfigError",
+]
 
 logger = logging.getLogger("anqi.relay")
 
@@ -34,7 +43,9 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     problems: list[str] = []
     mc = cfg.relay.mqtt
     if mc.password_env and not mc.username:
-        problems.append("relay.mqtt.password_env: set, but relay.mqtt.username is not (the password needs a user)")
+        problems.append(
+            "relay.mqtt.password_env: set, but relay.mqtt.username is not (the password needs a user)"
+        )
     try:
         read_password(mc.password_env)
     except RelayConfigError as e:
@@ -55,30 +66,46 @@ def check_config(cfg: EdgeConfig) -> list[str]:
             except RelayConfigError as e:
                 problems.append(str(e))
     elif mc.host is not None and mc.host not in ("localhost", "127.0.0.1", "::1"):
-        problems.append(f"relay.mqtt.tls: not set; evidence (faces) would cross the network to {mc.host} unencrypted")
+        problems.append(
+            f"relay.mqtt.tls: not set; evidence (faces) would cross the network to {mc.host} unencrypted"
+        )
     oc = cfg.relay.outbox
     root = cfg.resolve(oc.path) if oc.path else cfg.data_dir / "outbox"
     existing = next((p for p in (root, *root.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problems.append(f"relay.outbox.path: cannot create or write the outbox folder {root} (nearest existing: {existing})")
+        problems.append(
+            f"relay.outbox.path: cannot create or write the outbox folder {root} (nearest existing: {existing})"
+        )
     else:
         st = os.statvfs(existing)
         free_mb = st.f_bavail * st.f_frsize / 1e6
         if free_mb < oc.max_disk_mb * 1.048576 * 0.5:
-            problems.append(f"relay.outbox.max_disk_mb: {oc.max_disk_mb:g} MB budget, but only {free_mb:.0f} MB free on {existing}")
+            problems.append(
+                f"relay.outbox.max_disk_mb: {oc.max_disk_mb:g} MB budget, but only {free_mb:.0f} MB free on {existing}"
+            )
     return problems
 
 
-def connect_or_start_local(cfg: EdgeConfig, workdir: Path | None = None) -> tuple[EdgeConfig, LocalBroker | None]:
+def connect_or_start_local(
+    cfg: EdgeConfig, workdir: Path | None = None
+) -> tuple[EdgeConfig, LocalBroker | None]:
     """When ``relay.mqtt.host`` is None start the project's own mosquitto (development only) and
     return a config copy pointing at it, plus the broker to ``close()`` later; else ``(cfg, None)``."""
     if cfg.relay.mqtt.host is not None:
         return cfg, None
     wd = workdir or cfg.data_dir / "dev-broker"
     broker = LocalBroker(workdir=wd).start()
-    mqtt = cfg.relay.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port, "tls": None, "username": None, "password_env": None})
+    mqtt = cfg.relay.mqtt.model_copy(
+        update={"host": "127.0.0.1", "port": broker.port, "tls": None, "username": None, "password_env": None}
+    )
     relay = cfg.relay.model_copy(update={"mqtt": mqtt})
     local = cfg.model_copy(update={"relay": relay})
-    log(logger, "development_broker_started", logging.WARNING, port=broker.port, workdir=str(wd),
-        detail="relay.mqtt.host is not set: events go to a local mosquitto on this machine, not to the central office")
+    log(
+        logger,
+        "development_broker_started",
+        logging.WARNING,
+        port=broker.port,
+        workdir=str(wd),
+        detail="relay.mqtt.host is not set: events go to a local mosquitto on this machine, not to the central office",
+    )
     return local, broker

@@ -19,9 +19,13 @@ def free_port() -> int:
 
 
 def find_mosquitto() -> str:
-    exe = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if Path(p).exists()), None)
+    exe = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if Path(p).exists()), None
+    )
     if not exe:
-        raise FileNotFoundError("mosquitto not found: install the Debian package 'mosquitto' (scripts/setup.sh does)")
+        raise FileNotFoundError(
+            "mosquitto not found: install the Debian package 'mosquitto' (scripts/setup.sh does)"
+        )
     return exe
 
 
@@ -33,8 +37,14 @@ class LocalBroker:
     rendered for a test); it must itself listen on ``self.port`` at 127.0.0.1.
     """
 
-    def __init__(self, port: int | None = None, extra_conf: str = "", workdir: Path | None = None, persistence: bool = True,
-                 base_conf: str | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_conf: str = "",
+        workdir: Path | None = None,
+        persistence: bool = True,
+        base_conf: str | None = None,
+    ):
         self.port = port or free_port()
         self.extra_conf = extra_conf
         self.base_conf = base_conf
@@ -49,7 +59,9 @@ class LocalBroker:
         return self.workdir / "mosquitto.conf"
 
     def write_conf(self) -> Path:
-        root = ["user root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # else mosquitto drops to user 'mosquitto'
+        root = (
+            ["user root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        )  # else mosquitto drops to user 'mosquitto'
         if self.base_conf is not None:
             self.conf_path.write_text("\n".join([*root, self.base_conf, self.extra_conf]) + "\n")
             return self.conf_path
@@ -58,22 +70,38 @@ class LocalBroker:
             lines.append("allow_anonymous true")
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
-        lines += ["log_dest file " + str(self.workdir / "mosquitto.log"), "log_type error", "log_type warning", "log_type notice",
-                  "max_inflight_messages 100", "max_queued_messages 100000", self.extra_conf]
+        lines += [
+            "log_dest file " + str(self.workdir / "mosquitto.log"),
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "max_inflight_messages 100",
+            "max_queued_messages 100000",
+            self.extra_conf,
+        ]
         self.conf_path.write_text("\n".join(lines) + "\n")
         return self.conf_path
 
-    def start(self, timeout: float = 10.0) -> "LocalBroker":
+    def start(self, timeout: float = 10.0) -> LocalBroker:
         self.write_conf()
         # not the daemon's systemd service: it must not send READY / WATCHDOG on the daemon's notify socket
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
+        self.proc = subprocess.Popen(
+            [find_mosquitto(), "-c", str(self.conf_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                log = (self.workdir / "mosquitto.log")
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}{log.read_text() if log.exists() else ''}")
+                log = self.workdir / "mosquitto.log"
+                raise RuntimeError(
+                    f"mosquitto exited with {self.proc.returncode}: {err}{log.read_text() if log.exists() else ''}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
@@ -108,7 +136,7 @@ class LocalBroker:
         if self._tmp:
             self._tmp.cleanup()
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,9 +22,10 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -61,10 +62,17 @@ def read_password(password_env: str | None) -> str | None:
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise RelayConfigError(f"relay.mqtt.password_env: cannot read credential {f}: {e.strerror}") from None
+            raise RelayConfigError(
+                f"relay.mqtt.password_env: cannot read credential {f}: {e.strerror}"
+            ) from None
     raise RelayConfigError(
         f"relay.mqtt.password_env: environment variable {password_env} is not set"
-        + (f" and {cred_dir}/{password_env} does not exist" if cred_dir else " (nor a systemd credential of that name)"))
+        + (
+            f" and {cred_dir}/{password_env} does not exist"
+            if cred_dir
+            else " (nor a systemd credential of that name)"
+        )
+    )
 
 
 def tls_context(cfg: EdgeConfig) -> ssl.SSLContext | None:
@@ -93,7 +101,9 @@ def tls_context(cfg: EdgeConfig) -> ssl.SSLContext | None:
         try:
             ctx.load_cert_chain(str(cert), str(key))
         except (ssl.SSLError, OSError) as e:
-            raise RelayConfigError(f"relay.mqtt.tls.cert_file/key_file: {cert} and {key} are not a matching PEM certificate and key ({e})") from None
+            raise RelayConfigError(
+                f"relay.mqtt.tls.cert_file/key_file: {cert} and {key} are not a matching PEM certificate and key ({e})"
+            ) from None
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
     return ctx
@@ -134,18 +144,28 @@ class MqttRelay:
     Health component ``relay``: connected, queue_depth, oldest_unsent_age_s, disk_used_mb.
     """
 
-    def __init__(self, cfg: EdgeConfig, outbox: Outbox, health: Health | None = None,
-                 heartbeat_info: Callable[[], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        outbox: Outbox,
+        health: Health | None = None,
+        heartbeat_info: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.cfg = cfg
         self.mc = cfg.relay.mqtt
         if self.mc.host is None:
-            raise RelayConfigError("relay.mqtt.host: no broker configured; use edge.relay.connect_or_start_local(cfg) for a development broker")
+            raise RelayConfigError(
+                "relay.mqtt.host: no broker configured; use edge.relay.connect_or_start_local(cfg) for a development broker"
+            )
         self.outbox = outbox
         self.health = health
         self.heartbeat_info = heartbeat_info
         dev = cfg.device
         self.prefix = self.mc.topic_prefix
-        self.topics = {k: P.topic_for(self.prefix, dev.site_id, dev.device_id, k) for k in (P.TopicKind.event, P.TopicKind.status, P.TopicKind.heartbeat, P.TopicKind.ack)}
+        self.topics = {
+            k: P.topic_for(self.prefix, dev.site_id, dev.device_id, k)
+            for k in (P.TopicKind.event, P.TopicKind.status, P.TopicKind.heartbeat, P.TopicKind.ack)
+        }
         self.client_id = self.mc.client_id or f"anqi-{dev.device_id}"
         self.chunk_bytes = self.mc.media_chunk_kb * 1024
         self._password = read_password(self.mc.password_env)
@@ -163,7 +183,9 @@ class MqttRelay:
         # filled by paho callbacks (guarded by _lock); paho calls on_publish holding its own
         # message lock, so the pump never holds _lock while it calls into paho
         self._refused: dict[int, ReasonCode] = {}
-        self._acks: deque[tuple[list[P.Ack], int, int]] = deque()  # (acks of one message, mid, qos): PUBACKed after the commit
+        self._acks: deque[tuple[list[P.Ack], int, int]] = (
+            deque()
+        )  # (acks of one message, mid, qos): PUBACKed after the commit
         self._refused_until = 0.0
         self._rescan = False
         self._health_info: dict[str, Any] = {}
@@ -177,9 +199,14 @@ class MqttRelay:
 
     def _make_client(self) -> paho.Client:
         v5 = self._protocol == paho.MQTTv5
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self._protocol,
-                        clean_session=None if v5 else False, reconnect_on_failure=True,
-                        manual_ack=True)  # an ack message is PUBACKed only after the outbox committed it
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=self._protocol,
+            clean_session=None if v5 else False,
+            reconnect_on_failure=True,
+            manual_ack=True,
+        )  # an ack message is PUBACKed only after the outbox committed it
         c.max_inflight_messages_set(self.mc.max_inflight)
         c.max_queued_messages_set(0)  # the pump bounds what it hands to paho (the window)
         # exponential back-off from min to max; paho annotates ints but computes with any number
@@ -203,7 +230,9 @@ class MqttRelay:
         if self._protocol == paho.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.mc.session_expiry_s
-            c.connect_async(self.mc.host or "", self.mc.port, self.mc.keepalive_s, clean_start=False, properties=props)
+            c.connect_async(
+                self.mc.host or "", self.mc.port, self.mc.keepalive_s, clean_start=False, properties=props
+            )
         else:
             c.connect_async(self.mc.host or "", self.mc.port, self.mc.keepalive_s)
 
@@ -212,20 +241,46 @@ class MqttRelay:
             unsupported = rc.value in (0x01, 0x84)
             if unsupported and self.mc.protocol == "auto" and self._protocol == paho.MQTTv5:
                 self._fallback_requested = True
-            log(logger, "mqtt_connect_refused", logging.ERROR, host=self.mc.host, port=self.mc.port, reason=str(rc),
-                hint="check relay.mqtt.username / password_env and the broker's ACL" if rc.value in (0x04, 0x05, 0x86, 0x87) else "")
+            log(
+                logger,
+                "mqtt_connect_refused",
+                logging.ERROR,
+                host=self.mc.host,
+                port=self.mc.port,
+                reason=str(rc),
+                hint="check relay.mqtt.username / password_env and the broker's ACL"
+                if rc.value in (0x04, 0x05, 0x86, 0x87)
+                else "",
+            )
             self._set_health("down", f"broker refused the connection: {rc}")
             return
         self.connects += 1
         client.subscribe(self.topics[P.TopicKind.ack], qos=1)
-        client.publish(self.topics[P.TopicKind.status], P.encode_status(P.DeviceStatus(
-            state="online", device_id=self.cfg.device.device_id, time=time.time(), version=__version__)), qos=1, retain=True)
-        log(logger, "mqtt_connected", host=self.mc.host, port=self.mc.port, mqtt="5" if self._protocol == paho.MQTTv5 else "3.1.1",
-            session_present=bool(getattr(flags, "session_present", False)), tls=self._tls is not None)
+        client.publish(
+            self.topics[P.TopicKind.status],
+            P.encode_status(
+                P.DeviceStatus(
+                    state="online", device_id=self.cfg.device.device_id, time=time.time(), version=__version__
+                )
+            ),
+            qos=1,
+            retain=True,
+        )
+        log(
+            logger,
+            "mqtt_connected",
+            host=self.mc.host,
+            port=self.mc.port,
+            mqtt="5" if self._protocol == paho.MQTTv5 else "3.1.1",
+            session_present=bool(getattr(flags, "session_present", False)),
+            tls=self._tls is not None,
+        )
         self._connected.set()
         self._poke()
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
         if was and not self._stop.is_set():
@@ -264,7 +319,7 @@ class MqttRelay:
             finally:
                 self._lock.release()
 
-    def start(self) -> "MqttRelay":
+    def start(self) -> MqttRelay:
         if self._pump_thread is not None:
             return self
         self._stop.clear()
@@ -275,7 +330,14 @@ class MqttRelay:
         self._pump_thread = threading.Thread(target=self._pump, name="anqi-relay", daemon=True)
         self._pump_thread.start()
         self._set_health("down", "connecting")
-        log(logger, "relay_started", host=self.mc.host, port=self.mc.port, client_id=self.client_id, protocol=self.mc.protocol)
+        log(
+            logger,
+            "relay_started",
+            host=self.mc.host,
+            port=self.mc.port,
+            client_id=self.client_id,
+            protocol=self.mc.protocol,
+        )
         return self
 
     def _collect_pubacks(self) -> list[int]:
@@ -306,9 +368,18 @@ class MqttRelay:
         if refused_any is not None:
             self._refused_until = time.monotonic() + max(5.0, self.mc.reconnect_min_s)
             self._rescan = True
-            log(logger, "mqtt_publish_refused", logging.ERROR, reason=str(refused_any), hint="the broker's ACL must allow this device's topics")
+            log(
+                logger,
+                "mqtt_publish_refused",
+                logging.ERROR,
+                reason=str(refused_any),
+                hint="the broker's ACL must allow this device's topics",
+            )
             if self.health:
-                self.health.alarm("relay_publish_refused", f"broker refused a publish ({refused_any}); check the ACL for user {self.mc.username}")
+                self.health.alarm(
+                    "relay_publish_refused",
+                    f"broker refused a publish ({refused_any}); check the ACL for user {self.mc.username}",
+                )
         return done
 
     def _apply_feedback(self) -> None:
@@ -337,20 +408,31 @@ class MqttRelay:
         """Publish one event's media chunks then the event; False if stopped midway."""
         dev = self.cfg.device
         media = item.media_to_send()
-        fl = _InFlight(item, sum(P.chunk_count(m.size, self.chunk_bytes) for m in media) + 1, time.monotonic())
+        fl = _InFlight(
+            item, sum(P.chunk_count(m.size, self.chunk_bytes) for m in media) + 1, time.monotonic()
+        )
         self._inflight[item.seq] = fl
         for m in media:
             topic = P.media_topic(self.prefix, dev.site_id, dev.device_id, item.event_id, m.name)
             expected = P.chunk_count(m.size, self.chunk_bytes)
             sent = 0
             try:
-                for _, payload in P.iter_media_chunks(item.event_id, m.name, m.path, self.chunk_bytes, sha256=m.sha256):
+                for _, payload in P.iter_media_chunks(
+                    item.event_id, m.name, m.path, self.chunk_bytes, sha256=m.sha256
+                ):
                     if not self._publish_tracked(topic, payload, item.seq):
                         self._inflight.pop(item.seq, None)
                         return False
                     sent += 1
             except OSError as e:  # dropped by the disk policy meanwhile, or unreadable
-                log(logger, "media_file_unreadable", logging.ERROR, event_id=str(item.event_id), media=m.name, error=e.strerror or str(e))
+                log(
+                    logger,
+                    "media_file_unreadable",
+                    logging.ERROR,
+                    event_id=str(item.event_id),
+                    media=m.name,
+                    error=e.strerror or str(e),
+                )
             fl.remaining -= expected - sent
         if not self._publish_tracked(self.topics[P.TopicKind.event], item.payload, item.seq):
             self._inflight.pop(item.seq, None)
@@ -411,8 +493,14 @@ class MqttRelay:
                     cursor = 0
                 room = self.mc.max_inflight - len(self._tracked)
                 # flow control: central must keep up (acks) before more goes to the broker
-                ack_room = self.mc.max_unacked_events - self.outbox.count_state("published") - len(self._inflight)
-                items = self.outbox.next_pending(cursor, limit=min(room, ack_room)) if room > 0 and ack_room > 0 else []
+                ack_room = (
+                    self.mc.max_unacked_events - self.outbox.count_state("published") - len(self._inflight)
+                )
+                items = (
+                    self.outbox.next_pending(cursor, limit=min(room, ack_room))
+                    if room > 0 and ack_room > 0
+                    else []
+                )
                 if not items:
                     with self._wake:
                         if not self._acks:
@@ -453,17 +541,35 @@ class MqttRelay:
 
     def _update_health(self) -> None:
         st = self.outbox.stats()
-        info = dict(connected=self._connected.is_set(), queue_depth=st.unacked, pending=st.pending, published=st.published,
-                    rejected=st.rejected, oldest_unsent_age_s=None if st.oldest_unacked_age_s is None else round(st.oldest_unacked_age_s, 1),
-                    disk_used_mb=round(st.disk_used_bytes / 1e6, 2))
+        info = dict(
+            connected=self._connected.is_set(),
+            queue_depth=st.unacked,
+            pending=st.pending,
+            published=st.published,
+            rejected=st.rejected,
+            oldest_unsent_age_s=None
+            if st.oldest_unacked_age_s is None
+            else round(st.oldest_unacked_age_s, 1),
+            disk_used_mb=round(st.disk_used_bytes / 1e6, 2),
+        )
         self._health_info = info
         if self.health:
             age = st.oldest_unacked_age_s
             late = age is not None and age > self.cfg.relay.backlog_alarm_s
-            self.health.alarm("relay_backlog", f"{st.unacked} event(s) not acknowledged by central, oldest {age:.0f} s ago "
-                              f"({'connected' if self._connected.is_set() else 'broker unreachable'})" if late and age is not None else None)
+            self.health.alarm(
+                "relay_backlog",
+                f"{st.unacked} event(s) not acknowledged by central, oldest {age:.0f} s ago "
+                f"({'connected' if self._connected.is_set() else 'broker unreachable'})"
+                if late and age is not None
+                else None,
+            )
             if self._connected.is_set():
-                self.health.set("relay", "up" if not st.rejected else "degraded", f"connected to {self.mc.host}:{self.mc.port}", **info)
+                self.health.set(
+                    "relay",
+                    "up" if not st.rejected else "degraded",
+                    f"connected to {self.mc.host}:{self.mc.port}",
+                    **info,
+                )
             else:
                 self.health.update_info("relay", **info)
 
@@ -476,16 +582,32 @@ class MqttRelay:
             snap = self.health.snapshot()
             comps = {k: str(v.get("status")) for k, v in snap["components"].items()}
             if fps is None:
-                fps = next((v[k] for v in snap["components"].values() for k in ("fps", "detect_fps") if isinstance(v.get(k), (int, float))), None)
+                fps = next(
+                    (
+                        v[k]
+                        for v in snap["components"].values()
+                        for k in ("fps", "detect_fps")
+                        if isinstance(v.get(k), (int, float))
+                    ),
+                    None,
+                )
         try:
             stv = os.statvfs(self.outbox.root)
             free_mb: float | None = stv.f_bavail * stv.f_frsize / 1e6
         except OSError:
             free_mb = None
-        hb = P.Heartbeat(device_id=self.cfg.device.device_id, time=time.time(), uptime_s=time.monotonic() - self._started,
-                         fps=fps, queue_depth=st.unacked,
-                         oldest_unsent_age_s=st.oldest_unacked_age_s, disk_used_mb=st.disk_used_bytes / 1e6, disk_free_mb=free_mb,
-                         temperature_c=extra.get("temperature_c", _temperature_c()), components=comps)
+        hb = P.Heartbeat(
+            device_id=self.cfg.device.device_id,
+            time=time.time(),
+            uptime_s=time.monotonic() - self._started,
+            fps=fps,
+            queue_depth=st.unacked,
+            oldest_unsent_age_s=st.oldest_unacked_age_s,
+            disk_used_mb=st.disk_used_bytes / 1e6,
+            disk_free_mb=free_mb,
+            temperature_c=extra.get("temperature_c", _temperature_c()),
+            components=comps,
+        )
         if self._client is not None:
             self._client.publish(self.topics[P.TopicKind.heartbeat], P.encode_heartbeat(hb), qos=0)
 
@@ -524,8 +646,14 @@ class MqttRelay:
         c = self._client
         if c is not None:
             if self._connected.is_set():
-                info = c.publish(self.topics[P.TopicKind.status], P.encode_status(P.DeviceStatus(
-                    state="offline", device_id=self.cfg.device.device_id, time=time.time())), qos=1, retain=True)
+                info = c.publish(
+                    self.topics[P.TopicKind.status],
+                    P.encode_status(
+                        P.DeviceStatus(state="offline", device_id=self.cfg.device.device_id, time=time.time())
+                    ),
+                    qos=1,
+                    retain=True,
+                )
                 try:
                     info.wait_for_publish(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
                 except (RuntimeError, ValueError):
@@ -542,9 +670,8 @@ class MqttRelay:
         self._set_health("off", "stopped")
         log(logger, "relay_stopped", unacknowledged_messages=left, published_events=self.published_events)
 
-    def __enter__(self) -> "MqttRelay":
+    def __enter__(self) -> MqttRelay:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

@@ -35,11 +35,12 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 from edge.config.relay import OutboxConfig
 from edge.event import ViolationEvent
@@ -177,7 +178,9 @@ class Outbox:
         self._changed = threading.Condition(self._lock)
         try:
             self.media_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.root / self.DB_NAME, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(
+                self.root / self.DB_NAME, check_same_thread=False, isolation_level=None, timeout=30
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
@@ -193,7 +196,7 @@ class Outbox:
         self.housekeeping()
 
     @classmethod
-    def for_config(cls, cfg: EdgeConfig, health: Health | None = None) -> "Outbox":
+    def for_config(cls, cfg: EdgeConfig, health: Health | None = None) -> Outbox:
         oc = cfg.relay.outbox
         root = cfg.resolve(oc.path) if oc.path else cfg.data_dir / "outbox"
         return cls(root, oc, health)
@@ -241,13 +244,22 @@ class Outbox:
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
             missing = 0
-            for eid, name in self._db.execute("SELECT event_id, name FROM media WHERE present = 1").fetchall():
+            for eid, name in self._db.execute(
+                "SELECT event_id, name FROM media WHERE present = 1"
+            ).fetchall():
                 if not (self.media_dir / eid / name).exists():
-                    self._db.execute("UPDATE media SET present = 0, dropped_reason = 'missing after restart' WHERE event_id = ? AND name = ?", (eid, name))
+                    self._db.execute(
+                        "UPDATE media SET present = 0, dropped_reason = 'missing after restart' WHERE event_id = ? AND name = ?",
+                        (eid, name),
+                    )
                     missing += 1
-            self._media_bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM media WHERE present = 1").fetchone()[0])
+            self._media_bytes = int(
+                self._db.execute("SELECT COALESCE(SUM(size), 0) FROM media WHERE present = 1").fetchone()[0]
+            )
             if removed or missing:
-                log(logger, "outbox_recovered", logging.WARNING, orphan_folders=removed, missing_files=missing)
+                log(
+                    logger, "outbox_recovered", logging.WARNING, orphan_folders=removed, missing_files=missing
+                )
 
     def close(self) -> None:
         with self._lock:
@@ -255,7 +267,9 @@ class Outbox:
 
     # --- adding ------------------------------------------------------------------------------
 
-    def add(self, event: ViolationEvent, media: dict[str, Path] | None = None, move: bool = False) -> AddResult:
+    def add(
+        self, event: ViolationEvent, media: dict[str, Path] | None = None, move: bool = False
+    ) -> AddResult:
         """Make ``event`` and its files durable; returns once they survive a power cut.
 
         ``media`` maps each name in ``event.media`` to its file (all must be given; their SHA-256
@@ -266,7 +280,9 @@ class Outbox:
         media = dict(media or {})
         refs = {m.name: m for m in event.media}
         if set(media) != set(refs):
-            raise ValueError(f"media files {sorted(media)} do not match the event's media list {sorted(refs)}")
+            raise ValueError(
+                f"media files {sorted(media)} do not match the event's media list {sorted(refs)}"
+            )
         for name, p in media.items():
             if not Path(p).is_file():
                 raise ValueError(f"media {name!r}: file {p} does not exist")
@@ -292,19 +308,26 @@ class Outbox:
                 for name in keep:
                     digest = self._place(Path(media[name]), incoming / name, move)
                     if digest != refs[name].sha256:
-                        raise ValueError(f"media {name!r}: SHA-256 of {media[name]} does not match the event's MediaRef")
+                        raise ValueError(
+                            f"media {name!r}: SHA-256 of {media[name]} does not match the event's MediaRef"
+                        )
                 _fsync_dir(incoming)
                 os.replace(incoming, final)
                 _fsync_dir(self.media_dir)
             # 3. the row, committed (synchronous=FULL): from here on the event survives a power cut
             now = time.time()
             with self.batch():
-                cur = self._db.execute("INSERT INTO events (event_id, payload, state, created) VALUES (?, ?, 'pending', ?)", (eid, payload, now))
+                cur = self._db.execute(
+                    "INSERT INTO events (event_id, payload, state, created) VALUES (?, ?, 'pending', ?)",
+                    (eid, payload, now),
+                )
                 seq = int(cur.lastrowid or 0)
                 for name, ref in refs.items():
                     reason = None if name in keep else dropped.get(name, "disk budget")
-                    self._db.execute("INSERT INTO media (event_id, name, size, sha256, present, dropped_reason) VALUES (?, ?, ?, ?, ?, ?)",
-                                     (eid, name, ref.size, ref.sha256, int(name in keep), reason))
+                    self._db.execute(
+                        "INSERT INTO media (event_id, name, size, sha256, present, dropped_reason) VALUES (?, ?, ?, ?, ?, ?)",
+                        (eid, name, ref.size, ref.sha256, int(name in keep), reason),
+                    )
                 self._adding.discard(eid)
         except BaseException as e:
             shutil.rmtree(incoming, ignore_errors=True)
@@ -314,7 +337,9 @@ class Outbox:
                 self._adding.discard(eid)
             if not isinstance(e, (OSError, sqlite3.Error)):
                 raise
-            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e).lower()
+            full = (
+                isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e).lower()
+            )
             msg = f"cannot store event {eid} in {self.root}: {'disk full' if full else e}"
             if self.health:
                 self.health.alarm("outbox_write", msg)
@@ -360,24 +385,34 @@ class Outbox:
     def _budget(self) -> int:
         return int(self.cfg.max_disk_mb * 1024 * 1024)
 
-    def _make_room(self, wanted: list[tuple[str, int]], record_bytes: int, eid: str) -> tuple[list[str], dict[str, str]]:
+    def _make_room(
+        self, wanted: list[tuple[str, int]], record_bytes: int, eid: str
+    ) -> tuple[list[str], dict[str, str]]:
         """Decide which of the new media to keep, freeing space by policy. Lock held."""
         need = sum(s for _, s in wanted)
         free = self._budget() - self._media_bytes - self._db_bytes() - record_bytes - 4096
         if need <= free:
             return [n for n, _ in wanted], {}
-        free += self._drop_media("SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
-                                 "WHERE m.present = 1 AND e.state IN ('acked', 'rejected') ORDER BY e.state = 'rejected', e.seq",
-                                 need - free, "disk budget (acked)")
+        free += self._drop_media(
+            "SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
+            "WHERE m.present = 1 AND e.state IN ('acked', 'rejected') ORDER BY e.state = 'rejected', e.seq",
+            need - free,
+            "disk budget (acked)",
+        )
         if need <= free:
             return [n for n, _ in wanted], {}
         if self.cfg.when_full == "drop_oldest_unsent_media":
-            freed = self._drop_media("SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
-                                     "WHERE m.present = 1 AND e.state IN ('pending', 'published') ORDER BY e.seq",
-                                     need - free, "disk budget (dropped for newer evidence)")
+            freed = self._drop_media(
+                "SELECT m.event_id, m.name, m.size FROM media m JOIN events e ON e.event_id = m.event_id "
+                "WHERE m.present = 1 AND e.state IN ('pending', 'published') ORDER BY e.seq",
+                need - free,
+                "disk budget (dropped for newer evidence)",
+            )
             free += freed
             if freed:
-                self._alarm_full(f"outbox disk budget ({self.cfg.max_disk_mb:g} MB) full of unsent evidence: dropped {freed} bytes of the oldest unsent media")
+                self._alarm_full(
+                    f"outbox disk budget ({self.cfg.max_disk_mb:g} MB) full of unsent evidence: dropped {freed} bytes of the oldest unsent media"
+                )
         keep: list[str] = []
         dropped: dict[str, str] = {}
         for name, size in wanted:
@@ -387,8 +422,17 @@ class Outbox:
             else:
                 dropped[name] = "disk budget (new media rejected)"
         if dropped:
-            self._alarm_full(f"outbox disk budget ({self.cfg.max_disk_mb:g} MB) full: event {eid} stored without media {sorted(dropped)}")
-            log(logger, "outbox_media_rejected", logging.ERROR, event_id=eid, media=",".join(sorted(dropped)), policy=self.cfg.when_full)
+            self._alarm_full(
+                f"outbox disk budget ({self.cfg.max_disk_mb:g} MB) full: event {eid} stored without media {sorted(dropped)}"
+            )
+            log(
+                logger,
+                "outbox_media_rejected",
+                logging.ERROR,
+                event_id=eid,
+                media=",".join(sorted(dropped)),
+                policy=self.cfg.when_full,
+            )
         return keep, dropped
 
     def _alarm_full(self, msg: str) -> None:
@@ -413,9 +457,14 @@ class Outbox:
             (self.media_dir / eid).rmdir()
         except OSError:
             pass
-        cur = self._db.execute("UPDATE media SET present = 0, dropped_reason = ? WHERE event_id = ? AND name = ? AND present = 1", (reason, eid, name))
+        cur = self._db.execute(
+            "UPDATE media SET present = 0, dropped_reason = ? WHERE event_id = ? AND name = ? AND present = 1",
+            (reason, eid, name),
+        )
         if cur.rowcount:
-            size = self._db.execute("SELECT size FROM media WHERE event_id = ? AND name = ?", (eid, name)).fetchone()[0]
+            size = self._db.execute(
+                "SELECT size FROM media WHERE event_id = ? AND name = ?", (eid, name)
+            ).fetchone()[0]
             self._media_bytes -= int(size)
 
     def housekeeping(self, now: float | None = None) -> int:
@@ -424,9 +473,14 @@ class Outbox:
         now = time.time() if now is None else now
         cutoff = now - self.cfg.max_age_days * 86400
         with self._lock:
-            old = self._db.execute("SELECT event_id FROM events WHERE state IN ('acked', 'rejected') AND COALESCE(acked_at, created) < ?", (cutoff,)).fetchall()
+            old = self._db.execute(
+                "SELECT event_id FROM events WHERE state IN ('acked', 'rejected') AND COALESCE(acked_at, created) < ?",
+                (cutoff,),
+            ).fetchall()
             for (eid,) in old:
-                for (name,) in self._db.execute("SELECT name FROM media WHERE event_id = ? AND present = 1", (eid,)).fetchall():
+                for (name,) in self._db.execute(
+                    "SELECT name FROM media WHERE event_id = ? AND present = 1", (eid,)
+                ).fetchall():
                     self._delete_file(eid, name, "max_age_days")
                 shutil.rmtree(self.media_dir / eid, ignore_errors=True)
             if old:
@@ -444,17 +498,25 @@ class Outbox:
     def _item(self, row: tuple[int, str, bytes, str, int, float, str | None]) -> OutboxItem:
         seq, eid, payload, state, publishes, created, resend_names = row
         only = set(resend_names.split("\n")) if resend_names else None
-        media = [OutboxMedia(n, self.media_dir / eid / n, int(s), h, bool(p))
-                 for n, s, h, p in self._db.execute("SELECT name, size, sha256, present FROM media WHERE event_id = ? ORDER BY rowid", (eid,))
-                 if only is None or n in only]
-        return OutboxItem(int(seq), uuid.UUID(eid), bytes(payload), EventState(state), media, int(publishes), float(created))
+        media = [
+            OutboxMedia(n, self.media_dir / eid / n, int(s), h, bool(p))
+            for n, s, h, p in self._db.execute(
+                "SELECT name, size, sha256, present FROM media WHERE event_id = ? ORDER BY rowid", (eid,)
+            )
+            if only is None or n in only
+        ]
+        return OutboxItem(
+            int(seq), uuid.UUID(eid), bytes(payload), EventState(state), media, int(publishes), float(created)
+        )
 
     def next_pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxItem]:
         """Pending events with ``seq > after_seq``, in insertion order."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, payload, state, publishes, created, resend_names FROM events "
-                "WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+                "WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
             return [self._item(r) for r in rows]
 
     def mark_published(self, seqs: Iterable[int]) -> int:
@@ -466,12 +528,17 @@ class Outbox:
         with self.batch():
             n = 0
             for s in seqs:
-                n += self._db.execute("UPDATE events SET state = 'published', published_at = ?, publishes = publishes + 1, resend_names = NULL "
-                                      "WHERE seq = ? AND state = 'pending'", (now, s)).rowcount
+                n += self._db.execute(
+                    "UPDATE events SET state = 'published', published_at = ?, publishes = publishes + 1, resend_names = NULL "
+                    "WHERE seq = ? AND state = 'pending'",
+                    (now, s),
+                ).rowcount
             self._changed.notify_all()
             return n
 
-    def mark_acked(self, event_id: uuid.UUID | str, media_complete: bool, missing: list[str] | None = None) -> AckOutcome:
+    def mark_acked(
+        self, event_id: uuid.UUID | str, media_complete: bool, missing: list[str] | None = None
+    ) -> AckOutcome:
         """Central stored the event. Incomplete media are re-sent (up to ``max_resends``)."""
         eid = str(event_id)
         with self.batch():
@@ -481,24 +548,45 @@ class Outbox:
             state, resends = row
             if state == "acked":
                 return "duplicate"
-            present = [n for (n,) in self._db.execute("SELECT name FROM media WHERE event_id = ? AND present = 1", (eid,))]
+            present = [
+                n
+                for (n,) in self._db.execute(
+                    "SELECT name FROM media WHERE event_id = ? AND present = 1", (eid,)
+                )
+            ]
             wanted = [n for n in (missing or present) if n in present]
             now = time.time()
             if not media_complete and wanted:
                 if resends < self.cfg.max_resends:
-                    self._db.execute("UPDATE events SET state = 'pending', resends = resends + 1, resend_names = ? WHERE event_id = ?", ("\n".join(wanted), eid))
+                    self._db.execute(
+                        "UPDATE events SET state = 'pending', resends = resends + 1, resend_names = ? WHERE event_id = ?",
+                        ("\n".join(wanted), eid),
+                    )
                     self.requeued += 1
                     self._changed.notify_all()
                     self._notify()
-                    log(logger, "outbox_media_resend", logging.WARNING, event_id=eid, media=",".join(wanted), resend=resends + 1)
+                    log(
+                        logger,
+                        "outbox_media_resend",
+                        logging.WARNING,
+                        event_id=eid,
+                        media=",".join(wanted),
+                        resend=resends + 1,
+                    )
                     return "resend"
                 outcome: AckOutcome = "gave_up"
                 if self.health:
-                    self.health.alarm(f"media_incomplete:{eid}", f"central never received media {wanted} of event {eid} after {resends} re-sends")
+                    self.health.alarm(
+                        f"media_incomplete:{eid}",
+                        f"central never received media {wanted} of event {eid} after {resends} re-sends",
+                    )
                 log(logger, "outbox_media_gave_up", logging.ERROR, event_id=eid, media=",".join(wanted))
             else:
                 outcome = "acked"
-            self._db.execute("UPDATE events SET state = 'acked', acked_at = ?, resend_names = NULL WHERE event_id = ?", (now, eid))
+            self._db.execute(
+                "UPDATE events SET state = 'acked', acked_at = ?, resend_names = NULL WHERE event_id = ?",
+                (now, eid),
+            )
             if self.cfg.delete_media_on_ack:
                 for n in present:
                     self._delete_file(eid, n, "acked (delete_media_on_ack)")
@@ -508,13 +596,17 @@ class Outbox:
     def mark_rejected(self, event_id: uuid.UUID | str, reason: str) -> AckOutcome:
         eid = str(event_id)
         with self.batch():
-            cur = self._db.execute("UPDATE events SET state = 'rejected', acked_at = ?, reason = ? WHERE event_id = ? AND state != 'acked'",
-                                   (time.time(), reason[:500], eid))
+            cur = self._db.execute(
+                "UPDATE events SET state = 'rejected', acked_at = ?, reason = ? WHERE event_id = ? AND state != 'acked'",
+                (time.time(), reason[:500], eid),
+            )
             if not cur.rowcount:
                 return "unknown"
             n = self._db.execute("SELECT COUNT(*) FROM events WHERE state = 'rejected'").fetchone()[0]
             if self.health:
-                self.health.alarm("relay_rejected", f"central rejected {n} event(s); last {eid}: {reason[:200]}")
+                self.health.alarm(
+                    "relay_rejected", f"central rejected {n} event(s); last {eid}: {reason[:200]}"
+                )
             log(logger, "event_rejected_by_central", logging.ERROR, event_id=eid, reason=reason[:200])
             self._changed.notify_all()
             return "rejected"
@@ -528,21 +620,35 @@ class Outbox:
         with self.batch():
             cur = self._db.execute(
                 "UPDATE events SET state = 'pending' WHERE state = 'published' "
-                "AND published_at + ? * (1 << MIN(MAX(publishes - 1, 0), 6)) < ?", (older_than_s, now))
+                "AND published_at + ? * (1 << MIN(MAX(publishes - 1, 0), 6)) < ?",
+                (older_than_s, now),
+            )
             if cur.rowcount:
                 self.requeued += 1
                 self._changed.notify_all()
                 self._notify()
-                stubborn = self._db.execute("SELECT COUNT(*) FROM events WHERE state = 'pending' AND publishes >= 3").fetchone()[0]
+                stubborn = self._db.execute(
+                    "SELECT COUNT(*) FROM events WHERE state = 'pending' AND publishes >= 3"
+                ).fetchone()[0]
                 if self.health:
                     msg = f"{stubborn} event(s) published 3+ times and never acknowledged by central (check the ACL and the central consumer)"
                     self.health.alarm("relay_unacked", msg if stubborn else None)
-                log(logger, "outbox_requeued_unacked", logging.WARNING, events=cur.rowcount, older_than_s=older_than_s)
+                log(
+                    logger,
+                    "outbox_requeued_unacked",
+                    logging.WARNING,
+                    events=cur.rowcount,
+                    older_than_s=older_than_s,
+                )
             return int(cur.rowcount)
 
     def count_state(self, state: EventState | str) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE state = ?", (EventState(state).value,)).fetchone()[0])
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM events WHERE state = ?", (EventState(state).value,)
+                ).fetchone()[0]
+            )
 
     def state_of(self, event_id: uuid.UUID | str) -> EventState | None:
         with self._lock:
@@ -552,17 +658,28 @@ class Outbox:
     def media_state(self, event_id: uuid.UUID | str) -> dict[str, tuple[bool, str | None]]:
         """name -> (file present, why dropped)."""
         with self._lock:
-            return {n: (bool(p), r) for n, p, r in self._db.execute("SELECT name, present, dropped_reason FROM media WHERE event_id = ?", (str(event_id),))}
+            return {
+                n: (bool(p), r)
+                for n, p, r in self._db.execute(
+                    "SELECT name, present, dropped_reason FROM media WHERE event_id = ?", (str(event_id),)
+                )
+            }
 
     def stats(self) -> OutboxStats:
         with self._lock:
             counts = dict(self._db.execute("SELECT state, COUNT(*) FROM events GROUP BY state").fetchall())
-            oldest = self._db.execute("SELECT MIN(created) FROM events WHERE state IN ('pending', 'published')").fetchone()[0]
+            oldest = self._db.execute(
+                "SELECT MIN(created) FROM events WHERE state IN ('pending', 'published')"
+            ).fetchone()[0]
             return OutboxStats(
-                pending=int(counts.get("pending", 0)), published=int(counts.get("published", 0)),
-                acked=int(counts.get("acked", 0)), rejected=int(counts.get("rejected", 0)),
+                pending=int(counts.get("pending", 0)),
+                published=int(counts.get("published", 0)),
+                acked=int(counts.get("acked", 0)),
+                rejected=int(counts.get("rejected", 0)),
                 oldest_unacked_age_s=None if oldest is None else max(0.0, time.time() - float(oldest)),
-                media_bytes=self._media_bytes, db_bytes=self._db_bytes())
+                media_bytes=self._media_bytes,
+                db_bytes=self._db_bytes(),
+            )
 
     def wait_until(self, condition: Literal["published", "acked"], timeout: float) -> bool:
         """Block until no event is left unpublished (``published``) or unacknowledged (``acked``)."""

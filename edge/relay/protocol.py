@@ -33,23 +33,56 @@ import struct
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.event import ViolationEvent, parse_event
 
 __all__ = [
-    "PROTOCOL_VERSION", "MEDIA_MAGIC", "TopicKind", "Topic", "ProtocolError",
-    "topic_for", "event_topic", "media_topic", "status_topic", "heartbeat_topic", "ack_topic",
-    "parse_topic", "device_filter", "central_filters", "shared_subscription",
-    "encode_event", "decode_event", "ChunkHeader", "MediaChunk", "encode_chunk", "decode_chunk",
-    "iter_media_chunks", "chunk_count", "sha256_file",
-    "DeviceStatus", "encode_status", "decode_status", "Heartbeat", "encode_heartbeat", "decode_heartbeat",
-    "Ack", "AckBatch", "ACK_BATCH_MAX", "encode_ack", "decode_ack", "encode_acks", "decode_acks", "AssembledMedia", "MediaAssembler",
+    "PROTOCOL_VERSION",
+    "MEDIA_MAGIC",
+    "TopicKind",
+    "Topic",
+    "ProtocolError",
+    "topic_for",
+    "event_topic",
+    "media_topic",
+    "status_topic",
+    "heartbeat_topic",
+    "ack_topic",
+    "parse_topic",
+    "device_filter",
+    "central_filters",
+    "shared_subscription",
+    "encode_event",
+    "decode_event",
+    "ChunkHeader",
+    "MediaChunk",
+    "encode_chunk",
+    "decode_chunk",
+    "iter_media_chunks",
+    "chunk_count",
+    "sha256_file",
+    "DeviceStatus",
+    "encode_status",
+    "decode_status",
+    "Heartbeat",
+    "encode_heartbeat",
+    "decode_heartbeat",
+    "Ack",
+    "AckBatch",
+    "ACK_BATCH_MAX",
+    "encode_ack",
+    "decode_ack",
+    "encode_acks",
+    "decode_acks",
+    "AssembledMedia",
+    "MediaAssembler",
 ]
 
 PROTOCOL_VERSION = 1
@@ -88,7 +121,9 @@ class Topic:
 
 def _segment(value: str, what: str) -> str:
     if not value or any(c in _SEGMENT_FORBIDDEN for c in value):
-        raise ProtocolError(f"{what} {value!r} cannot be a topic segment (empty, or contains '/', '+', '#', space)")
+        raise ProtocolError(
+            f"{what} {value!r} cannot be a topic segment (empty, or contains '/', '+', '#', space)"
+        )
     return value
 
 
@@ -99,8 +134,14 @@ def _prefix(prefix: str) -> str:
     return p
 
 
-def topic_for(prefix: str, site: str, device: str, kind: TopicKind | str,
-              event_id: uuid.UUID | str | None = None, name: str | None = None) -> str:
+def topic_for(
+    prefix: str,
+    site: str,
+    device: str,
+    kind: TopicKind | str,
+    event_id: uuid.UUID | str | None = None,
+    name: str | None = None,
+) -> str:
     kind = TopicKind(kind)
     base = f"{_prefix(prefix)}/{_segment(site, 'site')}/{_segment(device, 'device')}/{kind.value}"
     if kind is TopicKind.media:
@@ -135,7 +176,7 @@ def parse_topic(topic: str, prefix: str = "anqi/v1") -> Topic:
     p = _prefix(prefix)
     if not topic.startswith(p + "/"):
         raise ProtocolError(f"topic {topic!r} is not under prefix {p!r}")
-    parts = topic[len(p) + 1:].split("/")
+    parts = topic[len(p) + 1 :].split("/")
     if len(parts) < 3:
         raise ProtocolError(f"topic {topic!r}: expected {p}/<site>/<device>/<kind>[/...]")
     site, device, kind_s, rest = parts[0], parts[1], parts[2], parts[3:]
@@ -183,6 +224,7 @@ def shared_subscription(group: str, topic_filter: str) -> str:
 
 # --- events -------------------------------------------------------------------------------------
 
+
 def encode_event(event: ViolationEvent) -> bytes:
     return event.to_json().encode("utf-8")
 
@@ -201,6 +243,7 @@ def decode_event(payload: bytes) -> ViolationEvent:
 
 
 # --- media chunks -------------------------------------------------------------------------------
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -242,18 +285,24 @@ def decode_chunk(payload: bytes, topic: Topic | None = None) -> MediaChunk:
     if len(payload) < 6 + hlen:
         raise ProtocolError("media payload shorter than its header length")
     try:
-        header = ChunkHeader.model_validate_json(payload[6:6 + hlen])
+        header = ChunkHeader.model_validate_json(payload[6 : 6 + hlen])
     except ValidationError as e:
-        raise ProtocolError(f"media chunk header invalid: {e.errors()[0]['loc']} {e.errors()[0]['msg']}") from None
-    data = payload[6 + hlen:]
+        raise ProtocolError(
+            f"media chunk header invalid: {e.errors()[0]['loc']} {e.errors()[0]['msg']}"
+        ) from None
+    data = payload[6 + hlen :]
     if header.index >= header.count:
         raise ProtocolError(f"media chunk index {header.index} >= count {header.count}")
     if header.offset + len(data) > header.size:
         raise ProtocolError("media chunk extends past the file size in its header")
     if hashlib.sha256(data).hexdigest() != header.chunk_sha256:
-        raise ProtocolError(f"media chunk {header.name}#{header.index} of {header.event_id}: chunk SHA-256 mismatch (corrupt)")
+        raise ProtocolError(
+            f"media chunk {header.name}#{header.index} of {header.event_id}: chunk SHA-256 mismatch (corrupt)"
+        )
     if topic is not None and (topic.event_id != header.event_id or topic.name != header.name):
-        raise ProtocolError(f"media chunk header ({header.event_id}/{header.name}) does not match its topic ({topic.event_id}/{topic.name})")
+        raise ProtocolError(
+            f"media chunk header ({header.event_id}/{header.name}) does not match its topic ({topic.event_id}/{topic.name})"
+        )
     return MediaChunk(header, data)
 
 
@@ -265,8 +314,9 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def iter_media_chunks(event_id: uuid.UUID | str, name: str, source: Path | bytes, chunk_bytes: int,
-                      sha256: str | None = None) -> Iterator[tuple[ChunkHeader, bytes]]:
+def iter_media_chunks(
+    event_id: uuid.UUID | str, name: str, source: Path | bytes, chunk_bytes: int, sha256: str | None = None
+) -> Iterator[tuple[ChunkHeader, bytes]]:
     """Yield ``(header, payload)`` for each chunk of a file (read piecewise) or a bytes object.
 
     ``sha256`` of the whole file may be given (it is in the event's MediaRef); else it is computed.
@@ -279,9 +329,17 @@ def iter_media_chunks(event_id: uuid.UUID | str, name: str, source: Path | bytes
         size, whole = len(data), sha256 or hashlib.sha256(data).hexdigest()
         count = chunk_count(size, chunk_bytes)
         for i in range(count):
-            part = data[i * chunk_bytes:(i + 1) * chunk_bytes]
-            hdr = ChunkHeader(event_id=eid, name=name, index=i, count=count, offset=i * chunk_bytes, size=size,
-                              sha256=whole, chunk_sha256=hashlib.sha256(part).hexdigest())
+            part = data[i * chunk_bytes : (i + 1) * chunk_bytes]
+            hdr = ChunkHeader(
+                event_id=eid,
+                name=name,
+                index=i,
+                count=count,
+                offset=i * chunk_bytes,
+                size=size,
+                sha256=whole,
+                chunk_sha256=hashlib.sha256(part).hexdigest(),
+            )
             yield hdr, encode_chunk(hdr, part)
         return
     path = Path(source)
@@ -291,19 +349,30 @@ def iter_media_chunks(event_id: uuid.UUID | str, name: str, source: Path | bytes
     with open(path, "rb") as f:
         for i in range(count):
             part = f.read(chunk_bytes)
-            hdr = ChunkHeader(event_id=eid, name=name, index=i, count=count, offset=i * chunk_bytes, size=size,
-                              sha256=whole, chunk_sha256=hashlib.sha256(part).hexdigest())
+            hdr = ChunkHeader(
+                event_id=eid,
+                name=name,
+                index=i,
+                count=count,
+                offset=i * chunk_bytes,
+                size=size,
+                sha256=whole,
+                chunk_sha256=hashlib.sha256(part).hexdigest(),
+            )
             yield hdr, encode_chunk(hdr, part)
 
 
 # --- status, heartbeat, ack ---------------------------------------------------------------------
+
 
 class DeviceStatus(_Wire):
     """Retained on ``.../status``: ``online`` at connect, ``offline`` as Last Will and at clean stop."""
 
     state: Literal["online", "offline"]
     device_id: str | None = None
-    time: float | None = Field(None, description="Unix time of the message (absent in the Last Will, fixed at connect).")
+    time: float | None = Field(
+        None, description="Unix time of the message (absent in the Last Will, fixed at connect)."
+    )
     version: str | None = None
 
 
@@ -320,7 +389,9 @@ class Heartbeat(_Wire):
     disk_used_mb: float | None = Field(None, ge=0, description="Disk used by the outbox.")
     disk_free_mb: float | None = Field(None, ge=0, description="Free space on the outbox's file system.")
     temperature_c: float | None = None
-    components: dict[str, str] = Field(default_factory=dict, description="Health component -> up|down|degraded|off.")
+    components: dict[str, str] = Field(
+        default_factory=dict, description="Health component -> up|down|degraded|off."
+    )
 
 
 class Ack(_Wire):
@@ -329,9 +400,13 @@ class Ack(_Wire):
     v: Literal[1] = 1
     event_id: uuid.UUID
     status: Literal["stored", "rejected"]
-    reason: str | None = Field(None, description="Why rejected (or what is missing); short, no personal data.")
+    reason: str | None = Field(
+        None, description="Why rejected (or what is missing); short, no personal data."
+    )
     media_complete: bool = Field(False, description="All media named in the event arrived and verified.")
-    missing_media: list[str] = Field(default_factory=list, description="Media names central still lacks (edge re-sends them).")
+    missing_media: list[str] = Field(
+        default_factory=list, description="Media names central still lacks (edge re-sends them)."
+    )
 
 
 #: most acks in one :class:`AckBatch` message
@@ -355,7 +430,9 @@ def _decode(cls: type[_Wire], payload: bytes, what: str) -> _Wire:
         return cls.model_validate_json(payload)
     except ValidationError as e:
         first = e.errors()[0]
-        raise ProtocolError(f"{what} payload invalid at {'.'.join(map(str, first['loc'])) or '(top)'}: {first['msg']}") from None
+        raise ProtocolError(
+            f"{what} payload invalid at {'.'.join(map(str, first['loc'])) or '(top)'}: {first['msg']}"
+        ) from None
 
 
 def encode_status(status: DeviceStatus) -> bytes:
@@ -399,6 +476,7 @@ def decode_acks(payload: bytes) -> list[Ack]:
 
 
 # --- reassembly ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AssembledMedia:
@@ -448,7 +526,9 @@ class MediaAssembler:
     def is_complete(self, event_id: uuid.UUID, name: str) -> bool:
         return (event_id, name) in self._done
 
-    def add_payload(self, topic: str | Topic, payload: bytes, prefix: str = "anqi/v1") -> AssembledMedia | None:
+    def add_payload(
+        self, topic: str | Topic, payload: bytes, prefix: str = "anqi/v1"
+    ) -> AssembledMedia | None:
         t = topic if isinstance(topic, Topic) else parse_topic(topic, prefix)
         if t.kind is not TopicKind.media:
             raise ProtocolError(f"topic {t} is not a media topic")
@@ -458,15 +538,21 @@ class MediaAssembler:
         h = chunk.header
         key = (h.event_id, h.name)
         if hashlib.sha256(chunk.data).hexdigest() != h.chunk_sha256:
-            raise ProtocolError(f"media chunk {h.name}#{h.index} of {h.event_id}: chunk SHA-256 mismatch (corrupt)")
+            raise ProtocolError(
+                f"media chunk {h.name}#{h.index} of {h.event_id}: chunk SHA-256 mismatch (corrupt)"
+            )
         if key in self._done:
             if self._done[key] != h.sha256:
-                raise ProtocolError(f"media {h.name} of {h.event_id}: a different file (SHA-256) than the one already assembled")
+                raise ProtocolError(
+                    f"media {h.name} of {h.event_id}: a different file (SHA-256) than the one already assembled"
+                )
             self.duplicates += 1
             return None
         p = self._partial.get(key)
         if p is not None and (p.header.sha256, p.header.count, p.header.size) != (h.sha256, h.count, h.size):
-            raise ProtocolError(f"media {h.name} of {h.event_id}: chunk header contradicts the chunks already held")
+            raise ProtocolError(
+                f"media {h.name} of {h.event_id}: chunk header contradicts the chunks already held"
+            )
         if p is None:
             p = _Partial(h, {}, 0, time.monotonic())
             self._partial[key] = p
@@ -485,7 +571,9 @@ class MediaAssembler:
         self._drop(key)
         digest = hashlib.sha256(data).hexdigest()
         if digest != h.sha256 or len(data) != h.size:
-            raise ProtocolError(f"media {h.name} of {h.event_id}: whole-file SHA-256 or size mismatch after reassembly (dropped)")
+            raise ProtocolError(
+                f"media {h.name} of {h.event_id}: whole-file SHA-256 or size mismatch after reassembly (dropped)"
+            )
         self._done[key] = digest
         while len(self._done) > self._remember_done:
             self._done.popitem(last=False)
@@ -512,4 +600,3 @@ class MediaAssembler:
                 continue
             self._drop(key)
             self.evicted += 1
-

@@ -41,9 +41,18 @@ class StoredEvent:
 class ReferenceConsumer:
     """Consumes every device under ``prefix``; ``events`` holds each event once, in arrival order."""
 
-    def __init__(self, host: str, port: int, prefix: str = "anqi/v1", client_id: str = "anqi-central-ref",
-                 username: str | None = None, password: str | None = None, tls: Any = None,
-                 media_grace_s: float = 5.0, ack: bool = True):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        prefix: str = "anqi/v1",
+        client_id: str = "anqi-central-ref",
+        username: str | None = None,
+        password: str | None = None,
+        tls: Any = None,
+        media_grace_s: float = 5.0,
+        ack: bool = True,
+    ):
         self.host, self.port, self.prefix = host, port, prefix
         self.media_grace_s = media_grace_s
         self.ack_enabled = ack
@@ -74,7 +83,7 @@ class ReferenceConsumer:
         self.client.on_message = self._on_message
         self._grace_thread = threading.Thread(target=self._grace_loop, daemon=True, name="ref-consumer-grace")
 
-    def start(self, timeout: float = 10.0) -> "ReferenceConsumer":
+    def start(self, timeout: float = 10.0) -> ReferenceConsumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect_async(self.host, self.port, 30, clean_start=False, properties=props)
@@ -137,7 +146,9 @@ class ReferenceConsumer:
             return
         if ev.device_id != topic.device:
             self.rejected.append(f"device_id {ev.device_id} published on {topic}")
-            self.publish_ack(topic, P.Ack(event_id=ev.event_id, status="rejected", reason="device_id does not match topic"))
+            self.publish_ack(
+                topic, P.Ack(event_id=ev.event_id, status="rejected", reason="device_id does not match topic")
+            )
             return
         with self._changed:
             self.deliveries += 1
@@ -164,7 +175,10 @@ class ReferenceConsumer:
             del self._waiting[eid]
             stored.media.update(have)
             stored.acked = True
-        self.publish_ack(stored.topic, P.Ack(event_id=eid, status="stored", media_complete=not missing, missing_media=missing))
+        self.publish_ack(
+            stored.topic,
+            P.Ack(event_id=eid, status="stored", media_complete=not missing, missing_media=missing),
+        )
 
     def publish_ack(self, topic: P.Topic, ack: P.Ack) -> None:
         if self.ack_enabled:

@@ -8,12 +8,19 @@ from typing import Any
 import numpy as np
 
 from edge.config import EdgeConfig
+from edge.logs import log
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.red_light import RedLightRule
-from edge.rules.signal import GpioSignal, ImageSignal, SerialSignal, SignalInput, SignalState, signal_from_config
+from edge.rules.signal import (
+    GpioSignal,
+    ImageSignal,
+    SerialSignal,
+    SignalInput,
+    SignalState,
+    signal_from_config,
+)
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
-from edge.logs import log
 from edge.track.tracker import Track
 
 logger = logging.getLogger("edge.rules")
@@ -75,7 +82,10 @@ class SameRiderGuard:
             if not (old_last <= first.t_s + 0.05 and first.t_s - old_last <= self.gap_s):
                 continue
             where = self._predicted(old, first.t_s)
-            if where is not None and float(np.hypot(first.ground[0] - where[0], first.ground[1] - where[1])) <= self.radius_m:  # type: ignore[index]
+            if (
+                where is not None
+                and float(np.hypot(first.ground[0] - where[0], first.ground[1] - where[1])) <= self.radius_m
+            ):  # type: ignore[index]
                 return old.track_id
         return None
 
@@ -89,13 +99,15 @@ class RuleSet:
     """The enabled rules of a site, the signal input the red-light rule reads, and the guard that keeps
     one rider from being reported twice when the tracker splits their track."""
 
-    def __init__(self, rules: list[Rule], signal: SignalInput | None = None, guard: SameRiderGuard | None = None):
+    def __init__(
+        self, rules: list[Rule], signal: SignalInput | None = None, guard: SameRiderGuard | None = None
+    ):
         self.rules = rules
         self.signal = signal
         self.guard = guard
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, pin_factory: Any = None) -> "RuleSet":
+    def from_config(cls, cfg: EdgeConfig, pin_factory: Any = None) -> RuleSet:
         window = cfg.track.motion_window_s
         rules: list[Rule] = []
         signal: SignalInput | None = None
@@ -124,7 +136,14 @@ class RuleSet:
                 if self.guard is not None:
                     earlier = self.guard.same_rider(v, t)
                     if earlier is not None:
-                        log(logger, "violation_same_rider", type=v.type.value, track=v.track_id, reported_as_track=earlier, t=round(v.t_s, 2))
+                        log(
+                            logger,
+                            "violation_same_rider",
+                            type=v.type.value,
+                            track=v.track_id,
+                            reported_as_track=earlier,
+                            t=round(v.t_s, 2),
+                        )
                         continue
                     self.guard.reported(v, t)
                 out.append(v)
@@ -153,8 +172,12 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     if sig.source == "gpio" and sig.gpio_pin is not None:
         import re
 
-        if not re.fullmatch(r"(GPIO|BCM)?\d{1,2}|BOARD\d{1,2}|J8:\d{1,2}|WPI\d{1,2}", sig.gpio_pin.strip(), re.IGNORECASE):
-            problems.append(f"rules.red_light.signal.gpio_pin: {sig.gpio_pin!r} is not a gpiozero pin name (e.g. 'GPIO17', 'BOARD11')")
+        if not re.fullmatch(
+            r"(GPIO|BCM)?\d{1,2}|BOARD\d{1,2}|J8:\d{1,2}|WPI\d{1,2}", sig.gpio_pin.strip(), re.IGNORECASE
+        ):
+            problems.append(
+                f"rules.red_light.signal.gpio_pin: {sig.gpio_pin!r} is not a gpiozero pin name (e.g. 'GPIO17', 'BOARD11')"
+            )
     elif sig.source == "serial" and sig.serial_port is not None:
         import os
 
@@ -164,5 +187,7 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     elif sig.source == "image" and sig.region is not None:
         x, y, w, h = sig.region
         if w <= 0 or h <= 0 or x < 0 or y < 0:
-            problems.append(f"rules.red_light.signal.region: {list(sig.region)} must have x, y >= 0 and a positive width and height")
+            problems.append(
+                f"rules.red_light.signal.region: {list(sig.region)} must have x, y >= 0 and a positive width and height"
+            )
     return problems

@@ -28,7 +28,9 @@ class NoHelmetRule:
         if track.track_id is None or self._once.fired(track.track_id) or not track.last.in_zone:
             return None
         votes = track.head_votes(in_zone_only=True)
-        if len(votes) < cfg.min_observations or votes[-1].t_s - votes[0].t_s < cfg.min_observed_s - 1e-6:  # (frame times are floats)
+        if (
+            len(votes) < cfg.min_observations or votes[-1].t_s - votes[0].t_s < cfg.min_observed_s - 1e-6
+        ):  # (frame times are floats)
             return None
         p = np.array([v.no_helmet for v in votes], dtype=np.float64)
         no = p >= cfg.vote_threshold

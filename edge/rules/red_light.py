@@ -48,7 +48,9 @@ class RedLightRule:
             return None
         sd = [self.side(p.ground) for p in pts]  # type: ignore[arg-type]
         last_d, last_along = sd[-1]
-        if abs(last_d) < cfg.min_cross_m or not (-cfg.min_cross_m <= last_along <= self._len + cfg.min_cross_m):
+        if abs(last_d) < cfg.min_cross_m or not (
+            -cfg.min_cross_m <= last_along <= self._len + cfg.min_cross_m
+        ):
             return None
         sign = math.copysign(1.0, last_d)
         # the track must have been clearly on the other side before

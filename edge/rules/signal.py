@@ -83,8 +83,16 @@ class GpioSignal:
         self.device.close()
 
 
-_SERIAL_WORDS = {"RED": SignalState.red, "R": SignalState.red, "GREEN": SignalState.green, "G": SignalState.green,
-                 "AMBER": SignalState.amber, "YELLOW": SignalState.amber, "A": SignalState.amber, "Y": SignalState.amber}
+_SERIAL_WORDS = {
+    "RED": SignalState.red,
+    "R": SignalState.red,
+    "GREEN": SignalState.green,
+    "G": SignalState.green,
+    "AMBER": SignalState.amber,
+    "YELLOW": SignalState.amber,
+    "A": SignalState.amber,
+    "Y": SignalState.amber,
+}
 
 
 class SerialSignal:

@@ -27,7 +27,9 @@ class WrongWayRule:
 
     def __init__(self, cfg: WrongWayRuleConfig, motion_window_s: float = 1.0):
         self.cfg = cfg
-        self.motion_window_s = motion_window_s  # kept for the common rule signature; the rule fits over cfg.window_s
+        self.motion_window_s = (
+            motion_window_s  # kept for the common rule signature; the rule fits over cfg.window_s
+        )
         self._once = OncePerTrack()
         rad = math.radians(cfg.lane_heading_deg)
         self._lane = np.array([math.sin(rad), math.cos(rad)])  # unit vector: 0 deg = +y, 90 deg = +x
@@ -74,6 +76,10 @@ class WrongWayRule:
             zone_distance_m=last.distance_m,
             speed_mps=motion.speed_mps,
             heading_deg=motion.heading_deg,
-            detail={"against_m": round(against, 2), "off_lane_deg": round(off, 1), "lane_heading_deg": cfg.lane_heading_deg,
-                    "samples": motion.samples},
+            detail={
+                "against_m": round(against, 2),
+                "off_lane_deg": round(off, 1),
+                "lane_heading_deg": cfg.lane_heading_deg,
+                "samples": motion.samples,
+            },
         )

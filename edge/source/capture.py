@@ -94,7 +94,9 @@ class FrameSource:
         cv_backend: int | None = None,
     ):
         if not cfg.uri.strip():
-            raise ValueError("source.uri: empty; name a file, rtsp:// URL, /dev/videoN or a GStreamer pipeline")
+            raise ValueError(
+                "source.uri: empty; name a file, rtsp:// URL, /dev/videoN or a GStreamer pipeline"
+            )
         self.cfg = cfg
         self.kind: SourceKind = guess_kind(cfg.uri) if cfg.kind == "auto" else cfg.kind
         self.uri = cfg.uri.strip()
@@ -157,9 +159,19 @@ class FrameSource:
         changed = state != self.stats.state
         self.stats.state = state
         if self.health is not None:
-            status = {"up": "up", "down": "down", "ended": "off", "stopped": "off", "starting": "degraded"}[state]
-            self.health.set(self.component, status, detail, uri=self.display_uri, kind=self.kind,  # type: ignore[arg-type]
-                            frames=self.stats.frames, reconnects=self.stats.reconnects, corrupt_skipped=self.stats.corrupt_skipped)
+            status = {"up": "up", "down": "down", "ended": "off", "stopped": "off", "starting": "degraded"}[
+                state
+            ]
+            self.health.set(
+                self.component,
+                status,
+                detail,
+                uri=self.display_uri,
+                kind=self.kind,  # type: ignore[arg-type]
+                frames=self.stats.frames,
+                reconnects=self.stats.reconnects,
+                corrupt_skipped=self.stats.corrupt_skipped,
+            )
         if changed and self.on_state is not None:
             try:
                 self.on_state(state, detail)
@@ -187,8 +199,13 @@ class FrameSource:
                     if self.health is not None and delivered % HEALTH_EVERY == 0:
                         now = time.monotonic()
                         fps = round(HEALTH_EVERY / max(now - self._health_mono, 1e-6), 2)
-                        self.health.update_info(self.component, frames=self.stats.frames, fps=fps,
-                                                corrupt_skipped=self.stats.corrupt_skipped, reconnects=self.stats.reconnects)
+                        self.health.update_info(
+                            self.component,
+                            frames=self.stats.frames,
+                            fps=fps,
+                            corrupt_skipped=self.stats.corrupt_skipped,
+                            reconnects=self.stats.reconnects,
+                        )
                         self._health_mono = now
                     yield frame
                     if self._stop.is_set():
@@ -196,7 +213,9 @@ class FrameSource:
             except SourceError as e:
                 error = self._redact(str(e))
             except Exception as e:  # PyAV / OpenCV / OS errors: the source failed, the loop lives on
-                if type(e).__name__ == "ExitError" and self.kind == "rtsp":  # FFmpeg interrupted by our timeout
+                if (
+                    type(e).__name__ == "ExitError" and self.kind == "rtsp"
+                ):  # FFmpeg interrupted by our timeout
                     error = f"stream silent for {self.cfg.read_timeout_s:g} s (source.read_timeout_s) or open timed out"
                 else:
                     error = self._redact(f"{type(e).__name__}: {e}")
@@ -213,13 +232,30 @@ class FrameSource:
             self.stats.last_error = error
             limit = self.max_attempts
             if limit is not None and failures > limit:
-                log(logger, "source_gave_up", level=logging.ERROR, uri=self.display_uri, kind=self.kind, error=error, attempts=failures - 1)
+                log(
+                    logger,
+                    "source_gave_up",
+                    level=logging.ERROR,
+                    uri=self.display_uri,
+                    kind=self.kind,
+                    error=error,
+                    attempts=failures - 1,
+                )
                 self._set_state("down", f"gave up after {failures - 1} reopen attempt(s): {error}")
                 return
             wait = self.backoff_s(failures)
             self.stats.next_retry_s = wait
-            log(logger, "source_down", level=logging.WARNING, uri=self.display_uri, kind=self.kind, error=error,
-                failures=failures, retry_in_s=wait, frames=self.stats.frames)
+            log(
+                logger,
+                "source_down",
+                level=logging.WARNING,
+                uri=self.display_uri,
+                kind=self.kind,
+                error=error,
+                failures=failures,
+                retry_in_s=wait,
+                frames=self.stats.frames,
+            )
             self._set_state("down", f"{error}; retry {failures} in {wait:.3g} s")
             if self._stop.wait(wait):
                 break
@@ -274,8 +310,16 @@ class FrameSource:
         else:
             gap = max(time.monotonic() - (self._last_mono or time.monotonic()), 1.0 / self._last_fps)
             offset = self._last_pts_s + gap
-        return StreamInfo(session=self._session, codec=cc.name, width=cc.width, height=cc.height,
-                          time_base=Fraction(vstream.time_base), fps=fps, first_pts=first_pts, pts_offset_s=offset)
+        return StreamInfo(
+            session=self._session,
+            codec=cc.name,
+            width=cc.width,
+            height=cc.height,
+            time_base=Fraction(vstream.time_base),
+            fps=fps,
+            first_pts=first_pts,
+            pts_offset_s=offset,
+        )
 
     def _av_demux(self, container: Any, vstream: Any) -> Iterator[Frame]:
         import av
@@ -285,7 +329,12 @@ class FrameSource:
         resume_dts = self._file_last_dts if file_mode else None
         resume_pts = self._file_last_pts if file_mode else None
         if file_mode and resume_pts is not None:
-            log(logger, "source_resume", uri=self.display_uri, at_s=info.to_seconds(resume_pts) if info else None)
+            log(
+                logger,
+                "source_resume",
+                uri=self.display_uri,
+                at_s=info.to_seconds(resume_pts) if info else None,
+            )
         pending: list[EncodedPacket] = []
         synth_pts: int | None = None
         last_dts: int | None = None
@@ -319,17 +368,35 @@ class FrameSource:
                 self._file_last_pts = pts
             else:
                 utc = datetime.now(timezone.utc)
-            frame = Frame(decoded=vf, index=self._index, pts_s=pts_s, mono=mono, utc=utc, stream=info,
-                          keyframe=bool(vf.key_frame), packets=tuple(pending))
+            frame = Frame(
+                decoded=vf,
+                index=self._index,
+                pts_s=pts_s,
+                mono=mono,
+                utc=utc,
+                stream=info,
+                keyframe=bool(vf.key_frame),
+                packets=tuple(pending),
+            )
             pending = []
             self._index += 1
             self._last_pts_s, self._last_mono, self._last_fps = pts_s, mono, info.fps
             self.stats.frames += 1
             if not up_reported:
                 up_reported = True
-                log(logger, "source_up", uri=self.display_uri, kind=self.kind, codec=info.codec,
-                    size=f"{info.width}x{info.height}", fps=info.fps, session=info.session)
-                self._set_state("up", f"{self.kind} {info.codec} {info.width}x{info.height} @ {info.fps:.3g} fps")
+                log(
+                    logger,
+                    "source_up",
+                    uri=self.display_uri,
+                    kind=self.kind,
+                    codec=info.codec,
+                    size=f"{info.width}x{info.height}",
+                    fps=info.fps,
+                    session=info.session,
+                )
+                self._set_state(
+                    "up", f"{self.kind} {info.codec} {info.width}x{info.height} @ {info.fps:.3g} fps"
+                )
             yield frame
 
         if file_mode and resume_pts is not None and info is not None:
@@ -348,7 +415,9 @@ class FrameSource:
                 pts = pkt.pts if pkt.pts is not None else pkt.dts
                 dts = pkt.dts if pkt.dts is not None else pkt.pts
                 if pts is None or dts is None:
-                    synth = (synth_pts or 0) + max(1, int(round(1 / (float(vstream.time_base) * (info.fps if info else 25.0)))))
+                    synth = (synth_pts or 0) + max(
+                        1, int(round(1 / (float(vstream.time_base) * (info.fps if info else 25.0))))
+                    )
                     pts = dts = synth
                 synth_pts = pts
                 if not file_mode and last_dts is not None:
@@ -371,19 +440,37 @@ class FrameSource:
                 forward = resume_dts is None or dts > resume_dts
                 if forward:
                     self.stats.packets += 1
-                    ep = EncodedPacket(data=bytes(pkt), pts=int(pts), dts=int(dts), duration=int(pkt.duration or 0),
-                                       keyframe=bool(pkt.is_keyframe), stream=info)
+                    ep = EncodedPacket(
+                        data=bytes(pkt),
+                        pts=int(pts),
+                        dts=int(dts),
+                        duration=int(pkt.duration or 0),
+                        keyframe=bool(pkt.is_keyframe),
+                        stream=info,
+                    )
                     pending.append(ep)
                     if file_mode:
                         self._file_last_dts = int(dts)
                 try:
                     decoded = cc.decode(pkt)
-                except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.BugError, ValueError) as e:
+                except (
+                    av.error.InvalidDataError,
+                    av.error.PatchWelcomeError,
+                    av.error.BugError,
+                    ValueError,
+                ) as e:
                     corrupt_in_session += 1
                     self.stats.corrupt_skipped += 1
                     if corrupt_in_session <= 3 or corrupt_in_session % _CORRUPT_LOG_EVERY == 0:
-                        log(logger, "source_corrupt_packet", level=logging.WARNING, uri=self.display_uri,
-                            pts_s=round(info.to_seconds(int(pts)), 3), error=self._redact(str(e)), skipped=self.stats.corrupt_skipped)
+                        log(
+                            logger,
+                            "source_corrupt_packet",
+                            level=logging.WARNING,
+                            uri=self.display_uri,
+                            pts_s=round(info.to_seconds(int(pts)), 3),
+                            error=self._redact(str(e)),
+                            skipped=self.stats.corrupt_skipped,
+                        )
                     continue
                 for vf in decoded:
                     yield from emit(vf)
@@ -400,8 +487,15 @@ class FrameSource:
             raise failure
         expected = int(vstream.frames or 0)
         if file_mode and expected and self.stats.frames < expected - 1:
-            log(logger, "source_file_short", level=logging.WARNING, uri=self.display_uri,
-                frames=self.stats.frames, expected=expected, corrupt_skipped=self.stats.corrupt_skipped)
+            log(
+                logger,
+                "source_file_short",
+                level=logging.WARNING,
+                uri=self.display_uri,
+                frames=self.stats.frames,
+                expected=expected,
+                corrupt_skipped=self.stats.corrupt_skipped,
+            )
 
     # ------------------------------------------------------------------ OpenCV: V4L2 and GStreamer
     def _cv_session(self) -> Iterator[Frame]:
@@ -409,8 +503,12 @@ class FrameSource:
 
         if self.kind == "gstreamer":
             if self.cv_backend is None and not _cv_has_gstreamer():
-                raise SourceError("this OpenCV build has no GStreamer support (pip wheels do not; use the distribution's python3-opencv)")
-            cap = cv2.VideoCapture(self.uri, cv2.CAP_GSTREAMER if self.cv_backend is None else self.cv_backend)
+                raise SourceError(
+                    "this OpenCV build has no GStreamer support (pip wheels do not; use the distribution's python3-opencv)"
+                )
+            cap = cv2.VideoCapture(
+                self.uri, cv2.CAP_GSTREAMER if self.cv_backend is None else self.cv_backend
+            )
         else:
             dev: int | str = int(self.uri) if self.uri.isdigit() else self.uri
             if isinstance(dev, str) and not Path(dev).exists():
@@ -439,18 +537,39 @@ class FrameSource:
                     self._session += 1
                     self.stats.sessions += 1
                     # raw sources: the timeline is the monotonic clock since the first frame
-                    info = StreamInfo(session=self._session, codec=RAW_CODEC, width=image.shape[1], height=image.shape[0],
-                                      time_base=Fraction(1, 90000), fps=fps)
+                    info = StreamInfo(
+                        session=self._session,
+                        codec=RAW_CODEC,
+                        width=image.shape[1],
+                        height=image.shape[0],
+                        time_base=Fraction(1, 90000),
+                        fps=fps,
+                    )
                     if self._mono0 is None:
                         self._mono0 = mono
-                    log(logger, "source_up", uri=self.display_uri, kind=self.kind, codec=RAW_CODEC,
-                        size=f"{info.width}x{info.height}", fps=fps, session=info.session)
+                    log(
+                        logger,
+                        "source_up",
+                        uri=self.display_uri,
+                        kind=self.kind,
+                        codec=RAW_CODEC,
+                        size=f"{info.width}x{info.height}",
+                        fps=fps,
+                        session=info.session,
+                    )
                     self._set_state("up", f"{self.kind} {info.width}x{info.height} @ {fps:.3g} fps")
                 image = np.ascontiguousarray(image)
                 image.flags.writeable = False
                 pts_s = mono - (self._mono0 or mono)
-                frame = Frame(image=image, index=self._index, pts_s=pts_s, mono=mono, utc=datetime.now(timezone.utc),
-                              stream=info, keyframe=True)
+                frame = Frame(
+                    image=image,
+                    index=self._index,
+                    pts_s=pts_s,
+                    mono=mono,
+                    utc=datetime.now(timezone.utc),
+                    stream=info,
+                    keyframe=True,
+                )
                 self._index += 1
                 self._last_pts_s, self._last_mono, self._last_fps = pts_s, mono, fps
                 self.stats.frames += 1
@@ -486,5 +605,7 @@ def check_config(cfg: Any) -> list[str]:
         if not src.uri.strip().isdigit() and not Path(src.uri.strip()).exists():
             problems.append(f"source.uri: no such device: {src.uri.strip()}")
     elif kind == "gstreamer" and not _cv_has_gstreamer():
-        problems.append("source.uri: a GStreamer pipeline needs OpenCV built with GStreamer (this one is not)")
+        problems.append(
+            "source.uri: a GStreamer pipeline needs OpenCV built with GStreamer (this one is not)"
+        )
     return problems

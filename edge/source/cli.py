@@ -20,13 +20,34 @@ from edge.cli_common import config_or_exit
 
 
 @click.command("test-camera")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="Site config (its source and buffer sections).")
-@click.option("--uri", default=None, help="Open this instead of source.uri (file, rtsp:// URL, /dev/videoN, GStreamer pipeline).")
-@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="How long to read.")
-@click.option("--snapshot", type=click.Path(dir_okay=False, path_type=Path), help="Save the last frame as JPEG (for calibrate).")
-@click.option("--clip", "clip_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the last pre_s + post_s seconds as an MP4 clip.")
-def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: Path | None, clip_path: Path | None) -> None:
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Site config (its source and buffer sections).",
+)
+@click.option(
+    "--uri",
+    default=None,
+    help="Open this instead of source.uri (file, rtsp:// URL, /dev/videoN, GStreamer pipeline).",
+)
+@click.option(
+    "--seconds", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="How long to read."
+)
+@click.option(
+    "--snapshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the last frame as JPEG (for calibrate).",
+)
+@click.option(
+    "--clip",
+    "clip_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the last pre_s + post_s seconds as an MP4 clip.",
+)
+def test_camera(
+    config: Path | None, uri: str | None, seconds: float, snapshot: Path | None, clip_path: Path | None
+) -> None:
     """Read the camera for a few seconds and report its stream (codec, size, fps, keyframes, bit rate)."""
     import cv2
 
@@ -42,7 +63,7 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     buf_cfg = cfg.buffer
-    clips_dir = (clip_path.parent if clip_path else Path("."))
+    clips_dir = clip_path.parent if clip_path else Path(".")
     recorder = ClipRecorder(PrerollBuffer(buf_cfg), buf_cfg, clips_dir)
     click.echo(f"opening {source.kind} {source.display_uri} ...")
     t0 = time.monotonic()
@@ -69,8 +90,10 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
     n = source.stats.frames
     info = last.stream
     w, h = last.size
-    click.echo(f"stream     {info.codec} {w}x{h}, nominal {info.fps:.2f} fps, {n} frames in {span:.2f} s of video "
-               f"({(n - 1) / span:.2f} fps), read in {wall:.2f} s")
+    click.echo(
+        f"stream     {info.codec} {w}x{h}, nominal {info.fps:.2f} fps, {n} frames in {span:.2f} s of video "
+        f"({(n - 1) / span:.2f} fps), read in {wall:.2f} s"
+    )
     if keyframe_pts:
         gaps = [b - a for a, b in pairwise(keyframe_pts)]
         gop = f"every {sum(gaps) / len(gaps):.2f} s" if gaps else "one seen"
@@ -79,9 +102,13 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
     else:
         click.echo("keyframes  raw source: every frame is kept as JPEG")
     buf = recorder.buffer
-    click.echo(f"pre-roll   {buf.nbytes / 2**20:.2f} MB holding {buf.duration_s:.2f} s (buffer.max_mb {buf_cfg.max_mb:g})")
+    click.echo(
+        f"pre-roll   {buf.nbytes / 2**20:.2f} MB holding {buf.duration_s:.2f} s (buffer.max_mb {buf_cfg.max_mb:g})"
+    )
     if source.stats.corrupt_skipped or source.stats.reconnects:
-        click.echo(f"problems   {source.stats.corrupt_skipped} corrupt packet(s) skipped, {source.stats.reconnects} reconnect(s)")
+        click.echo(
+            f"problems   {source.stats.corrupt_skipped} corrupt packet(s) skipped, {source.stats.reconnects} reconnect(s)"
+        )
     if snapshot:
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(snapshot), last.image):
@@ -95,7 +122,9 @@ def test_camera(config: Path | None, uri: str | None, seconds: float, snapshot: 
             clip = fut.result()
         except Exception as e:
             raise click.ClickException(f"clip not written: {e}") from None
-        click.echo(f"clip       {clip.path}: {clip.frames} frames, {clip.duration_s:.2f} s, {clip.size / 2**20:.2f} MB"
-                   f"{'' if clip.complete else ' (' + clip.note + ')'}")
+        click.echo(
+            f"clip       {clip.path}: {clip.frames} frames, {clip.duration_s:.2f} s, {clip.size / 2**20:.2f} MB"
+            f"{'' if clip.complete else ' (' + clip.note + ')'}"
+        )
     else:
         recorder.close()

@@ -50,7 +50,7 @@ class StreamInfo:
         return float((pts - self.first_pts) * self.time_base) + self.pts_offset_s
 
     @staticmethod
-    def make_template(stream: "av.stream.Stream", keyframe: "av.Packet") -> bytes:
+    def make_template(stream: av.stream.Stream, keyframe: av.Packet) -> bytes:
         """Write the codec parameters of an open input ``stream`` (plus one keyframe) to bytes."""
         import av
 
@@ -109,7 +109,18 @@ class Frame:
     and it sees every packet exactly once. Treat every attribute as read-only.
     """
 
-    __slots__ = ("index", "pts_s", "mono", "utc", "stream", "keyframe", "packets", "_image", "_decoded", "_size")
+    __slots__ = (
+        "index",
+        "pts_s",
+        "mono",
+        "utc",
+        "stream",
+        "keyframe",
+        "packets",
+        "_image",
+        "_decoded",
+        "_size",
+    )
 
     def __init__(
         self,
@@ -135,7 +146,11 @@ class Frame:
         self.packets = packets
         self._image = image
         self._decoded = decoded  # av.VideoFrame, converted to BGR on first use
-        self._size = (int(image.shape[1]), int(image.shape[0])) if image is not None else (int(decoded.width), int(decoded.height))
+        self._size = (
+            (int(image.shape[1]), int(image.shape[0]))
+            if image is not None
+            else (int(decoded.width), int(decoded.height))
+        )
 
     @property
     def image(self) -> np.ndarray:
@@ -162,9 +177,11 @@ class Frame:
         """UTC time of another instant on the same timeline, anchored on this frame."""
         return self.utc + timedelta(seconds=pts_s - self.pts_s)
 
-    def replace(self, **changes: Any) -> "Frame":
+    def replace(self, **changes: Any) -> Frame:
         """A copy with some fields changed (like ``dataclasses.replace``)."""
-        fields: dict[str, Any] = {k: getattr(self, k) for k in ("index", "pts_s", "mono", "utc", "stream", "keyframe", "packets")}
+        fields: dict[str, Any] = {
+            k: getattr(self, k) for k in ("index", "pts_s", "mono", "utc", "stream", "keyframe", "packets")
+        }
         fields.update(changes)
         if "image" not in fields and "decoded" not in fields:
             fields["image"] = self._image
@@ -173,5 +190,7 @@ class Frame:
 
     def __repr__(self) -> str:
         w, h = self._size
-        return (f"Frame(index={self.index}, pts_s={self.pts_s:.4f}, {w}x{h}, session={self.stream.session}, "
-                f"keyframe={self.keyframe}, packets={len(self.packets)})")
+        return (
+            f"Frame(index={self.index}, pts_s={self.pts_s:.4f}, {w}x{h}, session={self.stream.session}, "
+            f"keyframe={self.keyframe}, packets={len(self.packets)})"
+        )

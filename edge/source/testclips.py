@@ -73,12 +73,20 @@ def make_test_clip(
 
     src = Path(source) if source else default_video()
     if not src.is_file():
-        raise FileNotFoundError(f"test clip source not found: {src} (expected ../shared beside the checkout, or set ANQI_SHARED)")
+        raise FileNotFoundError(
+            f"test clip source not found: {src} (expected ../shared beside the checkout, or set ANQI_SHARED)"
+        )
     st = src.stat()
-    key = (f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}"
-           f"|s{seconds}|l{loops}|{preset}|v1")
+    key = (
+        f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}"
+        f"|s{seconds}|l{loops}|{preset}|v1"
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    out_path = Path(path) if path else cache_dir() / f"{src.stem}-{width}x{height}-{fps}fps-g{gop}-b{bframes}-x{loops}-{digest}.mp4"
+    out_path = (
+        Path(path)
+        if path
+        else cache_dir() / f"{src.stem}-{width}x{height}-{fps}fps-g{gop}-b{bframes}-x{loops}-{digest}.mp4"
+    )
     if out_path.is_file() and out_path.stat().st_size > 0:
         return out_path
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,13 +138,25 @@ def _source_images(src: Path, loops: int) -> Iterator[tuple[float, np.ndarray]]:
             istream.thread_type = "AUTO"
             step = 1.0 / float(istream.average_rate or 25)
             for i, vf in enumerate(inp.decode(istream)):
-                t = float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else i * step
+                t = (
+                    float(vf.pts * vf.time_base)
+                    if vf.pts is not None and vf.time_base is not None
+                    else i * step
+                )
                 end = offset + t + step
                 yield offset + t, vf.to_ndarray(format="bgr24")
         offset = end
 
 
-def _encode(ostream: Any, out: "av.container.OutputContainer", img: np.ndarray, n: int, tb: Fraction, width: int, height: int) -> int:
+def _encode(
+    ostream: Any,
+    out: av.container.OutputContainer,
+    img: np.ndarray,
+    n: int,
+    tb: Fraction,
+    width: int,
+    height: int,
+) -> int:
     import av
     import cv2
 
@@ -150,7 +170,7 @@ def _encode(ostream: Any, out: "av.container.OutputContainer", img: np.ndarray, 
     return n + 1
 
 
-def raw_frames(path: Path, *, limit: int | None = None, session: int = 1) -> Iterator["Frame"]:
+def raw_frames(path: Path, *, limit: int | None = None, session: int = 1) -> Iterator[Frame]:
     """The frames of a video file as a raw camera (V4L2 / GStreamer) delivers them: decoded BGR
     images, no encoded packets (``RAW_CODEC``), stream time from the file; for the JPEG path of the
     ring buffer in tests and benchmarks."""
@@ -166,13 +186,28 @@ def raw_frames(path: Path, *, limit: int | None = None, session: int = 1) -> Ite
         vs = inp.streams.video[0]
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or 25)
-        info = StreamInfo(session=session, codec=RAW_CODEC, width=vs.codec_context.width, height=vs.codec_context.height,
-                          time_base=Fraction(1, 90000), fps=fps)
+        info = StreamInfo(
+            session=session,
+            codec=RAW_CODEC,
+            width=vs.codec_context.width,
+            height=vs.codec_context.height,
+            time_base=Fraction(1, 90000),
+            fps=fps,
+        )
         for i, vf in enumerate(inp.decode(vs)):
             if limit is not None and i >= limit:
                 return
             img = vf.to_ndarray(format="bgr24")
             img.flags.writeable = False
-            pts_s = float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else i / fps
-            yield Frame(image=img, index=i, pts_s=pts_s, mono=time.monotonic(), utc=utc0 + timedelta(seconds=pts_s),
-                        stream=info, keyframe=True)
+            pts_s = (
+                float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else i / fps
+            )
+            yield Frame(
+                image=img,
+                index=i,
+                pts_s=pts_s,
+                mono=time.monotonic(),
+                utc=utc0 + timedelta(seconds=pts_s),
+                stream=info,
+                keyframe=True,
+            )

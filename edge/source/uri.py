@@ -31,4 +31,4 @@ def redact_uri(uri: str) -> str:
 
 def file_path(uri: str) -> str:
     u = uri.strip()
-    return u[len("file://"):] if u.lower().startswith("file://") else u
+    return u[len("file://") :] if u.lower().startswith("file://") else u

@@ -11,4 +11,13 @@ from edge.track.tracker import (
     iou_matrix,
 )
 
-__all__ = ["DetectionsLike", "RiderDetection", "RiderTracker", "Track", "TrackPoint", "TrackerUpdate", "attach_heads", "iou_matrix"]
+__all__ = [
+    "DetectionsLike",
+    "RiderDetection",
+    "RiderTracker",
+    "Track",
+    "TrackPoint",
+    "TrackerUpdate",
+    "attach_heads",
+    "iou_matrix",
+]

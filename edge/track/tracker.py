@@ -113,7 +113,11 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
         ri, hi = linear_sum_assignment(cost)
         for r, k in zip(ri, hi):
             if cost[r, k] < 1e6:
-                out[r].head_box, out[r].head_score, out[r].no_helmet = heads[k], float(hscores[k]), float(nohelm[k])
+                out[r].head_box, out[r].head_score, out[r].no_helmet = (
+                    heads[k],
+                    float(hscores[k]),
+                    float(nohelm[k]),
+                )
                 used_head[k] = True
     if cfg.head_only_tracks:
         for k in np.nonzero(~used_head & ~inside_any)[0]:
@@ -121,7 +125,9 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
             hw, hh = x1 - x0, y1 - y0
             cxk = (x0 + x1) / 2
             body = np.array([cxk - 1.5 * hw, y0, cxk + 1.5 * hw, y0 + cfg.head_to_body * hh])
-            out.append(RiderDetection(body, float(hscores[k]), "head", heads[k], float(hscores[k]), float(nohelm[k])))
+            out.append(
+                RiderDetection(body, float(hscores[k]), "head", heads[k], float(hscores[k]), float(nohelm[k]))
+            )
     return out
 
 
@@ -192,7 +198,13 @@ class Track:
         pts = [p for p in self.history if p.ground is not None]
         if len(pts) < 2:
             return None
-        return fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s, min_samples, window_s / 4)
+        return fit_motion(
+            np.array([p.t_s for p in pts]),
+            np.array([p.ground for p in pts]),
+            window_s,
+            min_samples,
+            window_s / 4,
+        )
 
 
 def _cut_by_frame(p: TrackPoint, height: int | None) -> bool:
@@ -232,7 +244,12 @@ class RiderTracker:
         self._keys = itertools.count(1)  # internal keys of tentative tracks (public ids come at confirmation)
 
     def update(
-        self, dets: DetectionsLike, t_s: float, utc: datetime, frame_size: tuple[int, int] | None = None, mono: float | None = None
+        self,
+        dets: DetectionsLike,
+        t_s: float,
+        utc: datetime,
+        frame_size: tuple[int, int] | None = None,
+        mono: float | None = None,
     ) -> TrackerUpdate:
         """One detection frame at source time ``t_s`` (stream seconds; replay runs faster than real time)."""
         return self.update_detections(attach_heads(dets, self.cfg), t_s, utc, frame_size, mono)
@@ -293,7 +310,15 @@ class RiderTracker:
                 t.track_id = self._take_id()
         for d in new_dets:
             p = self._point(d, t_s, utc, None, 0, mono)
-            t = Track(next(self._keys), np.asarray(d.box, dtype=np.float64), t_s, utc, t_s, deque([p]), rider_hits=int(d.kind == "rider"))
+            t = Track(
+                next(self._keys),
+                np.asarray(d.box, dtype=np.float64),
+                t_s,
+                utc,
+                t_s,
+                deque([p]),
+                rider_hits=int(d.kind == "rider"),
+            )
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
@@ -339,25 +364,46 @@ class RiderTracker:
             t.history.popleft()
 
     @staticmethod
-    def _locate(boxes: list[np.ndarray], zone: CaptureZone | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _locate(
+        boxes: list[np.ndarray], zone: CaptureZone | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if zone is None or not boxes:
             return None
         return zone.locate_boxes(np.array(boxes))
 
     @staticmethod
     def _point(
-        d: RiderDetection, t_s: float, utc: datetime, located: tuple[np.ndarray, np.ndarray, np.ndarray] | None, n: int, mono: float | None
+        d: RiderDetection,
+        t_s: float,
+        utc: datetime,
+        located: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        n: int,
+        mono: float | None,
     ) -> TrackPoint:
         hb = None if d.head_box is None else tuple(float(v) for v in d.head_box)
         p = TrackPoint(
-            t_s, utc, tuple(float(v) for v in d.box), d.score, d.kind, None, None, False,  # type: ignore[arg-type]
-            hb, d.head_score, d.no_helmet, mono,  # type: ignore[arg-type]
+            t_s,
+            utc,
+            tuple(float(v) for v in d.box),
+            d.score,
+            d.kind,
+            None,
+            None,
+            False,  # type: ignore[arg-type]
+            hb,
+            d.head_score,
+            d.no_helmet,
+            mono,  # type: ignore[arg-type]
         )
         return p if located is None else RiderTracker._point_located(p, located, n)
 
     @staticmethod
-    def _point_located(p: TrackPoint, located: tuple[np.ndarray, np.ndarray, np.ndarray], n: int) -> TrackPoint:
+    def _point_located(
+        p: TrackPoint, located: tuple[np.ndarray, np.ndarray, np.ndarray], n: int
+    ) -> TrackPoint:
         g, dd, ins = located
         if not np.isfinite(g[n]).all():
             return p
-        return replace(p, ground=(float(g[n, 0]), float(g[n, 1])), distance_m=float(dd[n]), in_zone=bool(ins[n]))
+        return replace(
+            p, ground=(float(g[n, 0]), float(g[n, 1])), distance_m=float(dd[n]), in_zone=bool(ins[n])
+        )

@@ -27,7 +27,9 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     """Problems with ``zone``: homography valid, points not collinear, reprojection small, band visible."""
     z = cfg.zone
     if not z.calibration:
-        return ["zone.calibration: no calibration points: give 4 or more image points with their ground position (anqi-edge calibrate)"]
+        return [
+            "zone.calibration: no calibration points: give 4 or more image points with their ground position (anqi-edge calibrate)"
+        ]
     try:
         zone = CaptureZone.from_config(z)
     except CalibrationError as e:
@@ -44,5 +46,7 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     else:
         size = (int(z.image_size[0]), int(z.image_size[1]))
     if zone.visible_fraction(*size) <= 0.0:
-        problems.append(f"zone.near_m: the band {z.near_m:g}-{z.far_m:g} m from zone.camera_ground is not visible in the {size[0]}x{size[1]} image")
+        problems.append(
+            f"zone.near_m: the band {z.near_m:g}-{z.far_m:g} m from zone.camera_ground is not visible in the {size[0]}x{size[1]} image"
+        )
     return problems

@@ -30,7 +30,13 @@ def iso_lines(d: np.ndarray, metres: float) -> list[np.ndarray]:
     lines: list[np.ndarray] = []
     for c in contours:
         pts = c.reshape(-1, 2)
-        inner = (pts[:, 0] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] > 0) & (pts[:, 1] < h - 1) & ~beyond[pts[:, 1], pts[:, 0]]
+        inner = (
+            (pts[:, 0] > 0)
+            & (pts[:, 0] < w - 1)
+            & (pts[:, 1] > 0)
+            & (pts[:, 1] < h - 1)
+            & ~beyond[pts[:, 1], pts[:, 0]]
+        )
         # runs of consecutive inner points
         cuts = np.flatnonzero(np.diff(np.r_[0, inner.astype(np.int8), 0]))
         lines += [pts[a:b].astype(np.int32) for a, b in zip(cuts[::2], cuts[1::2]) if b - a >= 2]
@@ -48,21 +54,40 @@ class CaptureZone:
     roi_margin_m: float = 3.0
     rider_height_m: float = 2.0
     _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False, compare=False)
-    _scaled: dict[tuple[int, int], "CaptureZone"] = field(default_factory=dict, repr=False, compare=False)
-    _edges: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _scaled: dict[tuple[int, int], CaptureZone] = field(default_factory=dict, repr=False, compare=False)
+    _edges: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
-    def from_config(cls, cfg: ZoneConfig) -> "CaptureZone":
-        return cls(GroundMapper.from_config(cfg), tuple(cfg.camera_ground), cfg.near_m, cfg.far_m, cfg.roi_margin_m, cfg.rider_height_m)  # type: ignore[arg-type]
+    def from_config(cls, cfg: ZoneConfig) -> CaptureZone:
+        return cls(
+            GroundMapper.from_config(cfg),
+            tuple(cfg.camera_ground),
+            cfg.near_m,
+            cfg.far_m,
+            cfg.roi_margin_m,
+            cfg.rider_height_m,
+        )  # type: ignore[arg-type]
 
-    def for_frame(self, width: int, height: int) -> "CaptureZone":
+    def for_frame(self, width: int, height: int) -> CaptureZone:
         """This zone for frames of another size; made once per size (called on every detected frame)."""
         key = (width, height)
         zone = self._scaled.get(key)
         if zone is None:
             mapper = self.mapper.for_frame(width, height)
-            zone = self if mapper is self.mapper else CaptureZone(
-                mapper, self.camera_ground, self.near_m, self.far_m, self.roi_margin_m, self.rider_height_m)
+            zone = (
+                self
+                if mapper is self.mapper
+                else CaptureZone(
+                    mapper,
+                    self.camera_ground,
+                    self.near_m,
+                    self.far_m,
+                    self.roi_margin_m,
+                    self.rider_height_m,
+                )
+            )
             self._scaled[key] = zone
         return zone
 
@@ -133,7 +158,9 @@ class CaptureZone:
         if key not in self._edges:
             step = max(1, min(width, height) // 360)
             d = self.distance_map(width, height, step)
-            self._edges[key] = tuple(line * step + step // 2 for m in (self.near_m, self.far_m) for line in iso_lines(d, m))
+            self._edges[key] = tuple(
+                line * step + step // 2 for m in (self.near_m, self.far_m) for line in iso_lines(d, m)
+            )
         return self._edges[key]
 
     def visible_fraction(self, width: int, height: int) -> float:

@@ -51,8 +51,11 @@ class GroundMapper:
 
     @classmethod
     def from_points(
-        cls, image_pts: Sequence[Sequence[float]], ground_pts: Sequence[Sequence[float]], image_size: tuple[int, int] | None = None
-    ) -> "GroundMapper":
+        cls,
+        image_pts: Sequence[Sequence[float]],
+        ground_pts: Sequence[Sequence[float]],
+        image_size: tuple[int, int] | None = None,
+    ) -> GroundMapper:
         img = np.asarray(image_pts, dtype=np.float64).reshape(-1, 2)
         gnd = np.asarray(ground_pts, dtype=np.float64).reshape(-1, 2)
         if len(img) != len(gnd):
@@ -63,11 +66,15 @@ class GroundMapper:
             raise CalibrationError("points must be finite numbers")
         for name, pts in (("image", img), ("ground", gnd)):
             if _all_collinear(pts, 1e-3):
-                raise CalibrationError(f"the {name} points all lie on one line: the ground plane is not determined")
+                raise CalibrationError(
+                    f"the {name} points all lie on one line: the ground plane is not determined"
+                )
             if len(pts) == 4:
                 triple = _collinear_triple(pts, 1e-3)
                 if triple:
-                    raise CalibrationError(f"{name} points {triple[0] + 1}, {triple[1] + 1} and {triple[2] + 1} lie on one line; with 4 points no 3 may")
+                    raise CalibrationError(
+                        f"{name} points {triple[0] + 1}, {triple[1] + 1} and {triple[2] + 1} lie on one line; with 4 points no 3 may"
+                    )
         H, _mask = cv2.findHomography(img, gnd, 0)
         if H is None or not np.isfinite(H).all():
             raise CalibrationError("no homography fits these points (degenerate layout)")
@@ -78,28 +85,45 @@ class GroundMapper:
         # every calibration point must be in front of the camera: one sign of w for all
         w = (np.c_[img, np.ones(len(img))] @ H.T)[:, 2]
         if not (np.all(w > 0) or np.all(w < 0)):
-            raise CalibrationError("the points straddle the horizon: some image points map behind the camera (check the order of image vs ground points)")
+            raise CalibrationError(
+                "the points straddle the horizon: some image points map behind the camera (check the order of image vs ground points)"
+            )
         err_m = float(np.linalg.norm(mapper.image_to_ground(img) - gnd, axis=1).mean())
         err_px = float(np.linalg.norm(mapper.ground_to_image(gnd) - img, axis=1).mean())
-        return cls(H=H, image_size=image_size, reprojection_m=err_m, reprojection_px=err_px, front_sign=float(np.sign(w[0])))
+        return cls(
+            H=H,
+            image_size=image_size,
+            reprojection_m=err_m,
+            reprojection_px=err_px,
+            front_sign=float(np.sign(w[0])),
+        )
 
     @classmethod
-    def from_config(cls, cfg: ZoneConfig) -> "GroundMapper":
+    def from_config(cls, cfg: ZoneConfig) -> GroundMapper:
         if not cfg.calibration:
-            raise CalibrationError("zone.calibration is empty: give 4 or more image points with their ground position")
-        return cls.from_points([p.image for p in cfg.calibration], [p.ground for p in cfg.calibration], cfg.image_size)
+            raise CalibrationError(
+                "zone.calibration is empty: give 4 or more image points with their ground position"
+            )
+        return cls.from_points(
+            [p.image for p in cfg.calibration], [p.ground for p in cfg.calibration], cfg.image_size
+        )
 
     @property
     def H_inv(self) -> np.ndarray:
         return np.linalg.inv(self.H)
 
-    def for_frame(self, width: int, height: int) -> "GroundMapper":
+    def for_frame(self, width: int, height: int) -> GroundMapper:
         """The same ground mapping for frames of ``width`` x ``height`` pixels."""
         if self.image_size is None or tuple(self.image_size) == (width, height):
             return self if self.image_size is not None else replace(self, image_size=(width, height))
         sx, sy = width / self.image_size[0], height / self.image_size[1]
         scale_inv = np.diag([1.0 / sx, 1.0 / sy, 1.0])
-        return replace(self, H=self.H @ scale_inv, image_size=(width, height), reprojection_px=self.reprojection_px * (sx + sy) / 2)
+        return replace(
+            self,
+            H=self.H @ scale_inv,
+            image_size=(width, height),
+            reprojection_px=self.reprojection_px * (sx + sy) / 2,
+        )
 
     @staticmethod
     def _apply(M: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,7 +44,9 @@ def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     return float(np.median((v[j] - v[i])[ok] / dt[ok]))
 
 
-def fit_motion(times: np.ndarray, ground: np.ndarray, window_s: float, min_samples: int = 2, min_span_s: float = 0.0) -> GroundMotion | None:
+def fit_motion(
+    times: np.ndarray, ground: np.ndarray, window_s: float, min_samples: int = 2, min_span_s: float = 0.0
+) -> GroundMotion | None:
     """Robust constant velocity (Theil-Sen) over the last ``window_s`` seconds of (time, ground point) samples.
 
     Returns None with fewer than ``min_samples`` (at least 2) finite samples or a span under

@@ -45,7 +45,16 @@ def draw_overlay(
         ys, xs = np.nonzero((dd >= t) & (dd < t + 0.5))
         if len(xs):
             j = int(np.argmin(np.abs(xs - w * 0.85)))
-            cv2.putText(out, f"{t:g} m", (int(xs[j]) + 3, int(ys[j]) - 3), cv2.FONT_HERSHEY_SIMPLEX, font, color, thin, cv2.LINE_AA)
+            cv2.putText(
+                out,
+                f"{t:g} m",
+                (int(xs[j]) + 3, int(ys[j]) - 3),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                font,
+                color,
+                thin,
+                cv2.LINE_AA,
+            )
     roi = zone.image_region(w, h)
     if roi is not None:
         cv2.rectangle(out, (roi[0], roi[1]), (roi[2] - 1, roi[3] - 1), ROI_BGR, thin)
@@ -54,8 +63,19 @@ def draw_overlay(
         cv2.circle(out, p, round(5 * k), POINT_BGR, thick, cv2.LINE_AA)
         q = zone.mapper.ground_to_image([gnd_pt])[0]
         if np.isfinite(q).all():
-            cv2.drawMarker(out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, round(10 * k), thin)
-        cv2.putText(out, f"({gnd_pt[0]:g},{gnd_pt[1]:g})", (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * font, POINT_BGR, thin, cv2.LINE_AA)
+            cv2.drawMarker(
+                out, (int(round(q[0])), int(round(q[1]))), REPROJ_BGR, cv2.MARKER_CROSS, round(10 * k), thin
+            )
+        cv2.putText(
+            out,
+            f"({gnd_pt[0]:g},{gnd_pt[1]:g})",
+            (p[0] + 6, p[1] - 6),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.9 * font,
+            POINT_BGR,
+            thin,
+            cv2.LINE_AA,
+        )
     label = f"band {zone.near_m:g}-{zone.far_m:g} m  reprojection {zone.mapper.reprojection_m:.3f} m / {zone.mapper.reprojection_px:.2f} px"
     put_label(out, label, (round(8 * k), round(18 * k)), font, thin)
     return out

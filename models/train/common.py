@@ -48,7 +48,13 @@ def read_labels(name: str, stem: str) -> list[Box]:
     """Labels of one image, mapped to the project's names (rider, helmet, no_helmet); others dropped."""
     d = dataset_dir(name)
     classes = [c.strip() for c in (d / "classes.txt").read_text().splitlines() if c.strip()]
-    mapping = {"rider": "rider", "helmet": "helmet", "no_helmet": "no_helmet", "With-Helmet": "helmet", "Without Helmet": "no_helmet"}
+    mapping = {
+        "rider": "rider",
+        "helmet": "helmet",
+        "no_helmet": "no_helmet",
+        "With-Helmet": "helmet",
+        "Without Helmet": "no_helmet",
+    }
     out: list[Box] = []
     f = d / "labels" / f"{stem}.txt"
     if not f.exists():
@@ -82,8 +88,12 @@ def val_stems(name: str) -> list[str]:
         val = sorted(all_, key=_frame_no)[-HELMET9_VAL_FRAMES:]
     elif name == "thaigate-dev":
         g, start = THAIGATE_VAL_FROM
-        val = [s for s in all_ if any(s.startswith(v + "-") for v in THAIGATE_VAL_GROUPS)
-               or (s.startswith(g + "-") and _frame_no(s) >= start)]
+        val = [
+            s
+            for s in all_
+            if any(s.startswith(v + "-") for v in THAIGATE_VAL_GROUPS)
+            or (s.startswith(g + "-") and _frame_no(s) >= start)
+        ]
     else:
         raise KeyError(name)
     SPLITS.mkdir(parents=True, exist_ok=True)

@@ -28,16 +28,22 @@ from train_detector import _offline_patches, _resolved_data  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", type=Path, default=BUILD / "anqi-rider-head.fused.pt", help="from_onnx.py's checkpoint")
+    ap.add_argument(
+        "--weights", type=Path, default=BUILD / "anqi-rider-head.fused.pt", help="from_onnx.py's checkpoint"
+    )
     ap.add_argument("--data", type=Path, default=BUILD / "datasets" / "det" / "det.yaml")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--minutes", type=float, default=0.0, help="time box (0 = run all --epochs)")
     ap.add_argument("--imgsz", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (the from-scratch run ended near 1.4e-5)")
+    ap.add_argument(
+        "--lr", type=float, default=1e-4, help="AdamW learning rate (the from-scratch run ended near 1.4e-5)"
+    )
     ap.add_argument("--mosaic", type=float, default=0.5)
-    ap.add_argument("--close-mosaic", type=int, default=0, help="last N epochs without mosaic (0 = half of --epochs)")
+    ap.add_argument(
+        "--close-mosaic", type=int, default=0, help="last N epochs without mosaic (0 = half of --epochs)"
+    )
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--project", type=Path, default=BUILD / "runs")
@@ -59,12 +65,39 @@ def main() -> None:
 
     gpu = a.device != "cpu"
     args = dict(
-        model=str(a.weights), data=str(_resolved_data(a.data)), epochs=a.epochs, time=(a.minutes / 60) or None, imgsz=a.imgsz,
-        batch=a.batch, device=a.device, workers=a.workers if gpu else 0, cache="ram", fraction=a.fraction, seed=0,
-        deterministic=True, amp=gpu, plots=False, pretrained=False, project=str(a.project.resolve()), name=a.name,
-        exist_ok=True, val=False, patience=1000, optimizer="AdamW", lr0=a.lr, lrf=0.1, cos_lr=True, warmup_epochs=0,
-        weight_decay=0.0005, mosaic=a.mosaic, close_mosaic=a.close_mosaic or max(1, a.epochs // 2), scale=0.5, fliplr=0.5, hsv_v=0.4,
-        translate=0.1, verbose=True,
+        model=str(a.weights),
+        data=str(_resolved_data(a.data)),
+        epochs=a.epochs,
+        time=(a.minutes / 60) or None,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        device=a.device,
+        workers=a.workers if gpu else 0,
+        cache="ram",
+        fraction=a.fraction,
+        seed=0,
+        deterministic=True,
+        amp=gpu,
+        plots=False,
+        pretrained=False,
+        project=str(a.project.resolve()),
+        name=a.name,
+        exist_ok=True,
+        val=False,
+        patience=1000,
+        optimizer="AdamW",
+        lr0=a.lr,
+        lrf=0.1,
+        cos_lr=True,
+        warmup_epochs=0,
+        weight_decay=0.0005,
+        mosaic=a.mosaic,
+        close_mosaic=a.close_mosaic or max(1, a.epochs // 2),
+        scale=0.5,
+        fliplr=0.5,
+        hsv_v=0.4,
+        translate=0.1,
+        verbose=True,
     )
     trainer = FusedTrainer(overrides=args)
     trainer.train()

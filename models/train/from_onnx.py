@@ -47,12 +47,16 @@ def rebuild(onnx_path: Path, layout: str = "yolov8n.yaml"):  # type: ignore[no-u
     weights = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     missing = [k for k in state if k not in weights and not k.endswith(("anchors", "strides"))]
     if missing:
-        raise SystemExit(f"{onnx_path}: {len(missing)} parameters of {layout} are not in the file, e.g. {missing[:3]}")
+        raise SystemExit(
+            f"{onnx_path}: {len(missing)} parameters of {layout} are not in the file, e.g. {missing[:3]}"
+        )
     for k, v in state.items():
         if k in weights:
             w = weights[k]
             if tuple(w.shape) != tuple(v.shape):
-                raise SystemExit(f"{onnx_path}: {k} has shape {tuple(w.shape)}, {layout} needs {tuple(v.shape)}")
+                raise SystemExit(
+                    f"{onnx_path}: {k} has shape {tuple(w.shape)}, {layout} needs {tuple(v.shape)}"
+                )
             state[k] = torch.from_numpy(np.array(w, dtype=np.float32))
     model.load_state_dict(state)
     model.float().eval()
@@ -85,10 +89,23 @@ def main() -> None:
     model, names, meta = rebuild(a.onnx, a.layout)
     diff = check_equal(model, a.onnx)
     if diff > 1e-2:
-        raise SystemExit(f"{a.onnx}: the rebuilt {a.layout} differs from the file by {diff:.4g} (largest output difference)")
+        raise SystemExit(
+            f"{a.onnx}: the rebuilt {a.layout} differs from the file by {diff:.4g} (largest output difference)"
+        )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     # the keys ultralytics' own checkpoints carry, so YOLO(path) loads it
-    torch.save({"model": model, "ema": None, "updates": 0, "optimizer": None, "epoch": -1, "train_args": {}, "date": meta.get("date")}, a.out)
+    torch.save(
+        {
+            "model": model,
+            "ema": None,
+            "updates": 0,
+            "optimizer": None,
+            "epoch": -1,
+            "train_args": {},
+            "date": meta.get("date"),
+        },
+        a.out,
+    )
     print(f"wrote {a.out}: {len(names)} classes {list(names.values())}, largest output difference {diff:.2e}")
 
 

@@ -43,11 +43,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=BUILD / "datasets" / "det")
     ap.add_argument("--quality", type=int, default=90, help="JPEG / WebP quality of the written images")
-    ap.add_argument("--width", type=int, default=WIDTH, help="width the frames are scaled to (never past their detail)")
+    ap.add_argument(
+        "--width", type=int, default=WIDTH, help="width the frames are scaled to (never past their detail)"
+    )
     ap.add_argument("--format", choices=("jpg", "webp"), default="jpg", help="image format written")
-    ap.add_argument("--val-keep", type=int, default=0, help="write only the first N validation images of each data set (0 = all)")
-    ap.add_argument("--oversample", action="append", default=["thaigate-dev=2"], metavar="DATASET=N",
-                    help="list a data set's training images N times in train.txt")
+    ap.add_argument(
+        "--val-keep",
+        type=int,
+        default=0,
+        help="write only the first N validation images of each data set (0 = all)",
+    )
+    ap.add_argument(
+        "--oversample",
+        action="append",
+        default=["thaigate-dev=2"],
+        metavar="DATASET=N",
+        help="list a data set's training images N times in train.txt",
+    )
     a = ap.parse_args()
     repeat = {k: int(v) for k, v in (s.split("=", 1) for s in a.oversample)}
     out = a.out.resolve()
@@ -72,14 +84,19 @@ def main() -> None:
             quality = cv2.IMWRITE_WEBP_QUALITY if a.format == "webp" else cv2.IMWRITE_JPEG_QUALITY
             if not cv2.imwrite(str(out / "images" / split / f"{name}.{a.format}"), img, [quality, a.quality]):
                 raise SystemExit(f"could not write {out / 'images' / split / name}.{a.format}")
-            lines = [f"{LABEL[b.label]} {b.cx:.6f} {b.cy:.6f} {b.w:.6f} {b.h:.6f}" for b in read_labels(ds, stem)]
+            lines = [
+                f"{LABEL[b.label]} {b.cx:.6f} {b.cy:.6f} {b.w:.6f} {b.h:.6f}" for b in read_labels(ds, stem)
+            ]
             (out / "labels" / split / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
             n[split] += 1
             if split == "train":
                 train_list += [f"./images/train/{name}.{a.format}"] * repeat.get(ds, 1)
     (out / "train.txt").write_text("".join(p + "\n" for p in train_list))
     # a relative path: the folder can be moved (the GPU machine gets a copy); the trainer resolves it
-    (out / "det.yaml").write_text("path: .\ntrain: train.txt\nval: images/val\nnames:\n" + "".join(f"  {i}: {c}\n" for i, c in enumerate(CLASSES)))
+    (out / "det.yaml").write_text(
+        "path: .\ntrain: train.txt\nval: images/val\nnames:\n"
+        + "".join(f"  {i}: {c}\n" for i, c in enumerate(CLASSES))
+    )
     print(f"wrote {out}: {n} images, {len(train_list)} training entries")
 
 

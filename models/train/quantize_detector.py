@@ -56,11 +56,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BUILD / "anqi-rider-head-int8.onnx")
     ap.add_argument("--method", choices=("percentile", "minmax", "entropy"), default="percentile")
     ap.add_argument("--images", type=int, default=48, help="calibration frames")
-    ap.add_argument("--frames", type=Path, help="calibrate on these frames (a site's own) instead of the training split")
+    ap.add_argument(
+        "--frames", type=Path, help="calibrate on these frames (a site's own) instead of the training split"
+    )
     ap.add_argument("--width", type=int, default=1024, help="the runtime's detect.input_width")
     a = ap.parse_args()
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     loaders = iter(calibration_frames(a.images, a.frames))
@@ -75,15 +83,28 @@ def main() -> None:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(a.src), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
-        head_float = [n.name for n in graph.node if n.name.startswith("/model.22/")
-                      and (n.op_type != "Conv" or n.name.endswith(".2/Conv") or "/dfl/" in n.name)]
+        head_float = [
+            n.name
+            for n in graph.node
+            if n.name.startswith("/model.22/")
+            and (n.op_type != "Conv" or n.name.endswith(".2/Conv") or "/dfl/" in n.name)
+        ]
         a.out.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
-            str(pre), str(a.out), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(a.out),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             op_types_to_quantize=["Conv", "Mul", "Add", "Concat", "MaxPool", "Resize", "Sigmoid", "Split"],
-            nodes_to_exclude=head_float, calibrate_method={"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
-                                                           "entropy": CalibrationMethod.Entropy}[a.method],
+            nodes_to_exclude=head_float,
+            calibrate_method={
+                "percentile": CalibrationMethod.Percentile,
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+            }[a.method],
         )
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB), {a.method} calibration")
 

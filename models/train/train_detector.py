@@ -41,6 +41,7 @@ def _offline_patches() -> None:
     try:
         import polars  # noqa: F401
     except ImportError:
+
         def read_results_csv(self):  # noqa: ANN001, ANN202
             try:
                 with open(self.csv, newline="") as f:
@@ -70,18 +71,26 @@ def _resolved_data(yaml_path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=BUILD / "datasets" / "det" / "det.yaml")
-    ap.add_argument("--model", default=str(HERE / "anqi-det-n.yaml"), help="layout yaml (or weights .pt to continue from)")
+    ap.add_argument(
+        "--model", default=str(HERE / "anqi-det-n.yaml"), help="layout yaml (or weights .pt to continue from)"
+    )
     ap.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
-    ap.add_argument("--epochs", type=int, default=300, help="upper bound; --minutes usually ends the run first")
+    ap.add_argument(
+        "--epochs", type=int, default=300, help="upper bound; --minutes usually ends the run first"
+    )
     ap.add_argument("--minutes", type=float, default=0.0, help="time box (0 = run all --epochs)")
     ap.add_argument("--imgsz", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--cache", default="ram", help="ram, disk or none")
-    ap.add_argument("--fraction", type=float, default=1.0, help="use this fraction of the training images (smoke tests)")
+    ap.add_argument(
+        "--fraction", type=float, default=1.0, help="use this fraction of the training images (smoke tests)"
+    )
     ap.add_argument("--project", type=Path, default=BUILD / "runs")
     ap.add_argument("--name", default="det")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave ultralytics' choice)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = leave ultralytics' choice)"
+    )
     ap.add_argument("--resume", action="store_true", help="resume PROJECT/NAME/weights/last.pt")
     a = ap.parse_args()
     from ultralytics import YOLO
@@ -97,11 +106,32 @@ def main() -> None:
         model.add_callback("on_train_start", lambda trainer: torch.set_num_threads(a.threads))
     gpu = a.device != "cpu"
     model.train(
-        data=str(_resolved_data(a.data)), epochs=a.epochs, time=(a.minutes / 60) or None, imgsz=a.imgsz, batch=a.batch,
-        device=a.device, workers=a.workers if gpu else 0, cache=False if a.cache == "none" else a.cache,
-        fraction=a.fraction, seed=0, deterministic=True, amp=gpu, plots=False, pretrained=False,
-        project=str(a.project.resolve()), name=a.name, exist_ok=True, val=False, patience=1000,
-        mosaic=1.0, close_mosaic=10, scale=0.5, fliplr=0.5, hsv_v=0.4, translate=0.1, verbose=True,
+        data=str(_resolved_data(a.data)),
+        epochs=a.epochs,
+        time=(a.minutes / 60) or None,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        device=a.device,
+        workers=a.workers if gpu else 0,
+        cache=False if a.cache == "none" else a.cache,
+        fraction=a.fraction,
+        seed=0,
+        deterministic=True,
+        amp=gpu,
+        plots=False,
+        pretrained=False,
+        project=str(a.project.resolve()),
+        name=a.name,
+        exist_ok=True,
+        val=False,
+        patience=1000,
+        mosaic=1.0,
+        close_mosaic=10,
+        scale=0.5,
+        fliplr=0.5,
+        hsv_v=0.4,
+        translate=0.1,
+        verbose=True,
     )
 
 

@@ -37,7 +37,9 @@ from edge.detect.heads import CROP_SIZE, HEAD_CLASSES, crops_to_tensor, head_cro
 SEED = 0
 
 
-def collect(ds: str, names: list[str], rng: np.random.Generator, jitter: int, negatives: int) -> tuple[np.ndarray, np.ndarray]:
+def collect(
+    ds: str, names: list[str], rng: np.random.Generator, jitter: int, negatives: int
+) -> tuple[np.ndarray, np.ndarray]:
     xs: list[np.ndarray] = []
     ys: list[int] = []
     for stem in names:
@@ -48,7 +50,13 @@ def collect(ds: str, names: list[str], rng: np.random.Generator, jitter: int, ne
         riders = [b for b in labels if b.label == "rider"]
         if not heads:
             continue
-        hb = np.array([[(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H] for b in heads], np.float32)
+        hb = np.array(
+            [
+                [(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H]
+                for b in heads
+            ],
+            np.float32,
+        )
         hy = [HEAD_CLASSES.index(b.label) for b in heads]
         for k in range(jitter):
             b = hb.copy()
@@ -97,7 +105,13 @@ def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         heads = [b for b in read_labels(ds, stem) if b.label in ("helmet", "no_helmet")]
         if not heads:
             continue
-        hb = np.array([[(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H] for b in heads], np.float32)
+        hb = np.array(
+            [
+                [(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H]
+                for b in heads
+            ],
+            np.float32,
+        )
         found = det.detect(img).heads
         if not len(found):
             continue
@@ -121,12 +135,20 @@ def build_model(width: int = 1):  # type: ignore[no-untyped-def]
     # Downsample early: ~9 M multiply-adds per crop, so training fits a shared 2-core CPU.
     c = [16 * width, 32 * width, 64 * width, 128 * width]
     return nn.Sequential(
-        *block(3, c[0], 2), *block(c[0], c[1], 2), *block(c[1], c[1], 1), *block(c[1], c[2], 2), *block(c[2], c[2], 1),
-        *block(c[2], c[3], 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c[3], len(HEAD_CLASSES)),
+        *block(3, c[0], 2),
+        *block(c[0], c[1], 2),
+        *block(c[1], c[1], 1),
+        *block(c[1], c[2], 2),
+        *block(c[2], c[2], 1),
+        *block(c[2], c[3], 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(c[3], len(HEAD_CLASSES)),
     )
 
 
-def augment(x: "np.ndarray", rng: np.random.Generator) -> "np.ndarray":
+def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Flip, brightness/contrast, blur-ish downscale: on NCHW float batches."""
     x = x.copy()
     flip = rng.random(len(x)) < 0.5
@@ -144,12 +166,25 @@ def augment(x: "np.ndarray", rng: np.random.Generator) -> "np.ndarray":
 
         t = torch.from_numpy(np.ascontiguousarray(x[small]))
         side = int(rng.integers(16, 41))
-        t = F.interpolate(F.interpolate(t, size=(side, side), mode="area"), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        t = F.interpolate(
+            F.interpolate(t, size=(side, side), mode="area"),
+            size=x.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )
         x[small] = t.numpy()
     return x
 
 
-def train_member(X: np.ndarray, Y: np.ndarray, p_sample: np.ndarray, va: dict, rng: np.random.Generator, width: int, epochs: int):  # type: ignore[no-untyped-def]
+def train_member(
+    X: np.ndarray,
+    Y: np.ndarray,
+    p_sample: np.ndarray,
+    va: dict,
+    rng: np.random.Generator,
+    width: int,
+    epochs: int,
+):  # type: ignore[no-untyped-def]
     """One classifier: AdamW + one-cycle, balanced sampling (``p_sample``), augmentation from ``rng``."""
     import torch
     import torch.nn as nn
@@ -179,7 +214,10 @@ def train_member(X: np.ndarray, Y: np.ndarray, p_sample: np.ndarray, va: dict, r
         if ep % 5 == 4 or ep == epochs - 1:
             model.eval()
             msgs = val_report(model, va)
-            print(f"epoch {ep + 1} loss {total / len(X):.4f} {time.time() - t0:.0f}s | " + " | ".join(msgs), flush=True)
+            print(
+                f"epoch {ep + 1} loss {total / len(X):.4f} {time.time() - t0:.0f}s | " + " | ".join(msgs),
+                flush=True,
+            )
     model.eval()
     return model
 
@@ -207,7 +245,10 @@ def val_report(model, va: dict) -> list[str]:  # type: ignore[no-untyped-def]
     import torch
 
     with torch.no_grad():
-        return [report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy()) for ds, (vx, vy) in va.items()]
+        return [
+            report(ds, vy, torch.softmax(model(torch.from_numpy(crops_to_tensor(vx))), 1).numpy())
+            for ds, (vx, vy) in va.items()
+        ]
 
 
 def report(name: str, y: np.ndarray, p: np.ndarray) -> str:
@@ -215,7 +256,9 @@ def report(name: str, y: np.ndarray, p: np.ndarray) -> str:
     parts = []
     for c in (0, 1):
         tp = int(((pred == c) & (y == c)).sum())
-        parts.append(f"{HEAD_CLASSES[c]} recall {tp / max(1, (y == c).sum()):.3f} precision {tp / max(1, (pred == c).sum()):.3f}")
+        parts.append(
+            f"{HEAD_CLASSES[c]} recall {tp / max(1, (y == c).sum()):.3f} precision {tp / max(1, (pred == c).sum()):.3f}"
+        )
     return f"{name}: " + "; ".join(parts) + f" (n={len(y)}, heads={(y < 2).sum()})"
 
 
@@ -225,9 +268,18 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1, help="channel multiplier (1 = the committed layout)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-cls.onnx")
-    ap.add_argument("--detector-crops", action="store_true", help="Also train on the committed detector's boxes of labelled heads.")
+    ap.add_argument(
+        "--detector-crops",
+        action="store_true",
+        help="Also train on the committed detector's boxes of labelled heads.",
+    )
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--members", type=int, default=1, help="Train this many members (seeds seed, seed+1, ...) and export the mean of their logits.")
+    ap.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="Train this many members (seeds seed, seed+1, ...) and export the mean of their logits.",
+    )
     a = ap.parse_args()
     import torch
 
@@ -269,10 +321,22 @@ def main() -> None:
         print("ensemble | " + " | ".join(msgs), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
-    torch.onnx.export(model, dummy, str(a.out), input_names=["crops"], output_names=["logits"], dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        dummy,
+        str(a.out),
+        input_names=["crops"],
+        output_names=["logits"],
+        dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
     default = MODELS / "onnx" / "anqi-head-cls.onnx"
     # only the committed file's hash goes into the manifest (a trial written elsewhere must not break it)
-    print(f"wrote {a.out}" + (f" sha256 {record_sha256('anqi-head-cls', a.out)}" if a.out.resolve() == default.resolve() else ""))
+    print(
+        f"wrote {a.out}"
+        + (f" sha256 {record_sha256('anqi-head-cls', a.out)}" if a.out.resolve() == default.resolve() else "")
+    )
 
 
 if __name__ == "__main__":

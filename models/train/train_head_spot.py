@@ -35,7 +35,9 @@ def build_model():  # type: ignore[no-untyped-def]
     import torch.nn as nn
 
     def cbr(i: int, o: int, s: int = 1, d: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(i, o, 3, s, d, dilation=d, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(i, o, 3, s, d, dilation=d, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)
+        )
 
     class HeadSpot(nn.Module):
         def __init__(self) -> None:
@@ -52,7 +54,7 @@ def build_model():  # type: ignore[no-untyped-def]
             with torch.no_grad():
                 self.out.bias[0] = -4.0  # rare positives: start near p = 0.02
 
-        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             s4 = self.c3(self.c2(self.c1(x)))
             s8 = self.c6(self.c5(self.c4(s4)))
             up = nn.functional.interpolate(s8, scale_factor=2.0, mode="nearest")
@@ -70,7 +72,13 @@ def load_set(names: list[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray]
         img = cv2.resize(img, (WIDTH, round(h * s)), interpolation=cv2.INTER_AREA)
         H, W = img.shape[:2]
         heads = [b for b in read_labels(ds, stem) if b.label in ("helmet", "no_helmet")]
-        boxes = np.array([[(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H] for b in heads], np.float32).reshape(-1, 4)
+        boxes = np.array(
+            [
+                [(b.cx - b.w / 2) * W, (b.cy - b.h / 2) * H, (b.cx + b.w / 2) * W, (b.cy + b.h / 2) * H]
+                for b in heads
+            ],
+            np.float32,
+        ).reshape(-1, 4)
         out.append((img, boxes))
     return out
 
@@ -88,7 +96,14 @@ def sample(item: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tup
         cx, cy = rng.uniform(0, W), rng.uniform(0, H)
     x0, y0 = cx - src / 2, cy - src / 2
     M = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
-    crop = cv2.warpAffine(img, M, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(114, 114, 114))
+    crop = cv2.warpAffine(
+        img,
+        M,
+        (CROP, CROP),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(114, 114, 114),
+    )
     bb = boxes.copy()
     bb[:, [0, 2]] = (bb[:, [0, 2]] - x0) * scale
     bb[:, [1, 3]] = (bb[:, [1, 3]] - y0) * scale
@@ -126,7 +141,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=25)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--init", type=Path, help="Continue from this state dict (a second run) instead of from scratch.")
+    ap.add_argument(
+        "--init", type=Path, help="Continue from this state dict (a second run) instead of from scratch."
+    )
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--out", type=Path, default=MODELS / "onnx" / "anqi-head-spot.onnx")
     a = ap.parse_args()
@@ -177,17 +194,36 @@ def main() -> None:
         opt.step()
         step += 1
         if step % 50 == 0:
-            print(f"step {step} {time.time() - t0:.0f}s loss {float(loss.detach()):.3f} size {float(size_loss.detach()):.3f}", flush=True)
+            print(
+                f"step {step} {time.time() - t0:.0f}s loss {float(loss.detach()):.3f} size {float(size_loss.detach()):.3f}",
+                flush=True,
+            )
         if time.time() - last_save > 60:
             torch.save(model.state_dict(), ckpt)
             last_save = time.time()
     torch.save(model.state_dict(), ckpt)
     model.eval()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, torch.zeros(1, 3, 576, 1024), str(a.out), input_names=["images"], output_names=["maps"],
-                      dynamic_axes={"images": {2: "h", 3: "w"}, "maps": {2: "h4", 3: "w4"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 3, 576, 1024),
+        str(a.out),
+        input_names=["images"],
+        output_names=["maps"],
+        dynamic_axes={"images": {2: "h", 3: "w"}, "maps": {2: "h4", 3: "w4"}},
+        opset_version=17,
+        dynamo=False,
+    )
     default = MODELS / "onnx" / "anqi-head-spot.onnx"
-    print(f"wrote {a.out} after {step} steps" + (f" sha256 {record_sha256('anqi-head-spot', a.out)}" if a.out.resolve() == default.resolve() else ""), flush=True)
+    print(
+        f"wrote {a.out} after {step} steps"
+        + (
+            f" sha256 {record_sha256('anqi-head-spot', a.out)}"
+            if a.out.resolve() == default.resolve()
+            else ""
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,7 +30,9 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as e:  # noqa: BLE001 - any reason the server is unusable is a skip reason
-        pytest.skip(f"PostgreSQL not available at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        pytest.skip(
+            f"PostgreSQL not available at {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)}: {type(e).__name__}: {str(e).splitlines()[0]}"
+        )
     try:
         yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:

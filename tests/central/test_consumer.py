@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,13 +40,22 @@ SITE, DEVICE = "huzhou-demo", "anqi-dev-0001"
 
 
 def central_cfg(tmp: Path, port: int, db_url: str | None = None, **extra: Any) -> CentralConfig:
-    return parse_config({"database": {"url": db_url or f"sqlite:///{tmp / 'central.db'}"},
-                         "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
-                         "media": {"dir": str(tmp / "media")}, **extra}, "test", tmp)
+    return parse_config(
+        {
+            "database": {"url": db_url or f"sqlite:///{tmp / 'central.db'}"},
+            "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
+            "media": {"dir": str(tmp / "media")},
+            **extra,
+        },
+        "test",
+        tmp,
+    )
 
 
 @pytest.fixture
-def consumer_env(tmp_path: Path, broker: LocalBroker, db_url: str) -> Iterator[tuple[CentralConsumer, Listener]]:
+def consumer_env(
+    tmp_path: Path, broker: LocalBroker, db_url: str
+) -> Iterator[tuple[CentralConsumer, Listener]]:
     """A running consumer on SQLite and on PostgreSQL (``db_url`` is parametrised in conftest)."""
     cfg = central_cfg(tmp_path, broker.port, db_url)
     cons = CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1)).start()
@@ -75,14 +85,18 @@ def face(seed: int, noise: float = 0.0, rng_seed: int = 0) -> FaceInfo:
     return FaceInfo(found=True, quality=0.8, size_px=64, embedding_model="sface", embedding=v.tolist())
 
 
-def publish_event(lis: Listener, ev: ViolationEvent, files: dict[str, Path] | None = None, chunk: int = 4096) -> None:
+def publish_event(
+    lis: Listener, ev: ViolationEvent, files: dict[str, Path] | None = None, chunk: int = 4096
+) -> None:
     for ref in ev.media:
         for _, payload in P.iter_media_chunks(ev.event_id, ref.name, (files or {})[ref.name], chunk):
             lis.publish(P.media_topic("anqi/v1", ev.site_id, ev.device_id, ev.event_id, ref.name), payload)
     lis.publish(P.event_topic("anqi/v1", ev.site_id, ev.device_id), P.encode_event(ev))
 
 
-def test_duplicate_delivery_is_stored_once_and_acked_each_time(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+def test_duplicate_delivery_is_stored_once_and_acked_each_time(
+    consumer_env: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = consumer_env
     ev, files = make_event(tmp_path, 1, {"face.jpg": 3000})
     for _ in range(3):
@@ -95,21 +109,34 @@ def test_duplicate_delivery_is_stored_once_and_acked_each_time(consumer_env: Any
     assert cons.stats.duplicates == 2 and cons.stats.events_stored == 1
 
 
-def test_unknown_schema_version_is_rejected_with_an_ack_and_a_log_line(consumer_env: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_schema_version_is_rejected_with_an_ack_and_a_log_line(
+    consumer_env: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     cons, lis = consumer_env
     eid = uuid.uuid4()
-    body = {"schema_version": 2, "event_id": str(eid), "device_id": DEVICE, "site_id": SITE, "time": T0.isoformat()}
+    body = {
+        "schema_version": 2,
+        "event_id": str(eid),
+        "device_id": DEVICE,
+        "site_id": SITE,
+        "time": T0.isoformat(),
+    }
     with caplog.at_level("WARNING", logger="anqi.central.consumer"):
         lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), json.dumps(body).encode())
         lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), b"\xff not json")
         assert wait_for(lambda: len(lis.acks()) == 1 and cons.stats.rejected == 2)
     (ack,) = lis.acks()
     assert ack.status == "rejected" and ack.event_id == eid and "schema_version 2" in (ack.reason or "")
-    assert any(r.getMessage() == "event_rejected" and "schema_version" in str(getattr(r, "fields", {}).get("reason")) for r in caplog.records)
+    assert any(
+        r.getMessage() == "event_rejected" and "schema_version" in str(getattr(r, "fields", {}).get("reason"))
+        for r in caplog.records
+    )
     assert cons.store.count_events() == 0
 
 
-def test_event_published_as_another_device_is_rejected(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+def test_event_published_as_another_device_is_rejected(
+    consumer_env: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = consumer_env
     ev, files = make_event(tmp_path, 1, {}, device="anqi-dev-0002")
     lis.publish(P.event_topic("anqi/v1", SITE, DEVICE), P.encode_event(ev))
@@ -117,7 +144,9 @@ def test_event_published_as_another_device_is_rejected(consumer_env: Any, tmp_pa
     assert lis.acks()[0].status == "rejected" and cons.store.count_events() == 0
 
 
-def test_corrupt_chunk_is_rejected_and_the_resent_file_completes_the_event(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+def test_corrupt_chunk_is_rejected_and_the_resent_file_completes_the_event(
+    consumer_env: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = consumer_env
     ev, files = make_event(tmp_path, 1, {"clip.mp4": 10_000})
     chunks = list(P.iter_media_chunks(ev.event_id, "clip.mp4", files["clip.mp4"], 4096))
@@ -145,7 +174,9 @@ def test_corrupt_chunk_is_rejected_and_the_resent_file_completes_the_event(consu
         assert m.sha256 == ev.media[0].sha256 and m.size == 10_000
 
 
-def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(consumer_env: Any, tmp_path: Path, make_event: Any) -> None:
+def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(
+    consumer_env: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = consumer_env
     evs = []
     for i in range(4):
@@ -163,15 +194,23 @@ def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(consumer_
         assert len(set(pids[:4])) == 1 and pids[4] != pids[0] and all(p and p.startswith("U-") for p in pids)
         assert s.get(Person, pids[0]).kind == "unknown"  # type: ignore[union-attr]
         assert s.get(Person, pids[0]).tier == "frequent"  # type: ignore[union-attr]
-        changes = [(c.from_tier, c.to_tier) for c in s.scalars(select(TierChange).where(TierChange.person_id == pids[0]).order_by(TierChange.id))]
+        changes = [
+            (c.from_tier, c.to_tier)
+            for c in s.scalars(
+                select(TierChange).where(TierChange.person_id == pids[0]).order_by(TierChange.id)
+            )
+        ]
     assert changes == [("none", "occasional"), ("occasional", "frequent")]
     assert wait_for(lambda: len(lis.tasks()) == 3 + 2 + 3)
     kinds = sorted(t["kind"] for t in lis.tasks() if t["person_id"] == pids[0])
-    assert kinds == sorted(["sms_reminder", "voice_reminder", "case_study_link", "education_by_community", "home_visit"])
+    assert kinds == sorted(
+        ["sms_reminder", "voice_reminder", "case_study_link", "education_by_community", "home_visit"]
+    )
 
 
-def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                         relay_config: Any) -> None:
+def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     from central_sync.identity import EnrolmentRecord
     from central_sync.persons import enrol_embeddings
     from edge.relay import EventState
@@ -182,8 +221,20 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_pa
     store = CentralStore.from_config(cfg)
     cons = CentralConsumer(cfg, store=store, media_grace_s=1.0, clock=lambda: T0 + timedelta(hours=1))
     g = np.asarray(face(42).embedding)
-    enrol_embeddings(store, cfg, cons.resolver, EnrolmentRecord("P-001", name="Zhang San", id_number="330501199001011234",
-                                                                community="Feiying", employer="Huzhou Bus Co.", party_member=True), g[None, :])
+    enrol_embeddings(
+        store,
+        cfg,
+        cons.resolver,
+        EnrolmentRecord(
+            "P-001",
+            name="Zhang San",
+            id_number="330501199001011234",
+            community="Feiying",
+            employer="Huzhou Bus Co.",
+            party_member=True,
+        ),
+        g[None, :],
+    )
     cons.start()
     lis = Listener(broker.port, ["anqi/v1/central/tasks/#"])
     # edge: the real outbox and relay
@@ -203,12 +254,25 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_pa
             assert s.get(Person, "P-001").tier == "frequent"  # type: ignore[union-attr]
         assert wait_for(lambda: len(lis.tasks()) == 6)
         kinds = sorted(t["kind"] for t in lis.tasks())
-        assert kinds == sorted(["sms_reminder", "voice_reminder", "case_study_link",
-                                "education_by_employer", "party_index_deduction", "home_visit"])
+        assert kinds == sorted(
+            [
+                "sms_reminder",
+                "voice_reminder",
+                "case_study_link",
+                "education_by_employer",
+                "party_index_deduction",
+                "home_visit",
+            ]
+        )
         edu = next(t for t in lis.tasks() if t["kind"] == "education_by_employer")
         assert edu["person_id"] == "P-001" and edu["employer"] == "Huzhou Bus Co." and "id_number" not in edu
         # the employer reports the education done (twice: feedback is idempotent)
-        fb = {"task_id": edu["task_id"], "status": "done", "time": (T0 + timedelta(minutes=30)).isoformat(), "feedback_id": "fb-1"}
+        fb = {
+            "task_id": edu["task_id"],
+            "status": "done",
+            "time": (T0 + timedelta(minutes=30)).isoformat(),
+            "feedback_id": "fb-1",
+        }
         for _ in range(2):
             lis.publish("anqi/v1/central/feedback", json.dumps(fb).encode())
         assert wait_for(lambda: cons.stats.feedback == 1)
@@ -236,7 +300,9 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(tmp_pa
         store.close()
 
 
-def test_daily_reevaluation_lowers_tiers_as_windows_slide_without_tasks(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+def test_daily_reevaluation_lowers_tiers_as_windows_slide_without_tasks(
+    tmp_path: Path, broker: LocalBroker, make_event: Any
+) -> None:
     cfg = central_cfg(tmp_path, broker.port)
     cons = CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1)).start()
     lis = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
@@ -258,13 +324,17 @@ def test_daily_reevaluation_lowers_tiers_as_windows_slide_without_tasks(tmp_path
         cons.store.close()
 
 
-def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(
+    tmp_path: Path, broker: LocalBroker, make_event: Any
+) -> None:
     import signal
     import subprocess
     import sys
 
     cfgf = tmp_path / "central.yaml"
-    cfgf.write_text(f"database:\n  url: sqlite:///central.db\nmqtt:\n  port: {broker.port}\n  client_id: run-test\nmedia:\n  dir: media\n")
+    cfgf.write_text(
+        f"database:\n  url: sqlite:///central.db\nmqtt:\n  port: {broker.port}\n  client_id: run-test\nmedia:\n  dir: media\n"
+    )
     import os
     import socket
 
@@ -274,7 +344,13 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
     notify.bind(str(sock_path))
     notify.settimeout(30)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
-    proc = subprocess.Popen([str(exe), "run", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(exe), "run", "--config", str(cfgf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lis = Listener(broker.port, ["anqi/v1/+/+/ack"])
     try:
         ev, files = make_event(tmp_path, 1, {"face.jpg": 2000})
@@ -283,7 +359,9 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
             publish_event(lis, ev, files)  # until the consumer has subscribed; duplicates are harmless
             wait_for(lambda: bool(lis.acks()), 1.0)
         assert lis.acks() and lis.acks()[0].status == "stored" and lis.acks()[0].media_complete
-        msgs = [notify.recv(4096).decode() for _ in range(3)]  # READY, then status + watchdog pings (every 1 s)
+        msgs = [
+            notify.recv(4096).decode() for _ in range(3)
+        ]  # READY, then status + watchdog pings (every 1 s)
         assert msgs[0].startswith("READY=1") and any("WATCHDOG=1" in m for m in msgs[1:])
     finally:
         lis.close()
@@ -295,7 +373,9 @@ def test_anqi_central_run_consumes_acks_and_stops_on_sigterm(tmp_path: Path, bro
     assert CentralStore(f"sqlite:///{tmp_path / 'central.db'}").count_events() == 1
 
 
-def test_in_process_consumer_for_a_broker_counts_stored_events(tmp_path: Path, broker: LocalBroker, make_event: Any) -> None:
+def test_in_process_consumer_for_a_broker_counts_stored_events(
+    tmp_path: Path, broker: LocalBroker, make_event: Any
+) -> None:
     cons = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central").start()
     lis = Listener(broker.port, ["anqi/v1/+/+/ack"])
     try:
@@ -311,7 +391,9 @@ def test_in_process_consumer_for_a_broker_counts_stored_events(tmp_path: Path, b
         cons.store.close()
 
 
-def test_consumer_started_before_the_broker_connects_when_it_comes_up(tmp_path: Path, make_event: Any) -> None:
+def test_consumer_started_before_the_broker_connects_when_it_comes_up(
+    tmp_path: Path, make_event: Any
+) -> None:
     from edge.relay.localbroker import free_port
 
     port = free_port()
@@ -331,11 +413,16 @@ def test_consumer_started_before_the_broker_connects_when_it_comes_up(tmp_path: 
         broker.close()
 
 
-def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                           relay_config: Any) -> None:
+def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
 
-    cons = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central", media_grace_s=1.0).start()
-    outbox, relay = start_edge_relay(tmp_path / "edge", broker.port, relay_config, media_chunk_kb=4, outbox={"ack_timeout_s": 3})
+    cons = CentralConsumer.for_broker(
+        "127.0.0.1", broker.port, tmp_path / "central", media_grace_s=1.0
+    ).start()
+    outbox, relay = start_edge_relay(
+        tmp_path / "edge", broker.port, relay_config, media_chunk_kb=4, outbox={"ack_timeout_s": 3}
+    )
     try:
         sent = []
         for i in range(40):
@@ -356,8 +443,9 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_each_event_once(tmp_
         cons.store.close()
 
 
-def test_two_consumers_in_one_share_group_split_the_events_and_store_each_once(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                              relay_config: Any, fresh_pg_url: str) -> None:
+def test_two_consumers_in_one_share_group_split_the_events_and_store_each_once(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any, fresh_pg_url: str
+) -> None:
     from edge.relay import EventState
 
     pg_url = fresh_pg_url

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -40,8 +41,16 @@ def face(rider: int, i: int) -> FaceInfo:
 
 
 def consumer(tmp: Path, port: int, db_url: str, **ingest: Any) -> CentralConsumer:
-    cfg = parse_config({"database": {"url": db_url}, "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
-                        "media": {"dir": str(tmp / "media")}, "ingest": ingest}, "test", tmp)
+    cfg = parse_config(
+        {
+            "database": {"url": db_url},
+            "mqtt": {"port": port, "client_id": f"c-{uuid.uuid4().hex[:6]}"},
+            "media": {"dir": str(tmp / "media")},
+            "ingest": ingest,
+        },
+        "test",
+        tmp,
+    )
     return CentralConsumer(cfg, media_grace_s=0.5, clock=lambda: T0 + timedelta(hours=1))
 
 
@@ -81,7 +90,9 @@ def count(store: CentralStore, model: Any = Event) -> int:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_a_burst_with_duplicates_is_stored_once_and_every_delivery_acked(running: Any, tmp_path: Path, make_event: Any) -> None:
+def test_a_burst_with_duplicates_is_stored_once_and_every_delivery_acked(
+    running: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = running
     evs = events(make_event, tmp_path, 300)
     again = evs[::10]  # 30 re-deliveries, each right after its first delivery (mostly in the same batch)
@@ -112,8 +123,9 @@ def test_a_burst_with_duplicates_is_stored_once_and_every_delivery_acked(running
     assert len({rows[str(e.event_id)] for e in with_face}) == 7  # one file per rider
 
 
-def test_an_ack_is_published_only_after_its_event_is_committed(running: Any, tmp_path: Path, make_event: Any, db_url: str,
-                                                               broker: LocalBroker) -> None:
+def test_an_ack_is_published_only_after_its_event_is_committed(
+    running: Any, tmp_path: Path, make_event: Any, db_url: str, broker: LocalBroker
+) -> None:
     cons, lis = running
     reader = CentralStore(db_url)  # its own connections: sees committed rows only
     seen: list[tuple[uuid.UUID, bool]] = []
@@ -125,7 +137,9 @@ def test_an_ack_is_published_only_after_its_event_is_committed(running: Any, tmp
             with lock:
                 seen.append((a.event_id, there))
 
-    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
+    watcher = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5
+    )
     subscribed = threading.Event()
     watcher.on_subscribe = lambda *a: subscribed.set()
     watcher.on_message = on_ack
@@ -146,7 +160,9 @@ def test_an_ack_is_published_only_after_its_event_is_committed(running: Any, tmp
         reader.close()
 
 
-def test_stop_stores_and_acks_the_events_still_queued(tmp_path: Path, broker: LocalBroker, make_event: Any, db_url: str) -> None:
+def test_stop_stores_and_acks_the_events_still_queued(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, db_url: str
+) -> None:
     cons = consumer(tmp_path, broker.port, db_url, batch_wait_ms=0, batch_max=10).start()
     gate = threading.Event()
     store_events = cons._store_events
@@ -160,7 +176,9 @@ def test_stop_stores_and_acks_the_events_still_queued(tmp_path: Path, broker: Lo
     try:
         evs = events(make_event, tmp_path, 60)
         burst(lis, evs)
-        assert wait_for(lambda: cons.stats.events_received == 60, 30)  # all decoded: one batch held, the rest queued
+        assert wait_for(
+            lambda: cons.stats.events_received == 60, 30
+        )  # all decoded: one batch held, the rest queued
         assert cons._queue.qsize() > 0 and cons.stats.events_stored == 0
         stopper = threading.Thread(target=cons.stop)
         stopper.start()
@@ -180,13 +198,18 @@ def test_stop_stores_and_acks_the_events_still_queued(tmp_path: Path, broker: Lo
 def poison(store: CentralStore) -> None:
     """Make inserting an event of point 'poison' fail in the database (SQLite trigger)."""
     with store.engine.begin() as c:
-        c.execute(text("CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.point_id = 'poison' "
-                       "BEGIN SELECT RAISE(ABORT, 'poisoned event'); END"))
+        c.execute(
+            text(
+                "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.point_id = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned event'); END"
+            )
+        )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_one_event_that_fails_to_insert_does_not_hold_back_its_batch(running: Any, tmp_path: Path, make_event: Any,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_one_event_that_fails_to_insert_does_not_hold_back_its_batch(
+    running: Any, tmp_path: Path, make_event: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     cons, lis = running
     poison(cons.store)
     evs = events(make_event, tmp_path, 20)
@@ -211,8 +234,9 @@ def test_one_event_that_fails_to_insert_does_not_hold_back_its_batch(running: An
     assert cons.stats.errors == 2
 
 
-def test_duplicates_within_one_batch_and_already_stored_ones_are_acked_not_stored(running: Any, tmp_path: Path,
-                                                                                  make_event: Any) -> None:
+def test_duplicates_within_one_batch_and_already_stored_ones_are_acked_not_stored(
+    running: Any, tmp_path: Path, make_event: Any
+) -> None:
     cons, lis = running
     a, b, c = events(make_event, tmp_path, 3)
     topic = P.event_topic("anqi/v1", a.site_id, a.device_id)
@@ -221,11 +245,15 @@ def test_duplicates_within_one_batch_and_already_stored_ones_are_acked_not_store
     cons.handle_many([(topic, P.encode_event(e)) for e in (c, b)])  # stored already
     assert count(cons.store) == 3 and cons.stats.duplicates == 5
     assert wait_for(lambda: len(lis.acks()) == 8)
-    assert sorted(str(x.event_id) for x in lis.acks()) == sorted(str(e.event_id) for e in (a, b, a, c, b, a, c, b))
+    assert sorted(str(x.event_id) for x in lis.acks()) == sorted(
+        str(e.event_id) for e in (a, b, a, c, b, a, c, b)
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_one_riders_events_in_one_batch_raise_the_tier_step_by_step(tmp_path: Path, make_event: Any, db_url: str) -> None:
+def test_one_riders_events_in_one_batch_raise_the_tier_step_by_step(
+    tmp_path: Path, make_event: Any, db_url: str
+) -> None:
     # no broker needed: handle() / handle_many() store on the caller's thread
     cons = consumer(tmp_path, 1, db_url)
     try:
@@ -236,7 +264,9 @@ def test_one_riders_events_in_one_batch_raise_the_tier_step_by_step(tmp_path: Pa
         cons.handle_many([(topic, P.encode_event(e)) for e in evs[1:]])
         with cons.store.session() as s:
             (pid,) = {p for (p,) in s.execute(select(Event.person_id))}
-            changes = [(c.from_tier, c.to_tier) for c in s.scalars(select(TierChange).order_by(TierChange.id))]
+            changes = [
+                (c.from_tier, c.to_tier) for c in s.scalars(select(TierChange).order_by(TierChange.id))
+            ]
         # as if stored one at a time: occasional at the first event, frequent at the fourth
         assert changes == [("none", "occasional"), ("occasional", "frequent")]
         assert cons.stats.events_stored == 4 and cons.stats.last_assessment == {pid: "frequent"}

@@ -78,14 +78,28 @@ def test_enrolment_merges_the_unknown_file_and_reloads_from_the_store(store: Cen
         pids.append(m.person_id)
         with store.session() as s:
             store.ensure_person(s, m.person_id, kind="unknown")  # type: ignore[arg-type]
-            store.add_violation(ViolationRecord(str(uuid.uuid4()), "no_helmet", t0 + timedelta(hours=i), m.person_id), s)
-            s.add(Embedding(person_id=m.person_id, source="event", model="sface", vector=np.asarray(face, "<f4").tobytes()))
+            store.add_violation(
+                ViolationRecord(str(uuid.uuid4()), "no_helmet", t0 + timedelta(hours=i), m.person_id), s
+            )
+            s.add(
+                Embedding(
+                    person_id=m.person_id,
+                    source="event",
+                    model="sface",
+                    vector=np.asarray(face, "<f4").tobytes(),
+                )
+            )
     assert len(set(pids)) == 1 and pids[0].startswith("U-")  # type: ignore[union-attr]
     # a fresh process sees the same unknown file
     again = load_resolver(store, cfg)
     assert again.resolve(face).person_id == pids[0]
-    merged = enrol_embeddings(store, cfg, again, EnrolmentRecord("P-9", name="Zhao Liu", community="Feiying", party_member=True),
-                              unit(face + 0.05 * RNG.normal(size=128))[None, :])
+    merged = enrol_embeddings(
+        store,
+        cfg,
+        again,
+        EnrolmentRecord("P-9", name="Zhao Liu", community="Feiying", party_member=True),
+        unit(face + 0.05 * RNG.normal(size=128))[None, :],
+    )
     assert merged == 1
     with store.session() as s:
         assert {e.person_id for e in s.scalars(select(Event))} == {"P-9"}
@@ -110,13 +124,22 @@ def test_merge_moves_dispositions_too(store: CentralStore) -> None:
 
 def test_enrolment_csv_reports_bad_rows_by_line(tmp_path: Path) -> None:
     f = tmp_path / "gallery.csv"
-    f.write_text("person_id,name,id_number,community,employer,phone,party_member,photos\n"
-                 "P1,Li,330,Feiying,Bus Co,,yes,a.jpg;b.jpg\n"
-                 ",NoId,,,,,no,c.jpg\n"
-                 "P3,X,,,,,maybe,d.jpg\n")
+    f.write_text(
+        "person_id,name,id_number,community,employer,phone,party_member,photos\n"
+        "P1,Li,330,Feiying,Bus Co,,yes,a.jpg;b.jpg\n"
+        ",NoId,,,,,no,c.jpg\n"
+        "P3,X,,,,,maybe,d.jpg\n"
+    )
     recs, problems = read_enrolment_csv(f)
-    assert [r.person_id for r in recs] == ["P1"] and recs[0].party_member and recs[0].photos == (tmp_path / "a.jpg", tmp_path / "b.jpg")
-    assert problems == ["gallery.csv:3: person_id is empty", "gallery.csv:4: party_member must be yes/no/true/false/1/0, got 'maybe'"]
+    assert (
+        [r.person_id for r in recs] == ["P1"]
+        and recs[0].party_member
+        and recs[0].photos == (tmp_path / "a.jpg", tmp_path / "b.jpg")
+    )
+    assert problems == [
+        "gallery.csv:3: person_id is empty",
+        "gallery.csv:4: party_member must be yes/no/true/false/1/0, got 'maybe'",
+    ]
     bad = tmp_path / "bad.csv"
     bad.write_text("name\nx\n")
     with pytest.raises(EnrolmentError, match="missing column"):
@@ -125,7 +148,9 @@ def test_enrolment_csv_reports_bad_rows_by_line(tmp_path: Path) -> None:
 
 def test_tar_at_far_and_rank1_on_synthetic_identities() -> None:
     centres = unit(RNG.normal(size=(30, 128)))
-    embs = {f"id{i}": [unit(c + 0.08 * RNG.normal(size=128)) for _ in range(6)] for i, c in enumerate(centres)}
+    embs = {
+        f"id{i}": [unit(c + 0.08 * RNG.normal(size=128)) for _ in range(6)] for i, c in enumerate(centres)
+    }
     d = score_distributions(embs, 3)
     assert d["rank1"] == 1.0 and d["queries"] == 90
     tar, thr = tar_at_far(d["genuine"], d["impostor"], 1e-3)  # type: ignore[arg-type]
@@ -183,7 +208,10 @@ def test_enrol_cli_from_a_csv_with_real_photos(tmp_path: Path, embedder) -> None
     cfgf.write_text("database:\n  url: sqlite:///c.db\n")
     csvf = tmp_path / "gallery.csv"
     rows = ["person_id,name,id_number,community,employer,phone,party_member,photos"]
-    rows += [f"{p.person_id},{p.name},33050219900101{i:04d},Feiying,,,no,{p.photos[0]};{p.photos[1]}" for i, p in enumerate(people)]
+    rows += [
+        f"{p.person_id},{p.name},33050219900101{i:04d},Feiying,,,no,{p.photos[0]};{p.photos[1]}"
+        for i, p in enumerate(people)
+    ]
     rows += ["P-bad,Nobody,,,,,no,missing.jpg"]
     csvf.write_text("\n".join(rows) + "\n")
     r = CliRunner().invoke(main, ["enrol", "--config", str(cfgf), "--csv", str(csvf)])
@@ -193,5 +221,8 @@ def test_enrol_cli_from_a_csv_with_real_photos(tmp_path: Path, embedder) -> None
     assert "photo not found" in r.output and "33050219900101" not in r.output.replace(str(csvf), "")
     store = CentralStore(f"sqlite:///{tmp_path / 'c.db'}")
     with store.session() as s:
-        assert {p.person_id: p.community for p in s.scalars(select(Person))} == {people[0].person_id: "Feiying", people[1].person_id: "Feiying"}
+        assert {p.person_id: p.community for p in s.scalars(select(Person))} == {
+            people[0].person_id: "Feiying",
+            people[1].person_id: "Feiying",
+        }
     store.close()

@@ -71,10 +71,19 @@ def test_window_counts_map_to_table_1_tier(n7: int, n30_only: int, tier: str) ->
     res, info = classify_lines([json.dumps(r) for r in recs], AT)
     assert not info.problems
     if n7 + n30_only == 0:
-        assert [r.as_json() for r in res] == [{"person_id": "p", "count_7d": 0, "count_30d": 0, "count_365d": 2, "tier": "none"}]
+        assert [r.as_json() for r in res] == [
+            {"person_id": "p", "count_7d": 0, "count_30d": 0, "count_365d": 2, "tier": "none"}
+        ]
     else:
-        assert [r.as_json() for r in res] == [{"person_id": "p", "count_7d": n7, "count_30d": n7 + n30_only,
-                                               "count_365d": n7 + n30_only + 2, "tier": tier}]
+        assert [r.as_json() for r in res] == [
+            {
+                "person_id": "p",
+                "count_7d": n7,
+                "count_30d": n7 + n30_only,
+                "count_365d": n7 + n30_only + 2,
+                "tier": tier,
+            }
+        ]
 
 
 def test_inconsistent_counts_are_refused() -> None:
@@ -96,7 +105,9 @@ EDGE_CASES = [
 
 
 @pytest.mark.parametrize("offset,counts", EDGE_CASES)
-def test_windows_are_half_open_at_minus_n_days_to_at(offset: timedelta, counts: tuple[int, int, int] | None) -> None:
+def test_windows_are_half_open_at_minus_n_days_to_at(
+    offset: timedelta, counts: tuple[int, int, int] | None
+) -> None:
     res, _ = classify_lines([json.dumps(ev("p", AT - offset))], AT)
     if counts is None:
         assert res == []
@@ -110,8 +121,12 @@ def test_windows_are_half_open_at_minus_n_days_to_at(offset: timedelta, counts: 
 def test_window_edge_with_other_offsets_in_input() -> None:
     """Times in different offsets denote the same instants: +08:00 and Z spellings of at-7d."""
     t = (AT - 7 * D).astimezone(timezone.utc)
-    lines = [json.dumps({"person_id": "p", "violation_type": "no_helmet", "time": t.strftime("%Y-%m-%dT%H:%M:%SZ")}),
-             json.dumps(ev("p", AT - 7 * D + timedelta(seconds=1)))]
+    lines = [
+        json.dumps(
+            {"person_id": "p", "violation_type": "no_helmet", "time": t.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        ),
+        json.dumps(ev("p", AT - 7 * D + timedelta(seconds=1))),
+    ]
     (r,) = classify_lines(lines, AT)[0]
     assert (r.count_7d, r.count_30d) == (1, 2)
 
@@ -137,8 +152,9 @@ REPEAT_CASES = [
 
 
 @pytest.mark.parametrize("kind,d_off,v_offs,tier", REPEAT_CASES)
-def test_repeat_needs_a_violation_after_education_or_fine_within_365_days(kind: str, d_off: timedelta,
-                                                                         v_offs: list[timedelta], tier: str) -> None:
+def test_repeat_needs_a_violation_after_education_or_fine_within_365_days(
+    kind: str, d_off: timedelta, v_offs: list[timedelta], tier: str
+) -> None:
     lines = [json.dumps(disp("p", kind, AT - d_off))] + [json.dumps(ev("p", AT - o)) for o in v_offs]
     res, info = classify_lines(lines, AT)
     assert not info.problems
@@ -147,7 +163,9 @@ def test_repeat_needs_a_violation_after_education_or_fine_within_365_days(kind: 
         return
     (r,) = res
     assert r.tier.value == tier
-    ref = history_from_times(AT, [AT - o for o in v_offs], [AT - d_off] if kind in ("education", "fine") else [], TH)
+    ref = history_from_times(
+        AT, [AT - o for o in v_offs], [AT - d_off] if kind in ("education", "fine") else [], TH
+    )
     assert (r.count_7d, r.count_30d, r.count_365d) == (ref.count_7d, ref.count_30d, ref.count_365d)
     assert (r.tier is OffenderTier.repeat) == is_repeat(ref)
 
@@ -155,13 +173,15 @@ def test_repeat_needs_a_violation_after_education_or_fine_within_365_days(kind: 
 def test_tiers_slide_as_the_evaluation_time_moves() -> None:
     t0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     lines = [json.dumps(ev("p", t0 + timedelta(minutes=i))) for i in range(4)]
-    seq = [(t0 + timedelta(minutes=3), "frequent", (4, 4, 4)),
-           (t0 + 7 * D, "occasional", (3, 4, 4)),  # the first event (t0) is now exactly 7 d old: 3 in 7 d
-           (t0 + 7 * D + timedelta(minutes=3), "occasional", (0, 4, 4)),
-           (t0 + 30 * D, "occasional", (0, 3, 4)),
-           (t0 + 30 * D + timedelta(minutes=2), "occasional", (0, 1, 4)),
-           (t0 + 30 * D + timedelta(minutes=3), "none", (0, 0, 4)),
-           (t0 + 365 * D + timedelta(minutes=3), "none", (0, 0, 0))]
+    seq = [
+        (t0 + timedelta(minutes=3), "frequent", (4, 4, 4)),
+        (t0 + 7 * D, "occasional", (3, 4, 4)),  # the first event (t0) is now exactly 7 d old: 3 in 7 d
+        (t0 + 7 * D + timedelta(minutes=3), "occasional", (0, 4, 4)),
+        (t0 + 30 * D, "occasional", (0, 3, 4)),
+        (t0 + 30 * D + timedelta(minutes=2), "occasional", (0, 1, 4)),
+        (t0 + 30 * D + timedelta(minutes=3), "none", (0, 0, 4)),
+        (t0 + 365 * D + timedelta(minutes=3), "none", (0, 0, 0)),
+    ]
     for at, tier, counts in seq:
         (r,) = classify_lines(lines, at)[0]
         assert (r.tier.value, (r.count_7d, r.count_30d, r.count_365d)) == (tier, counts), at
@@ -184,7 +204,9 @@ def test_store_path_agrees_with_reference_on_random_histories() -> None:
         vs += [AT - rng.choice([7, 30, 365]) * D for _ in range(rng.randint(0, 2))]
         ds = [AT - timedelta(seconds=rng.randint(-5 * 86400, 400 * 86400)) for _ in range(rng.randint(0, 2))]
         kinds = [rng.choice(["education", "fine", "sms_reminder"]) for _ in ds]
-        lines += [json.dumps(ev(pid, t)) for t in vs] + [json.dumps(disp(pid, kd, t)) for kd, t in zip(kinds, ds)]
+        lines += [json.dumps(ev(pid, t)) for t in vs] + [
+            json.dumps(disp(pid, kd, t)) for kd, t in zip(kinds, ds)
+        ]
         truth[pid] = (vs, [t for kd, t in zip(kinds, ds) if kd != "sms_reminder"])
     rng.shuffle(lines)
     res, info = classify_lines(lines, AT)
@@ -234,14 +256,31 @@ def test_classify_cli_prints_one_json_line_per_person(tmp_path: Path) -> None:
     for i, (n7, n30, tier) in enumerate(COUNT_CASES):
         pid = f"c{i:02d}"
         recs += burst(pid, n7, n30, n365_only=1)
-        expected[pid] = {"person_id": pid, "count_7d": n7, "count_30d": n7 + n30, "count_365d": n7 + n30 + 1,
-                         "tier": "none" if n7 + n30 == 0 else tier}
+        expected[pid] = {
+            "person_id": pid,
+            "count_7d": n7,
+            "count_30d": n7 + n30,
+            "count_365d": n7 + n30 + 1,
+            "tier": "none" if n7 + n30 == 0 else tier,
+        }
     recs += [disp("edu", "education", AT - 20 * D), ev("edu", AT - 10 * D)]
     expected["edu"] = {"person_id": "edu", "count_7d": 0, "count_30d": 1, "count_365d": 1, "tier": "repeat"}
     recs += [disp("sms", "sms_reminder", AT - 20 * D), ev("sms", AT - 10 * D)]
-    expected["sms"] = {"person_id": "sms", "count_7d": 0, "count_30d": 1, "count_365d": 1, "tier": "occasional"}
+    expected["sms"] = {
+        "person_id": "sms",
+        "count_7d": 0,
+        "count_30d": 1,
+        "count_365d": 1,
+        "tier": "occasional",
+    }
     recs += [ev("edge7", AT - 7 * D), ev("future", AT + US)]
-    expected["edge7"] = {"person_id": "edge7", "count_7d": 0, "count_30d": 1, "count_365d": 1, "tier": "occasional"}
+    expected["edge7"] = {
+        "person_id": "edge7",
+        "count_7d": 0,
+        "count_30d": 1,
+        "count_365d": 1,
+        "tier": "occasional",
+    }
     random.Random(1).shuffle(recs)
     f = tmp_path / "events.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
@@ -258,10 +297,22 @@ def test_classify_cli_groups_embedding_only_events_into_unknown_files(tmp_path: 
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=128), rng.normal(size=128)
-    recs = [{"embedding": (a + 0.05 * rng.normal(size=128)).tolist(), "violation_type": "no_helmet",
-             "time": (AT - timedelta(hours=i)).isoformat()} for i in range(4)]
-    recs += [{"face": {"found": True, "embedding": (b + 0.05 * rng.normal(size=128)).tolist()}, "violation_type": "no_helmet",
-              "time": (AT - timedelta(hours=i)).isoformat()} for i in range(2)]
+    recs = [
+        {
+            "embedding": (a + 0.05 * rng.normal(size=128)).tolist(),
+            "violation_type": "no_helmet",
+            "time": (AT - timedelta(hours=i)).isoformat(),
+        }
+        for i in range(4)
+    ]
+    recs += [
+        {
+            "face": {"found": True, "embedding": (b + 0.05 * rng.normal(size=128)).tolist()},
+            "violation_type": "no_helmet",
+            "time": (AT - timedelta(hours=i)).isoformat(),
+        }
+        for i in range(2)
+    ]
     f = tmp_path / "faces.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in recs))
     p = _run(["classify", "--events", str(f), "--at", AT.isoformat()])
@@ -272,8 +323,16 @@ def test_classify_cli_groups_embedding_only_events_into_unknown_files(tmp_path: 
 
 def test_classify_cli_reports_bad_lines_and_keeps_the_good_ones(tmp_path: Path) -> None:
     f = tmp_path / "mixed.jsonl"
-    f.write_text("\n".join([json.dumps(ev("ok", AT - D)), "{not json", json.dumps({"person_id": "x", "time": AT.isoformat()}),
-                            json.dumps({"person_id": "y", "violation_type": "no_helmet", "time": "2026-05-30T10:00:00"})]))
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps(ev("ok", AT - D)),
+                "{not json",
+                json.dumps({"person_id": "x", "time": AT.isoformat()}),
+                json.dumps({"person_id": "y", "violation_type": "no_helmet", "time": "2026-05-30T10:00:00"}),
+            ]
+        )
+    )
     p = _run(["classify", "--events", str(f), "--at", AT.isoformat()])
     assert p.returncode == 0
     assert [json.loads(x)["person_id"] for x in p.stdout.splitlines()] == ["ok"]
@@ -283,7 +342,7 @@ def test_classify_cli_reports_bad_lines_and_keeps_the_good_ones(tmp_path: Path) 
     assert _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--strict"]).exit_code == 2
 
 
-def _invoke(args: list[str]) -> "object":
+def _invoke(args: list[str]) -> object:
     """The same click command in-process (cheaper than a subprocess for the error paths)."""
     from click.testing import CliRunner
 
@@ -302,7 +361,10 @@ def test_classify_cli_refuses_a_naive_at_and_a_missing_file(tmp_path: Path) -> N
 
 
 def test_classify_rejects_lines_of_an_unknown_schema_version() -> None:
-    lines = [json.dumps({**ev("p", AT), "schema_version": 2}), json.dumps({**ev("q", AT), "schema_version": 1})]
+    lines = [
+        json.dumps({**ev("p", AT), "schema_version": 2}),
+        json.dumps({**ev("q", AT), "schema_version": 1}),
+    ]
     res, info = classify_lines(lines, AT)
     assert [r.person_id for r in res] == ["q"]
     assert info.problems == ["<stdin>:1: schema_version: 2 is not supported (this build reads 1)"]
@@ -325,22 +387,39 @@ def test_classify_cli_matches_embeddings_against_the_configured_gallery(tmp_path
     enrol_embeddings(store, cfg, load_resolver(store, cfg), EnrolmentRecord("P-1"), face[None, :])
     store.close()
     f = tmp_path / "e.jsonl"
-    f.write_text("\n".join(json.dumps({"embedding": (face + 0.01 * i).tolist(), "violation_type": "no_helmet",
-                                       "time": (AT - timedelta(hours=i)).isoformat()}) for i in range(4)))
+    f.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "embedding": (face + 0.01 * i).tolist(),
+                    "violation_type": "no_helmet",
+                    "time": (AT - timedelta(hours=i)).isoformat(),
+                }
+            )
+            for i in range(4)
+        )
+    )
     p = _run(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(cfgf), "--use-gallery"])
     assert p.returncode == 0, p.stderr
     assert [json.loads(x) for x in p.stdout.splitlines()] == [
-        {"person_id": "P-1", "count_7d": 4, "count_30d": 4, "count_365d": 4, "tier": "frequent"}]
+        {"person_id": "P-1", "count_7d": 4, "count_30d": 4, "count_365d": 4, "tier": "frequent"}
+    ]
     empty = tmp_path / "empty.yaml"
     empty.write_text("database:\n  url: sqlite:///nothing.db\n")
-    r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"])
+    r = _invoke(
+        ["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"]
+    )
     assert r.exit_code == 2 and "--use-gallery" in r.output  # type: ignore[attr-defined]
 
 
 def test_numeric_person_ids_come_back_as_numbers(tmp_path: Path) -> None:
     f = tmp_path / "n.jsonl"
-    f.write_text(json.dumps({"person_id": 17, "violation_type": "no_helmet", "time": AT.isoformat()}) + "\n"
-                 + json.dumps({"person_id": "a", "violation_type": "no_helmet", "time": AT.isoformat()}) + "\n")
+    f.write_text(
+        json.dumps({"person_id": 17, "violation_type": "no_helmet", "time": AT.isoformat()})
+        + "\n"
+        + json.dumps({"person_id": "a", "violation_type": "no_helmet", "time": AT.isoformat()})
+        + "\n"
+    )
     r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat()])
     assert r.exit_code == 0  # type: ignore[attr-defined]
     ids = [json.loads(x)["person_id"] for x in r.output.splitlines() if x.startswith("{")]  # type: ignore[attr-defined]

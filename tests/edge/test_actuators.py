@@ -20,14 +20,20 @@ from edge.actuators.prompts import MESSAGES, PromptLibrary, load_wav
 from edge.config import load_config, parse_config
 from edge.paths import project_home
 
-RED_LIGHT = {"enabled": True, "stop_line": [[-3.0, 16.0], [3.0, 16.0]], "signal": {"source": "image", "region": [10, 10, 8, 8]}}
+RED_LIGHT = {
+    "enabled": True,
+    "stop_line": [[-3.0, 16.0], [3.0, 16.0]],
+    "signal": {"source": "image", "region": [10, 10, 8, 8]},
+}
 
 
 def write_pack(root: Path, lang: str, messages: tuple[str, ...] = MESSAGES, rate: int = 16000) -> Path:
     (root / lang).mkdir(parents=True, exist_ok=True)
     t = np.arange(rate // 2) / rate
     for m in messages:
-        wavfile.write(root / lang / f"{m}.wav", rate, (0.5 * np.sin(2 * np.pi * 500 * t) * 32767).astype(np.int16))
+        wavfile.write(
+            root / lang / f"{m}.wav", rate, (0.5 * np.sin(2 * np.pi * 500 * t) * 32767).astype(np.int16)
+        )
     return root / lang
 
 
@@ -39,14 +45,22 @@ def dominant_hz(x: np.ndarray, rate: int) -> float:
 def test_the_example_config_and_the_shipped_packs_pass() -> None:
     cfg = load_config(project_home() / "config" / "edge.example.yaml")
     assert check_config(cfg) == []
-    every_rule = parse_config({"rules": {"wrong_way": {"enabled": True}, "red_light": RED_LIGHT}, "speaker": {"languages": ["zh-cmn", "zh-yue"]}})
+    every_rule = parse_config(
+        {
+            "rules": {"wrong_way": {"enabled": True}, "red_light": RED_LIGHT},
+            "speaker": {"languages": ["zh-cmn", "zh-yue"]},
+        }
+    )
     assert check_config(every_rule) == []
 
 
 def test_missing_language_pack_and_missing_message_are_named(tmp_path: Path) -> None:
     write_pack(tmp_path, "wuu-huzhou", messages=("no_helmet", "generic"))
     cfg = parse_config(
-        {"speaker": {"languages": ["zh-cmn", "wuu-huzhou", "zh-xx"], "prompts_dir": str(tmp_path)}, "rules": {"red_light": RED_LIGHT}},
+        {
+            "speaker": {"languages": ["zh-cmn", "wuu-huzhou", "zh-xx"], "prompts_dir": str(tmp_path)},
+            "rules": {"red_light": RED_LIGHT},
+        },
         base_dir=tmp_path,
     )
     problems = check_config(cfg)
@@ -62,28 +76,47 @@ def test_unreadable_wav_and_missing_prompts_dir(tmp_path: Path) -> None:
     (pack / "no_helmet.wav").write_bytes(b"RIFF....not a wav")
     cfg = parse_config({"speaker": {"languages": ["wuu-huzhou"], "prompts_dir": "packs"}}, base_dir=tmp_path)
     [problem] = check_config(cfg)
-    assert problem.startswith("speaker.languages.0: wuu-huzhou: ") and "no_helmet.wav: not a readable WAV" in problem
+    assert (
+        problem.startswith("speaker.languages.0: wuu-huzhou: ")
+        and "no_helmet.wav: not a readable WAV" in problem
+    )
     cfg = parse_config({"speaker": {"prompts_dir": "nowhere"}}, base_dir=tmp_path)
     assert check_config(cfg) == [f"speaker.prompts_dir: folder not found: {tmp_path / 'nowhere'}"]
 
 
 def test_site_pack_is_searched_before_the_shipped_one(tmp_path: Path) -> None:
     write_pack(tmp_path, "zh-cmn", rate=22050)
-    cfg = parse_config({"speaker": {"languages": ["zh-cmn", "zh-yue"], "prompts_dir": str(tmp_path), "gap_s": 0.5}})
+    cfg = parse_config(
+        {"speaker": {"languages": ["zh-cmn", "zh-yue"], "prompts_dir": str(tmp_path), "gap_s": 0.5}}
+    )
     lib = PromptLibrary.load(cfg, 16000)
     assert lib.problems == []
     p = lib.prompts["no_helmet"]
-    assert p.files[0] == tmp_path / "zh-cmn" / "no_helmet.wav" and p.files[1] == project_home() / "audio_prompts" / "zh-yue" / "no_helmet.wav"
+    assert (
+        p.files[0] == tmp_path / "zh-cmn" / "no_helmet.wav"
+        and p.files[1] == project_home() / "audio_prompts" / "zh-yue" / "no_helmet.wav"
+    )
     yue = load_wav(p.files[1], 16000)
     assert len(p.samples) == 8000 + 8000 + len(yue)  # 0.5 s tone, 0.5 s gap, the Cantonese prompt
-    assert lib.for_violation("passenger") is lib.prompts["passenger"] and lib.prompts["passenger"].files[0].name == "generic.wav"
+    assert (
+        lib.for_violation("passenger") is lib.prompts["passenger"]
+        and lib.prompts["passenger"].files[0].name == "generic.wav"
+    )
 
 
 @pytest.mark.parametrize(
     ("rate", "dtype", "channels"),
-    [(44100, np.int16, 2), (8000, np.uint8, 1), (48000, np.float32, 2), (22050, np.int32, 1), (32000, "int24", 2)],
+    [
+        (44100, np.int16, 2),
+        (8000, np.uint8, 1),
+        (48000, np.float32, 2),
+        (22050, np.int32, 1),
+        (32000, "int24", 2),
+    ],
 )
-def test_installer_wavs_of_any_rate_and_layout_are_resampled_and_downmixed(tmp_path: Path, rate: int, dtype: type, channels: int) -> None:
+def test_installer_wavs_of_any_rate_and_layout_are_resampled_and_downmixed(
+    tmp_path: Path, rate: int, dtype: type, channels: int
+) -> None:
     t = np.arange(int(0.8 * rate)) / rate
     x = 0.5 * np.sin(2 * np.pi * 600 * t)
     if dtype == "int24":  # scipy cannot write 24-bit: pack it with the wave module
@@ -114,7 +147,10 @@ def test_installer_wavs_of_any_rate_and_layout_are_resampled_and_downmixed(tmp_p
     ("outputs", "expected"),
     [
         ({"laser": {"pin": "GPIO99"}}, "lights.outputs.laser.pin: GPIO99 is not a valid pin name"),
-        ({"laser": {"pin": "GPIO17"}, "strobe": {"pin": "BOARD11"}}, "lights.outputs.strobe.pin: 'BOARD11' is GPIO17, already used by lights.outputs.laser"),
+        (
+            {"laser": {"pin": "GPIO17"}, "strobe": {"pin": "BOARD11"}},
+            "lights.outputs.strobe.pin: 'BOARD11' is GPIO17, already used by lights.outputs.laser",
+        ),
         ({"laser": {"pin": "BOARD1"}}, "lights.outputs.laser.pin:"),  # 3V3 power, not a GPIO
     ],
 )
@@ -124,19 +160,67 @@ def test_gpio_pin_problems(outputs: dict, expected: str) -> None:
 
 
 def test_valid_pins_pass_in_every_spelling() -> None:
-    cfg = parse_config({"lights": {"enabled": True, "outputs": {"a": {"pin": "GPIO17"}, "b": {"pin": "BOARD13"}, "c": {"pin": 22}, "d": {"pin": "BCM23"}, "e": {"pin": "gpio24"}, "f": {"pin": "J8:37"}}}})
+    cfg = parse_config(
+        {
+            "lights": {
+                "enabled": True,
+                "outputs": {
+                    "a": {"pin": "GPIO17"},
+                    "b": {"pin": "BOARD13"},
+                    "c": {"pin": 22},
+                    "d": {"pin": "BCM23"},
+                    "e": {"pin": "gpio24"},
+                    "f": {"pin": "J8:37"},
+                },
+            }
+        }
+    )
     assert check_config(cfg) == []
 
 
 def test_serial_port_must_exist_unless_it_is_a_url(tmp_path: Path) -> None:
     frames = {"laser": {"on_frame": "A0 01 01 A2", "off_frame": "A0 01 00 A1"}}
-    missing = parse_config({"lights": {"enabled": True, "backend": "rs485", "rs485": {"port": "/dev/ttyUSB7"}, "outputs": frames}})
-    assert check_config(missing) == ["lights.rs485.port: serial port /dev/ttyUSB7 does not exist (is the RS-485 adapter plugged in? or use a pyserial URL)"]
+    missing = parse_config(
+        {
+            "lights": {
+                "enabled": True,
+                "backend": "rs485",
+                "rs485": {"port": "/dev/ttyUSB7"},
+                "outputs": frames,
+            }
+        }
+    )
+    assert check_config(missing) == [
+        "lights.rs485.port: serial port /dev/ttyUSB7 does not exist (is the RS-485 adapter plugged in? or use a pyserial URL)"
+    ]
     for port in ("loop://", "socket://10.0.0.5:4001"):
-        assert check_config(parse_config({"lights": {"enabled": True, "backend": "rs485", "rs485": {"port": port}, "outputs": frames}})) == []
+        assert (
+            check_config(
+                parse_config(
+                    {
+                        "lights": {
+                            "enabled": True,
+                            "backend": "rs485",
+                            "rs485": {"port": port},
+                            "outputs": frames,
+                        }
+                    }
+                )
+            )
+            == []
+        )
     controller, device = os.openpty()
     try:
-        tty = parse_config({"lights": {"enabled": True, "backend": "rs485", "rs485": {"port": os.ttyname(device)}, "outputs": frames}})
+        tty = parse_config(
+            {
+                "lights": {
+                    "enabled": True,
+                    "backend": "rs485",
+                    "rs485": {"port": os.ttyname(device)},
+                    "outputs": frames,
+                }
+            }
+        )
         assert check_config(tty) == []
     finally:
         os.close(controller)
@@ -144,7 +228,12 @@ def test_serial_port_must_exist_unless_it_is_a_url(tmp_path: Path) -> None:
 
 
 def test_disabled_outputs_are_not_checked() -> None:
-    cfg = parse_config({"speaker": {"enabled": False, "languages": ["zz-none"]}, "lights": {"enabled": False, "outputs": {"laser": {"pin": "GPIO99"}}}})
+    cfg = parse_config(
+        {
+            "speaker": {"enabled": False, "languages": ["zz-none"]},
+            "lights": {"enabled": False, "outputs": {"laser": {"pin": "GPIO99"}}},
+        }
+    )
     assert check_config(cfg) == []
 
 
@@ -181,11 +270,20 @@ def test_cli_test_lights_reports_on_off_times(tmp_path: Path) -> None:
 
 def test_cli_test_lights_over_rs485_reports_the_frames(tmp_path: Path) -> None:
     cfg = tmp_path / "edge.yaml"
-    cfg.write_text(yaml.safe_dump({"lights": {"backend": "rs485", "rs485": {"port": "loop://", "baud": 19200, "parity": "E"}}}))
-    res = CliRunner().invoke(cli_test_lights, ["--config", str(cfg), "--on-time", "0.05", "--output", "strobe"])
+    cfg.write_text(
+        yaml.safe_dump(
+            {"lights": {"backend": "rs485", "rs485": {"port": "loop://", "baud": 19200, "parity": "E"}}}
+        )
+    )
+    res = CliRunner().invoke(
+        cli_test_lights, ["--config", str(cfg), "--on-time", "0.05", "--output", "strobe"]
+    )
     assert res.exit_code == 0, res.output
     assert "note: lights.enabled is false" in res.output
-    assert "strobe: rs485 loop:// 19200 8E1 on=a0 02 01 a3 off=a0 02 00 a2: on in" in res.output and "laser:" not in res.output
+    assert (
+        "strobe: rs485 loop:// 19200 8E1 on=a0 02 01 a3 off=a0 02 00 a2: on in" in res.output
+        and "laser:" not in res.output
+    )
 
 
 def test_cli_test_lights_fails_clearly_without_gpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +292,11 @@ def test_cli_test_lights_fails_clearly_without_gpio(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
     monkeypatch.setattr(gpiozero.Device, "pin_factory", None)
     cfg = tmp_path / "edge.yaml"
-    cfg.write_text(yaml.safe_dump({"lights": {"enabled": True, "backend": "rs485", "rs485": {"port": str(tmp_path / "ttyUSB0")}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"lights": {"enabled": True, "backend": "rs485", "rs485": {"port": str(tmp_path / "ttyUSB0")}}}
+        )
+    )
     res = CliRunner().invoke(cli_test_lights, ["--config", str(cfg)])
     assert res.exit_code == 1
     assert "DOWN light.laser: lights.rs485.port: cannot open" in res.output
@@ -204,14 +306,19 @@ def test_cli_test_speaker_plays_through_portaudio(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     capture = tmp_path / "capture.raw"
-    (home / ".asoundrc").write_text(f'pcm.!default {{ type plug; slave {{ pcm {{ type file; slave.pcm "null"; file "{capture}"; format "raw" }}; format S16_LE; rate 16000; channels 1 }} }}\n')
+    (home / ".asoundrc").write_text(
+        f'pcm.!default {{ type plug; slave {{ pcm {{ type file; slave.pcm "null"; file "{capture}"; format "raw" }}; format S16_LE; rate 16000; channels 1 }} }}\n'
+    )
     env = {**os.environ, "HOME": str(home)}
     # the click command itself, in a child process (PortAudio reads ~/.asoundrc when it initialises)
     run = "from edge.actuators.cli import test_speaker; test_speaker(prog_name='anqi-edge test-speaker')"
     cmd = [sys.executable, "-c", run, "--lang", "zh-yue", "--message", "wrong_way"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "device: 'default' (16000 Hz, 1 ch)" in res.stdout and "played wrong_way (zh-yue): 2.12 s of audio" in res.stdout
+    assert (
+        "device: 'default' (16000 Hz, 1 ch)" in res.stdout
+        and "played wrong_way (zh-yue): 2.12 s of audio" in res.stdout
+    )
     expected = load_wav(project_home() / "audio_prompts" / "zh-yue" / "wrong_way.wav", 16000)
     assert capture.stat().st_size >= 2 * len(expected)
     empty = tmp_path / "empty"
@@ -231,14 +338,31 @@ def test_site_recordings_are_imported_into_a_pack_that_validates(tmp_path: Path)
     for m in MESSAGES:
         wavfile.write(rec / f"{m}.wav", rate, np.stack([padded, padded], axis=1))
     script = project_home() / "scripts" / "make_prompts.py"
-    res = subprocess.run([sys.executable, str(script), "--import", str(rec), "--lang", "wuu-huzhou", "--out", str(tmp_path / "packs")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--import",
+            str(rec),
+            "--lang",
+            "wuu-huzhou",
+            "--out",
+            str(tmp_path / "packs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     out = tmp_path / "packs" / "wuu-huzhou" / "no_helmet.wav"
     with wave.open(str(out)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         assert 0.6 <= w.getnframes() / 16000 <= 0.8  # 0.5 s of speech, silence trimmed, 0.2 s padding
-    cfg = parse_config({"speaker": {"languages": ["zh-cmn", "wuu-huzhou"], "prompts_dir": str(tmp_path / "packs")}})
+    cfg = parse_config(
+        {"speaker": {"languages": ["zh-cmn", "wuu-huzhou"], "prompts_dir": str(tmp_path / "packs")}}
+    )
     assert check_config(cfg) == []
     (tmp_path / "packs" / "wuu-huzhou" / "generic.wav").unlink()
-    assert check_config(cfg) == [f"speaker.languages.1: wuu-huzhou: missing {tmp_path / 'packs' / 'wuu-huzhou' / 'generic.wav'}"]
+    assert check_config(cfg) == [
+        f"speaker.languages.1: wuu-huzhou: missing {tmp_path / 'packs' / 'wuu-huzhou' / 'generic.wav'}"
+    ]

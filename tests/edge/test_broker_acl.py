@@ -10,11 +10,13 @@ import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from mqtt_helpers import wait_for as _wait
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
@@ -23,7 +25,6 @@ from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
 from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker, free_port
 from edge.relay.reference_consumer import ReferenceConsumer
-from mqtt_helpers import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 MOSQ = ROOT / "config" / "mosquitto"
@@ -34,13 +35,19 @@ SITE = "huzhou-demo"
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pki")
-    subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(out), CENTRAL, DEV_A, DEV_B, DISPATCH], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(MOSQ / "gen-dev-pki.sh"), str(out), CENTRAL, DEV_A, DEV_B, DISPATCH],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def render_conf(pki: Path, port: int, workdir: Path, **changes: str) -> str:
     text = (MOSQ / "mosquitto.conf").read_text()
-    text = text.replace("/etc/mosquitto/anqi/", f"{pki}/").replace("listener 8883", f"listener {port} 127.0.0.1")
+    text = text.replace("/etc/mosquitto/anqi/", f"{pki}/").replace(
+        "listener 8883", f"listener {port} 127.0.0.1"
+    )
     text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
     text = text.replace("log_dest syslog", f"log_dest file {workdir}/mosquitto.log")
     for old, new in changes.items():
@@ -62,7 +69,11 @@ def _pw(pki: Path, user: str) -> str:
 
 
 def _client(pki: Path, port: int, user: str, v5: bool = True, password: str | None = None) -> paho.Client:
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    c = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"t-{user}-{uuid.uuid4().hex[:6]}",
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+    )
     c.username_pw_set(user, password if password is not None else _pw(pki, user))
     c.tls_set(ca_certs=str(pki / "ca.crt"))
     return c
@@ -82,18 +93,40 @@ def _connect(c: paho.Client, port: int) -> ReasonCodeLike:
 ReasonCodeLike = Any
 
 
-def _device_cfg(tmp_path: Path, relay_config: Callable[..., EdgeConfig], pki: Path, port: int, device: str, **kw: Any) -> EdgeConfig:
-    return relay_config(tmp_path / device, port, username=device, password_env="ANQI_MQTT_PASSWORD", tls={"ca_file": str(pki / "ca.crt"), **kw.pop("tls", {})},
-                        device={"device_id": device, "site_id": SITE}, **kw)
+def _device_cfg(
+    tmp_path: Path, relay_config: Callable[..., EdgeConfig], pki: Path, port: int, device: str, **kw: Any
+) -> EdgeConfig:
+    return relay_config(
+        tmp_path / device,
+        port,
+        username=device,
+        password_env="ANQI_MQTT_PASSWORD",
+        tls={"ca_file": str(pki / "ca.crt"), **kw.pop("tls", {})},
+        device={"device_id": device, "site_id": SITE},
+        **kw,
+    )
 
 
 def _central(pki: Path, port: int) -> ReferenceConsumer:
     ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    return ReferenceConsumer("127.0.0.1", port, client_id="anqi-central-test", username=CENTRAL, password=_pw(pki, CENTRAL), tls=ctx).start()
+    return ReferenceConsumer(
+        "127.0.0.1",
+        port,
+        client_id="anqi-central-test",
+        username=CENTRAL,
+        password=_pw(pki, CENTRAL),
+        tls=ctx,
+    ).start()
 
 
 def test_device_relays_over_tls_with_password_and_gets_central_acks_through_the_acl(
-        tmp_path: Path, pki: Path, deploy_broker: LocalBroker, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    pki: Path,
+    deploy_broker: LocalBroker,
+    make_event: Any,
+    relay_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
     cfg = _device_cfg(tmp_path, relay_config, pki, deploy_broker.port, DEV_A)
     assert check_config(cfg) == []
@@ -109,7 +142,9 @@ def test_device_relays_over_tls_with_password_and_gets_central_acks_through_the_
     central.stop()
 
 
-def test_a_device_cannot_publish_as_another_device(tmp_path: Path, pki: Path, deploy_broker: LocalBroker, make_event: Any) -> None:
+def test_a_device_cannot_publish_as_another_device(
+    tmp_path: Path, pki: Path, deploy_broker: LocalBroker, make_event: Any
+) -> None:
     central = _central(pki, deploy_broker.port)
     forged, _ = make_event(tmp_path, 0, {}, device=DEV_B, site=SITE)
     own, _ = make_event(tmp_path, 1, {}, device=DEV_A, site=SITE)
@@ -126,9 +161,15 @@ def test_a_device_cannot_publish_as_another_device(tmp_path: Path, pki: Path, de
     # MQTT 3.1.1 has no way to say no: the broker drops it silently
     a3 = _client(pki, deploy_broker.port, DEV_A, v5=False)
     assert not _connect(a3, deploy_broker.port).is_failure
-    a3.publish(P.media_topic("anqi/v1", SITE, DEV_B, forged.event_id, "face.jpg"), b"x", qos=1).wait_for_publish(5)
+    a3.publish(
+        P.media_topic("anqi/v1", SITE, DEV_B, forged.event_id, "face.jpg"), b"x", qos=1
+    ).wait_for_publish(5)
     a3.publish(P.event_topic("anqi/v1", SITE, DEV_B), P.encode_event(forged), qos=1).wait_for_publish(5)
-    a3.publish(P.ack_topic("anqi/v1", SITE, DEV_A), P.encode_ack(P.Ack(event_id=own.event_id, status="stored", media_complete=True)), qos=1).wait_for_publish(5)
+    a3.publish(
+        P.ack_topic("anqi/v1", SITE, DEV_A),
+        P.encode_ack(P.Ack(event_id=own.event_id, status="stored", media_complete=True)),
+        qos=1,
+    ).wait_for_publish(5)
     assert central.wait_for(1, 10)
     time.sleep(0.5)
     assert list(central.events) == [own.event_id]  # the legitimate one arrived, the forged ones did not
@@ -162,21 +203,38 @@ def test_a_device_reads_only_its_own_acks(pki: Path, deploy_broker: LocalBroker)
         c.disconnect()
 
 
-@pytest.mark.parametrize("user, password, expect", [
-    (DEV_A, "wrong-password", "refused"),
-    ("nobody", "x", "refused"),
-])
-def test_unknown_users_and_wrong_passwords_are_refused(pki: Path, deploy_broker: LocalBroker, user: str, password: str, expect: str) -> None:
+@pytest.mark.parametrize(
+    "user, password, expect",
+    [
+        (DEV_A, "wrong-password", "refused"),
+        ("nobody", "x", "refused"),
+    ],
+)
+def test_unknown_users_and_wrong_passwords_are_refused(
+    pki: Path, deploy_broker: LocalBroker, user: str, password: str, expect: str
+) -> None:
     c = _client(pki, deploy_broker.port, user, password=password)
     rc = _connect(c, deploy_broker.port)
     assert rc is not None and rc.is_failure
     c.loop_stop()
 
 
-def test_plain_tcp_to_the_tls_listener_does_not_connect(pki: Path, deploy_broker: LocalBroker, tmp_path: Path, relay_config: Any,
-                                                        make_event: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_tcp_to_the_tls_listener_does_not_connect(
+    pki: Path,
+    deploy_broker: LocalBroker,
+    tmp_path: Path,
+    relay_config: Any,
+    make_event: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
-    cfg = relay_config(tmp_path, deploy_broker.port, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", device={"device_id": DEV_A})
+    cfg = relay_config(
+        tmp_path,
+        deploy_broker.port,
+        username=DEV_A,
+        password_env="ANQI_MQTT_PASSWORD",
+        device={"device_id": DEV_A},
+    )
     outbox = Outbox.for_config(cfg)
     ev, f = make_event(tmp_path, 0, {}, device=DEV_A)
     outbox.add(ev, f)
@@ -188,13 +246,20 @@ def test_plain_tcp_to_the_tls_listener_does_not_connect(pki: Path, deploy_broker
         relay.stop(flush_timeout_s=0)
 
 
-def test_a_broker_certificate_from_another_ca_is_not_trusted(tmp_path: Path, pki: Path, deploy_broker: LocalBroker, relay_config: Any,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broker_certificate_from_another_ca_is_not_trusted(
+    tmp_path: Path, pki: Path, deploy_broker: LocalBroker, relay_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "other-pki"
     subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(other), DEV_A], check=True, capture_output=True)
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
-    cfg = relay_config(tmp_path, deploy_broker.port, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", tls={"ca_file": str(other / "ca.crt")},
-                       device={"device_id": DEV_A})
+    cfg = relay_config(
+        tmp_path,
+        deploy_broker.port,
+        username=DEV_A,
+        password_env="ANQI_MQTT_PASSWORD",
+        tls={"ca_file": str(other / "ca.crt")},
+        device={"device_id": DEV_A},
+    )
     health = Health(tmp_path / "h.json", DEV_A)
     relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
     try:
@@ -204,12 +269,22 @@ def test_a_broker_certificate_from_another_ca_is_not_trusted(tmp_path: Path, pki
         relay.stop(flush_timeout_s=0)
 
 
-def test_client_certificate_when_the_broker_requires_one(tmp_path: Path, pki: Path, broker_factory: Any, relay_config: Any,
-                                                         make_event: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_certificate_when_the_broker_requires_one(
+    tmp_path: Path,
+    pki: Path,
+    broker_factory: Any,
+    relay_config: Any,
+    make_event: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     port = free_port()
     wd = tmp_path / "mtls"
     wd.mkdir()
-    broker_factory(port=port, workdir=wd, base_conf=render_conf(pki, port, wd, **{"require_certificate false": "require_certificate true"}))
+    broker_factory(
+        port=port,
+        workdir=wd,
+        base_conf=render_conf(pki, port, wd, **{"require_certificate false": "require_certificate true"}),
+    )
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
     without = _device_cfg(tmp_path / "no-cert", relay_config, pki, port, DEV_A)
     relay = MqttRelay(without, Outbox.for_config(without)).start()
@@ -217,7 +292,14 @@ def test_client_certificate_when_the_broker_requires_one(tmp_path: Path, pki: Pa
         assert not relay.wait_connected(2)
     finally:
         relay.stop(flush_timeout_s=0)
-    cfg = _device_cfg(tmp_path, relay_config, pki, port, DEV_A, tls={"cert_file": str(pki / f"{DEV_A}.crt"), "key_file": str(pki / f"{DEV_A}.key")})
+    cfg = _device_cfg(
+        tmp_path,
+        relay_config,
+        pki,
+        port,
+        DEV_A,
+        tls={"cert_file": str(pki / f"{DEV_A}.crt"), "key_file": str(pki / f"{DEV_A}.key")},
+    )
     outbox = Outbox.for_config(cfg)
     ev, f = make_event(tmp_path, 0, {}, device=DEV_A, site=SITE)
     outbox.add(ev, f)
@@ -225,17 +307,37 @@ def test_client_certificate_when_the_broker_requires_one(tmp_path: Path, pki: Pa
         assert relay.wait_drained(10, until="published")
 
 
-@pytest.mark.parametrize("tls, match", [
-    ({"ca_file": "missing-ca.crt"}, "relay.mqtt.tls.ca_file: file not found"),
-    ({"ca_file": "garbage.pem"}, "relay.mqtt.tls.ca_file: not a PEM CA certificate"),
-    ({"cert_file": "DEV.crt", "key_file": "OTHER.key"}, "relay.mqtt.tls.cert_file/key_file: .* are not a matching"),
-    ({"cert_file": "DEV.crt", "key_file": "nokey.key"}, "relay.mqtt.tls.key_file: file not found"),
-])
-def test_bad_tls_files_are_named_in_the_error(tmp_path: Path, pki: Path, relay_config: Any, tls: dict[str, str], match: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "tls, match",
+    [
+        ({"ca_file": "missing-ca.crt"}, "relay.mqtt.tls.ca_file: file not found"),
+        ({"ca_file": "garbage.pem"}, "relay.mqtt.tls.ca_file: not a PEM CA certificate"),
+        (
+            {"cert_file": "DEV.crt", "key_file": "OTHER.key"},
+            "relay.mqtt.tls.cert_file/key_file: .* are not a matching",
+        ),
+        ({"cert_file": "DEV.crt", "key_file": "nokey.key"}, "relay.mqtt.tls.key_file: file not found"),
+    ],
+)
+def test_bad_tls_files_are_named_in_the_error(
+    tmp_path: Path,
+    pki: Path,
+    relay_config: Any,
+    tls: dict[str, str],
+    match: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     (tmp_path / "garbage.pem").write_text("not a certificate")
-    tls = {k: (str(pki / f"{DEV_A}.crt") if v == "DEV.crt" else str(pki / f"{DEV_B}.key") if v == "OTHER.key" else str(tmp_path / v))
-           for k, v in tls.items()}
+    tls = {
+        k: (
+            str(pki / f"{DEV_A}.crt")
+            if v == "DEV.crt"
+            else str(pki / f"{DEV_B}.key")
+            if v == "OTHER.key"
+            else str(tmp_path / v)
+        )
+        for k, v in tls.items()
+    }
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", "x")
     cfg = relay_config(tmp_path, 8883, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", tls=tls)
     with pytest.raises(RelayConfigError, match=match):
@@ -244,7 +346,9 @@ def test_bad_tls_files_are_named_in_the_error(tmp_path: Path, pki: Path, relay_c
     assert any(p.startswith("relay.mqtt.tls.") for p in problems), problems
 
 
-def test_central_shared_subscription_and_dispatch_roles(tmp_path: Path, pki: Path, broker_factory: Any, make_event: Any) -> None:
+def test_central_shared_subscription_and_dispatch_roles(
+    tmp_path: Path, pki: Path, broker_factory: Any, make_event: Any
+) -> None:
     """Central reads events through an MQTT 5 shared subscription and publishes tasks; the dispatch
     user reads tasks and reports feedback, and can neither read events nor forge acks."""
     port = free_port()
@@ -254,8 +358,10 @@ def test_central_shared_subscription_and_dispatch_roles(tmp_path: Path, pki: Pat
     got: dict[str, list[str]] = {CENTRAL: [], DISPATCH: []}
     subacks: dict[str, list[Any]] = {}
     clients = {}
-    for user, subs in ((CENTRAL, ["$share/anqi-central/anqi/v1/+/+/event", "$share/anqi-central/anqi/v1/central/feedback"]),
-                       (DISPATCH, ["anqi/v1/central/tasks/#", "anqi/v1/+/+/event"])):
+    for user, subs in (
+        (CENTRAL, ["$share/anqi-central/anqi/v1/+/+/event", "$share/anqi-central/anqi/v1/central/feedback"]),
+        (DISPATCH, ["anqi/v1/central/tasks/#", "anqi/v1/+/+/event"]),
+    ):
         c = _client(pki, port, user)
         c.on_message = lambda cl, u, m, user=user: got[user].append(m.topic)  # type: ignore[misc]
         c.on_subscribe = lambda cl, u, mid, rcs, p, user=user: subacks.__setitem__(user, rcs)  # type: ignore[misc]
@@ -282,4 +388,3 @@ def test_central_shared_subscription_and_dispatch_roles(tmp_path: Path, pki: Pat
     for c in (*clients.values(), dev):
         c.loop_stop()
         c.disconnect()
-

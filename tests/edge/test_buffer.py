@@ -33,8 +33,17 @@ def next_session(frames: list[Frame], session: int, offset_s: float) -> list[Fra
     """The same video as a later session of the source (as after a reconnect): new StreamInfo,
     stream time continuing at ``offset_s``."""
     old = frames[0].stream
-    info = StreamInfo(session=session, codec=old.codec, width=old.width, height=old.height, time_base=old.time_base,
-                      fps=old.fps, first_pts=old.first_pts, pts_offset_s=offset_s, template=old.template)
+    info = StreamInfo(
+        session=session,
+        codec=old.codec,
+        width=old.width,
+        height=old.height,
+        time_base=old.time_base,
+        fps=old.fps,
+        first_pts=old.first_pts,
+        pts_offset_s=offset_s,
+        template=old.template,
+    )
     out = []
     for f in frames:
         pk = tuple(EncodedPacket(p.data, p.pts, p.dts, p.duration, p.keyframe, info) for p in f.packets)
@@ -43,7 +52,9 @@ def next_session(frames: list[Frame], session: int, offset_s: float) -> list[Fra
 
 
 @pytest.mark.parametrize(("pre_s", "lag_s"), [(2.0, 0.0), (3.0, 1.5), (6.0, 0.0)])
-def test_ring_keeps_the_keyframe_before_its_window_and_no_more(bikelane: list[Frame], pre_s: float, lag_s: float) -> None:
+def test_ring_keeps_the_keyframe_before_its_window_and_no_more(
+    bikelane: list[Frame], pre_s: float, lag_s: float
+) -> None:
     buf = PrerollBuffer(BufferConfig(pre_s=pre_s, trigger_lag_s=lag_s))
     retain = pre_s + lag_s
     gop_s = 1.0  # the shared clip has a keyframe every 30 frames
@@ -148,8 +159,13 @@ def test_stamps_map_monotonic_time_to_stream_time(bikelane: list[Frame]) -> None
 def test_bad_buffer_config_names_the_key() -> None:
     from edge.config import ConfigError, parse_config
 
-    for section, key in [({"max_mb": 0}, "buffer.max_mb"), ({"pre_s": -1}, "buffer.pre_s"), ({"clip_codec": "vp9"}, "buffer.clip_codec"),
-                         ({"jpeg_quality": 101}, "buffer.jpeg_quality"), ({"pre": 6}, "buffer.pre: unknown key")]:
+    for section, key in [
+        ({"max_mb": 0}, "buffer.max_mb"),
+        ({"pre_s": -1}, "buffer.pre_s"),
+        ({"clip_codec": "vp9"}, "buffer.clip_codec"),
+        ({"jpeg_quality": 101}, "buffer.jpeg_quality"),
+        ({"pre": 6}, "buffer.pre: unknown key"),
+    ]:
         with pytest.raises(ConfigError, match=key):
             parse_config({"buffer": section})
 

@@ -27,7 +27,9 @@ CAM_FPS = 25
 @pytest.fixture(scope="module")
 def camera_clip() -> Path:
     """16 s of camera-like H.264: 25 fps, a keyframe every second, no B-frames (made at run time)."""
-    return make_test_clip(width=640, height=360, fps=CAM_FPS, gop=CAM_FPS, loops=2, bit_rate=1_500_000, preset="ultrafast")
+    return make_test_clip(
+        width=640, height=360, fps=CAM_FPS, gop=CAM_FPS, loops=2, bit_rate=1_500_000, preset="ultrafast"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,14 @@ def read_back(path: Path) -> tuple[str, list[float], tuple[int, int]]:
         return s.codec_context.name, times, (s.codec_context.width, s.codec_context.height)
 
 
-def record(frames: list[Frame], triggers: dict[int, str], tmp_path: Path, cfg: BufferConfig | None = None,
-           threaded: bool = False, health: Health | None = None) -> dict[str, Future[Clip]]:
+def record(
+    frames: list[Frame],
+    triggers: dict[int, str],
+    tmp_path: Path,
+    cfg: BufferConfig | None = None,
+    threaded: bool = False,
+    health: Health | None = None,
+) -> dict[str, Future[Clip]]:
     """Push ``frames``; trigger clip ``key`` when frame number ``i`` arrives (``{i: key}``)."""
     cfg = cfg or BufferConfig()
     rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path / "clips", health=health)
@@ -99,7 +107,9 @@ def test_clip_can_show_from_the_keyframe_instead(camera_frames: list[Frame], tmp
     assert len(times) == clip.frames == round(clip.duration_s * CAM_FPS)
 
 
-def test_clip_of_a_stream_with_b_frames_keeps_its_reference_frames(bikelane: list[Frame], tmp_path: Path) -> None:
+def test_clip_of_a_stream_with_b_frames_keeps_its_reference_frames(
+    bikelane: list[Frame], tmp_path: Path
+) -> None:
     i = 198  # t = 6.6 s in the shared clip (30 fps, 2 B-frames between references)
     t = bikelane[i].pts_s
     clip = record(bikelane, {i: "b"}, tmp_path)["b"].result()
@@ -111,7 +121,9 @@ def test_clip_of_a_stream_with_b_frames_keeps_its_reference_frames(bikelane: lis
     assert t + 1 <= clip.end_pts_s <= t + 1 + 3 / 30 + 1e-6
 
 
-def test_violation_in_the_first_seconds_clips_from_the_file_start(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_violation_in_the_first_seconds_clips_from_the_file_start(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     clip = record(camera_frames, {75: "early"}, tmp_path)["early"].result()  # t = 3 s
     assert clip.start_pts_s == 0.0 and clip.end_pts_s == pytest.approx(4.0 + 1 / CAM_FPS)
     assert not clip.complete and "pre-roll" in clip.note
@@ -119,7 +131,9 @@ def test_violation_in_the_first_seconds_clips_from_the_file_start(camera_frames:
     assert len(times) == 101
 
 
-def test_overlapping_violations_each_get_their_own_full_window(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_overlapping_violations_each_get_their_own_full_window(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     triggers = {230: "a", 242: "b", 243: "c", 260: "d"}  # 9.2 s, 9.68 s, 9.72 s, 10.4 s
     futs = record(camera_frames, triggers, tmp_path, threaded=True)
     clips = {k: f.result(timeout=30) for k, f in futs.items()}
@@ -135,7 +149,9 @@ def test_overlapping_violations_each_get_their_own_full_window(camera_frames: li
         np.testing.assert_allclose(np.diff(times), 1 / CAM_FPS, atol=1e-3)
 
 
-def test_a_violation_decided_late_still_gets_its_full_preroll(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_a_violation_decided_late_still_gets_its_full_preroll(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     cfg = BufferConfig(trigger_lag_s=2.0)
     rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path)
     decided_on = camera_frames[250]  # t = 10.0 s; the rule only fires 1.8 s of video later
@@ -152,7 +168,9 @@ def test_a_violation_decided_late_still_gets_its_full_preroll(camera_frames: lis
     assert 11.0 <= clip.end_pts_s <= 11.0 + 1 / CAM_FPS + 1e-6
 
 
-def test_trigger_by_monotonic_time_maps_to_the_captured_frame(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_trigger_by_monotonic_time_maps_to_the_captured_frame(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     cfg = BufferConfig()
     rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path)
     fut = None
@@ -187,7 +205,9 @@ def test_clip_file_is_complete_before_it_is_reported(camera_frames: list[Frame],
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_end_of_stream_finishes_pending_clips_with_what_exists(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_end_of_stream_finishes_pending_clips_with_what_exists(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     last = len(camera_frames) - 1
     clip = record(camera_frames, {last - 5: "tail"}, tmp_path)["tail"].result()
     assert not clip.complete and "stream ended" in clip.note
@@ -198,11 +218,27 @@ def test_end_of_stream_finishes_pending_clips_with_what_exists(camera_frames: li
 
 def test_a_reconnect_ends_the_clip_at_the_session_end(bikelane: list[Frame], tmp_path: Path) -> None:
     old = bikelane[0].stream
-    info = StreamInfo(session=2, codec=old.codec, width=old.width, height=old.height, time_base=old.time_base, fps=old.fps,
-                      pts_offset_s=9.0, template=old.template)
-    second = [f.replace(stream=info, index=f.index + 300, pts_s=f.pts_s + 9.0,
-                      packets=tuple(EncodedPacket(p.data, p.pts, p.dts, p.duration, p.keyframe, info) for p in f.packets))
-              for f in bikelane[:60]]
+    info = StreamInfo(
+        session=2,
+        codec=old.codec,
+        width=old.width,
+        height=old.height,
+        time_base=old.time_base,
+        fps=old.fps,
+        pts_offset_s=9.0,
+        template=old.template,
+    )
+    second = [
+        f.replace(
+            stream=info,
+            index=f.index + 300,
+            pts_s=f.pts_s + 9.0,
+            packets=tuple(
+                EncodedPacket(p.data, p.pts, p.dts, p.duration, p.keyframe, info) for p in f.packets
+            ),
+        )
+        for f in bikelane[:60]
+    ]
     clip = record(bikelane + second, {236: "x"}, tmp_path)["x"].result()
     assert not clip.complete and "session ended" in clip.note
     assert clip.end_pts_s == pytest.approx(bikelane[-1].pts_s + 1 / 30)
@@ -221,14 +257,23 @@ def test_clip_from_raw_frames_is_encoded_to_h264(tmp_path: Path) -> None:
     assert codec == ("h264" if clip.codec == "libx264" else "mpeg4") and size == (640, 360)
     assert times[0] == 0.0 and len(times) == clip.frames == 91
     np.testing.assert_allclose(np.diff(times), 1 / 30, atol=2e-3)
-    assert mean_abs_diff(clip.path, [frames[j].image for j in (30, 60, 120)], [0, 30, 90]) < 5.0  # same picture, same levels
+    assert (
+        mean_abs_diff(clip.path, [frames[j].image for j in (30, 60, 120)], [0, 30, 90]) < 5.0
+    )  # same picture, same levels
 
 
 def mean_abs_diff(path: Path, images: list[np.ndarray], at: list[int]) -> float:
     """Mean absolute BGR difference between frames ``at`` of a clip and ``images``."""
     with av.open(str(path)) as c:
         decoded = [f.to_ndarray(format="bgr24") for f in c.decode(c.streams.video[0])]
-    return float(np.mean([np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean() for k, img in zip(at, images, strict=True)]))
+    return float(
+        np.mean(
+            [
+                np.abs(decoded[k].astype(np.int16) - img.astype(np.int16)).mean()
+                for k, img in zip(at, images, strict=True)
+            ]
+        )
+    )
 
 
 def test_raw_clips_can_be_scaled_down(tmp_path: Path) -> None:
@@ -249,7 +294,9 @@ def test_mpeg4_fallback_for_raw_frames(tmp_path: Path) -> None:
     assert mean_abs_diff(clip.path, [frames[5].image, frames[29].image], [0, 24]) < 5.0
 
 
-def test_unwritable_clip_fails_its_future_and_the_recorder_goes_on(camera_frames: list[Frame], tmp_path: Path) -> None:
+def test_unwritable_clip_fails_its_future_and_the_recorder_goes_on(
+    camera_frames: list[Frame], tmp_path: Path
+) -> None:
     health = Health(tmp_path / "h.json", "t")
     cfg = BufferConfig(pre_s=1.0, post_s=0.2)
     blocker = tmp_path / "not-a-dir"
@@ -285,7 +332,11 @@ def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
     import cv2
 
     health = Health(tmp_path / "h.json", "t")
-    src = FrameSource(SourceConfig(uri=str(VIDEO), kind="v4l2", reconnect_attempts=0), health=health, cv_backend=cv2.CAP_FFMPEG)
+    src = FrameSource(
+        SourceConfig(uri=str(VIDEO), kind="v4l2", reconnect_attempts=0),
+        health=health,
+        cv_backend=cv2.CAP_FFMPEG,
+    )
     cfg = BufferConfig(pre_s=0.4, post_s=0.2, trigger_lag_s=0.0, clip_preset="ultrafast")
     rec = ClipRecorder(PrerollBuffer(cfg), cfg, tmp_path)
     rec.start()
@@ -294,7 +345,9 @@ def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
     for f in src.frames():
         frames.append(f)
         rec.push(f)
-        time.sleep(0.01)  # a camera delivers at its frame rate (here at most 100 fps), not as fast as a file reads
+        time.sleep(
+            0.01
+        )  # a camera delivers at its frame rate (here at most 100 fps), not as fast as a file reads
         if f.index == 60:
             fut = rec.trigger("raw-cam", f.pts_s)
         if f.index == 237:  # the last frame the 'camera' delivers: it dies before the post-roll
@@ -316,7 +369,9 @@ def test_raw_camera_end_to_end_through_opencv(tmp_path: Path) -> None:
     assert end.frames == len([f for f in frames if f.pts_s >= end.start_pts_s - tick])
 
 
-def test_missing_hardware_encoder_falls_back_to_software(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_hardware_encoder_falls_back_to_software(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     frames = list(raw_frames(VIDEO, limit=40))

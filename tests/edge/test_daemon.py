@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
+from mqtt_helpers import wait_for as _poll
 
 from edge.config import load_config
 from edge.daemon import EdgeDaemon, StartupError
-from mqtt_helpers import wait_for as _poll
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
@@ -50,7 +50,9 @@ def empty_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-def test_replay_with_missing_model_file_fails_fast_naming_the_file(tmp_path: Path, empty_models: Path) -> None:
+def test_replay_with_missing_model_file_fails_fast_naming_the_file(
+    tmp_path: Path, empty_models: Path
+) -> None:
     cfg = load_config(site_config(tmp_path))
     with pytest.raises(StartupError, match=r"detect.rider_model: model file missing: .*anqi-rider-head.onnx"):
         EdgeDaemon(cfg, mode="replay", out_dir=tmp_path / "out", relay=False, install_signals=False)
@@ -61,12 +63,16 @@ def test_replay_command_exits_non_zero_with_the_missing_model(tmp_path: Path, em
 
     from edge.cli import main
 
-    res = CliRunner().invoke(main, ["replay", str(VIDEO), "--config", str(site_config(tmp_path)), "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(
+        main, ["replay", str(VIDEO), "--config", str(site_config(tmp_path)), "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 3
     assert "cannot start: detect.rider_model: model file missing" in res.output
 
 
-def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(tmp_path: Path, empty_models: Path) -> None:
+def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(
+    tmp_path: Path, empty_models: Path
+) -> None:
     cfg = load_config(site_config(tmp_path, source={"realtime": True}))
     d = EdgeDaemon(cfg, mode="live", relay=False, install_signals=False)
     t = threading.Thread(target=d.run)
@@ -87,13 +93,25 @@ def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(tmp_pat
     assert h["components"]["daemon"]["status"] == "off"
 
 
-def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empty_models: Path, camera_stream: Any) -> None:
+def test_live_daemon_survives_a_vanished_camera_and_resumes(
+    tmp_path: Path, empty_models: Path, camera_stream: Any
+) -> None:
     from edge.relay.localbroker import free_port
 
     port = free_port()
     cam = camera_stream(port)
-    cfg = load_config(site_config(tmp_path, source={"uri": f"tcp://127.0.0.1:{port}", "reconnect_initial_s": 0.1,
-                                                    "reconnect_max_s": 0.3, "open_timeout_s": 2, "read_timeout_s": 2}))
+    cfg = load_config(
+        site_config(
+            tmp_path,
+            source={
+                "uri": f"tcp://127.0.0.1:{port}",
+                "reconnect_initial_s": 0.1,
+                "reconnect_max_s": 0.3,
+                "open_timeout_s": 2,
+                "read_timeout_s": 2,
+            },
+        )
+    )
     d = EdgeDaemon(cfg, mode="live", relay=False, install_signals=False)
     t = threading.Thread(target=d.run)
     t.start()
@@ -106,7 +124,9 @@ def test_live_daemon_survives_a_vanished_camera_and_resumes(tmp_path: Path, empt
         time.sleep(0.5)
         assert t.is_alive()  # the daemon is still up, retrying
         cam = camera_stream(port)
-        assert wait_for(lambda: camera().get("status") == "up" and d.stats.frames >= frames_when_down + 15, 20), "did not resume"
+        assert wait_for(
+            lambda: camera().get("status") == "up" and d.stats.frames >= frames_when_down + 15, 20
+        ), "did not resume"
     finally:
         d.stop()
         cam.stop()
@@ -119,32 +139,52 @@ def test_run_refuses_a_bad_source_with_the_key(tmp_path: Path) -> None:
 
     from edge.cli import main
 
-    res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, source={"uri": " "})), "--until-eof"])
+    res = CliRunner().invoke(
+        main, ["run", "--config", str(site_config(tmp_path, source={"uri": " "})), "--until-eof"]
+    )
     assert res.exit_code == 3 and "source.uri: empty" in res.output
 
 
 def test_sigterm_stops_the_daemon_process_cleanly(tmp_path: Path, empty_models: Path) -> None:
     import os
     import signal
-    import sys
-
     import socket
+    import sys
 
     cfg = site_config(tmp_path, source={"realtime": True})
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what systemd listens on for Type=notify
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(20)
-    env = {**os.environ, "ANQI_MODELS_DIR": str(empty_models), "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "ANQI_MODELS_DIR": str(empty_models),
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "400000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     health = tmp_path / "data" / "health.json"
     try:
         # only the daemon speaks (the development mosquitto it starts does not inherit NOTIFY_SOCKET)
         messages = [notify.recv(256).decode() for _ in range(3)]
-        assert messages[0].startswith("READY=1\nSTATUS=watching ") and messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"], messages
+        assert messages[0].startswith("READY=1\nSTATUS=watching ") and messages[1:] == [
+            "WATCHDOG=1",
+            "WATCHDOG=1",
+        ], messages
         # from here on nobody reads the notify socket: its queue fills, and the daemon must not mind
-        assert wait_for(lambda: health.exists() and json.loads(health.read_text())["components"].get("camera", {}).get("status") == "up", 30), (
-            health.read_text() if health.exists() else "no health file")
+        assert wait_for(
+            lambda: (
+                health.exists()
+                and json.loads(health.read_text())["components"].get("camera", {}).get("status") == "up"
+            ),
+            30,
+        ), health.read_text() if health.exists() else "no health file"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -186,7 +226,9 @@ def test_evidence_survives_an_outbox_that_refuses_it_and_is_stored_after_restart
         assert again.recovered == len(kept)
         assert not any(p.is_dir() for p in (out / "evidence-work").iterdir())
         for folder in kept:
-            assert (media / folder.name / "clip.mp4").is_file() and (out / "events" / f"{folder.name}.json").is_file()
+            assert (media / folder.name / "clip.mp4").is_file() and (
+                out / "events" / f"{folder.name}.json"
+            ).is_file()
     finally:
         again._shutdown()
 
@@ -200,7 +242,9 @@ def test_paced_file_is_captured_at_camera_rate_and_detection_never_slows_it(tmp_
     assert s["frames"] == 238
     assert s["wall_s"] >= 7.5  # 238 frames at 30 fps: the file played at its own rate
     assert d.buffer.stats.frames == 238  # every frame reached the ring buffer
-    assert s["detect_frames"] + s["detect_dropped"] >= 70  # ~10 fps sampled over 7.9 s: detected or counted as dropped
+    assert (
+        s["detect_frames"] + s["detect_dropped"] >= 70
+    )  # ~10 fps sampled over 7.9 s: detected or counted as dropped
 
 
 def test_run_refuses_an_unusable_calibration_naming_the_key(tmp_path: Path) -> None:
@@ -208,7 +252,9 @@ def test_run_refuses_an_unusable_calibration_naming_the_key(tmp_path: Path) -> N
 
     from edge.cli import main
 
-    bad = {"calibration": [{"image": [x, 100.0], "ground": [x / 10, 20.0]} for x in (0.0, 100.0, 200.0, 300.0)]}
+    bad = {
+        "calibration": [{"image": [x, 100.0], "ground": [x / 10, 20.0]} for x in (0.0, 100.0, 200.0, 300.0)]
+    }
     res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, zone=bad)), "--until-eof"])
     assert res.exit_code == 3
     assert "cannot start: zone.calibration: the image points all lie on one line" in res.output
@@ -219,7 +265,15 @@ def test_run_refuses_a_signal_port_that_does_not_exist(tmp_path: Path) -> None:
 
     from edge.cli import main
 
-    rules = {"red_light": {"enabled": True, "stop_line": [[-3, 16], [3, 16]], "signal": {"source": "serial", "serial_port": str(tmp_path / "ttyNOPE")}}}
-    res = CliRunner().invoke(main, ["run", "--config", str(site_config(tmp_path, rules=rules)), "--until-eof"])
+    rules = {
+        "red_light": {
+            "enabled": True,
+            "stop_line": [[-3, 16], [3, 16]],
+            "signal": {"source": "serial", "serial_port": str(tmp_path / "ttyNOPE")},
+        }
+    }
+    res = CliRunner().invoke(
+        main, ["run", "--config", str(site_config(tmp_path, rules=rules)), "--until-eof"]
+    )
     assert res.exit_code == 3
     assert "cannot start: rules.red_light.signal: SerialException" in res.output and "ttyNOPE" in res.output

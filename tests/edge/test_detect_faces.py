@@ -30,7 +30,10 @@ def central_face(detector: FaceDetector, img: np.ndarray) -> Face:
     faces = detector.detect(img)
     assert faces, "no face found"
     h, w = img.shape[:2]
-    return min(faces, key=lambda f: float(np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2)))
+    return min(
+        faces,
+        key=lambda f: float(np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2)),
+    )
 
 
 def photos(person: str, n: int) -> list[Path]:
@@ -48,7 +51,12 @@ def test_detects_one_face_with_landmarks_inside_the_box(models: tuple[FaceDetect
         f = faces[0]
         assert f.score >= 0.6 and f.landmarks.shape == (5, 2)
         x0, y0, x1, y1 = f.box
-        assert (f.landmarks[:, 0] > x0).all() and (f.landmarks[:, 0] < x1).all() and (f.landmarks[:, 1] > y0).all() and (f.landmarks[:, 1] < y1).all()
+        assert (
+            (f.landmarks[:, 0] > x0).all()
+            and (f.landmarks[:, 0] < x1).all()
+            and (f.landmarks[:, 1] > y0).all()
+            and (f.landmarks[:, 1] < y1).all()
+        )
         h, w = img.shape[:2]
         assert abs((x0 + x1) / 2 - w / 2) < w * 0.2  # LFW photos are centred on the face
 

@@ -17,7 +17,9 @@ from edge.detect.geometry import cxcywh_to_xyxy, iou_matrix, letterbox, nms
         ((50, 60), (640, 640), 640 / 60, (0.0, (640 - 50 * 640 / 60) / 2)),
     ],
 )
-def test_letterbox_scales_pads_and_maps_boxes_back(shape: tuple[int, int], size: tuple[int, int], scale: float, pad: tuple[float, float]) -> None:
+def test_letterbox_scales_pads_and_maps_boxes_back(
+    shape: tuple[int, int], size: tuple[int, int], scale: float, pad: tuple[float, float]
+) -> None:
     img = np.full((*shape, 3), 200, np.uint8)
     out, lb = letterbox(img, size)
     assert out.shape == (*size, 3)
@@ -47,14 +49,17 @@ def test_iou_matrix_known_values() -> None:
 
 
 def test_nms_keeps_best_of_each_cluster_and_separate_boxes() -> None:
-    boxes = np.array([
-        [0, 0, 10, 10],  # cluster A, 0.6
-        [1, 1, 11, 11],  # cluster A, best 0.9
-        [0, 1, 10, 11],  # cluster A, 0.8
-        [50, 50, 60, 60],  # alone, 0.3
-        [100, 0, 120, 20],  # cluster B, 0.7
-        [104, 0, 124, 20],  # IoU with B = 16*20/(2*400-320) = 0.667 -> dropped at 0.5
-    ], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # cluster A, 0.6
+            [1, 1, 11, 11],  # cluster A, best 0.9
+            [0, 1, 10, 11],  # cluster A, 0.8
+            [50, 50, 60, 60],  # alone, 0.3
+            [100, 0, 120, 20],  # cluster B, 0.7
+            [104, 0, 124, 20],  # IoU with B = 16*20/(2*400-320) = 0.667 -> dropped at 0.5
+        ],
+        np.float32,
+    )
     scores = np.array([0.6, 0.9, 0.8, 0.3, 0.7, 0.65], np.float32)
     keep = nms(boxes, scores, 0.5)
     assert keep.tolist() == [1, 4, 3]

@@ -40,9 +40,21 @@ def load(ds: str, stem: str) -> np.ndarray:
 
 
 def labelled_heads(ds: str, stem: str, label_id: int, w: int, h: int) -> np.ndarray:
-    rows = [list(map(float, line.split()[1:5])) for line in (DATA / ds / "labels" / f"{stem}.txt").read_text().split("\n") if line.split()[:1] == [str(label_id)]]
+    rows = [
+        list(map(float, line.split()[1:5]))
+        for line in (DATA / ds / "labels" / f"{stem}.txt").read_text().split("\n")
+        if line.split()[:1] == [str(label_id)]
+    ]
     b = np.array(rows, np.float32).reshape(-1, 4)
-    return np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h, (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1)
+    return np.stack(
+        [
+            (b[:, 0] - b[:, 2] / 2) * w,
+            (b[:, 1] - b[:, 3] / 2) * h,
+            (b[:, 0] + b[:, 2] / 2) * w,
+            (b[:, 1] + b[:, 3] / 2) * h,
+        ],
+        1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +68,9 @@ CASES = [("helmet9-dev", 3, 1), ("thaigate-dev", 1, 0)]
 
 
 @pytest.mark.parametrize(("ds", "no_helmet_id", "helmet_id"), CASES)
-def test_finds_labelled_no_helmet_heads_on_validation_frames(detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int) -> None:
+def test_finds_labelled_no_helmet_heads_on_validation_frames(
+    detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int
+) -> None:
     found = total = 0
     for stem in val_images_with(ds, no_helmet_id, IMAGES_FOUND[ds]):
         img = load(ds, stem)
@@ -67,17 +81,25 @@ def test_finds_labelled_no_helmet_heads_on_validation_frames(detector: RiderDete
         if len(flagged):
             found += int((iou_matrix(gt, flagged).max(axis=1) >= 0.3).sum())
     assert total >= 6
-    assert found / total >= MIN_FOUND[ds], f"{ds}: {found} of {total} labelled no-helmet heads found and called no_helmet"
+    assert found / total >= MIN_FOUND[ds], (
+        f"{ds}: {found} of {total} labelled no-helmet heads found and called no_helmet"
+    )
 
 
 @pytest.mark.parametrize(("ds", "no_helmet_id", "helmet_id"), CASES)
-def test_classifier_separates_labelled_heads(detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int) -> None:
+def test_classifier_separates_labelled_heads(
+    detector: RiderDetector, ds: str, no_helmet_id: int, helmet_id: int
+) -> None:
     """Given the true head boxes, P(no helmet) is high for no-helmet heads and low for helmeted ones."""
     p_nh, p_h = [], []
     for stem in val_images_with(ds, no_helmet_id, 8):
         img = load(ds, stem)
-        p_nh += detector.classify_heads(img, labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0])).tolist()
-        p_h += detector.classify_heads(img, labelled_heads(ds, stem, helmet_id, img.shape[1], img.shape[0])).tolist()
+        p_nh += detector.classify_heads(
+            img, labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0])
+        ).tolist()
+        p_h += detector.classify_heads(
+            img, labelled_heads(ds, stem, helmet_id, img.shape[1], img.shape[0])
+        ).tolist()
     assert len(p_nh) >= 6 and len(p_h) >= 3
     assert np.mean(np.array(p_nh) >= 0.5) >= MIN_CLASSIFIED[ds], p_nh
     assert np.mean(np.array(p_h) < 0.5) >= 0.75, p_h
@@ -107,18 +129,26 @@ def test_a_zone_region_is_scaled_as_the_whole_frame_is(detector: RiderDetector) 
     full = detector.detect(img)
     assert len(full.heads)
     best = full.heads[int(np.argmax(full.head_scores))]
-    x0 = int(np.clip((best[0] + best[2]) / 2 - w // 4, 0, w // 2))  # half the frame's width, around the surest head
+    x0 = int(
+        np.clip((best[0] + best[2]) / 2 - w // 4, 0, w // 2)
+    )  # half the frame's width, around the surest head
     y0, x1, y1 = max(0, int(best[1]) - h // 4), x0 + w // 2, h
     assert detector.cfg.input_width == 1024
     full_img, full_lb = detector.detector.prepare(img)
     part_img, part_lb = detector.detector.prepare(img[y0:y1, x0:x1], w)
-    assert full_lb.scale == pytest.approx(1024 / w, rel=0.01) and part_lb.scale == pytest.approx(full_lb.scale, rel=0.01)
+    assert full_lb.scale == pytest.approx(1024 / w, rel=0.01) and part_lb.scale == pytest.approx(
+        full_lb.scale, rel=0.01
+    )
     assert part_img.shape[1] < full_img.shape[1] and part_img.shape[1] % 32 == 0
     # a region on its own (no frame width given) is scaled to input_width as a whole frame is, never enlarged past max_upscale
-    assert detector.detector.prepare(img[y0:y1, x0:x1])[1].scale == pytest.approx(min(1024 / (x1 - x0), detector.cfg.max_upscale), rel=0.01)
+    assert detector.detector.prepare(img[y0:y1, x0:x1])[1].scale == pytest.approx(
+        min(1024 / (x1 - x0), detector.cfg.max_upscale), rel=0.01
+    )
     # and the detection path hands the frame width on: heads found in the region match the whole-frame ones
     part = detector.detect(img, roi=(x0, y0, x1, y1))
-    inside = full.heads[(full.heads[:, 0] >= x0 + 8) & (full.heads[:, 2] <= x1 - 8) & (full.heads[:, 1] >= y0 + 8)]
+    inside = full.heads[
+        (full.heads[:, 0] >= x0 + 8) & (full.heads[:, 2] <= x1 - 8) & (full.heads[:, 1] >= y0 + 8)
+    ]
     assert len(inside) and len(part.heads)
     assert (iou_matrix(inside, part.heads).max(axis=1) >= 0.7).mean() >= 0.8
 
@@ -129,7 +159,9 @@ def test_detections_have_the_contract_types(detector: RiderDetector) -> None:
     for name, cols in (("riders", 4), ("heads", 4)):
         a = getattr(det, name)
         assert a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == cols
-    assert det.rider_scores.shape == (len(det.riders),) and det.head_scores.shape == det.head_no_helmet.shape == (len(det.heads),)
+    assert det.rider_scores.shape == (
+        len(det.riders),
+    ) and det.head_scores.shape == det.head_no_helmet.shape == (len(det.heads),)
     assert ((det.head_no_helmet >= 0) & (det.head_no_helmet <= 1)).all()
     empty = detector.detect(np.full((360, 640, 3), 90, np.uint8))
     assert empty.heads.shape == (0, 4) and empty.riders.shape == (0, 4)
@@ -149,7 +181,9 @@ def test_frontal_cyclist_without_helmet_is_flagged() -> None:
     that camera (face proposals and the head heatmap on: the detector knows traffic cameras, not this view)."""
     from edge.config import load_config
 
-    detector = RiderDetector.from_config(load_config(project_home() / "config" / "examples" / "bikelane-cyclists.yaml"))
+    detector = RiderDetector.from_config(
+        load_config(project_home() / "config" / "examples" / "bikelane-cyclists.yaml")
+    )
     det = detector.detect(bikelane_frame(210))
     assert len(det.heads), "no head found on the frontal clip"
     big = int(np.argmax((det.heads[:, 2] - det.heads[:, 0]) * (det.heads[:, 3] - det.heads[:, 1])))
@@ -188,7 +222,9 @@ def test_detect_images_rejects_an_empty_folder_and_a_bad_config(tmp_path: Path) 
     bad = tmp_path / "bad.yaml"
     bad.write_text("detect:\n  input_width: 1000\n")
     (tmp_path / "a.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes())
-    r = CliRunner().invoke(main, ["detect-images", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(bad)])
+    r = CliRunner().invoke(
+        main, ["detect-images", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(bad)]
+    )
     assert r.exit_code == 2 and "detect.input_width" in r.output
 
 
@@ -204,13 +240,19 @@ MIN_CLASSIFIED = {"helmet9-dev": 0.75, "thaigate-dev": 0.5}
 def test_the_detector_alone_makes_the_helmet_call_without_the_classifier() -> None:
     """``detect.head_model: ""``: the 3-class detector's own helmet / no_helmet scores decide (a Pi's cheapest path)."""
     alone = RiderDetector.from_config(parse_config({"detect": {"head_model": ""}}))
-    assert alone.classifier is None and alone.classify_heads(np.zeros((64, 64, 3), np.uint8), np.zeros((1, 4))) is None
+    assert (
+        alone.classifier is None
+        and alone.classify_heads(np.zeros((64, 64, 3), np.uint8), np.zeros((1, 4))) is None
+    )
     ds = "helmet9-dev"
     found = total = 0
     for stem in val_images_with(ds, 3, 3):
         img = load(ds, stem)
         det = alone.detect(img)
-        assert not np.isnan(det.head_no_helmet).any() and ((det.head_no_helmet >= 0) & (det.head_no_helmet <= 1)).all()
+        assert (
+            not np.isnan(det.head_no_helmet).any()
+            and ((det.head_no_helmet >= 0) & (det.head_no_helmet <= 1)).all()
+        )
         gt = labelled_heads(ds, stem, 3, img.shape[1], img.shape[0])
         total += len(gt)
         flagged = det.heads[det.head_no_helmet >= 0.5]

@@ -61,8 +61,30 @@ def head_track(heads: dict[int, tuple[float, float, float, float]]) -> Track:
     for i, hb in sorted(heads.items()):
         x0, y0, x1, y1 = hb
         body = (x0 - 30, y0, x1 + 30, y0 + 6.5 * (y1 - y0))
-        pts.append(TrackPoint(i / 30, T0 + timedelta(seconds=i / 30), body, 0.9, "rider", (0.0, 20.0), 20.0, True, hb, 0.9, 0.9))  # type: ignore[arg-type]
-    return Track(key=1, box=np.array(pts[0].box), first_t_s=pts[0].t_s, first_utc=pts[0].utc, last_t_s=pts[-1].t_s, history=deque(pts), track_id=3)
+        pts.append(
+            TrackPoint(
+                i / 30,
+                T0 + timedelta(seconds=i / 30),
+                body,
+                0.9,
+                "rider",
+                (0.0, 20.0),
+                20.0,
+                True,
+                hb,
+                0.9,
+                0.9,
+            )
+        )  # type: ignore[arg-type]
+    return Track(
+        key=1,
+        box=np.array(pts[0].box),
+        first_t_s=pts[0].t_s,
+        first_utc=pts[0].utc,
+        last_t_s=pts[-1].t_s,
+        history=deque(pts),
+        track_id=3,
+    )
 
 
 def test_best_face_of_a_track_is_the_largest_sharpest_frontal_one(frames: dict[int, np.ndarray]) -> None:
@@ -127,7 +149,9 @@ def test_frontal_lfw_faces_score_high_frontalness() -> None:
     assert np.median(values) > 0.6
 
 
-def test_event_assembled_with_face_embedding_and_hashed_media(tmp_path: Path, frames: dict[int, np.ndarray]) -> None:
+def test_event_assembled_with_face_embedding_and_hashed_media(
+    tmp_path: Path, frames: dict[int, np.ndarray]
+) -> None:
     from edge.evidence.adapters import SFaceEmbedding
 
     capture = FaceCapture(_yunet(), min_face_px=12)
@@ -145,14 +169,29 @@ def test_event_assembled_with_face_embedding_and_hashed_media(tmp_path: Path, fr
         complete = True
         note = ""
 
-    v = Violation(ViolationType.no_helmet, 3, 7.1, 100.0, T0 + timedelta(seconds=6), 0.8, 18.5, 4.2, 181.0, {"observations": 5})
+    v = Violation(
+        ViolationType.no_helmet,
+        3,
+        7.1,
+        100.0,
+        T0 + timedelta(seconds=6),
+        0.8,
+        18.5,
+        4.2,
+        181.0,
+        {"observations": 5},
+    )
     asm = EventAssembler(DeviceConfig(), tmp_path / "work", SFaceEmbedding(_sface()))
     ev = asm.assemble(v, T0, face, None, _Clip())
     e = parse_event(ev.event.to_json())
     assert e.face.found and e.face.embedding_model == "sface" and e.face.size_px >= 30
     emb = np.array(e.face.embedding)
     assert emb.shape == (128,) and np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-6)
-    assert {m.name: m.kind for m in e.media} == {"face.jpg": "face", "context.jpg": "context", "clip.mp4": "clip"}
+    assert {m.name: m.kind for m in e.media} == {
+        "face.jpg": "face",
+        "context.jpg": "context",
+        "clip.mp4": "clip",
+    }
     for m in e.media:
         data = ev.media[m.name].read_bytes()
         assert hashlib.sha256(data).hexdigest() == m.sha256 and len(data) == m.size
@@ -163,13 +202,17 @@ def test_event_assembled_with_face_embedding_and_hashed_media(tmp_path: Path, fr
 
 def test_event_without_face_says_why(tmp_path: Path) -> None:
     v = Violation(ViolationType.wrong_way, 4, 2.0, 1.0, T0, 0.7, 20.0, 5.0, 0.0, {})
-    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, None, None, "rider seen from behind", None, "clip not written: OSError: disk full")
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(
+        v, None, None, "rider seen from behind", None, "clip not written: OSError: disk full"
+    )
     assert not ev.event.face.found and ev.event.face.reason == "rider seen from behind"
     assert ev.event.media == [] and ev.media == {}
     assert ev.event.detail["clip_note"].startswith("clip not written")
 
 
-def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, frames: dict[int, np.ndarray]) -> None:
+def test_violation_frame_marks_the_rider_and_the_judged_head(
+    tmp_path: Path, frames: dict[int, np.ndarray]
+) -> None:
     from edge.evidence import ViolationFrame
 
     track = head_track({k: hb for k, hb in HEADS.items() if k <= 200})
@@ -180,10 +223,17 @@ def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, fra
 
     example = Path(__file__).resolve().parents[2] / "config" / "examples" / "bikelane-cyclists.yaml"
     band = CaptureZone.from_config(load_config(example).zone).band_edges(640, 360)
-    vf = ViolationFrame.of(img, track, 200 / 30, "no_helmet", 3, 0.87, 21.04, T0 + timedelta(seconds=200 / 30), band)
+    vf = ViolationFrame.of(
+        img, track, 200 / 30, "no_helmet", 3, 0.87, 21.04, T0 + timedelta(seconds=200 / 30), band
+    )
     # the point of the deciding frame, not an earlier one
     assert vf.head_box == HEADS[200] and vf.box == track.history[-1].box
-    assert "no_helmet" in vf.label and "track 3" in vf.label and "21.0 m" in vf.label and "08:00:06.666 UTC" in vf.label
+    assert (
+        "no_helmet" in vf.label
+        and "track 3" in vf.label
+        and "21.0 m" in vf.label
+        and "08:00:06.666 UTC" in vf.label
+    )
     out = vf.render()
     assert np.array_equal(img, before), "the source frame is never drawn on"
     assert out.shape == img.shape
@@ -208,7 +258,9 @@ def test_violation_frame_marks_the_rider_and_the_judged_head(tmp_path: Path, fra
 
     # the event carries it as violation.jpg (context), with or without a face
     v = Violation(ViolationType.no_helmet, 3, 200 / 30, 100.0, T0, 0.87, 21.04, 4.2, 181.0, {})
-    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, T0, None, "rider seen from behind", None, "clip not started", violation_frame=vf)
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(
+        v, T0, None, "rider seen from behind", None, "clip not started", violation_frame=vf
+    )
     e = parse_event(ev.event.to_json())
     assert [(m.name, m.kind) for m in e.media] == [("violation.jpg", "context")]
     data = ev.media["violation.jpg"].read_bytes()
@@ -229,5 +281,7 @@ def test_violation_frame_without_track_and_a_broken_frame(tmp_path: Path) -> Non
     # a frame that cannot be drawn on does not hold the event back: said in the event's detail
     broken = ViolationFrame(np.zeros((0,), np.uint8), (1.0, 1.0, 5.0, 5.0), None, "x")
     v = Violation(ViolationType.red_light, 7, 1.0, 1.0, T0, 0.6, None, None, None, {})
-    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(v, None, None, "no face", None, "clip not started", violation_frame=broken)
+    ev = EventAssembler(DeviceConfig(), tmp_path).assemble(
+        v, None, None, "no face", None, "clip not started", violation_frame=broken
+    )
     assert ev.event.media == [] and ev.event.detail["violation_frame_error"]

@@ -22,7 +22,9 @@ def health(tmp_path: Path) -> Health:
 
 
 def gpio_lights(**outputs: dict) -> LightsConfig:
-    return LightsConfig(enabled=True, backend="gpio", on_time_s=0.3, gpio={"pin_factory": "mock"}, outputs=outputs)
+    return LightsConfig(
+        enabled=True, backend="gpio", on_time_s=0.3, gpio={"pin_factory": "mock"}, outputs=outputs
+    )
 
 
 def pin_of(board: LightBoard, name: str):  # the MockPin behind a gpiozero OutputDevice
@@ -39,7 +41,9 @@ def wait_for(cond, timeout: float = 3.0) -> None:
 
 
 def test_gpio_relay_goes_high_for_its_on_time_then_low(tmp_path: Path) -> None:
-    board = LightBoard.from_config(gpio_lights(laser={"pin": "GPIO17"}, strobe={"pin": "BOARD13", "on_time_s": 0.6}), health(tmp_path))
+    board = LightBoard.from_config(
+        gpio_lights(laser={"pin": "GPIO17"}, strobe={"pin": "BOARD13", "on_time_s": 0.6}), health(tmp_path)
+    )
     board.start()
     try:
         laser, strobe = pin_of(board, "laser"), pin_of(board, "strobe")
@@ -76,7 +80,9 @@ def test_retrigger_extends_the_on_time_without_flicker(tmp_path: Path) -> None:
 
 
 def test_active_low_relay_and_trigger_filter(tmp_path: Path) -> None:
-    cfg = gpio_lights(laser={"pin": "GPIO5", "active_high": False, "triggers": ["red_light"]}, strobe={"pin": "GPIO6"})
+    cfg = gpio_lights(
+        laser={"pin": "GPIO5", "active_high": False, "triggers": ["red_light"]}, strobe={"pin": "GPIO6"}
+    )
     board = LightBoard.from_config(cfg, health(tmp_path))
     board.start()
     try:
@@ -90,10 +96,20 @@ def test_active_low_relay_and_trigger_filter(tmp_path: Path) -> None:
         board.close()
 
 
-def test_gpio_unavailable_marks_lights_down_and_persuasion_keeps_going(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpio_unavailable_marks_lights_down_and_persuasion_keeps_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
-    monkeypatch.setattr(gpiozero.Device, "pin_factory", None)  # whatever another test set: use gpiozero's own default lookup
-    cfg = parse_config({"lights": {"enabled": True, "backend": "gpio"}, "speaker": {"backend": "none"}, "time_switch": {"enabled": False}})
+    monkeypatch.setattr(
+        gpiozero.Device, "pin_factory", None
+    )  # whatever another test set: use gpiozero's own default lookup
+    cfg = parse_config(
+        {
+            "lights": {"enabled": True, "backend": "gpio"},
+            "speaker": {"backend": "none"},
+            "time_switch": {"enabled": False},
+        }
+    )
     h = health(tmp_path)
     p = Persuasion.from_config(cfg, h)
     p.start()
@@ -102,7 +118,10 @@ def test_gpio_unavailable_marks_lights_down_and_persuasion_keeps_going(tmp_path:
         comps = h.snapshot()["components"]
         if comps["light.laser"]["status"] == "up":
             pytest.skip("this machine has real GPIO")
-        assert comps["light.laser"]["status"] == "down" and "lights.outputs.laser.pin" in comps["light.laser"]["detail"]
+        assert (
+            comps["light.laser"]["status"] == "down"
+            and "lights.outputs.laser.pin" in comps["light.laser"]["detail"]
+        )
         assert comps["light.strobe"]["status"] == "down"
         assert comps["speaker"]["status"] == "off"
     finally:
@@ -123,9 +142,14 @@ def test_rs485_frames_reach_the_controller_over_a_pty(tmp_path: Path) -> None:
     controller, device = os.openpty()  # the controller's end, and the "adapter" the appliance opens
     port = os.ttyname(device)
     cfg = LightsConfig(
-        enabled=True, backend="rs485", on_time_s=0.3,
+        enabled=True,
+        backend="rs485",
+        on_time_s=0.3,
         rs485={"port": port, "baud": 19200, "parity": "E", "stop_bits": 1},
-        outputs={"laser": {"on_frame": "A0 01 01 A2", "off_frame": "A0:01:00:A1"}, "strobe": {"on_frame": "A00201A3", "off_frame": "A0 02 00 A2", "on_time_s": 0.5}},
+        outputs={
+            "laser": {"on_frame": "A0 01 01 A2", "off_frame": "A0:01:00:A1"},
+            "strobe": {"on_frame": "A00201A3", "off_frame": "A0 02 00 A2", "on_time_s": 0.5},
+        },
     )
     h = health(tmp_path)
     board = LightBoard.from_config(cfg, h)
@@ -154,7 +178,13 @@ def test_rs485_frames_reach_the_controller_over_a_pty(tmp_path: Path) -> None:
 
 
 def test_rs485_over_pyserial_loop_url(tmp_path: Path) -> None:
-    cfg = LightsConfig(enabled=True, backend="rs485", on_time_s=0.1, rs485={"port": "loop://"}, outputs={"strobe": {"on_frame": "55 AA 01", "off_frame": "55 AA 00"}})
+    cfg = LightsConfig(
+        enabled=True,
+        backend="rs485",
+        on_time_s=0.1,
+        rs485={"port": "loop://"},
+        outputs={"strobe": {"on_frame": "55 AA 01", "off_frame": "55 AA 00"}},
+    )
     board = LightBoard.from_config(cfg, health(tmp_path))
     board.start()
     try:
@@ -168,16 +198,29 @@ def test_rs485_over_pyserial_loop_url(tmp_path: Path) -> None:
         board.close()
 
 
-def test_missing_serial_port_marks_outputs_down_then_the_adapter_comes_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_serial_port_marks_outputs_down_then_the_adapter_comes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = tmp_path / "ttyUSB9"
-    cfg = LightsConfig(enabled=True, backend="rs485", retry_s=0.5, on_time_s=0.1, rs485={"port": str(port)}, outputs={"laser": {"on_frame": "01", "off_frame": "00"}})
+    cfg = LightsConfig(
+        enabled=True,
+        backend="rs485",
+        retry_s=0.5,
+        on_time_s=0.1,
+        rs485={"port": str(port)},
+        outputs={"laser": {"on_frame": "01", "off_frame": "00"}},
+    )
     h = health(tmp_path)
     board = LightBoard.from_config(cfg, h)
     with caplog.at_level("WARNING", logger="edge.actuators.lights"):
         board.start()
     try:
         laser = h.snapshot()["components"]["light.laser"]
-        assert laser["status"] == "down" and "lights.rs485.port" in laser["detail"] and "ttyUSB9" in laser["detail"]
+        assert (
+            laser["status"] == "down"
+            and "lights.rs485.port" in laser["detail"]
+            and "ttyUSB9" in laser["detail"]
+        )
         with caplog.at_level("WARNING", logger="edge.actuators.lights"):
             for _ in range(5):  # a burst of violations does not hammer the missing port
                 board.trigger("no_helmet")
@@ -204,7 +247,10 @@ def test_missing_serial_port_marks_outputs_down_then_the_adapter_comes_back(tmp_
         ({"enabled": True, "outputs": {"laser": {"pin": "pin17"}}}, "not a gpiozero pin name"),
         ({"enabled": True, "outputs": {"laser": {"pin": 70}}}, "GPIO number must be 0..53"),
         ({"enabled": True, "outputs": {"laser": {}}}, "outputs.laser.pin is required with backend 'gpio'"),
-        ({"enabled": True, "backend": "rs485", "outputs": {"laser": {"on_frame": "A0 01"}}}, "on_frame and off_frame are required"),
+        (
+            {"enabled": True, "backend": "rs485", "outputs": {"laser": {"on_frame": "A0 01"}}},
+            "on_frame and off_frame are required",
+        ),
         ({"outputs": {"laser": {"on_frame": "A0 0G"}}}, "lights.outputs.laser.on_frame"),
         ({"outputs": {"laser": {"off_frame": "0xA0"}}}, "without 0x"),
         ({"rs485": {"parity": "X"}}, "lights.rs485.parity"),

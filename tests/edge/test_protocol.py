@@ -6,9 +6,9 @@ import hashlib
 import os
 import random
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -19,18 +19,28 @@ EID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 def _event() -> ViolationEvent:
-    return ViolationEvent(device_id="dev-1", site_id="site-a", point_id="p1", violation_type=ViolationType.no_helmet,
-                          time=datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc), track_id=7, confidence=0.9,
-                          face=FaceInfo(found=False, reason="rider seen from behind"))
+    return ViolationEvent(
+        device_id="dev-1",
+        site_id="site-a",
+        point_id="p1",
+        violation_type=ViolationType.no_helmet,
+        time=datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc),
+        track_id=7,
+        confidence=0.9,
+        face=FaceInfo(found=False, reason="rider seen from behind"),
+    )
 
 
-@pytest.mark.parametrize("kind, extra, expected", [
-    ("event", {}, "anqi/v1/site-a/dev-1/event"),
-    ("status", {}, "anqi/v1/site-a/dev-1/status"),
-    ("heartbeat", {}, "anqi/v1/site-a/dev-1/heartbeat"),
-    ("ack", {}, "anqi/v1/site-a/dev-1/ack"),
-    ("media", {"event_id": EID, "name": "face.jpg"}, f"anqi/v1/site-a/dev-1/media/{EID}/face.jpg"),
-])
+@pytest.mark.parametrize(
+    "kind, extra, expected",
+    [
+        ("event", {}, "anqi/v1/site-a/dev-1/event"),
+        ("status", {}, "anqi/v1/site-a/dev-1/status"),
+        ("heartbeat", {}, "anqi/v1/site-a/dev-1/heartbeat"),
+        ("ack", {}, "anqi/v1/site-a/dev-1/ack"),
+        ("media", {"event_id": EID, "name": "face.jpg"}, f"anqi/v1/site-a/dev-1/media/{EID}/face.jpg"),
+    ],
+)
 def test_topics_build_and_parse_back(kind: str, extra: dict[str, object], expected: str) -> None:
     t = P.topic_for("anqi/v1", "site-a", "dev-1", kind, **extra)  # type: ignore[arg-type]
     assert t == expected
@@ -41,15 +51,18 @@ def test_topics_build_and_parse_back(kind: str, extra: dict[str, object], expect
         assert parsed.event_id == EID and parsed.name == "face.jpg"
 
 
-@pytest.mark.parametrize("topic", [
-    "other/v1/site-a/dev-1/event",          # wrong prefix
-    "anqi/v1/site-a/dev-1",                 # no kind
-    "anqi/v1/site-a/dev-1/video",           # unknown kind
-    "anqi/v1/site-a/dev-1/event/extra",     # trailing segment
-    "anqi/v1/site-a/dev-1/media/not-a-uuid/face.jpg",
-    f"anqi/v1/site-a/dev-1/media/{EID}",    # no name
-    "anqi/v1/site-a//event",                # empty device
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/v1/site-a/dev-1/event",  # wrong prefix
+        "anqi/v1/site-a/dev-1",  # no kind
+        "anqi/v1/site-a/dev-1/video",  # unknown kind
+        "anqi/v1/site-a/dev-1/event/extra",  # trailing segment
+        "anqi/v1/site-a/dev-1/media/not-a-uuid/face.jpg",
+        f"anqi/v1/site-a/dev-1/media/{EID}",  # no name
+        "anqi/v1/site-a//event",  # empty device
+    ],
+)
 def test_parse_topic_rejects_foreign_topics(topic: str) -> None:
     with pytest.raises(P.ProtocolError):
         P.parse_topic(topic, "anqi/v1")
@@ -85,15 +98,26 @@ def test_acks_travel_alone_or_as_a_batch() -> None:
     one = P.Ack(event_id=EID, status="stored", media_complete=True)
     assert P.encode_acks([one]) == P.encode_ack(one)  # a single ack keeps the single-ack form
     assert P.decode_acks(P.encode_ack(one)) == [one]
-    many = [P.Ack(event_id=uuid.uuid4(), status="stored", media_complete=i % 2 == 0, missing_media=[] if i % 2 == 0 else ["acks"])
-            for i in range(5)] + [P.Ack(event_id=uuid.uuid4(), status="rejected", reason="unknown point")]
+    many = [
+        P.Ack(
+            event_id=uuid.uuid4(),
+            status="stored",
+            media_complete=i % 2 == 0,
+            missing_media=[] if i % 2 == 0 else ["acks"],
+        )
+        for i in range(5)
+    ] + [P.Ack(event_id=uuid.uuid4(), status="rejected", reason="unknown point")]
     assert P.decode_acks(P.encode_acks(many)) == many
     with pytest.raises(P.ProtocolError, match=r"ack batch payload invalid at acks\.1\.status"):
-        P.decode_acks(b'{"v": 1, "acks": [{"event_id": "%s", "status": "stored"}, {"event_id": "%s", "status": "maybe"}]}'
-                      % (str(EID).encode(), str(EID).encode()))
+        P.decode_acks(
+            b'{"v": 1, "acks": [{"event_id": "%s", "status": "stored"}, {"event_id": "%s", "status": "maybe"}]}'
+            % (str(EID).encode(), str(EID).encode())
+        )
     with pytest.raises(P.ProtocolError, match="ack batch"):
         P.decode_acks(b'{"v": 1, "acks": []}')
-    with pytest.raises(P.ProtocolError, match=r"ack payload invalid at status"):  # not a batch: the single ack's error
+    with pytest.raises(
+        P.ProtocolError, match=r"ack payload invalid at status"
+    ):  # not a batch: the single ack's error
         P.decode_acks(b'{"event_id": "12345678-1234-5678-1234-567812345678", "status": "maybe"}')
     with pytest.raises(ValueError):
         P.AckBatch(acks=[one] * (P.ACK_BATCH_MAX + 1))
@@ -185,12 +209,15 @@ def test_whole_file_digest_mismatch_is_rejected() -> None:
     assert asm.pending_bytes == 0
 
 
-@pytest.mark.parametrize("mangle, match", [
-    (lambda b: b"XXXX" + b[4:], "AQM1"),
-    (lambda b: b[:5], "AQM1"),
-    (lambda b: b[:4] + b"\xff\xff" + b[6:], "shorter"),
-    (lambda b: b[:6] + b"[" + b[7:], "header invalid"),
-])
+@pytest.mark.parametrize(
+    "mangle, match",
+    [
+        (lambda b: b"XXXX" + b[4:], "AQM1"),
+        (lambda b: b[:5], "AQM1"),
+        (lambda b: b[:4] + b"\xff\xff" + b[6:], "shorter"),
+        (lambda b: b[:6] + b"[" + b[7:], "header invalid"),
+    ],
+)
 def test_decode_chunk_rejects_malformed_payloads(mangle: Callable[[bytes], bytes], match: str) -> None:
     (payload,) = _chunks(b"abc", 16)
     with pytest.raises(P.ProtocolError, match=match):
@@ -221,6 +248,7 @@ def test_assembler_memory_is_bounded_and_idle_partials_expire() -> None:
         asm.add(P.decode_chunk(first))
     assert asm.pending_bytes <= 10_000 and asm.evicted >= 1
     import time
+
     held = len(asm.pending())
     assert held >= 1 and asm.expire(now=time.monotonic() + 10) == held
     assert asm.pending_bytes == 0 and asm.pending() == []

@@ -10,10 +10,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from mqtt_helpers import wait_for as _wait
 
 from edge.config import EdgeConfig
 from edge.health import Health
@@ -21,19 +23,21 @@ from edge.relay import EventState, MqttRelay, Outbox, RelayConfigError, connect_
 from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 from edge.relay.reference_consumer import ReferenceConsumer
-from mqtt_helpers import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _setup(tmp_path: Path, port: int, relay_config: Callable[..., EdgeConfig], **kw: Any) -> tuple[EdgeConfig, Outbox, Health]:
+def _setup(
+    tmp_path: Path, port: int, relay_config: Callable[..., EdgeConfig], **kw: Any
+) -> tuple[EdgeConfig, Outbox, Health]:
     cfg = relay_config(tmp_path, port, **kw)
     health = Health(tmp_path / "health.json", cfg.device.device_id)
     return cfg, Outbox.for_config(cfg, health), health
 
 
-def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                          relay_config: Any) -> None:
+def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, media_chunk_kb=4)
     consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
     sent = []
@@ -67,7 +71,8 @@ def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(tmp_pa
 
 
 def test_events_added_while_broker_is_down_are_all_delivered_in_order_after_it_returns(
-        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
     consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
     relay = MqttRelay(cfg, outbox, health).start()
@@ -86,7 +91,8 @@ def test_events_added_while_broker_is_down_are_all_delivered_in_order_after_it_r
         time.sleep(0.5)
         assert outbox.stats().pending == 20
         assert health.snapshot()["components"]["relay"]["queue_depth"] >= 20 or _wait(
-            lambda: health.snapshot()["components"]["relay"]["queue_depth"] >= 20, 3)
+            lambda: health.snapshot()["components"]["relay"]["queue_depth"] >= 20, 3
+        )
         broker.start()
         assert relay.wait_drained(30), outbox.stats()
         assert consumer.order == [e.event_id for e, _ in first + during]
@@ -96,7 +102,8 @@ def test_events_added_while_broker_is_down_are_all_delivered_in_order_after_it_r
 
 
 def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_media(
-        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """Central acks 'stored' but lacks face.jpg: the edge re-sends it, and acks complete next time."""
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
     ev, files = make_event(tmp_path, 0, {"face.jpg": 1000, "ctx.jpg": 500})
@@ -114,7 +121,12 @@ def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_med
             seen.append(t.name or "")
         elif t.kind is P.TopicKind.event:
             first = seen.count("face.jpg") == 1
-            ack = P.Ack(event_id=ev.event_id, status="stored", media_complete=not first, missing_media=["face.jpg"] if first else [])
+            ack = P.Ack(
+                event_id=ev.event_id,
+                status="stored",
+                media_complete=not first,
+                missing_media=["face.jpg"] if first else [],
+            )
             c.publish(ack_topic, P.encode_ack(ack), qos=1)
 
     central.on_message = on_message
@@ -134,7 +146,9 @@ def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_med
         central.disconnect()
 
 
-def test_one_ack_batch_message_acknowledges_several_events(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+def test_one_ack_batch_message_acknowledges_several_events(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """Central acks a stored batch in one AckBatch message: the edge marks every event in it, stored or rejected."""
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
     evs = [make_event(tmp_path, i, {})[0] for i in range(5)]
@@ -173,7 +187,9 @@ def test_one_ack_batch_message_acknowledges_several_events(tmp_path: Path, broke
         central.disconnect()
 
 
-def test_rejected_event_is_kept_and_raises_an_alarm(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+def test_rejected_event_is_kept_and_raises_an_alarm(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
     ev, files = make_event(tmp_path, 0, {})
     outbox.add(ev, files)
@@ -181,8 +197,11 @@ def test_rejected_event_is_kept_and_raises_an_alarm(tmp_path: Path, broker: Loca
     from paho.mqtt.enums import CallbackAPIVersion
 
     central = paho.Client(CallbackAPIVersion.VERSION2, client_id="t-central-rej")
-    central.on_message = lambda c, u, m: c.publish(P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id),
-                                                   P.encode_ack(P.Ack(event_id=ev.event_id, status="rejected", reason="unknown point")), qos=1)
+    central.on_message = lambda c, u, m: c.publish(
+        P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id),
+        P.encode_ack(P.Ack(event_id=ev.event_id, status="rejected", reason="unknown point")),
+        qos=1,
+    )
     central.connect("127.0.0.1", broker.port)
     central.subscribe(P.central_filters()[P.TopicKind.event], 1)
     central.loop_start()
@@ -198,7 +217,8 @@ def test_rejected_event_is_kept_and_raises_an_alarm(tmp_path: Path, broker: Loca
 
 
 def test_published_but_never_acked_events_are_sent_again_after_ack_timeout(
-        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """The broker PUBACKed, but central never answered (e.g. the broker lost it): re-send."""
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, outbox={"ack_timeout_s": 1})
     consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-noack", ack=False).start()
@@ -218,9 +238,14 @@ def test_published_but_never_acked_events_are_sent_again_after_ack_timeout(
 
 
 def test_mqtt_311_works_and_password_comes_from_a_credential_file(
-        tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pw = tmp_path / "pw"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "s3cret-dev"], check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "s3cret-dev"],
+        check=True,
+        capture_output=True,
+    )
     pw.chmod(0o600)
     b = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
     creds = tmp_path / "creds"
@@ -228,7 +253,14 @@ def test_mqtt_311_works_and_password_comes_from_a_credential_file(
     (creds / "ANQI_MQTT_PASSWORD").write_text("s3cret-dev\n")
     monkeypatch.delenv("ANQI_MQTT_PASSWORD", raising=False)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
-    cfg, outbox, health = _setup(tmp_path, b.port, relay_config, protocol="3.1.1", username="anqi-dev-0001", password_env="ANQI_MQTT_PASSWORD")
+    cfg, outbox, health = _setup(
+        tmp_path,
+        b.port,
+        relay_config,
+        protocol="3.1.1",
+        username="anqi-dev-0001",
+        password_env="ANQI_MQTT_PASSWORD",
+    )
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
     relay = MqttRelay(cfg, outbox, health).start()
@@ -238,32 +270,45 @@ def test_mqtt_311_works_and_password_comes_from_a_credential_file(
         relay.stop()
 
 
-def test_wrong_password_keeps_everything_and_says_why(tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_keeps_everything_and_says_why(
+    tmp_path: Path, broker_factory: Any, make_event: Any, relay_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pw = tmp_path / "pw"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "right"], check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(pw), "anqi-dev-0001", "right"], check=True, capture_output=True
+    )
     b = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
     monkeypatch.setenv("ANQI_TEST_PW", "wrong")
-    cfg, outbox, health = _setup(tmp_path, b.port, relay_config, username="anqi-dev-0001", password_env="ANQI_TEST_PW")
+    cfg, outbox, health = _setup(
+        tmp_path, b.port, relay_config, username="anqi-dev-0001", password_env="ANQI_TEST_PW"
+    )
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
     relay = MqttRelay(cfg, outbox, health).start()
     try:
-        assert _wait(lambda: "refused" in health.snapshot()["components"].get("relay", {}).get("detail", ""), 10)
+        assert _wait(
+            lambda: "refused" in health.snapshot()["components"].get("relay", {}).get("detail", ""), 10
+        )
         assert not relay.connected and outbox.stats().pending == 1
     finally:
         relay.stop(flush_timeout_s=0)
 
 
-def test_missing_password_env_is_a_clear_config_error(tmp_path: Path, relay_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_password_env_is_a_clear_config_error(
+    tmp_path: Path, relay_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANQI_NOPE", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     cfg = relay_config(tmp_path, 1, username="u", password_env="ANQI_NOPE")
-    with pytest.raises(RelayConfigError, match="relay.mqtt.password_env: environment variable ANQI_NOPE is not set"):
+    with pytest.raises(
+        RelayConfigError, match="relay.mqtt.password_env: environment variable ANQI_NOPE is not set"
+    ):
         MqttRelay(cfg, Outbox.for_config(cfg), None)
 
 
-def test_connect_or_start_local_starts_a_development_broker(tmp_path: Path, relay_config: Any, make_event: Any) -> None:
+def test_connect_or_start_local_starts_a_development_broker(
+    tmp_path: Path, relay_config: Any, make_event: Any
+) -> None:
     cfg = relay_config(tmp_path, 1883, host=None)
     local, b = connect_or_start_local(cfg)
     assert b is not None and local.relay.mqtt.host == "127.0.0.1" and local.relay.mqtt.port == b.port != 1883
@@ -294,7 +339,8 @@ time.sleep(600)
 
 
 def test_killed_publisher_restarts_and_resends_everything_not_acknowledged(
-        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """kill -9 the publishing process mid-stream; a new process on the same outbox finishes the job."""
     cfg, outbox, _ = _setup(tmp_path, broker.port, relay_config, max_inflight=5, media_chunk_kb=4)
     consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
@@ -308,7 +354,9 @@ def test_killed_publisher_restarts_and_resends_everything_not_acknowledged(
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"started"
-        assert _wait(lambda: len(consumer.events) >= 10, 20), child.stderr.read() if child.poll() is not None else ""  # type: ignore[union-attr]
+        assert _wait(lambda: len(consumer.events) >= 10, 20), (
+            child.stderr.read() if child.poll() is not None else ""
+        )  # type: ignore[union-attr]
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         at_kill = len(consumer.events)
@@ -386,8 +434,9 @@ class Mqtt311OnlyFront:
         self.sock.close()
 
 
-def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                        relay_config: Any) -> None:
+def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     front = Mqtt311OnlyFront(broker.port)
     consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
     cfg, outbox, health = _setup(tmp_path, front.port, relay_config, protocol="auto")
@@ -404,7 +453,8 @@ def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(tmp_path:
 
 
 def test_a_long_backlog_raises_the_relay_backlog_alarm_and_clears_when_delivered(
-        tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, relay={"backlog_alarm_s": 10})
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
@@ -426,8 +476,9 @@ def test_a_long_backlog_raises_the_relay_backlog_alarm_and_clears_when_delivered
         relay.stop()
 
 
-def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(tmp_path: Path, broker: LocalBroker, make_event: Any,
-                                                                     relay_config: Any) -> None:
+def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """Central is not acking: only max_unacked_events go to the broker, the rest waits on disk."""
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, max_unacked_events=3)
     consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-window", ack=False).start()
@@ -441,8 +492,12 @@ def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(tmp_path: P
         st = outbox.stats()
         assert (st.published, st.pending) == (3, 7) and len(consumer.events) == 3
         consumer.ack_enabled = True
-        for e in list(consumer.events.values()):  # answer what already arrived, as a consumer catching up would
-            consumer.publish_ack(e.topic, P.Ack(event_id=e.event.event_id, status="stored", media_complete=True))
+        for e in list(
+            consumer.events.values()
+        ):  # answer what already arrived, as a consumer catching up would
+            consumer.publish_ack(
+                e.topic, P.Ack(event_id=e.event.event_id, status="stored", media_complete=True)
+            )
         assert relay.wait_drained(20), outbox.stats()
         assert consumer.order == [e.event_id for e, _ in evs]
     finally:
@@ -450,7 +505,9 @@ def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(tmp_path: P
         consumer.stop()
 
 
-def test_broker_killed_mid_stream_loses_nothing(tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any) -> None:
+def test_broker_killed_mid_stream_loses_nothing(
+    tmp_path: Path, broker: LocalBroker, make_event: Any, relay_config: Any
+) -> None:
     """kill -9 of the broker drops what it had not saved yet; acks that never come make the edge re-send."""
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config, outbox={"ack_timeout_s": 2})
     consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-kill").start()

@@ -154,13 +154,39 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
     import subprocess
 
     reversed_clip = tmp_path / "reversed.mp4"
-    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-i", str(VIDEO), "-vf", "reverse", "-an",
-                    "-c:v", "libx264", "-preset", "veryfast", "-g", "30", str(reversed_clip)], check=True, timeout=120)
+    subprocess.run(
+        [
+            shutil.which("ffmpeg") or "ffmpeg",
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(VIDEO),
+            "-vf",
+            "reverse",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "30",
+            str(reversed_clip),
+        ],
+        check=True,
+        timeout=120,
+    )
     wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"] | {"enabled": True}
     # (and the site has turned the marked violation frame off: no violation.jpg)
-    out, _ = replay_example(tmp_path, reversed_clip, {"no_helmet": {"enabled": False}, "wrong_way": wrong_way, "violation_frame": False})
+    out, _ = replay_example(
+        tmp_path,
+        reversed_clip,
+        {"no_helmet": {"enabled": False}, "wrong_way": wrong_way, "violation_frame": False},
+    )
     evs = events(out)
-    assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"wrong_way"}, [(e.violation_type, e.track_id) for e in evs]
+    assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"wrong_way"}, [
+        (e.violation_type, e.track_id) for e in evs
+    ]
     for e in evs:
         assert float(e.detail["against_m"]) >= 3.0
         assert abs(((e.heading_deg or 0) - 0 + 180) % 360 - 180) < 60  # riding away: heading ~0 deg (+y)
@@ -169,13 +195,25 @@ def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("region, expect_events", [((20, 300, 40, 30), True), ((560, 300, 40, 30), False)])
-def test_red_light_through_the_daemon_with_the_image_signal(tmp_path: Path, region: tuple, expect_events: bool) -> None:
+def test_red_light_through_the_daemon_with_the_image_signal(
+    tmp_path: Path, region: tuple, expect_events: bool
+) -> None:
     """The 'signal head' is a patch of the frame: the red bike-lane paint reads as a lit red lamp,
     grey asphalt as a dark one. Riders crossing a stop line 20 m out are judged on it."""
-    out, _ = replay_example(tmp_path, VIDEO, {
-        "no_helmet": {"enabled": False}, "wrong_way": {"enabled": False},
-        "red_light": {"enabled": True, "stop_line": [[-6.0, 20.0], [6.0, 20.0]], "direction_deg": 180,
-                      "signal": {"source": "image", "region": list(region), "red_threshold": 0.35}}})
+    out, _ = replay_example(
+        tmp_path,
+        VIDEO,
+        {
+            "no_helmet": {"enabled": False},
+            "wrong_way": {"enabled": False},
+            "red_light": {
+                "enabled": True,
+                "stop_line": [[-6.0, 20.0], [6.0, 20.0]],
+                "direction_deg": 180,
+                "signal": {"source": "image", "region": list(region), "red_threshold": 0.35},
+            },
+        },
+    )
     evs = events(out)
     if not expect_events:
         assert evs == []

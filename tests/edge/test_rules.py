@@ -12,14 +12,27 @@ import pytest
 from edge.config import parse_config
 from edge.config.rules import NoHelmetRuleConfig, RedLightRuleConfig, SignalConfig, WrongWayRuleConfig
 from edge.event import ViolationType
-from edge.rules import GpioSignal, ImageSignal, NoHelmetRule, RedLightRule, RuleSet, SerialSignal, SignalState, WrongWayRule
+from edge.rules import (
+    GpioSignal,
+    ImageSignal,
+    NoHelmetRule,
+    RedLightRule,
+    RuleSet,
+    SerialSignal,
+    SignalState,
+    WrongWayRule,
+)
 from edge.track import Track, TrackPoint
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
 def make_track(
-    ground: list[tuple[float, float]], no_helmet: list[float | None] | None = None, kind: str = "rider", dt: float = 0.125, zone: tuple[float, float] = (15, 25)
+    ground: list[tuple[float, float]],
+    no_helmet: list[float | None] | None = None,
+    kind: str = "rider",
+    dt: float = 0.125,
+    zone: tuple[float, float] = (15, 25),
 ) -> Track:
     """A confirmed track whose points lie at ``ground`` (metres, camera at the origin), one per ``dt``."""
     pts = []
@@ -27,10 +40,29 @@ def make_track(
         d = float(np.hypot(*g))
         p = no_helmet[i] if no_helmet else None
         pts.append(
-            TrackPoint(i * dt, T0 + timedelta(seconds=i * dt), (0, 0, 10, 10), 0.9, kind, g, d, zone[0] <= d <= zone[1],  # type: ignore[arg-type]
-                       (0, 0, 5, 5) if p is not None else None, 0.8 if p is not None else None, p)
+            TrackPoint(
+                i * dt,
+                T0 + timedelta(seconds=i * dt),
+                (0, 0, 10, 10),
+                0.9,
+                kind,
+                g,
+                d,
+                zone[0] <= d <= zone[1],  # type: ignore[arg-type]
+                (0, 0, 5, 5) if p is not None else None,
+                0.8 if p is not None else None,
+                p,
+            )
         )
-    t = Track(key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=pts[0].t_s, history=deque(pts[:1]), track_id=7)
+    t = Track(
+        key=1,
+        box=np.zeros(4),
+        first_t_s=0.0,
+        first_utc=T0,
+        last_t_s=pts[0].t_s,
+        history=deque(pts[:1]),
+        track_id=7,
+    )
     t.rider_hits = int(kind == "rider")
     return t
 
@@ -47,22 +79,44 @@ def replay(rule: object, track: Track, points: list[TrackPoint]) -> list:
     return out
 
 
-def approach(n: int = 24, start: float = 30.0, speed: float = 5.0, dt: float = 0.125) -> list[tuple[float, float]]:
+def approach(
+    n: int = 24, start: float = 30.0, speed: float = 5.0, dt: float = 0.125
+) -> list[tuple[float, float]]:
     """A rider riding towards the camera along +y -> -y."""
     return [(0.5, start - speed * dt * i) for i in range(n)]
 
 
-def _points(ground: list[tuple[float, float]], votes: list[float | None] | None, kind: str, dt: float = 0.125) -> list[TrackPoint]:
+def _points(
+    ground: list[tuple[float, float]], votes: list[float | None] | None, kind: str, dt: float = 0.125
+) -> list[TrackPoint]:
     out = []
     for i, g in enumerate(ground):
         d = float(np.hypot(*g))
         p = votes[i] if votes else None
-        out.append(TrackPoint(i * dt, T0 + timedelta(seconds=i * dt), (0, 0, 10, 10), 0.9, kind, g, d, 15 <= d <= 25,  # type: ignore[arg-type]
-                              (0, 0, 5, 5) if p is not None else None, 0.8 if p is not None else None, p))
+        out.append(
+            TrackPoint(
+                i * dt,
+                T0 + timedelta(seconds=i * dt),
+                (0, 0, 10, 10),
+                0.9,
+                kind,
+                g,
+                d,
+                15 <= d <= 25,  # type: ignore[arg-type]
+                (0, 0, 5, 5) if p is not None else None,
+                0.8 if p is not None else None,
+                p,
+            )
+        )
     return out
 
 
-def run_rule(rule: object, ground: list[tuple[float, float]], votes: list[float | None] | None = None, kind: str = "rider") -> list:
+def run_rule(
+    rule: object,
+    ground: list[tuple[float, float]],
+    votes: list[float | None] | None = None,
+    kind: str = "rider",
+) -> list:
     """Grow a track point by point, as the tracker does, asking the rule after each point."""
     track = make_track(ground[:1], votes[:1] if votes else None, kind)
     return replay(rule, track, _points(ground, votes, kind))
@@ -89,7 +143,9 @@ def test_no_helmet_fires_once_in_zone_for_a_moving_rider() -> None:
 def test_no_helmet_needs_the_votes_to_span_min_observed_s_at_any_detection_rate() -> None:
     """3 observations 0.125 s apart span 0.25 s: not enough for 0.3 s; the 4th (0.375 s) decides."""
     ground = approach()
-    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.3)), ground, [0.9] * len(ground))
+    vs = run_rule(
+        NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.3)), ground, [0.9] * len(ground)
+    )
     in_zone = [i for i, g in enumerate(ground) if 15 <= np.hypot(*g) <= 25]
     assert [v.t_s for v in vs] == [pytest.approx(in_zone[3] * 0.125)]
     assert vs[0].detail["observed_s"] == pytest.approx(0.375, abs=0.01)
@@ -100,7 +156,13 @@ def test_no_helmet_needs_the_votes_to_span_min_observed_s_at_any_detection_rate(
     [
         ([0.1] * 24, "rider", 5.0, False, "helmet worn"),
         ([0.9, 0.1] * 12, "rider", 5.0, False, "half the votes: no majority of 0.6"),
-        ([0.9 if i < 8 else 0.1 for i in range(24)], "rider", 5.0, False, "no-helmet votes only outside the zone"),
+        (
+            [0.9 if i < 8 else 0.1 for i in range(24)],
+            "rider",
+            5.0,
+            False,
+            "no-helmet votes only outside the zone",
+        ),
         ([None] * 24, "rider", 5.0, False, "no head ever classified"),
         ([0.9] * 24, "head", 0.3, False, "slow head-only track: a pedestrian"),
         ([0.9] * 24, "head", 5.0, True, "head-only track moving at riding speed"),
@@ -116,7 +178,9 @@ def test_no_helmet_decision_table(votes: list, kind: str, speed: float, fires: b
     ground = approach(n, start=start, speed=speed)
     if speed < 1:  # a slow track inside the zone all along
         ground = [(0.5, 22 - speed * 0.125 * i) for i in range(n)]
-    vs = run_rule(NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_speed_mps=0.8)), ground, votes, kind)
+    vs = run_rule(
+        NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_speed_mps=0.8)), ground, votes, kind
+    )
     assert (len(vs) == 1) is fires, why
 
 
@@ -132,7 +196,9 @@ def test_no_helmet_with_rider_box_not_counted_as_bike_needs_speed() -> None:
 def test_wrong_way_fires_after_min_distance_against_the_lane() -> None:
     # legal direction: towards the camera (180 deg); this rider rides away (+y) at 4 m/s
     ground = [(0.0, 12 + 4 * 0.125 * i) for i in range(20)]
-    vs = run_rule(WrongWayRule(WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3)), ground)
+    vs = run_rule(
+        WrongWayRule(WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3)), ground
+    )
     assert len(vs) == 1
     v = vs[0]
     assert v.type == ViolationType.wrong_way
@@ -150,7 +216,9 @@ def test_wrong_way_fires_after_min_distance_against_the_lane() -> None:
     ],
 )
 def test_wrong_way_does_not_fire(ground: list, why: str) -> None:
-    rule = WrongWayRule(WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3, min_speed_mps=0.8))
+    rule = WrongWayRule(
+        WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=3, min_speed_mps=0.8)
+    )
     assert run_rule(rule, ground) == [], why
 
 
@@ -176,7 +244,11 @@ class ScriptedSignal:
         pass
 
 
-STOP = RedLightRuleConfig(enabled=True, stop_line=((-3.0, 16.0), (3.0, 16.0)), signal=SignalConfig(source="image", region=(0, 0, 4, 4)))
+STOP = RedLightRuleConfig(
+    enabled=True,
+    stop_line=((-3.0, 16.0), (3.0, 16.0)),
+    signal=SignalConfig(source="image", region=(0, 0, 4, 4)),
+)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +258,12 @@ STOP = RedLightRuleConfig(enabled=True, stop_line=((-3.0, 16.0), (3.0, 16.0)), s
         (None, approach(), False, "crossed on green"),
         ((0.0, 1.0), approach(), False, "red ended before the crossing (at 1.75 s)"),
         ((0.0, 100.0), [(0.5, 20 - 5 * 0.125 * i) for i in range(4)], False, "stopped before the line"),
-        ((0.0, 100.0), [(8.0, 30 - 5 * 0.125 * i) for i in range(24)], False, "passed beside the stop line's extent"),
+        (
+            (0.0, 100.0),
+            [(8.0, 30 - 5 * 0.125 * i) for i in range(24)],
+            False,
+            "passed beside the stop line's extent",
+        ),
     ],
 )
 def test_red_light_rule(red_between: tuple[float, float] | None, ground: list, fires: bool, why: str) -> None:
@@ -246,8 +323,18 @@ def test_red_light_from_gpio_through_ruleset() -> None:
     from gpiozero.pins.mock import MockFactory
 
     factory = MockFactory()
-    cfg = parse_config({"rules": {"no_helmet": {"enabled": False}, "red_light": {
-        "enabled": True, "stop_line": [[-3, 16], [3, 16]], "signal": {"source": "gpio", "gpio_pin": "GPIO22"}}}})
+    cfg = parse_config(
+        {
+            "rules": {
+                "no_helmet": {"enabled": False},
+                "red_light": {
+                    "enabled": True,
+                    "stop_line": [[-3, 16], [3, 16]],
+                    "signal": {"source": "gpio", "gpio_pin": "GPIO22"},
+                },
+            }
+        }
+    )
     rules = RuleSet.from_config(cfg, pin_factory=factory)
     try:
         factory.pin(22).drive_high()
@@ -270,7 +357,17 @@ def test_red_light_config_needs_stop_line_and_signal() -> None:
     with pytest.raises(ConfigError, match="rules.red_light: .*stop_line is required"):
         parse_config({"rules": {"red_light": {"enabled": True}}})
     with pytest.raises(ConfigError, match="signal.gpio_pin is required"):
-        parse_config({"rules": {"red_light": {"enabled": True, "stop_line": [[0, 1], [1, 1]], "signal": {"source": "gpio"}}}})
+        parse_config(
+            {
+                "rules": {
+                    "red_light": {
+                        "enabled": True,
+                        "stop_line": [[0, 1], [1, 1]],
+                        "signal": {"source": "gpio"},
+                    }
+                }
+            }
+        )
 
 
 def test_ruleset_forgets_ended_tracks() -> None:
@@ -293,11 +390,27 @@ def test_ruleset_forgets_ended_tracks() -> None:
     "signal, stop_line, problem",
     [
         ({"source": "gpio", "gpio_pin": "GPIO17"}, [[-3, 16], [3, 16]], None),
-        ({"source": "gpio", "gpio_pin": "PIN-SEVENTEEN"}, [[-3, 16], [3, 16]], "rules.red_light.signal.gpio_pin: 'PIN-SEVENTEEN' is not a gpiozero pin name"),
-        ({"source": "serial", "serial_port": "/dev/ttyNOPE9"}, [[-3, 16], [3, 16]], "rules.red_light.signal.serial_port: /dev/ttyNOPE9 does not exist"),
+        (
+            {"source": "gpio", "gpio_pin": "PIN-SEVENTEEN"},
+            [[-3, 16], [3, 16]],
+            "rules.red_light.signal.gpio_pin: 'PIN-SEVENTEEN' is not a gpiozero pin name",
+        ),
+        (
+            {"source": "serial", "serial_port": "/dev/ttyNOPE9"},
+            [[-3, 16], [3, 16]],
+            "rules.red_light.signal.serial_port: /dev/ttyNOPE9 does not exist",
+        ),
         ({"source": "serial", "serial_port": "loop://"}, [[-3, 16], [3, 16]], None),
-        ({"source": "image", "region": [10, 10, 0, 5]}, [[-3, 16], [3, 16]], "rules.red_light.signal.region:"),
-        ({"source": "image", "region": [10, 10, 5, 5]}, [[1, 16], [1, 16]], "rules.red_light.stop_line: the two points are the same"),
+        (
+            {"source": "image", "region": [10, 10, 0, 5]},
+            [[-3, 16], [3, 16]],
+            "rules.red_light.signal.region:",
+        ),
+        (
+            {"source": "image", "region": [10, 10, 5, 5]},
+            [[1, 16], [1, 16]],
+            "rules.red_light.stop_line: the two points are the same",
+        ),
     ],
 )
 def test_check_config_of_the_signal_input(signal: dict, stop_line: list, problem: str | None) -> None:
@@ -314,7 +427,9 @@ def test_check_config_of_the_signal_input(signal: dict, stop_line: list, problem
 @pytest.mark.parametrize("direction, fires", [(180.0, True), (0.0, False), (None, True)])
 def test_red_light_judges_only_the_controlled_direction(direction: float | None, fires: bool) -> None:
     cfg = STOP.model_copy(update={"direction_deg": direction})
-    vs = run_rule(RedLightRule(cfg, ScriptedSignal((0.0, 100.0))), approach())  # riding towards the camera: heading 180
+    vs = run_rule(
+        RedLightRule(cfg, ScriptedSignal((0.0, 100.0))), approach()
+    )  # riding towards the camera: heading 180
     assert (len(vs) == 1) is fires
 
 
@@ -323,8 +438,19 @@ def test_red_light_judges_only_the_controlled_direction(direction: float | None,
 
 def _segment(track_id: int, ground: list[tuple[float, float]], t0: float, dt: float = 0.125) -> Track:
     """A track whose whole history is ``ground`` from ``t0``, every head voting no helmet."""
-    pts = [dataclasses.replace(p, t_s=t0 + i * dt) for i, p in enumerate(_points(ground, [0.9] * len(ground), "rider", dt))]
-    t = Track(key=track_id, box=np.zeros(4), first_t_s=t0, first_utc=T0, last_t_s=pts[-1].t_s, history=deque(pts), track_id=track_id)
+    pts = [
+        dataclasses.replace(p, t_s=t0 + i * dt)
+        for i, p in enumerate(_points(ground, [0.9] * len(ground), "rider", dt))
+    ]
+    t = Track(
+        key=track_id,
+        box=np.zeros(4),
+        first_t_s=t0,
+        first_utc=T0,
+        last_t_s=pts[-1].t_s,
+        history=deque(pts),
+        track_id=track_id,
+    )
     t.rider_hits = 1
     return t
 
@@ -344,5 +470,10 @@ def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed(
     beside = _segment(4, [(x + 1.0, y) for x, y in ride[4:16]], 0.5)
     assert [v.track_id for v in rules.check([beside])] == [4]
     # and with the guard off every track is reported
-    off = RuleSet.from_config(parse_config({"rules": {"same_rider_gap_s": 0, "no_helmet": {"min_observed_s": 0.0}}}))
-    assert [v.track_id for v in off.check([_segment(1, ride[4:16], 0.5)]) + off.check([_segment(2, ride[19:24], 2.375)])] == [1, 2]
+    off = RuleSet.from_config(
+        parse_config({"rules": {"same_rider_gap_s": 0, "no_helmet": {"min_observed_s": 0.0}}})
+    )
+    assert [
+        v.track_id
+        for v in off.check([_segment(1, ride[4:16], 0.5)]) + off.check([_segment(2, ride[19:24], 2.375)])
+    ] == [1, 2]

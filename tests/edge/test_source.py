@@ -51,8 +51,12 @@ def demuxed_packets(path: Path) -> list[tuple[int, int, bytes]]:
         return [(int(p.pts), int(p.dts), bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
 
 
-def remux(src: Path, dst: Path, mutate: Callable[[int, av.Packet], av.Packet | None] | None = None,
-          options: dict[str, str] | None = None) -> Path:
+def remux(
+    src: Path,
+    dst: Path,
+    mutate: Callable[[int, av.Packet], av.Packet | None] | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
     """Copy ``src``'s video packets into ``dst`` (MP4), letting ``mutate`` replace some."""
     with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4", options=options or {}) as o:
         s = i.streams.video[0]
@@ -91,7 +95,9 @@ def test_kind_is_guessed_from_the_uri_form(uri: str, kind: str) -> None:
 
 def test_credentials_never_reach_logs_or_health(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert redact_uri("rtsp://admin:s3cret@10.0.0.2:554/x") == "rtsp://admin:***@10.0.0.2:554/x"
-    src, health = source(f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/x", tmp_path, reconnect_attempts=1, open_timeout_s=1)
+    src, health = source(
+        f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/x", tmp_path, reconnect_attempts=1, open_timeout_s=1
+    )
     with caplog.at_level(logging.INFO, logger="edge.source"):
         assert list(src.frames()) == []
     lines = "\n".join(LogfmtFormatter().format(r) for r in caplog.records)
@@ -126,7 +132,9 @@ def test_empty_uri_is_refused_naming_the_key() -> None:
 
 def test_validate_reports_missing_file_and_device(tmp_path: Path) -> None:
     assert check_config(parse_config({"source": {"uri": str(VIDEO)}})) == []
-    assert "file not found" in check_config(parse_config({"source": {"uri": "nope.mp4"}}, base_dir=tmp_path))[0]
+    assert (
+        "file not found" in check_config(parse_config({"source": {"uri": "nope.mp4"}}, base_dir=tmp_path))[0]
+    )
     assert "no such device" in check_config(parse_config({"source": {"uri": "/dev/video97"}}))[0]
 
 
@@ -141,7 +149,10 @@ def test_file_delivers_every_frame_and_every_packet_once(tmp_path: Path) -> None
     pts = np.array([f.pts_s for f in frames])
     assert pts[0] == 0.0 and np.all(np.diff(pts) > 0)
     np.testing.assert_allclose(np.diff(pts), 1 / 30, atol=1e-6)
-    assert all(f.image.shape == (360, 640, 3) and f.image.dtype == np.uint8 and not f.image.flags.writeable for f in frames)
+    assert all(
+        f.image.shape == (360, 640, 3) and f.image.dtype == np.uint8 and not f.image.flags.writeable
+        for f in frames
+    )
     monos = [f.mono for f in frames]
     assert monos == sorted(monos)
     # utc follows stream time for files, and is timezone-aware
@@ -170,14 +181,22 @@ def test_realtime_paces_a_file_at_its_own_rate(tmp_path: Path) -> None:
     assert frames[-1].mono - frames[0].mono >= 0.9 * span
 
 
-def test_corrupt_packet_is_skipped_and_capture_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_packet_is_skipped_and_capture_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def garble(n: int, p: av.Packet) -> av.Packet | None:
         if n != 100:
             return None
         data = bytearray(bytes(p))
         data[0:4] = (0x7FFFFFFF).to_bytes(4, "big")  # an impossible NAL unit length
         q = av.Packet(bytes(data))
-        q.pts, q.dts, q.duration, q.time_base, q.is_keyframe = p.pts, p.dts, p.duration, p.time_base, p.is_keyframe
+        q.pts, q.dts, q.duration, q.time_base, q.is_keyframe = (
+            p.pts,
+            p.dts,
+            p.duration,
+            p.time_base,
+            p.is_keyframe,
+        )
         return q
 
     bad = remux(VIDEO, tmp_path / "corrupt.mp4", garble)
@@ -237,18 +256,27 @@ def test_gstreamer_pipeline_without_gstreamer_says_so(tmp_path: Path) -> None:
 
     if "GStreamer:                   YES" in cv2.getBuildInformation():
         pytest.skip("this OpenCV has GStreamer")
-    src, health = source("videotestsrc num-buffers=5 ! videoconvert ! appsink", tmp_path, reconnect_attempts=0)
+    src, health = source(
+        "videotestsrc num-buffers=5 ! videoconvert ! appsink", tmp_path, reconnect_attempts=0
+    )
     assert list(src.frames()) == []
     assert "GStreamer" in str(camera(health)["detail"])
 
 
 # ---------------------------------------------------------------------------- network streams
 
+
 def test_stream_that_drops_is_reported_down_and_reconnected(tmp_path: Path, camera_stream: Any) -> None:
     port = free_port()
     server = camera_stream(port)
-    src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.2,
-                         open_timeout_s=2, read_timeout_s=2)
+    src, health = source(
+        f"tcp://127.0.0.1:{port}",
+        tmp_path,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+        open_timeout_s=2,
+        read_timeout_s=2,
+    )
     frames: list[Frame] = []
     statuses: list[str] = []
     src.on_state = lambda s, d: statuses.append(s)
@@ -299,7 +327,9 @@ def test_stream_that_goes_silent_is_dropped_after_read_timeout(tmp_path: Path, c
 
     port = free_port()
     server = camera_stream(port)
-    src, health = source(f"tcp://127.0.0.1:{port}", tmp_path, open_timeout_s=1, read_timeout_s=1, reconnect_attempts=1)
+    src, health = source(
+        f"tcp://127.0.0.1:{port}", tmp_path, open_timeout_s=1, read_timeout_s=1, reconnect_attempts=1
+    )
     frames: list[Frame] = []
     downs: list[str] = []
     src.on_state = lambda s, d: downs.append(d) if s == "down" else None
@@ -323,8 +353,13 @@ def test_stream_that_goes_silent_is_dropped_after_read_timeout(tmp_path: Path, c
 
 
 def test_unreachable_url_retries_with_backoff_until_stopped(tmp_path: Path) -> None:
-    src, health = source(f"rtsp://127.0.0.1:{free_port()}/stream1", tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.1,
-                         open_timeout_s=1)
+    src, health = source(
+        f"rtsp://127.0.0.1:{free_port()}/stream1",
+        tmp_path,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.1,
+        open_timeout_s=1,
+    )
     assert src.max_attempts is None  # cameras: forever
     t = threading.Thread(target=lambda: list(src.frames()))
     t.start()
@@ -404,7 +439,9 @@ def test_only_frames_that_are_looked_at_pay_the_colour_conversion(tmp_path: Path
     img = frames[5].image
     assert img is frames[5].image and frames[5]._image is img and frames[6]._image is None
     with av.open(str(VIDEO)) as c:
-        ref = [f.to_ndarray(format="bgr24") for _, f in zip(range(6), c.decode(c.streams.video[0]), strict=False)][5]
+        ref = [
+            f.to_ndarray(format="bgr24") for _, f in zip(range(6), c.decode(c.streams.video[0]), strict=False)
+        ][5]
     assert np.array_equal(img, ref)
 
 
@@ -414,7 +451,10 @@ def test_test_camera_reports_the_stream_and_writes_snapshot_and_clip(tmp_path: P
     from edge.cli import main
 
     snap, clip = tmp_path / "snap.jpg", tmp_path / "cam.mp4"
-    res = CliRunner().invoke(main, ["test-camera", "--uri", str(VIDEO), "--seconds", "2", "--snapshot", str(snap), "--clip", str(clip)])
+    res = CliRunner().invoke(
+        main,
+        ["test-camera", "--uri", str(VIDEO), "--seconds", "2", "--snapshot", str(snap), "--clip", str(clip)],
+    )
     assert res.exit_code == 0, res.output
     assert "h264 640x360" in res.output and "keyframes  8, every 1.00 s" in res.output
     import cv2
@@ -422,5 +462,7 @@ def test_test_camera_reports_the_stream_and_writes_snapshot_and_clip(tmp_path: P
     assert cv2.imread(str(snap)).shape == (360, 640, 3)
     with av.open(str(clip)) as c:
         assert c.streams.video[0].frames == 238
-    bad = CliRunner().invoke(main, ["test-camera", "--uri", f"rtsp://127.0.0.1:{free_port()}/x", "--seconds", "1"])
+    bad = CliRunner().invoke(
+        main, ["test-camera", "--uri", f"rtsp://127.0.0.1:{free_port()}/x", "--seconds", "1"]
+    )
     assert bad.exit_code == 1 and "no frame" in bad.output

@@ -48,12 +48,31 @@ def alsa_home(tmp_path: Path) -> tuple[Path, Path]:
     return home, capture
 
 
-def drill(home: Path, cfg: dict, script: list, tmp_path: Path, at: str | None = None, close_after: float | None = None) -> dict:
+def drill(
+    home: Path,
+    cfg: dict,
+    script: list,
+    tmp_path: Path,
+    at: str | None = None,
+    close_after: float | None = None,
+) -> dict:
     cfg_path = tmp_path / "edge.yaml"
     cfg.setdefault("device", {})["data_dir"] = str(tmp_path / "data")
     cfg_path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", json.dumps(script), "--out", str(out), "--log-level", "INFO"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.actuators.drill",
+        "--config",
+        str(cfg_path),
+        "--script",
+        json.dumps(script),
+        "--out",
+        str(out),
+        "--log-level",
+        "INFO",
+    ]
     if at:
         cmd += ["--at", at]
     if close_after is not None:
@@ -79,7 +98,9 @@ def best_match(haystack: np.ndarray, needle: np.ndarray) -> tuple[float, int]:
     return float(c[lag] / (np.linalg.norm(seg) * np.linalg.norm(needle) + 1e-12)), lag
 
 
-def tone_pack(root: Path, lang: str, freqs: dict[str, float], rate: int = 22050, stereo: bool = True, dur: float = 0.5) -> None:
+def tone_pack(
+    root: Path, lang: str, freqs: dict[str, float], rate: int = 22050, stereo: bool = True, dur: float = 0.5
+) -> None:
     """A prompt pack of short tones, written the way an installer might: 22.05 kHz stereo."""
     (root / lang).mkdir(parents=True)
     t = np.arange(int(dur * rate)) / rate
@@ -93,7 +114,12 @@ TONES = {"no_helmet": 440.0, "wrong_way": 550.0, "red_light": 660.0, "generic": 
 
 def test_shipped_mandarin_prompt_reaches_the_alsa_device_sample_for_sample(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
-    report = drill(home, {"speaker": {"languages": ["zh-cmn"]}, "time_switch": {"enabled": False}}, [[0.0, "no_helmet", 7]], tmp_path)
+    report = drill(
+        home,
+        {"speaker": {"languages": ["zh-cmn"]}, "time_switch": {"enabled": False}},
+        [[0.0, "no_helmet", 7]],
+        tmp_path,
+    )
 
     [played] = report["played"]
     assert (played["message"], played["track_id"], played["languages"]) == ("no_helmet", 7, ["zh-cmn"])
@@ -105,7 +131,9 @@ def test_shipped_mandarin_prompt_reaches_the_alsa_device_sample_for_sample(tmp_p
     # the measured start includes the pre-filled silence, give or take one ALSA period (PortAudio's
     # reported output latency, used where the sink reports no DAC time, is about a period short)
     assert played["latency_s"] >= lag / RATE - 0.03
-    assert played["end_s"] - played["start_s"] >= len(expected) / RATE - 0.01  # held for the prompt's duration
+    assert (
+        played["end_s"] - played["start_s"] >= len(expected) / RATE - 0.01
+    )  # held for the prompt's duration
     assert report["latencies_s"] == [played["latency_s"]] and 0 <= played["latency_s"] < 1.5
     assert report["health"]["speaker"]["status"] == "up"
 
@@ -129,24 +157,34 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
     tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.0)  # 1 s prompts: wide margins on a busy machine
     cfg = {
-        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_track_s": 30, "cooldown_global_s": 0.3, "max_delay_s": 3,
-                    "barge_in": False},
+        "speaker": {
+            "languages": ["xx-test"],
+            "prompts_dir": str(tmp_path / "packs"),
+            "cooldown_track_s": 30,
+            "cooldown_global_s": 0.3,
+            "max_delay_s": 3,
+            "barge_in": False,
+        },
         "time_switch": {"enabled": False},
     }
     script = [
-        [0.0, "no_helmet", 1],   # played at once
+        [0.0, "no_helmet", 1],  # played at once
         [0.05, "no_helmet", 5],  # same message, playing, in its first half: rider 5 hears it
-        [0.1, "red_light", 1],   # same rider: dropped (track cooldown)
-        [0.1, "wrong_way", 2],   # waits while 1 plays ...
+        [0.1, "red_light", 1],  # same rider: dropped (track cooldown)
+        [0.1, "wrong_way", 2],  # waits while 1 plays ...
         [0.15, "red_light", 3],  # ... and is out-ranked by red_light: coalesced into it
-        [2.0, "no_helmet", 2],   # (red_light plays 1.3-2.3 s) rider 2 heard the coalesced prompt: dropped
-        [2.0, "wrong_way", 5],   # rider 5 heard rider 1's prompt: dropped
-        [2.0, "passenger", 4],   # played after red_light: no passenger.wav in the pack, so generic.wav
+        [2.0, "no_helmet", 2],  # (red_light plays 1.3-2.3 s) rider 2 heard the coalesced prompt: dropped
+        [2.0, "wrong_way", 5],  # rider 5 heard rider 1's prompt: dropped
+        [2.0, "passenger", 4],  # played after red_light: no passenger.wav in the pack, so generic.wav
     ]
     report = drill(home, cfg, script, tmp_path)
 
     played = report["played"]
-    assert [(p["message"], p["track_id"]) for p in played] == [("no_helmet", 1), ("red_light", 3), ("passenger", 4)]
+    assert [(p["message"], p["track_id"]) for p in played] == [
+        ("no_helmet", 1),
+        ("red_light", 3),
+        ("passenger", 4),
+    ]
     assert played[1]["coalesced"] == [2]
     # the first found the speaker free; red_light (asked at 0.15 s) and passenger (2.0 s) waited for the one before
     assert [p["waited_for_speaker"] for p in played] == [False, True, True]
@@ -175,8 +213,12 @@ def test_first_clause_end_is_the_first_pause_after_a_second_of_sound() -> None:
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
     gap = np.zeros(RATE // 4, dtype=np.float32)
     short = np.zeros(RATE // 20, dtype=np.float32)  # 50 ms: a breath inside the clause, not its end
-    assert first_clause_end_s(np.concatenate([gap, tone, short, tone, gap, tone]), RATE) == pytest.approx(2.3, abs=0.03)
-    assert first_clause_end_s(np.concatenate([tone[: RATE // 2], gap, tone, gap, tone]), RATE) == pytest.approx(1.75, abs=0.03)
+    assert first_clause_end_s(np.concatenate([gap, tone, short, tone, gap, tone]), RATE) == pytest.approx(
+        2.3, abs=0.03
+    )
+    assert first_clause_end_s(
+        np.concatenate([tone[: RATE // 2], gap, tone, gap, tone]), RATE
+    ) == pytest.approx(1.75, abs=0.03)
     assert first_clause_end_s(np.concatenate([tone, tone]), RATE) == 2.0  # no pause: the whole prompt
     assert first_clause_end_s(np.zeros(RATE, dtype=np.float32), RATE) == 1.0
 
@@ -190,24 +232,37 @@ def test_another_riders_prompt_cuts_in_after_the_first_clause(tmp_path: Path) ->
     t = np.arange(int(1.2 * rate)) / rate
     for message, f in TONES.items():  # "clause" 1.2 s, pause 0.3 s, "clause" 1.0 s: cut at 1.2 s (+ margin)
         x = 0.6 * np.sin(2 * np.pi * f * t)
-        pcm = np.concatenate([x, np.zeros(int(0.3 * rate)), x[: rate]])
+        pcm = np.concatenate([x, np.zeros(int(0.3 * rate)), x[:rate]])
         wavfile.write(tmp_path / "packs" / "xx-test" / f"{message}.wav", rate, (pcm * 32767).astype(np.int16))
-    cfg = {"speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 2.0, "max_delay_s": 3},
-           "time_switch": {"enabled": False}}
+    cfg = {
+        "speaker": {
+            "languages": ["xx-test"],
+            "prompts_dir": str(tmp_path / "packs"),
+            "cooldown_global_s": 2.0,
+            "max_delay_s": 3,
+        },
+        "time_switch": {"enabled": False},
+    }
     script = [
-        [0.0, "no_helmet", 1],   # plays
-        [0.3, "wrong_way", 2],   # another rider, another message: waits for rider 1's first clause only
-        [2.6, "no_helmet", 3],   # wrong_way is past its first clause: cut at once
-        [3.0, "red_light", 4],   # no_helmet for rider 3 began 0.4 s ago: waits for its first clause
+        [0.0, "no_helmet", 1],  # plays
+        [0.3, "wrong_way", 2],  # another rider, another message: waits for rider 1's first clause only
+        [2.6, "no_helmet", 3],  # wrong_way is past its first clause: cut at once
+        [3.0, "red_light", 4],  # no_helmet for rider 3 began 0.4 s ago: waits for its first clause
     ]
     report = drill(home, cfg, script, tmp_path)
     played = report["played"]
     assert [(p["message"], p["track_id"], p["cut"]) for p in played] == [
-        ("no_helmet", 1, True), ("wrong_way", 2, True), ("no_helmet", 3, True), ("red_light", 4, False)]
+        ("no_helmet", 1, True),
+        ("wrong_way", 2, True),
+        ("no_helmet", 3, True),
+        ("red_light", 4, False),
+    ]
     first, second, third, fourth = played
     assert 1.2 <= first["end_s"] < 1.9 and second["start_s"] < first["end_s"] + 0.5  # no 2 s cooldown
     assert second["latency_s"] < 1.9  # asked at 0.3 s, started after rider 1's first clause
-    assert third["latency_s"] < 0.6 and second["end_s"] < 3.2  # cut at once, long before wrong_way's 2.5 s end
+    assert (
+        third["latency_s"] < 0.6 and second["end_s"] < 3.2
+    )  # cut at once, long before wrong_way's 2.5 s end
     assert fourth["start_s"] >= third["start_s"] + 1.2  # rider 3 heard the first clause
     assert all(p["waited_for_speaker"] for p in played[1:])
     log = report["log"]
@@ -224,23 +279,40 @@ def test_a_rider_joins_the_same_prompt_only_while_its_first_clause_is_still_ahea
     t = np.arange(int(1.2 * rate)) / rate
     for message, f in TONES.items():  # first clause 1.2 s: joining until 0.6 s
         x = 0.6 * np.sin(2 * np.pi * f * t)
-        wavfile.write(tmp_path / "packs" / "xx-test" / f"{message}.wav", rate,
-                      (np.concatenate([x, np.zeros(int(0.3 * rate)), x]) * 32767).astype(np.int16))
-    cfg = {"speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs")}, "time_switch": {"enabled": False}}
+        wavfile.write(
+            tmp_path / "packs" / "xx-test" / f"{message}.wav",
+            rate,
+            (np.concatenate([x, np.zeros(int(0.3 * rate)), x]) * 32767).astype(np.int16),
+        )
+    cfg = {
+        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs")},
+        "time_switch": {"enabled": False},
+    }
     report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "no_helmet", 2], [0.9, "no_helmet", 3]], tmp_path)
     assert [(p["track_id"], p["cut"]) for p in report["played"]] == [(1, True), (3, False)]
     assert "msg=prompt_coalesced reason=hearing_it into_track=1 violation=no_helmet tracks=2" in report["log"]
-    assert report["played"][1]["start_s"] < 1.2 and report["played"][1]["latency_s"] < 0.6  # at once, not after the clause
+    assert (
+        report["played"][1]["start_s"] < 1.2 and report["played"][1]["latency_s"] < 0.6
+    )  # at once, not after the clause
 
 
 def test_stale_requests_are_dropped_not_played_late(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
-    tone_pack(tmp_path / "packs", "xx-test", TONES, dur=1.5)  # rider 2 would start 1.8 s late: 0.8 s beyond max_delay_s
+    tone_pack(
+        tmp_path / "packs", "xx-test", TONES, dur=1.5
+    )  # rider 2 would start 1.8 s late: 0.8 s beyond max_delay_s
     cfg = {
-        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "cooldown_global_s": 0.5, "max_delay_s": 1.0},
+        "speaker": {
+            "languages": ["xx-test"],
+            "prompts_dir": str(tmp_path / "packs"),
+            "cooldown_global_s": 0.5,
+            "max_delay_s": 1.0,
+        },
         "time_switch": {"enabled": False},
     }
-    report = drill(home, cfg, [[0.0, "no_helmet", 1], [0.2, "wrong_way", 2]], tmp_path)  # another message: it must wait
+    report = drill(
+        home, cfg, [[0.0, "no_helmet", 1], [0.2, "wrong_way", 2]], tmp_path
+    )  # another message: it must wait
     assert [p["track_id"] for p in report["played"]] == [1]
     assert "reason=stale track_id=2" in report["log"]
     assert report["outcomes"] == {"played": 1, "dropped.stale": 1}
@@ -262,8 +334,12 @@ def test_night_volume_window_scales_the_samples(tmp_path: Path) -> None:
     tone_pack(tmp_path / "packs", "xx-test", TONES, stereo=False, rate=16000)
     cfg = {
         "device": {"timezone": "Asia/Shanghai"},
-        "speaker": {"languages": ["xx-test"], "prompts_dir": str(tmp_path / "packs"), "volume": 1.0,
-                    "volume_windows": [{"start": "22:00", "end": "06:00", "volume": 0.25}]},
+        "speaker": {
+            "languages": ["xx-test"],
+            "prompts_dir": str(tmp_path / "packs"),
+            "volume": 1.0,
+            "volume_windows": [{"start": "22:00", "end": "06:00", "volume": 0.25}],
+        },
         "time_switch": {"windows": [{"start": "00:00", "end": "00:00"}]},
     }
     report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path, at="2026-05-01T23:30:00+08:00")
@@ -277,11 +353,16 @@ def test_night_volume_window_scales_the_samples(tmp_path: Path) -> None:
 
 def test_outside_the_time_window_nothing_is_played(tmp_path: Path) -> None:
     home, capture = alsa_home(tmp_path)
-    cfg = {"device": {"timezone": "Asia/Shanghai"}, "time_switch": {"windows": [{"start": "07:00", "end": "20:00"}]}}
+    cfg = {
+        "device": {"timezone": "Asia/Shanghai"},
+        "time_switch": {"windows": [{"start": "07:00", "end": "20:00"}]},
+    }
     report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path, at="2026-05-01T21:00:00+08:00")
     assert report["played"] == [] and "msg=persuasion_quiet" in report["log"]
     assert not capture.exists() or capture.stat().st_size == 0
-    assert report["health"]["speaker"]["status"] == "up" and report["health"]["time_switch"]["active"] is False
+    assert (
+        report["health"]["speaker"]["status"] == "up" and report["health"]["time_switch"]["active"] is False
+    )
 
 
 def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
@@ -291,10 +372,30 @@ def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
     capture = tmp_path / "capture.raw"
     cfg_path = tmp_path / "edge.yaml"
     speaker = {"retry_s": 0.5, "languages": ["zh-yue"]}
-    cfg_path.write_text(yaml.safe_dump({"speaker": speaker, "time_switch": {"enabled": False}, "device": {"data_dir": str(tmp_path / "d")}}))
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "speaker": speaker,
+                "time_switch": {"enabled": False},
+                "device": {"data_dir": str(tmp_path / "d")},
+            }
+        )
+    )
     out = tmp_path / "report.json"
     script = json.dumps([[0.0, "no_helmet", 1], [2.0, "wrong_way", 2]])
-    cmd = [sys.executable, "-m", "edge.actuators.drill", "--config", str(cfg_path), "--script", script, "--out", str(out), "--log-level", "INFO"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.actuators.drill",
+        "--config",
+        str(cfg_path),
+        "--script",
+        script,
+        "--out",
+        str(out),
+        "--log-level",
+        "INFO",
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "HOME": str(home)}, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     log = []
@@ -322,7 +423,9 @@ def test_speaker_comes_back_when_the_device_appears(tmp_path: Path) -> None:
         (True, "no-such-speaker", "no output device 'no-such-speaker'"),
     ],
 )
-def test_missing_audio_device_marks_speaker_down_and_never_raises(tmp_path: Path, asoundrc: bool | None, device: str | None, detail: str) -> None:
+def test_missing_audio_device_marks_speaker_down_and_never_raises(
+    tmp_path: Path, asoundrc: bool | None, device: str | None, detail: str
+) -> None:
     if asoundrc:
         home, _ = alsa_home(tmp_path)
     else:
@@ -332,5 +435,7 @@ def test_missing_audio_device_marks_speaker_down_and_never_raises(tmp_path: Path
     report = drill(home, cfg, [[0.0, "no_helmet", 1]], tmp_path)
     assert report["played"] == []
     speaker = report["health"]["speaker"]
-    assert speaker["status"] == "down" and detail in speaker["detail"] and "speaker.device" in speaker["detail"]
+    assert (
+        speaker["status"] == "down" and detail in speaker["detail"] and "speaker.device" in speaker["detail"]
+    )
     assert "msg=speaker_unavailable" in report["log"]

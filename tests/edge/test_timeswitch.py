@@ -22,7 +22,12 @@ def at(text: str, tz: ZoneInfo = SH) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=tz)
 
 
-def switch(windows: list[tuple[str, str]], holidays: list[str] = (), holiday_windows: list[tuple[str, str]] = (), tz: str = "Asia/Shanghai") -> TimeSwitch:
+def switch(
+    windows: list[tuple[str, str]],
+    holidays: list[str] = (),
+    holiday_windows: list[tuple[str, str]] = (),
+    tz: str = "Asia/Shanghai",
+) -> TimeSwitch:
     cfg = TimeSwitchConfig(
         windows=[TimeWindow(start=s, end=e) for s, e in windows],
         holidays=[date.fromisoformat(d) for d in holidays],
@@ -35,7 +40,7 @@ def switch(windows: list[tuple[str, str]], holidays: list[str] = (), holiday_win
     ("local", "active"),
     [
         ("2026-05-04 06:59:59", False),
-        ("2026-05-04 07:00:00", True),   # start is inside
+        ("2026-05-04 07:00:00", True),  # start is inside
         ("2026-05-04 12:00:00", True),
         ("2026-05-04 19:59:59", True),
         ("2026-05-04 20:00:00", False),  # end is outside
@@ -52,7 +57,7 @@ def test_day_window_edges(local: str, active: bool) -> None:
         ("2026-05-04 21:59:00", False),
         ("2026-05-04 22:00:00", True),
         ("2026-05-04 23:59:59", True),
-        ("2026-05-05 00:00:00", True),   # across midnight
+        ("2026-05-05 00:00:00", True),  # across midnight
         ("2026-05-05 01:59:59", True),
         ("2026-05-05 02:00:00", False),
         ("2026-05-05 12:00:00", False),
@@ -66,7 +71,9 @@ def test_equal_start_and_end_is_the_whole_day_and_several_windows_combine() -> N
     whole = switch([("00:00", "00:00")])
     assert all(whole.is_active_at(at(f"2026-05-04 {h:02d}:30:00")) for h in range(24))
     split = switch([("07:00", "09:00"), ("17:00", "19:30")])
-    assert [split.is_active_at(at(f"2026-05-04 {t}")) for t in ("06:00", "08:00", "12:00", "18:00", "19:30")] == [False, True, False, True, False]
+    assert [
+        split.is_active_at(at(f"2026-05-04 {t}")) for t in ("06:00", "08:00", "12:00", "18:00", "19:30")
+    ] == [False, True, False, True, False]
 
 
 def test_local_time_zone_is_used_not_utc() -> None:
@@ -78,7 +85,11 @@ def test_local_time_zone_is_used_not_utc() -> None:
 
 
 def test_holiday_uses_holiday_windows_and_windows_belong_to_their_start_day() -> None:
-    ts = switch([("07:00", "20:00"), ("22:00", "02:00")], holidays=["2026-10-01"], holiday_windows=[("09:00", "17:00")])
+    ts = switch(
+        [("07:00", "20:00"), ("22:00", "02:00")],
+        holidays=["2026-10-01"],
+        holiday_windows=[("09:00", "17:00")],
+    )
     assert ts.is_active_at(at("2026-10-01 08:00")) is False  # a working day would be on
     assert ts.is_active_at(at("2026-10-01 09:00")) is True
     assert ts.is_active_at(at("2026-10-01 18:00")) is False
@@ -104,8 +115,14 @@ def test_disabled_switch_is_always_active_and_changes_are_logged(caplog: pytest.
 
 
 def test_volume_windows_pick_the_first_match_across_midnight() -> None:
-    windows = [(DailyWindow.from_config(TimeWindow(start="22:00", end="06:00")), 0.3), (DailyWindow.from_config(TimeWindow(start="05:00", end="08:00")), 0.6)]
-    assert [window_value(windows, datetime.fromisoformat(f"2026-05-04 {t}"), 1.0) for t in ("23:00", "03:00", "05:30", "07:00", "12:00")] == [0.3, 0.3, 0.3, 0.6, 1.0]
+    windows = [
+        (DailyWindow.from_config(TimeWindow(start="22:00", end="06:00")), 0.3),
+        (DailyWindow.from_config(TimeWindow(start="05:00", end="08:00")), 0.6),
+    ]
+    assert [
+        window_value(windows, datetime.fromisoformat(f"2026-05-04 {t}"), 1.0)
+        for t in ("23:00", "03:00", "05:30", "07:00", "12:00")
+    ] == [0.3, 0.3, 0.3, 0.6, 1.0]
 
 
 @pytest.mark.parametrize(
@@ -124,11 +141,18 @@ def test_bad_time_switch_config_names_the_key(ts: dict, key: str) -> None:
 
 
 def test_outside_the_window_lights_stay_dark_and_detection_is_not_blocked(tmp_path: Path) -> None:
-    cfg = parse_config({
-        "speaker": {"backend": "none"},
-        "lights": {"enabled": True, "on_time_s": 0.2, "gpio": {"pin_factory": "mock"}, "outputs": {"laser": {"pin": "GPIO17"}}},
-        "time_switch": {"windows": [{"start": "07:00", "end": "20:00"}]},
-    })
+    cfg = parse_config(
+        {
+            "speaker": {"backend": "none"},
+            "lights": {
+                "enabled": True,
+                "on_time_s": 0.2,
+                "gpio": {"pin_factory": "mock"},
+                "outputs": {"laser": {"pin": "GPIO17"}},
+            },
+            "time_switch": {"windows": [{"start": "07:00", "end": "20:00"}]},
+        }
+    )
     now = [at("2026-05-04 20:00:00")]
     p = Persuasion.from_config(cfg, Health(tmp_path / "h.json", "t"), clock=lambda: now[0])
     p.start()

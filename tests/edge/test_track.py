@@ -15,7 +15,10 @@ T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
 def riders(*boxes_scores: tuple[list[float], float]) -> Dets:
-    return Dets(np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4), np.array([s for _, s in boxes_scores], np.float32))
+    return Dets(
+        np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4),
+        np.array([s for _, s in boxes_scores], np.float32),
+    )
 
 
 def step(tr: RiderTracker, dets: Dets, i: int, dt: float = 0.125):
@@ -114,7 +117,9 @@ def test_helmet_votes_accumulate_per_track() -> None:
         d = Dets(
             riders=np.array([[100 + i, 100, 200 + i, 400]], np.float32),
             rider_scores=np.array([0.9], np.float32),
-            heads=np.array([[130 + i, 110, 170 + i, 150]], np.float32) if i != 2 else np.zeros((0, 4), np.float32),
+            heads=np.array([[130 + i, 110, 170 + i, 150]], np.float32)
+            if i != 2
+            else np.zeros((0, 4), np.float32),
             head_scores=np.array([0.8] if i != 2 else [], np.float32),
             head_no_helmet=np.array([0.7] if i != 2 else [], np.float32),
         )
@@ -165,12 +170,27 @@ def test_a_track_does_not_jump_to_an_overlapping_box_of_another_size() -> None:
 @pytest.mark.parametrize(
     "det, cut",
     [
-        (Dets(np.array([[100, 100, 200, 359.5]], np.float32), np.array([0.9], np.float32)), True),  # wheels below the frame
+        (
+            Dets(np.array([[100, 100, 200, 359.5]], np.float32), np.array([0.9], np.float32)),
+            True,
+        ),  # wheels below the frame
         (Dets(np.array([[100, 100, 200, 300]], np.float32), np.array([0.9], np.float32)), False),
-        (Dets(heads=np.array([[300, 0, 360, 50]], np.float32), head_scores=np.array([0.9], np.float32),
-              head_no_helmet=np.array([0.9], np.float32)), True),  # head cut at the top: its height is not the head's
-        (Dets(heads=np.array([[300, 5, 340, 50]], np.float32), head_scores=np.array([0.9], np.float32),
-              head_no_helmet=np.array([0.9], np.float32)), False),
+        (
+            Dets(
+                heads=np.array([[300, 0, 360, 50]], np.float32),
+                head_scores=np.array([0.9], np.float32),
+                head_no_helmet=np.array([0.9], np.float32),
+            ),
+            True,
+        ),  # head cut at the top: its height is not the head's
+        (
+            Dets(
+                heads=np.array([[300, 5, 340, 50]], np.float32),
+                head_scores=np.array([0.9], np.float32),
+                head_no_helmet=np.array([0.9], np.float32),
+            ),
+            False,
+        ),
     ],
 )
 def test_points_cut_by_the_frame_edge_get_no_ground_position(det: Dets, cut: bool) -> None:
@@ -178,8 +198,12 @@ def test_points_cut_by_the_frame_edge_get_no_ground_position(det: Dets, cut: boo
 
     ground = [(-1.5, 16.0), (1.5, 16.0), (1.5, 40.0), (-1.5, 40.0)]
     image = [(320 + 2640 * x / y, 66 + 3960 / y) for x, y in ground]
-    tr = RiderTracker(TrackConfig(min_hits=1), CaptureZone(GroundMapper.from_points(image, ground, (640, 360))))
+    tr = RiderTracker(
+        TrackConfig(min_hits=1), CaptureZone(GroundMapper.from_points(image, ground, (640, 360)))
+    )
     upd = tr.update(det, 0.0, T0, (640, 360))
     (t,) = upd.active
     assert (t.last.ground is None) is cut
-    assert t.last.no_helmet is None or t.last.no_helmet == pytest.approx(0.9)  # the helmet vote is kept either way
+    assert t.last.no_helmet is None or t.last.no_helmet == pytest.approx(
+        0.9
+    )  # the helmet vote is kept either way

@@ -9,7 +9,15 @@ import pytest
 
 from edge.config import parse_config
 from edge.config.zone import ZoneConfig
-from edge.zone import CalibrationError, CaptureZone, GroundMapper, angle_between, check_config, fit_motion, ground_anchor
+from edge.zone import (
+    CalibrationError,
+    CaptureZone,
+    GroundMapper,
+    angle_between,
+    check_config,
+    fit_motion,
+    ground_anchor,
+)
 
 # a pinhole camera 4 m up, 10 deg down, f = 800 px, 1280x720: a realistic road view
 F, CX, CY, HEIGHT, TILT = 800.0, 640.0, 360.0, 4.0, math.radians(10)
@@ -57,11 +65,27 @@ def test_points_above_horizon_are_not_in_front() -> None:
 @pytest.mark.parametrize(
     "image, ground, message",
     [
-        ([[0, 0], [100, 0], [200, 0], [300, 0]], [[0, 0], [1, 0], [1, 1], [0, 1]], "image points all lie on one line"),
-        ([[0, 0], [100, 0], [100, 100], [0, 100]], [[0, 0], [1, 1], [2, 2], [3, 3]], "ground points all lie on one line"),
-        ([[0, 0], [100, 0], [200, 0], [0, 100]], [[0, 0], [1, 0], [1, 1], [0, 1]], "image points 1, 2 and 3 lie on one line"),
+        (
+            [[0, 0], [100, 0], [200, 0], [300, 0]],
+            [[0, 0], [1, 0], [1, 1], [0, 1]],
+            "image points all lie on one line",
+        ),
+        (
+            [[0, 0], [100, 0], [100, 100], [0, 100]],
+            [[0, 0], [1, 1], [2, 2], [3, 3]],
+            "ground points all lie on one line",
+        ),
+        (
+            [[0, 0], [100, 0], [200, 0], [0, 100]],
+            [[0, 0], [1, 0], [1, 1], [0, 1]],
+            "image points 1, 2 and 3 lie on one line",
+        ),
         ([[0, 0], [100, 0], [100, 100]], [[0, 0], [1, 0], [1, 1]], "at least 4 points"),
-        ([[0, 0], [100, 0], [100, 100], [0, 100]], [[0, 0], [1, 0], [1, 1]], "4 image points but 3 ground points"),
+        (
+            [[0, 0], [100, 0], [100, 100], [0, 100]],
+            [[0, 0], [1, 0], [1, 1]],
+            "4 image points but 3 ground points",
+        ),
     ],
 )
 def test_degenerate_calibrations_are_refused(image: list, ground: list, message: str) -> None:
@@ -70,13 +94,23 @@ def test_degenerate_calibrations_are_refused(image: list, ground: list, message:
 
 
 def zone_cfg(**kw: object) -> ZoneConfig:
-    pts = [{"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)]
+    pts = [
+        {"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)
+    ]
     return ZoneConfig(image_size=(1280, 720), calibration=pts, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "ground, inside",
-    [((0, 14.9), False), ((0, 15.1), True), ((0, 20), True), ((2, 24.8), True), ((2, 24.95), False), ((0, 30), False), ((-12, 16), True)],
+    [
+        ((0, 14.9), False),
+        ((0, 15.1), True),
+        ((0, 20), True),
+        ((2, 24.8), True),
+        ((2, 24.95), False),
+        ((0, 30), False),
+        ((-12, 16), True),
+    ],
 )
 def test_zone_membership_by_distance_from_camera(ground: tuple[float, float], inside: bool) -> None:
     zone = CaptureZone.from_config(zone_cfg())
@@ -137,11 +171,15 @@ def test_band_out_of_view_is_reported_by_check_config() -> None:
 
 def test_check_config_names_the_key_for_collinear_points() -> None:
     cfg = parse_config({"zone": {"calibration": [{"image": [x, 0], "ground": [x, 0]} for x in (0, 1, 2, 3)]}})
-    assert check_config(cfg) == ["zone.calibration: the image points all lie on one line: the ground plane is not determined"]
+    assert check_config(cfg) == [
+        "zone.calibration: the image points all lie on one line: the ground plane is not determined"
+    ]
 
 
 def test_check_config_reports_inconsistent_points() -> None:
-    pts = [{"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)]
+    pts = [
+        {"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)
+    ]
     pts[4]["ground"] = [3.0, 20.0]  # a measuring mistake of 3 m
     cfg = parse_config({"zone": {"image_size": [1280, 720], "calibration": pts}})
     problems = check_config(cfg)
@@ -177,7 +215,19 @@ def test_calibrate_command_prints_error_and_writes_overlay(tmp_path) -> None:  #
 
     video = "../shared/video/bikelane-cyclists.mp4"
     out = tmp_path / "overlay.png"
-    res = CliRunner().invoke(main, ["calibrate", "config/examples/bikelane-cyclists.yaml", "--video", video, "--frame", "100", "--out", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "calibrate",
+            "config/examples/bikelane-cyclists.yaml",
+            "--video",
+            video,
+            "--frame",
+            "100",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "mean error 0.000 m" in res.output and "band 15-25 m" in res.output
     img = cv2.imread(str(out))
@@ -196,12 +246,17 @@ def test_calibrate_command_refuses_collinear_points(tmp_path) -> None:  # type: 
     from edge.cli import main
 
     cfg = tmp_path / "edge.yaml"
-    cfg.write_text("zone:\n  calibration:\n" + "".join(f"    - {{image: [{x}, 10], ground: [{x}, 5]}}\n" for x in (0, 10, 20, 30)))
+    cfg.write_text(
+        "zone:\n  calibration:\n"
+        + "".join(f"    - {{image: [{x}, 10], ground: [{x}, 5]}}\n" for x in (0, 10, 20, 30))
+    )
     snap = tmp_path / "snap.png"
     import cv2
 
     cv2.imwrite(str(snap), np.zeros((100, 100, 3), np.uint8))
-    res = CliRunner().invoke(main, ["calibrate", str(cfg), "--snapshot", str(snap), "--out", str(tmp_path / "o.png")])
+    res = CliRunner().invoke(
+        main, ["calibrate", str(cfg), "--snapshot", str(snap), "--out", str(tmp_path / "o.png")]
+    )
     assert res.exit_code == 1
     assert "zone.calibration: the image points all lie on one line" in res.output
 

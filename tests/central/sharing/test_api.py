@@ -26,21 +26,49 @@ ID_B = "330503198502023456"
 def api(store: CentralStore) -> dict[str, Any]:
     cfg = CentralConfig()
     with store.session() as s:
-        s.add(Person(person_id="A1", kind="enrolled", name="Li Si", id_number=ID_A, community="Feiying", tier="frequent"))
-        s.add(Person(person_id="B1", kind="enrolled", name="Wang Wu", id_number=ID_B, community="Renhuangshan", tier="occasional"))
-    recs = [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "A1", point_id="pt-1") for i in range(3)]
-    recs += [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "B1", point_id="pt-2") for i in range(2)]
+        s.add(
+            Person(
+                person_id="A1",
+                kind="enrolled",
+                name="Li Si",
+                id_number=ID_A,
+                community="Feiying",
+                tier="frequent",
+            )
+        )
+        s.add(
+            Person(
+                person_id="B1",
+                kind="enrolled",
+                name="Wang Wu",
+                id_number=ID_B,
+                community="Renhuangshan",
+                tier="occasional",
+            )
+        )
+    recs = [
+        ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "A1", point_id="pt-1")
+        for i in range(3)
+    ]
+    recs += [
+        ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(hours=i), "B1", point_id="pt-2")
+        for i in range(2)
+    ]
     recs += [ViolationRecord(str(uuid.uuid4()), "no_helmet", T + timedelta(days=40), "A1", point_id="pt-1")]
     store.add_violations(recs)
-    tokens = {"police": create_token(store, cfg, "police-1", "police"),
-              "feiying": create_token(store, cfg, "feiying-1", "community", "Feiying"),
-              "analyst": create_token(store, cfg, "analyst-1", "analyst")}
+    tokens = {
+        "police": create_token(store, cfg, "police-1", "police"),
+        "feiying": create_token(store, cfg, "feiying-1", "community", "Feiying"),
+        "analyst": create_token(store, cfg, "analyst-1", "analyst"),
+    }
     return {"client": TestClient(create_app(cfg, store)), "tokens": tokens, "store": store, "cfg": cfg}
 
 
 def get(api: dict[str, Any], path: str, who: str | None, **params: str) -> Any:
     headers = {"Authorization": f"Bearer {api['tokens'][who]}"} if who else {}
-    return api["client"].get(path, params={"from": "2026-05-01", "to": "2026-05-31", **params}, headers=headers)
+    return api["client"].get(
+        path, params={"from": "2026-05-01", "to": "2026-05-31", **params}, headers=headers
+    )
 
 
 def test_police_sees_every_community_with_full_id_numbers(api: dict[str, Any]) -> None:
@@ -52,7 +80,10 @@ def test_police_sees_every_community_with_full_id_numbers(api: dict[str, Any]) -
     assert a["id_number"] == ID_A and a["name"] == "Li Si" and a["count"] == 3 and a["community"] == "Feiying"
     assert a["date"] == "2026-05-10" and a["point_id"] == "pt-1"
     p = get(api, "/api/v1/persons", "police").json()
-    assert [(x["person_id"], x["count"], x["points"]) for x in p] == [("A1", 3, ["pt-1"]), ("B1", 2, ["pt-2"])]
+    assert [(x["person_id"], x["count"], x["points"]) for x in p] == [
+        ("A1", 3, ["pt-1"]),
+        ("B1", 2, ["pt-2"]),
+    ]
 
 
 def test_community_token_sees_only_its_residents_with_masked_id_numbers(api: dict[str, Any]) -> None:
@@ -92,7 +123,11 @@ def test_filters_by_point_and_tier(api: dict[str, Any]) -> None:
 
 def test_missing_wrong_and_revoked_tokens_are_refused_and_audited(api: dict[str, Any]) -> None:
     assert get(api, "/api/v1/violations", None).status_code == 401
-    r = api["client"].get("/api/v1/violations", params={"from": "2026-05-01", "to": "2026-05-31"}, headers={"Authorization": "Bearer nope"})
+    r = api["client"].get(
+        "/api/v1/violations",
+        params={"from": "2026-05-01", "to": "2026-05-31"},
+        headers={"Authorization": "Bearer nope"},
+    )
     assert r.status_code == 401
     assert revoke_token(api["store"], "analyst-1")
     assert get(api, "/api/v1/violations", "analyst").status_code == 401
@@ -108,8 +143,11 @@ def test_every_query_is_audited_without_secrets(api: dict[str, Any]) -> None:
     with api["store"].session() as s:
         entries = list(s.scalars(select(AuditEntry).order_by(AuditEntry.id)))
         hashes = [t.token_hash for t in s.scalars(select(ApiToken))]
-    assert [(e.actor, e.action, e.rows) for e in entries] == [("police-1", "violations", 3), ("feiying-1", "persons", 1),
-                                                             ("feiying-1", "violations_denied", 0)]
+    assert [(e.actor, e.action, e.rows) for e in entries] == [
+        ("police-1", "violations", 3),
+        ("feiying-1", "persons", 1),
+        ("feiying-1", "violations_denied", 0),
+    ]
     assert entries[0].params["point"] == "pt-1"
     dump = str([(e.params, e.actor) for e in entries])
     assert all(tok not in dump for tok in api["tokens"].values())
@@ -126,10 +164,16 @@ def test_openapi_documents_the_queries(api: dict[str, Any]) -> None:
 
 def soap_call(api: dict[str, Any], op: str, token: str | None, **params: str) -> Any:
     header = f"<soap:Header><a:Token>{token}</a:Token></soap:Header>" if token else ""
-    args = "".join(f"<a:{k}>{v}</a:{k}>" for k, v in {"From": "2026-05-01", "To": "2026-05-31", **params}.items())
-    env = (f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:a="{NS}">{header}'
-           f"<soap:Body><a:{op}>{args}</a:{op}></soap:Body></soap:Envelope>")
-    return api["client"].post("/soap", content=env.encode(), headers={"Content-Type": "text/xml", "SOAPAction": f"{NS}#{op}"})
+    args = "".join(
+        f"<a:{k}>{v}</a:{k}>" for k, v in {"From": "2026-05-01", "To": "2026-05-31", **params}.items()
+    )
+    env = (
+        f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:a="{NS}">{header}'
+        f"<soap:Body><a:{op}>{args}</a:{op}></soap:Body></soap:Envelope>"
+    )
+    return api["client"].post(
+        "/soap", content=env.encode(), headers={"Content-Type": "text/xml", "SOAPAction": f"{NS}#{op}"}
+    )
 
 
 def test_soap_offers_the_same_queries_with_the_same_role_rules(api: dict[str, Any]) -> None:
@@ -155,8 +199,10 @@ def test_soap_offers_the_same_queries_with_the_same_role_rules(api: dict[str, An
 
 
 def test_soap_refuses_entity_expansion(api: dict[str, Any]) -> None:
-    evil = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
-            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>&b;</soap:Body></soap:Envelope>')
+    evil = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>&b;</soap:Body></soap:Envelope>'
+    )
     r = api["client"].post("/soap", content=evil, headers={"Content-Type": "text/xml"})
     assert r.status_code == 500 and "soap:Client" in r.text
 
@@ -186,7 +232,9 @@ def test_anqi_central_serve_answers_over_http(tmp_path: Any) -> None:
     cfgf = Path(tmp_path) / "central.yaml"
     cfgf.write_text(f"database:\n  url: sqlite:///c.db\napi:\n  port: {port}\n")
     exe = Path(sys.executable).with_name("anqi-central")
-    proc = subprocess.Popen([str(exe), "serve", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 30
         r = None
@@ -197,7 +245,12 @@ def test_anqi_central_serve_answers_over_http(tmp_path: Any) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert r is not None and r.status_code == 200 and "/api/v1/persons" in r.json()["paths"]
-        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/persons", params={"from": "2026-05-01", "to": "2026-05-02"}).status_code == 401
+        assert (
+            httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/persons", params={"from": "2026-05-01", "to": "2026-05-02"}
+            ).status_code
+            == 401
+        )
     finally:
         proc.terminate()
         proc.communicate(timeout=20)

@@ -21,7 +21,9 @@ TH = TierThresholds()
 
 
 def rec(pid: str, t: datetime, eid: str | None = None) -> ViolationRecord:
-    return ViolationRecord(event_id=eid or str(uuid.uuid4()), violation_type="no_helmet", time=t, person_id=pid, point_id="pt-1")
+    return ViolationRecord(
+        event_id=eid or str(uuid.uuid4()), violation_type="no_helmet", time=t, person_id=pid, point_id="pt-1"
+    )
 
 
 def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> None:
@@ -32,8 +34,18 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
     from sqlalchemy import inspect
 
     names = set(inspect(store.engine).get_table_names())
-    assert {"events", "media", "persons", "embeddings", "dispositions", "tasks", "tier_changes", "feedback",
-            "audit_log", "api_tokens"} <= names
+    assert {
+        "events",
+        "media",
+        "persons",
+        "embeddings",
+        "dispositions",
+        "tasks",
+        "tier_changes",
+        "feedback",
+        "audit_log",
+        "api_tokens",
+    } <= names
     idx = {i["name"] for i in inspect(store.engine).get_indexes("events")}
     assert "ix_events_person_time" in idx
 
@@ -48,7 +60,9 @@ def test_duplicate_delivery_stores_an_event_once(store: CentralStore) -> None:
 
 def test_sqlite_commits_reach_the_disk_before_acks_unless_configured_otherwise(tmp_path: Path) -> None:
     for mode, level in ((None, 2), ("FULL", 2), ("NORMAL", 1)):  # default: FULL
-        st = CentralStore(f"sqlite:///{tmp_path / str(mode)}.db", **({"sqlite_synchronous": mode} if mode else {}))
+        st = CentralStore(
+            f"sqlite:///{tmp_path / str(mode)}.db", **({"sqlite_synchronous": mode} if mode else {})
+        )
         with st.engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA synchronous").scalar() == level
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -56,15 +70,22 @@ def test_sqlite_commits_reach_the_disk_before_acks_unless_configured_otherwise(t
 
 
 def test_bulk_ingest_is_one_transaction_and_idempotent(store: CentralStore) -> None:
-    recs = [rec(f"p{i % 37}", AT - i * US) for i in range(3000)]  # more rows than one multi-row statement holds
+    recs = [
+        rec(f"p{i % 37}", AT - i * US) for i in range(3000)
+    ]  # more rows than one multi-row statement holds
     assert store.add_violations(recs[:100]) == 100
     again = recs[:100:10] + recs[100:] + recs[150:160]  # 10 stored already, 10 twice in the batch
     assert store.add_violations(again) == 2900
     assert store.count_events() == 3000
-    assert store.existing_event_ids([r.event_id for r in recs[95:105]] + ["nope"]) == {r.event_id for r in recs[95:105]}
+    assert store.existing_event_ids([r.event_id for r in recs[95:105]] + ["nope"]) == {
+        r.event_id for r in recs[95:105]
+    }
     with store.session() as s:
         assert s.execute(text("SELECT count(*) FROM persons")).scalar() == 37
-    bad = [rec("p1", AT - D), rec("p1", datetime(2026, 1, 1))]  # a naive time fails the whole batch: nothing stored
+    bad = [
+        rec("p1", AT - D),
+        rec("p1", datetime(2026, 1, 1)),
+    ]  # a naive time fails the whole batch: nothing stored
     with pytest.raises(Exception):
         store.add_violations(bad)
     assert not store.existing_event_ids([bad[0].event_id])
@@ -109,10 +130,25 @@ def test_histories_of_many_persons_in_one_statement_equal_one_by_one(store: Cent
 
     rng = random.Random(7)
     persons = [f"p{i}" for i in range(70)]
-    offsets = [timedelta(0), 7 * D - US, 7 * D, 30 * D - US, 30 * D, 365 * D - US, 365 * D, -US, 2 * D, 400 * D]
-    store.add_violations([rec(p, AT - rng.choice(offsets)) for p in persons for _ in range(rng.randrange(0, 12))])
+    offsets = [
+        timedelta(0),
+        7 * D - US,
+        7 * D,
+        30 * D - US,
+        30 * D,
+        365 * D - US,
+        365 * D,
+        -US,
+        2 * D,
+        400 * D,
+    ]
+    store.add_violations(
+        [rec(p, AT - rng.choice(offsets)) for p in persons for _ in range(rng.randrange(0, 12))]
+    )
     for p in persons[::3]:
-        store.add_disposition(p, rng.choice(["education", "fine", "sms_reminder"]), AT - rng.choice(offsets + [100 * D]))
+        store.add_disposition(
+            p, rng.choice(["education", "fine", "sms_reminder"]), AT - rng.choice(offsets + [100 * D])
+        )
     items = [(p, AT + timedelta(hours=rng.randrange(-48, 48))) for p in persons + ["nobody"]]
     with store.session() as s:
         many = store.person_histories(items, TH, s)
