@@ -25,6 +25,9 @@ RUNTIME = [
     "scipy>=1.10",
     # onnx: graph surgery in `anqi-edge models prepare` (SFace's unused inputs).
     "onnx>=1.15",
+    # PyNaCl: libsodium's sealed boxes (X25519 + XSalsa20-Poly1305) seal evidence on the device to central's
+    # public key (edge.relay.sealed); a well-kept binding of an audited library, no crypto of our own.
+    "pynacl>=1.5",
 ]
 
 CENTRAL = [

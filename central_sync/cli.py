@@ -142,9 +142,10 @@ def migrate(config: Path | None) -> None:
 
 
 def _register() -> None:
+    from central_sync.cli_privacy import COMMANDS as PRIVACY
     from central_sync.cli_service import COMMANDS
 
-    for cmd in COMMANDS:
+    for cmd in [*COMMANDS, *PRIVACY]:
         main.add_command(cmd)
 
 

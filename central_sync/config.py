@@ -243,6 +243,32 @@ class MediaConfig(Section):
     )
 
 
+class SealingConfig(Section):
+    """Central's private keys that open evidence sealed on the devices (edge.relay.sealed). Never in this YAML:
+    each key id is looked up as the systemd credential ``seal-key-<id>``, the environment variable
+    ``ANQI_SEAL_KEY_<ID>`` (upper case, '-' and '.' as '_') or the file ``<key_dir>/<id>.key`` (mode 600)."""
+
+    key_ids: list[str] = Field(
+        default_factory=list,
+        description="Ids of the keys central holds (the current one and, during a rotation, the previous/next).",
+    )
+    key_dir: Path | None = Field(None, description="Folder of <id>.key files (base64 X25519 private keys).")
+    require_sealed: bool = Field(
+        False,
+        description="Reject events whose media or embedding arrive unsealed (set once every device seals).",
+    )
+
+    @field_validator("key_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [k for k in v if not re.match(ID_PATTERN, k)]
+        if bad:
+            raise ValueError(f"key ids must match {ID_PATTERN}: {bad}")
+        return v
+
+
 class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mqtt: MqttConsumerConfig = Field(default_factory=MqttConsumerConfig)
@@ -252,6 +278,7 @@ class CentralConfig(Section):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
+    sealing: SealingConfig = Field(default_factory=SealingConfig)
     timezone: str = Field("Asia/Shanghai", description="IANA zone for dates in reports and statistics.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -283,6 +310,42 @@ class CentralConfig(Section):
             u = make_url(url).set(password=read_secret(self.database.password_env, "database.password_env"))
             url = u.render_as_string(hide_password=False)
         return url
+
+
+def load_keyring(cfg: CentralConfig) -> Any:
+    """The :class:`edge.relay.sealed.KeyRing` of ``sealing.key_ids``; :class:`ConfigError` naming a key not found."""
+    from edge.relay.sealed import KeyRing, SealError, parse_private_key
+
+    keys = {}
+    problems = []
+    for kid in cfg.sealing.key_ids:
+        env = "ANQI_SEAL_KEY_" + "".join(c.upper() if c.isalnum() else "_" for c in kid)
+        cred = os.environ.get("CREDENTIALS_DIRECTORY")
+        text = None
+        where = ""
+        if cred and (Path(cred) / f"seal-key-{kid}").is_file():
+            where = f"systemd credential seal-key-{kid}"
+            text = (Path(cred) / f"seal-key-{kid}").read_text(encoding="ascii", errors="replace")
+        elif os.environ.get(env):
+            where, text = f"environment variable {env}", os.environ[env]
+        elif cfg.sealing.key_dir is not None and (cfg.resolve(cfg.sealing.key_dir) / f"{kid}.key").is_file():
+            f = cfg.resolve(cfg.sealing.key_dir) / f"{kid}.key"
+            if f.stat().st_mode & 0o077:
+                problems.append(f"sealing.key_dir: {f} is readable by group/others (chmod 600)")
+                continue
+            where, text = str(f), f.read_text(encoding="ascii", errors="replace")
+        if text is None:
+            problems.append(
+                f"sealing.key_ids: key {kid!r} not found (systemd credential seal-key-{kid}, ${env} or <key_dir>/{kid}.key)"
+            )
+            continue
+        try:
+            keys[kid] = parse_private_key(text, f"sealing key {kid!r} ({where})")
+        except SealError as e:
+            problems.append(f"sealing.key_ids: {e}")
+    if problems:
+        raise ConfigError("<sealing keys>", problems)
+    return KeyRing(keys)
 
 
 def read_secret(name: str, key: str) -> str:

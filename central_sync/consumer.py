@@ -53,7 +53,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import select
 
-from central_sync.config import CentralConfig, read_secret
+from central_sync.config import CentralConfig, load_keyring, read_secret
 from central_sync.dispositions import DispositionDesk
 from central_sync.identity import IdentityResolver, Match, to_blob
 from central_sync.persons import catch_up_unknown_files, load_resolver
@@ -64,6 +64,7 @@ from edge.event import UnsupportedSchemaVersion, ViolationEvent
 from edge.fsutil import write_atomic
 from edge.logs import log
 from edge.relay import protocol as P
+from edge.relay.sealed import KeyRing, SealError, is_sealed
 
 logger = logging.getLogger("anqi.central.consumer")
 
@@ -137,8 +138,11 @@ class CentralConsumer:
         resolver: IdentityResolver | None = None,
         media_grace_s: float = 5.0,
         clock: Any = None,
+        keyring: KeyRing | None = None,
     ):
         self.cfg = cfg
+        #: central's private keys for evidence sealed on the devices (sealing.key_ids; never in the YAML)
+        self.keyring = keyring if keyring is not None else load_keyring(cfg)
         self.store = store or CentralStore.from_config(cfg)
         self.resolver = resolver or load_resolver(self.store, cfg)
         self.prefix = cfg.mqtt.topic_prefix.strip("/")
@@ -451,15 +455,44 @@ class CentralConsumer:
             return
         if done is None:
             return
+        data = done.data
         path = self._media_path(done.event_id, done.name)
+        if is_sealed(data):
+            try:  # opened on receipt: what central keeps and shows is the evidence itself
+                data = self.keyring.open(data)
+            except SealError as e:
+                self._count_error()
+                log(
+                    logger,
+                    "media_open_failed",
+                    logging.ERROR,
+                    event_id=str(done.event_id),
+                    name=done.name,
+                    device=topic.device,
+                    error=str(e)[:300],
+                )
+                return
+        elif self.cfg.sealing.require_sealed:
+            self._count_error()
+            log(
+                logger,
+                "media_unsealed_refused",
+                logging.ERROR,
+                event_id=str(done.event_id),
+                name=done.name,
+                device=topic.device,
+            )
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         # durable before it is linked and acked as complete: the edge deletes its copy on that ack
         write_atomic(
             path,
-            done.data,
+            data,
             tmp=path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"),
             sync_dir=True,
         )
+        if data is not done.data:  # the digest of the sealed bytes the event names, beside the opened file
+            write_atomic(self._sealed_digest_path(path), done.sha256, sync_dir=True)
         self.stats.media_files += 1
         log(logger, "media_verified", event_id=str(done.event_id), name=done.name, bytes=len(done.data))
         with self._lock:
@@ -474,6 +507,47 @@ class CentralConsumer:
 
     def _media_path(self, event_id: uuid.UUID | str, name: str) -> Path:
         return self.media_dir / str(event_id) / name
+
+    @staticmethod
+    def _sealed_digest_path(path: Path) -> Path:
+        return path.with_name(f".{path.name}.sealed-sha256")
+
+    def _media_matches(self, path: Path, ref: Any) -> bool:
+        """The stored file is the one the event names (for a sealed file: the sealed bytes that were opened)."""
+        if not path.is_file():
+            return False
+        if ref.sealed_to is not None:
+            d = self._sealed_digest_path(path)
+            return d.is_file() and d.read_text(encoding="ascii", errors="replace").strip() == ref.sha256
+        return P.sha256_file(path) == ref.sha256
+
+    def _open_sealed(self, topic: P.Topic, ev: ViolationEvent) -> ViolationEvent | None:
+        """The event with its sealed embedding opened; ``None`` (not acked: the edge keeps it and re-sends) when
+        it cannot be opened or arrives unsealed where sealing is required."""
+        f = ev.face
+        if f.embedding_sealed:
+            try:
+                vec = self.keyring.open_embedding(f.embedding_sealed)
+            except SealError as e:
+                self._count_error()
+                log(
+                    logger,
+                    "embedding_open_failed",
+                    logging.ERROR,
+                    event_id=str(ev.event_id),
+                    device=topic.device,
+                    error=str(e)[:300],
+                )
+                return None
+            return ev.model_copy(
+                update={"face": f.model_copy(update={"embedding": vec, "embedding_sealed": None})}
+            )
+        if self.cfg.sealing.require_sealed and (f.embedding or any(m.sealed_to is None for m in ev.media)):
+            self._reject(
+                topic, ev.to_json().encode(), "evidence not sealed (central requires sealing.require_sealed)"
+            )
+            return None
+        return ev
 
     def _decode_event(self, topic: P.Topic, payload: bytes) -> ViolationEvent | None:
         """The event of a message, or ``None`` after rejecting it (ack ``rejected`` at once, nothing is stored)."""
@@ -490,7 +564,7 @@ class CentralConsumer:
                 f"event of device {ev.device_id}/{ev.site_id} published on {topic.site}/{topic.device}",
             )
             return None
-        return ev
+        return self._open_sealed(topic, ev)
 
     # ------------------------------------------------------------------ the writer: batches of events, one transaction each
     def _enqueue(self, topic: P.Topic, ev: ViolationEvent) -> None:
@@ -718,9 +792,7 @@ class CentralConsumer:
         )
         return new
 
-    def _after_commit(
-        self, chunk: list[_Pending], new: set[str], acks: list[tuple[P.Topic, P.Ack]]
-    ) -> None:
+    def _after_commit(self, chunk: list[_Pending], new: set[str], acks: list[tuple[P.Topic, P.Ack]]) -> None:
         """Durably committed: count, log, link media and ack each event (into ``acks``); then re-assess each person
         once."""
         latest: dict[str, _Pending] = {}
@@ -849,15 +921,15 @@ class CentralConsumer:
                 if m.name in have:
                     continue
                 path = self._media_path(eid, m.name)
-                if path.is_file() and P.sha256_file(path) == m.sha256:
+                if self._media_matches(path, m):
                     s.add(
                         Media(
                             event_id=eid,
                             name=m.name,
                             kind=m.kind,
                             content_type=m.content_type,
-                            size=m.size,
-                            sha256=m.sha256,
+                            size=m.size if m.sealed_to is None else path.stat().st_size,
+                            sha256=m.sha256 if m.sealed_to is None else P.sha256_file(path),
                             path=str(path),
                             stored_at=utcnow(),
                         )

@@ -240,8 +240,14 @@ class EdgeDaemon:
             raise
         self._load_faces()
         self.assembler = EventAssembler(
-            cfg.device, self.work_dir, self._embedder, cfg.face.save_context_frame
+            cfg.device,
+            self.work_dir,
+            self._embedder,
+            cfg.face.save_context_frame,
+            seal=cfg.privacy.seal,
+            blur=self._load_blur(),
         )
+        self.clip_dir = self._clip_dir()
         self.persuasion = self._start_persuasion()
         self.outbox, self.relay, self.broker = self._start_relay()
         self.recovered = self._recover_unstored()
@@ -269,6 +275,41 @@ class EdgeDaemon:
             )
             if self.mode != "live":
                 raise StartupError(f"detect.rider_model: {e}") from None
+
+    def _load_blur(self) -> Any:
+        """The bystander blur (privacy.blur_bystanders): YuNet on the whole frame at full resolution."""
+        if not self.cfg.privacy.blur_bystanders:
+            return None
+        try:
+            from edge.detect.faces import FaceDetector
+            from edge.detect.manifest import resolve
+            from edge.evidence.privacy import FaceBlur
+
+            _, path = resolve(self.cfg.face.detector_model)
+            f = self.cfg.face
+            return FaceBlur(FaceDetector(path, 0.5, f.nms_iou, min_face_px=6, max_input_px=4096, top_k=500))
+        except Exception as e:  # shown frames would carry unblurred bystanders: loud, but evidence still kept
+            self.health.alarm("bystander_blur", f"bystanders cannot be blurred: {e}"[:300])
+            log(logger, "bystander_blur_unavailable", logging.ERROR, error=str(e)[:300])
+            return None
+
+    def _clip_dir(self) -> Path:
+        """Where clips are encoded: with sealing on, a RAM folder (the clear clip never reaches the disk)."""
+        seal = self.cfg.privacy.seal
+        if not seal.enabled:
+            log(logger, "evidence_not_sealed", logging.WARNING, hint="set privacy.seal.key_id/public_key")
+            return self.work_dir
+        base = seal.clip_scratch_dir or Path(
+            os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or "/dev/shm"
+        )
+        d = Path(base) / f"anqi-clips-{self.cfg.device.device_id}"
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise StartupError(
+                f"privacy.seal.clip_scratch_dir: cannot create {d}: {e.strerror or e}"
+            ) from None
+        return d
 
     def _load_faces(self) -> None:
         self._embedder = None
@@ -548,7 +589,10 @@ class EdgeDaemon:
         clip: Future[Any] | None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            clip = self.recorder.trigger(key, at_pts_s=v.t_s, path=folder / "clip.mp4")
+            clip_path = (
+                folder / "clip.mp4" if self.clip_dir == self.work_dir else self.clip_dir / f"{event_id}.mp4"
+            )
+            clip = self.recorder.trigger(key, at_pts_s=v.t_s, path=clip_path)
         except Exception as e:
             clip = None
             log(logger, "clip_trigger_failed", logging.ERROR, key=key, error=str(e)[:300])

@@ -37,6 +37,12 @@ class MediaRef(_Model):
     content_type: str
     size: int = Field(..., ge=0)
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+    sealed_to: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Key id of the central key the file is sealed to (edge.relay.sealed); size and sha256 are then "
+        "those of the sealed bytes that travel, content_type that of the file inside.",
+    )
 
 
 class FaceInfo(_Model):
@@ -50,6 +56,11 @@ class FaceInfo(_Model):
     size_px: int | None = Field(None, ge=0)
     embedding_model: str | None = None
     embedding: list[float] | None = Field(None, description="L2-normalised face embedding (never logged).")
+    embedding_sealed: str | None = Field(
+        None,
+        max_length=4096,
+        description="The embedding sealed to central's key (base64, edge.relay.sealed); ``embedding`` is then absent.",
+    )
 
 
 class ViolationEvent(_Model):

@@ -1,7 +1,7 @@
 """Site configuration: one YAML per site, validated into typed sections at start.
 
 Each top-level key maps to one pipeline stage (``source``, ``buffer``, ``detect``, ``track``,
-``zone``, ``rules``, ``face``, ``speaker``, ``lights``, ``time_switch``, ``relay``).
+``zone``, ``rules``, ``face``, ``speaker``, ``lights``, ``time_switch``, ``relay``, ``privacy``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from edge.config.buffer import BufferConfig
 from edge.config.detect import DetectConfig
 from edge.config.device import DeviceConfig
 from edge.config.face import FaceConfig
+from edge.config.privacy import PrivacyConfig
 from edge.config.relay import RelayConfig
 from edge.config.rules import RulesConfig
 from edge.config.source import SourceConfig
@@ -40,6 +41,7 @@ class EdgeConfig(Section):
     lights: LightsConfig = Field(default_factory=LightsConfig)
     time_switch: TimeSwitchConfig = Field(default_factory=TimeSwitchConfig)
     relay: RelayConfig = Field(default_factory=RelayConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     #: folder of the YAML file; relative paths in the config are resolved against it
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -103,8 +103,9 @@ class OutboxConfig(Section):
         description="When the disk budget is used by unsent data: keep old evidence and send new events without media, or the opposite. Never silent: health alarms.",
     )
     delete_media_on_ack: bool = Field(
-        False,
-        description="Delete an event's media as soon as central acknowledged it (privacy); else keep them until age or disk budget.",
+        True,
+        description="Delete an event's media as soon as central acknowledged it (privacy, the default); false keeps "
+        "them until max_age_days or the disk budget (sealed either way when privacy.seal is set).",
     )
     ack_timeout_s: float = Field(
         300.0,

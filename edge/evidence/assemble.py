@@ -12,11 +12,13 @@ from typing import Protocol
 import numpy as np
 
 from edge.config.device import DeviceConfig
+from edge.config.privacy import SealConfig
 from edge.event import FaceInfo, MediaRef, ViolationEvent
 from edge.evidence.face import FaceCandidate
-from edge.evidence.files import media_ref, write_jpeg
+from edge.evidence.files import encode_jpeg, media_ref, write_media
 from edge.evidence.snapshot import ViolationFrame
 from edge.logs import log
+from edge.relay.sealed import Sealer, parse_public_key
 from edge.rules.violation import Violation
 
 logger = logging.getLogger("edge.evidence")
@@ -50,8 +52,20 @@ class Evidence:
     media: dict[str, Path] = field(default_factory=dict)
 
 
+class BystanderBlur(Protocol):
+    """Blurs every face in a frame but the violator's (:class:`edge.evidence.privacy.FaceBlur`)."""
+
+    def blur_others(
+        self, image: np.ndarray, keep: tuple[float, float, float, float] | None
+    ) -> np.ndarray: ...
+
+
 class EventAssembler:
-    """Turns a violation plus its face and clip into an event and its files under ``work_dir/<event_id>/``."""
+    """Turns a violation plus its face and clip into an event and its files under ``work_dir/<event_id>/``.
+
+    With ``seal`` (``privacy.seal`` with a public key) every file and the embedding are sealed to central's key
+    before they are written (:mod:`edge.relay.sealed`); with ``blur`` the frames that are shown (context.jpg,
+    violation.jpg) have every face but the violator's blurred."""
 
     def __init__(
         self,
@@ -59,11 +73,30 @@ class EventAssembler:
         work_dir: Path,
         embedder: FaceEmbedding | None = None,
         save_context: bool = True,
+        seal: SealConfig | None = None,
+        blur: BystanderBlur | None = None,
     ):
         self.device = device
         self.work_dir = work_dir
         self.embedder = embedder
         self.save_context = save_context
+        self.seal = seal if seal is not None and seal.enabled else None
+        self.blur = blur
+        self._sealers: dict[str, Sealer] = {}
+
+    def sealer(self) -> Sealer | None:
+        """The sealer for now (the next key once ``privacy.seal.next_from`` has passed)."""
+        if self.seal is None:
+            return None
+        kid, pk = self.seal.current()  # type: ignore[misc]
+        if kid not in self._sealers:
+            self._sealers[kid] = Sealer(kid, parse_public_key(pk))
+        return self._sealers[kid]
+
+    def _blurred(self, image: np.ndarray, keep: tuple[float, float, float, float] | None) -> np.ndarray:
+        if self.blur is None:
+            return image
+        return self.blur.blur_others(image, keep)
 
     def assemble(
         self,
@@ -86,10 +119,12 @@ class EventAssembler:
         folder.mkdir(parents=True, exist_ok=True)
         media: dict[str, Path] = {}
         refs: list[MediaRef] = []
+        sealer = self.sealer()
         detail: dict[str, float | int | str | bool] = {**violation.detail, **(extra or {})}
         face_info = FaceInfo(found=False, reason=no_face_reason or "no face captured")
         if face is not None:
             embedding: list[float] | None = None
+            embedding_sealed: str | None = None
             model: str | None = None
             if self.embedder is not None and face.frame is not None:
                 try:
@@ -98,7 +133,11 @@ class EventAssembler:
                     ).ravel()
                     n = float(np.linalg.norm(vec))
                     if n > 0 and np.isfinite(vec).all():
-                        embedding, model = [float(v) for v in vec / n], self.embedder.model_name
+                        model = self.embedder.model_name
+                        if sealer is not None:
+                            embedding_sealed = sealer.seal_embedding(vec / n)
+                        else:
+                            embedding = [float(v) for v in vec / n]
                 except Exception as e:  # an embedding failure must not lose the face photo
                     log(
                         logger,
@@ -114,20 +153,25 @@ class EventAssembler:
                 size_px=face.quality.size_px,
                 embedding_model=model,
                 embedding=embedding,
+                embedding_sealed=embedding_sealed,
             )
-            p = write_jpeg(folder / "face.jpg", face.crop)
+            p, ref = write_media(folder / "face.jpg", encode_jpeg(face.crop, 92, "face.jpg"), "face", sealer)
             media["face.jpg"] = p
-            refs.append(media_ref(p, "face"))
+            refs.append(ref)
             detail["face_sharpness"] = round(face.quality.sharpness, 1)
             detail["face_frontalness"] = round(face.quality.frontalness, 3)
             detail["face_score"] = round(face.score, 3)
             if self.save_context and face.frame is not None:
-                p = write_jpeg(folder / "context.jpg", face.frame, quality=88)
+                shown = self._blurred(face.frame, face.box)
+                p, ref = write_media(
+                    folder / "context.jpg", encode_jpeg(shown, 88, "context.jpg"), "context", sealer
+                )
                 media["context.jpg"] = p
-                refs.append(media_ref(p, "context"))
+                refs.append(ref)
         if violation_frame is not None:
             try:
-                marked = violation_frame.render()
+                keep = violation_frame.head_box or _head_of(violation_frame.box)
+                marked = violation_frame.render(self._blurred(violation_frame.image, keep))
             except Exception as e:  # a frame that cannot be drawn on must not hold the event back
                 log(
                     logger,
@@ -138,16 +182,25 @@ class EventAssembler:
                 )
                 detail["violation_frame_error"] = type(e).__name__
             else:
-                p = write_jpeg(
-                    folder / "violation.jpg", marked, quality=88
-                )  # OSError (disk full): the caller retries
+                # OSError (disk full): the caller retries
+                p, ref = write_media(
+                    folder / "violation.jpg", encode_jpeg(marked, 88, "violation.jpg"), "context", sealer
+                )
                 media["violation.jpg"] = p
-                refs.append(media_ref(p, "context"))
+                refs.append(ref)
         clip_start = clip_end = None
         if clip is not None:
             name = "clip" + clip.path.suffix.lower()
-            media[name] = clip.path
-            refs.append(media_ref(clip.path, "clip", name))
+            if sealer is not None:
+                # the clip was encoded in RAM (privacy.seal.clip_scratch_dir): sealed here, the clear file removed
+                p, ref = write_media(folder / name, clip.path.read_bytes(), "clip", sealer)
+                if clip.path.resolve() != p.resolve():
+                    clip.path.unlink(missing_ok=True)
+                media[name] = p
+                refs.append(ref)
+            else:
+                media[name] = clip.path
+                refs.append(media_ref(clip.path, "clip", name))
             clip_start, clip_end = clip.start_utc, clip.end_utc
             if not clip.complete:
                 detail["clip_note"] = clip.note or "incomplete"
@@ -175,3 +228,11 @@ class EventAssembler:
             detail=detail,
         )
         return Evidence(event, media)
+
+
+def _head_of(box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+    """Without a judged head: the top third of the rider's box is where the violator's face can be."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return (x0, y0, x1, y0 + (y1 - y0) / 3.0)

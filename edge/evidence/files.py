@@ -10,6 +10,7 @@ import numpy as np
 
 from edge.event import MediaRef
 from edge.fsutil import write_atomic
+from edge.relay.sealed import Sealer
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -47,3 +48,28 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> Path:
         raise OSError(f"cannot JPEG-encode {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, buf.tobytes())
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 92, what: str = "image") -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"cannot JPEG-encode {what}")
+    return bytes(buf.tobytes())
+
+
+def write_media(path: Path, data: bytes, kind: str, sealer: Sealer | None = None) -> tuple[Path, MediaRef]:
+    """Write one evidence file atomically, sealed to central's key when ``sealer`` is given (the clear bytes
+    then never reach the disk); returns the path and its :class:`MediaRef` (size and SHA-256 of what was written)."""
+    ctype = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    blob = sealer.seal(data) if sealer is not None else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, blob)
+    ref = MediaRef(
+        name=path.name,
+        kind=kind,  # type: ignore[arg-type]
+        content_type=ctype,
+        size=len(blob),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        sealed_to=sealer.key_id if sealer is not None else None,
+    )
+    return path, ref

@@ -70,9 +70,10 @@ class ViolationFrame:
         label = f"{violation}  track {track_id}  conf {confidence:.2f}{dist}  {utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC"
         return cls(image, box, head, label, band)
 
-    def render(self) -> np.ndarray:
-        """A copy of the frame with the band's edges (orange), the rider box (red), the head box (yellow) and the label drawn."""
-        out = self.image.copy()
+    def render(self, image: np.ndarray | None = None) -> np.ndarray:
+        """A copy of the frame (or of ``image``: the same frame with bystanders blurred) with the band's edges (orange),
+        the rider box (red), the head box (yellow) and the label drawn."""
+        out = (self.image if image is None else image).copy()
         h, w = out.shape[:2]
         k = max(1.0, w / 640.0)  # lines and text grow with the frame
         thick = max(2, round(2 * k))

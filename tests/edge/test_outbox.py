@@ -121,7 +121,7 @@ MB = 1024 * 1024
 
 
 def test_full_budget_evicts_oldest_acked_media_first(tmp_path: Path, make_event: Any) -> None:
-    ob = _outbox(tmp_path, max_disk_mb=1.05)
+    ob = _outbox(tmp_path, max_disk_mb=1.05, delete_media_on_ack=False)
     old = [make_event(tmp_path, i, {"clip.mp4": 400_000}) for i in range(2)]
     for ev, f in old:
         ob.add(ev, f)

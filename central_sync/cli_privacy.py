@@ -1,0 +1,47 @@
+"""``anqi-central`` privacy commands: ``seal-keygen`` (the key pair devices seal evidence to), ``retention``
+(the daily clean-up of data past its retention) and ``erase --person`` (a person's file and media, audited)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from central_sync.cli_service import ConfigOpt, _load, _store  # noqa: F401 - shared CLI helpers
+
+
+@click.command("seal-keygen")
+@click.option(
+    "--id", "key_id", required=True, help="Key id (e.g. c2026a); devices name it in privacy.seal.key_id."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for <id>.key (private, mode 600: install as the systemd credential seal-key-<id>) and <id>.pub.",
+)
+def seal_keygen(key_id: str, out: Path) -> None:
+    """Make a sealing key pair: the public key goes into every device's privacy.seal, the private one stays here."""
+    import re
+
+    from edge.relay.sealed import KEY_ID_PATTERN, generate_keypair
+
+    if not re.match(KEY_ID_PATTERN, key_id):
+        raise click.BadParameter(f"must match {KEY_ID_PATTERN}", param_hint="--id")
+    out.mkdir(parents=True, exist_ok=True)
+    priv, pub = out / f"{key_id}.key", out / f"{key_id}.pub"
+    if priv.exists():
+        click.echo(f"error: {priv} exists; a key is never overwritten", err=True)
+        sys.exit(2)
+    sk, pk = generate_keypair()
+    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(sk + "\n")
+    pub.write_text(pk + "\n")
+    click.echo(f"privacy:\n  seal:\n    key_id: {key_id}\n    public_key: {pk}")
+
+
+COMMANDS = [seal_keygen]

@@ -1,0 +1,85 @@
+"""Bystanders blurred: in the frames that are shown (context.jpg, violation.jpg) every face but the violator's.
+
+The faces are found by the same YuNet detector as the violator's face, run on the whole frame at full
+resolution (a bystander's face far from the camera is small) once per shown frame, off the frame path.
+The violator's face is the one that overlaps the box the evidence names (the face box for the face's
+frame, the judged head / top of the rider box for the deciding frame); every other face is blurred
+beyond recognition (a strong Gaussian blur over the face box grown by a margin). A face YuNet does not
+find (turned away, tiny, occluded) cannot be blurred: that limit is the detector's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from edge.evidence.face import FaceFinder
+
+Box = tuple[float, float, float, float]
+
+
+def _overlap(face: Box, region: Box) -> float:
+    """Share of the face box's area inside ``region``."""
+    ix = max(0.0, min(face[2], region[2]) - max(face[0], region[0]))
+    iy = max(0.0, min(face[3], region[3]) - max(face[1], region[1]))
+    area = max(1e-6, (face[2] - face[0]) * (face[3] - face[1]))
+    return ix * iy / area
+
+
+def blur_box(image: np.ndarray, box: Box, margin: float = 0.3) -> None:
+    """Blur ``box`` (grown by ``margin`` of its size each side) in place, beyond recognition."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    a, b = max(0, int(x0 - mx)), max(0, int(y0 - my))
+    c, d = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
+    if c <= a or d <= b:
+        return
+    roi = image[b:d, a:c]
+    # pixelate to ~6 cells across the face, then blur: no feature survives either step
+    cells = max(1, min(6, roi.shape[1]), min(6, roi.shape[0]))
+    small = cv2.resize(
+        roi, (cells, max(1, round(cells * roi.shape[0] / max(1, roi.shape[1])))), cv2.INTER_AREA
+    )
+    coarse = cv2.resize(small, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_NEAREST)
+    k = max(3, (max(roi.shape[:2]) // 2) | 1)
+    image[b:d, a:c] = cv2.GaussianBlur(coarse, (k, k), 0)
+
+
+class FaceBlur:
+    """``blur_others(image, keep)``: a copy of ``image`` with every detected face blurred except the one in ``keep``."""
+
+    def __init__(self, finder: FaceFinder, score_threshold: float = 0.5, min_keep_overlap: float = 0.3):
+        self.finder = finder
+        self.score_threshold = score_threshold
+        self.min_keep_overlap = min_keep_overlap
+        self.last_blurred = 0  #: faces blurred in the last call (for logs and tests)
+
+    def faces(self, image: np.ndarray) -> list[Box]:
+        found = self.finder.detect(image, min_face_px=6)
+        return [
+            tuple(float(v) for v in f.box)  # type: ignore[misc]
+            for f in found
+            if f.score >= self.score_threshold
+        ]
+
+    def kept_index(self, faces: Sequence[Box], keep: Box | None) -> int | None:
+        if keep is None or not faces:
+            return None
+        scores = [_overlap(f, keep) for f in faces]
+        i = int(np.argmax(scores))
+        return i if scores[i] >= self.min_keep_overlap else None
+
+    def blur_others(self, image: np.ndarray, keep: Box | None) -> np.ndarray:
+        faces = self.faces(image)
+        k = self.kept_index(faces, keep)
+        out = image.copy()
+        n = 0
+        for i, f in enumerate(faces):
+            if i != k:
+                blur_box(out, f)
+                n += 1
+        self.last_blurred = n
+        return out
