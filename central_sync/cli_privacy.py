@@ -44,4 +44,29 @@ def seal_keygen(key_id: str, out: Path) -> None:
     click.echo(f"privacy:\n  seal:\n    key_id: {key_id}\n    public_key: {pk}")
 
 
-COMMANDS = [seal_keygen]
+@click.command("broker-acl")
+@ConfigOpt
+@click.option(
+    "--base",
+    "base",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The role part of the ACL (config/mosquitto/acl).",
+)
+def broker_acl(config: Path, base: Path) -> None:
+    """Print the broker's ACL: the roles of --base plus one block per registered device (its one site)."""
+    cfg = _load(config)
+    if not cfg.devices:
+        click.echo(f"error: {config}: devices: the device registry is empty", err=True)
+        sys.exit(2)
+    prefix = cfg.mqtt.topic_prefix.strip("/")
+    out = [base.read_text(encoding="utf-8").rstrip("\n")]
+    for d in cfg.devices:
+        root = f"{prefix}/{d.site_id}/{d.device_id}"
+        out += ["", f"user {d.device_id}"]
+        out += [f"topic write {root}/{k}" for k in ("event", "media/#", "status", "heartbeat")]
+        out.append(f"topic read {root}/ack")
+    click.echo("\n".join(out))
+
+
+COMMANDS = [seal_keygen, broker_acl]

@@ -269,6 +269,14 @@ class SealingConfig(Section):
         return v
 
 
+class RegisteredDevice(Section):
+    """One appliance central accepts events from: its id (its broker username), its site and point."""
+
+    device_id: str = Field(..., pattern=ID_PATTERN)
+    site_id: str = Field(..., pattern=ID_PATTERN)
+    point_id: str | None = Field(None, pattern=ID_PATTERN, description="None: any point of the site.")
+
+
 class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mqtt: MqttConsumerConfig = Field(default_factory=MqttConsumerConfig)
@@ -279,6 +287,12 @@ class CentralConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     sealing: SealingConfig = Field(default_factory=SealingConfig)
+    devices: list[RegisteredDevice] = Field(
+        default_factory=list,
+        description="Device registry: events (and media) are accepted only from these devices, under their own "
+        "site and point; `anqi-central broker-acl` makes the broker's per-device ACL from it. Empty: any device "
+        "(development only; the consumer warns at start).",
+    )
     timezone: str = Field("Asia/Shanghai", description="IANA zone for dates in reports and statistics.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -288,6 +302,18 @@ class CentralConfig(Section):
     @classmethod
     def _known_zone(cls, v: str) -> str:
         return known_timezone(v)
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_devices(cls, v: list[RegisteredDevice]) -> list[RegisteredDevice]:
+        seen = [d.device_id for d in v]
+        dup = sorted({d for d in seen if seen.count(d) > 1})
+        if dup:
+            raise ValueError(f"device ids registered twice: {dup}")
+        return v
+
+    def registered(self, device_id: str) -> RegisteredDevice | None:
+        return next((d for d in self.devices if d.device_id == device_id), None)
 
     def resolve(self, p: Path | str) -> Path:
         p = Path(p).expanduser()

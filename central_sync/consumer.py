@@ -259,6 +259,8 @@ class CentralConsumer:
     def start(self, timeout: float = 15.0) -> CentralConsumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 24 * 3600  # queued events survive a consumer restart
+        if not self.cfg.devices:
+            log(logger, "device_registry_empty", logging.WARNING, hint="events from any device are accepted")
         self._stop.clear()
         self._writer = threading.Thread(target=self._writer_loop, name="anqi-central-writer", daemon=True)
         self._writer.start()
@@ -435,6 +437,9 @@ class CentralConsumer:
 
     def _on_media(self, topic: P.Topic, payload: bytes) -> None:
         try:
+            problem = self._registry_problem(topic)
+            if problem:
+                raise P.ProtocolError(problem)
             chunk = P.decode_chunk(payload, topic)
             if chunk.header.size > self.cfg.media.max_event_media_mb * (1 << 20):
                 raise P.ProtocolError(
@@ -564,7 +569,24 @@ class CentralConsumer:
                 f"event of device {ev.device_id}/{ev.site_id} published on {topic.site}/{topic.device}",
             )
             return None
+        problem = self._registry_problem(topic, ev.point_id)
+        if problem:
+            self._reject(topic, payload, problem)
+            return None
         return self._open_sealed(topic, ev)
+
+    def _registry_problem(self, topic: P.Topic, point_id: str | None = None) -> str | None:
+        """Why the device registry refuses a message on ``topic`` (None: accepted, or no registry configured)."""
+        if not self.cfg.devices:
+            return None
+        d = self.cfg.registered(topic.device)
+        if d is None:
+            return f"device {topic.device} is not registered (central config: devices)"
+        if d.site_id != topic.site:
+            return f"device {topic.device} is registered at site {d.site_id}, not {topic.site}"
+        if point_id is not None and d.point_id is not None and d.point_id != point_id:
+            return f"device {topic.device} is registered at point {d.point_id}, not {point_id}"
+        return None
 
     # ------------------------------------------------------------------ the writer: batches of events, one transaction each
     def _enqueue(self, topic: P.Topic, ev: ViolationEvent) -> None:

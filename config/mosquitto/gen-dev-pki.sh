@@ -4,10 +4,40 @@
 # NOT for production keys (those are made and kept by the operator's own PKI).
 #
 #   config/mosquitto/gen-dev-pki.sh OUTDIR [USER ...]     (default users: anqi-central anqi-dev-0001)
+#   config/mosquitto/gen-dev-pki.sh --revoke OUTDIR USER  (revoke USER's certificate: OUTDIR/crl.pem)
 #
-# OUTDIR gets: ca.crt ca.key server.crt server.key <user>.crt <user>.key passwd acl
+# OUTDIR gets: ca.crt ca.key server.crt server.key <user>.crt <user>.key passwd acl crl.pem
 # and passwords/<user> (mode 600) holding each user's password, for ANQI_MQTT_PASSWORD.
+# Every user other than anqi-central* and anqi-dispatch is a device of site $ANQI_SITE (default
+# huzhou-demo): the acl gets its block (publish only anqi/v1/<site>/<user>/..., read only its acks).
+# A client certificate's CN is its user: with use_identity_as_username (mosquitto-mtls.conf) the
+# certificate alone says which device connects.
 set -euo pipefail
+ca_conf() {  # a minimal `openssl ca` setup (index of issued certificates) for the CRL
+  mkdir -p "$1/ca-db"
+  [ -f "$1/ca-db/index.txt" ] || : > "$1/ca-db/index.txt"
+  [ -f "$1/ca-db/crlnumber" ] || echo 1000 > "$1/ca-db/crlnumber"
+  cat > "$1/ca-db/ca.cnf" <<CNF
+[ ca ]
+default_ca = dev
+[ dev ]
+database = $1/ca-db/index.txt
+crlnumber = $1/ca-db/crlnumber
+certificate = $1/ca.crt
+private_key = $1/ca.key
+default_md = sha256
+default_crl_days = 30
+CNF
+}
+if [ "${1:-}" = "--revoke" ]; then
+  out=${2:?usage: gen-dev-pki.sh --revoke OUTDIR USER}; u=${3:?usage: gen-dev-pki.sh --revoke OUTDIR USER}
+  out=$(cd "$out" && pwd)
+  ca_conf "$out"
+  openssl ca -config "$out/ca-db/ca.cnf" -revoke "$out/$u.crt" 2>/dev/null
+  openssl ca -config "$out/ca-db/ca.cnf" -gencrl -out "$out/crl.pem" 2>/dev/null
+  echo "gen-dev-pki: revoked $u; reload mosquitto to read $out/crl.pem"
+  exit 0
+fi
 out=${1:?usage: gen-dev-pki.sh OUTDIR [USER ...]}
 shift
 users=("$@")
@@ -42,4 +72,21 @@ for u in "${users[@]}"; do
 done
 rm -f ./*.csr ./*.ext ca.srl
 cp "$here/acl" acl
+site=${ANQI_SITE:-huzhou-demo}
+for u in "${users[@]}"; do
+  case "$u" in anqi-central*|anqi-dispatch) continue;; esac
+  printf '\nuser %s\n' "$u" >> acl
+  for k in event 'media/#' status heartbeat; do printf 'topic write anqi/v1/%s/%s/%s\n' "$site" "$u" "$k" >> acl; done
+  printf 'topic read anqi/v1/%s/%s/ack\n' "$site" "$u" >> acl
+done
+# the index of issued certificates (for revocation) and an empty CRL
+here_out=$(pwd)
+ca_conf "$here_out"
+for u in "${users[@]}"; do
+  serial=$(openssl x509 -in "$u.crt" -noout -serial | cut -d= -f2)
+  end=$(date -u -d "$(openssl x509 -in "$u.crt" -noout -enddate | cut -d= -f2)" +%y%m%d%H%M%SZ)
+  subj=$(openssl x509 -in "$u.crt" -noout -subject -nameopt compat | sed 's/^subject=//')
+  printf 'V\t%s\t\t%s\tunknown\t%s\n' "$end" "$serial" "$subj" >> ca-db/index.txt
+done
+openssl ca -config ca-db/ca.cnf -gencrl -out crl.pem 2>/dev/null
 echo "gen-dev-pki: wrote CA, server and ${#users[@]} client certificate(s), passwd and acl to $out"

@@ -383,10 +383,13 @@ class MqttRelay:
         return done
 
     def _apply_feedback(self) -> None:
-        done = self._collect_pubacks()
+        # acks first, PUBACKs second: the broker's PUBACK of an event reaches paho before central's ack of it,
+        # so every acked event is marked published in this same batch (an ack for an event never published
+        # is ignored by the outbox)
         with self._lock:
             acks = list(self._acks)
             self._acks.clear()
+        done = self._collect_pubacks()
         if not done and not acks:
             return
         with self.outbox.batch():  # one commit for the whole burst
@@ -399,6 +402,24 @@ class MqttRelay:
                     else:
                         outcome = self.outbox.mark_rejected(ack.event_id, ack.reason or "no reason given")
                     self.stats_acks[outcome] = self.stats_acks.get(outcome, 0) + 1
+                    if outcome == "unknown":  # never published by this device: a forged or misrouted ack
+                        log(
+                            logger,
+                            "ack_ignored",
+                            logging.WARNING,
+                            event_id=str(ack.event_id),
+                            status=ack.status,
+                            reason="event not published by this device",
+                        )
+                    else:
+                        log(
+                            logger,
+                            "ack_applied",
+                            event_id=str(ack.event_id),
+                            status=ack.status,
+                            media_complete=ack.media_complete,
+                            outcome=outcome,
+                        )
         client = self._client
         if client is not None:
             for _, mid, qos in acks:

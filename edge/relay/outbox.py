@@ -542,10 +542,12 @@ class Outbox:
         """Central stored the event. Incomplete media are re-sent (up to ``max_resends``)."""
         eid = str(event_id)
         with self.batch():
-            row = self._db.execute("SELECT state, resends FROM events WHERE event_id = ?", (eid,)).fetchone()
-            if row is None:
-                return "unknown"
-            state, resends = row
+            row = self._db.execute(
+                "SELECT state, resends, publishes FROM events WHERE event_id = ?", (eid,)
+            ).fetchone()
+            if row is None or (row[0] == "pending" and row[2] == 0):
+                return "unknown"  # not ours, or never published: no central can have stored it
+            state, resends, _ = row
             if state == "acked":
                 return "duplicate"
             present = [
@@ -597,7 +599,8 @@ class Outbox:
         eid = str(event_id)
         with self.batch():
             cur = self._db.execute(
-                "UPDATE events SET state = 'rejected', acked_at = ?, reason = ? WHERE event_id = ? AND state != 'acked'",
+                "UPDATE events SET state = 'rejected', acked_at = ?, reason = ? WHERE event_id = ? AND state != 'acked' "
+                "AND (state != 'pending' OR publishes > 0)",
                 (time.time(), reason[:500], eid),
             )
             if not cur.rowcount:

@@ -16,6 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from broker_pki import CENTRAL, DEV_A, DEV_B, DISPATCH, MOSQ, SITE, render_conf
 from mqtt_helpers import wait_for as _wait
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -25,11 +26,6 @@ from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
 from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker, free_port
 from edge.relay.reference_consumer import ReferenceConsumer
-
-ROOT = Path(__file__).resolve().parents[2]
-MOSQ = ROOT / "config" / "mosquitto"
-DEV_A, DEV_B, CENTRAL, DISPATCH = "anqi-dev-0001", "anqi-dev-0002", "anqi-central", "anqi-dispatch"
-SITE = "huzhou-demo"
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +37,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return out
-
-
-def render_conf(pki: Path, port: int, workdir: Path, **changes: str) -> str:
-    text = (MOSQ / "mosquitto.conf").read_text()
-    text = text.replace("/etc/mosquitto/anqi/", f"{pki}/").replace(
-        "listener 8883", f"listener {port} 127.0.0.1"
-    )
-    text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
-    text = text.replace("log_dest syslog", f"log_dest file {workdir}/mosquitto.log")
-    for old, new in changes.items():
-        assert old in text
-        text = text.replace(old, new)
-    return text
 
 
 @pytest.fixture
@@ -158,6 +141,8 @@ def test_a_device_cannot_publish_as_another_device(
     assert _wait(lambda: bad.mid in codes and good.mid in codes, 10)
     assert codes[bad.mid].is_failure and "authori" in str(codes[bad.mid]).lower()
     assert not codes[good.mid].is_failure
+    a5.loop_stop()
+    a5.disconnect()  # one connection per device: the client id is the username (use_username_as_clientid)
     # MQTT 3.1.1 has no way to say no: the broker drops it silently
     a3 = _client(pki, deploy_broker.port, DEV_A, v5=False)
     assert not _connect(a3, deploy_broker.port).is_failure
@@ -174,9 +159,8 @@ def test_a_device_cannot_publish_as_another_device(
     time.sleep(0.5)
     assert list(central.events) == [own.event_id]  # the legitimate one arrived, the forged ones did not
     assert central.corrupt_chunks == 0
-    for c in (a5, a3):
-        c.loop_stop()
-        c.disconnect()
+    a3.loop_stop()
+    a3.disconnect()
     central.stop()
 
 

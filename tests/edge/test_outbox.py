@@ -24,6 +24,12 @@ def _outbox(tmp_path: Path, health: Health | None = None, **cfg: Any) -> Outbox:
     return Outbox(tmp_path / "outbox", OutboxConfig(**cfg), health)
 
 
+def _published(ob: Outbox) -> Outbox:
+    """What the relay does before central can ack anything: every pending event PUBACKed by the broker."""
+    ob.mark_published([i.seq for i in ob.next_pending(limit=10_000)])
+    return ob
+
+
 def test_add_copies_verified_media_and_survives_reopen(tmp_path: Path, make_event: Any) -> None:
     ob = _outbox(tmp_path)
     ev, files = make_event(tmp_path, 1, {"face.jpg": 1234, "clip.mp4": 50_000})
@@ -112,7 +118,7 @@ def test_delete_media_on_ack(tmp_path: Path, make_event: Any) -> None:
     ob = _outbox(tmp_path, delete_media_on_ack=True)
     ev, f = make_event(tmp_path, 0, {"face.jpg": 500})
     ob.add(ev, f)
-    ob.mark_acked(ev.event_id, True)
+    _published(ob).mark_acked(ev.event_id, True)
     assert not (ob.media_dir / str(ev.event_id)).exists() and ob.stats().media_bytes == 0
     assert ob.media_state(ev.event_id) == {"face.jpg": (False, "acked (delete_media_on_ack)")}
 
@@ -125,7 +131,7 @@ def test_full_budget_evicts_oldest_acked_media_first(tmp_path: Path, make_event:
     old = [make_event(tmp_path, i, {"clip.mp4": 400_000}) for i in range(2)]
     for ev, f in old:
         ob.add(ev, f)
-    ob.mark_acked(old[0][0].event_id, True)
+    _published(ob).mark_acked(old[0][0].event_id, True)
     ob.mark_acked(old[1][0].event_id, True)
     new, nf = make_event(tmp_path, 9, {"clip.mp4": 300_000})
     res = ob.add(new, nf)
@@ -170,7 +176,7 @@ def test_drop_oldest_unsent_media_policy_makes_room_for_new_evidence_and_alarms(
     # the old event still goes out (without its clip); central's 'missing' for a dropped file ends it
     old_item = ob.next_pending()[0]
     assert old_item.event_id == old.event_id and old_item.media_to_send() == []
-    assert ob.mark_acked(old.event_id, media_complete=False, missing=["clip.mp4"]) == "acked"
+    assert _published(ob).mark_acked(old.event_id, media_complete=False, missing=["clip.mp4"]) == "acked"
 
 
 def test_acked_records_older_than_max_age_are_removed(tmp_path: Path, make_event: Any) -> None:
@@ -179,10 +185,10 @@ def test_acked_records_older_than_max_age_are_removed(tmp_path: Path, make_event
     b, bf = make_event(tmp_path, 1)
     ob.add(a, af)
     ob.add(b, bf)
-    ob.mark_acked(a.event_id, True)
+    _published(ob).mark_acked(a.event_id, True)
     assert ob.housekeeping(now=time.time() + 2 * 86400) == 1
     assert ob.state_of(a.event_id) is None and not (ob.media_dir / str(a.event_id)).exists()
-    assert ob.state_of(b.event_id) is EventState.pending  # unsent: never expired
+    assert ob.state_of(b.event_id) is EventState.published  # not acknowledged: never expired
 
 
 def test_reopen_removes_half_written_folders_and_orphans(tmp_path: Path, make_event: Any) -> None:
