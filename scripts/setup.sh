@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto espeak-ng sox ffmpeg libportaudio2 libasound2-plugins alsa-utils systemd)
+# gir1.2-gst-rtsp-server-1.0 + gstreamer1.0-*: a real RTSP camera on loopback for the capture tests
+APT_PACKAGES=(mosquitto espeak-ng sox ffmpeg libportaudio2 libasound2-plugins alsa-utils systemd
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -60,6 +60,9 @@ class SourceStats:
     frames: int = 0
     packets: int = 0
     corrupt_skipped: int = 0
+    #: decoded frames dropped because their time was not after the previous frame's (an H.264
+    #: decoder that learns of B-frames only after its first output, seen on RTSP cameras)
+    out_of_order_dropped: int = 0
     sessions: int = 0
     reconnects: int = 0
     failures_in_row: int = 0
@@ -352,6 +355,22 @@ class FrameSource:
             if resume_pts is not None and pts <= resume_pts:
                 return
             pts_s = info.to_seconds(pts)
+            if self._last_pts_s is not None and pts_s <= self._last_pts_s:
+                # Stream time must only increase (the ring buffer and clips rely on it). A decoder
+                # that meets B-frames it was not told about (an RTSP camera's SPS without
+                # reorder info) hands out its first frames out of order: drop the late one; its
+                # packets stay pending and travel with the next frame, so no packet is lost.
+                self.stats.out_of_order_dropped += 1
+                if self.stats.out_of_order_dropped <= 3:
+                    log(
+                        logger,
+                        "source_frame_out_of_order",
+                        level=logging.WARNING,
+                        uri=self.display_uri,
+                        pts_s=round(pts_s, 3),
+                        last_pts_s=round(self._last_pts_s, 3),
+                    )
+                return
             if self.cfg.realtime and file_mode:
                 now = time.monotonic()
                 if pace_anchor is None:
