@@ -177,6 +177,13 @@ class DispositionsConfig(Section):
         description="Local time of the daily re-evaluation (HH:MM).",
     )
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return v
+
 
 class IdentityConfig(Section):
     match_threshold: float = Field(

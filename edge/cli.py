@@ -94,6 +94,23 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
         click.echo(json.dumps(h, indent=2))
     age = time.time() - datetime.fromisoformat(h["heartbeat"]).timestamp()
     bad = age > max_age
+    from edge.health import daemon_running
+
+    if daemon_running(h) is False:
+        bad = True
+        click.echo(f"daemon NOT RUNNING: pid {h.get('pid')} of the health file is gone", err=True)
+    if config is not None or health_file.parent.joinpath("outbox").is_dir():
+        from edge.relay.outbox import lost_evidence
+
+        outbox_dir = health_file.parent / "outbox"
+        if config is not None:
+            cfg = config_or_exit(config)
+            outbox_dir = (
+                cfg.resolve(cfg.relay.outbox.path) if cfg.relay.outbox.path else cfg.data_dir / "outbox"
+            )
+        for line in lost_evidence(outbox_dir):
+            bad = True
+            click.echo(f"LOST: {line}", err=True)
     if not as_json:
         click.echo(
             f"device {h['device_id']}  heartbeat {h['heartbeat']} ({age:.0f} s ago{', STALE' if bad else ''})  uptime {h['uptime_s']:.0f} s"

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import signal
+import stat
 import threading
 import time
 import uuid
@@ -299,16 +300,20 @@ class EdgeDaemon:
         if not seal.enabled:
             log(logger, "evidence_not_sealed", logging.WARNING, hint="set privacy.seal.key_id/public_key")
             return self.work_dir
-        base = seal.clip_scratch_dir or Path(
-            os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or "/dev/shm"
-        )
-        d = Path(base) / f"anqi-clips-{self.cfg.device.device_id}"
+        ram = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or "/dev/shm"  # nosec B108
+        d = Path(seal.clip_scratch_dir or ram) / f"anqi-clips-{self.cfg.device.device_id}"
         try:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.lstat(d)
         except OSError as e:
             raise StartupError(
                 f"privacy.seal.clip_scratch_dir: cannot create {d}: {e.strerror or e}"
             ) from None
+        # a shared RAM folder: refuse one another user made (or a link), clips must not be readable by others
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise StartupError(
+                f"privacy.seal.clip_scratch_dir: {d} is not a private folder of this user (mode 700, not a link)"
+            )
         return d
 
     def _load_faces(self) -> None:

@@ -84,6 +84,25 @@ def read_health(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def daemon_running(health: dict[str, Any]) -> bool | None:
+    """Whether the process that wrote ``health`` still runs (None: cannot tell, e.g. no pid or another host's file)."""
+    pid = health.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's process
+    try:  # a reused pid: some other program now
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state != "Z" and (b"anqi" in cmd or b"edge" in cmd or b"python" in cmd or b"pytest" in cmd)
+
+
 class SystemdNotifier:
     """Plain-socket sd_notify; a no-op when not started by systemd."""
 

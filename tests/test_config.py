@@ -135,3 +135,32 @@ def test_models_are_typed_sections() -> None:
         "time_switch",
         "relay",
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        # a GBK-encoded YAML (a Chinese comment saved by a Windows editor)
+        (
+            "device:\n  site_id: huzhou-demo  # 湖州示范点\n".encode("gbk"),
+            "line 2: not UTF-8 text (byte 0xba",
+        ),
+        (bytes(range(256)) * 4, "is a binary file, not YAML text"),
+        (b"\x7fELF\x02\x01\x01\x00" + bytes(64), "is a binary file"),
+    ],
+)
+def test_a_config_that_is_not_utf8_text_is_named_not_a_traceback(
+    tmp_path: Path, data: bytes, fragment: str
+) -> None:
+    from central_sync.config import load_config as load_central
+
+    for name, load in (("edge.yaml", load_config), ("central.yaml", load_central)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError) as err:
+            load(tmp_path / name)
+        assert str(err.value).startswith(f"{name}: ") and fragment in str(err.value), str(err.value)
+
+
+def test_a_utf8_bom_and_chinese_text_are_fine(tmp_path: Path) -> None:
+    (tmp_path / "edge.yaml").write_bytes("\ufeffdevice:\n  site_id: huzhou-demo  # 湖州示范点\n".encode())
+    assert load_config(tmp_path / "edge.yaml").device.site_id == "huzhou-demo"

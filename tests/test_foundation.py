@@ -279,3 +279,34 @@ def test_validate_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pytes
     assert res.exit_code == 1
     assert "detect.head_model:" in res.output and "speaker.languages" in res.output
     assert "problem(s) found" in res.output
+
+
+def test_status_fails_when_the_daemon_is_gone_or_evidence_was_lost(
+    tmp_path: Path, make_event: object
+) -> None:
+    cfg_path = tmp_path / "edge.yaml"
+    cfg_path.write_text(
+        "device:\n  data_dir: data\nrelay:\n  outbox:\n    max_disk_mb: 1.05\n    when_full: drop_oldest_unsent_media\n"
+    )
+    # a daemon that wrote its health and then died (a real process, now gone)
+    code = (
+        "import sys; from pathlib import Path; from edge.health import Health; "
+        "h = Health(Path(sys.argv[1]), 'dev-1'); h.set('camera', 'up'); h.write()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "data" / "health.json")], check=True, cwd=ROOT)
+    res = CliRunner().invoke(main, ["status", "--config", str(cfg_path)])
+    assert res.exit_code == 1 and "daemon NOT RUNNING" in res.output, res.output
+    # this process's own health (alive): fine until the outbox lost evidence
+    h = Health(tmp_path / "data" / "health.json", "dev-1")
+    h.set("camera", "up")
+    h.write()
+    assert CliRunner().invoke(main, ["status", "--config", str(cfg_path)]).exit_code == 0
+    from edge.relay import Outbox
+
+    ob = Outbox.for_config(load_config(cfg_path))
+    for i in range(3):  # 3 x 400 kB into a 1.05 MB budget: the oldest unsent clip is dropped
+        ev, files = make_event(tmp_path, i, {"clip.mp4": 400_000})  # type: ignore[operator]
+        ob.add(ev, files)
+    res = CliRunner().invoke(main, ["status", "--config", str(cfg_path)])
+    ob.close()
+    assert res.exit_code == 1 and "LOST: 1 media file(s) of 1 event(s)" in res.output, res.output

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
-from xml.etree.ElementTree import Element, SubElement, tostring
+
+# ElementTree only builds and serialises the responses; requests are parsed with defusedxml (below)
+from xml.etree.ElementTree import Element, SubElement, tostring  # nosec B405
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -91,7 +93,7 @@ def _envelope() -> tuple[Element, Element]:
 
 
 def _serialise(env: Element) -> bytes:
-    from xml.etree.ElementTree import register_namespace
+    from xml.etree.ElementTree import register_namespace  # nosec B405
 
     register_namespace("soap", SOAP_NS)
     register_namespace("a", NS)

@@ -157,8 +157,8 @@ class GpioLightOutput(LightOutput):
             try:
                 self.device.off()
                 self.device.close()
-            except Exception:
-                pass
+            except Exception as e:  # closing a pin that is already gone: nothing left to switch off
+                logger.debug("light_close_failed: %s", e)
             self.device = None
 
 

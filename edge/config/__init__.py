@@ -105,11 +105,27 @@ def read_yaml_file(path: Path | str) -> dict[str, Any] | None:
     path = Path(path)
     name = path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(name, [f"file not found: {path}"]) from None
+    except IsADirectoryError:
+        raise ConfigError(name, [f"{path} is a folder, not a YAML file"]) from None
     except OSError as e:
         raise ConfigError(name, [f"cannot read {path}: {e.strerror}"]) from None
+    if b"\0" in raw[:8192]:
+        raise ConfigError(name, [f"{path} is a binary file, not YAML text"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            name,
+            [
+                f"line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                "save the file as UTF-8 (a GBK/GB2312 file: iconv -f GBK -t UTF-8)"
+            ],
+        ) from None
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM (Windows editors) is harmless
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -96,7 +96,7 @@ def connect_or_start_local(
     wd = workdir or cfg.data_dir / "dev-broker"
     broker = LocalBroker(workdir=wd).start()
     mqtt = cfg.relay.mqtt.model_copy(
-        update={"host": "127.0.0.1", "port": broker.port, "tls": None, "username": None, "password_env": None}
+        update={"host": "127.0.0.1", "port": broker.port, "tls": None, "username": None, "password_env": None}  # nosec B105
     )
     relay = cfg.relay.model_copy(update={"mqtt": mqtt})
     local = cfg.model_copy(update={"relay": relay})

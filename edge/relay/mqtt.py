@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -73,6 +74,43 @@ def read_password(password_env: str | None) -> str | None:
             else " (nor a systemd credential of that name)"
         )
     )
+
+
+def connect_problem(
+    host: str, port: int, ctx: ssl.SSLContext | None, insecure: bool = False, timeout: float = 3.0
+) -> str:
+    """Why a connection to the broker fails, in words: name resolution, TCP (refused, no answer) or the TLS
+    handshake (an untrusted certificate names the verification error, e.g. an unknown CA)."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror as e:
+        return f"host name {host!r} does not resolve ({e.strerror})"
+    except ConnectionRefusedError:
+        return "connection refused (no broker listening on that port)"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s (host down or a firewall drops the packets)"
+    except OSError as e:
+        return f"TCP connection failed: {e.strerror or e}"
+    with sock:
+        if ctx is None:
+            return "TCP connects but MQTT fails (a TLS listener? then set relay.mqtt.tls)"
+        try:
+            if insecure:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            with ctx.wrap_socket(sock, server_hostname=host):
+                pass
+        except ssl.SSLCertVerificationError as e:
+            return (
+                f"TLS handshake failed: the broker's certificate is not trusted ({e.verify_message}); "
+                "check relay.mqtt.tls.ca_file"
+            )
+        except ssl.SSLError as e:
+            return f"TLS handshake failed: {e.reason or e} (is the port a TLS listener? client certificate?)"
+        except OSError as e:
+            return f"TLS handshake failed: {e.strerror or e}"
+    return "TCP and TLS work, but the MQTT connection failed (see the broker's log)"
 
 
 def tls_context(cfg: EdgeConfig) -> ssl.SSLContext | None:
@@ -194,6 +232,7 @@ class MqttRelay:
         self.connects = 0
         self.published_events = 0
         self.stats_acks: dict[str, int] = {}
+        self._last_fail: tuple[str, float] = ("", 0.0)  #: last connect failure cause logged, and when
 
     # --- paho client -------------------------------------------------------------------------
 
@@ -288,7 +327,25 @@ class MqttRelay:
             self._set_health("down", f"disconnected: {rc}")
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._set_health("down", f"cannot reach broker {self.mc.host}:{self.mc.port}")
+        # paho does not say why; find out (a TCP connect and, with TLS, a handshake) and say it once per cause
+        cause = connect_problem(
+            self.mc.host or "127.0.0.1",
+            self.mc.port,
+            self._tls,
+            self.mc.tls is not None and self.mc.tls.insecure_skip_verify,
+        )
+        self._set_health("down", f"cannot connect to broker {self.mc.host}:{self.mc.port}: {cause}")
+        now = time.monotonic()
+        if cause != self._last_fail[0] or now - self._last_fail[1] > 60:
+            self._last_fail = (cause, now)
+            log(
+                logger,
+                "mqtt_connect_failed",
+                logging.ERROR,
+                host=self.mc.host,
+                port=self.mc.port,
+                cause=cause,
+            )
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         with self._lock:

@@ -586,8 +586,12 @@ class Outbox:
             else:
                 outcome = "acked"
             self._db.execute(
-                "UPDATE events SET state = 'acked', acked_at = ?, resend_names = NULL WHERE event_id = ?",
-                (now, eid),
+                "UPDATE events SET state = 'acked', acked_at = ?, resend_names = NULL, reason = ? WHERE event_id = ?",
+                (
+                    now,
+                    f"media never received: {','.join(wanted)}"[:500] if outcome == "gave_up" else None,
+                    eid,
+                ),
             )
             if self.cfg.delete_media_on_ack:
                 for n in present:
@@ -687,7 +691,11 @@ class Outbox:
     def wait_until(self, condition: Literal["published", "acked"], timeout: float) -> bool:
         """Block until no event is left unpublished (``published``) or unacknowledged (``acked``)."""
         states = ("pending",) if condition == "published" else ("pending", "published")
-        q = f"SELECT 1 FROM events WHERE state IN ({','.join('?' * len(states))}) LIMIT 1"
+        q = (
+            "SELECT 1 FROM events WHERE state IN (?) LIMIT 1"
+            if len(states) == 1
+            else "SELECT 1 FROM events WHERE state IN (?, ?) LIMIT 1"
+        )
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._db.execute(q, states).fetchone() is not None:
@@ -697,3 +705,33 @@ class Outbox:
                 # notified by this process's changes; polled for another process's (same SQLite file)
                 self._changed.wait(min(left, 0.1))
             return True
+
+
+def lost_evidence(root: Path) -> list[str]:
+    """What this outbox lost for good, read-only (safe beside a running daemon): events central rejected, media
+    dropped before central had them (disk budget, missing after a crash), media central never received."""
+    db = Path(root) / Outbox.DB_NAME
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rejected = con.execute("SELECT COUNT(*) FROM events WHERE state = 'rejected'").fetchone()[0]
+        dropped = con.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT m.event_id) FROM media m JOIN events e ON e.event_id = m.event_id "
+            "WHERE m.present = 0 AND (m.dropped_reason LIKE 'disk budget (dropped%' "
+            "OR m.dropped_reason LIKE 'disk budget (new%' "
+            "OR (m.dropped_reason = 'missing after restart' AND e.state != 'acked'))"
+        ).fetchone()
+        gave_up = con.execute(
+            "SELECT COUNT(*) FROM events WHERE state = 'acked' AND reason LIKE 'media never received%'"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    out = []
+    if rejected:
+        out.append(f"{rejected} event(s) rejected by central (kept in the outbox for inspection)")
+    if dropped[0]:
+        out.append(f"{dropped[0]} media file(s) of {dropped[1]} event(s) lost before central had them")
+    if gave_up:
+        out.append(f"{gave_up} event(s) whose media central never received after every re-send")
+    return out

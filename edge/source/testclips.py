@@ -81,7 +81,7 @@ def make_test_clip(
         f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}"
         f"|s{seconds}|l{loops}|{preset}|v1"
     )
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]  # a cache file name
     out_path = (
         Path(path)
         if path

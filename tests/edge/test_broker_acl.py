@@ -6,6 +6,7 @@ renders ``mosquitto.conf`` with those paths and a free port, and runs mosquitto 
 
 from __future__ import annotations
 
+import logging
 import ssl
 import subprocess
 import time
@@ -231,7 +232,12 @@ def test_plain_tcp_to_the_tls_listener_does_not_connect(
 
 
 def test_a_broker_certificate_from_another_ca_is_not_trusted(
-    tmp_path: Path, pki: Path, deploy_broker: LocalBroker, relay_config: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    pki: Path,
+    deploy_broker: LocalBroker,
+    relay_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     other = tmp_path / "other-pki"
     subprocess.run(["bash", str(MOSQ / "gen-dev-pki.sh"), str(other), DEV_A], check=True, capture_output=True)
@@ -245,12 +251,36 @@ def test_a_broker_certificate_from_another_ca_is_not_trusted(
         device={"device_id": DEV_A},
     )
     health = Health(tmp_path / "h.json", DEV_A)
-    relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
-    try:
-        assert not relay.wait_connected(2)
-        assert health.snapshot()["components"]["relay"]["status"] == "down"
-    finally:
-        relay.stop(flush_timeout_s=0)
+    with caplog.at_level(logging.ERROR):
+        relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
+        try:
+            assert not relay.wait_connected(2)
+            relay_health = health.snapshot()["components"]["relay"]
+            assert relay_health["status"] == "down"
+            # the cause is said, in the health and in one log line: not "cannot reach broker"
+            assert "certificate is not trusted" in relay_health["detail"], relay_health
+            assert "tls.ca_file" in relay_health["detail"]
+        finally:
+            relay.stop(flush_timeout_s=0)
+    causes = [r.fields["cause"] for r in caplog.records if r.getMessage() == "mqtt_connect_failed"]  # type: ignore[attr-defined]
+    assert causes and "certificate is not trusted" in causes[0], causes
+
+
+def test_an_unreachable_broker_is_logged_with_its_cause(
+    tmp_path: Path, relay_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = relay_config(tmp_path, free_port())  # nothing listens there
+    health = Health(tmp_path / "h.json", DEV_A)
+    with caplog.at_level(logging.ERROR):
+        relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
+        try:
+            assert not relay.wait_connected(1.5)
+            assert "connection refused" in health.snapshot()["components"]["relay"]["detail"]
+        finally:
+            relay.stop(flush_timeout_s=0)
+    causes = [r.fields["cause"] for r in caplog.records if r.getMessage() == "mqtt_connect_failed"]  # type: ignore[attr-defined]
+    assert causes and causes[0].startswith("connection refused"), causes
+    assert len(causes) == 1  # once per cause, not once per retry
 
 
 def test_client_certificate_when_the_broker_requires_one(
