@@ -69,4 +69,52 @@ def broker_acl(config: Path, base: Path) -> None:
     click.echo("\n".join(out))
 
 
-COMMANDS = [seal_keygen, broker_acl]
+@click.command("retention")
+@ConfigOpt
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def retention(config: Path, dry_run: bool) -> None:
+    """Remove data past its retention (retention: in the config); one log line per kind, one audit entry."""
+    from datetime import datetime, timezone
+
+    from central_sync.retention import apply_retention
+
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        rep = apply_retention(store, cfg, datetime.now(timezone.utc), dry_run=dry_run)
+    finally:
+        store.close()
+    click.echo(
+        f"{'would remove' if dry_run else 'removed'}: {rep.media_files} media file(s) ({rep.media_bytes} bytes), "
+        f"{rep.events} event(s), {rep.unknown_persons} unknown-person file(s), {rep.audit_entries} audit entr(ies)"
+    )
+
+
+@click.command("erase")
+@ConfigOpt
+@click.option(
+    "--person", "person_id", required=True, help="Person file id to erase (with the files merged into it)."
+)
+@click.option("--by", "by", required=True, help="Who orders the erasure (kept in the audit log).")
+@click.option("--reason", default="", help="e.g. the request's reference (no personal data).")
+def erase(config: Path, person_id: str, by: str, reason: str) -> None:
+    """Erase a person's file, embeddings, events, evidence files, tasks and dispositions; audited."""
+    from central_sync.retention import erase_person
+
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        rep = erase_person(store, cfg, person_id, by, reason)
+    finally:
+        store.close()
+    if rep is None:
+        click.echo(f"error: no person file {person_id!r}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"erased {person_id} (+{len(rep.person_ids) - 1} merged file(s)): {rep.events} event(s), "
+        f"{rep.media_files} media file(s), {rep.embeddings} embedding(s), {rep.tasks} task(s), "
+        f"{rep.dispositions} disposition(s); audit entry written"
+    )
+
+
+COMMANDS = [seal_keygen, broker_acl, retention, erase]

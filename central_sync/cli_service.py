@@ -71,7 +71,8 @@ def _next_daily(now: datetime, hhmm: str, tz: str) -> datetime:
 @click.command()
 @ConfigOpt
 def run(config: Path) -> None:
-    """Run the MQTT consumer (and the daily re-evaluation at dispositions.daily_reevaluate_at) until SIGTERM."""
+    """Run the MQTT consumer (and the daily re-evaluation and retention clean-up at dispositions.daily_reevaluate_at)
+    until SIGTERM."""
     from central_sync.consumer import CentralConsumer, reevaluate_all
 
     cfg = _load(config)
@@ -101,6 +102,17 @@ def run(config: Path) -> None:
                     log(
                         logging.getLogger("anqi.central"),
                         "reevaluate_failed",
+                        logging.ERROR,
+                        error=str(e)[:300],
+                    )
+                try:
+                    from central_sync.retention import apply_retention
+
+                    apply_retention(store, cfg, now)
+                except Exception as e:  # noqa: BLE001 - retried tomorrow; the consumer keeps running
+                    log(
+                        logging.getLogger("anqi.central"),
+                        "retention_failed",
                         logging.ERROR,
                         error=str(e)[:300],
                     )

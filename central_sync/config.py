@@ -276,6 +276,26 @@ class SealingConfig(Section):
         return v
 
 
+class RetentionConfig(Section):
+    """How long each kind of data is kept (days; 0 keeps it for ever). Enforced daily at
+    ``dispositions.daily_reevaluate_at`` (and by ``anqi-central retention``), each removal logged."""
+
+    events_days: int = Field(
+        730,
+        ge=0,
+        description="Violation events (with their evidence, embeddings and links); at least tiers.repeat_window_days.",
+    )
+    media_days: int = Field(
+        180, ge=0, description="Evidence files (face, frames, clip); the event record stays."
+    )
+    unknown_person_days: int = Field(
+        90,
+        ge=0,
+        description="Provisional unknown-person files without a violation for this long (and their embeddings).",
+    )
+    audit_days: int = Field(1095, ge=0, description="Audit log entries (who saw / erased what).")
+
+
 class RegisteredDevice(Section):
     """One appliance central accepts events from: its id (its broker username), its site and point."""
 
@@ -294,6 +314,7 @@ class CentralConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     sealing: SealingConfig = Field(default_factory=SealingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     devices: list[RegisteredDevice] = Field(
         default_factory=list,
         description="Device registry: events (and media) are accepted only from these devices, under their own "
@@ -318,6 +339,16 @@ class CentralConfig(Section):
         if dup:
             raise ValueError(f"device ids registered twice: {dup}")
         return v
+
+    @model_validator(mode="after")
+    def _retention_covers_the_tiers(self) -> CentralConfig:
+        days = self.retention.events_days
+        if days and days < self.tiers.repeat_window_days:
+            raise ValueError(
+                f"retention.events_days ({days}) is shorter than tiers.repeat_window_days "
+                f"({self.tiers.repeat_window_days}): the tiers would count violations already deleted"
+            )
+        return self
 
     def registered(self, device_id: str) -> RegisteredDevice | None:
         return next((d for d in self.devices if d.device_id == device_id), None)
