@@ -161,6 +161,8 @@ class EventAssembler:
             detail["face_sharpness"] = round(face.quality.sharpness, 1)
             detail["face_frontalness"] = round(face.quality.frontalness, 3)
             detail["face_score"] = round(face.score, 3)
+            detail["face_box"] = ",".join(f"{v:.1f}" for v in face.box)  # where, in its frame ...
+            detail["face_t_s"] = round(face.t_s, 3)  # ... and when (stream seconds): whose face it is
             if self.save_context and face.frame is not None:
                 shown = self._blurred(face.frame, face.box)
                 p, ref = write_media(

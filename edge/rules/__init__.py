@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,19 @@ class SameRiderGuard:
         self._reported = [(k, t) for k, t in self._reported if t.history[-1].t_s >= horizon]
 
 
+def _box_text(box: tuple[float, float, float, float] | None) -> str | None:
+    return None if box is None else ",".join(f"{v:.1f}" for v in box)
+
+
+def _with_boxes(v: Violation, track: Track) -> Violation:
+    """The violation with the judged boxes of its deciding observation in ``detail`` (``rider_box``,
+    ``head_box``: "x0,y0,x1,y1" in the frame's pixels): which rider and which head the decision was
+    about, for a reviewer and for matching events to ground truth (the schema's detail takes scalars)."""
+    last = track.last
+    boxes = {"rider_box": _box_text(last.box), "head_box": _box_text(last.head_box)}
+    return replace(v, detail={**v.detail, **{k: b for k, b in boxes.items() if b is not None}})
+
+
 class RuleSet:
     """The enabled rules of a site, the signal input the red-light rule reads, and the guard that keeps
     one rider from being reported twice when the tracker splits their track."""
@@ -146,7 +160,7 @@ class RuleSet:
                         )
                         continue
                     self.guard.reported(v, t)
-                out.append(v)
+                out.append(_with_boxes(v, t))
         return out
 
     def forget(self, track_ids: set[int]) -> None:
