@@ -4,9 +4,20 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# The device runtime: what a Jetson / Raspberry Pi node needs to run the daemon.
-RUNTIME = [
+# The core: what the shared contract (anqi_contract: event schema, wire protocol, logger, atomic writes,
+# systemd notifier, config helpers, sealed evidence) needs. Both sides install it.
+CORE = [
     "numpy>=1.24,<2.3",
+    # pydantic: typed, validated config sections and the event schema (error paths for free).
+    "pydantic>=2.7,<3",
+    "pyyaml>=6",
+    # PyNaCl: libsodium's sealed boxes (X25519 + XSalsa20-Poly1305) seal evidence on the device to central's
+    # public key (anqi_contract.sealed); a well-kept binding of an audited library, no crypto of our own.
+    "pynacl>=1.5",
+]
+
+# The device runtime (`anqi[edge]`): what a Jetson / Raspberry Pi node needs to run the daemon.
+EDGE = [
     "onnxruntime>=1.17",
     # headless: the appliance has no display; same cv2 API as opencv-python without X11/Qt.
     "opencv-python-headless>=4.8",
@@ -14,9 +25,6 @@ RUNTIME = [
     "pyserial>=3.5",
     "gpiozero>=2.0",
     "sounddevice>=0.4.6",
-    "pyyaml>=6",
-    # pydantic: typed, validated config sections and the event schema (error paths for free).
-    "pydantic>=2.7,<3",
     # click: subcommands, typed options and help text without hand-written argparse plumbing.
     "click>=8.1",
     # PyAV: packet-level access to H.264 so the pre-roll buffer keeps encoded data and clips are remuxed.
@@ -25,12 +33,12 @@ RUNTIME = [
     "scipy>=1.10",
     # onnx: graph surgery in `anqi-edge models prepare` (SFace's unused inputs).
     "onnx>=1.15",
-    # PyNaCl: libsodium's sealed boxes (X25519 + XSalsa20-Poly1305) seal evidence on the device to central's
-    # public key (edge.relay.sealed); a well-kept binding of an audited library, no crypto of our own.
-    "pynacl>=1.5",
 ]
 
+# The central office (`anqi[central]`): no camera runtime (no onnxruntime, OpenCV, PyAV, GPIO, audio).
 CENTRAL = [
+    "paho-mqtt>=2.1,<3",
+    "click>=8.1",
     "sqlalchemy>=2.0",
     "alembic>=1.13",
     "fastapi>=0.110",
@@ -48,16 +56,20 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # alembic's versions/ folder holds revision scripts, not a regular package: named explicitly
-    packages=find_packages(include=["edge", "edge.*", "central_sync", "central_sync.*"])
+    packages=find_packages(include=["anqi_contract", "edge", "edge.*", "central_sync", "central_sync.*"])
     + ["central_sync.migrations.versions"],
     include_package_data=True,
     package_data={
+        "anqi_contract": ["py.typed"],
         "edge": ["py.typed"],
         "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"],
     },
-    install_requires=RUNTIME,
+    install_requires=CORE,
     extras_require={
+        "edge": EDGE,
         "central": CENTRAL,
+        # Enrolment from photos on the central side (anqi_contract.faces: the edge's face models).
+        "faces": ["opencv-python-headless>=4.8"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27"],
         # Training and third-party model export only: never on the device.
         "train": ["ultralytics>=8.3", "torch", "torchvision"],

@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anqi_contract.paths import shared_dir  # noqa: E402
 from edge.detect.geometry import iou_matrix, letterbox, nms  # noqa: E402
-from edge.paths import shared_dir  # noqa: E402
 
 HELMET9_SIZE = (1820, 1024)
 IOU = 0.3
@@ -183,7 +183,7 @@ def run_ours(images: Path, preds: Path, config: Path | None) -> float:
 
 def run_baseline(images: Path, preds: Path) -> str | None:
     """The helmet-detector YOLOv12m (ONNX, 640 letterbox), same output format; None when not prepared."""
-    from edge.detect.manifest import ModelFileError, resolve
+    from anqi_contract.manifest import ModelFileError, resolve
     from edge.detect.session import open_session
 
     try:

@@ -251,7 +251,7 @@ def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: A
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.relay import protocol as P
+    from anqi_contract import protocol as P
 
     n = len(payloads)
     acks = threading.Semaphore(0)
@@ -281,9 +281,9 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
     section (``batch_max=1``: one transaction per event)."""
     import multiprocessing
 
+    from anqi_contract import protocol as P
+    from anqi_contract.event import FaceInfo, ViolationEvent, ViolationType
     from central_sync.consumer import CentralConsumer
-    from edge.event import FaceInfo, ViolationEvent, ViolationType
-    from edge.relay import protocol as P
     from edge.relay.localbroker import LocalBroker
 
     rng = np.random.default_rng(5)

@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anqi_contract.paths import shared_dir  # noqa: E402
 from edge.config import load_config, parse_config  # noqa: E402
 from edge.detect import RiderDetector  # noqa: E402
-from edge.paths import shared_dir  # noqa: E402
 
 
 def frames(n: int) -> list[np.ndarray]:

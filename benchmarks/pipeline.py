@@ -60,9 +60,9 @@ def percentile(xs: list[float], q: float) -> float | None:
 def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[str, str]) -> dict[str, Any]:
     import yaml
 
+    from anqi_contract.logs import setup_logging
     from edge.config import parse_config
     from edge.daemon import EdgeDaemon
-    from edge.logs import setup_logging
 
     setup_logging(os.environ.get("ANQI_BENCH_LOG_LEVEL", "WARNING"), sys.stderr)
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))

@@ -31,10 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from anqi_contract.paths import shared_dir  # noqa: E402
 from edge.buffer import ClipRecorder, PrerollBuffer, write_clip  # noqa: E402
 from edge.config.buffer import BufferConfig  # noqa: E402
 from edge.config.source import SourceConfig  # noqa: E402
-from edge.paths import shared_dir  # noqa: E402
 from edge.source import Frame, FrameSource  # noqa: E402
 from edge.source.frame import RAW_CODEC, StreamInfo  # noqa: E402
 from edge.source.testclips import make_test_clip  # noqa: E402

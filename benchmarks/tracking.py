@@ -49,8 +49,8 @@ def bench_tracking(n: int, frames: int = 100) -> float:
 
 
 def bench_faces() -> tuple[float, int]:
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector
-    from edge.detect.manifest import resolve
     from edge.evidence import FaceCapture
 
     cap = cv2.VideoCapture(str(VIDEO))

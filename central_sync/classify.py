@@ -30,11 +30,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from anqi_contract.event import SCHEMA_VERSION
 from central_sync.config import CentralConfig
 from central_sync.identity import Gallery, IdentityResolver, UnknownFiles
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.tiers import TierAssessment, parse_aware_time
-from edge.event import SCHEMA_VERSION
 
 #: disposition kinds a record may name; only ``tiers.repeat_dispositions`` (education, fine) make "repeat"
 DISPOSITION_ALIASES = {"sms": "sms_reminder", "voice": "voice_reminder", "reminder": "sms_reminder"}

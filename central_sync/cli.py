@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from anqi_contract.logs import setup_logging
 from central_sync.config import CentralConfig, ConfigError, load_config
 from central_sync.tiers import parse_aware_time
-from edge.logs import setup_logging
 
 if TYPE_CHECKING:
     from central_sync.storage.store import CentralStore

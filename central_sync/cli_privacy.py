@@ -27,7 +27,7 @@ def seal_keygen(key_id: str, out: Path) -> None:
     """Make a sealing key pair: the public key goes into every device's privacy.seal, the private one stays here."""
     import re
 
-    from edge.relay.sealed import KEY_ID_PATTERN, generate_keypair
+    from anqi_contract.sealed import KEY_ID_PATTERN, generate_keypair
 
     if not re.match(KEY_ID_PATTERN, key_id):
         raise click.BadParameter(f"must match {KEY_ID_PATTERN}", param_hint="--id")

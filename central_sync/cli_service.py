@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from anqi_contract.logs import log, setup_logging
 from central_sync.config import CentralConfig, ConfigError, load_config
 from central_sync.tiers import parse_aware_time
-from edge.logs import log, setup_logging
 
 if TYPE_CHECKING:
     from central_sync.storage.store import CentralStore
@@ -82,7 +82,7 @@ def run(config: Path) -> None:
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
-    from edge.health import SystemdNotifier
+    from anqi_contract.notify import SystemdNotifier
 
     notifier = SystemdNotifier()  # the unit is Type=notify with a watchdog
     stop = threading.Event()

@@ -16,9 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.config import ConfigError, format_validation_error, read_yaml_file
-from edge.config.base import Section
-from edge.config.device import known_timezone
+from anqi_contract.config import ConfigError, Section, format_validation_error, known_timezone, read_yaml_file
 
 __all__ = [
     "ApiConfig",
@@ -251,7 +249,7 @@ class MediaConfig(Section):
 
 
 class SealingConfig(Section):
-    """Central's private keys that open evidence sealed on the devices (edge.relay.sealed). Never in this YAML:
+    """Central's private keys that open evidence sealed on the devices (anqi_contract.sealed). Never in this YAML:
     each key id is looked up as the systemd credential ``seal-key-<id>``, the environment variable
     ``ANQI_SEAL_KEY_<ID>`` (upper case, '-' and '.' as '_') or the file ``<key_dir>/<id>.key`` (mode 600)."""
 
@@ -377,8 +375,8 @@ class CentralConfig(Section):
 
 
 def load_keyring(cfg: CentralConfig) -> Any:
-    """The :class:`edge.relay.sealed.KeyRing` of ``sealing.key_ids``; :class:`ConfigError` naming a key not found."""
-    from edge.relay.sealed import KeyRing, SealError, parse_private_key
+    """The :class:`anqi_contract.sealed.KeyRing` of ``sealing.key_ids``; :class:`ConfigError` naming a key not found."""
+    from anqi_contract.sealed import KeyRing, SealError, parse_private_key
 
     keys = {}
     problems = []
@@ -426,11 +424,8 @@ def read_secret(name: str, key: str) -> str:
 
 
 def _format(err: ValidationError) -> list[str]:
-    """The edge's formatter (one ``key.path: message`` per problem), pointing at the central example."""
-    return [
-        p.replace("config/edge.example.yaml", "config/central.example.yaml")
-        for p in format_validation_error(err)
-    ]
+    """The shared formatter (one ``key.path: message`` per problem), pointing at the central example."""
+    return format_validation_error(err, example="config/central.example.yaml")
 
 
 def parse_config(

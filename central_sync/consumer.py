@@ -1,6 +1,6 @@
 """The central MQTT consumer: edge events in, stored once, acknowledged, identified, tiered.
 
-Subscriptions (``mqtt.topic_prefix`` = ``anqi/v1``, wire format from :mod:`edge.relay.protocol`):
+Subscriptions (``mqtt.topic_prefix`` = ``anqi/v1``, wire format from :mod:`anqi_contract.protocol`):
 
 * ``$share/<group>/anqi/v1/+/+/event`` (MQTT 5 shared subscription: consumers of one group split
   the events between them);
@@ -53,6 +53,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import select
 
+from anqi_contract import protocol as P
+from anqi_contract.event import UnsupportedSchemaVersion, ViolationEvent
+from anqi_contract.fsutil import write_atomic
+from anqi_contract.logs import log
+from anqi_contract.sealed import KeyRing, SealError, is_sealed
 from central_sync.config import CentralConfig, load_keyring, read_secret
 from central_sync.dispositions import DispositionDesk
 from central_sync.identity import IdentityResolver, Match, to_blob
@@ -60,11 +65,6 @@ from central_sync.persons import catch_up_unknown_files, load_resolver
 from central_sync.storage.models import Embedding, Media, Person, utcnow
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.tiers import TierAssessment
-from edge.event import UnsupportedSchemaVersion, ViolationEvent
-from edge.fsutil import write_atomic
-from edge.logs import log
-from edge.relay import protocol as P
-from edge.relay.sealed import KeyRing, SealError, is_sealed
 
 logger = logging.getLogger("anqi.central.consumer")
 
@@ -654,7 +654,7 @@ class CentralConsumer:
         event of a person already in the transaction starts the next one). After each commit: log lines, media links
         and acks per event, then one tier re-assessment per person. A transaction that fails is retried one event
         per transaction, so that one bad event cannot hold back the others (it is logged and not acked; the edge
-        re-sends it). The acks of one call go out together, one message per device (:class:`~edge.relay.protocol.AckBatch`)."""
+        re-sends it). The acks of one call go out together, one message per device (:class:`~anqi_contract.protocol.AckBatch`)."""
         acks: list[tuple[P.Topic, P.Ack]] = []
         try:
             self._store_events_acking(items, acks)

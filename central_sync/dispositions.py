@@ -37,11 +37,11 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
 
+from anqi_contract.logs import log
 from central_sync.config import CentralConfig, read_secret
 from central_sync.storage.models import Disposition, Feedback, Person, Task, TierChange, utcnow
 from central_sync.storage.store import CentralStore
 from central_sync.tiers import OffenderTier, TierAssessment
-from edge.logs import log
 
 logger = logging.getLogger("anqi.central.dispositions")
 

@@ -10,7 +10,7 @@
   (``identity.match_threshold``), then unknown files.
 
 Embeddings are never logged. Enrolment from photos and the LFW evaluation use the edge's own
-face models (:mod:`edge.detect.faces`) so that gallery and event embeddings are comparable.
+face models (:mod:`anqi_contract.faces`) so that gallery and event embeddings are comparable.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.logs import log
+from anqi_contract.logs import log
 
 logger = logging.getLogger("anqi.central.identity")
 
@@ -309,10 +309,10 @@ EmbedFn = Callable[[np.ndarray], "np.ndarray | None"]
 
 def edge_face_embedder(detector_model: str = "yunet", embedder_model: str = "sface") -> EmbedFn:
     """Image (BGR) -> 128-d embedding of its largest face, with the edge's own YuNet + SFace
-    (:mod:`edge.detect.faces`, model files from ``models/manifest.yaml``). Raises
-    ``edge.detect.manifest.ModelFileError`` naming the file when the models are not prepared."""
-    from edge.detect.faces import FaceDetector, FaceEmbedder
-    from edge.detect.manifest import resolve
+    (:mod:`anqi_contract.faces`, model files from ``models/manifest.yaml``). Raises
+    ``anqi_contract.manifest.ModelFileError`` naming the file when the models are not prepared."""
+    from anqi_contract.faces import FaceDetector, FaceEmbedder
+    from anqi_contract.manifest import resolve
 
     detector = FaceDetector(resolve(detector_model)[1], score_threshold=0.6, min_face_px=16)
     embedder = FaceEmbedder(resolve(embedder_model)[1])

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select, update
 
+from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.identity import (
     EmbedFn,
@@ -33,7 +34,6 @@ from central_sync.identity import (
 )
 from central_sync.storage.models import Disposition, Embedding, Event, Person, Task
 from central_sync.storage.store import CentralStore
-from edge.logs import log
 
 logger = logging.getLogger("anqi.central.persons")
 

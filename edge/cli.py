@@ -15,10 +15,10 @@ from pathlib import Path
 
 import click
 
+from anqi_contract.paths import project_home
 from edge import __version__
 from edge.cli_common import config_or_exit
 from edge.config import load_config
-from edge.paths import project_home
 
 DEFAULT_CONFIG = Path("/etc/anqi/edge.yaml")  # where the systemd unit's config lives
 
@@ -130,7 +130,7 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
 )
 def schema(out: Path | None) -> None:
     """Print the JSON Schema of the violation event (shared with central_sync)."""
-    from edge.event import json_schema
+    from anqi_contract.event import json_schema
 
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
     if out:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from anqi_contract.logs import setup_logging
 from edge.config import ConfigError, EdgeConfig, load_config, parse_config
-from edge.logs import setup_logging
 
 
 def config_or_exit(path: Path | None, log_level: str | None = None) -> EdgeConfig:

@@ -187,7 +187,7 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
     Stops on SIGTERM / SIGINT, finishing clips in progress. With --until-eof on a file it stops
     at the end of the file and prints a summary.
     """
-    from edge.logs import setup_logging
+    from anqi_contract.logs import setup_logging
 
     cfg = config_or_exit(config)
     setup_logging(cfg.device.log_level)
@@ -244,7 +244,7 @@ def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     Events go to OUT/events/<event_id>.json, their evidence (face JPEG, context JPEG, MP4 clip) to
     OUT/media/<event_id>/, the outbox database to OUT/. Actuators use their configured backends.
     """
-    from edge.logs import setup_logging
+    from anqi_contract.logs import setup_logging
 
     cfg = config_or_exit(config)
     setup_logging(cfg.device.log_level)

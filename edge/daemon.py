@@ -35,12 +35,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from anqi_contract.event import ViolationEvent
+from anqi_contract.fsutil import write_atomic
+from anqi_contract.logs import log
+from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
-from edge.event import ViolationEvent
 from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
-from edge.fsutil import write_atomic
-from edge.health import Health, SystemdNotifier
-from edge.logs import log
+from edge.health import Health
 from edge.rules import RuleSet, Violation
 from edge.track import RiderTracker, Track
 from edge.zone import CaptureZone, fit_motion
@@ -282,8 +283,8 @@ class EdgeDaemon:
         if not self.cfg.privacy.blur_bystanders:
             return None
         try:
+            from anqi_contract.manifest import resolve
             from edge.detect.faces import FaceDetector
-            from edge.detect.manifest import resolve
             from edge.evidence.privacy import FaceBlur
 
             _, path = resolve(self.cfg.face.detector_model)
@@ -326,10 +327,12 @@ class EdgeDaemon:
             from edge.evidence.adapters import SFaceEmbedding
 
             f = self.cfg.face
-            self._faces = FaceCapture(FaceDetector.from_config(self.cfg), f.min_face_px, f.score_threshold)
+            self._faces = FaceCapture(
+                FaceDetector.from_config(self.cfg.face), f.min_face_px, f.score_threshold
+            )
             try:
                 self._embedder = SFaceEmbedding(
-                    FaceEmbedder.from_config(self.cfg), self.cfg.face.embedder_model
+                    FaceEmbedder.from_config(self.cfg.face), self.cfg.face.embedder_model
                 )
             except Exception as e:
                 log(logger, "face_embedder_unavailable", logging.ERROR, error=str(e)[:300])
@@ -394,7 +397,7 @@ class EdgeDaemon:
 
     def _recover_unstored(self) -> int:
         """Events a previous run assembled but could not store (disk full, crash): store them now."""
-        from edge.event import parse_event
+        from anqi_contract.event import parse_event
 
         stored = 0
         for folder in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):

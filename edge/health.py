@@ -1,11 +1,10 @@
-"""Health of the appliance: one JSON file the daemon rewrites atomically, read by ``anqi-edge status``,
-and the systemd notify protocol (READY / WATCHDOG / STATUS) over ``$NOTIFY_SOCKET``."""
+"""Health of the appliance: one JSON file the daemon rewrites atomically, read by ``anqi-edge status``.
+The systemd notify protocol lives in :mod:`anqi_contract.notify` (the central service uses it too)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,37 +100,3 @@ def daemon_running(health: dict[str, Any]) -> bool | None:
     except OSError:
         return True
     return state != "Z" and (b"anqi" in cmd or b"edge" in cmd or b"python" in cmd or b"pytest" in cmd)
-
-
-class SystemdNotifier:
-    """Plain-socket sd_notify; a no-op when not started by systemd."""
-
-    def __init__(self) -> None:
-        addr = os.environ.get("NOTIFY_SOCKET")
-        self._addr = ("\0" + addr[1:]) if addr and addr.startswith("@") else addr
-        usec = os.environ.get("WATCHDOG_USEC")
-        self.watchdog_interval_s: float | None = int(usec) / 2e6 if usec and usec.isdigit() else None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._addr)
-
-    def notify(self, message: str) -> None:
-        if not self._addr:
-            return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)  # a listener that does not read must never freeze the daemon
-            try:
-                s.connect(self._addr)
-                s.sendall(message.encode())
-            except OSError:
-                pass
-
-    def ready(self, status: str = "running") -> None:
-        self.notify(f"READY=1\nSTATUS={status}")
-
-    def watchdog(self) -> None:
-        self.notify("WATCHDOG=1")
-
-    def stopping(self) -> None:
-        self.notify("STOPPING=1")

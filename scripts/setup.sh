@@ -24,7 +24,7 @@ quiet_pip() { grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "^ *!!
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "setup: creating .venv"; $PY -m venv .venv; }
 
-EXTRAS="central,test"
+EXTRAS="edge,central,test"
 stamp=".venv/.anqi-installed"
 want="$(sha256sum setup.py | cut -c1-64) $EXTRAS"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

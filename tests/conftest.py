@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
+from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
 from edge.config import EdgeConfig, parse_config
-from edge.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
 from edge.relay.localbroker import LocalBroker
 
 BrokerFactory = Callable[..., LocalBroker]

@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.relay import protocol as P
+from anqi_contract import protocol as P
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from anqi_contract.event import SCHEMA_VERSION, json_schema
+from anqi_contract.logs import log, setup_logging
+from anqi_contract.notify import SystemdNotifier
 from edge.cli import main
 from edge.config import load_config
-from edge.event import SCHEMA_VERSION, json_schema
-from edge.health import Health, SystemdNotifier
-from edge.logs import log, setup_logging
+from edge.health import Health
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from anqi_contract.logs import log
 from central_sync.config import ApiRole, CentralConfig
 from central_sync.storage.models import ApiToken, AuditEntry
 from central_sync.storage.store import CentralStore
-from edge.logs import log
 
 logger = logging.getLogger("anqi.central.access")
 

@@ -20,10 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from anqi_contract.logs import log
 from central_sync.config import CentralConfig, TierThresholds
 from central_sync.storage.models import Disposition, Embedding, Event, Person, utcnow
 from central_sync.tiers import PersonHistory, TierAssessment, assess, window_starts
-from edge.logs import log
 
 logger = logging.getLogger("anqi.central.store")
 

@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from anqi_contract.logs import setup_logging
 from edge.actuators.persuasion import Persuasion
 from edge.actuators.timeswitch import utc_now
 from edge.config import load_config, parse_config
 from edge.health import Health
-from edge.logs import setup_logging
 
 
 def run_drill(

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from anqi_contract.logs import log
 from edge.config.actuators import LightOutputConfig, LightsConfig, Rs485Config, parse_hex_frame
 from edge.health import Health
-from edge.logs import log
 
 logger = logging.getLogger("edge.actuators.lights")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
+from anqi_contract.logs import log
 from edge.actuators.lights import LightBoard
 from edge.actuators.speaker import PlayedPrompt, Speaker
 from edge.actuators.timeswitch import Clock, TimeSwitch, utc_now
 from edge.config import EdgeConfig
 from edge.health import Health
-from edge.logs import log
 
 logger = logging.getLogger("edge.actuators")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from anqi_contract.paths import audio_prompts_dir
 from edge.config import EdgeConfig
-from edge.paths import audio_prompts_dir
 
 #: messages of a complete pack
 MESSAGES = ("no_helmet", "wrong_way", "red_light", "generic")

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from anqi_contract.logs import log
 from edge.actuators.audio import AUDIO_OUTPUTS, AudioOutput, AudioUnavailable
 from edge.actuators.prompts import Prompt, PromptLibrary
 from edge.actuators.timeswitch import DailyWindow, window_value
 from edge.config import EdgeConfig
 from edge.health import Health
-from edge.logs import log
 
 logger = logging.getLogger("edge.actuators.speaker")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from anqi_contract.logs import log
 from edge.config.actuators import TimeSwitchConfig, TimeWindow
-from edge.logs import log
 
 logger = logging.getLogger("edge.actuators.timeswitch")
 

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from av.video.stream import VideoStream
 
+from anqi_contract.logs import log
 from edge.config.buffer import BufferConfig
-from edge.logs import log
 from edge.source.frame import EncodedPacket
 
 JPEG_CODEC = "mjpeg"

@@ -31,9 +31,9 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from anqi_contract.logs import log
 from edge.config.buffer import BufferConfig
 from edge.health import Health
-from edge.logs import log
 from edge.source.frame import EncodedPacket, Frame, StreamInfo
 
 logger = logging.getLogger("edge.buffer")

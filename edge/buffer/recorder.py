@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from anqi_contract.logs import log
 from edge.buffer.mp4 import write_clip
 from edge.buffer.preroll import FrameStamp, PrerollBuffer
 from edge.config.buffer import BufferConfig
 from edge.health import Health
-from edge.logs import log
 from edge.source.frame import EncodedPacket, Frame, StreamInfo
 
 logger = logging.getLogger("edge.buffer")

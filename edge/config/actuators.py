@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,16})*$"

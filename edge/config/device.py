@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section, known_timezone
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def known_timezone(v: str) -> str:
-    """Validator body shared by the edge and central configs: an IANA zone name."""
-    try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'Asia/Shanghai')") from None
-    return v
 
 
 class DeviceConfig(Section):

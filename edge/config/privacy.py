@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section
 
 KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -20,7 +20,7 @@ KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 def _check_key(v: str | None, what: str) -> str | None:
     if v is None:
         return None
-    from edge.relay.sealed import SealError, parse_public_key
+    from anqi_contract.sealed import SealError, parse_public_key
 
     try:
         parse_public_key(v, what)

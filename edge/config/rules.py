@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section
 
 
 class NoHelmetRuleConfig(Section):

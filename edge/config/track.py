@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section
 
 
 class TrackConfig(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from edge.config.base import Section
+from anqi_contract.config import Section
 
 
 class CalibrationPoint(Section):

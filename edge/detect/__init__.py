@@ -2,14 +2,14 @@
 
 Public names: :class:`RiderDetector`, :class:`FrameDetections`, :class:`FaceDetector`,
 :class:`FaceEmbedder`, :class:`Face`, :func:`check_config`. Model files come only from
-``models/manifest.yaml`` (see :mod:`edge.detect.manifest`).
+``models/manifest.yaml`` (see :mod:`anqi_contract.manifest`).
 """
 
 from __future__ import annotations
 
+from anqi_contract.manifest import ModelFileError, load_manifest, verify
 from edge.config import EdgeConfig
 from edge.detect.faces import Face, FaceDetector, FaceEmbedder
-from edge.detect.manifest import ModelFileError, load_manifest, verify
 from edge.detect.rider import FrameDetections, RiderDetector
 
 __all__ = [

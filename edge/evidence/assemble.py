@@ -11,14 +11,14 @@ from typing import Protocol
 
 import numpy as np
 
+from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent
+from anqi_contract.logs import log
+from anqi_contract.sealed import Sealer, parse_public_key
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
-from edge.event import FaceInfo, MediaRef, ViolationEvent
 from edge.evidence.face import FaceCandidate
 from edge.evidence.files import encode_jpeg, media_ref, write_media
 from edge.evidence.snapshot import ViolationFrame
-from edge.logs import log
-from edge.relay.sealed import Sealer, parse_public_key
 from edge.rules.violation import Violation
 
 logger = logging.getLogger("edge.evidence")
@@ -64,7 +64,7 @@ class EventAssembler:
     """Turns a violation plus its face and clip into an event and its files under ``work_dir/<event_id>/``.
 
     With ``seal`` (``privacy.seal`` with a public key) every file and the embedding are sealed to central's key
-    before they are written (:mod:`edge.relay.sealed`); with ``blur`` the frames that are shown (context.jpg,
+    before they are written (:mod:`anqi_contract.sealed`); with ``blur`` the frames that are shown (context.jpg,
     violation.jpg) have every face but the violator's blurred."""
 
     def __init__(

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.event import MediaRef
-from edge.fsutil import write_atomic
-from edge.relay.sealed import Sealer
+from anqi_contract.event import MediaRef
+from anqi_contract.fsutil import write_atomic
+from anqi_contract.sealed import Sealer
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",

@@ -1,5 +1,5 @@
 """Relay stage: the on-disk :class:`Outbox`, the :class:`MqttRelay` that empties it into the
-central office, the wire :mod:`~edge.relay.protocol`, and the development :class:`LocalBroker`.
+central office, the wire :mod:`~anqi_contract.protocol`, and the development :class:`LocalBroker`.
 
 Wiring (the daemon)::
 
@@ -17,8 +17,8 @@ import logging
 import os
 from pathlib import Path
 
+from anqi_contract.logs import log
 from edge.config import EdgeConfig
-from edge.logs import log
 from edge.relay.localbroker import LocalBroker
 from edge.relay.mqtt import MqttRelay, RelayConfigError, read_password, tls_context
 from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats

@@ -34,11 +34,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from anqi_contract import protocol as P
+from anqi_contract.logs import log
 from edge import __version__
 from edge.config import EdgeConfig
 from edge.health import Health, Status
-from edge.logs import log
-from edge.relay import protocol as P
 from edge.relay.outbox import Outbox, OutboxItem
 
 logger = logging.getLogger("anqi.relay.mqtt")

@@ -42,10 +42,10 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from anqi_contract.event import ViolationEvent
+from anqi_contract.logs import log
 from edge.config.relay import OutboxConfig
-from edge.event import ViolationEvent
 from edge.health import Health
-from edge.logs import log
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig

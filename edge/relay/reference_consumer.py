@@ -1,4 +1,4 @@
-"""A minimal central-side consumer of the wire protocol, built only on :mod:`edge.relay.protocol`.
+"""A minimal central-side consumer of the wire protocol, built only on :mod:`anqi_contract.protocol`.
 
 It is the executable statement of the ack contract the edge relies on (``central_sync`` is the
 production consumer): subscribe with a persistent session, verify and reassemble media, store each
@@ -22,9 +22,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.event import UnsupportedSchemaVersion, ViolationEvent
-from edge.logs import log
-from edge.relay import protocol as P
+from anqi_contract import protocol as P
+from anqi_contract.event import UnsupportedSchemaVersion, ViolationEvent
+from anqi_contract.logs import log
 
 logger = logging.getLogger("anqi.relay.consumer")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from anqi_contract.logs import log
 from edge.config import EdgeConfig
-from edge.logs import log
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.red_light import RedLightRule
 from edge.rules.signal import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anqi_contract.event import ViolationType
 from edge.config.rules import NoHelmetRuleConfig
-from edge.event import ViolationType
 from edge.rules.violation import OncePerTrack, Violation
 from edge.track.tracker import Track
 

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from anqi_contract.event import ViolationType
 from edge.config.rules import RedLightRuleConfig
-from edge.event import ViolationType
 from edge.rules.signal import SignalInput, SignalState
 from edge.rules.violation import OncePerTrack, Violation
 from edge.track.tracker import Track

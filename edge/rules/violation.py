@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from edge.event import ViolationType
+from anqi_contract.event import ViolationType
 from edge.track.tracker import Track
 
 

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from anqi_contract.logs import log
 from edge.config.source import SourceConfig
 from edge.health import Health
-from edge.logs import log
 from edge.source.frame import RAW_CODEC, EncodedPacket, Frame, StreamInfo
 from edge.source.uri import SourceKind, file_path, guess_kind, redact_uri
 

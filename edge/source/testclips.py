@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.paths import shared_dir
+from anqi_contract.paths import shared_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import av.container

@@ -1,6 +1,6 @@
 """The central consumer against a real mosquitto: acks, duplicates, schema versions, media, tiers, tasks.
 
-The edge side is either a raw paho client speaking :mod:`edge.relay.protocol` (to craft duplicates,
+The edge side is either a raw paho client speaking :mod:`anqi_contract.protocol` (to craft duplicates,
 corrupt chunks and unknown schema versions) or the real edge ``Outbox`` + ``MqttRelay``
 (the end-to-end test).
 """
@@ -20,6 +20,8 @@ import pytest
 from mqtt_helpers import Listener, wait_for
 from sqlalchemy import func, select
 
+from anqi_contract import protocol as P
+from anqi_contract.event import FaceInfo, ViolationEvent
 from central_sync.config import CentralConfig, parse_config
 from central_sync.consumer import CentralConsumer, reevaluate_all
 from central_sync.storage.models import (
@@ -31,8 +33,6 @@ from central_sync.storage.models import (
     TierChange,
 )
 from central_sync.storage.store import CentralStore
-from edge.event import FaceInfo, ViolationEvent
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)

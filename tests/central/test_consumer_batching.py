@@ -21,12 +21,12 @@ from mqtt_helpers import Listener, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select, text
 
+from anqi_contract import protocol as P
+from anqi_contract.event import FaceInfo, ViolationEvent
 from central_sync.config import parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Embedding, Event, TierChange
 from central_sync.storage.store import CentralStore
-from edge.event import FaceInfo, ViolationEvent
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)

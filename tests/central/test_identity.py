@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from anqi_contract.paths import shared_dir
 from central_sync.config import CentralConfig
 from central_sync.identity import (
     EnrolmentError,
@@ -24,7 +25,6 @@ from central_sync.identity import (
 from central_sync.persons import enrol_embeddings, load_resolver, merge_person
 from central_sync.storage.models import Embedding, Event, Person
 from central_sync.storage.store import CentralStore, ViolationRecord
-from edge.paths import shared_dir
 
 LFW = shared_dir() / "faces" / "lfw-dev"
 RNG = np.random.default_rng(3)

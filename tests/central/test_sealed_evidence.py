@@ -15,16 +15,16 @@ import pytest
 from mqtt_helpers import wait_for
 from sqlalchemy import select
 
+from anqi_contract.event import ViolationType
+from anqi_contract.sealed import generate_keypair
 from central_sync.config import ConfigError, load_keyring, parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Media
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
-from edge.event import ViolationType
 from edge.evidence import EventAssembler
 from edge.evidence.face import FaceCandidate, FaceQuality
 from edge.relay.localbroker import LocalBroker
-from edge.relay.sealed import generate_keypair
 from edge.rules import Violation
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
@@ -32,8 +32,8 @@ LFW = Path(__file__).resolve().parents[3] / "shared" / "faces" / "lfw-dev"
 
 
 def _face_event(tmp: Path, seal: SealConfig, photo: Path, i: int = 0) -> Any:
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector, FaceEmbedder
-    from edge.detect.manifest import resolve
     from edge.evidence.adapters import SFaceEmbedding
 
     img = cv2.imread(str(photo))

@@ -14,11 +14,11 @@ import yaml
 from click.testing import CliRunner
 from scipy.io import wavfile
 
+from anqi_contract.paths import project_home
 from edge.actuators import check_config
 from edge.actuators.cli import test_lights as cli_test_lights
 from edge.actuators.prompts import MESSAGES, PromptLibrary, load_wav
 from edge.config import load_config, parse_config
-from edge.paths import project_home
 
 RED_LIGHT = {
     "enabled": True,

@@ -22,13 +22,13 @@ from mqtt_helpers import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
+from anqi_contract import protocol as P
+from anqi_contract.event import FaceInfo
 from central_sync.config import parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Person, Task
-from edge.event import FaceInfo
 from edge.health import Health
 from edge.relay import MqttRelay, Outbox
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker, free_port
 
 PFX = "anqi/v1"

@@ -21,10 +21,10 @@ from broker_pki import CENTRAL, DEV_A, DEV_B, DISPATCH, MOSQ, SITE, render_conf
 from mqtt_helpers import wait_for as _wait
 from paho.mqtt.enums import CallbackAPIVersion
 
+from anqi_contract import protocol as P
 from edge.config import EdgeConfig
 from edge.health import Health
 from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker, free_port
 from edge.relay.reference_consumer import ReferenceConsumer
 

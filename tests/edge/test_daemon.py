@@ -200,7 +200,7 @@ def test_sigterm_stops_the_daemon_process_cleanly(tmp_path: Path, empty_models: 
 def test_evidence_survives_an_outbox_that_refuses_it_and_is_stored_after_restart(tmp_path: Path) -> None:
     import hashlib
 
-    from edge.event import parse_event
+    from anqi_contract.event import parse_event
 
     cfg = load_config(site_config(tmp_path))
     out = tmp_path / "out"

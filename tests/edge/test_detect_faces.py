@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from anqi_contract.paths import shared_dir
 from edge.config import parse_config
 from edge.detect import Face, FaceDetector, FaceEmbedder
 from edge.detect.prepare import prepare
-from edge.paths import shared_dir
 
 LFW = shared_dir() / "faces" / "lfw-dev"
 PEOPLE = ("Abdullah_Gul", "Adrien_Brody", "Alejandro_Toledo", "Amelie_Mauresmo", "Andre_Agassi")
@@ -22,7 +22,7 @@ PEOPLE = ("Abdullah_Gul", "Adrien_Brody", "Alejandro_Toledo", "Amelie_Mauresmo",
 def models() -> tuple[FaceDetector, FaceEmbedder]:
     prepare()
     cfg = parse_config({})
-    return FaceDetector.from_config(cfg), FaceEmbedder.from_config(cfg)
+    return FaceDetector.from_config(cfg.face), FaceEmbedder.from_config(cfg.face)
 
 
 def central_face(detector: FaceDetector, img: np.ndarray) -> Face:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from anqi_contract.paths import project_home, shared_dir
 from edge.config import parse_config
 from edge.detect import FrameDetections, RiderDetector
 from edge.detect.geometry import iou_matrix
 from edge.detect.prepare import prepare
-from edge.paths import project_home, shared_dir
 
 DATA = shared_dir() / "data"
 SPLITS = project_home() / "models" / "train" / "splits"

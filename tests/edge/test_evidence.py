@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from anqi_contract.event import ViolationType, parse_event
 from edge.config.device import DeviceConfig
-from edge.event import ViolationType, parse_event
 from edge.evidence import EventAssembler, FaceCapture, FaceQuality, frontalness
 from edge.rules import Violation
 from edge.track import Track, TrackPoint
@@ -28,8 +28,8 @@ HEADS = {150: (110, 40, 140, 75), 180: (115, 30, 150, 72), 200: (190, 20, 232, 7
 
 
 def _yunet():  # type: ignore[no-untyped-def]
+    from anqi_contract.manifest import ModelFileError, resolve
     from edge.detect.faces import FaceDetector
-    from edge.detect.manifest import ModelFileError, resolve
 
     try:
         return FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8)
@@ -38,8 +38,8 @@ def _yunet():  # type: ignore[no-untyped-def]
 
 
 def _sface():  # type: ignore[no-untyped-def]
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceEmbedder
-    from edge.detect.manifest import resolve
 
     return FaceEmbedder(resolve("sface")[1])
 

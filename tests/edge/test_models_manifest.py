@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from anqi_contract.manifest import ModelFileError, load_manifest, resolve, sha256_file, verify
+from anqi_contract.paths import models_dir
 from edge.config import parse_config
 from edge.detect import check_config
-from edge.detect.manifest import ModelFileError, load_manifest, resolve, sha256_file, verify
 from edge.detect.prepare import prepare
 from edge.detect.rider import RiderDetector
-from edge.paths import models_dir
 
 
 @pytest.fixture(scope="module")

@@ -207,7 +207,7 @@ ADDER = r"""
 import sys, json, pathlib, uuid, hashlib, os
 sys.path.insert(0, sys.argv[1])
 from edge.config.relay import OutboxConfig
-from edge.event import ViolationEvent
+from anqi_contract.event import ViolationEvent
 from edge.relay.outbox import Outbox
 root, src = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 ob = Outbox(root, OutboxConfig())
@@ -258,7 +258,7 @@ FULL_DISK = r"""
 import sys, json, pathlib, resource, signal
 sys.path.insert(0, sys.argv[1])
 from edge.config.relay import OutboxConfig
-from edge.event import ViolationEvent
+from anqi_contract.event import ViolationEvent
 from edge.relay.outbox import Outbox, OutboxError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 ob = Outbox(pathlib.Path(sys.argv[2]), OutboxConfig())
@@ -303,7 +303,7 @@ def test_unwritable_outbox_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path: Path) -> None:
-    from edge.fsutil import write_atomic
+    from anqi_contract.fsutil import write_atomic
 
     target = tmp_path / "event.json"
     write_atomic(target, '{"a": "头盔"}')

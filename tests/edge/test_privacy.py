@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
+from anqi_contract.event import ViolationType, parse_event
+from anqi_contract.sealed import KeyRing, SealError, generate_keypair, parse_private_key
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
-from edge.event import ViolationType, parse_event
 from edge.evidence import EventAssembler, FaceCapture
 from edge.evidence.privacy import FaceBlur
 from edge.relay import Outbox
-from edge.relay.sealed import KeyRing, SealError, generate_keypair, parse_private_key
 from edge.rules import Violation
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -34,15 +34,15 @@ HEADS = {215: (310, 0, 372, 72)}
 
 
 def yunet():  # type: ignore[no-untyped-def]
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector
-    from edge.detect.manifest import resolve
 
     return FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8)
 
 
 def sface():  # type: ignore[no-untyped-def]
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceEmbedder
-    from edge.detect.manifest import resolve
 
     return FaceEmbedder(resolve("sface")[1])
 
@@ -194,7 +194,7 @@ def test_outbox_holds_no_jpeg_mp4_or_embedding_in_the_clear(tmp_path: Path) -> N
 def test_the_device_key_cannot_open_and_a_wrong_or_tampered_blob_is_refused(tmp_path: Path) -> None:
     pub, ring = _keys("k1")
     other_pub, other_ring = _keys("k1")
-    from edge.relay.sealed import Sealer, parse_public_key
+    from anqi_contract.sealed import Sealer, parse_public_key
 
     blob = Sealer("k1", parse_public_key(pub["k1"])).seal(b"\xff\xd8\xff face")
     assert ring.open(blob) == b"\xff\xd8\xff face"
@@ -253,8 +253,8 @@ def _street_frame() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
 
 
 def test_every_face_but_the_violators_is_blurred_beyond_recognition(tmp_path: Path) -> None:
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector
-    from edge.detect.manifest import resolve
 
     frame, boxes = _street_frame()
     blur = FaceBlur(FaceDetector(resolve("yunet")[1], 0.5, min_face_px=6, max_input_px=4096))
@@ -287,8 +287,8 @@ def test_every_face_but_the_violators_is_blurred_beyond_recognition(tmp_path: Pa
 
 
 def test_the_assembler_blurs_context_and_deciding_frames_only(tmp_path: Path) -> None:
+    from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector
-    from edge.detect.manifest import resolve
     from edge.evidence.face import FaceCandidate, FaceQuality
     from edge.evidence.snapshot import ViolationFrame
 

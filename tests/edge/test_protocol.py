@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.event import FaceInfo, UnsupportedSchemaVersion, ViolationEvent, ViolationType
-from edge.relay import protocol as P
+from anqi_contract import protocol as P
+from anqi_contract.event import FaceInfo, UnsupportedSchemaVersion, ViolationEvent, ViolationType
 
 EID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 

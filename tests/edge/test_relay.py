@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from mqtt_helpers import wait_for as _wait
 
+from anqi_contract import protocol as P
 from edge.config import EdgeConfig
 from edge.health import Health
 from edge.relay import EventState, MqttRelay, Outbox, RelayConfigError, connect_or_start_local
-from edge.relay import protocol as P
 from edge.relay.localbroker import LocalBroker
 from edge.relay.reference_consumer import ReferenceConsumer
 

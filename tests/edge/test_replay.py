@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.event import parse_event
+from anqi_contract.event import parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from anqi_contract.event import ViolationType
 from edge.config import parse_config
 from edge.config.rules import NoHelmetRuleConfig, RedLightRuleConfig, SignalConfig, WrongWayRuleConfig
-from edge.event import ViolationType
 from edge.rules import (
     GpioSignal,
     ImageSignal,

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from anqi_contract.logs import LogfmtFormatter
 from edge.config import ConfigError, parse_config
 from edge.config.source import SourceConfig
 from edge.health import Health
-from edge.logs import LogfmtFormatter
 from edge.relay.localbroker import free_port
 from edge.source import (
     DetectQueue,

@@ -20,8 +20,8 @@ import yaml
 from scipy.io import wavfile
 from scipy.signal import correlate
 
+from anqi_contract.paths import audio_prompts_dir
 from edge.actuators.prompts import load_wav
-from edge.paths import audio_prompts_dir
 
 RATE = 16000
 #: PortAudio pre-fills the ALSA buffer with up to this much silence before the first callback's data

@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.event import ViolationEvent, parse_event
+from anqi_contract.event import ViolationEvent, parse_event
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -88,7 +88,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 MEDIA_MAGIC = b"AQM1"
 _HEADER_LEN = struct.Struct(">H")
-#: the id patterns of edge.config.device / edge.event.MediaRef: no '/', '+', '#' can appear
+#: the id patterns of edge.config.device / anqi_contract.event.MediaRef: no '/', '+', '#' can appear
 _SEGMENT_FORBIDDEN = set("/+#\0 ")
 
 
@@ -230,9 +230,9 @@ def encode_event(event: ViolationEvent) -> bytes:
 
 
 def decode_event(payload: bytes) -> ViolationEvent:
-    """Parse an event payload. Raises :class:`edge.event.UnsupportedSchemaVersion` for unknown
+    """Parse an event payload. Raises :class:`anqi_contract.event.UnsupportedSchemaVersion` for unknown
     versions and :class:`ProtocolError` for anything else malformed."""
-    from edge.event import UnsupportedSchemaVersion
+    from anqi_contract.event import UnsupportedSchemaVersion
 
     try:
         return parse_event(payload)

@@ -40,7 +40,7 @@ class MediaRef(_Model):
     sealed_to: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Key id of the central key the file is sealed to (edge.relay.sealed); size and sha256 are then "
+        description="Key id of the central key the file is sealed to (anqi_contract.sealed); size and sha256 are then "
         "those of the sealed bytes that travel, content_type that of the file inside.",
     )
 
@@ -59,7 +59,7 @@ class FaceInfo(_Model):
     embedding_sealed: str | None = Field(
         None,
         max_length=4096,
-        description="The embedding sealed to central's key (base64, edge.relay.sealed); ``embedding`` is then absent.",
+        description="The embedding sealed to central's key (base64, anqi_contract.sealed); ``embedding`` is then absent.",
     )
 
 

@@ -1,6 +1,6 @@
 """``models/manifest.yaml``: the one list of model files the appliance may run.
 
-Each entry names the file (relative to :func:`edge.paths.models_dir`), its SHA-256, input size,
+Each entry names the file (relative to :func:`anqi_contract.paths.models_dir`), its SHA-256, input size,
 class map, the package or training run it comes from and its licence. Nothing else in the code
 names a model path.
 """
@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.paths import models_dir
+from anqi_contract.paths import models_dir
 
 ModelKind = Literal["yolov8", "head-heatmap", "head-classifier", "yunet", "sface", "yolo-baseline"]
 

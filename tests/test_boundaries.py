@@ -1,0 +1,88 @@
+"""Package boundaries: ``edge`` and ``central_sync`` share only ``anqi_contract`` and never import each
+other; the contract and the central side stay free of the camera runtime."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("anqi_contract", "edge", "central_sync")
+#: the device's camera / audio / GPIO runtime: the ``edge`` extra, never needed by central
+CAMERA_RUNTIME = {"cv2", "onnxruntime", "av", "gpiozero", "sounddevice", "serial"}
+#: which first-party packages each package may import
+ALLOWED = {
+    "anqi_contract": {"anqi_contract"},
+    "edge": {"anqi_contract", "edge"},
+    "central_sync": {"anqi_contract", "central_sync"},
+}
+
+
+def imports(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, module, at module level) for every absolute import in a file, lazy ones included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    top = {id(n) for n in tree.body}
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            out += [(n.lineno, a.name, id(n) in top) for a in n.names]
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            out.append((n.lineno, n.module, id(n) in top))
+    return out
+
+
+def violations(root: Path) -> list[str]:
+    found = []
+    for pkg in PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            for line, mod, _ in imports(f):
+                top = mod.split(".")[0]
+                if top in PACKAGES and top not in ALLOWED[pkg]:
+                    found.append(f"{f.relative_to(root)}:{line}: {pkg} imports {mod}")
+    return found
+
+
+def test_edge_and_central_never_import_each_other() -> None:
+    assert violations(ROOT) == []
+
+
+def test_the_walk_finds_a_lazy_cross_import(tmp_path: Path) -> None:
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "central_sync" / "x.py").write_text("def f():\n    from edge.logs import log\n")
+    (tmp_path / "anqi_contract" / "y.py").write_text("import central_sync.config\n")
+    assert violations(tmp_path) == [
+        "anqi_contract/y.py:1: anqi_contract imports central_sync.config",
+        "central_sync/x.py:2: central_sync imports edge.logs",
+    ]
+
+
+def test_contract_and_central_do_not_import_the_camera_runtime_at_module_level() -> None:
+    found = []
+    for pkg in ("anqi_contract", "central_sync"):
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            if f.name == "faces.py" and pkg == "anqi_contract":
+                continue  # the shared face embedding space: OpenCV, imported only by who needs faces
+            found += [
+                f"{f.relative_to(ROOT)}:{line}: {mod}"
+                for line, mod, module_level in imports(f)
+                if module_level and mod.split(".")[0] in CAMERA_RUNTIME
+            ]
+    assert found == []
+
+
+def test_importing_the_central_side_loads_no_edge_module_and_no_camera_runtime() -> None:
+    """Every central module imported in a fresh interpreter: not one ``edge.*`` or runtime module loaded."""
+    code = (
+        "import importlib, pkgutil, sys, central_sync\n"
+        "for m in pkgutil.walk_packages(central_sync.__path__, 'central_sync.'):\n"
+        "    if '.migrations' not in m.name:\n"
+        "        importlib.import_module(m.name)\n"
+        f"bad = {sorted(CAMERA_RUNTIME | {'edge'})!r}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
