@@ -161,6 +161,7 @@ def test_tar_at_far_and_rank1_on_synthetic_identities() -> None:
 def embedder():  # type: ignore[no-untyped-def]
     from central_sync.identity import edge_face_embedder
 
+    pytest.importorskip("cv2", reason="needs the edge extra or anqi[faces] (OpenCV runs the face models)")
     if not LFW.is_dir():
         pytest.skip(f"{LFW} not present")
     try:

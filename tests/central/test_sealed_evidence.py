@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from mqtt_helpers import wait_for
 from sqlalchemy import select
@@ -22,19 +21,21 @@ from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Media
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
-from edge.evidence import EventAssembler
-from edge.evidence.face import FaceCandidate, FaceQuality
 from edge.relay.localbroker import LocalBroker
-from edge.rules import Violation
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 LFW = Path(__file__).resolve().parents[3] / "shared" / "faces" / "lfw-dev"
 
 
 def _face_event(tmp: Path, seal: SealConfig, photo: Path, i: int = 0) -> Any:
+    """A sealed event made by the edge's own evidence code (OpenCV + face models: the ``edge`` extra)."""
+    cv2 = pytest.importorskip("cv2", reason="needs the edge extra (OpenCV): the edge seals a real event")
     from anqi_contract.manifest import resolve
     from edge.detect.faces import FaceDetector, FaceEmbedder
+    from edge.evidence import EventAssembler
     from edge.evidence.adapters import SFaceEmbedding
+    from edge.evidence.face import FaceCandidate, FaceQuality
+    from edge.rules import Violation
 
     img = cv2.imread(str(photo))
     f = FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8).detect(img)[0]
@@ -65,6 +66,7 @@ def _central(tmp: Path, port: int, **sealing: Any) -> CentralConsumer:
 def test_sealed_events_are_opened_on_receipt_across_a_key_rotation(
     tmp_path: Path, broker: LocalBroker, relay_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cv2 = pytest.importorskip("cv2", reason="needs the edge extra (OpenCV): the edge seals a real event")
     from edge.relay import MqttRelay, Outbox
 
     old_sk, old_pk = generate_keypair()
