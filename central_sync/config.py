@@ -214,14 +214,19 @@ class ApiRole(Section):
     )
     id_number: Literal["full", "masked"] = Field("masked")
     name: Literal["full", "masked"] = Field("full")
+    evidence: Literal["none", "frames", "full"] = Field(
+        "none",
+        description="Evidence files: none; frames (face photo and the shown frames, bystanders blurred); "
+        "full (also the original clip, bystanders not blurred).",
+    )
 
 
 def _default_roles() -> dict[str, ApiRole]:
     return {
-        "admin": ApiRole(rows="all", id_number="full", name="full"),
-        "police": ApiRole(rows="all", id_number="full", name="full"),
-        "analyst": ApiRole(rows="all", id_number="masked", name="masked"),
-        "community": ApiRole(rows="own_community", id_number="masked", name="full"),
+        "admin": ApiRole(rows="all", id_number="full", name="full", evidence="full"),
+        "police": ApiRole(rows="all", id_number="full", name="full", evidence="full"),
+        "analyst": ApiRole(rows="all", id_number="masked", name="masked", evidence="none"),
+        "community": ApiRole(rows="own_community", id_number="masked", name="full", evidence="frames"),
     }
 
 

@@ -64,6 +64,10 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     ]
     Limit = Annotated[int, Query(ge=1, le=100_000)]
 
+    from central_sync.sharing.evidence import add_evidence_routes
+
+    add_evidence_routes(app, cfg, store, caller, client_of)
+
     @app.get("/api/v1/violations", response_model=list[ViolationRow], tags=["sharing"])
     def violations(
         request: Request,
