@@ -62,9 +62,9 @@ def reverse_clip(video: Path, out: Path) -> Path:
 def child(mode: str, clip: Path, config: Path, work: Path, overrides: dict[str, str]) -> dict[str, Any]:
     import yaml
 
+    from anqi_contract.logs import setup_logging
     from edge.config import parse_config
     from edge.daemon import EdgeDaemon
-    from edge.logs import setup_logging
 
     setup_logging(os.environ.get("ANQI_BENCH_LOG_LEVEL", "WARNING"), sys.stderr)
     data = yaml.safe_load(config.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.storage.models import (
     AuditEntry,
@@ -35,7 +36,6 @@ from central_sync.storage.models import (
     TierChange,
 )
 from central_sync.storage.store import CentralStore
-from edge.logs import log
 
 logger = logging.getLogger("anqi.central.retention")
 

@@ -14,13 +14,13 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from anqi_contract import protocol as P
+from anqi_contract.event import FaceInfo
 from central_sync.cli import main
 from central_sync.config import ConfigError, parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.retention import apply_retention, erase_person
 from central_sync.storage.models import AuditEntry, Embedding, Event, Media, Person, Task, TierChange
-from edge.event import FaceInfo
-from edge.relay import protocol as P
 
 NOW = datetime(2027, 6, 1, 8, 0, tzinfo=timezone.utc)
 
