@@ -82,6 +82,18 @@ class WrongWayRuleConfig(Section):
         le=100,
         description="Ground points needed in the window before judging (one noisy point cannot decide).",
     )
+    min_band_s: float = Field(
+        0.6,
+        ge=0,
+        le=10,
+        description="The judged points lie inside the capture band and span at least this long: a direction is read only where distances are measured well.",
+    )
+    min_steady: float = Field(
+        0.7,
+        ge=0.5,
+        le=1,
+        description="Share of successive steps between the judged points that go against the lane: a rider moves steadily, ranging noise goes back and forth.",
+    )
 
 
 class SignalConfig(Section):

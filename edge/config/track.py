@@ -26,6 +26,18 @@ class TrackConfig(Section):
         le=5,
         description="A detection more than this many times taller or shorter than a track's predicted box is not that track.",
     )
+    head_gate: float = Field(
+        1.0,
+        gt=0,
+        le=5,
+        description="A detected head matches a track when its centre lies within this many head sizes of the track's predicted head.",
+    )
+    head_gate_growth: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="The head gate widens by this many head sizes per second the track has gone unseen (its position is less certain).",
+    )
     max_lost_s: float = Field(1.5, gt=0, le=30, description="A track unseen this long is closed.")
     min_hits: int = Field(2, ge=1, le=30, description="Detections needed before a track counts.")
     head_only_tracks: bool = Field(

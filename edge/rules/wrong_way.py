@@ -41,19 +41,25 @@ class WrongWayRule:
         cfg = self.cfg
         tid = track.track_id
         last = track.last
-        if tid is None or self._once.fired(tid) or last.ground is None:
+        if tid is None or self._once.fired(tid) or last.ground is None or not last.in_zone:
             return None
         pts = []
-        for p in reversed(track.history):  # newest first, stop at the window
+        for p in reversed(track.history):  # newest first, stop at the window or where the band ends
             if p.t_s < last.t_s - cfg.window_s:
                 break
-            if p.ground is not None:
-                pts.append(p)
-        if len(pts) < cfg.min_samples:
+            if p.ground is None:
+                continue
+            if not p.in_zone:
+                break  # judged only from the stretch inside the band, where ground points are trusted
+            pts.append(p)
+        if len(pts) < cfg.min_samples or pts[0].t_s - pts[-1].t_s < cfg.min_band_s - 1e-6:
             return None
         g = np.array([p.ground for p in reversed(pts)], dtype=np.float64)
         if float((g[0] - g[-1]) @ self._lane) < 0.5 * cfg.min_distance_m:
             return None  # not even first-to-last against the lane: no fit needed
+        steps = np.diff(g, axis=0) @ self._lane
+        if float((steps < 0).mean()) < cfg.min_steady:
+            return None  # back and forth: ranging noise of a standing or wrongly ranged track, not travel
         t = np.array([p.t_s for p in reversed(pts)], dtype=np.float64)
         motion = fit_motion(t, g, cfg.window_s, cfg.min_samples)
         if motion is None or not (cfg.min_speed_mps <= motion.speed_mps <= cfg.max_speed_mps):
@@ -81,5 +87,6 @@ class WrongWayRule:
                 "off_lane_deg": round(off, 1),
                 "lane_heading_deg": cfg.lane_heading_deg,
                 "samples": motion.samples,
+                "steady": round(float((steps < 0).mean()), 2),
             },
         )

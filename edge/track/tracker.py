@@ -111,7 +111,7 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
         cost = np.abs(rel_y) + np.abs(hc[None, :, 0] - cx[:, None]) / w[:, None] - 0.1 * hscores[None, :]
         cost = np.where(inside, cost, 1e6)
         ri, hi = linear_sum_assignment(cost)
-        for r, k in zip(ri, hi):
+        for r, k in zip(ri, hi, strict=True):
             if cost[r, k] < 1e6:
                 out[r].head_box, out[r].head_score, out[r].no_helmet = (
                     heads[k],
@@ -120,7 +120,8 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
                 )
                 used_head[k] = True
     if cfg.head_only_tracks:
-        for k in np.nonzero(~used_head & ~inside_any)[0]:
+        below = _below_another_head(heads)
+        for k in np.nonzero(~used_head & ~inside_any & ~below)[0]:
             x0, y0, x1, y1 = heads[k]
             hw, hh = x1 - x0, y1 - y0
             cxk = (x0 + x1) / 2
@@ -128,6 +129,31 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
             out.append(
                 RiderDetection(body, float(hscores[k]), "head", heads[k], float(hscores[k]), float(nohelm[k]))
             )
+    return out
+
+
+def _below_another_head(heads: np.ndarray) -> np.ndarray:
+    """Heads that sit where another head's own body is: 1.5 to 6 head heights straight below a head
+    of about the same size (hands on the handlebar, knees, shoes: what a head detector also fires on
+    in a frontal view). Two riders cannot stand on each other: a rider seen below another at the
+    same distance is beside or in front, and one in front is nearer, so its head is larger. Such a
+    head makes no rider of its own."""
+    n = len(heads)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    cx = (heads[:, 0] + heads[:, 2]) / 2
+    cy = (heads[:, 1] + heads[:, 3]) / 2
+    w = np.maximum(heads[:, 2] - heads[:, 0], 1e-6)
+    h = np.maximum(heads[:, 3] - heads[:, 1], 1e-6)
+    for k in range(n):
+        dy = (cy[k] - cy) / h  # in the upper head's heights
+        size = h[k] / h
+        out[k] = bool(
+            (
+                (dy >= 1.5) & (dy <= 6.0) & (np.abs(cx[k] - cx) <= 1.0 * w) & (size >= 0.6) & (size <= 1.5)
+            ).any()
+        )
     return out
 
 
@@ -146,6 +172,9 @@ class Track:
     rider_hits: int = 0
     matched_now: bool = True
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  #: d(cx, cy, w, h)/dt in px/s
+    head: np.ndarray | None = None  #: last estimated head box (xyxy), when the track has had one
+    head_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  #: d(cx, cy, w, h)/dt of the head
+    head_t_s: float = 0.0  #: when the head was last seen
 
     @property
     def confirmed(self) -> bool:
@@ -165,7 +194,37 @@ class Track:
         cxcywh[2:] = np.maximum(cxcywh[2:], 1.0)
         return _to_xyxy(cxcywh)
 
+    def predict_head(self, t_s: float) -> np.ndarray | None:
+        if self.head is None:
+            return None
+        dt = max(0.0, t_s - self.head_t_s)
+        c = _to_cxcywh(self.head) + self.head_velocity * dt
+        c[2:] = np.maximum(c[2:], 1.0)
+        return _to_xyxy(c)
+
+    def _update_head(self, head_box: np.ndarray | None, t_s: float) -> None:
+        """The head's own constant-velocity state: association follows the head, the part of a rider
+        the detector finds best and the one that moves like the rider (a body box extrapolated from a
+        head is three heads wide and six tall, so it overlaps everything near it)."""
+        if head_box is None:
+            return
+        z = _to_cxcywh(head_box)
+        dt = t_s - self.head_t_s
+        if self.head is None or dt <= 1e-6:
+            self.head = np.asarray(head_box, dtype=np.float64)
+        else:
+            pred = _to_cxcywh(self.predict_head(t_s))  # type: ignore[arg-type]
+            resid = z - pred
+            if not self.head_velocity.any():
+                self.head_velocity = (z - _to_cxcywh(self.head)) / dt
+                self.head = np.asarray(head_box, dtype=np.float64)
+            else:
+                self.head = _to_xyxy(pred + 0.7 * resid)
+                self.head_velocity = self.head_velocity + 0.3 * resid / dt
+        self.head_t_s = t_s
+
     def update(self, det: RiderDetection, point: TrackPoint) -> None:
+        self._update_head(det.head_box, point.t_s)
         dt = point.t_s - self.last_t_s
         z = _to_cxcywh(det.box)
         if dt > 1e-6:
@@ -275,26 +334,31 @@ class RiderTracker:
         def associate(track_idx: list[int], det_idx: list[int]) -> list[int]:
             if not track_idx or not det_idx:
                 return det_idx
-            det_boxes = np.array([dets[j].box for j in det_idx])
-            iou = iou_matrix(preds[track_idx], det_boxes)
-            # scale gate: a rider does not shrink or grow by more than max_scale_change between two
-            # detection frames; overlapping boxes of another size are another object (big estimated
-            # bodies of head-only riders overlap a lot)
-            ph = np.maximum(preds[track_idx, 3] - preds[track_idx, 1], 1e-6)
-            dh = np.maximum(det_boxes[:, 3] - det_boxes[:, 1], 1e-6)
-            ratio = dh[None, :] / ph[:, None]
-            iou = np.where((ratio <= cfg.max_scale_change) & (ratio >= 1.0 / cfg.max_scale_change), iou, 0.0)
-            rows, cols = linear_sum_assignment(1.0 - iou)
+            sim = self._similarity(
+                [self.tracks[i] for i in track_idx], preds[track_idx], [dets[j] for j in det_idx], t_s
+            )
+            rows, cols = linear_sum_assignment(1.0 - sim)
             taken = set()
-            for r, c in zip(rows, cols):
-                if iou[r, c] >= cfg.match_iou:
+            for r, c in zip(rows, cols, strict=True):
+                if sim[r, c] >= cfg.match_iou:
                     matches[track_idx[r]] = det_idx[c]
                     taken.add(det_idx[c])
             return [j for j in det_idx if j not in taken]
 
         all_idx = list(range(len(self.tracks)))
         unmatched_high = associate(all_idx, high)
-        second = [i for i in all_idx if i not in matches and self.tracks[i].key in prev_matched]
+        # second pass: low-confidence detections extend tracks matched last frame and confirmed tracks
+        # that the detector has just missed, when their heads match (a head-gated match is specific
+        # enough that a weak detection of a followed head is still that head)
+        second = [
+            i
+            for i in all_idx
+            if i not in matches
+            and (
+                self.tracks[i].key in prev_matched
+                or (self.tracks[i].confirmed and self.tracks[i].head is not None)
+            )
+        ]
         associate(second, low)
 
         size = frame_size
@@ -319,6 +383,7 @@ class RiderTracker:
                 deque([p]),
                 rider_hits=int(d.kind == "rider"),
             )
+            t._update_head(d.head_box, t_s)
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
@@ -347,6 +412,43 @@ class RiderTracker:
         self.tracks = keep
         active = [t for t in self.tracks if t.matched_now and t.confirmed]
         return TrackerUpdate(active, closed)
+
+    def _similarity(
+        self, tracks: list[Track], preds: np.ndarray, dets: list[RiderDetection], t_s: float
+    ) -> np.ndarray:
+        """(tracks x detections) match score in [0, 1]; a pair below ``match_iou`` never matches.
+
+        * Both have a head: the heads decide. 1 - d / gate, d the distance of the detected head's centre
+          from the track's predicted head centre and gate ``head_gate`` head sizes, widened by
+          ``head_gate_growth`` head sizes per second unseen (a rider keeps moving while the detector
+          misses them: head down, occluded, or frames skipped by a detector that cannot keep up).
+          Head boxes are small and riders' heads are apart even when their bodies overlap.
+        * Otherwise: the IoU of the rider boxes, as ByteTrack.
+        Either way, a detection more than ``max_scale_change`` times taller or shorter than the
+        prediction is another object (a rider approaching grows steadily, not in one step)."""
+        cfg = self.cfg
+        det_boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+        sim = iou_matrix(preds, det_boxes)
+        ph = np.maximum(preds[:, 3] - preds[:, 1], 1e-6)
+        dh = np.maximum(det_boxes[:, 3] - det_boxes[:, 1], 1e-6)
+        ratio = dh[None, :] / ph[:, None]
+        for i, t in enumerate(tracks):
+            hp = t.predict_head(t_s)
+            if hp is None:
+                continue
+            pc = _to_cxcywh(hp)
+            unseen = max(0.0, t_s - t.head_t_s)
+            for j, d in enumerate(dets):
+                if d.head_box is None:
+                    continue
+                dc = _to_cxcywh(d.head_box)
+                size = max(pc[2], pc[3], dc[2], dc[3], 1.0)
+                gate = size * (cfg.head_gate + cfg.head_gate_growth * unseen)
+                dist = float(np.hypot(dc[0] - pc[0], dc[1] - pc[1]))
+                sim[i, j] = max(0.0, 1.0 - dist / gate)
+                ratio[i, j] = max(dc[3], 1.0) / max(pc[3], 1.0)
+        ok = (ratio <= cfg.max_scale_change) & (ratio >= 1.0 / cfg.max_scale_change)
+        return np.where(ok, sim, 0.0)
 
     def close_all(self) -> list[Track]:
         """End of stream: every confirmed track is closed."""

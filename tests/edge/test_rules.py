@@ -204,6 +204,18 @@ def test_wrong_way_fires_after_min_distance_against_the_lane() -> None:
     assert v.type == ViolationType.wrong_way
     assert v.detail["against_m"] >= 3 and v.detail["against_m"] < 3 + 0.5 + 1e-6
     assert v.heading_deg == pytest.approx(0, abs=1e-6)
+    assert 15 <= v.zone_distance_m <= 25  # judged inside the band, from points inside the band
+
+
+def test_wrong_way_is_judged_only_after_a_long_enough_stretch_inside_the_band() -> None:
+    # riding away from 14 m: the band starts at 15 m; with 0.6 s needed in the band the decision comes
+    # at least 0.6 s after entering it, never from the points before
+    ground = [(0.0, 14 + 4 * 0.125 * i) for i in range(24)]
+    rule = WrongWayRule(
+        WrongWayRuleConfig(enabled=True, lane_heading_deg=180, min_distance_m=1, min_samples=3)
+    )
+    (v,) = run_rule(rule, ground)
+    assert v.zone_distance_m >= 15 + 4 * 0.6 - 1e-6
 
 
 @pytest.mark.parametrize(
@@ -213,6 +225,11 @@ def test_wrong_way_fires_after_min_distance_against_the_lane() -> None:
         ([(-5 + 4 * 0.125 * i, 20) for i in range(20)], "crossing the lane sideways (90 deg off)"),
         ([(0.0, 12 + 4 * 0.125 * i) for i in range(5)], "not far enough yet (2 m)"),
         ([(0.0, 12 + 0.3 * 0.125 * i) for i in range(200)], "slower than min_speed"),
+        ([(0.0, 26 + 4 * 0.125 * i) for i in range(30)], "beyond the band (26-40 m): ranged too coarsely"),
+        (
+            [(0.0, 16 + 4 * 0.125 * i * (1 if i % 2 else -0.6)) for i in range(16)],
+            "back and forth inside the band: ranging noise, not travel",
+        ),
     ],
 )
 def test_wrong_way_does_not_fire(ground: list, why: str) -> None:

@@ -207,3 +207,47 @@ def test_points_cut_by_the_frame_edge_get_no_ground_position(det: Dets, cut: boo
     assert t.last.no_helmet is None or t.last.no_helmet == pytest.approx(
         0.9
     )  # the helmet vote is kept either way
+
+
+def heads(*boxes_scores: tuple[list[float], float], no_helmet: float = 0.9) -> Dets:
+    n = len(boxes_scores)
+    return Dets(
+        heads=np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4),
+        head_scores=np.array([s for _, s in boxes_scores], np.float32),
+        head_no_helmet=np.full(n, no_helmet, np.float32),
+    )
+
+
+def test_head_only_rider_keeps_its_head_when_a_false_head_sits_just_above_it() -> None:
+    # a rider's head moving right under a static head-like blob (foliage) one head height above it:
+    # their extrapolated bodies overlap almost entirely, their heads do not
+    tr = RiderTracker(TrackConfig(min_hits=2, head_only_tracks=True))
+    ids: dict[int, list[float]] = {}
+    for i in range(16):
+        x = 140 + 6 * i
+        dets = heads(([x, 70, x + 26, 96], 0.6), ([118 + (i % 2) * 3, 36, 146, 64], 0.55))
+        for t in step(tr, dets, i, dt=0.1).active:
+            ids.setdefault(t.track_id, []).append(t.last.head_box[0])  # type: ignore[index]
+    moving = [xs for xs in ids.values() if xs[-1] - xs[0] > 50]
+    assert len(moving) == 1 and len(moving[0]) >= 14  # one track follows the rider all the way
+
+
+def test_rider_missed_by_the_detector_for_half_a_second_keeps_its_track() -> None:
+    tr = RiderTracker(TrackConfig(min_hits=2, head_only_tracks=True, max_lost_s=1.0))
+    seen = set()
+    for i in range(20):
+        if 6 <= i < 11:  # head down / occluded: nothing detected for 0.5 s while the rider moves on
+            step(tr, heads(), i, dt=0.1)
+            continue
+        x = 100 + 12 * i
+        for t in step(tr, heads(([x, 60, x + 24, 84], 0.6)), i, dt=0.1).active:
+            seen.add(t.track_id)
+    assert seen == {1}
+
+
+def test_a_hand_below_a_head_makes_no_rider_of_its_own() -> None:
+    from edge.track import attach_heads
+
+    head, hand = [200, 60, 226, 88], [198, 140, 224, 166]  # about 3 head heights below, same size
+    out = attach_heads(heads((head, 0.6), (hand, 0.5)), TrackConfig(head_only_tracks=True))
+    assert [list(d.head_box) for d in out] == [head]
