@@ -56,11 +56,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # alembic's versions/ folder holds revision scripts, not a regular package: named explicitly
-    packages=find_packages(include=["anqi_contract", "edge", "edge.*", "central_sync", "central_sync.*"])
+    packages=find_packages(
+        include=["anqi_contract", "anqi_tools", "edge", "edge.*", "central_sync", "central_sync.*"]
+    )
     + ["central_sync.migrations.versions"],
     include_package_data=True,
     package_data={
         "anqi_contract": ["py.typed"],
+        # the MIT demo clip, its truth file and its licence notice (scripts/demo.sh's default input)
+        "anqi_tools": ["py.typed", "demo/*"],
         "edge": ["py.typed"],
         "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"],
     },

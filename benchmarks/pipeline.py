@@ -3,7 +3,7 @@
 
 The clip is made at run time (never committed) by upscaling ../shared/video/bikelane-cyclists.mp4
 to 1920x1080 at 25 fps, H.264, a keyframe every 2 s, like a camera's main stream
-(``edge.source.testclips.make_test_clip``). Each mode runs in its own child process (so peak RSS and
+(``anqi_tools.testclips.make_test_clip``). Each mode runs in its own child process (so peak RSS and
 CPU are the daemon's own), with the site config ``config/examples/bikelane-cyclists.yaml`` (its
 calibration is rescaled to the frame size), the real models, a real local mosquitto, and the
 speaker playing through PortAudio into an ALSA ``file`` PCM (an ``.asoundrc`` in the child's HOME):
@@ -241,7 +241,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.clip, args.work, args.settle, overrides)))
         return
 
-    from edge.source.testclips import make_test_clip
+    from anqi_tools.testclips import make_test_clip
 
     t = time.monotonic()
     clip = make_test_clip(width=1920, height=1080, fps=25, gop=50, loops=args.loops)

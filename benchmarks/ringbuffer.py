@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/ringbuffer.py --soak 12000   # memory stays flat over a long stream
 
 Measures, on a 1080p25 H.264 clip made at run time from ../shared (camera-like: 4 Mbit/s, a
-keyframe every 2 s, no B-frames; edge.source.testclips.make_test_clip):
+keyframe every 2 s, no B-frames; anqi_tools.testclips.make_test_clip):
 
 * capture: demux + decode, frames/s (FrameSource, as fast as possible; BGR conversion is lazy);
 * H.264 ring: bytes held for a 7 s window (pre 6 s + post 1 s) and for the default config
@@ -32,12 +32,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anqi_contract.paths import shared_dir  # noqa: E402
+from anqi_tools.testclips import make_test_clip  # noqa: E402
 from edge.buffer import ClipRecorder, PrerollBuffer, write_clip  # noqa: E402
 from edge.config.buffer import BufferConfig  # noqa: E402
 from edge.config.source import SourceConfig  # noqa: E402
 from edge.source import Frame, FrameSource  # noqa: E402
 from edge.source.frame import RAW_CODEC, StreamInfo  # noqa: E402
-from edge.source.testclips import make_test_clip  # noqa: E402
 
 MB = 2**20
 

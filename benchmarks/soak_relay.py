@@ -10,7 +10,7 @@ lost / duplicated counts and throughput; the last line is one JSON object with t
 
 ``--consumer central`` (the default) runs ``central_sync.consumer.CentralConsumer`` on a SQLite
 database (the production consumer: stores each event once, verifies media, acks); ``--consumer
-reference`` runs :class:`edge.relay.reference_consumer.ReferenceConsumer` (protocol.py + the same
+reference`` runs :class:`anqi_tools.reference_consumer.ReferenceConsumer` (protocol.py + the same
 ack contract, in memory). Delivered = distinct events the consumer stored; duplicated = repeated
 deliveries it recognised by event_id.
 """
@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType  # noqa: E402
 from anqi_contract.logs import setup_logging  # noqa: E402
+from anqi_tools.reference_consumer import ReferenceConsumer  # noqa: E402
 from edge.config import parse_config  # noqa: E402
 from edge.health import Health  # noqa: E402
 from edge.relay import MqttRelay, Outbox  # noqa: E402
 from edge.relay.localbroker import LocalBroker  # noqa: E402
-from edge.relay.reference_consumer import ReferenceConsumer  # noqa: E402
 
 
 class CentralSide:

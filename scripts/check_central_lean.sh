@@ -31,7 +31,7 @@ print("central-lean: no onnxruntime / OpenCV / PyAV / gpiozero / sounddevice in 
 PY
 
 # tests from a copy outside the checkout, so `central_sync` and `anqi_contract` come from the install
-mkdir -p "$tmp/run" && cp -r "$tmp/src/tests" "$tmp/src/pytest.ini" "$tmp/run/"
+mkdir -p "$tmp/run" && cp -r "$tmp/src/tests" "$tmp/src/pytest.ini" "$tmp/src/config" "$tmp/run/"
 cd "$tmp/run"
 set +e
 ANQI_HOME="$repo" "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider -rs tests/central "$@" | tee "$tmp/pytest.log"

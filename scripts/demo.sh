@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: set up, then run the edge daemon end to end on a real clip.
-#   bash scripts/demo.sh                       # ../shared/video/bikelane-cyclists.mp4
+#   bash scripts/demo.sh                       # the shipped clip anqi_tools/demo/bikelane-cyclists.mp4 (MIT)
 #   bash scripts/demo.sh --source rtsp://...   # or a file, or /dev/video0
 # No broker configured -> the daemon starts the project's own local mosquitto.
 set -euo pipefail
@@ -16,7 +16,7 @@ while (($#)); do
   esac
 done
 if [ -z "$SOURCE" ]; then
-  SOURCE="../shared/video/bikelane-cyclists.mp4"
+  SOURCE="anqi_tools/demo/bikelane-cyclists.mp4"   # shipped with its MIT notice: needs nothing beside the checkout
   [ -f "$SOURCE" ] || { echo "demo: $SOURCE not found; give --source FILE|URL|/dev/videoN" >&2; exit 2; }
 fi
 exec .venv/bin/anqi-edge run --config "$CONFIG" --source "$SOURCE" --until-eof

@@ -9,15 +9,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("anqi_contract", "edge", "central_sync")
+PACKAGES = ("anqi_contract", "anqi_tools", "edge", "central_sync")
 #: the device's camera / audio / GPIO runtime: the ``edge`` extra, never needed by central
 CAMERA_RUNTIME = {"cv2", "onnxruntime", "av", "gpiozero", "sounddevice", "serial"}
 #: which first-party packages each package may import
 ALLOWED = {
     "anqi_contract": {"anqi_contract"},
+    "anqi_tools": {"anqi_contract", "anqi_tools", "edge"},
     "edge": {"anqi_contract", "edge"},
     "central_sync": {"anqi_contract", "central_sync"},
 }
+#: the one exception: the edge's CLI package runs the set-up tooling (``anqi-edge models prepare``)
+CLI_MAY_IMPORT = {"edge/cli": {"anqi_tools"}}
 
 
 def imports(path: Path) -> list[tuple[int, str, bool]]:
@@ -37,9 +40,11 @@ def violations(root: Path) -> list[str]:
     found = []
     for pkg in PACKAGES:
         for f in sorted((root / pkg).rglob("*.py")):
+            rel = f.relative_to(root).as_posix()
+            extra = next((v for k, v in CLI_MAY_IMPORT.items() if rel.startswith(k + "/")), set())
             for line, mod, _ in imports(f):
                 top = mod.split(".")[0]
-                if top in PACKAGES and top not in ALLOWED[pkg]:
+                if top in PACKAGES and top not in ALLOWED[pkg] | extra:
                     found.append(f"{f.relative_to(root)}:{line}: {pkg} imports {mod}")
     return found
 
@@ -53,10 +58,51 @@ def test_the_walk_finds_a_lazy_cross_import(tmp_path: Path) -> None:
         (tmp_path / pkg).mkdir()
     (tmp_path / "central_sync" / "x.py").write_text("def f():\n    from edge.logs import log\n")
     (tmp_path / "anqi_contract" / "y.py").write_text("import central_sync.config\n")
+    (tmp_path / "edge" / "detect").mkdir()
+    (tmp_path / "edge" / "detect" / "z.py").write_text("from anqi_tools.prepare import prepare\n")
+    (tmp_path / "edge" / "cli").mkdir()
+    (tmp_path / "edge" / "cli" / "ok.py").write_text("from anqi_tools.prepare import prepare\n")
     assert violations(tmp_path) == [
         "anqi_contract/y.py:1: anqi_contract imports central_sync.config",
+        "edge/detect/z.py:1: edge imports anqi_tools.prepare",
         "central_sync/x.py:2: central_sync imports edge.logs",
     ]
+
+
+def module_cycles(root: Path, pkg: str) -> list[list[str]]:
+    """Import cycles between the modules of one package (lazy imports included)."""
+    mods = {}
+    for f in (root / pkg).rglob("*.py"):
+        parts = f.relative_to(root).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph = {m: {i for _, i, _ in imports(f) if i in mods and i != m} for m, f in mods.items()}
+    cycles, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(path[path.index(n) :] + [n])
+            elif n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return cycles
+
+
+def test_no_import_cycle_between_modules_below_package_fronts() -> None:
+    """No two modules import each other (directly or round a loop); a package front importing its own
+    modules is not a cycle, so ``__init__`` modules are left out of the loop's inner nodes."""
+    found = []
+    for pkg in PACKAGES:
+        for c in module_cycles(ROOT, pkg):
+            inner = [m for m in c if not (ROOT / Path(*m.split("."))).is_dir()]
+            if len(set(inner)) > 1:
+                found.append(" -> ".join(c))
+    assert found == []
 
 
 def test_contract_and_central_do_not_import_the_camera_runtime_at_module_level() -> None:

@@ -1,7 +1,7 @@
 """Run the peer, PyPI ``helmet-detector`` 2.1.0, through its own video command on a clip.
 
 Runs inside the ``[train]`` environment (torch + ultralytics): ``python run_helmet_detect.py CLIP OUT``.
-The peer's checkpoint needs the fork-layout attention forward (``edge.detect.baseline``, the same
+The peer's checkpoint needs the fork-layout attention forward (``anqi_tools.baseline``, the same
 one ``anqi-edge models prepare --baseline`` uses); nothing else of the peer is changed. Prints the peer's own console output, then one JSON line:
 frames, seconds in ``detect_video`` (model load excluded), frames/s and what it found.
 """
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ultralytics.nn.modules import block  # noqa: E402
 
-from edge.detect.baseline import fork_aattn_forward  # noqa: E402
+from anqi_tools.baseline import fork_aattn_forward  # noqa: E402
 
 _stock_forward = block.AAttn.forward
 block.AAttn.forward = lambda self, x: (

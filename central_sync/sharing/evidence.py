@@ -7,7 +7,6 @@ evidence of its own residents only. Every request, refused ones included, is aud
 media table names and must lie inside ``media.dir`` (no path from the request reaches the file system).
 """
 
-
 import uuid
 from collections.abc import Callable
 from pathlib import Path

@@ -16,16 +16,15 @@ Typical wiring (the daemon owns the threads)::
 converted from the decoder's YUV frame on first access, so only sampled frames pay for it.
 
 Health: component ``camera`` is ``up`` (with fps/frames), ``down`` with the reason and the next
-retry while the source fails, ``off`` at the end of a file. ``anqi-edge test-camera`` (``edge.source.cli``)
+retry while the source fails, ``off`` at the end of a file. ``anqi-edge test-camera`` (``edge.cli.camera``)
 reports a camera's codec, size, fps, keyframe interval and bit rate and saves a snapshot.
-:func:`make_test_clip` builds the 1080p25 H.264 clip that tests and benchmarks use;
-:func:`edge.source.testclips.raw_frames` yields a file's frames as a raw camera would.
+Test clips (the 1080p25 H.264 clip tests and benchmarks use, raw-camera frames of a file) are
+development tooling: :mod:`anqi_tools.testclips`, outside the runtime.
 """
 
 from edge.source.capture import FrameSource, SourceError, SourceState, SourceStats, check_config
 from edge.source.frame import RAW_CODEC, EncodedPacket, Frame, StreamInfo
 from edge.source.sampler import DetectQueue, DetectSampler
-from edge.source.testclips import make_test_clip
 from edge.source.uri import SourceKind, guess_kind, redact_uri
 
 __all__ = [
@@ -42,6 +41,5 @@ __all__ = [
     "StreamInfo",
     "check_config",
     "guess_kind",
-    "make_test_clip",
     "redact_uri",
 ]

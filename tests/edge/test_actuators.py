@@ -16,8 +16,8 @@ from scipy.io import wavfile
 
 from anqi_contract.paths import project_home
 from edge.actuators import check_config
-from edge.actuators.cli import test_lights as cli_test_lights
 from edge.actuators.prompts import MESSAGES, PromptLibrary, load_wav
+from edge.cli.actuators import test_lights as cli_test_lights
 from edge.config import load_config, parse_config
 
 RED_LIGHT = {
@@ -311,7 +311,7 @@ def test_cli_test_speaker_plays_through_portaudio(tmp_path: Path) -> None:
     )
     env = {**os.environ, "HOME": str(home)}
     # the click command itself, in a child process (PortAudio reads ~/.asoundrc when it initialises)
-    run = "from edge.actuators.cli import test_speaker; test_speaker(prog_name='anqi-edge test-speaker')"
+    run = "from edge.cli.actuators import test_speaker; test_speaker(prog_name='anqi-edge test-speaker')"
     cmd = [sys.executable, "-c", run, "--lang", "zh-yue", "--message", "wrong_way"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

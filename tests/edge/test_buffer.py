@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from anqi_tools.testclips import default_video, raw_frames
 from edge.buffer import PrerollBuffer
 from edge.config.buffer import BufferConfig
 from edge.config.source import SourceConfig
 from edge.health import Health
 from edge.source import EncodedPacket, Frame, FrameSource, StreamInfo
-from edge.source.testclips import default_video, raw_frames
 
 VIDEO = default_video()
 pytestmark = pytest.mark.skipif(not VIDEO.is_file(), reason=f"needs {VIDEO}")

@@ -12,12 +12,12 @@ import av
 import numpy as np
 import pytest
 
+from anqi_tools.testclips import default_video, make_test_clip, raw_frames
 from edge.buffer import Clip, ClipRecorder, PrerollBuffer
 from edge.config.buffer import BufferConfig
 from edge.config.source import SourceConfig
 from edge.health import Health
 from edge.source import EncodedPacket, Frame, FrameSource, StreamInfo
-from edge.source.testclips import default_video, make_test_clip, raw_frames
 
 VIDEO = default_video()
 pytestmark = pytest.mark.skipif(not VIDEO.is_file(), reason=f"needs {VIDEO}")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from anqi_contract.paths import shared_dir
+from anqi_tools.prepare import prepare
 from edge.config import parse_config
 from edge.detect import Face, FaceDetector, FaceEmbedder
-from edge.detect.prepare import prepare
 
 LFW = shared_dir() / "faces" / "lfw-dev"
 PEOPLE = ("Abdullah_Gul", "Adrien_Brody", "Alejandro_Toledo", "Amelie_Mauresmo", "Andre_Agassi")

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from anqi_contract.paths import project_home, shared_dir
+from anqi_tools.prepare import prepare
 from edge.config import parse_config
 from edge.detect import FrameDetections, RiderDetector
 from edge.detect.geometry import iou_matrix
-from edge.detect.prepare import prepare
 
 DATA = shared_dir() / "data"
 SPLITS = project_home() / "models" / "train" / "splits"

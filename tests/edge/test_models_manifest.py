@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from anqi_contract.manifest import ModelFileError, load_manifest, resolve, sha256_file, verify
 from anqi_contract.paths import models_dir
+from anqi_tools.prepare import prepare
 from edge.config import parse_config
 from edge.detect import check_config
-from edge.detect.prepare import prepare
 from edge.detect.rider import RiderDetector
 
 

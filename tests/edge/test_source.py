@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from anqi_contract.logs import LogfmtFormatter
+from anqi_tools.testclips import default_video
 from edge.config import ConfigError, parse_config
 from edge.config.source import SourceConfig
 from edge.health import Health
@@ -30,7 +31,6 @@ from edge.source import (
     guess_kind,
     redact_uri,
 )
-from edge.source.testclips import default_video
 
 VIDEO = default_video()
 pytestmark = pytest.mark.skipif(not VIDEO.is_file(), reason=f"needs {VIDEO}")

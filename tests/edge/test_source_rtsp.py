@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from rtsp_camera import RtspCamera, gst_rtsp_available
 
+from anqi_tools.testclips import default_video
 from edge.config.source import SourceConfig
 from edge.health import Health
 from edge.relay.localbroker import free_port
 from edge.source import Frame, FrameSource
-from edge.source.testclips import default_video
 
 VIDEO = default_video()
 WHY_NOT = gst_rtsp_available()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge.cli_common import config_or_exit
+from edge.cli.common import config_or_exit
 from edge.config import EdgeConfig
 
 

@@ -17,17 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anqi_contract.paths import shared_dir
-
 if TYPE_CHECKING:  # pragma: no cover
     import av.container
 
     from edge.source.frame import Frame
 
 
+#: the MIT-licensed bike-lane clip shipped in the package (``demo/LICENSE.bikelane-cyclists``): the demo's
+#: default input, the same bytes as ``../shared/video/bikelane-cyclists.mp4``, so a bare checkout runs it
+DEMO_VIDEO = Path(__file__).resolve().parent / "demo" / "bikelane-cyclists.mp4"
+#: its by-eye truth (riders, seconds visible, expected events), shipped beside it
+DEMO_TRUTH = DEMO_VIDEO.with_name("bikelane-cyclists.truth.yaml")
+
+
 def default_video() -> Path:
-    """``../shared/video/bikelane-cyclists.mp4``."""
-    return shared_dir() / "video" / "bikelane-cyclists.mp4"
+    """The shipped demo clip (:data:`DEMO_VIDEO`)."""
+    return DEMO_VIDEO
 
 
 def cache_dir() -> Path:

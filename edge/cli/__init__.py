@@ -1,8 +1,9 @@
 """``anqi-edge``: the installer's and the maintainer's command line.
 
-Subcommands live beside the stage they drive and are only gathered here:
-``edge/cli_pipeline.py`` (run, replay, calibrate), ``edge/detect/cli.py`` (detect-images, models),
-``edge/actuators/cli.py`` (test-speaker, test-lights).
+Every CLI module lives in this package (no stage package holds one); subcommands are gathered here:
+``pipeline.py`` (run, replay, calibrate), ``detect.py`` (detect-images, models), ``camera.py``
+(test-camera), ``actuators.py`` (test-speaker, test-lights), ``common.py`` (shared option handling).
+Only this package imports the set-up tooling of :mod:`anqi_tools` (``models prepare``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import click
 
 from anqi_contract.paths import project_home
 from edge import __version__
-from edge.cli_common import config_or_exit
+from edge.cli.common import config_or_exit
 from edge.config import load_config
 
 DEFAULT_CONFIG = Path("/etc/anqi/edge.yaml")  # where the systemd unit's config lives
@@ -140,10 +141,10 @@ def schema(out: Path | None) -> None:
 
 
 def _register() -> None:
-    from edge.actuators.cli import test_lights, test_speaker
-    from edge.cli_pipeline import calibrate, replay, run
-    from edge.detect.cli import detect_images, models
-    from edge.source.cli import test_camera
+    from edge.cli.actuators import test_lights, test_speaker
+    from edge.cli.camera import test_camera
+    from edge.cli.detect import detect_images, models
+    from edge.cli.pipeline import calibrate, replay, run
 
     for cmd in (run, replay, calibrate, detect_images, models, test_speaker, test_lights, test_camera):
         main.add_command(cmd)

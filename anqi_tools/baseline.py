@@ -7,7 +7,7 @@ against those attributes, patched in only while exporting. Needs torch + ultraly
 ``[train]`` extra): when this interpreter lacks them, ``prepare_baseline`` runs this module with
 the training venv's python (``ANQI_TRAIN_PYTHON`` or ``.train/bin/python``).
 
-    python -m edge.detect.baseline      # build models/build/helmet-detector-yolov12m.onnx
+    python -m anqi_tools.baseline      # build models/build/helmet-detector-yolov12m.onnx
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from anqi_contract.manifest import ModelFileError, ModelSpec, load_manifest, sha256_file
 from anqi_contract.paths import models_dir, project_home
+from anqi_tools.wheels import download_wheel, parse_source
 
 NAME = "helmet-detector-yolov12m"
 
@@ -61,8 +62,6 @@ def fork_aattn_forward(self: Any, x: Any) -> Any:
 def export(spec: ModelSpec, root: Path, cache: Path) -> Path:
     """Download (cached) the wheel, adapt AAttn, export ONNX to ``spec.path(root)``."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    from edge.detect.prepare import download_wheel, parse_source
-
     src = parse_source(spec)
     wheel = download_wheel(src.requirement, cache)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +113,7 @@ def prepare_baseline(spec: ModelSpec, root: Path, cache: Path) -> str:
                 f"model {spec.name!r} needs torch + ultralytics (pip install -e '.[train]'), or ANQI_TRAIN_PYTHON naming a python that has them"
             )
         env = dict(os.environ, ANQI_MODELS_DIR=str(root), PYTHONPATH=str(project_home()))
-        r = subprocess.run([py, "-m", "edge.detect.baseline"], env=env, capture_output=True, text=True)
+        r = subprocess.run([py, "-m", "anqi_tools.baseline"], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise ModelFileError(f"building {dest} failed: {(r.stderr or r.stdout).strip()[-400:]}")
     if not dest.is_file():
