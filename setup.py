@@ -74,7 +74,8 @@ setup(
         "central": CENTRAL,
         # Enrolment from photos on the central side (anqi_contract.faces: the edge's face models).
         "faces": ["opencv-python-headless>=4.8"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27"],
+        # bandit: the static security lint scripts/test.sh runs before the tests (issue 20)
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "bandit>=1.7"],
         # Training and third-party model export only: never on the device.
         "train": ["ultralytics>=8.3", "torch", "torchvision"],
     },
