@@ -314,3 +314,43 @@ def test_the_assembler_blurs_context_and_deciding_frames_only(tmp_path: Path) ->
         )
     face_jpg = cv2.imread(str(ev.media["face.jpg"]))
     assert face_jpg.shape[:2] == crop.shape[:2]
+
+
+def test_the_daemon_seals_every_event_of_the_clip_and_leaves_no_clear_clip(tmp_path: Path) -> None:
+    """The whole daemon on the bike-lane clip with privacy.seal: the outbox holds only sealed blobs, the clips
+    were encoded in the RAM scratch folder and removed, and central's key opens a real MP4 and JPEGs."""
+    import yaml
+
+    from edge.config import load_config
+    from edge.daemon import EdgeDaemon
+
+    pub, ring = _keys("c1")
+    example = Path(__file__).resolve().parents[2] / "config" / "examples" / "bikelane-cyclists.yaml"
+    data = yaml.safe_load(example.read_text())
+    data["device"]["data_dir"] = str(tmp_path / "data")
+    data["source"]["uri"] = str(VIDEO)
+    data["speaker"] = {"enabled": False}
+    scratch = tmp_path / "ram"
+    data["privacy"] = {"seal": {"key_id": "c1", "public_key": pub["c1"], "clip_scratch_dir": str(scratch)}}
+    (tmp_path / "edge.yaml").write_text(yaml.safe_dump(data))
+    d = EdgeDaemon(load_config(tmp_path / "edge.yaml"), mode="until_eof", relay=False, install_signals=False)
+    d.run()
+    assert d.events, "the clip has riders without a helmet"
+    assert not [p for p in scratch.rglob("*") if p.is_file()], "a clear clip was left in the scratch folder"
+    kinds = set()
+    for ev in d.events:
+        assert ev.face.embedding is None
+        for m in ev.media:
+            blob = (d.outbox.media_dir / str(ev.event_id) / m.name).read_bytes()
+            assert m.sealed_to == "c1" and blob.startswith(b"AQS1")
+            clear = ring.open(blob)
+            kinds.add(m.kind)
+            if m.kind == "clip":
+                assert clear[4:8] == b"ftyp"
+            else:
+                assert clear.startswith(b"\xff\xd8\xff")
+    assert {"clip", "context"} <= kinds
+    for p in (tmp_path / "data").rglob("*"):
+        if p.is_file():
+            head = p.read_bytes()[:16]
+            assert not head.startswith(b"\xff\xd8\xff") and head[4:8] != b"ftyp", p
