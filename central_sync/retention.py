@@ -186,6 +186,10 @@ def apply_retention(
     return rep
 
 
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)  # a DML statement's CursorResult
+
+
 def _delete_persons(s: Session, pids: list[str], media_root: Path, keep_events: bool) -> ErasureReport:
     rep = ErasureReport(person_ids=list(pids))
     rep.embeddings = int(
@@ -202,9 +206,9 @@ def _delete_persons(s: Session, pids: list[str], media_root: Path, keep_events: 
     task_ids = [t for (t,) in s.execute(select(Task.task_id).where(Task.person_id.in_(pids)))]
     if task_ids:
         s.execute(delete(Feedback).where(Feedback.task_id.in_(task_ids)))
-    rep.tasks = s.execute(delete(Task).where(Task.person_id.in_(pids))).rowcount or 0
+    rep.tasks = _rowcount(s.execute(delete(Task).where(Task.person_id.in_(pids))))
     s.execute(delete(TierChange).where(TierChange.person_id.in_(pids)))
-    rep.dispositions = s.execute(delete(Disposition).where(Disposition.person_id.in_(pids))).rowcount or 0
+    rep.dispositions = _rowcount(s.execute(delete(Disposition).where(Disposition.person_id.in_(pids))))
     s.execute(delete(Embedding).where(Embedding.person_id.in_(pids)))
     s.execute(delete(Person).where(Person.person_id.in_(pids)))
     return rep

@@ -39,10 +39,9 @@ def blur_box(image: np.ndarray, box: Box, margin: float = 0.3) -> None:
         return
     roi = image[b:d, a:c]
     # pixelate to ~6 cells across the face, then blur: no feature survives either step
-    cells = max(1, min(6, roi.shape[1]), min(6, roi.shape[0]))
-    small = cv2.resize(
-        roi, (cells, max(1, round(cells * roi.shape[0] / max(1, roi.shape[1])))), cv2.INTER_AREA
-    )
+    cells = max(1, min(6, roi.shape[1], roi.shape[0]))
+    size = (cells, max(1, round(cells * roi.shape[0] / roi.shape[1])))
+    small = cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
     coarse = cv2.resize(small, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_NEAREST)
     k = max(3, (max(roi.shape[:2]) // 2) | 1)
     image[b:d, a:c] = cv2.GaussianBlur(coarse, (k, k), 0)
