@@ -110,34 +110,8 @@ def apply_retention(
     media_root = cfg.resolve(cfg.media.dir)
     rep = RetentionReport()
     with store.session() as s:
-        if r.media_days:
-            cut = now - timedelta(days=r.media_days)
-            rep.cutoffs["media"] = cut.isoformat()
-            rows = [
-                (e, p)
-                for e, p in s.execute(
-                    select(Media.event_id, Media.path)
-                    .join(Event, Event.event_id == Media.event_id)
-                    .where(Event.time < cut)
-                )
-            ]
-            if not dry_run:
-                rep.media_files, rep.media_bytes = _remove_files(rows, media_root)
-                ids = sorted({e for e, _ in rows})
-                for i in range(0, len(ids), 500):
-                    s.execute(delete(Media).where(Media.event_id.in_(ids[i : i + 500])))
-            else:
-                rep.media_files = len(rows)
-        if r.events_days:
-            cut = now - timedelta(days=r.events_days)
-            rep.cutoffs["events"] = cut.isoformat()
-            eids = [e for (e,) in s.execute(select(Event.event_id).where(Event.time < cut))]
-            rep.events = len(eids)
-            if eids and not dry_run:
-                f, b = _drop_events(s, eids, media_root)
-                rep.media_files += f
-                rep.media_bytes += b
-        if r.unknown_person_days:
+        stale: list[str] = []
+        if r.unknown_person_days:  # chosen first: the events step below must not change who is stale
             cut = now - timedelta(days=r.unknown_person_days)
             rep.cutoffs["unknown_persons"] = cut.isoformat()
             last = (
@@ -156,8 +130,36 @@ def apply_retention(
                 )
             ]
             rep.unknown_persons = len(stale)
-            if stale and not dry_run:
-                _delete_persons(s, stale, media_root, keep_events=True)
+        if r.media_days:
+            cut = now - timedelta(days=r.media_days)
+            rep.cutoffs["media"] = cut.isoformat()
+            rows = [
+                (e, p)
+                for e, p in s.execute(
+                    select(Media.event_id, Media.path)
+                    .join(Event, Event.event_id == Media.event_id)
+                    .where(Event.time < cut)
+                )
+            ]
+            if not dry_run:
+                rep.media_files, rep.media_bytes = _remove_files(rows, media_root)
+                ids = sorted({e for e, _ in rows})
+                for i in range(0, len(ids), 500):
+                    s.execute(delete(Media).where(Media.event_id.in_(ids[i : i + 500])))
+            else:
+                rep.media_files = len(rows)
+                rep.media_bytes = sum(Path(p).stat().st_size for _, p in rows if Path(p).is_file())
+        if r.events_days:
+            cut = now - timedelta(days=r.events_days)
+            rep.cutoffs["events"] = cut.isoformat()
+            eids = [e for (e,) in s.execute(select(Event.event_id).where(Event.time < cut))]
+            rep.events = len(eids)
+            if eids and not dry_run:
+                f, b = _drop_events(s, eids, media_root)
+                rep.media_files += f
+                rep.media_bytes += b
+        if stale and not dry_run:
+            _delete_persons(s, stale, media_root, keep_events=True)
         if r.audit_days:
             cut = now - timedelta(days=r.audit_days)
             rep.cutoffs["audit"] = cut.isoformat()
