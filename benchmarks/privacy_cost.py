@@ -3,7 +3,7 @@
 
 One event's evidence at 1080p, as the daemon makes it: the deciding frame and the face's frame (a frame of
 ../shared/video/bikelane-cyclists.mp4 upscaled to 1920x1080, the size of a camera's main stream), the face
-crop, a 7 s clip (the first bytes of the 1080p25 H.264 test clip ``edge.source.testclips.make_test_clip``
+crop, a 7 s clip (the first bytes of the 1080p25 H.264 test clip ``anqi_tools.testclips.make_test_clip``
 makes, at the size a -6 s..+1 s remux of it has) and the 128-d embedding. For each step: wall ms and CPU ms
 (process time, all threads) per event, median of ``--repeat`` runs; last line JSON.
 
@@ -48,7 +48,7 @@ def main() -> None:
     from edge.detect.faces import FaceDetector
     from edge.evidence.files import encode_jpeg
     from edge.evidence.privacy import FaceBlur
-    from edge.source.testclips import make_test_clip
+    from anqi_tools.testclips import make_test_clip
 
     cap = cv2.VideoCapture(str(VIDEO))
     for _ in range(200):
