@@ -55,16 +55,18 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # alembic's versions/ folder holds revision scripts, not a regular package: named explicitly
+    # alembic's versions/ folder (revision scripts) and the demo clip's folder are not regular packages:
+    # named explicitly
     packages=find_packages(
         include=["anqi_contract", "anqi_tools", "edge", "edge.*", "central_sync", "central_sync.*"]
     )
-    + ["central_sync.migrations.versions"],
+    + ["central_sync.migrations.versions", "anqi_tools.demo"],
     include_package_data=True,
     package_data={
         "anqi_contract": ["py.typed"],
+        "anqi_tools": ["py.typed"],
         # the MIT demo clip, its truth file and its licence notice (scripts/demo.sh's default input)
-        "anqi_tools": ["py.typed", "demo/*"],
+        "anqi_tools.demo": ["*"],
         "edge": ["py.typed"],
         "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"],
     },

@@ -11,11 +11,14 @@ import json
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
+
+#: what a media file is: the best face crop, the context frame, or the video clip
+MediaKind = Literal["face", "context", "clip"]
 
 
 class ViolationType(str, Enum):
@@ -33,7 +36,7 @@ class MediaRef(_Model):
     name: str = Field(
         ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="File name, unique within the event."
     )
-    kind: Literal["face", "context", "clip"]
+    kind: MediaKind
     content_type: str
     size: int = Field(..., ge=0)
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")

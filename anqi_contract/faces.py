@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from anqi_contract.manifest import ModelFileError, resolve
 
@@ -39,10 +40,10 @@ class FaceSettings(Protocol):
 class Face:
     """One detected face in full-image pixels."""
 
-    box: np.ndarray  # (4,) float32 xyxy
-    landmarks: (
-        np.ndarray
-    )  # (5, 2) float32: right eye, left eye, nose tip, right mouth corner, left mouth corner
+    box: NDArray[Any]  # (4,) float32 xyxy
+    landmarks: NDArray[
+        Any
+    ]  # (5, 2) float32: right eye, left eye, nose tip, right mouth corner, left mouth corner
     score: float
 
     @property
@@ -53,7 +54,7 @@ class Face:
     def height(self) -> float:
         return float(self.box[3] - self.box[1])
 
-    def yunet_row(self) -> np.ndarray:
+    def yunet_row(self) -> NDArray[Any]:
         """The 15-value row OpenCV's face API expects (x, y, w, h, 10 landmark coords, score)."""
         x0, y0, x1, y1 = (float(v) for v in self.box)
         return np.array(
@@ -97,7 +98,7 @@ class FaceDetector:
         _, path = resolve(f.detector_model)
         return cls(path, f.score_threshold, f.nms_iou, f.min_face_px, f.max_input_px)
 
-    def detect(self, image_bgr: np.ndarray, min_face_px: int | None = None) -> list[Face]:
+    def detect(self, image_bgr: NDArray[Any], min_face_px: int | None = None) -> list[Face]:
         h, w = image_bgr.shape[:2]
         scale = min(1.0, self.max_input_px / max(h, w))
         img = (
@@ -147,17 +148,17 @@ class FaceEmbedder:
         _, path = resolve(f.embedder_model)
         return cls(path)
 
-    def aligned_crop(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
+    def aligned_crop(self, image_bgr: NDArray[Any], face: Face) -> NDArray[Any]:
         """The 112x112 crop aligned on the five landmarks (what the embedding sees)."""
         return np.asarray(self._net.alignCrop(image_bgr, face.yunet_row()))
 
-    def embed(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
+    def embed(self, image_bgr: NDArray[Any], face: Face) -> NDArray[Any]:
         feat = np.asarray(self._net.feature(self.aligned_crop(image_bgr, face)), np.float32).reshape(-1)
         if feat.shape != (EMBEDDING_DIM,):
             raise ValueError(f"face embedding has shape {feat.shape}, expected ({EMBEDDING_DIM},)")
         return feat / max(float(np.linalg.norm(feat)), 1e-12)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: NDArray[Any], b: NDArray[Any]) -> float:
     """Cosine similarity of two L2-normalised embeddings."""
     return float(np.dot(a, b))

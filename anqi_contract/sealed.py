@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
@@ -104,7 +105,7 @@ class Sealer:
         kid = self.key_id.encode("ascii")
         return SEAL_MAGIC + struct.pack("B", len(kid)) + kid + SealedBox(self.public_key).encrypt(plaintext)
 
-    def seal_embedding(self, vector: np.ndarray) -> str:
+    def seal_embedding(self, vector: npt.ArrayLike) -> str:
         """An embedding as base64 of a sealed blob of little-endian float32."""
         data = np.asarray(vector, dtype="<f4").ravel().tobytes()
         return base64.b64encode(self.seal(data)).decode("ascii")

@@ -77,7 +77,7 @@ def export(spec: ModelSpec, root: Path, cache: Path) -> Path:
         from ultralytics import YOLO
         from ultralytics.nn.modules import block
 
-        block.AAttn.forward = fork_aattn_forward  # type: ignore[method-assign]
+        block.AAttn.forward = fork_aattn_forward
         model = YOLO(str(pt))
         names = model.names
         if len(names) != len(spec.classes):

@@ -133,7 +133,7 @@ def error_breakdown(
             _, ps = _split(pred.get(stem, []), c)
             po, _ = _split(pred.get(stem, []), other)
             used, hit = _greedy(g, ps)
-            for (_, b), ok in zip(ps, hit):
+            for (_, b), ok in zip(ps, hit, strict=False):
                 if ok:
                     continue
                 if len(go) and iou_matrix(b[None], go).max() >= IOU:
@@ -214,7 +214,7 @@ def run_baseline(images: Path, preds: Path) -> str | None:
         h, w = img.shape[:2]
         lines = [
             f"{spec.classes[int(c)]} {(bb[0] + bb[2]) / 2 / w:.6f} {(bb[1] + bb[3]) / 2 / h:.6f} {(bb[2] - bb[0]) / w:.6f} {(bb[3] - bb[1]) / h:.6f} {s:.4f}"
-            for bb, s, c in zip(boxes[k], conf[keep][k], cls[keep][k])
+            for bb, s, c in zip(boxes[k], conf[keep][k], cls[keep][k], strict=False)
         ]
         (preds / f"{f.stem}.txt").write_text("".join(line + "\n" for line in lines))
     return None

@@ -107,7 +107,7 @@ def synthetic_rows(n: int, seed: int = 1) -> tuple[list[tuple[Any, ...]], list[t
             f"P{int(w):06d}",
             NOW - timedelta(seconds=int(s)),
         )
-        for i, (w, s) in enumerate(zip(who, secs))
+        for i, (w, s) in enumerate(zip(who, secs, strict=False))
     ]
     rows.sort()  # primary-key order: the bulk load appends to the B-tree
     disp = [
@@ -116,6 +116,7 @@ def synthetic_rows(n: int, seed: int = 1) -> tuple[list[tuple[Any, ...]], list[t
             zip(
                 rng.choice(PERSONS, size=PERSONS // 50, replace=False),
                 rng.integers(1, 400, size=PERSONS // 50),
+                strict=False,
             )
         )
     ]

@@ -136,7 +136,9 @@ def child(mode: str, clip: Path, work: Path, settle_s: float, overrides: dict[st
 def split_prompts(r: dict[str, Any]) -> tuple[list[float], list[float]]:
     """(latencies of prompts requested while the speaker was free, of those queued behind another prompt)."""
     lat, waited = r.get("prompt_latencies_s", []), r.get("prompt_waited_for_speaker", [])
-    return [x for x, w in zip(lat, waited) if not w], [x for x, w in zip(lat, waited) if w]
+    return [x for x, w in zip(lat, waited, strict=False) if not w], [
+        x for x, w in zip(lat, waited, strict=False) if w
+    ]
 
 
 def run_child(mode: str, clip: Path, settle_s: float, sets: list[str]) -> dict[str, Any]:

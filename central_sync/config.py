@@ -142,7 +142,7 @@ class TierThresholds(Section):
         True, description="1-2 in 30 days with none in 7 days counts as occasional (fills the table's gap)."
     )
     repeat_dispositions: list[Literal["education", "fine"]] = Field(
-        default_factory=lambda: ["education", "fine"],
+        default_factory=lambda: list[Literal["education", "fine"]](["education", "fine"]),
         min_length=1,
         description="Recorded dispositions after which a new violation makes the person 'repeat'. An SMS reminder never does.",
     )

@@ -168,7 +168,7 @@ class CentralConsumer:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._grace_thread: threading.Thread | None = None
-        self._sub_mid = -1
+        self._sub_mid: int | None = -1
         self._stored_cv = threading.Condition()
         self._gallery_signature = self._signature()
         self._last_gallery_check = time.monotonic()

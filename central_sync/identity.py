@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -31,7 +32,7 @@ logger = logging.getLogger("anqi.central.identity")
 EMBEDDING_DIM = 128
 
 
-def normalise(v: np.ndarray | Sequence[float]) -> np.ndarray:
+def normalise(v: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> np.ndarray:
     """Float32 copy scaled to unit length (rows for 2-D input); raises on zero/non-finite vectors."""
     a = np.asarray(v, dtype=np.float32)
     if a.ndim == 1:
@@ -66,9 +67,9 @@ class Gallery:
 
     def __init__(self, dim: int = EMBEDDING_DIM):
         self.dim = dim
-        self._m = np.zeros((0, dim), dtype=np.float32)
+        self._m: np.ndarray = np.zeros((0, dim), dtype=np.float32)
         self._ids: list[str] = []
-        self._owner = np.zeros((0,), dtype=np.int64)  # row -> index into _ids
+        self._owner: np.ndarray = np.zeros((0,), dtype=np.int64)  # row -> index into _ids
         self._index: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -79,6 +80,7 @@ class Gallery:
         return list(self._ids)
 
     def add(self, person_id: str, vectors: np.ndarray | Sequence[Sequence[float]]) -> None:
+        """Add one or more embeddings (rows) of a person."""
         v = normalise(vectors)
         if v.shape[1] != self.dim:
             raise ValueError(f"embedding of {person_id}: dimension {v.shape[1]}, gallery uses {self.dim}")
@@ -142,7 +144,7 @@ class UnknownFiles:
         self.new_id = new_id
         self.dim = dim
         self._files: list[UnknownFile] = []
-        self._c = np.zeros((0, dim), dtype=np.float32)
+        self._c: np.ndarray = np.zeros((0, dim), dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -344,7 +346,15 @@ def embed_photo(path: Path, embed: EmbedFn) -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------ evaluation
-def score_distributions(embeddings: dict[str, list[np.ndarray]], enrol_per_person: int) -> dict[str, object]:
+class ScoreDistributions(TypedDict):
+    genuine: np.ndarray  #: per query, the similarity to its own identity's best gallery row
+    impostor: np.ndarray  #: per query and other identity, the best similarity
+    rank1: float
+    queries: int
+    identities: int
+
+
+def score_distributions(embeddings: dict[str, list[np.ndarray]], enrol_per_person: int) -> ScoreDistributions:
     """Enrol the first ``enrol_per_person`` embeddings per identity, query with the rest.
 
     Genuine scores: query vs its own identity's best gallery row; impostor: vs every other identity.
@@ -409,20 +419,20 @@ def evaluate_lfw(
                 continue
             embs.setdefault(rec.person_id, []).append(v)
     d = score_distributions(embs, enrol_per_person)
-    tar, thr = tar_at_far(d["genuine"], d["impostor"], 1e-3)  # type: ignore[arg-type]
-    tar4, thr4 = tar_at_far(d["genuine"], d["impostor"], 1e-4)  # type: ignore[arg-type]
+    tar, thr = tar_at_far(d["genuine"], d["impostor"], 1e-3)
+    tar4, thr4 = tar_at_far(d["genuine"], d["impostor"], 1e-4)
     gen, imp = d["genuine"], d["impostor"]
     # a 1:N search against G persons falsely matches with about G x FAR: large galleries need the stricter threshold
     return {
         "tar_at_far_1e-3": tar,
         "rank1": float(d["rank1"]),
-        "threshold_at_far_1e-3": thr,  # type: ignore[dict-item]
+        "threshold_at_far_1e-3": thr,
         "tar_at_far_1e-4": tar4,
         "threshold_at_far_1e-4": thr4,
-        "impostor_max": float(np.max(imp)),  # type: ignore[arg-type]
+        "impostor_max": float(np.max(imp)),
         "genuine_mean": float(np.mean(gen)),
-        "impostor_mean": float(np.mean(imp)),  # type: ignore[arg-type]
+        "impostor_mean": float(np.mean(imp)),
         "queries": float(d["queries"]),
         "identities": float(d["identities"]),
         "skipped": float(skipped),
-    }  # type: ignore[arg-type]
+    }

@@ -211,7 +211,7 @@ def merge_person(store: CentralStore, source_id: str, target_id: str) -> None:
     """Move everything of ``source_id`` (an unknown file) to ``target_id``; the source keeps ``merged_into``."""
     with store.session() as s:
         for model in (Event, Embedding, Disposition, Task):
-            s.execute(update(model).where(model.person_id == source_id).values(person_id=target_id))  # type: ignore[attr-defined]
+            s.execute(update(model).where(model.person_id == source_id).values(person_id=target_id))
         s.execute(
             update(Person).where(Person.person_id == source_id).values(merged_into=target_id, tier="none")
         )

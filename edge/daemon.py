@@ -544,12 +544,13 @@ class EdgeDaemon:
             state = self.rules.signal.state_at(frame.pts_s).value
             if state != self._signal_state:
                 self._signal_state = state
+                sig = self.cfg.rules.red_light.signal
                 self.health.set(
                     "signal",
                     "degraded" if state == "unknown" else "up",
                     f"signal {state}",
-                    source=self.cfg.rules.red_light.signal.source,
-                )  # type: ignore[union-attr]
+                    source=None if sig is None else sig.source,
+                )
         for v in self.rules.check(upd.active):
             self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self._faces is not None:
@@ -578,8 +579,8 @@ class EdgeDaemon:
             return True
         if not r.no_helmet.enabled:
             return False
-        votes = [p.no_helmet for p in t.head_votes(in_zone_only=False)]
-        return not votes or max(votes) >= r.no_helmet.vote_threshold  # type: ignore[type-var]
+        votes = [p.no_helmet for p in t.head_votes(in_zone_only=False) if p.no_helmet is not None]
+        return not votes or max(votes) >= r.no_helmet.vote_threshold
 
     def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:
         decided = time.monotonic()
@@ -637,6 +638,7 @@ class EdgeDaemon:
         log(
             logger,
             "violation",
+            logging.INFO,
             type=v.type.value,
             track=v.track_id,
             conf=round(v.confidence, 3),

@@ -219,11 +219,11 @@ class SharingQueries:
                 tier=r.tier,
                 count=int(r.n),
                 points=sorted(points.get(r.person_id, set())),
-                first_date=self._local_date(_aware(r.first)),
-                last_date=self._local_date(_aware(r.last)),
+                first_date=self._local_date(_aware(r.first)),  # type: ignore[arg-type]
+                last_date=self._local_date(_aware(r.last)),  # type: ignore[arg-type]
             )
             for r in rows
-        ]  # type: ignore[arg-type]
+        ]
         audit(self.store, caller, "persons", f.as_params(), len(out), client)
         return out
 

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, select, text
+from sqlalchemy import BindParameter, Engine, Table, bindparam, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -47,6 +47,11 @@ class ViolationRecord:
     match_score: float | None = None
     media_expected: int = 0
     body: dict[str, Any] = field(default_factory=dict)
+
+
+def _table(model: type[Any]) -> Table:
+    """A mapped class's table, typed as the :class:`Table` it is (the ORM types it as any FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class StoreError(Exception):
@@ -84,9 +89,9 @@ class CentralStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Core statements built once (the per-event path: no ORM bookkeeping, cached compilation)
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        self._ins_person = ins(Person.__table__).on_conflict_do_nothing(index_elements=["person_id"])
+        self._ins_person = ins(_table(Person)).on_conflict_do_nothing(index_elements=["person_id"])
         self._ins_event = (
-            ins(Event.__table__)
+            ins(_table(Event))
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(Event.__table__.c.event_id)
         )
@@ -107,7 +112,7 @@ class CentralStore:
             Person.__table__.c.person_id.in_(bindparam("pids", expanding=True)),
             Person.__table__.c.merged_into.is_not(None),
         )
-        self._ins_embedding = Embedding.__table__.insert()
+        self._ins_embedding = _table(Embedding).insert()
 
     @classmethod
     def from_config(cls, cfg: CentralConfig, migrate: bool = True) -> CentralStore:
@@ -241,7 +246,7 @@ class CentralStore:
         """:meth:`merged_into` for many persons in one look-up: only the merged ones are in the answer."""
         if not person_ids:
             return {}
-        return dict(s.connection().execute(self._merged_many, {"pids": list(person_ids)}).all())  # type: ignore[arg-type]
+        return dict(s.connection().execute(self._merged_many, {"pids": list(person_ids)}).tuples().all())
 
     def add_embedding(
         self, s: Session, person_id: str, source: str, model: str, vector: bytes, event_id: str | None = None
@@ -311,7 +316,7 @@ class CentralStore:
             by_time.setdefault(at, []).append(k)
         out: list[PersonHistory | None] = [None] * len(items)
         for at, ks in by_time.items():
-            for k, h in zip(ks, self._histories_at([items[k][0] for k in ks], at, th, s)):
+            for k, h in zip(ks, self._histories_at([items[k][0] for k in ks], at, th, s), strict=True):
                 out[k] = h
         return out  # type: ignore[return-value]  # every slot filled above
 
@@ -344,11 +349,15 @@ class CentralStore:
                     )
                 }
             )
-            firsts.update(c.execute(first_stmt, {"pids": pids, "at": at, "s365": s365, "kinds": kinds}).all())  # type: ignore[arg-type]
+            firsts.update(
+                c.execute(first_stmt, {"pids": pids, "at": at, "s365": s365, "kinds": kinds}).tuples().all()
+            )
         older = [p for p in uniq if p not in counts]
         lasts: dict[str, Any] = {}
         for i in range(0, len(older), self.GROUPED_CHUNK):
-            lasts.update(c.execute(last_stmt, {"pids": older[i : i + self.GROUPED_CHUNK], "at": at}).all())  # type: ignore[arg-type]
+            lasts.update(
+                c.execute(last_stmt, {"pids": older[i : i + self.GROUPED_CHUNK], "at": at}).tuples().all()
+            )
         out = []
         for pid in person_ids:
             row = counts.get(pid)
@@ -371,7 +380,9 @@ class CentralStore:
         self, items: Sequence[tuple[str, datetime]], th: TierThresholds, s: Session
     ) -> list[TierAssessment]:
         """:meth:`assess_person` for many ``(person_id, at)`` (the consumer's batch), in order."""
-        return [assess(pid, h, th) for (pid, _), h in zip(items, self.person_histories(items, th, s))]
+        return [
+            assess(pid, h, th) for (pid, _), h in zip(items, self.person_histories(items, th, s), strict=True)
+        ]
 
     def persons_with_records_until(self, at: datetime) -> list[str]:
         """Persons with at least one violation or disposition at or before ``at`` (not merged away)."""
@@ -394,7 +405,7 @@ class CentralStore:
                 select(Person.person_id).where(Person.tier != "none", Person.merged_into.is_(None))
             )
             ids |= {r for (r,) in rows}
-        return sorted(ids)
+        return sorted(i for i in ids if i is not None)
 
     def count_events(self) -> int:
         with self.session() as s:
@@ -429,7 +440,7 @@ def _history_statement() -> Any:
     from central_sync.storage.models import UtcDateTime
 
     ev, di = Event.__table__.c, Disposition.__table__.c
-    pid = bindparam("pid")
+    pid: BindParameter[str] = bindparam("pid")
     at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
     counts = (
         select(
@@ -465,7 +476,7 @@ def _grouped_history_statements() -> tuple[Any, Any, Any]:
     from central_sync.storage.models import UtcDateTime
 
     ev, di = Event.__table__.c, Disposition.__table__.c
-    pids = bindparam("pids", expanding=True)
+    pids: BindParameter[list[str]] = bindparam("pids", expanding=True)
     at, s7, s30, s365 = (bindparam(n, type_=UtcDateTime()) for n in ("at", "s7", "s30", "s365"))
     counts = (
         select(

@@ -105,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     pinned = datetime.fromisoformat(args.at) if args.at else None
     health = Health(cfg.data_dir / "drill-health.json", cfg.device.device_id)
     persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else utc_now)
-    report = run_drill(
-        persuasion, [tuple(r) for r in json.loads(args.script)], close_after_s=args.close_after
-    )  # type: ignore[misc]
+    script = [tuple(r) for r in json.loads(args.script)]
+    report = run_drill(persuasion, script, close_after_s=args.close_after)
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

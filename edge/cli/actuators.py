@@ -84,7 +84,7 @@ def test_speaker(
         sys.exit(1)
     gain = speaker.volume_now() if volume is None else volume
     click.echo(f"device: {out.device_name!r} ({out.rate} Hz, {out.channels} ch)")
-    for lang, f in zip(prompt.languages, prompt.files):
+    for lang, f in zip(prompt.languages, prompt.files, strict=True):
         click.echo(f"  {lang}: {f}")
     t0 = time.monotonic()
     try:

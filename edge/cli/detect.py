@@ -24,9 +24,9 @@ def prediction_lines(det: object, width: int, height: int, no_helmet_threshold: 
         x0, y0, x1, y1 = (float(v) for v in b)
         return f"{label} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f} {conf:.4f}"
 
-    for b, s, p in zip(det.heads, det.head_scores, det.head_no_helmet):
+    for b, s, p in zip(det.heads, det.head_scores, det.head_no_helmet, strict=True):
         lines.append(fmt("no_helmet" if p >= no_helmet_threshold else "helmet", b, float(s)))
-    for b, s in zip(det.riders, det.rider_scores):
+    for b, s in zip(det.riders, det.rider_scores, strict=True):
         lines.append(fmt("rider", b, float(s)))
     return lines
 

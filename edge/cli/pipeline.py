@@ -95,7 +95,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     click.echo(
         f"homography from {len(points)} points: mean error {m.reprojection_m:.3f} m on the ground, {framed.mapper.reprojection_px:.2f} px in the image"
     )
-    for (ip, gp), back in zip(points, framed.mapper.image_to_ground([ip for ip, _ in points])):
+    for (ip, gp), back in zip(points, framed.mapper.image_to_ground([ip for ip, _ in points]), strict=True):
         click.echo(
             f"  image ({ip[0]:7.1f}, {ip[1]:7.1f}) -> ground ({back[0]:6.2f}, {back[1]:6.2f}) m  (given {gp[0]:g}, {gp[1]:g}; error {float(np.hypot(*(back - np.array(gp)))):.3f} m)"
         )

@@ -29,7 +29,7 @@ class DetectConfig(Section):
     )
     spot_conf: float = Field(0.15, gt=0, lt=1, description="Smallest heatmap peak kept as a head proposal.")
     providers: list[Provider] = Field(
-        default_factory=lambda: ["CPUExecutionProvider"],
+        default_factory=lambda: list[Provider](["CPUExecutionProvider"]),
         min_length=1,
         description="onnxruntime providers, first available wins.",
     )

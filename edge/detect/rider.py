@@ -194,7 +194,7 @@ class RiderDetector:
         classes = detector.spec.classes
         self._rider_cls = classes.index("rider") if "rider" in classes else -1
         if "helmet" in classes and "no_helmet" in classes:
-            self._head_cls = (classes.index("helmet"), classes.index("no_helmet"))
+            self._head_cls: tuple[int, ...] = (classes.index("helmet"), classes.index("no_helmet"))
         elif "head" in classes:
             self._head_cls = (classes.index("head"),)
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anqi_contract.event import MediaRef
+from anqi_contract.event import MediaKind, MediaRef
 from anqi_contract.fsutil import write_atomic
 from anqi_contract.sealed import Sealer
 
@@ -29,7 +29,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def media_ref(path: Path, kind: str, name: str | None = None) -> MediaRef:
+def media_ref(path: Path, kind: MediaKind, name: str | None = None) -> MediaRef:
     """A :class:`MediaRef` for an existing file (size and SHA-256 from the file itself)."""
     ctype = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return MediaRef(
@@ -38,7 +38,7 @@ def media_ref(path: Path, kind: str, name: str | None = None) -> MediaRef:
         content_type=ctype,
         size=path.stat().st_size,
         sha256=sha256_file(path),
-    )  # type: ignore[arg-type]
+    )
 
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> Path:

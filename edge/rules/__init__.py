@@ -83,10 +83,12 @@ class SameRiderGuard:
             if not (old_last <= first.t_s + 0.05 and first.t_s - old_last <= self.gap_s):
                 continue
             where = self._predicted(old, first.t_s)
+            ground = first.ground
             if (
                 where is not None
-                and float(np.hypot(first.ground[0] - where[0], first.ground[1] - where[1])) <= self.radius_m
-            ):  # type: ignore[index]
+                and ground is not None
+                and float(np.hypot(ground[0] - where[0], ground[1] - where[1])) <= self.radius_m
+            ):
                 return old.track_id
         return None
 

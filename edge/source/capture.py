@@ -27,13 +27,21 @@ import numpy as np
 
 from anqi_contract.logs import log
 from edge.config.source import SourceConfig
-from edge.health import Health
+from edge.health import Health, Status
 from edge.source.frame import RAW_CODEC, EncodedPacket, Frame, StreamInfo
 from edge.source.uri import SourceKind, file_path, guess_kind, redact_uri
 
 logger = logging.getLogger("edge.source")
 
 SourceState = Literal["starting", "up", "down", "ended", "stopped"]
+#: the camera component's health status for each source state
+_HEALTH_STATUS: dict[SourceState, Status] = {
+    "up": "up",
+    "down": "down",
+    "ended": "off",
+    "stopped": "off",
+    "starting": "degraded",
+}
 
 #: reopen attempts for a file when ``reconnect_attempts`` is null (cameras retry forever)
 FILE_ATTEMPTS = 3
@@ -162,15 +170,13 @@ class FrameSource:
         changed = state != self.stats.state
         self.stats.state = state
         if self.health is not None:
-            status = {"up": "up", "down": "down", "ended": "off", "stopped": "off", "starting": "degraded"}[
-                state
-            ]
+            status = _HEALTH_STATUS[state]
             self.health.set(
                 self.component,
                 status,
                 detail,
                 uri=self.display_uri,
-                kind=self.kind,  # type: ignore[arg-type]
+                kind=self.kind,
                 frames=self.stats.frames,
                 reconnects=self.stats.reconnects,
                 corrupt_skipped=self.stats.corrupt_skipped,

@@ -40,6 +40,12 @@ class DetectionsLike(Protocol):
     head_no_helmet: np.ndarray
 
 
+def _box4(v: Iterable[float]) -> tuple[float, float, float, float]:
+    """An ``xyxy`` box (array or sequence) as four Python floats."""
+    x0, y0, x1, y1 = (float(c) for c in v)
+    return x0, y0, x1, y1
+
+
 @dataclass(frozen=True)
 class TrackPoint:
     """One matched observation of a track."""
@@ -482,20 +488,9 @@ class RiderTracker:
         n: int,
         mono: float | None,
     ) -> TrackPoint:
-        hb = None if d.head_box is None else tuple(float(v) for v in d.head_box)
+        hb = None if d.head_box is None else _box4(d.head_box)
         p = TrackPoint(
-            t_s,
-            utc,
-            tuple(float(v) for v in d.box),
-            d.score,
-            d.kind,
-            None,
-            None,
-            False,  # type: ignore[arg-type]
-            hb,
-            d.head_score,
-            d.no_helmet,
-            mono,  # type: ignore[arg-type]
+            t_s, utc, _box4(d.box), d.score, d.kind, None, None, False, hb, d.head_score, d.no_helmet, mono
         )
         return p if located is None else RiderTracker._point_located(p, located, n)
 

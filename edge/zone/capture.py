@@ -39,7 +39,7 @@ def iso_lines(d: np.ndarray, metres: float) -> list[np.ndarray]:
         )
         # runs of consecutive inner points
         cuts = np.flatnonzero(np.diff(np.r_[0, inner.astype(np.int8), 0]))
-        lines += [pts[a:b].astype(np.int32) for a, b in zip(cuts[::2], cuts[1::2]) if b - a >= 2]
+        lines += [pts[a:b].astype(np.int32) for a, b in zip(cuts[::2], cuts[1::2], strict=True) if b - a >= 2]
     return lines
 
 
@@ -63,12 +63,12 @@ class CaptureZone:
     def from_config(cls, cfg: ZoneConfig) -> CaptureZone:
         return cls(
             GroundMapper.from_config(cfg),
-            tuple(cfg.camera_ground),
+            cfg.camera_ground,
             cfg.near_m,
             cfg.far_m,
             cfg.roi_margin_m,
             cfg.rider_height_m,
-        )  # type: ignore[arg-type]
+        )
 
     def for_frame(self, width: int, height: int) -> CaptureZone:
         """This zone for frames of another size; made once per size (called on every detected frame)."""

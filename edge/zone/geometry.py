@@ -75,9 +75,10 @@ class GroundMapper:
                     raise CalibrationError(
                         f"{name} points {triple[0] + 1}, {triple[1] + 1} and {triple[2] + 1} lie on one line; with 4 points no 3 may"
                     )
-        H, _mask = cv2.findHomography(img, gnd, 0)
-        if H is None or not np.isfinite(H).all():
+        found, _mask = cv2.findHomography(img, gnd, 0)
+        if found is None or not np.isfinite(found).all():
             raise CalibrationError("no homography fits these points (degenerate layout)")
+        H = np.asarray(found, dtype=np.float64)
         det = float(np.linalg.det(H))
         if abs(det) < 1e-12 or np.linalg.cond(H) > 1e12:
             raise CalibrationError("the homography is singular (points degenerate)")

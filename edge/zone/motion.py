@@ -53,7 +53,7 @@ def fit_motion(
     ``min_span_s`` (a track's first few ground points are too noisy to call a speed).
     """
     t = np.asarray(times, dtype=np.float64)
-    g = np.asarray(ground, dtype=np.float64).reshape(-1, 2)
+    g: np.ndarray = np.asarray(ground, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(g).all(axis=1) & np.isfinite(t)
     t, g = t[ok], g[ok]
     if len(t) < 2:

@@ -41,7 +41,7 @@ def draw_overlay(
     for t in ticks:
         strong = abs(t - zone.near_m) < 1e-6 or abs(t - zone.far_m) < 1e-6
         color = BAND_BGR if strong else TICK_BGR
-        cv2.polylines(out, iso_lines(d, t), False, color, thick if strong else thin, cv2.LINE_AA)
+        cv2.polylines(out, iso_lines(d, float(t)), False, color, thick if strong else thin, cv2.LINE_AA)
         ys, xs = np.nonzero((dd >= t) & (dd < t + 0.5))
         if len(xs):
             j = int(np.argmin(np.abs(xs - w * 0.85)))

@@ -205,9 +205,9 @@ def test_store_path_agrees_with_reference_on_random_histories() -> None:
         ds = [AT - timedelta(seconds=rng.randint(-5 * 86400, 400 * 86400)) for _ in range(rng.randint(0, 2))]
         kinds = [rng.choice(["education", "fine", "sms_reminder"]) for _ in ds]
         lines += [json.dumps(ev(pid, t)) for t in vs] + [
-            json.dumps(disp(pid, kd, t)) for kd, t in zip(kinds, ds)
+            json.dumps(disp(pid, kd, t)) for kd, t in zip(kinds, ds, strict=False)
         ]
-        truth[pid] = (vs, [t for kd, t in zip(kinds, ds) if kd != "sms_reminder"])
+        truth[pid] = (vs, [t for kd, t in zip(kinds, ds, strict=False) if kd != "sms_reminder"])
     rng.shuffle(lines)
     res, info = classify_lines(lines, AT)
     assert not info.problems

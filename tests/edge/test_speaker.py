@@ -188,7 +188,7 @@ def test_cooldowns_priority_and_no_overlap(tmp_path: Path) -> None:
     assert played[1]["coalesced"] == [2]
     # the first found the speaker free; red_light (asked at 0.15 s) and passenger (2.0 s) waited for the one before
     assert [p["waited_for_speaker"] for p in played] == [False, True, True]
-    for a, b in zip(played, played[1:]):
+    for a, b in zip(played, played[1:], strict=False):
         assert b["start_s"] >= a["end_s"] + 0.3 - 0.02, "prompts overlap or ignore the global cooldown"
     log = report["log"]
     assert log.count("reason=track_cooldown") == 3 and "msg=prompt_coalesced into_track=3" in log

@@ -95,7 +95,8 @@ def test_degenerate_calibrations_are_refused(image: list, ground: list, message:
 
 def zone_cfg(**kw: object) -> ZoneConfig:
     pts = [
-        {"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)
+        {"image": list(map(float, p)), "ground": list(map(float, g))}
+        for p, g in zip(project(GROUND), GROUND, strict=True)
     ]
     return ZoneConfig(image_size=(1280, 720), calibration=pts, **kw)  # type: ignore[arg-type]
 
@@ -178,7 +179,8 @@ def test_check_config_names_the_key_for_collinear_points() -> None:
 
 def test_check_config_reports_inconsistent_points() -> None:
     pts = [
-        {"image": list(map(float, p)), "ground": list(map(float, g))} for p, g in zip(project(GROUND), GROUND)
+        {"image": list(map(float, p)), "ground": list(map(float, g))}
+        for p, g in zip(project(GROUND), GROUND, strict=True)
     ]
     pts[4]["ground"] = [3.0, 20.0]  # a measuring mistake of 3 m
     cfg = parse_config({"zone": {"image_size": [1280, 720], "calibration": pts}})

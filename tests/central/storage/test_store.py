@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import StatementError
 
 from central_sync.config import TierThresholds
 from central_sync.storage.store import CentralStore, StoreError, ViolationRecord
@@ -86,7 +87,7 @@ def test_bulk_ingest_is_one_transaction_and_idempotent(store: CentralStore) -> N
         rec("p1", AT - D),
         rec("p1", datetime(2026, 1, 1)),
     ]  # a naive time fails the whole batch: nothing stored
-    with pytest.raises(Exception):
+    with pytest.raises(StatementError, match="naive datetime"):
         store.add_violations(bad)
     assert not store.existing_event_ids([bad[0].event_id])
 
