@@ -77,7 +77,18 @@ setup(
         # Enrolment from photos on the central side (anqi_contract.faces: the edge's face models).
         "faces": ["opencv-python-headless>=4.8"],
         # bandit: the static security lint scripts/test.sh runs before the tests (issue 20)
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "bandit>=1.7"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "httpx>=0.27",
+            # the gates scripts/test.sh runs before pytest (.pre-commit-config.yaml); ruff and mypy pinned to a
+            # minor version so a new release's rules or formatting do not change the verdict on the same code
+            "bandit>=1.7",
+            "ruff>=0.17,<0.18",
+            "mypy>=2.4,<2.5",
+            "types-PyYAML>=6",
+            "pre-commit>=4",
+        ],
         # Training and third-party model export only: never on the device.
         "train": ["ultralytics>=8.3", "torch", "torchvision"],
     },

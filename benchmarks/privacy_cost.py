@@ -45,10 +45,10 @@ def main() -> None:
 
     from anqi_contract.manifest import resolve
     from anqi_contract.sealed import KeyRing, Sealer, generate_keypair, parse_private_key, parse_public_key
+    from anqi_tools.testclips import make_test_clip
     from edge.detect.faces import FaceDetector
     from edge.evidence.files import encode_jpeg
     from edge.evidence.privacy import FaceBlur
-    from anqi_tools.testclips import make_test_clip
 
     cap = cv2.VideoCapture(str(VIDEO))
     for _ in range(200):
