@@ -534,7 +534,7 @@ class EdgeDaemon:
                 errors=self.stats.detect_errors,
             )
         self._last_t_s = frame.pts_s
-        upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono)
+        upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono, image=img)
         for t in upd.active:
             if t.track_id is not None and t.track_id not in self._track_first:
                 self._track_first[t.track_id] = t.first_utc

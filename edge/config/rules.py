@@ -92,7 +92,7 @@ class WrongWayRuleConfig(Section):
         0.7,
         ge=0.5,
         le=1,
-        description="Share of successive steps between the judged points that go against the lane: a rider moves steadily, ranging noise goes back and forth.",
+        description="Share of pairs of judged points (earlier, later) ordered against the lane: a rider moves steadily, ranging noise goes back and forth (the pairwise counterpart of the Theil-Sen fit).",
     )
 
 
@@ -181,6 +181,12 @@ class RulesConfig(Section):
     )
     same_rider_m: float = Field(
         3.0, gt=0, le=50, description="Ground distance (metres) for same_rider_gap_s."
+    )
+    same_rider_alike: float = Field(
+        0.75,
+        ge=0,
+        lt=1,
+        description="...and only when their clothes' colour histograms match at least this much (Bhattacharyya coefficient; riders in single file pass the same ground points one after another). 0 = position only.",
     )
     no_helmet: NoHelmetRuleConfig = Field(default_factory=NoHelmetRuleConfig)
     wrong_way: WrongWayRuleConfig = Field(default_factory=WrongWayRuleConfig)

@@ -33,10 +33,16 @@ class TrackConfig(Section):
         description="A detected head matches a track when its centre lies within this many head sizes of the track's predicted head.",
     )
     head_gate_growth: float = Field(
-        1.0,
+        0.5,
         ge=0,
         le=10,
         description="The head gate widens by this many head sizes per second the track has gone unseen (its position is less certain).",
+    )
+    appearance_min: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="A detection whose clothes' colours (hue x saturation histogram below the head) match a track's less than this (Bhattacharyya coefficient) is not that track; 0 = motion only.",
     )
     max_lost_s: float = Field(1.5, gt=0, le=30, description="A track unseen this long is closed.")
     min_hits: int = Field(2, ge=1, le=30, description="Detections needed before a track counts.")
@@ -45,10 +51,10 @@ class TrackConfig(Section):
         description="A head with no rider box around it becomes a rider of its own (frontal cameras: the body is often hidden by the bike).",
     )
     head_to_body: float = Field(
-        6.5,
+        7.5,
         ge=2,
         le=12,
-        description="Height of a rider (head top to wheel contact) in head heights, to place the ground point of a head-only track.",
+        description="Height of a rider (head top to wheel contact) in head heights, to place the ground point of a head-only track: an upright cyclist's head top is about at standing height, 7-8 heads for adults (was 6.5, which put riders 15 % too far).",
     )
     motion_window_s: float = Field(
         1.0,

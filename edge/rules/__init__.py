@@ -22,7 +22,7 @@ from edge.rules.signal import (
 )
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
-from edge.track.tracker import Track
+from edge.track.tracker import Track, look_alike
 
 logger = logging.getLogger("edge.rules")
 
@@ -48,9 +48,11 @@ class SameRiderGuard:
     reported track was last seen, at the ground point that rider would have reached by then (its last
     ground point moved on at its last speed and heading), is taken to be the same rider, and its
     violation of the same type is dropped. Riders side by side are kept apart: the reported track must
-    have been lost before the new one began."""
+    have been lost before the new one began. Riders in single file pass the same ground points one
+    after another: when both tracks have a clothes histogram, they must also look alike (``min_alike``)."""
 
-    def __init__(self, gap_s: float, radius_m: float, motion_window_s: float):
+    def __init__(self, gap_s: float, radius_m: float, motion_window_s: float, min_alike: float = 0.0):
+        self.min_alike = min_alike
         self.gap_s = gap_s
         self.radius_m = radius_m
         self.motion_window_s = motion_window_s
@@ -82,6 +84,9 @@ class SameRiderGuard:
             old_last = old.history[-1].t_s
             if not (old_last <= first.t_s + 0.05 and first.t_s - old_last <= self.gap_s):
                 continue
+            alike = look_alike(old.look, track.look)
+            if self.min_alike > 0 and alike is not None and alike < self.min_alike:
+                continue  # other clothes: riders in single file pass the same ground points one after another
             where = self._predicted(old, first.t_s)
             ground = first.ground
             if (
@@ -135,7 +140,13 @@ class RuleSet:
             assert cfg.rules.red_light.signal is not None  # the config validator guarantees it
             signal = signal_from_config(cfg.rules.red_light.signal, pin_factory)
             rules.append(RedLightRule(cfg.rules.red_light, signal, window))
-        return cls(rules, signal, SameRiderGuard(cfg.rules.same_rider_gap_s, cfg.rules.same_rider_m, window))
+        return cls(
+            rules,
+            signal,
+            SameRiderGuard(
+                cfg.rules.same_rider_gap_s, cfg.rules.same_rider_m, window, cfg.rules.same_rider_alike
+            ),
+        )
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
         if self.signal is not None:

@@ -57,8 +57,10 @@ class WrongWayRule:
         g = np.array([p.ground for p in reversed(pts)], dtype=np.float64)
         if float((g[0] - g[-1]) @ self._lane) < 0.5 * cfg.min_distance_m:
             return None  # not even first-to-last against the lane: no fit needed
-        steps = np.diff(g, axis=0) @ self._lane
-        if float((steps < 0).mean()) < cfg.min_steady:
+        along = g @ self._lane
+        i, j = np.triu_indices(len(along), k=1)
+        steady = float((along[j] < along[i]).mean())  # share of point pairs in order against the lane
+        if steady < cfg.min_steady:
             return None  # back and forth: ranging noise of a standing or wrongly ranged track, not travel
         t = np.array([p.t_s for p in reversed(pts)], dtype=np.float64)
         motion = fit_motion(t, g, cfg.window_s, cfg.min_samples)
@@ -87,6 +89,6 @@ class WrongWayRule:
                 "off_lane_deg": round(off, 1),
                 "lane_heading_deg": cfg.lane_heading_deg,
                 "samples": motion.samples,
-                "steady": round(float((steps < 0).mean()), 2),
+                "steady": round(steady, 2),
             },
         )

@@ -25,7 +25,7 @@ from scipy.optimize import linear_sum_assignment
 
 from edge.config.track import TrackConfig
 from edge.zone.capture import CaptureZone
-from edge.zone.motion import GroundMotion, fit_motion
+from edge.zone.motion import GroundMotion, _theil_sen, fit_motion
 
 TrackKind = Literal["rider", "head"]
 
@@ -72,6 +72,46 @@ class RiderDetection:
     head_box: np.ndarray | None = None
     head_score: float | None = None
     no_helmet: float | None = None
+    look: np.ndarray | None = None  #: colour histogram of the clothes (see :func:`clothes_histogram`)
+
+
+def clothes_box(d: RiderDetection) -> tuple[float, float, float, float]:
+    """Where a rider's clothes are: the chest below the head (one to three head heights under its
+    top, two head widths wide), else the middle of the rider box. Clothes, unlike a face, look the
+    same from any side and at any distance, and riders who pass each other seldom wear the same."""
+    if d.head_box is not None:
+        x0, y0, x1, y1 = (float(v) for v in d.head_box)
+        w, h = x1 - x0, y1 - y0
+        cx = (x0 + x1) / 2
+        return cx - w, y1 + 0.3 * h, cx + w, y1 + 2.3 * h
+    x0, y0, x1, y1 = (float(v) for v in d.box)
+    h = y1 - y0
+    return x0, y0 + 0.25 * h, x1, y0 + 0.6 * h
+
+
+def clothes_histogram(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Normalised hue x saturation x value histogram (16 x 4 x 4) of ``box`` in a BGR image; None when
+    too small. Value counts: a black top and a white T-shirt differ only in it."""
+    import cv2
+
+    hgt, wid = image.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(wid, int(round(box[2]))), min(hgt, int(round(box[3])))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    hsv = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2HSV)
+    hist = (
+        cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256]).ravel().astype(np.float64)
+    )
+    total = hist.sum()
+    return hist / total if total > 0 else None
+
+
+def look_alike(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Bhattacharyya coefficient of two clothes histograms (1 = same colours); None if one is missing."""
+    if a is None or b is None:
+        return None
+    return float(np.sqrt(a * b).sum())
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,6 +142,8 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
     out = [RiderDetection(riders[i], float(rscores[i]), "rider") for i in range(len(riders))]
     if len(heads) == 0:
         return out
+    keep = _one_box_per_head(heads, hscores)
+    heads, hscores, nohelm = heads[keep], hscores[keep], nohelm[keep]
     hc = np.c_[(heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2]
     used_head = np.zeros(len(heads), dtype=bool)
     inside_any = np.zeros(len(heads), dtype=bool)
@@ -138,10 +180,38 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
     return out
 
 
+def _one_box_per_head(heads: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices of the head boxes to keep: of boxes of about the same size (within 1.4x) whose centres
+    are less than one head height apart vertically and half a head width horizontally, only the most
+    confident. The proposals (detector, heatmap, face) put several boxes on one head (hair, face,
+    chin), too little overlapping for IoU suppression; two real heads of riders at the same distance
+    cannot be that close (heads are solid), and a nearer rider's head is larger."""
+    n = len(heads)
+    if n < 2:
+        return np.arange(n)
+    cx = (heads[:, 0] + heads[:, 2]) / 2
+    cy = (heads[:, 1] + heads[:, 3]) / 2
+    w = np.maximum(heads[:, 2] - heads[:, 0], 1e-6)
+    h = np.maximum(heads[:, 3] - heads[:, 1], 1e-6)
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    for k in order:
+        same = [
+            j
+            for j in kept
+            if abs(cx[k] - cx[j]) < 0.5 * max(w[k], w[j])
+            and abs(cy[k] - cy[j]) < 1.5 * max(h[k], h[j])
+            and max(h[k], h[j]) / min(h[k], h[j]) <= 1.4
+        ]
+        if not same:
+            kept.append(int(k))
+    return np.array(sorted(kept), dtype=int)
+
+
 def _below_another_head(heads: np.ndarray) -> np.ndarray:
-    """Heads that sit where another head's own body is: 1.5 to 6 head heights straight below a head
-    of about the same size (hands on the handlebar, knees, shoes: what a head detector also fires on
-    in a frontal view). Two riders cannot stand on each other: a rider seen below another at the
+    """Heads that sit where another head's own body is: 1.5 to 6 head heights below a head of about
+    the same size and at most two head widths to its side (hands on the handlebar, which is about
+    three head widths wide, knees, shoes: what a head detector also fires on in a frontal view). Two riders cannot stand on each other: a rider seen below another at the
     same distance is beside or in front, and one in front is nearer, so its head is larger. Such a
     head makes no rider of its own."""
     n = len(heads)
@@ -157,7 +227,7 @@ def _below_another_head(heads: np.ndarray) -> np.ndarray:
         size = h[k] / h
         out[k] = bool(
             (
-                (dy >= 1.5) & (dy <= 6.0) & (np.abs(cx[k] - cx) <= 1.0 * w) & (size >= 0.6) & (size <= 1.5)
+                (dy >= 1.5) & (dy <= 6.0) & (np.abs(cx[k] - cx) <= 2.0 * w) & (size >= 0.6) & (size <= 1.5)
             ).any()
         )
     return out
@@ -181,6 +251,8 @@ class Track:
     head: np.ndarray | None = None  #: last estimated head box (xyxy), when the track has had one
     head_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  #: d(cx, cy, w, h)/dt of the head
     head_t_s: float = 0.0  #: when the head was last seen
+    head_sizes: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=32))  #: (t_s, height)
+    look: np.ndarray | None = None  #: running average of the clothes histogram
 
     @property
     def confirmed(self) -> bool:
@@ -204,7 +276,9 @@ class Track:
         if self.head is None:
             return None
         dt = max(0.0, t_s - self.head_t_s)
-        c = _to_cxcywh(self.head) + self.head_velocity * dt
+        # position only: a head's size changes by a few per cent per tenth of a second (its distance
+        # changes slowly), less than one box's noise, so a size trend would only extrapolate the noise
+        c = _to_cxcywh(self.head) + np.r_[self.head_velocity[:2], 0.0, 0.0] * dt
         c[2:] = np.maximum(c[2:], 1.0)
         return _to_xyxy(c)
 
@@ -214,6 +288,7 @@ class Track:
         head is three heads wide and six tall, so it overlaps everything near it)."""
         if head_box is None:
             return
+        self.head_sizes.append((t_s, float(head_box[3] - head_box[1])))
         z = _to_cxcywh(head_box)
         dt = t_s - self.head_t_s
         if self.head is None or dt <= 1e-6:
@@ -229,8 +304,39 @@ class Track:
                 self.head_velocity = self.head_velocity + 0.3 * resid / dt
         self.head_t_s = t_s
 
+    def head_height_fit(self, t_s: float, window_s: float, min_samples: int = 3) -> float | None:
+        """The head's height at ``t_s`` from a robust straight-line fit of 1/height over time: a head
+        is rigid and its image height is inversely proportional to its distance, which a rider changes
+        at a nearly constant speed over a second. One detection's box is 10-30 % off (head detector,
+        heatmap and face proposals draw heads differently); the fit over the window is not."""
+        pts = [(t, h) for t, h in self.head_sizes if t >= t_s - window_s and h > 1.0]
+        if len(pts) < min_samples:
+            return None
+        t = np.array([p[0] for p in pts])
+        inv = 1.0 / np.array([p[1] for p in pts])
+        slope = _theil_sen(t, inv)
+        level = float(np.median(inv - slope * t))
+        v = level + slope * t_s
+        return 1.0 / v if v > 1e-6 else None
+
+    def ranging_box(self, t_s: float, head_to_body: float, window_s: float) -> np.ndarray:
+        """The box whose bottom centre is the rider's ground point. A rider box as filtered; for a
+        rider seen only as a head, the body below the filtered head, ``head_to_body`` fitted head
+        heights tall (see :meth:`head_height_fit`), so distance does not jump with each head box."""
+        last = self.history[-1]
+        if last.kind != "head" or self.head is None:
+            return self.box
+        h = self.head_height_fit(t_s, window_s)
+        if h is None:
+            return self.box
+        cx = (self.head[0] + self.head[2]) / 2
+        w = self.head[2] - self.head[0]
+        return np.array([cx - 1.5 * w, self.head[1], cx + 1.5 * w, self.head[1] + head_to_body * h])
+
     def update(self, det: RiderDetection, point: TrackPoint) -> None:
         self._update_head(det.head_box, point.t_s)
+        if det.look is not None:
+            self.look = det.look if self.look is None else 0.8 * self.look + 0.2 * det.look
         dt = point.t_s - self.last_t_s
         z = _to_cxcywh(det.box)
         if dt > 1e-6:
@@ -315,9 +421,15 @@ class RiderTracker:
         utc: datetime,
         frame_size: tuple[int, int] | None = None,
         mono: float | None = None,
+        image: np.ndarray | None = None,
     ) -> TrackerUpdate:
-        """One detection frame at source time ``t_s`` (stream seconds; replay runs faster than real time)."""
-        return self.update_detections(attach_heads(dets, self.cfg), t_s, utc, frame_size, mono)
+        """One detection frame at source time ``t_s`` (stream seconds; replay runs faster than real time).
+        With the frame's ``image``, riders are also told apart by the colours of their clothes."""
+        riders = attach_heads(dets, self.cfg)
+        if image is not None and self.cfg.appearance_min > 0:
+            for d in riders:
+                d.look = clothes_histogram(image, clothes_box(d))
+        return self.update_detections(riders, t_s, utc, frame_size, mono)
 
     def update_detections(
         self,
@@ -390,13 +502,16 @@ class RiderTracker:
                 rider_hits=int(d.kind == "rider"),
             )
             t._update_head(d.head_box, t_s)
+            t.look = d.look
             if cfg.min_hits <= 1:
                 t.track_id = self._take_id()
             self.tracks.append(t)
             matched.append(t)
         # ground points from the filtered boxes (constant-velocity smoothing damps detector jitter,
         # which the homography magnifies far away)
-        located = self._locate([t.box for t in matched], zone)
+        located = self._locate(
+            [t.ranging_box(t_s, cfg.head_to_body, cfg.motion_window_s) for t in matched], zone
+        )
         if located is not None:
             height = frame_size[1] if frame_size is not None else None
             for n, t in enumerate(matched):
@@ -454,6 +569,12 @@ class RiderTracker:
                 sim[i, j] = max(0.0, 1.0 - dist / gate)
                 ratio[i, j] = max(dc[3], 1.0) / max(pc[3], 1.0)
         ok = (ratio <= cfg.max_scale_change) & (ratio >= 1.0 / cfg.max_scale_change)
+        if cfg.appearance_min > 0:
+            for i, t in enumerate(tracks):
+                for j, d in enumerate(dets):
+                    alike = look_alike(t.look, d.look)
+                    if alike is not None and alike < cfg.appearance_min:
+                        ok[i, j] = False  # other clothes: another rider, however near
         return np.where(ok, sim, 0.0)
 
     def close_all(self) -> list[Track]:

@@ -82,6 +82,37 @@ def test_replay_finds_the_riders_without_helmet(replay_out: Path) -> None:
         assert e.confidence >= 0.5
 
 
+def test_each_rider_without_helmet_is_reported_once_on_their_own_head_with_their_face(
+    replay_out: Path,
+) -> None:
+    """Event-level truth (benchmarks/eventtruth.py, the by-eye truth file beside the clip): exactly the
+    two unhelmeted riders, each once, decided inside the band, on a head that is theirs, with a face
+    photo taken from their head; nobody else (the wrong-way rule is on, nobody rides the wrong way)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("eventtruth", ROOT / "benchmarks" / "eventtruth.py")
+    assert spec is not None and spec.loader is not None
+    et = importlib.util.module_from_spec(spec)
+    sys.modules["eventtruth"] = et
+    spec.loader.exec_module(et)
+    truth_file = VIDEO.with_name("bikelane-cyclists.truth.yaml")
+    truth = et.load_truth(truth_file, et.positions_file(truth_file, ROOT))
+    evs = [json.loads((p).read_text()) for p in sorted((replay_out / "events").glob("*.json"))]
+    score = et.match_events(evs, truth)
+    assert score.row() == {
+        "true": 2,
+        "missed": 0,
+        "duplicated": 0,
+        "false": 0,
+        "outside_band": 0,
+        "wrong_face": 0,
+        "no_face": 0,
+    }, [(m.event.type, m.rider, m.verdict, m.event.t_s, m.face_verdict) for m in score.events]
+    assert {m.rider for m in score.events} == {"teal-jacket", "white-tshirt"}
+    assert all(m.face_verdict == "right" for m in score.events)
+
+
 def test_relay_delivered_every_event(replay_out: Path) -> None:
     summary = (replay_out.parent / "summary.txt").read_text()
     n = len(events(replay_out))
@@ -148,50 +179,54 @@ def test_outbox_holds_the_events(replay_out: Path) -> None:
     assert json.loads((replay_out / "health.json").read_text())["components"]["daemon"]["status"] == "off"
 
 
-def test_clip_played_backwards_is_riders_going_the_wrong_way(tmp_path: Path) -> None:
-    """The same riders, the video reversed: everyone now rides away from the camera, against the lane."""
+def reversed_clip(tmp_path: Path) -> Path:
     import shutil
     import subprocess
 
-    reversed_clip = tmp_path / "reversed.mp4"
+    out = tmp_path / "reversed.mp4"
     subprocess.run(
-        [
-            shutil.which("ffmpeg") or "ffmpeg",
-            "-y",
-            "-loglevel",
-            "error",
-            "-i",
-            str(VIDEO),
-            "-vf",
-            "reverse",
-            "-an",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "30",
-            str(reversed_clip),
-        ],
+        [shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-i", str(VIDEO), "-vf", "reverse"]
+        + ["-an", "-c:v", "libx264", "-preset", "veryfast", "-g", "30", str(out)],
         check=True,
         timeout=120,
     )
-    wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"] | {"enabled": True}
+    return out
+
+
+def test_clip_played_backwards_never_gets_a_wrong_way_decided_outside_the_band(tmp_path: Path) -> None:
+    """The same riders, the video reversed: everyone now rides away from the camera, against the lane.
+    A direction is judged only from a steady stretch inside the 15-25 m band (the old rule decided
+    at 31 m and 36 m, where a pixel is metres, and reported broken tracks twice)."""
+    wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"]
+    assert wrong_way["enabled"] is True  # on by default in the example (the standard names it second)
     # (and the site has turned the marked violation frame off: no violation.jpg)
     out, _ = replay_example(
         tmp_path,
-        reversed_clip,
+        reversed_clip(tmp_path),
         {"no_helmet": {"enabled": False}, "wrong_way": wrong_way, "violation_frame": False},
     )
     evs = events(out)
-    assert len(evs) >= 1 and {e.violation_type.value for e in evs} == {"wrong_way"}, [
-        (e.violation_type, e.track_id) for e in evs
-    ]
+    assert {e.violation_type.value for e in evs} <= {"wrong_way"}
+    assert len({e.track_id for e in evs}) == len(evs) <= 3
     for e in evs:
+        assert 15 <= (e.zone_distance_m or 0) <= 25
         assert float(e.detail["against_m"]) >= 3.0
         assert abs(((e.heading_deg or 0) - 0 + 180) % 360 - 180) < 60  # riding away: heading ~0 deg (+y)
         assert any(m.kind == "clip" for m in e.media)
         assert "violation.jpg" not in {m.name for m in e.media}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 17: the riders are found only as heads here, and ranging a head from its box size "
+    "(10-30 % noise per box) does not give a steady enough stretch inside the band to judge a direction",
+)
+def test_clip_played_backwards_reports_the_riders_going_the_wrong_way(tmp_path: Path) -> None:
+    wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"]
+    out, _ = replay_example(
+        tmp_path, reversed_clip(tmp_path), {"no_helmet": {"enabled": False}, "wrong_way": wrong_way}
+    )
+    assert len([e for e in events(out) if e.violation_type.value == "wrong_way"]) >= 1
 
 
 @pytest.mark.parametrize("region, expect_events", [((20, 300, 40, 30), True), ((560, 300, 40, 30), False)])

@@ -494,3 +494,23 @@ def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed(
         v.track_id
         for v in off.check([_segment(1, ride[4:16], 0.5)]) + off.check([_segment(2, ride[19:24], 2.375)])
     ] == [1, 2]
+
+
+def test_riders_in_single_file_in_other_clothes_are_both_reported() -> None:
+    """The rider behind passes the ground points the one ahead passed a moment before; only the colours
+    of their clothes tell that it is someone else (a teal jacket, then a white T-shirt)."""
+    rules = RuleSet.from_config(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
+    ride = approach(n=40)
+    teal, white, teal_again = np.zeros(256), np.zeros(256), np.zeros(256)
+    teal[[70, 71, 86]] = [0.5, 0.3, 0.2]
+    white[[3, 2, 86]] = [0.6, 0.2, 0.2]
+    teal_again[[70, 71, 86]] = [0.45, 0.35, 0.2]
+    first = _segment(1, ride[4:16], 0.5)
+    first.look = teal
+    assert [v.track_id for v in rules.check([first])] == [1]
+    behind = _segment(2, ride[19:24], 2.375)
+    behind.look = white
+    assert [v.track_id for v in rules.check([behind])] == [2]
+    again = _segment(3, ride[19:24], 2.375)
+    again.look = teal_again
+    assert rules.check([again]) == []  # the same jacket where the first rider would be: re-tracked

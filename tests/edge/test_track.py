@@ -251,3 +251,41 @@ def test_a_hand_below_a_head_makes_no_rider_of_its_own() -> None:
     head, hand = [200, 60, 226, 88], [198, 140, 224, 166]  # about 3 head heights below, same size
     out = attach_heads(heads((head, 0.6), (hand, 0.5)), TrackConfig(head_only_tracks=True))
     assert [list(d.head_box) for d in out] == [head]
+
+
+def test_several_boxes_on_one_head_make_one_rider() -> None:
+    from edge.track import attach_heads
+
+    # the head detector, the heatmap and the face proposal each box the same head a little differently
+    # (hair, face, chin): one rider, on the most confident box
+    stacked = heads(([200, 40, 230, 70], 0.45), ([202, 58, 230, 86], 0.66), ([198, 24, 228, 50], 0.39))
+    out = attach_heads(stacked, TrackConfig(head_only_tracks=True))
+    assert [list(d.head_box) for d in out] == [[202, 58, 230, 86]]
+    # two riders side by side at the same distance stay two
+    pair = heads(([200, 60, 228, 88], 0.6), ([240, 62, 268, 90], 0.6))
+    assert len(attach_heads(pair, TrackConfig(head_only_tracks=True))) == 2
+
+
+def test_head_only_rider_is_ranged_from_a_fit_of_its_head_size_not_from_each_box() -> None:
+    from edge.zone import CaptureZone, GroundMapper
+
+    # the camera of test_tracks_carry_ground_points_zone_membership_and_speed: v = 66 + 3960 / y
+    ground = [(-1.5, 16.0), (1.5, 16.0), (1.5, 40.0), (-1.5, 40.0)]
+    image = [(320 + 2640 * x / y, 66 + 3960 / y) for x, y in ground]
+    zone = CaptureZone(GroundMapper.from_points(image, ground, (640, 360)), near_m=15, far_m=25)
+    cfg = TrackConfig(min_hits=1, head_only_tracks=True, head_to_body=7.5)
+    tr = RiderTracker(cfg, zone)
+    dist = []
+    for i in range(30):
+        y = 35.0 - 5.0 * 0.1 * i  # riding towards the camera at 5 m/s
+        h = 0.24 * 2640 / y  # a 0.24 m head, its top 1.8 m above the road
+        h_box = h * (1.25 if i % 3 == 0 else 1.0)  # every third box drawn 25 % too big
+        top = 66 + 3960 / y - 7.5 * h
+        box = [320 - h_box / 2, top, 320 + h_box / 2, top + h_box]
+        upd = tr.update(heads((box, 0.7)), i * 0.1, T0 + timedelta(seconds=i * 0.1), (640, 360))
+        if upd.active and upd.active[0].last.distance_m is not None:
+            dist.append(upd.active[0].last.distance_m)
+    steps = np.diff(dist[4:])
+    # nearer at every frame (0.5 m per frame), never thrown back by a big box; one box at a time would
+    # jump 20 % (4-7 m here) every third frame
+    assert len(steps) > 20 and (steps < 0).all() and (np.abs(steps) < 1.5).all(), np.round(dist, 1)
