@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20)
     a = ap.parse_args()
     cfg = load_config(a.config) if a.config else parse_config({})
-    det = RiderDetector.from_config(cfg)
+    det = RiderDetector.from_config(cfg.detect, cfg.face)
     imgs = frames(a.frames)
     det.detect(imgs[0])  # warm-up
     res: dict[str, dict[str, float]] = {}

@@ -40,7 +40,7 @@ def riders_frame(n: int, i: int) -> Dets:
 def bench_tracking(n: int, frames: int = 100) -> float:
     cfg = load_config(CONFIG)
     tr = RiderTracker(cfg.track, CaptureZone.from_config(cfg.zone))
-    rules = RuleSet.from_config(cfg)
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
     t0 = time.perf_counter()
     for i in range(frames):
         upd = tr.update(riders_frame(n, i), i * 0.1, T0 + timedelta(seconds=i * 0.1), (640, 360))

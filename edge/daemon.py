@@ -38,11 +38,12 @@ import numpy as np
 from anqi_contract.event import ViolationEvent
 from anqi_contract.fsutil import write_atomic
 from anqi_contract.logs import log
+from anqi_contract.manifest import ModelFileError
 from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
 from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
 from edge.health import Health
-from edge.rules import RuleSet, Violation
+from edge.rules import RuleSet, RuleSetError, Violation
 from edge.track import RiderTracker, Track
 from edge.zone import CaptureZone, fit_motion
 
@@ -231,10 +232,10 @@ class EdgeDaemon:
         self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if paced else None
         self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.tracker = RiderTracker(cfg.track, self.zone)
-        try:
-            self.rules = RuleSet.from_config(cfg)
-        except Exception as e:  # a GPIO pin or serial port of the signal input that cannot be opened
-            raise StartupError(f"rules.red_light.signal: {type(e).__name__}: {e}") from None
+        try:  # a GPIO pin or serial port of the signal input that cannot be opened: named by its key
+            self.rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+        except RuleSetError as e:
+            raise StartupError(str(e)) from None
         try:
             self._load_detector(first=True)
         except StartupError:
@@ -258,7 +259,7 @@ class EdgeDaemon:
         try:
             from edge.detect import RiderDetector
 
-            self._detector = RiderDetector.from_config(self.cfg)
+            self._detector = RiderDetector.from_config(self.cfg.detect, self.cfg.face)
             self._detector_error = None
             self.health.set("detector", "up", f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}")
             if not first:
@@ -275,8 +276,8 @@ class EdgeDaemon:
                 error=self._detector_error[:300],
                 retry_s=MODEL_RETRY_S,
             )
-            if self.mode != "live":
-                raise StartupError(f"detect.rider_model: {e}") from None
+            if self.mode != "live":  # DetectorLoadError names the key and file that failed
+                raise StartupError(str(e) if isinstance(e, ModelFileError) else f"detect: {e}") from None
 
     def _load_blur(self) -> Any:
         """The bystander blur (privacy.blur_bystanders): YuNet on the whole frame at full resolution."""

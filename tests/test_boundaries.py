@@ -132,3 +132,37 @@ def test_importing_the_central_side_loads_no_edge_module_and_no_camera_runtime()
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def stage_reach_ins(root: Path) -> list[str]:
+    """Imports of another stage's inner module (``edge.zone.motion`` from ``edge/rules``) instead of its
+    front (``edge.zone``). Config sections (``edge.config.<section>``) are public by design; the wiring
+    layer (``edge/daemon.py``, ``edge/cli/``) may reach in."""
+    edge = root / "edge"
+    stages = {p.name for p in edge.iterdir() if (p / "__init__.py").is_file()} - {"cli", "config"}
+    found = []
+    for f in sorted(edge.rglob("*.py")):
+        rel = f.relative_to(root)
+        own = rel.parts[1] if len(rel.parts) > 2 else None
+        if own not in stages:
+            continue
+        for line, mod, _ in imports(f):
+            parts = mod.split(".")
+            if parts[0] == "edge" and len(parts) > 2 and parts[1] in stages and parts[1] != own:
+                found.append(f"{rel}:{line}: {mod} (use edge.{parts[1]})")
+    return found
+
+
+def test_stages_import_each_other_only_through_package_fronts() -> None:
+    assert stage_reach_ins(ROOT) == []
+
+
+def test_the_front_check_finds_a_reach_in(tmp_path: Path) -> None:
+    for d in ("edge/rules", "edge/zone", "edge/cli"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "__init__.py").write_text("")
+    (tmp_path / "edge/rules/x.py").write_text(
+        "from edge.zone.motion import fit_motion\nfrom edge.zone import g\n"
+    )
+    (tmp_path / "edge/cli/y.py").write_text("from edge.zone.motion import fit_motion\n")
+    assert stage_reach_ins(tmp_path) == ["edge/rules/x.py:1: edge.zone.motion (use edge.zone)"]

@@ -25,7 +25,7 @@ from av.video.stream import VideoStream
 
 from anqi_contract.logs import log
 from edge.config.buffer import BufferConfig
-from edge.source.frame import EncodedPacket
+from edge.source import EncodedPacket
 
 JPEG_CODEC = "mjpeg"
 logger = logging.getLogger("edge.buffer")

@@ -34,7 +34,7 @@ import numpy as np
 from anqi_contract.logs import log
 from edge.config.buffer import BufferConfig
 from edge.health import Health
-from edge.source.frame import EncodedPacket, Frame, StreamInfo
+from edge.source import EncodedPacket, Frame, StreamInfo
 
 logger = logging.getLogger("edge.buffer")
 

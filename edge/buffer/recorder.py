@@ -34,7 +34,7 @@ from edge.buffer.mp4 import write_clip
 from edge.buffer.preroll import FrameStamp, PrerollBuffer
 from edge.config.buffer import BufferConfig
 from edge.health import Health
-from edge.source.frame import EncodedPacket, Frame, StreamInfo
+from edge.source import EncodedPacket, Frame, StreamInfo
 
 logger = logging.getLogger("edge.buffer")
 

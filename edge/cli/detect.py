@@ -37,7 +37,7 @@ def run_detect_images(images: list[Path], out: Path, cfg: object) -> dict[str, f
     from edge.detect.rider import RiderDetector
 
     assert isinstance(cfg, EdgeConfig)
-    detector = RiderDetector.from_config(cfg)
+    detector = RiderDetector.from_config(cfg.detect, cfg.face)
     out.mkdir(parents=True, exist_ok=True)
     times: list[float] = []
     for path in images:

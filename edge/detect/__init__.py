@@ -10,9 +10,10 @@ from __future__ import annotations
 from anqi_contract.manifest import ModelFileError, load_manifest, verify
 from edge.config import EdgeConfig
 from edge.detect.faces import Face, FaceDetector, FaceEmbedder
-from edge.detect.rider import FrameDetections, RiderDetector
+from edge.detect.rider import DetectorLoadError, FrameDetections, RiderDetector
 
 __all__ = [
+    "DetectorLoadError",
     "Face",
     "FaceDetector",
     "FaceEmbedder",
@@ -27,8 +28,8 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     """Problems with the models the config names (missing from the manifest, missing file, wrong hash)."""
     try:
         manifest = load_manifest()
-    except ModelFileError as e:
-        return [f"detect.rider_model: {e}"]
+    except ModelFileError as e:  # the manifest itself (models/manifest.yaml), named in the message
+        return [f"models: {e}"]
     wanted = [("detect.rider_model", cfg.detect.rider_model)]
     if cfg.detect.head_model:
         wanted += [("detect.head_model", cfg.detect.head_model)]

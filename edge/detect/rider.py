@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from anqi_contract.logs import log
 from anqi_contract.manifest import ModelFileError, ModelSpec, resolve
-from edge.config import EdgeConfig
+from edge.config.detect import DetectConfig
+from edge.config.face import FaceConfig
 from edge.detect.faces import Face, FaceDetector
 from edge.detect.geometry import (
     Letterbox,
@@ -175,18 +179,42 @@ class YoloDetector:
         )
 
 
+class DetectorLoadError(ModelFileError):
+    """A detection model that cannot be used; ``key`` is the config key that names it (``detect.head_model``,
+    ``face.detector_model``...), and the message names the model file."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+_T = TypeVar("_T")
+
+
+def _load(key: str, name: str, build: Callable[[ModelSpec, Path], _T]) -> _T:
+    """``build(spec, path)`` for the manifest model ``name``; any failure becomes a :class:`DetectorLoadError`
+    naming ``key`` (the manifest and loader messages already name the file)."""
+    try:
+        spec, path = resolve(name)
+        return build(spec, path)
+    except Exception as e:  # noqa: BLE001 - missing, corrupt or unreadable model: reported with its key
+        raise DetectorLoadError(
+            key, f"{type(e).__name__}: {e}" if not isinstance(e, ModelFileError) else str(e)
+        ) from None
+
+
 class RiderDetector:
     """``detect(image_bgr, roi=None) -> FrameDetections`` and ``classify_heads(image_bgr, boxes)``."""
 
     def __init__(
         self,
-        cfg: EdgeConfig,
+        cfg: DetectConfig,
         detector: YoloDetector,
         classifier: HelmetClassifier | None,
         faces: FaceDetector | None,
         spotter: HeadSpotter | None = None,
     ):
-        self.cfg = cfg.detect
+        self.cfg = cfg
         self.detector = detector
         self.spotter = spotter
         self.classifier = classifier
@@ -210,32 +238,52 @@ class RiderDetector:
         self.last_timing_ms: dict[str, float] = {}
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig) -> RiderDetector:
-        d = cfg.detect
-        spec, path = resolve(d.rider_model)
-        detector = YoloDetector(
-            spec,
-            open_session(path, list(d.providers), d.threads, name=spec.name),
-            d.input_width,
-            d.max_upscale,
+    def from_config(cls, d: DetectConfig, face: FaceConfig) -> RiderDetector:
+        """The detector of the ``detect`` section (face proposals use ``face.detector_model``). A model that
+        cannot be loaded raises :class:`DetectorLoadError` naming the key and the file that failed."""
+        spec, detector = _load(
+            "detect.rider_model",
+            d.rider_model,
+            lambda spec, path: (
+                spec,
+                YoloDetector(
+                    spec,
+                    open_session(path, list(d.providers), d.threads, name=spec.name),
+                    d.input_width,
+                    d.max_upscale,
+                ),
+            ),
         )
         classifier = None
         if d.head_model:
-            hspec, hpath = resolve(d.head_model)
-            classifier = HelmetClassifier.from_file(hpath, hspec.classes, list(d.providers), d.threads)
+            classifier = _load(
+                "detect.head_model",
+                d.head_model,
+                lambda hspec, hpath: HelmetClassifier.from_file(
+                    hpath, hspec.classes, list(d.providers), d.threads
+                ),
+            )
         faces = None
         if d.face_proposals:
-            _, fpath = resolve(cfg.face.detector_model)
-            faces = FaceDetector(
-                fpath,
-                score_threshold=max(0.5, cfg.face.score_threshold - 0.1),
-                min_face_px=10,
-                max_input_px=d.face_input_width,
+            faces = _load(
+                "face.detector_model (detect.face_proposals)",
+                face.detector_model,
+                lambda _, fpath: FaceDetector(
+                    fpath,
+                    score_threshold=max(0.5, face.score_threshold - 0.1),
+                    min_face_px=10,
+                    max_input_px=d.face_input_width,
+                ),
             )
         spotter = None
         if d.spot_model:
-            sspec, spath = resolve(d.spot_model)
-            spotter = HeadSpotter(open_session(spath, list(d.providers), d.threads, name=sspec.name))
+            spotter = _load(
+                "detect.spot_model",
+                d.spot_model,
+                lambda sspec, spath: HeadSpotter(
+                    open_session(spath, list(d.providers), d.threads, name=sspec.name)
+                ),
+            )
         log(
             logger,
             "rider_detector_ready",
@@ -245,7 +293,10 @@ class RiderDetector:
             face_proposals=faces is not None,
             input_width=d.input_width,
         )
-        return cls(cfg, detector, classifier, faces, spotter)
+        try:
+            return cls(d, detector, classifier, faces, spotter)
+        except ModelFileError as e:  # the models do not fit together (classes, missing head classifier)
+            raise DetectorLoadError("detect.rider_model", str(e)) from None
 
     def classify_heads(self, image_bgr: np.ndarray, head_boxes: np.ndarray) -> np.ndarray | None:
         """P(no helmet) for each full-frame xyxy head box, ``(M,)`` float32; None without a head classifier."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.detect.faces import Face, FaceEmbedder
+from anqi_contract.faces import Face, FaceEmbedder
 
 
 class SFaceEmbedding:

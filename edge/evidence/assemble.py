@@ -19,7 +19,7 @@ from edge.config.privacy import SealConfig
 from edge.evidence.face import FaceCandidate
 from edge.evidence.files import encode_jpeg, media_ref, write_media
 from edge.evidence.snapshot import ViolationFrame
-from edge.rules.violation import Violation
+from edge.rules import Violation
 
 logger = logging.getLogger("edge.evidence")
 

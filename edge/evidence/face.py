@@ -12,7 +12,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.track.tracker import Track
+from edge.track import Track
 
 Box = tuple[float, float, float, float]
 

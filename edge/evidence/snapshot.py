@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edge.draw import put_label
-from edge.track.tracker import Track
-from edge.zone.overlay import BAND_BGR
+from edge.track import Track
+from edge.zone import BAND_BGR
 
 Box = tuple[float, float, float, float]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
+from edge.config.rules import RulesConfig
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.red_light import RedLightRule
 from edge.rules.signal import (
@@ -22,7 +23,7 @@ from edge.rules.signal import (
 )
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
-from edge.track.tracker import Track, look_alike
+from edge.track import Track, look_alike
 
 logger = logging.getLogger("edge.rules")
 
@@ -34,6 +35,7 @@ __all__ = [
     "RedLightRule",
     "Rule",
     "RuleSet",
+    "RuleSetError",
     "SerialSignal",
     "SignalInput",
     "SignalState",
@@ -116,6 +118,22 @@ def _with_boxes(v: Violation, track: Track) -> Violation:
     return replace(v, detail={**v.detail, **{k: b for k, b in boxes.items() if b is not None}})
 
 
+class RuleSetError(Exception):
+    """A rule that cannot start; ``key`` is the config key at fault (``rules.red_light.signal.serial_port``...)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+#: the key that names the signal input's device, per ``rules.red_light.signal.source``
+_SIGNAL_KEY = {
+    "gpio": "rules.red_light.signal.gpio_pin",
+    "serial": "rules.red_light.signal.serial_port",
+    "image": "rules.red_light.signal.region",
+}
+
+
 class RuleSet:
     """The enabled rules of a site, the signal input the red-light rule reads, and the guard that keeps
     one rider from being reported twice when the tracker splits their track."""
@@ -128,24 +146,29 @@ class RuleSet:
         self.guard = guard
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, pin_factory: Any = None) -> RuleSet:
-        window = cfg.track.motion_window_s
+    def from_config(cls, cfg: RulesConfig, motion_window_s: float, pin_factory: Any = None) -> RuleSet:
+        """The enabled rules of the ``rules`` section; ``motion_window_s`` is ``track.motion_window_s`` (the
+        window speed and heading are fitted over). A signal input that cannot be opened raises
+        :class:`RuleSetError` naming the key of the pin, port or region that failed."""
+        window = motion_window_s
         rules: list[Rule] = []
         signal: SignalInput | None = None
-        if cfg.rules.no_helmet.enabled:
-            rules.append(NoHelmetRule(cfg.rules.no_helmet, window))
-        if cfg.rules.wrong_way.enabled:
-            rules.append(WrongWayRule(cfg.rules.wrong_way, window))
-        if cfg.rules.red_light.enabled:
-            assert cfg.rules.red_light.signal is not None  # the config validator guarantees it
-            signal = signal_from_config(cfg.rules.red_light.signal, pin_factory)
-            rules.append(RedLightRule(cfg.rules.red_light, signal, window))
+        if cfg.no_helmet.enabled:
+            rules.append(NoHelmetRule(cfg.no_helmet, window))
+        if cfg.wrong_way.enabled:
+            rules.append(WrongWayRule(cfg.wrong_way, window))
+        if cfg.red_light.enabled:
+            sig = cfg.red_light.signal
+            assert sig is not None  # the config validator guarantees it
+            try:
+                signal = signal_from_config(sig, pin_factory)
+            except Exception as e:  # noqa: BLE001 - a pin or port that cannot be opened: named by its key
+                raise RuleSetError(_SIGNAL_KEY[sig.source], f"{type(e).__name__}: {e}") from None
+            rules.append(RedLightRule(cfg.red_light, signal, window))
         return cls(
             rules,
             signal,
-            SameRiderGuard(
-                cfg.rules.same_rider_gap_s, cfg.rules.same_rider_m, window, cfg.rules.same_rider_alike
-            ),
+            SameRiderGuard(cfg.same_rider_gap_s, cfg.same_rider_m, window, cfg.same_rider_alike),
         )
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:

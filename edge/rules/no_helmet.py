@@ -8,7 +8,7 @@ import numpy as np
 from anqi_contract.event import ViolationType
 from edge.config.rules import NoHelmetRuleConfig
 from edge.rules.violation import OncePerTrack, Violation
-from edge.track.tracker import Track
+from edge.track import Track
 
 
 class NoHelmetRule:

@@ -10,8 +10,8 @@ from anqi_contract.event import ViolationType
 from edge.config.rules import RedLightRuleConfig
 from edge.rules.signal import SignalInput, SignalState
 from edge.rules.violation import OncePerTrack, Violation
-from edge.track.tracker import Track
-from edge.zone.motion import angle_between, heading_of
+from edge.track import Track
+from edge.zone import angle_between, heading_of
 
 
 class RedLightRule:

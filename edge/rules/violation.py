@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from anqi_contract.event import ViolationType
-from edge.track.tracker import Track
+from edge.track import Track
 
 
 @dataclass(frozen=True)

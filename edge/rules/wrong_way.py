@@ -9,8 +9,8 @@ import numpy as np
 from anqi_contract.event import ViolationType
 from edge.config.rules import WrongWayRuleConfig
 from edge.rules.violation import OncePerTrack, Violation
-from edge.track.tracker import Track
-from edge.zone.motion import angle_between, fit_motion
+from edge.track import Track
+from edge.zone import angle_between, fit_motion
 
 
 class WrongWayRule:

@@ -9,6 +9,7 @@ from edge.track.tracker import (
     TrackPoint,
     attach_heads,
     iou_matrix,
+    look_alike,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "TrackerUpdate",
     "attach_heads",
     "iou_matrix",
+    "look_alike",
 ]

@@ -24,8 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edge.config.track import TrackConfig
-from edge.zone.capture import CaptureZone
-from edge.zone.motion import GroundMotion, _theil_sen, fit_motion
+from edge.zone import CaptureZone, GroundMotion, fit_motion, theil_sen
 
 TrackKind = Literal["rider", "head"]
 
@@ -314,7 +313,7 @@ class Track:
             return None
         t = np.array([p[0] for p in pts])
         inv = 1.0 / np.array([p[1] for p in pts])
-        slope = _theil_sen(t, inv)
+        slope = theil_sen(t, inv)
         level = float(np.median(inv - slope * t))
         v = level + slope * t_s
         return 1.0 / v if v > 1e-6 else None

@@ -8,9 +8,11 @@ from __future__ import annotations
 from edge.config import EdgeConfig
 from edge.zone.capture import CaptureZone, ground_anchor
 from edge.zone.geometry import CalibrationError, GroundMapper
-from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of
+from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, theil_sen
+from edge.zone.overlay import BAND_BGR
 
 __all__ = [
+    "BAND_BGR",
     "CalibrationError",
     "CaptureZone",
     "GroundMapper",
@@ -20,6 +22,7 @@ __all__ = [
     "fit_motion",
     "ground_anchor",
     "heading_of",
+    "theil_sen",
 ]
 
 

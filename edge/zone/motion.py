@@ -34,7 +34,7 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
-def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
+def theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     """Median of the pairwise slopes: a constant-velocity fit that one bad ground point cannot spoil."""
     i, j = _pairs(len(t))
     dt = t[j] - t[i]
@@ -65,5 +65,5 @@ def fit_motion(
     span = float(t[-1] - t[0])
     if span <= 0 or span < min_span_s or len(t) < max(2, min_samples):
         return None
-    vx, vy = _theil_sen(t, g[:, 0]), _theil_sen(t, g[:, 1])
+    vx, vy = theil_sen(t, g[:, 0]), theil_sen(t, g[:, 1])
     return GroundMotion(math.hypot(vx, vy), heading_of(vx, vy), span, int(len(t)))

@@ -96,7 +96,8 @@ def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from edge.config import parse_config
     from edge.detect.rider import RiderDetector
 
-    det = RiderDetector.from_config(parse_config({"detect": {"head_model": "", "head_conf": 0.2}}))
+    site = parse_config({"detect": {"head_model": "", "head_conf": 0.2}})
+    det = RiderDetector.from_config(site.detect, site.face)
     xs: list[np.ndarray] = []
     ys: list[int] = []
     for stem in names:

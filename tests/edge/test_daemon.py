@@ -276,4 +276,5 @@ def test_run_refuses_a_signal_port_that_does_not_exist(tmp_path: Path) -> None:
         main, ["run", "--config", str(site_config(tmp_path, rules=rules)), "--until-eof"]
     )
     assert res.exit_code == 3
-    assert "cannot start: rules.red_light.signal: SerialException" in res.output and "ttyNOPE" in res.output
+    assert "cannot start: rules.red_light.signal.serial_port: SerialException" in res.output
+    assert "ttyNOPE" in res.output

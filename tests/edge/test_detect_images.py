@@ -13,9 +13,15 @@ from click.testing import CliRunner
 
 from anqi_contract.paths import project_home, shared_dir
 from anqi_tools.prepare import prepare
-from edge.config import parse_config
+from edge.config import EdgeConfig, parse_config
 from edge.detect import FrameDetections, RiderDetector
 from edge.detect.geometry import iou_matrix
+
+
+def _detector(site: EdgeConfig) -> RiderDetector:
+    """The detector of a site's ``detect`` and ``face`` sections."""
+    return RiderDetector.from_config(site.detect, site.face)
+
 
 DATA = shared_dir() / "data"
 SPLITS = project_home() / "models" / "train" / "splits"
@@ -60,7 +66,7 @@ def labelled_heads(ds: str, stem: str, label_id: int, w: int, h: int) -> np.ndar
 @pytest.fixture(scope="module")
 def detector() -> RiderDetector:
     prepare()
-    return RiderDetector.from_config(parse_config({}))
+    return _detector(parse_config({}))
 
 
 # helmet9: no_helmet = class 3, helmet = 1; thaigate: Without Helmet = 1, With-Helmet = 0
@@ -181,9 +187,7 @@ def test_frontal_cyclist_without_helmet_is_flagged() -> None:
     that camera (face proposals and the head heatmap on: the detector knows traffic cameras, not this view)."""
     from edge.config import load_config
 
-    detector = RiderDetector.from_config(
-        load_config(project_home() / "config" / "examples" / "bikelane-cyclists.yaml")
-    )
+    detector = _detector(load_config(project_home() / "config" / "examples" / "bikelane-cyclists.yaml"))
     det = detector.detect(bikelane_frame(210))
     assert len(det.heads), "no head found on the frontal clip"
     big = int(np.argmax((det.heads[:, 2] - det.heads[:, 0]) * (det.heads[:, 3] - det.heads[:, 1])))
@@ -239,7 +243,7 @@ MIN_CLASSIFIED = {"helmet9-dev": 0.75, "thaigate-dev": 0.5}
 
 def test_the_detector_alone_makes_the_helmet_call_without_the_classifier() -> None:
     """``detect.head_model: ""``: the 3-class detector's own helmet / no_helmet scores decide (a Pi's cheapest path)."""
-    alone = RiderDetector.from_config(parse_config({"detect": {"head_model": ""}}))
+    alone = _detector(parse_config({"detect": {"head_model": ""}}))
     assert (
         alone.classifier is None
         and alone.classify_heads(np.zeros((64, 64, 3), np.uint8), np.zeros((1, 4))) is None
@@ -273,7 +277,7 @@ def test_the_classifier_keeps_heads_the_detector_is_unsure_of(detector: RiderDet
     """Cascade: detector heads from ``head_proposal_conf`` (0.1) go to the classifier; a sure classifier lifts
     them over ``head_conf``. With the floor at ``head_conf`` (the classifier can only drop heads) fewer of
     thaigate's small frontal no-helmet heads are found."""
-    strict = RiderDetector.from_config(parse_config({"detect": {"head_proposal_conf": 0.3}}))
+    strict = _detector(parse_config({"detect": {"head_proposal_conf": 0.3}}))
     ds, found = "thaigate-dev", {"default": 0, "strict": 0}
     for stem in val_images_with(ds, 1, 100):
         img = load(ds, stem)
@@ -289,8 +293,8 @@ def test_the_classifier_keeps_heads_the_detector_is_unsure_of(detector: RiderDet
 
 def test_head_conf_alone_can_go_below_the_proposal_floor() -> None:
     """Lowering head_conf alone is valid (the proposal floor follows it) and keeps more heads."""
-    loose = RiderDetector.from_config(parse_config({"detect": {"head_conf": 0.05, "min_head_prob": 0.0}}))
-    default = RiderDetector.from_config(parse_config({"detect": {"min_head_prob": 0.0}}))
+    loose = _detector(parse_config({"detect": {"head_conf": 0.05, "min_head_prob": 0.0}}))
+    default = _detector(parse_config({"detect": {"min_head_prob": 0.0}}))
     n = {"loose": 0, "default": 0}
     for stem in val_images_with("helmet9-dev", 3, 4):
         img = load("helmet9-dev", stem)

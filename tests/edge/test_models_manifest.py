@@ -12,9 +12,13 @@ from click.testing import CliRunner
 from anqi_contract.manifest import ModelFileError, load_manifest, resolve, sha256_file, verify
 from anqi_contract.paths import models_dir
 from anqi_tools.prepare import prepare
-from edge.config import parse_config
-from edge.detect import check_config
-from edge.detect.rider import RiderDetector
+from edge.config import EdgeConfig, parse_config
+from edge.detect import DetectorLoadError, RiderDetector, check_config
+
+
+def _detector(site: EdgeConfig) -> RiderDetector:
+    """The detector of a site's ``detect`` and ``face`` sections."""
+    return RiderDetector.from_config(site.detect, site.face)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +83,28 @@ def test_corrupt_model_file_is_named_in_the_error(
     with pytest.raises(ModelFileError, match=r"corrupt.*anqi-head-cls\.onnx"):
         resolve("anqi-head-cls", root)
     monkeypatch.setenv("ANQI_MODELS_DIR", str(root))
-    with pytest.raises(ModelFileError, match=r"anqi-head-cls\.onnx"):
-        RiderDetector.from_config(parse_config({}))
+    with pytest.raises(DetectorLoadError, match=r"^detect\.head_model: .*anqi-head-cls\.onnx"):
+        _detector(parse_config({}))
     assert any("detect.head_model" in p and "anqi-head-cls.onnx" in p for p in check_config(parse_config({})))
+
+
+def test_a_detection_model_failure_names_its_own_key_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared: dict[str, str]
+) -> None:
+    """The face model missing is reported as face.detector_model (not as the rider model), the heatmap
+    model as detect.spot_model."""
+    root = copy_models(tmp_path)
+    manifest = load_manifest(root)
+    manifest.get("yunet").path(root).unlink()
+    manifest.get("anqi-head-spot").path(root).write_bytes(b"\x08\x07not an onnx graph")
+    monkeypatch.setenv("ANQI_MODELS_DIR", str(root))
+    with pytest.raises(
+        DetectorLoadError, match=r"^face\.detector_model .*missing.*face_detection_yunet"
+    ) as err:
+        _detector(parse_config({"detect": {"face_proposals": True}}))
+    assert err.value.key.startswith("face.detector_model")
+    with pytest.raises(DetectorLoadError, match=r"^detect\.spot_model: .*anqi-head-spot\.onnx"):
+        _detector(parse_config({"detect": {"face_proposals": False, "spot_model": "anqi-head-spot"}}))
 
 
 def test_truncated_model_with_matching_hash_fails_to_load_with_its_name(
@@ -103,7 +126,7 @@ def test_missing_model_file_and_unknown_name(
     load_manifest(root).get("anqi-rider-head").path(root).unlink()
     monkeypatch.setenv("ANQI_MODELS_DIR", str(root))
     with pytest.raises(ModelFileError, match=r"missing.*anqi-rider-head\.onnx"):
-        RiderDetector.from_config(parse_config({}))
+        _detector(parse_config({}))
     problems = check_config(parse_config({"detect": {"head_model": "no-such-model"}}))
     assert any(p.startswith("detect.rider_model:") and "anqi-rider-head.onnx" in p for p in problems)
     assert any(p.startswith("detect.head_model:") and "no-such-model" in p for p in problems)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anqi_contract.event import ViolationType
-from edge.config import parse_config
+from edge.config import EdgeConfig, parse_config
 from edge.config.rules import NoHelmetRuleConfig, RedLightRuleConfig, SignalConfig, WrongWayRuleConfig
 from edge.rules import (
     GpioSignal,
@@ -23,6 +23,12 @@ from edge.rules import (
     WrongWayRule,
 )
 from edge.track import Track, TrackPoint
+
+
+def _ruleset(site: EdgeConfig) -> RuleSet:
+    """The rule set of a site's ``rules`` section with its ``track.motion_window_s``."""
+    return RuleSet.from_config(site.rules, site.track.motion_window_s)
+
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -352,7 +358,7 @@ def test_red_light_from_gpio_through_ruleset() -> None:
             }
         }
     )
-    rules = RuleSet.from_config(cfg, pin_factory=factory)
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s, pin_factory=factory)
     try:
         factory.pin(22).drive_high()
         ground = approach()
@@ -389,7 +395,7 @@ def test_red_light_config_needs_stop_line_and_signal() -> None:
 
 def test_ruleset_forgets_ended_tracks() -> None:
     cfg = parse_config({"rules": {"wrong_way": {"enabled": True, "lane_heading_deg": 180}}})
-    rules = RuleSet.from_config(cfg)
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
     ground = [(0.0, 12 + 4 * 0.125 * i) for i in range(20)]
     t = make_track(ground[:1])
     fired = []
@@ -473,7 +479,7 @@ def _segment(track_id: int, ground: list[tuple[float, float]], t0: float, dt: fl
 
 
 def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed() -> None:
-    rules = RuleSet.from_config(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
+    rules = _ruleset(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
     ride = approach(n=40)  # 5 m/s towards the camera, 0.625 m per 0.125 s, y = 30 - 0.625 i
     first = _segment(1, ride[4:16], 0.5)  # 27.5 -> 20.6 m, its last points in the zone: decided
     assert [v.track_id for v in rules.check([first])] == [1]
@@ -487,9 +493,7 @@ def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed(
     beside = _segment(4, [(x + 1.0, y) for x, y in ride[4:16]], 0.5)
     assert [v.track_id for v in rules.check([beside])] == [4]
     # and with the guard off every track is reported
-    off = RuleSet.from_config(
-        parse_config({"rules": {"same_rider_gap_s": 0, "no_helmet": {"min_observed_s": 0.0}}})
-    )
+    off = _ruleset(parse_config({"rules": {"same_rider_gap_s": 0, "no_helmet": {"min_observed_s": 0.0}}}))
     assert [
         v.track_id
         for v in off.check([_segment(1, ride[4:16], 0.5)]) + off.check([_segment(2, ride[19:24], 2.375)])
