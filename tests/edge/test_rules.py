@@ -503,7 +503,7 @@ def test_a_re_tracked_rider_is_reported_once_but_other_riders_are_not_swallowed(
 def test_riders_in_single_file_in_other_clothes_are_both_reported() -> None:
     """The rider behind passes the ground points the one ahead passed a moment before; only the colours
     of their clothes tell that it is someone else (a teal jacket, then a white T-shirt)."""
-    rules = RuleSet.from_config(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
+    rules = _ruleset(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
     ride = approach(n=40)
     teal, white, teal_again = np.zeros(256), np.zeros(256), np.zeros(256)
     teal[[70, 71, 86]] = [0.5, 0.3, 0.2]
