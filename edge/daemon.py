@@ -621,6 +621,7 @@ class EdgeDaemon:
                 v.zone_distance_m,
                 v.utc,
                 self.zone.for_frame(w, h).band_edges(w, h),
+                detail=v.detail,
             )
         self._pending.append(
             _Pending(

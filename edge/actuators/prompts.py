@@ -18,8 +18,8 @@ from anqi_contract.paths import audio_prompts_dir
 from edge.config import EdgeConfig
 
 #: messages of a complete pack
-MESSAGES = ("no_helmet", "wrong_way", "red_light", "generic")
-#: the message each violation type plays; a pack may add its own ``passenger.wav``, else ``generic``
+MESSAGES = ("no_helmet", "wrong_way", "red_light", "passenger", "generic")
+#: the message each violation type plays; a site pack recorded without ``passenger.wav`` plays ``generic`` for it
 MESSAGE_FOR_VIOLATION = {
     "no_helmet": "no_helmet",
     "wrong_way": "wrong_way",
@@ -199,9 +199,7 @@ class PromptLibrary:
         self.problems = problems
 
     @classmethod
-    def load(
-        cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES + ("passenger",)
-    ) -> PromptLibrary:
+    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES) -> PromptLibrary:
         dirs = search_dirs(cfg)
         langs = cfg.speaker.languages
         gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)

@@ -47,6 +47,47 @@ class NoHelmetRuleConfig(Section):
     )
 
 
+class PassengerRuleConfig(Section):
+    """违规载人: more people on one two-wheeler than the site allows (``edge.rules.passenger``)."""
+
+    enabled: bool = True
+    max_occupants: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description="Adults allowed on one two-wheeler (1: the rider alone); more is a 'passenger' violation.",
+    )
+    allow_child_seat: bool = Field(
+        False,
+        description="One child in a child seat is allowed on top of max_occupants: a head clearly smaller than the "
+        "driver's (see child_size_ratio) in front of or behind them is not counted.",
+    )
+    child_size_ratio: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="A head whose size (sqrt of its box area) is at most this share of the driver's counts as a child's "
+        "(helmet9: 1 % of labelled adult pairs fall below 0.65, 5 % below 0.75).",
+    )
+    min_observations: int = Field(
+        3, ge=1, le=100, description="In-zone frames with the vehicle's heads counted before deciding."
+    )
+    min_observed_s: float = Field(
+        0.25, ge=0, le=10, description="Those frames must span at least this long (not one pose seen thrice)."
+    )
+    min_fraction: float = Field(
+        0.6,
+        gt=0.5,
+        le=1,
+        description="Share of those frames that must show the decided number of occupants or more (the majority).",
+    )
+    passenger_helmet: bool = Field(
+        True,
+        description="The no-helmet rule also judges each passenger's head: a bare-headed passenger is a no_helmet "
+        "event of its own with detail.role = passenger (needs rules.no_helmet.enabled).",
+    )
+
+
 class WrongWayRuleConfig(Section):
     enabled: bool = False
     lane_heading_deg: float = Field(
@@ -189,5 +230,6 @@ class RulesConfig(Section):
         description="...and only when their clothes' colour histograms match at least this much (Bhattacharyya coefficient; riders in single file pass the same ground points one after another). 0 = position only.",
     )
     no_helmet: NoHelmetRuleConfig = Field(default_factory=NoHelmetRuleConfig)
+    passenger: PassengerRuleConfig = Field(default_factory=PassengerRuleConfig)
     wrong_way: WrongWayRuleConfig = Field(default_factory=WrongWayRuleConfig)
     red_light: RedLightRuleConfig = Field(default_factory=RedLightRuleConfig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,7 +57,10 @@ class BystanderBlur(Protocol):
     """Blurs every face in a frame but the violator's (:class:`edge.evidence.privacy.FaceBlur`)."""
 
     def blur_others(
-        self, image: np.ndarray, keep: tuple[float, float, float, float] | None
+        self,
+        image: np.ndarray,
+        keep: tuple[float, float, float, float] | None,
+        also_keep: Sequence[tuple[float, float, float, float]] = (),
     ) -> np.ndarray: ...
 
 
@@ -93,10 +97,17 @@ class EventAssembler:
             self._sealers[kid] = Sealer(kid, parse_public_key(pk))
         return self._sealers[kid]
 
-    def _blurred(self, image: np.ndarray, keep: tuple[float, float, float, float] | None) -> np.ndarray:
+    def _blurred(
+        self,
+        image: np.ndarray,
+        keep: tuple[float, float, float, float] | None,
+        also_keep: Sequence[tuple[float, float, float, float]] = (),
+    ) -> np.ndarray:
         if self.blur is None:
             return image
-        return self.blur.blur_others(image, keep)
+        return (
+            self.blur.blur_others(image, keep, also_keep) if also_keep else self.blur.blur_others(image, keep)
+        )
 
     def assemble(
         self,
@@ -173,7 +184,9 @@ class EventAssembler:
         if violation_frame is not None:
             try:
                 keep = violation_frame.head_box or _head_of(violation_frame.box)
-                marked = violation_frame.render(self._blurred(violation_frame.image, keep))
+                marked = violation_frame.render(
+                    self._blurred(violation_frame.image, keep, violation_frame.occupants)
+                )
             except Exception as e:  # a frame that cannot be drawn on must not hold the event back
                 log(
                     logger,

@@ -71,13 +71,14 @@ class FaceBlur:
         i = int(np.argmax(scores))
         return i if scores[i] >= self.min_keep_overlap else None
 
-    def blur_others(self, image: np.ndarray, keep: Box | None) -> np.ndarray:
+    def blur_others(self, image: np.ndarray, keep: Box | None, also_keep: Sequence[Box] = ()) -> np.ndarray:
+        """``also_keep``: the heads of the violator's fellow occupants (a passenger event shows them all)."""
         faces = self.faces(image)
-        k = self.kept_index(faces, keep)
+        kept = {self.kept_index(faces, b) for b in (keep, *also_keep)}
         out = image.copy()
         n = 0
         for i, f in enumerate(faces):
-            if i != k:
+            if i not in kept:
                 blur_box(out, f)
                 n += 1
         self.last_blurred = n

@@ -12,6 +12,7 @@ from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
 from edge.rules.no_helmet import NoHelmetRule
+from edge.rules.passenger import PassengerHelmetRule, PassengerRule, SameOccupantGuard
 from edge.rules.red_light import RedLightRule
 from edge.rules.signal import (
     GpioSignal,
@@ -32,10 +33,13 @@ __all__ = [
     "GpioSignal",
     "ImageSignal",
     "NoHelmetRule",
+    "PassengerHelmetRule",
+    "PassengerRule",
     "RedLightRule",
     "Rule",
     "RuleSet",
     "RuleSetError",
+    "SameOccupantGuard",
     "SerialSignal",
     "SignalInput",
     "SignalState",
@@ -43,6 +47,12 @@ __all__ = [
     "WrongWayRule",
     "signal_from_config",
 ]
+
+
+def _guard_key(v: Violation) -> str:
+    """What the guard compares: the type, and whose head (a driver's and a passenger's no-helmet are two events)."""
+    role = v.detail.get("role")
+    return v.type.value if role in (None, "driver") else f"{v.type.value}:{role}"
 
 
 class SameRiderGuard:
@@ -81,7 +91,7 @@ class SameRiderGuard:
         if first is None:
             return None
         for vtype, old in self._reported:
-            if vtype != v.type.value or old.track_id == track.track_id:
+            if vtype != _guard_key(v) or old.track_id == track.track_id:
                 continue
             old_last = old.history[-1].t_s
             if not (old_last <= first.t_s + 0.05 and first.t_s - old_last <= self.gap_s):
@@ -100,7 +110,7 @@ class SameRiderGuard:
         return None
 
     def reported(self, v: Violation, track: Track) -> None:
-        self._reported.append((v.type.value, track))
+        self._reported.append((_guard_key(v), track))
         horizon = track.history[-1].t_s - max(30.0, 3 * self.gap_s)
         self._reported = [(k, t) for k, t in self._reported if t.history[-1].t_s >= horizon]
 
@@ -115,7 +125,8 @@ def _with_boxes(v: Violation, track: Track) -> Violation:
     about, for a reviewer and for matching events to ground truth (the schema's detail takes scalars)."""
     last = track.last
     boxes = {"rider_box": _box_text(last.box), "head_box": _box_text(last.head_box)}
-    return replace(v, detail={**v.detail, **{k: b for k, b in boxes.items() if b is not None}})
+    # a rule that judged another head than the track's own (a passenger's) has named it already
+    return replace(v, detail={**{k: b for k, b in boxes.items() if b is not None}, **v.detail})
 
 
 class RuleSetError(Exception):
@@ -144,6 +155,7 @@ class RuleSet:
         self.rules = rules
         self.signal = signal
         self.guard = guard
+        self.occupants = SameOccupantGuard()
 
     @classmethod
     def from_config(cls, cfg: RulesConfig, motion_window_s: float, pin_factory: Any = None) -> RuleSet:
@@ -155,6 +167,10 @@ class RuleSet:
         signal: SignalInput | None = None
         if cfg.no_helmet.enabled:
             rules.append(NoHelmetRule(cfg.no_helmet, window))
+        if cfg.no_helmet.enabled and cfg.passenger.passenger_helmet:
+            rules.append(PassengerHelmetRule(cfg.no_helmet, window))
+        if cfg.passenger.enabled:
+            rules.append(PassengerRule(cfg.passenger, window))
         if cfg.wrong_way.enabled:
             rules.append(WrongWayRule(cfg.wrong_way, window))
         if cfg.red_light.enabled:
@@ -195,8 +211,22 @@ class RuleSet:
                             t=round(v.t_s, 2),
                         )
                         continue
+                v = _with_boxes(v, t)
+                other = self.occupants.same_person(v, t)
+                if other is not None:  # two tracks on one vehicle: this person is reported already
+                    log(
+                        logger,
+                        "violation_same_occupant",
+                        type=v.type.value,
+                        track=v.track_id,
+                        reported_as_track=other,
+                        t=round(v.t_s, 2),
+                    )
+                    continue
+                self.occupants.reported(v, t)
+                if self.guard is not None:
                     self.guard.reported(v, t)
-                out.append(_with_boxes(v, t))
+                out.append(v)
         return out
 
     def forget(self, track_ids: set[int]) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 
 from anqi_contract.event import ViolationType
 from edge.config.rules import NoHelmetRuleConfig
+from edge.rules.passenger import DRIVER, box_text, driver_vote, occupant_boxes_text
 from edge.rules.violation import OncePerTrack, Violation
 from edge.track import Track
 
@@ -27,12 +28,14 @@ class NoHelmetRule:
         cfg = self.cfg
         if track.track_id is None or self._once.fired(track.track_id) or not track.last.in_zone:
             return None
-        votes = track.head_votes(in_zone_only=True)
+        # the driver's head: on frames that show a passenger too, the front one (edge.rules.passenger)
+        judged = [(v, *driver_vote(track, v, self.motion_window_s)) for v in track.points() if v.in_zone]
+        votes = [v for v, nh, _ in judged if nh is not None]
         if (
             len(votes) < cfg.min_observations or votes[-1].t_s - votes[0].t_s < cfg.min_observed_s - 1e-6
         ):  # (frame times are floats)
             return None
-        p = np.array([v.no_helmet for v in votes], dtype=np.float64)
+        p = np.array([nh for _, nh, _ in judged if nh is not None], dtype=np.float64)
         no = p >= cfg.vote_threshold
         fraction = float(no.mean())
         if fraction < cfg.min_fraction:
@@ -49,6 +52,11 @@ class NoHelmetRule:
             return None  # 54 km/h on a bicycle lane: the track jumped (judged again when it settles)
         self._once.mark(track.track_id)
         last = track.last
+        head = next((h for v, nh, h in judged if v is last and nh is not None), None)
+        extra: dict[str, float | int | str | bool] = {"role": DRIVER}
+        if len(last.occupants) >= 2 and head is not None:
+            extra["head_box"] = box_text(head) or ""
+            extra["occupant_boxes"] = occupant_boxes_text(last)
         return Violation(
             type=self.type,
             track_id=track.track_id,
@@ -67,5 +75,6 @@ class NoHelmetRule:
                 "mean_no_helmet_p": round(float(p.mean()), 3),
                 "track_kind": track.kind,
                 "moving": bool(speed is not None and speed >= cfg.min_speed_mps),
+                **extra,
             },
         )

@@ -1,5 +1,13 @@
 """Multi-object tracking of riders (ByteTrack-style) with per-track history and helmet votes."""
 
+from edge.track.occupants import (
+    OccupantGeometry,
+    OccupantHead,
+    box_text,
+    order_by_travel,
+    parse_boxes,
+    rider_occupants,
+)
 from edge.track.tracker import (
     DetectionsLike,
     RiderDetection,
@@ -14,12 +22,18 @@ from edge.track.tracker import (
 
 __all__ = [
     "DetectionsLike",
+    "OccupantGeometry",
+    "OccupantHead",
     "RiderDetection",
     "RiderTracker",
     "Track",
     "TrackPoint",
     "TrackerUpdate",
     "attach_heads",
+    "box_text",
+    "order_by_travel",
+    "parse_boxes",
+    "rider_occupants",
     "iou_matrix",
     "look_alike",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edge.config.track import TrackConfig
+from edge.track.occupants import OccupantHead, rider_occupants
 from edge.zone import CaptureZone, GroundMotion, fit_motion, theil_sen
 
 TrackKind = Literal["rider", "head"]
@@ -61,6 +62,9 @@ class TrackPoint:
     head_score: float | None = None
     no_helmet: float | None = None  #: probability that the head wears no helmet (a helmet vote)
     mono: float | None = None  #: time.monotonic() when the frame was captured (latency accounting)
+    occupants: tuple[
+        OccupantHead, ...
+    ] = ()  #: every head on this vehicle in this frame (edge.track.occupants)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class RiderDetection:
     head_score: float | None = None
     no_helmet: float | None = None
     look: np.ndarray | None = None  #: colour histogram of the clothes (see :func:`clothes_histogram`)
+    occupants: tuple[OccupantHead, ...] = ()
 
 
 def clothes_box(d: RiderDetection) -> tuple[float, float, float, float]:
@@ -143,6 +148,8 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
         return out
     keep = _one_box_per_head(heads, hscores)
     heads, hscores, nohelm = heads[keep], hscores[keep], nohelm[keep]
+    for r, occ in enumerate(rider_occupants(riders, heads, hscores, nohelm)):
+        out[r].occupants = occ
     hc = np.c_[(heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2]
     used_head = np.zeros(len(heads), dtype=bool)
     inside_any = np.zeros(len(heads), dtype=bool)
@@ -173,8 +180,21 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
             hw, hh = x1 - x0, y1 - y0
             cxk = (x0 + x1) / 2
             body = np.array([cxk - 1.5 * hw, y0, cxk + 1.5 * hw, y0 + cfg.head_to_body * hh])
+            only = OccupantHead(
+                (float(x0), float(y0), float(x1), float(y1)),
+                float(hscores[k]),
+                None if not np.isfinite(nohelm[k]) else float(nohelm[k]),
+            )
             out.append(
-                RiderDetection(body, float(hscores[k]), "head", heads[k], float(hscores[k]), float(nohelm[k]))
+                RiderDetection(
+                    body,
+                    float(hscores[k]),
+                    "head",
+                    heads[k],
+                    float(hscores[k]),
+                    float(nohelm[k]),
+                    occupants=(only,),
+                )
             )
     return out
 
@@ -610,7 +630,19 @@ class RiderTracker:
     ) -> TrackPoint:
         hb = None if d.head_box is None else _box4(d.head_box)
         p = TrackPoint(
-            t_s, utc, _box4(d.box), d.score, d.kind, None, None, False, hb, d.head_score, d.no_helmet, mono
+            t_s,
+            utc,
+            _box4(d.box),
+            d.score,
+            d.kind,
+            None,
+            None,
+            False,
+            hb,
+            d.head_score,
+            d.no_helmet,
+            mono,
+            d.occupants,
         )
         return p if located is None else RiderTracker._point_located(p, located, n)
 

@@ -1,0 +1,164 @@
+"""The people on one two-wheeler: which heads belong to which rider box.
+
+A rider box (the detector's ``rider`` class: person + vehicle) holds its occupants' heads in its upper
+part: a head belongs to a box when its centre is horizontally inside the box, ``top_from``..``top_to``
+of the box height below its top edge, and its size fits the box. Of those, the box's best head (high
+in the box, near its horizontal centre) and every head within ``max_spacing`` head widths of it
+(centre to centre) are the box's occupants.
+
+A head may be an occupant of more than one box: labellers and the detector trained on their labels
+often draw one rider box per *person*, two overlapping boxes for a rider and a pillion (helmet9-dev:
+most of its two-head boxes have a twin), and on frontal cameras the boxes made from heads
+(``detect.riders_from_heads``) are one per head. Each such box sees both people; the rule set then
+reports one person once (``edge.rules.SameOccupantGuard``).
+
+Spacing: people on one seat sit one behind the other, their heads touching in the image (helmet9's
+labelled pairs: median 0.95, 90 % within 1.46, 95 % within 1.83 head widths); riders on two vehicles
+side by side are further apart. 1.6 keeps 9 in 10 labelled pairs of the data this was read from.
+Heads overlapping by ``max_overlap`` IoU or more are one head found twice (the detector's and a
+proposal's box around it; detection's NMS keeps boxes up to 0.5 apart), not two people: no labelled
+pair of helmet9 overlaps that much (99th percentile 0.36). Size: a head of ``min_head_frac``..``max_head_frac`` of the rider box's height (helmet9's labelled
+heads are 0.16-0.39 of their rider box, 1st-99th percentile).
+
+Measured in ``benchmarks/passenger.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def box_text(box: Box | None) -> str | None:
+    """``"x0,y0,x1,y1"`` (one decimal), the form boxes take in an event's scalar ``detail``."""
+    return None if box is None else ",".join(f"{v:.1f}" for v in box)
+
+
+def parse_boxes(text: object) -> tuple[Box, ...]:
+    """Boxes from an event detail value ``"x0,y0,x1,y1;x0,..."``; () when absent or malformed."""
+    if not isinstance(text, str) or not text:
+        return ()
+    out: list[Box] = []
+    for part in text.split(";"):
+        try:
+            v = tuple(float(x) for x in part.split(","))
+        except ValueError:
+            return ()
+        if len(v) != 4:
+            return ()
+        out.append(v)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class OccupantHead:
+    """One head seen on a rider box in one frame."""
+
+    box: Box
+    score: float
+    no_helmet: float | None  #: P(no helmet); None when nothing classified it
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    @property
+    def size(self) -> float:
+        """sqrt(area): the head's size in pixels (robust to a box cut a little narrow or short)."""
+        return float(np.sqrt(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0)))
+
+
+@dataclass(frozen=True)
+class OccupantGeometry:
+    """Where a rider box's occupants' heads may be (see the module docstring)."""
+
+    top_from: float = -0.1
+    top_to: float = 0.5
+    min_head_frac: float = 0.08
+    max_head_frac: float = 0.6
+    max_spacing: float = 1.6
+    max_overlap: float = 0.4
+
+
+def rider_occupants(
+    riders: np.ndarray,
+    heads: np.ndarray,
+    head_scores: np.ndarray,
+    head_no_helmet: np.ndarray | None = None,
+    geometry: OccupantGeometry | None = None,
+) -> list[tuple[OccupantHead, ...]]:
+    """For each rider box ``(N, 4)`` xyxy, its occupants' heads (from ``heads (M, 4)``), best head first."""
+    g = geometry or OccupantGeometry()
+    riders = np.asarray(riders, dtype=np.float64).reshape(-1, 4)
+    heads = np.asarray(heads, dtype=np.float64).reshape(-1, 4)
+    hs = np.asarray(head_scores, dtype=np.float64).reshape(-1)
+    nh = (
+        np.full(len(heads), np.nan)
+        if head_no_helmet is None
+        else np.asarray(head_no_helmet, dtype=np.float64).reshape(-1)
+    )
+    out: list[tuple[OccupantHead, ...]] = [() for _ in range(len(riders))]
+    if not len(riders) or not len(heads):
+        return out
+    hc = np.c_[(heads[:, 0] + heads[:, 2]) / 2, (heads[:, 1] + heads[:, 3]) / 2]
+    hh = heads[:, 3] - heads[:, 1]
+    rh = np.maximum(riders[:, 3] - riders[:, 1], 1e-6)
+    rw = np.maximum(riders[:, 2] - riders[:, 0], 1e-6)
+    inside_x = (hc[None, :, 0] >= riders[:, None, 0]) & (hc[None, :, 0] <= riders[:, None, 2])
+    rel_y = (hc[None, :, 1] - riders[:, None, 1]) / rh[:, None]
+    frac = hh[None, :] / rh[:, None]
+    fits = (
+        inside_x
+        & (rel_y >= g.top_from)
+        & (rel_y <= g.top_to)
+        & (frac >= g.min_head_frac)
+        & (frac <= g.max_head_frac)
+    )
+    cx = (riders[:, 0] + riders[:, 2]) / 2
+    cost = np.abs(rel_y) + np.abs(hc[None, :, 0] - cx[:, None]) / rw[:, None] - 0.1 * hs[None, :]
+    for r in range(len(riders)):
+        idx = np.nonzero(fits[r])[0]
+        if not len(idx):
+            continue
+        idx = idx[np.argsort(cost[r, idx])]
+        best = idx[0]
+        width = max(heads[best, 2] - heads[best, 0], 1e-6)
+        keep: list[int] = []
+        for k in idx:
+            w = max(width, heads[k, 2] - heads[k, 0])
+            if keep and np.hypot(*(hc[k] - hc[best])) > g.max_spacing * w:
+                continue  # too far from the box's best head to share its seat
+            if any(_iou(heads[k], heads[j]) >= g.max_overlap for j in keep):
+                continue  # the same head found twice (detector + heatmap / face proposal), not two people
+            keep.append(int(k))
+        out[r] = tuple(
+            OccupantHead(
+                tuple(float(v) for v in heads[k]),  # type: ignore[arg-type]
+                float(hs[k]),
+                None if not np.isfinite(nh[k]) else float(nh[k]),
+            )
+            for k in keep
+        )
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def order_by_travel(heads: tuple[OccupantHead, ...], direction: tuple[float, float] | None) -> list[int]:
+    """Indices of ``heads`` from the front of the vehicle to the back: the driver sits in front, so along
+    the track's image direction of travel ``direction`` (dx, dy) the driver's head comes first. Without
+    a direction (a vehicle standing still, one frame) the best-fitting head (first) is taken as the driver."""
+    if direction is None or len(heads) < 2 or np.hypot(*direction) < 1e-9:
+        return list(range(len(heads)))
+    d = np.asarray(direction, dtype=np.float64) / np.hypot(*direction)
+    along = [float(np.dot(h.centre, d)) for h in heads]
+    return sorted(range(len(heads)), key=lambda i: -along[i])

@@ -1,0 +1,277 @@
+"""Carrying a passenger (issue 18): heads to rider boxes on real labelled frames, the passenger rule and
+the passenger's helmet on crafted tracks, the evidence frame, the config and the shipped prompts."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anqi_contract.event import ViolationType
+from anqi_contract.paths import audio_prompts_dir
+from edge.actuators.prompts import PromptLibrary
+from edge.config import ConfigError, parse_config
+from edge.config.rules import NoHelmetRuleConfig, PassengerRuleConfig
+from edge.evidence.snapshot import HEAD_BGR, OCCUPANT_BGR, ViolationFrame
+from edge.rules import NoHelmetRule, PassengerHelmetRule, PassengerRule, RuleSet
+from edge.rules.passenger import majority_count
+from edge.track import Track, TrackPoint
+from edge.track.occupants import OccupantHead, order_by_travel, rider_occupants
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+HELMET9 = SHARED / "data" / "helmet9-dev"
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def labelled(stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """helmet9-dev's labelled rider boxes and head boxes of one frame (pixels of the 1820x1024 frame)."""
+    a = np.loadtxt(HELMET9 / "labels" / f"{stem}.txt", ndmin=2)
+    W, H = 1820, 1024
+    b = np.c_[
+        (a[:, 1] - a[:, 3] / 2) * W,
+        (a[:, 2] - a[:, 4] / 2) * H,
+        (a[:, 1] + a[:, 3] / 2) * W,
+        (a[:, 2] + a[:, 4] / 2) * H,
+    ]
+    return b[a[:, 0] == 5], b[(a[:, 0] == 1) | (a[:, 0] == 3)]
+
+
+@pytest.mark.skipif(not HELMET9.is_dir(), reason="needs ../shared/data/helmet9-dev")
+def test_labelled_rider_boxes_get_their_two_heads_and_only_heads_of_their_upper_part() -> None:
+    """Frame 021976 (looked at): one rider box holds a rider and a pillion passenger."""
+    riders, heads = labelled("021976")
+    occ = rider_occupants(riders, heads, np.ones(len(heads)))
+    assert sorted(len(o) for o in occ).count(2) >= 1
+    for label in sorted((HELMET9 / "labels").glob("*.txt"))[::25]:
+        riders, heads = labelled(label.stem)
+        for r, o in zip(riders, rider_occupants(riders, heads, np.ones(len(heads))), strict=True):
+            for h in o:
+                cx, cy = h.centre
+                assert r[0] <= cx <= r[2] and cy <= r[1] + 0.5 * (r[3] - r[1]), label.stem
+                assert np.hypot(cx - o[0].centre[0], cy - o[0].centre[1]) <= 1.6 * max(
+                    o[0].box[2] - o[0].box[0], h.box[2] - h.box[0]
+                )
+
+
+RIDER = np.array([[100.0, 100.0, 200.0, 400.0]])  # 100 x 300 px: heads of ~50 px
+
+
+@pytest.mark.parametrize(
+    "heads, expected, why",
+    [
+        ([[125, 110, 165, 160]], 1, "one head at the top of the box"),
+        ([[110, 110, 150, 160], [150, 115, 190, 165]], 2, "two heads touching: rider and passenger"),
+        (
+            [[110, 110, 150, 160], [150, 300, 190, 350]],
+            1,
+            "a head low in the box is not an occupant (a pedestrian behind)",
+        ),
+        ([[110, 110, 150, 160], [195, 110, 235, 160]], 1, "a head whose centre is outside the box"),
+        (
+            [[110, 110, 150, 160], [152, 110, 156, 114]],
+            1,
+            "a speck far too small for a head at this box size",
+        ),
+    ],
+)
+def test_occupant_geometry(heads: list, expected: int, why: str) -> None:
+    occ = rider_occupants(RIDER, np.array(heads, float), np.full(len(heads), 0.9))
+    assert len(occ[0]) == expected, why
+
+
+def test_a_rider_box_per_person_still_sees_both_people_on_the_seat() -> None:
+    """helmet9 frame 022034 (looked at): the rider and the pillion each have a labelled rider box; each
+    box holds both heads, the rule set then reports each person once (see the rule set test)."""
+    riders, heads = labelled("022034")
+    occ = rider_occupants(riders, heads, np.ones(len(heads)))
+    twins = [o for o in occ if len(o) == 2]
+    assert len(twins) >= 2 and {h.box for h in twins[0]} == {h.box for h in twins[1]}
+
+
+def test_riders_side_by_side_are_not_one_vehicle() -> None:
+    """Two heads further apart than max_spacing (1.6 head widths) in one wide box: two riders."""
+    wide = np.array([[100.0, 100, 400, 400]])
+    occ = rider_occupants(
+        wide, np.array([[230.0, 110, 270, 150], [300.0, 110, 340, 150]]), np.array([0.9, 0.8])
+    )
+    assert len(occ[0]) == 1
+
+
+def test_the_driver_is_the_head_in_front_along_the_direction_of_travel() -> None:
+    left = OccupantHead((100, 100, 140, 140), 0.9, 0.1)
+    right = OccupantHead((140, 102, 180, 142), 0.9, 0.9)
+    assert order_by_travel((right, left), (-5.0, 0.0)) == [1, 0]  # moving left: the left head drives
+    assert order_by_travel((right, left), (5.0, 1.0)) == [0, 1]
+    assert order_by_travel((right, left), None) == [0, 1]  # standing: the best-fitting head
+
+
+@pytest.mark.parametrize(
+    "counts, k",
+    [([1, 1, 2, 2, 2], 2), ([2, 1, 1, 1, 1], 1), ([2, 2, 1, 2, 1], 2), ([3, 2, 2, 2, 1], 2), ([], 0)],
+)
+def test_majority_count(counts: list[int], k: int) -> None:
+    assert majority_count(counts, 0.6)[0] == k
+
+
+DRIVER_HEAD = (100.0, 100.0, 140.0, 140.0)
+PILLION_HEAD = (140.0, 104.0, 180.0, 144.0)
+CHILD_HEAD = (60.0, 118.0, 82.0, 140.0)
+
+
+def occupant_track(
+    frames: list[list[tuple[tuple[float, float, float, float], float]]], dt: float = 0.125
+) -> tuple[Track, list[TrackPoint]]:
+    """A rider track moving left (so the left head drives), one frame per list of (head box, P(no helmet))."""
+    pts = []
+    for i, heads in enumerate(frames):
+        x = 400.0 - 20 * i  # 20 px per frame to the left
+        occ = tuple(OccupantHead((b[0] + x, b[1], b[2] + x, b[3]), 0.9, p) for b, p in heads)
+        first = occ[0] if occ else None
+        pts.append(
+            TrackPoint(
+                i * dt,
+                T0 + timedelta(seconds=i * dt),
+                (x + 50, 90, x + 200, 400),
+                0.9,
+                "rider",
+                (0.0, 20.0 - i * 0.3),
+                20.0 - i * 0.3,
+                True,
+                first.box if first else None,
+                0.9 if first else None,
+                first.no_helmet if first else None,
+                occupants=occ,
+            )
+        )
+    t = Track(
+        key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=0.0, history=deque(pts[:1]), track_id=3
+    )
+    t.rider_hits = 1
+    return t, pts
+
+
+def run(rule: object, track: Track, pts: list[TrackPoint]) -> list:
+    out = []
+    for p in pts[1:]:
+        track.history.append(p)
+        track.last_t_s = p.t_s
+        v = rule.check(track)  # type: ignore[attr-defined]
+        if v is not None:
+            out.append(v)
+    return out
+
+
+TWO = [(DRIVER_HEAD, 0.1), (PILLION_HEAD, 0.9)]
+ONE = [(DRIVER_HEAD, 0.1)]
+
+
+def test_a_passenger_seen_in_most_in_zone_frames_is_one_passenger_event() -> None:
+    track, pts = occupant_track([TWO, ONE, TWO, TWO, ONE, TWO, TWO, TWO])
+    vs = run(PassengerRule(PassengerRuleConfig()), track, pts)
+    assert len(vs) == 1 and vs[0].type == ViolationType.passenger
+    d = vs[0].detail
+    assert d["occupants"] == 2 and d["role"] == "driver"
+    assert len(d["occupant_boxes"].split(";")) == 2  # type: ignore[union-attr]
+
+
+def test_one_frame_with_a_stray_head_makes_no_passenger() -> None:
+    track, pts = occupant_track([ONE, TWO, ONE, ONE, ONE, ONE, ONE, ONE])
+    assert run(PassengerRule(PassengerRuleConfig()), track, pts) == []
+
+
+def test_a_site_that_allows_two_adults_or_a_child_seat() -> None:
+    track, pts = occupant_track([TWO] * 8)
+    assert run(PassengerRule(PassengerRuleConfig(max_occupants=2)), track, pts) == []
+    child = [(DRIVER_HEAD, 0.1), (CHILD_HEAD, 0.9)]  # a head half the driver's size, in front
+    track, pts = occupant_track([child] * 8)
+    assert run(PassengerRule(PassengerRuleConfig(allow_child_seat=True)), track, pts) == []
+    track, pts = occupant_track([child] * 8)
+    assert len(run(PassengerRule(PassengerRuleConfig(allow_child_seat=False)), track, pts)) == 1
+    track, pts = occupant_track([TWO] * 8)  # an adult passenger is no child, even with the seat allowed
+    assert len(run(PassengerRule(PassengerRuleConfig(allow_child_seat=True)), track, pts)) == 1
+
+
+def test_the_bare_headed_passenger_is_a_no_helmet_event_of_their_own_and_the_helmeted_driver_is_not() -> None:
+    track, pts = occupant_track([TWO] * 8)
+    assert run(NoHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts) == []
+    track, pts = occupant_track([TWO] * 8)
+    vs = run(PassengerHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts)
+    assert len(vs) == 1 and vs[0].type == ViolationType.no_helmet
+    assert vs[0].detail["role"] == "passenger"
+    x0 = float(vs[0].detail["head_box"].split(",")[0])  # type: ignore[union-attr]
+    i = round(vs[0].t_s / 0.125)  # the deciding frame
+    assert x0 == PILLION_HEAD[0] + 400.0 - 20 * i  # the head behind the driver (the track moves left)
+
+
+def test_a_bare_headed_driver_with_a_helmeted_passenger_is_the_driver_s_event() -> None:
+    track, pts = occupant_track([[(DRIVER_HEAD, 0.9), (PILLION_HEAD, 0.1)]] * 8)
+    vs = run(NoHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts)
+    assert len(vs) == 1 and vs[0].detail["role"] == "driver"
+    track, pts = occupant_track([[(DRIVER_HEAD, 0.9), (PILLION_HEAD, 0.1)]] * 8)
+    assert run(PassengerHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts) == []
+
+
+def test_ruleset_reports_both_occupants_and_the_passenger_once_each() -> None:
+    cfg = parse_config({})
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+    track, pts = occupant_track([[(DRIVER_HEAD, 0.9), (PILLION_HEAD, 0.9)]] * 10)
+    got = []
+    for p in pts[1:]:
+        track.history.append(p)
+        got += rules.check([track])
+    kinds = sorted((v.type.value, v.detail.get("role")) for v in got)
+    assert kinds == [("no_helmet", "driver"), ("no_helmet", "passenger"), ("passenger", "driver")]
+
+
+def test_two_tracks_on_one_vehicle_report_each_person_once() -> None:
+    """A rider box per person: two tracks see the same two heads; three events, not six."""
+    cfg = parse_config({})
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+    frames = [[(DRIVER_HEAD, 0.9), (PILLION_HEAD, 0.9)]] * 10
+    a, pa = occupant_track(frames)
+    b, pb = occupant_track(frames)
+    b.track_id, b.key = 4, 2
+    got = []
+    for p, q in zip(pa[1:], pb[1:], strict=True):
+        a.history.append(p)
+        b.history.append(q)
+        got += rules.check([a, b])
+    kinds = sorted((v.type.value, v.detail.get("role")) for v in got)
+    assert kinds == [("no_helmet", "driver"), ("no_helmet", "passenger"), ("passenger", "driver")]
+
+
+def test_the_deciding_frame_boxes_every_occupant() -> None:
+    track, pts = occupant_track([TWO] * 8)
+    vs = run(PassengerHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts)
+    img = np.zeros((480, 640, 3), np.uint8)
+    v = vs[0]
+    frame = ViolationFrame.of(img, track, v.t_s, v.type.value, 3, v.confidence, 20.0, v.utc, detail=v.detail)
+    assert len(frame.occupants) == 2 and "(passenger)" in frame.label
+    out = frame.render()
+    judged = frame.head_box
+    other = next(o for o in frame.occupants if o != judged)
+    assert tuple(out[int(judged[1]), int((judged[0] + judged[2]) / 2)]) == HEAD_BGR  # type: ignore[index]
+    assert tuple(out[int(other[3]), int((other[0] + other[2]) / 2)]) == OCCUPANT_BGR
+
+
+def test_passenger_config_and_its_errors() -> None:
+    cfg = parse_config({"rules": {"passenger": {"max_occupants": 2, "allow_child_seat": True}}})
+    assert cfg.rules.passenger.max_occupants == 2 and cfg.rules.passenger.allow_child_seat
+    with pytest.raises(ConfigError, match="rules.passenger.max_occupants"):
+        parse_config({"rules": {"passenger": {"max_occupants": 0}}})
+    with pytest.raises(ConfigError, match="rules.passenger.child_size_ratio"):
+        parse_config({"rules": {"passenger": {"child_size_ratio": 1.5}}})
+
+
+@pytest.mark.parametrize("lang", ["zh-cmn", "zh-yue"])
+def test_every_shipped_pack_has_its_own_passenger_prompt(lang: str) -> None:
+    wav = audio_prompts_dir() / lang / "passenger.wav"
+    assert wav.is_file()
+    cfg = parse_config({"speaker": {"languages": [lang]}})
+    lib = PromptLibrary.load(cfg, 16000)
+    prompt = lib.for_violation("passenger")
+    assert prompt is not None and prompt.files == (wav,)
+    assert 1.0 < len(prompt.samples) / 16000 < 5.0
