@@ -49,7 +49,7 @@ def parse_boxes(text: object) -> tuple[Box, ...]:
             return ()
         if len(v) != 4:
             return ()
-        out.append(v)  # type: ignore[arg-type]
+        out.append((v[0], v[1], v[2], v[3]))
     return tuple(out)
 
 
