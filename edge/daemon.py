@@ -316,6 +316,13 @@ class EdgeDaemon:
             raise StartupError(
                 f"privacy.seal.clip_scratch_dir: {d} is not a private folder of this user (mode 700, not a link)"
             )
+        # clear clips a crash left behind (/dev/shm outlives the process): their events never reached the
+        # outbox, so nothing refers to them; they must not stay readable in the clear
+        left = [p for p in d.iterdir() if p.is_file()]
+        for p in left:
+            p.unlink(missing_ok=True)
+        if left:
+            log(logger, "clip_scratch_cleared", logging.WARNING, files=len(left), folder=str(d))
         return d
 
     def _load_faces(self) -> None:

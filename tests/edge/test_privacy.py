@@ -331,9 +331,13 @@ def test_the_daemon_seals_every_event_of_the_clip_and_leaves_no_clear_clip(tmp_p
     data["source"]["uri"] = str(VIDEO)
     data["speaker"] = {"enabled": False}
     scratch = tmp_path / "ram"
+    (scratch / "anqi-clips-anqi-demo-0001").mkdir(parents=True, mode=0o700)
+    crashed = scratch / "anqi-clips-anqi-demo-0001" / "left-by-a-crash.mp4"
+    crashed.write_bytes(b"\0\0\0\x18ftypisom")  # a clear clip a killed daemon left in RAM
     data["privacy"] = {"seal": {"key_id": "c1", "public_key": pub["c1"], "clip_scratch_dir": str(scratch)}}
     (tmp_path / "edge.yaml").write_text(yaml.safe_dump(data))
     d = EdgeDaemon(load_config(tmp_path / "edge.yaml"), mode="until_eof", relay=False, install_signals=False)
+    assert not crashed.exists()
     d.run()
     assert d.events, "the clip has riders without a helmet"
     assert not [p for p in scratch.rglob("*") if p.is_file()], "a clear clip was left in the scratch folder"
