@@ -35,13 +35,13 @@ from enum import Enum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from anqi_contract.logs import log
 from central_sync.config import CentralConfig, read_secret
-from central_sync.storage.models import Disposition, Feedback, Person, Task, TierChange, utcnow
+from central_sync.storage.models import Disposition, Event, Feedback, Person, Task, TierChange, utcnow
 from central_sync.storage.store import CentralStore
-from central_sync.tiers import OffenderTier, TierAssessment
+from central_sync.tiers import OffenderTier, TierAssessment, window_starts
 
 logger = logging.getLogger("anqi.central.dispositions")
 
@@ -231,7 +231,9 @@ class DispositionDesk:
         s.flush()
         facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
         msgs: list[TaskMessage] = []
-        for kind in plan_tasks(facts, old, a.tier):
+        kinds = plan_tasks(facts, old, a.tier)
+        types = self._violation_types(s, p.person_id, a) if kinds else {}
+        for kind in kinds:
             task = Task(
                 task_id=str(uuid.uuid4()),
                 tier_change_id=change.id,
@@ -241,7 +243,7 @@ class DispositionDesk:
                 status="open",
                 created_at=utcnow(),
             )
-            task.payload = self._payload(task, p, a)
+            task.payload = self._payload(task, p, a, types)
             s.add(task)
             msgs.append(TaskMessage(self.task_topic(kind), task.payload))
         log(
@@ -264,7 +266,20 @@ class DispositionDesk:
     def feedback_topic(self) -> str:
         return f"{self.prefix}/central/feedback"
 
-    def _payload(self, task: Task, p: Person, a: TierAssessment) -> dict[str, Any]:
+    def _violation_types(self, s: Any, person_id: str, a: TierAssessment) -> dict[str, int]:
+        """What the person committed, by violation type, in the longest window table 1 looks at
+        (``(at - repeat_window_days, at]``): the task says which violations it is about."""
+        start = window_starts(a.at, self.cfg.tiers)[2]
+        q = (
+            select(Event.violation_type, func.count())
+            .where(Event.person_id == person_id, Event.time > start, Event.time <= a.at)
+            .group_by(Event.violation_type)
+        )
+        return {str(t): int(n) for t, n in sorted(s.execute(q).all())}
+
+    def _payload(
+        self, task: Task, p: Person, a: TierAssessment, types: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "v": 1,
             "task_id": task.task_id,
@@ -276,6 +291,7 @@ class DispositionDesk:
             "employer": p.employer,
             "phone": p.phone,
             "counts": {"7d": a.count_7d, "30d": a.count_30d, "365d": a.count_365d},
+            "violation_types": types or {},  # e.g. {"no_helmet": 3, "passenger": 1} over the 365 days
             "assessed_at": a.at.isoformat(),
             "created_at": task.created_at.isoformat(),
             "feedback_topic": self.feedback_topic,

@@ -2,7 +2,7 @@
 
 ``GET /api/v1/violations`` and ``GET /api/v1/persons`` with ``from``, ``to`` (dates ``YYYY-MM-DD``
 in ``timezone``, ``to`` inclusive; or ISO times with offset), optional ``point``, ``community``,
-``tier``, ``limit``. Auth: ``Authorization: Bearer <token>``. A community token sees only its
+``tier``, ``type`` (violation type), ``limit``. Auth: ``Authorization: Bearer <token>``. A community token sees only its
 own residents (asking for another community is 403); ID numbers are masked unless the role
 allows them. Every query, refused ones included, goes to the audit log.
 """
@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing import soap
 from central_sync.sharing.access import AccessDenied, Caller, audit, authenticate
@@ -45,13 +46,26 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
 
     def make_filter(
-        start: str, end: str, point: str | None, community: str | None, tier: OffenderTier | None, limit: int
+        start: str,
+        end: str,
+        point: str | None,
+        community: str | None,
+        tier: OffenderTier | None,
+        limit: int,
+        vtype: ViolationType | None = None,
     ) -> QueryFilter:
         try:
             s, e = parse_range(start, end, cfg.timezone)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return QueryFilter(s, e, point, community, tier, limit)
+        return QueryFilter(s, e, point, community, tier, limit, vtype)
+
+    TypeParam = Annotated[
+        ViolationType | None,
+        Query(
+            alias="type", description="Only this violation type (no_helmet, wrong_way, red_light, passenger)."
+        ),
+    ]
 
     From = Annotated[
         str, Query(alias="from", description="First day (YYYY-MM-DD, local) or ISO time with offset.")
@@ -77,10 +91,11 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         point: str | None = None,
         community: str | None = None,
         tier: OffenderTier | None = None,
+        vtype: TypeParam = None,
         limit: Limit = 1000,
     ) -> list[ViolationRow]:
         """Violations in the range: time, date, point, type, person, name, ID number, community, tier, count."""
-        f = make_filter(start, end, point, community, tier, limit)
+        f = make_filter(start, end, point, community, tier, limit, vtype)
         try:
             return queries.violations(who, f, client_of(request))
         except AccessDenied as e:
@@ -96,10 +111,11 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         point: str | None = None,
         community: str | None = None,
         tier: OffenderTier | None = None,
+        vtype: TypeParam = None,
         limit: Limit = 1000,
     ) -> list[PersonRow]:
-        """Persons with violations in the range, with their count, points, tier and community."""
-        f = make_filter(start, end, point, community, tier, limit)
+        """Persons with violations in the range, with their count, points, tier, community and counts per type."""
+        f = make_filter(start, end, point, community, tier, limit, vtype)
         try:
             return queries.persons(who, f, client_of(request))
         except AccessDenied as e:
@@ -133,6 +149,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             try:
                 start, end = parse_range(params["From"], params["To"], cfg.timezone)
                 tier = OffenderTier(params["Tier"]) if params.get("Tier") else None
+                vtype = ViolationType(params["Type"]) if params.get("Type") else None
                 limit = int(params.get("Limit") or 1000)
             except ValueError as err:
                 raise soap.SoapFault("Client", f"{op}: {err}") from None
@@ -143,6 +160,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 params.get("Community") or None,
                 tier,
                 max(1, min(limit, 100_000)),
+                vtype,
             )
             try:
                 rows = (

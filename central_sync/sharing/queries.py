@@ -1,6 +1,6 @@
 """The data-sharing queries (7.2.2), one implementation for HTTP and SOAP.
 
-Violations and persons by date range, point, community and tier; fields: name, ID number, point,
+Violations and persons by date range, point, community, tier and violation type; fields: name, ID number, point,
 date, count, village/community. :class:`~central_sync.sharing.access.Caller` decides rows
 (own community only) and fields (ID number / name masked); every call is audited.
 """
@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing.access import Caller, audit
 from central_sync.storage.models import Event, Person
@@ -29,6 +30,7 @@ class QueryFilter:
     community: str | None = None
     tier: OffenderTier | None = None
     limit: int = 1000
+    violation_type: ViolationType | None = None  #: only violations of this type (no_helmet, passenger, ...)
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class QueryFilter:
             "point": self.point,
             "community": self.community,
             "tier": self.tier.value if self.tier else None,
+            "type": self.violation_type.value if self.violation_type else None,
             "limit": self.limit,
         }
 
@@ -95,6 +98,9 @@ class PersonRow:
     points: list[str]
     first_date: str
     last_date: str
+    types: list[
+        str
+    ]  # "type:count" of the person's violations in the range, e.g. ["no_helmet:3", "passenger:1"]
 
 
 class SharingQueries:
@@ -129,6 +135,8 @@ class SharingQueries:
             q = q.where(Person.community == community)
         if f.tier is not None:
             q = q.where(Person.tier == f.tier.value)
+        if f.violation_type is not None:
+            q = q.where(Event.violation_type == f.violation_type.value)
         q = q.order_by(Event.time, Event.event_id).limit(min(f.limit, self.cfg.api.max_rows))
         with self.store.session() as s:
             rows = s.execute(q).all()
@@ -140,6 +148,8 @@ class SharingQueries:
                 )
                 if f.point:
                     cq = cq.where(Event.point_id == f.point)
+                if f.violation_type is not None:
+                    cq = cq.where(Event.violation_type == f.violation_type.value)
                 counts = dict(s.execute(cq.group_by(Event.person_id)).all())  # type: ignore[arg-type]
         out = [
             ViolationRow(
@@ -183,6 +193,8 @@ class SharingQueries:
             q = q.where(Person.community == community)
         if f.tier is not None:
             q = q.where(Person.tier == f.tier.value)
+        if f.violation_type is not None:
+            q = q.where(Event.violation_type == f.violation_type.value)
         q = (
             q.group_by(
                 Person.person_id,
@@ -199,6 +211,7 @@ class SharingQueries:
             rows = s.execute(q).all()
             pids = [r.person_id for r in rows]
             points: dict[str, set[str]] = {}
+            types: dict[str, list[str]] = {}
             if pids:
                 pq = (
                     select(Event.person_id, Event.point_id)
@@ -207,6 +220,15 @@ class SharingQueries:
                 )
                 for pid, pt in s.execute(pq):
                     points.setdefault(str(pid), set()).add(pt)
+                tq = (
+                    select(Event.person_id, Event.violation_type, func.count())
+                    .where(Event.person_id.in_(pids), Event.time >= f.start, Event.time < f.end)
+                    .group_by(Event.person_id, Event.violation_type)
+                )
+                if f.point:
+                    tq = tq.where(Event.point_id == f.point)
+                for pid, vtype, n in s.execute(tq):
+                    types.setdefault(str(pid), []).append(f"{vtype}:{int(n)}")
         from central_sync.storage.store import _aware
 
         out = [
@@ -221,6 +243,7 @@ class SharingQueries:
                 points=sorted(points.get(r.person_id, set())),
                 first_date=self._local_date(_aware(r.first)),  # type: ignore[arg-type]
                 last_date=self._local_date(_aware(r.last)),  # type: ignore[arg-type]
+                types=sorted(types.get(r.person_id, [])),
             )
             for r in rows
         ]

@@ -2,7 +2,7 @@
 
 ``GET /soap?wsdl`` serves the WSDL; ``POST /soap`` takes an envelope whose body is
 ``GetViolations`` or ``GetPersons`` (children ``From``, ``To``, optional ``Point``, ``Community``,
-``Tier``, ``Limit``) in namespace :data:`NS`. The token goes in the SOAP header
+``Tier``, ``Type`` (violation type), ``Limit``) in namespace :data:`NS`. The token goes in the SOAP header
 (``<a:Token>``) or in ``Authorization: Bearer``. Errors are SOAP faults (HTTP 500;
 ``soap:Client`` for the caller's mistakes, ``soap:Server`` otherwise). Untrusted XML is parsed
 with defusedxml (no entity expansion, no external DTDs).
@@ -46,8 +46,9 @@ PERSON_FIELDS = (
     "points",
     "first_date",
     "last_date",
+    "types",
 )
-PARAMS = ("From", "To", "Point", "Community", "Tier", "Limit")
+PARAMS = ("From", "To", "Point", "Community", "Tier", "Type", "Limit")
 
 
 class SoapFault(Exception):

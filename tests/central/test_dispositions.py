@@ -87,13 +87,16 @@ def test_tier_rise_makes_tasks_once_posts_them_to_the_webhook_and_feedback_close
         with store.session() as s:
             s.add(Person(person_id="P1", kind="enrolled", employer="Bus Co", party_member=True, tier="none"))
         store.add_violations(
-            [ViolationRecord(str(uuid.uuid4()), "no_helmet", AT - timedelta(hours=i), "P1") for i in range(4)]
+            [ViolationRecord(str(uuid.uuid4()), "no_helmet", AT - timedelta(hours=i), "P1") for i in range(3)]
+            + [ViolationRecord(str(uuid.uuid4()), "passenger", AT - timedelta(hours=3), "P1")]
         )
         a = store.assess_person("P1", AT, cfg.tiers)
         assert a.tier is T.frequent
         first = desk.apply_assessment(a)
         again = desk.apply_assessment(store.assess_person("P1", AT + timedelta(minutes=1), cfg.tiers))
         assert len(first) == 3 and again == []  # no duplicate storm for an unchanged tier
+        # a passenger violation (issue 18) counts like any other; the tasks say what the person committed
+        assert all(m.payload["violation_types"] == {"no_helmet": 3, "passenger": 1} for m in first)
         assert sorted(t.split("/")[-1] for t, _ in published) == [
             "education_by_employer",
             "home_visit",

@@ -46,6 +46,7 @@ def site(tmp_path: Path) -> tuple[Path, CentralStore]:
     recs += [
         ViolationRecord(str(uuid.uuid4()), "wrong_way", T + timedelta(days=1, hours=1), None, point_id="pt-2")
     ]
+    recs += [ViolationRecord(str(uuid.uuid4()), "passenger", T + timedelta(days=1), "A1", point_id="pt-1")]
     store.add_violations(recs)
     return cfgf, store
 
@@ -69,20 +70,21 @@ def test_report_writes_csv_per_person_point_date_band_and_html(
     )
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((out / "by_person.csv").open()))
-    assert [(x["person_id"], x["count"], x["band"], x["points"]) for x in rows] == [
-        ("A1", "5", "4-7", "pt-1"),
-        ("U-x", "1", "1", "pt-2"),
+    assert [(x["person_id"], x["count"], x["band"], x["points"], x["types"]) for x in rows] == [
+        ("A1", "6", "4-7", "pt-1", "no_helmet:5;passenger:1"),  # a passenger event counts like the others
+        ("U-x", "1", "1", "pt-2", "no_helmet:1"),
     ]
     assert {
         x["point_id"]: (x["violations"], x["persons"]) for x in csv.DictReader((out / "by_point.csv").open())
-    } == {"pt-1": ("5", "1"), "pt-2": ("2", "1")}
+    } == {"pt-1": ("6", "1"), "pt-2": ("2", "1")}
     assert {x["date"]: x["violations"] for x in csv.DictReader((out / "by_date.csv").open())} == {
         "2026-05-10": "5",
-        "2026-05-11": "2",
+        "2026-05-11": "3",
     }
     bands = {x["band"]: x["persons"] for x in csv.DictReader((out / "by_band.csv").open())}
     assert bands["1"] == "1" and bands["4-7"] == "1" and bands[">30"] == "0"
     page = (out / "report.html").read_text()
+    assert "<td>passenger</td><td>1</td>" in page  # the by-type table
     assert "Li Si" in page and "330502199001011234" not in page and "<script" not in page
 
 

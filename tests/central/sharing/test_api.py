@@ -121,6 +121,31 @@ def test_filters_by_point_and_tier(api: dict[str, Any]) -> None:
     assert get(api, "/api/v1/persons", "police", **{"from": "2026-13-01"}).status_code == 422
 
 
+def test_passenger_violations_are_shared_by_type(api: dict[str, Any]) -> None:
+    """Issue 18: a passenger (违规载人) event is one more violation of its person, and can be asked for by type."""
+    api["store"].add_violations(
+        [ViolationRecord(str(uuid.uuid4()), "passenger", T + timedelta(hours=5), "A1", point_id="pt-1")]
+    )
+    rows = get(api, "/api/v1/violations", "police", type="passenger").json()
+    assert [(x["person_id"], x["violation_type"], x["count"]) for x in rows] == [("A1", "passenger", 1)]
+    assert len(get(api, "/api/v1/violations", "police").json()) == 6
+    persons = {x["person_id"]: x for x in get(api, "/api/v1/persons", "police").json()}
+    assert persons["A1"]["count"] == 4 and persons["A1"]["types"] == ["no_helmet:3", "passenger:1"]
+    assert persons["B1"]["types"] == ["no_helmet:2"]
+    assert [x["person_id"] for x in get(api, "/api/v1/persons", "police", type="passenger").json()] == ["A1"]
+    assert get(api, "/api/v1/violations", "police", type="speeding").status_code == 422
+    import xml.etree.ElementTree as ET
+
+    r = soap_call(api, "GetViolations", api["tokens"]["police"], Type="passenger")
+    assert r.status_code == 200 and len(ET.fromstring(r.content).findall(f".//{{{NS}}}Violation")) == 1
+    r = soap_call(api, "GetPersons", api["tokens"]["police"])
+    assert "no_helmet:3;passenger:1" in r.text
+    assert "type" in {
+        p["name"]
+        for p in api["client"].get("/openapi.json").json()["paths"]["/api/v1/violations"]["get"]["parameters"]
+    }
+
+
 def test_missing_wrong_and_revoked_tokens_are_refused_and_audited(api: dict[str, Any]) -> None:
     assert get(api, "/api/v1/violations", None).status_code == 401
     r = api["client"].get(
