@@ -105,7 +105,8 @@ def child(mode: str, clip: Path, config: Path, work: Path, overrides: dict[str, 
         "detect_frames": stats.detect_frames,
         "detect_skipped": daemon.live_queue.dropped if daemon.live_queue is not None else 0,
         "band": [cfg.zone.near_m, cfg.zone.far_m],
-        "calibrated": bool(getattr(cfg.zone, "calibrated", True)),
+        "calibrated": cfg.zone.calibrated,
+        "rules": [k for k in ("no_helmet", "wrong_way", "red_light") if getattr(cfg.rules, k).enabled],
         "events": events,
         "tracks": {str(k): v for k, v in seen.items()},
     }
@@ -179,7 +180,8 @@ def main() -> None:
                 clip = reverse_clip(video, Path(tmp) / f"{video.stem}.backwards.mp4") if backwards else video
                 for mode in args.modes.split(","):
                     r = run_child(mode, clip, args.config, args.set)
-                    score = match_events(r["events"], truth, tuple(r["band"]))  # type: ignore[arg-type]
+                    band = (r["band"][0], r["band"][1]) if r["calibrated"] else (0.0, float("inf"))
+                    score = match_events(r["events"], truth, band, set(r["rules"]))
                     tr = tracks_per_rider(r["tracks"], truth)
                     results.append(
                         {

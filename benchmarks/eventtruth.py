@@ -236,11 +236,17 @@ class Score:
 
 
 def match_events(
-    events: list[dict[str, Any]], truth: VideoTruth, band: tuple[float, float] = (15.0, 25.0)
+    events: list[dict[str, Any]],
+    truth: VideoTruth,
+    band: tuple[float, float] = (15.0, 25.0),
+    rules: set[str] | None = None,
 ) -> Score:
-    """Score ``events`` (event JSON dicts, any order) against ``truth``."""
+    """Score ``events`` (event JSON dicts, any order) against ``truth``; ``rules``: the violation types
+    the run judged (expected events of other types are not counted as missed)."""
     views = sorted((EventView.of(e) for e in events), key=lambda v: v.t_s)
-    expected = {(typ, rid) for typ, ids in truth.expected.items() for rid in ids}
+    expected = {
+        (typ, rid) for typ, ids in truth.expected.items() for rid in ids if rules is None or typ in rules
+    }
     seen: set[tuple[str, str]] = set()
     s = Score()
     for v in views:

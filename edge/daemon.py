@@ -233,7 +233,9 @@ class EdgeDaemon:
         self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.tracker = RiderTracker(cfg.track, self.zone)
         try:  # a GPIO pin or serial port of the signal input that cannot be opened: named by its key
-            self.rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+            self.rules = RuleSet.from_config(
+                cfg.rules, cfg.track.motion_window_s, zone_calibrated=cfg.zone.calibrated
+            )
         except RuleSetError as e:
             raise StartupError(str(e)) from None
         try:

@@ -33,7 +33,16 @@ class NoHelmetRuleConfig(Section):
         description="A head observation votes 'no helmet' when its no-helmet probability is at least this.",
     )
     min_speed_mps: float = Field(
-        0.8, ge=0, le=30, description="Ground speed that separates a rider from a pedestrian."
+        0.8,
+        ge=0,
+        le=30,
+        description="Ground speed that separates a rider from a pedestrian; 0 = no motion check (an uncalibrated zone measures no speed).",
+    )
+    min_image_motion: float = Field(
+        1.0,
+        ge=0,
+        le=20,
+        description="Where no ground speed is measured (zone.calibrated false), the head must move this many head sizes per second in the image (drift or growth) to be a rider, not a still head-like object; 0 = no check.",
     )
     max_speed_mps: float = Field(
         15.0,

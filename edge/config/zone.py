@@ -15,6 +15,10 @@ class CalibrationPoint(Section):
 
 
 class ZoneConfig(Section):
+    calibrated: bool = Field(
+        True,
+        description="false: no survey exists (evaluating someone else's video, trying the appliance before the survey): the whole frame is the capture zone, nothing is measured in metres (no distance check, no speed, no wrong-way), and every event says so (detail.zone_calibrated = false).",
+    )
     image_size: tuple[int, int] | None = Field(
         None,
         description="(width, height) the calibration pixels refer to; frames of another size are scaled.",

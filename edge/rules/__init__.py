@@ -83,13 +83,31 @@ class SameRiderGuard:
             x, y = x + m.speed_mps * dt * float(np.sin(a)), y + m.speed_mps * dt * float(np.cos(a))
         return x, y
 
+    def _same_in_image(self, old: Track, track: Track) -> bool:
+        """Without ground points (uncalibrated zone): the new track's first head lies where the old
+        head would be by then (its last position moved on at its image velocity), within two head
+        sizes, widened by one per second of gap."""
+        first = next((p for p in track.history if p.head_box is not None), None)
+        last = next((p for p in reversed(old.history) if p.head_box is not None), None)
+        if first is None or last is None or first.head_box is None or last.head_box is None:
+            return False
+        a, b = last.head_box, first.head_box
+        gap = max(0.0, first.t_s - last.t_s)
+        px = (a[0] + a[2]) / 2 + float(old.head_velocity[0]) * gap
+        py = (a[1] + a[3]) / 2 + float(old.head_velocity[1]) * gap
+        fx, fy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        size = max(a[3] - a[1], b[3] - b[1], 1.0)
+        return float(np.hypot(fx - px, fy - py)) <= size * (2.0 + gap)
+
     def same_rider(self, v: Violation, track: Track) -> int | None:
         """The track id of an earlier report of ``v``'s type that ``track`` continues, or None."""
         if self.gap_s <= 0:
             return None
         first = next((p for p in track.history if p.ground is not None), None)
         if first is None:
-            return None
+            if any(p.ground is not None for p in track.history) or not track.history:
+                return None
+            return self._same_rider_in_image(v, track)
         for vtype, old in self._reported:
             if vtype != _guard_key(v) or old.track_id == track.track_id:
                 continue
@@ -109,6 +127,21 @@ class SameRiderGuard:
                 return old.track_id
         return None
 
+    def _same_rider_in_image(self, v: Violation, track: Track) -> int | None:
+        t0 = track.history[0].t_s
+        for vtype, old in self._reported:
+            if vtype != v.type.value or old.track_id == track.track_id:
+                continue
+            old_last = old.history[-1].t_s
+            if not (old_last <= t0 + 0.05 and t0 - old_last <= self.gap_s):
+                continue
+            alike = look_alike(old.look, track.look)
+            if self.min_alike > 0 and alike is not None and alike < self.min_alike:
+                continue
+            if self._same_in_image(old, track):
+                return old.track_id
+        return None
+
     def reported(self, v: Violation, track: Track) -> None:
         self._reported.append((_guard_key(v), track))
         horizon = track.history[-1].t_s - max(30.0, 3 * self.gap_s)
@@ -119,14 +152,20 @@ def _box_text(box: tuple[float, float, float, float] | None) -> str | None:
     return None if box is None else ",".join(f"{v:.1f}" for v in box)
 
 
-def _with_boxes(v: Violation, track: Track) -> Violation:
+def _with_boxes(v: Violation, track: Track, calibrated: bool = True) -> Violation:
     """The violation with the judged boxes of its deciding observation in ``detail`` (``rider_box``,
     ``head_box``: "x0,y0,x1,y1" in the frame's pixels): which rider and which head the decision was
     about, for a reviewer and for matching events to ground truth (the schema's detail takes scalars)."""
     last = track.last
     boxes = {"rider_box": _box_text(last.box), "head_box": _box_text(last.head_box)}
     # a rule that judged another head than the track's own (a passenger's) has named it already
-    return replace(v, detail={**{k: b for k, b in boxes.items() if b is not None}, **v.detail})
+    detail: dict[str, float | int | str | bool] = {
+        **{k: b for k, b in boxes.items() if b is not None},
+        **v.detail,
+    }
+    if not calibrated:
+        detail["zone_calibrated"] = False  # the whole frame was the zone: nothing was measured in metres
+    return replace(v, detail=detail)
 
 
 class RuleSetError(Exception):
@@ -150,17 +189,25 @@ class RuleSet:
     one rider from being reported twice when the tracker splits their track."""
 
     def __init__(
-        self, rules: list[Rule], signal: SignalInput | None = None, guard: SameRiderGuard | None = None
+        self,
+        rules: list[Rule],
+        signal: SignalInput | None = None,
+        guard: SameRiderGuard | None = None,
+        zone_calibrated: bool = True,
     ):
+        self.zone_calibrated = zone_calibrated
         self.rules = rules
         self.signal = signal
         self.guard = guard
         self.occupants = SameOccupantGuard()
 
     @classmethod
-    def from_config(cls, cfg: RulesConfig, motion_window_s: float, pin_factory: Any = None) -> RuleSet:
+    def from_config(
+        cls, cfg: RulesConfig, motion_window_s: float, pin_factory: Any = None, zone_calibrated: bool = True
+    ) -> RuleSet:
         """The enabled rules of the ``rules`` section; ``motion_window_s`` is ``track.motion_window_s`` (the
-        window speed and heading are fitted over). A signal input that cannot be opened raises
+        window speed and heading are fitted over); ``zone_calibrated`` is ``zone.calibrated`` (events of an
+        uncalibrated zone say so). A signal input that cannot be opened raises
         :class:`RuleSetError` naming the key of the pin, port or region that failed."""
         window = motion_window_s
         rules: list[Rule] = []
@@ -185,6 +232,7 @@ class RuleSet:
             rules,
             signal,
             SameRiderGuard(cfg.same_rider_gap_s, cfg.same_rider_m, window, cfg.same_rider_alike),
+            zone_calibrated,
         )
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
@@ -211,7 +259,7 @@ class RuleSet:
                             t=round(v.t_s, 2),
                         )
                         continue
-                v = _with_boxes(v, t)
+                v = _with_boxes(v, t, self.zone_calibrated)
                 other = self.occupants.same_person(v, t)
                 if other is not None:  # two tracks on one vehicle: this person is reported already
                     log(

@@ -46,8 +46,14 @@ class NoHelmetRule:
         motion = track.motion(self.motion_window_s)
         speed = motion.speed_mps if motion else None
         on_bike = cfg.rider_box_is_bike and track.rider_hits > 0
-        if not on_bike and (speed is None or speed < cfg.min_speed_mps):
+        if not on_bike and cfg.min_speed_mps > 0 and (speed is None or speed < cfg.min_speed_mps):
             return None  # a pedestrian, or not enough ground history to tell
+        image_motion = None
+        if speed is None and not on_bike and cfg.min_image_motion > 0:
+            # no ground at all (uncalibrated zone): the head must at least move in the image
+            image_motion = track.image_motion(track.last.t_s, self.motion_window_s)
+            if image_motion is None or image_motion < cfg.min_image_motion:
+                return None
         if speed is not None and speed > cfg.max_speed_mps:
             return None  # 54 km/h on a bicycle lane: the track jumped (judged again when it settles)
         self._once.mark(track.track_id)
@@ -76,5 +82,6 @@ class NoHelmetRule:
                 "track_kind": track.kind,
                 "moving": bool(speed is not None and speed >= cfg.min_speed_mps),
                 **extra,
+                **({} if image_motion is None else {"image_motion": round(image_motion, 2)}),
             },
         )

@@ -338,6 +338,23 @@ class Track:
         v = level + slope * t_s
         return 1.0 / v if v > 1e-6 else None
 
+    def image_motion(self, t_s: float, window_s: float, min_samples: int = 3) -> float | None:
+        """How fast the head moves in the image, in head sizes per second, over the last ``window_s``:
+        its centre's drift (Theil-Sen) and its growth or shrinking (log size), whichever is larger.
+        Needs no calibration: a still head-like object (a sign, foliage) scores near 0, a rider moves
+        across or grows as they approach."""
+        pts = [
+            (p.t_s, p.head_box) for p in self.history if p.head_box is not None and p.t_s >= t_s - window_s
+        ]
+        if len(pts) < min_samples:
+            return None
+        t = np.array([p[0] for p in pts])
+        c = np.array([_to_cxcywh(np.asarray(p[1])) for p in pts])
+        size = float(np.median(np.maximum(c[:, 2], c[:, 3])))
+        drift = float(np.hypot(_theil_sen(t, c[:, 0]), _theil_sen(t, c[:, 1]))) / max(size, 1.0)
+        growth = abs(_theil_sen(t, np.log(np.maximum(c[:, 3], 1.0))))
+        return max(drift, growth)
+
     def ranging_box(self, t_s: float, head_to_body: float, window_s: float) -> np.ndarray:
         """The box whose bottom centre is the rider's ground point. A rider box as filtered; for a
         rider seen only as a head, the body below the filtered head, ``head_to_body`` fitted head
@@ -652,7 +669,9 @@ class RiderTracker:
     ) -> TrackPoint:
         g, dd, ins = located
         if not np.isfinite(g[n]).all():
-            return p
+            # no ground point: above the horizon (never in the zone), or an uncalibrated zone (the
+            # whole frame is the zone)
+            return replace(p, in_zone=True) if bool(ins[n]) else p
         return replace(
             p, ground=(float(g[n, 0]), float(g[n, 1])), distance_m=float(dd[n]), in_zone=bool(ins[n])
         )

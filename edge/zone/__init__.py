@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from edge.config import EdgeConfig
-from edge.zone.capture import CaptureZone, ground_anchor
+from edge.zone.capture import CaptureZone, WholeFrameZone, ground_anchor
 from edge.zone.geometry import CalibrationError, GroundMapper
 from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, theil_sen
 from edge.zone.overlay import BAND_BGR
@@ -21,6 +21,7 @@ __all__ = [
     "check_config",
     "fit_motion",
     "ground_anchor",
+    "WholeFrameZone",
     "heading_of",
     "theil_sen",
 ]
@@ -29,6 +30,17 @@ __all__ = [
 def check_config(cfg: EdgeConfig) -> list[str]:
     """Problems with ``zone``: homography valid, points not collinear, reprojection small, band visible."""
     z = cfg.zone
+    if not z.calibrated:
+        needs_metres: list[str] = []
+        if cfg.rules.wrong_way.enabled:
+            needs_metres.append(
+                "rules.wrong_way.enabled: a direction of travel needs a calibrated zone (zone.calibrated is false): turn it off"
+            )
+        if cfg.rules.red_light.enabled:
+            needs_metres.append(
+                "rules.red_light.enabled: crossing the stop line needs a calibrated zone (zone.calibrated is false): turn it off"
+            )
+        return needs_metres
     if not z.calibration:
         return [
             "zone.calibration: no calibration points: give 4 or more image points with their ground position (anqi-edge calibrate)"

@@ -59,8 +59,12 @@ class CaptureZone:
         default_factory=dict, repr=False, compare=False
     )
 
+    calibrated = True  #: False for :class:`WholeFrameZone`
+
     @classmethod
     def from_config(cls, cfg: ZoneConfig) -> CaptureZone:
+        if not cfg.calibrated:
+            return WholeFrameZone.uncalibrated()
         return cls(
             GroundMapper.from_config(cfg),
             cfg.camera_ground,
@@ -168,3 +172,35 @@ class CaptureZone:
         d = self.distance_map(width, height, max(1, min(width, height) // 180))
         with np.errstate(invalid="ignore"):
             return float(((d >= self.near_m) & (d <= self.far_m)).mean())
+
+
+class WholeFrameZone(CaptureZone):
+    """No survey: the whole frame is the capture zone. Nothing is placed on the ground (no ground point,
+    no distance, no speed): every box is in the zone."""
+
+    calibrated = False
+
+    @classmethod
+    def uncalibrated(cls) -> WholeFrameZone:
+        # a placeholder mapper (the unit square) so the type is a CaptureZone; never used to measure
+        unit = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+        return cls(GroundMapper.from_points(unit, unit), near_m=0.0, far_m=float("inf"))
+
+    def for_frame(self, width: int, height: int) -> CaptureZone:
+        return self
+
+    def locate_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(np.asarray(boxes).reshape(-1, 4))
+        return np.full((n, 2), np.nan), np.full(n, np.nan), np.ones(n, dtype=bool)
+
+    def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
+        return np.full(((height + step - 1) // step, (width + step - 1) // step), np.nan)
+
+    def image_region(self, width: int, height: int) -> Box | None:
+        return 0, 0, width, height
+
+    def band_edges(self, width: int, height: int) -> tuple[np.ndarray, ...]:
+        return ()
+
+    def visible_fraction(self, width: int, height: int) -> float:
+        return 1.0

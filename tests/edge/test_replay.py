@@ -113,6 +113,28 @@ def test_each_rider_without_helmet_is_reported_once_on_their_own_head_with_their
     assert all(m.face_verdict == "right" for m in score.events)
 
 
+def test_uncalibrated_config_replays_the_clip_with_the_whole_frame_as_zone(tmp_path: Path) -> None:
+    """config/examples/uncalibrated.yaml: no survey, every event says the zone was not calibrated."""
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    data = yaml.safe_load((ROOT / "config" / "examples" / "uncalibrated.yaml").read_text())
+    data["speaker"] = {"enabled": False}
+    data["device"]["data_dir"] = str(tmp_path / "data")
+    cfg = tmp_path / "uncalibrated.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(
+        main, ["replay", str(VIDEO), "--config", str(cfg), "--out", str(tmp_path / "out")]
+    )
+    assert res.exit_code == 0, res.output
+    evs = events(tmp_path / "out")
+    assert evs and {e.violation_type.value for e in evs} == {"no_helmet"}
+    for e in evs:
+        assert e.detail["zone_calibrated"] is False and e.zone_distance_m is None
+    assert any(e.face.found for e in evs)
+
+
 def test_relay_delivered_every_event(replay_out: Path) -> None:
     summary = (replay_out.parent / "summary.txt").read_text()
     n = len(events(replay_out))

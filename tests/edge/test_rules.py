@@ -518,3 +518,38 @@ def test_riders_in_single_file_in_other_clothes_are_both_reported() -> None:
     again = _segment(3, ride[19:24], 2.375)
     again.look = teal_again
     assert rules.check([again]) == []  # the same jacket where the first rider would be: re-tracked
+
+
+def test_uncalibrated_zone_reports_a_moving_head_once_but_not_a_still_head_like_object() -> None:
+    """No survey: no ground, no speed; a still blob the detector calls a bare head (a sign, foliage) is
+    not a rider, a head that moves across the image is, and its track broken once is still one rider."""
+    from edge.config.track import TrackConfig
+    from edge.detect.rider import FrameDetections
+    from edge.track.tracker import RiderTracker
+    from edge.zone import CaptureZone
+
+    cfg = parse_config(
+        {
+            "zone": {"calibrated": False},
+            "rules": {"wrong_way": {"enabled": False}, "no_helmet": {"min_speed_mps": 0}},
+        }
+    )
+    tracker = RiderTracker(TrackConfig(min_hits=2, max_lost_s=0.3), CaptureZone.from_config(cfg.zone))
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s, zone_calibrated=cfg.zone.calibrated)
+    reported = []
+    for i in range(40):
+        boxes = [[500.0, 60.0, 526.0, 86.0]]  # still
+        if not 18 <= i < 24:  # the rider is lost for 0.6 s (longer than max_lost_s): a new track
+            x = 100.0 + 8 * i
+            boxes.append([x, 70.0, x + 26, 96.0])
+        dets = FrameDetections(
+            heads=np.array(boxes, np.float32),
+            head_scores=np.full(len(boxes), 0.7, np.float32),
+            head_no_helmet=np.full(len(boxes), 0.95, np.float32),
+        )
+        upd = tracker.update(dets, i * 0.1, T0 + timedelta(seconds=i * 0.1), (640, 360))
+        reported += rules.check(upd.active)
+    assert len(reported) == 1
+    (v,) = reported
+    assert v.detail["zone_calibrated"] is False and v.zone_distance_m is None
+    assert float(v.detail["head_box"].split(",")[0]) < 400  # the moving head, not the still one

@@ -269,3 +269,27 @@ def test_speed_fit_shrugs_off_one_bad_ground_point() -> None:
     g[4] = (0.0, 45.0)  # a head box that was far too small for one frame: 20 m off
     m = fit_motion(t, g, window_s=1.0)
     assert m is not None and m.speed_mps == pytest.approx(5.0, rel=0.05)
+
+
+def test_uncalibrated_zone_is_the_whole_frame_and_measures_nothing() -> None:
+    from edge.config import parse_config
+    from edge.zone import CaptureZone, WholeFrameZone
+
+    cfg = parse_config({"zone": {"calibrated": False}, "rules": {"wrong_way": {"enabled": False}}})
+    zone = CaptureZone.from_config(cfg.zone)
+    assert isinstance(zone, WholeFrameZone) and not zone.calibrated
+    assert zone.for_frame(1920, 1080).image_region(1920, 1080) == (0, 0, 1920, 1080)
+    g, d, inside = zone.locate_boxes(np.array([[0, 0, 10, 10], [600, 300, 640, 360]], float))
+    assert inside.all() and np.isnan(g).all() and np.isnan(d).all()
+    assert zone.band_edges(640, 360) == ()
+
+
+def test_validate_refuses_rules_that_need_metres_on_an_uncalibrated_zone() -> None:
+    from edge.config import parse_config
+    from edge.zone import check_config
+
+    ok = parse_config({"zone": {"calibrated": False}, "rules": {"wrong_way": {"enabled": False}}})
+    assert check_config(ok) == []  # no calibration points needed
+    bad = parse_config({"zone": {"calibrated": False}, "rules": {"wrong_way": {"enabled": True}}})
+    (problem,) = check_config(bad)
+    assert problem.startswith("rules.wrong_way.enabled: ") and "zone.calibrated is false" in problem
