@@ -351,8 +351,8 @@ class Track:
         t = np.array([p[0] for p in pts])
         c = np.array([_to_cxcywh(np.asarray(p[1])) for p in pts])
         size = float(np.median(np.maximum(c[:, 2], c[:, 3])))
-        drift = float(np.hypot(_theil_sen(t, c[:, 0]), _theil_sen(t, c[:, 1]))) / max(size, 1.0)
-        growth = abs(_theil_sen(t, np.log(np.maximum(c[:, 3], 1.0))))
+        drift = float(np.hypot(theil_sen(t, c[:, 0]), theil_sen(t, c[:, 1]))) / max(size, 1.0)
+        growth = abs(theil_sen(t, np.log(np.maximum(c[:, 3], 1.0))))
         return max(drift, growth)
 
     def ranging_box(self, t_s: float, head_to_body: float, window_s: float) -> np.ndarray:

@@ -525,7 +525,7 @@ def test_uncalibrated_zone_reports_a_moving_head_once_but_not_a_still_head_like_
     not a rider, a head that moves across the image is, and its track broken once is still one rider."""
     from edge.config.track import TrackConfig
     from edge.detect.rider import FrameDetections
-    from edge.track.tracker import RiderTracker
+    from edge.track import RiderTracker
     from edge.zone import CaptureZone
 
     cfg = parse_config(
