@@ -589,28 +589,29 @@ class RiderTracker:
         ph = np.maximum(preds[:, 3] - preds[:, 1], 1e-6)
         dh = np.maximum(det_boxes[:, 3] - det_boxes[:, 1], 1e-6)
         ratio = dh[None, :] / ph[:, None]
-        for i, t in enumerate(tracks):
-            hp = t.predict_head(t_s)
-            if hp is None:
-                continue
-            pc = _to_cxcywh(hp)
-            unseen = max(0.0, t_s - t.head_t_s)
-            for j, d in enumerate(dets):
-                if d.head_box is None:
-                    continue
-                dc = _to_cxcywh(d.head_box)
-                size = max(pc[2], pc[3], dc[2], dc[3], 1.0)
-                gate = size * (cfg.head_gate + cfg.head_gate_growth * unseen)
-                dist = float(np.hypot(dc[0] - pc[0], dc[1] - pc[1]))
-                sim[i, j] = max(0.0, 1.0 - dist / gate)
-                ratio[i, j] = max(dc[3], 1.0) / max(pc[3], 1.0)
+        nan4 = np.full(4, np.nan)
+        tc = np.array([_to_cxcywh(h) if (h := t.predict_head(t_s)) is not None else nan4 for t in tracks])
+        dc = np.array([_to_cxcywh(d.head_box) if d.head_box is not None else nan4 for d in dets])
+        both = np.isfinite(tc[:, :1]) & np.isfinite(dc[:, 0])[None, :]
+        if both.any():
+            unseen = np.array([max(0.0, t_s - t.head_t_s) for t in tracks])[:, None]
+            size = np.maximum(np.maximum(tc[:, 2:3], tc[:, 3:4]), np.maximum(dc[:, 2], dc[:, 3])[None, :])
+            gate = np.maximum(size, 1.0) * (cfg.head_gate + cfg.head_gate_growth * unseen)
+            dist = np.hypot(dc[None, :, 0] - tc[:, None, 0], dc[None, :, 1] - tc[:, None, 1])
+            with np.errstate(invalid="ignore"):
+                sim = np.where(both, np.clip(1.0 - dist / gate, 0.0, None), sim)
+                ratio = np.where(
+                    both, np.maximum(dc[:, 3], 1.0)[None, :] / np.maximum(tc[:, 3:4], 1.0), ratio
+                )
         ok = (ratio <= cfg.max_scale_change) & (ratio >= 1.0 / cfg.max_scale_change)
         if cfg.appearance_min > 0:
-            for i, t in enumerate(tracks):
-                for j, d in enumerate(dets):
-                    alike = look_alike(t.look, d.look)
-                    if alike is not None and alike < cfg.appearance_min:
-                        ok[i, j] = False  # other clothes: another rider, however near
+            ti = [i for i, t in enumerate(tracks) if t.look is not None]
+            dj = [j for j, d in enumerate(dets) if d.look is not None]
+            if ti and dj:
+                a = np.sqrt(np.array([tracks[i].look for i in ti]))
+                b = np.sqrt(np.array([dets[j].look for j in dj]))
+                other = (a @ b.T) < cfg.appearance_min  # Bhattacharyya coefficients: other clothes
+                ok[np.ix_(ti, dj)] &= ~other  # another rider, however near
         return np.where(ok, sim, 0.0)
 
     def close_all(self) -> list[Track]:
