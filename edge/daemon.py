@@ -43,7 +43,7 @@ from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
 from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
 from edge.health import Health
-from edge.rules import RuleSet, RuleSetError, Violation
+from edge.rules import RuleSet, RuleSetError, Violation, occupant_heads
 from edge.track import RiderTracker, Track
 from edge.zone import CaptureZone, fit_motion
 
@@ -566,7 +566,14 @@ class EdgeDaemon:
         if self._faces is not None:
             for t in upd.active:
                 if self._wants_face(t):
-                    self._faces.offer(t, img, frame.pts_s, frame.utc, _moving_away(t, self.zone))
+                    away = _moving_away(t, self.zone)
+                    # a vehicle with more than one person: the driver's face and the passenger's apart
+                    heads = occupant_heads(t, self.cfg.track.motion_window_s)
+                    self._faces.offer(t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"))
+                    if "passenger" in heads:
+                        self._faces.offer(
+                            t, img, frame.pts_s, frame.utc, away, head=heads["passenger"], slot="passenger"
+                        )
             self.stats.face_crops = self._faces.crops_run
         for t in upd.closed:
             self._track_closed(t)
@@ -709,14 +716,22 @@ class EdgeDaemon:
                 log(logger, "clip_failed", logging.ERROR, key=p.record.key, error=str(e)[:300])
         else:
             clip_problem = "clip not started"
-        face = self._faces.best(v.track_id) if self._faces is not None else None
+        # whose face: a passenger's no-helmet event carries the passenger's; every event of a vehicle with a
+        # passenger also carries the other occupant's face (face_passenger.jpg) when one was seen
+        slot = "passenger" if v.detail.get("role") == "passenger" else ""
+        face = self._faces.best(v.track_id, slot) if self._faces is not None else None
         reason = None
         if face is None:
             reason = (
-                self._faces.no_face_reason(v.track_id)
+                self._faces.no_face_reason(v.track_id, slot)
                 if self._faces is not None
                 else (self._face_error or "face capture disabled")
             )
+        other_faces: dict[str, Any] = {}
+        if self._faces is not None and "occupant_boxes" in v.detail:
+            other = self._faces.best(v.track_id, "" if slot else "passenger")
+            if other is not None:
+                other_faces["face_driver.jpg" if slot else "face_passenger.jpg"] = other
         try:
             ev = self.assembler.assemble(
                 v,
@@ -728,6 +743,7 @@ class EdgeDaemon:
                 extra={"t_s": round(v.t_s, 3)},
                 event_id=p.event_id,
                 violation_frame=p.frame,
+                other_faces=other_faces,
             )
             # the event beside its files: a restart re-submits the folder if the outbox refuses it now
             write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())

@@ -120,10 +120,12 @@ class EventAssembler:
         extra: dict[str, float | int | str | bool] | None = None,
         event_id: uuid.UUID | None = None,
         violation_frame: ViolationFrame | None = None,
+        other_faces: dict[str, FaceCandidate] | None = None,
     ) -> Evidence:
         """Write the files under ``work_dir/<event_id>/`` and build the event (same id on a retry).
 
-        Media, in this order: ``face.jpg`` (face), ``context.jpg`` (the face's frame, context),
+        Media, in this order: ``face.jpg`` (face), ``context.jpg`` (the face's frame, context), the faces of
+        the vehicle's other occupants (``other_faces``: ``face_passenger.jpg`` / ``face_driver.jpg``, face),
         ``violation.jpg`` (the deciding frame with the violator marked, context), the clip."""
         event_id = event_id or uuid.uuid4()
         folder = self.work_dir / str(event_id)
@@ -181,6 +183,12 @@ class EventAssembler:
                 )
                 media["context.jpg"] = p
                 refs.append(ref)
+        for name, other in sorted((other_faces or {}).items()):
+            # the other people on the vehicle: a passenger event shows who was carried, a passenger's
+            # no-helmet event who carried them (the event's own face and embedding stay the violator's)
+            p, ref = write_media(folder / name, encode_jpeg(other.crop, 92, name), "face", sealer)
+            media[name] = p
+            refs.append(ref)
         if violation_frame is not None:
             try:
                 keep = violation_frame.head_box or _head_of(violation_frame.box)

@@ -116,12 +116,14 @@ class _TrackFaces:
     approaching: int = 0
 
 
-def search_region(track: Track, width: int, height: int) -> Box | None:
-    """Where to look for the face of a track: around its head box, else the top of its rider box."""
+def search_region(track: Track, width: int, height: int, head: Box | None = None) -> Box | None:
+    """Where to look for the face of a track: around ``head`` (one occupant's head when the vehicle
+    carries more than one person) or its head box, else the top of its rider box."""
     last = track.last
-    if last.head_box is not None:
+    head = head if head is not None else last.head_box
+    if head is not None:
         # generous around the head box, more above it: detectors place small heads off (hair, chin, collar)
-        x0, y0, x1, y1 = last.head_box
+        x0, y0, x1, y1 = head
         w, h = x1 - x0, y1 - y0
         s = max(w, h)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -161,22 +163,33 @@ class FaceCapture:
         self.min_face_px = min_face_px
         self.score_threshold = score_threshold
         self.min_search_px = min_search_px
-        self._tracks: dict[int, _TrackFaces] = {}
+        #: per track (the rider, or the driver of a vehicle with more people) and per (track, "passenger")
+        self._tracks: dict[int | tuple[int, str], _TrackFaces] = {}
         self.crops_run = 0
 
     def offer(
-        self, track: Track, image: np.ndarray, t_s: float, utc: datetime, heading_away: bool | None = None
+        self,
+        track: Track,
+        image: np.ndarray,
+        t_s: float,
+        utc: datetime,
+        heading_away: bool | None = None,
+        head: Box | None = None,
+        slot: str = "",
     ) -> FaceCandidate | None:
-        """Look for the track's face in this frame; returns the new best candidate if this frame gave one."""
+        """Look for the track's face in this frame; returns the new best candidate if this frame gave one.
+        ``head`` and ``slot``: the face of one occupant of a vehicle with several (``slot="passenger"``
+        keeps the passenger's best face apart from the driver's)."""
         if track.track_id is None:
             return None
-        st = self._tracks.setdefault(track.track_id, _TrackFaces())
+        key: int | tuple[int, str] = (track.track_id, slot) if slot else track.track_id
+        st = self._tracks.setdefault(key, _TrackFaces())
         if heading_away is True:
             st.moving_away += 1
         elif heading_away is False:
             st.approaching += 1
         h, w = image.shape[:2]
-        region = search_region(track, w, h)
+        region = search_region(track, w, h, head)
         if region is None:
             return None
         x0, y0, x1, y1 = (int(round(v)) for v in region)
@@ -198,6 +211,8 @@ class FaceCapture:
         for f in faces:
             fx0, fy0, fx1, fy1 = (float(v) / scale for v in f.box)
             box = (fx0 + x0, fy0 + y0, fx1 + x0, fy1 + y0)
+            if head is not None and not _centre_near(box, head, 0.3):
+                continue  # a fellow occupant's face, seen from this occupant's search region
             size = int(round(max(box[2] - box[0], box[3] - box[1])))
             if size < self.min_face_px:
                 st.too_small += 1
@@ -222,13 +237,13 @@ class FaceCapture:
             return best_here
         return None
 
-    def best(self, track_id: int) -> FaceCandidate | None:
-        st = self._tracks.get(track_id)
+    def best(self, track_id: int, slot: str = "") -> FaceCandidate | None:
+        st = self._tracks.get((track_id, slot) if slot else track_id)
         return st.best if st else None
 
-    def no_face_reason(self, track_id: int) -> str:
-        """Why the track has no usable face, in words for the event."""
-        st = self._tracks.get(track_id)
+    def no_face_reason(self, track_id: int, slot: str = "") -> str:
+        """Why the track (or its ``slot`` occupant) has no usable face, in words for the event."""
+        st = self._tracks.get((track_id, slot) if slot else track_id)
         if st is None or st.crops_tried == 0:
             return "rider never in view long enough for a face search"
         if st.too_small and st.faces_seen:
@@ -240,9 +255,17 @@ class FaceCapture:
     def forget(self, track_ids: Sequence[int]) -> None:
         for tid in track_ids:
             self._tracks.pop(tid, None)
+            self._tracks.pop((tid, "passenger"), None)
 
     def tracked(self) -> list[int]:
-        return list(self._tracks)
+        return [k for k in self._tracks if isinstance(k, int)]
+
+
+def _centre_near(box: Box, head: Box, grow: float) -> bool:
+    """Is ``box``'s centre inside ``head`` grown by ``grow`` of its size on every side?"""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    w, h = head[2] - head[0], head[3] - head[1]
+    return head[0] - grow * w <= cx <= head[2] + grow * w and head[1] - grow * h <= cy <= head[3] + grow * h
 
 
 def crop_face(image: np.ndarray, box: Box, margin: float = 0.25) -> np.ndarray:

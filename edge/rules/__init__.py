@@ -12,7 +12,7 @@ from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
 from edge.rules.no_helmet import NoHelmetRule
-from edge.rules.passenger import PassengerHelmetRule, PassengerRule, SameOccupantGuard
+from edge.rules.passenger import PassengerHelmetRule, PassengerRule, SameOccupantGuard, occupant_heads
 from edge.rules.red_light import RedLightRule
 from edge.rules.signal import (
     GpioSignal,
@@ -45,6 +45,7 @@ __all__ = [
     "SignalState",
     "Violation",
     "WrongWayRule",
+    "occupant_heads",
     "signal_from_config",
 ]
 

@@ -310,3 +310,13 @@ class SameOccupantGuard:
         now = track.last.t_s
         self._reported = [(k, t) for k, t in self._reported if now - t.last.t_s <= self.keep_s]
         self._reported.append((v.type.value, track))
+
+
+def occupant_heads(track: Track, motion_window_s: float = 1.0) -> dict[str, Box]:
+    """The driver's and the (first) passenger's head on the track's latest frame, when it shows more
+    than one person (empty otherwise): where face capture looks for each of their faces."""
+    last = track.last
+    if len(last.occupants) < 2:
+        return {}
+    roles = occupant_roles(last, travel_direction(track, last.t_s, motion_window_s))
+    return {DRIVER: roles[0][1].box, PASSENGER: roles[1][1].box}

@@ -154,11 +154,20 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def order_by_travel(heads: tuple[OccupantHead, ...], direction: tuple[float, float] | None) -> list[int]:
-    """Indices of ``heads`` from the front of the vehicle to the back: the driver sits in front, so along
-    the track's image direction of travel ``direction`` (dx, dy) the driver's head comes first. Without
-    a direction (a vehicle standing still, one frame) the best-fitting head (first) is taken as the driver."""
+    """Indices of ``heads`` from the front of the vehicle to the back: the driver sits in front.
+
+    When the vehicle crosses the image (``direction`` (dx, dy) mostly sideways, the usual elevated
+    roadside view), front and back lie along the direction of travel: the driver's head comes first
+    along it. When it comes towards the camera or goes away (mostly down or up the image), front and
+    back lie in depth and the image position says little (a passenger's head may sit higher or lower
+    than the driver's); the nearer head is the larger one, so coming towards the camera the driver's
+    is the largest, going away the smallest. Without a direction (standing, a single frame) the head
+    that fits the rider box best (the first) is taken for the driver's."""
     if direction is None or len(heads) < 2 or np.hypot(*direction) < 1e-9:
         return list(range(len(heads)))
+    if abs(direction[0]) <= abs(direction[1]):
+        towards = direction[1] > 0  # down the image: nearer to an elevated camera
+        return sorted(range(len(heads)), key=lambda i: -heads[i].size if towards else heads[i].size)
     d = np.asarray(direction, dtype=np.float64) / np.hypot(*direction)
     along = [float(np.dot(h.centre, d)) for h in heads]
     return sorted(range(len(heads)), key=lambda i: -along[i])

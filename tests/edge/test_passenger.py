@@ -7,6 +7,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from edge.actuators.prompts import PromptLibrary
 from edge.config import ConfigError, parse_config
 from edge.config.rules import NoHelmetRuleConfig, PassengerRuleConfig
 from edge.evidence.snapshot import HEAD_BGR, OCCUPANT_BGR, ViolationFrame
-from edge.rules import NoHelmetRule, PassengerHelmetRule, PassengerRule, RuleSet
+from edge.rules import NoHelmetRule, PassengerHelmetRule, PassengerRule, RuleSet, Violation
 from edge.rules.passenger import majority_count
 from edge.track import Track, TrackPoint
 from edge.track.occupants import OccupantHead, order_by_travel, rider_occupants
@@ -106,6 +107,9 @@ def test_the_driver_is_the_head_in_front_along_the_direction_of_travel() -> None
     assert order_by_travel((right, left), (-5.0, 0.0)) == [1, 0]  # moving left: the left head drives
     assert order_by_travel((right, left), (5.0, 1.0)) == [0, 1]
     assert order_by_travel((right, left), None) == [0, 1]  # standing: the best-fitting head
+    big = OccupantHead((100, 100, 150, 150), 0.9, 0.1)
+    assert order_by_travel((right, big), (1.0, 5.0)) == [1, 0]  # towards the camera: the nearer (larger) head
+    assert order_by_travel((right, big), (1.0, -5.0)) == [0, 1]  # going away: the farther (smaller) head
 
 
 @pytest.mark.parametrize(
@@ -275,3 +279,108 @@ def test_every_shipped_pack_has_its_own_passenger_prompt(lang: str) -> None:
     prompt = lib.for_violation("passenger")
     assert prompt is not None and prompt.files == (wav,)
     assert 1.0 < len(prompt.samples) / 16000 < 5.0
+
+
+THAIGATE = SHARED / "data" / "thaigate-dev"
+
+
+def vehicle_track(stem: str, pair: list[int]) -> Track:
+    """A track of the vehicle of a labelled head pair of a thaigate frame, coming towards the camera."""
+    img = cv2.imread(str(THAIGATE / "images" / f"{stem}.jpg"))
+    h, w = img.shape[:2]
+    a = np.loadtxt(THAIGATE / "labels" / f"{stem}.txt", ndmin=2)[pair]
+    heads = np.c_[
+        (a[:, 1] - a[:, 3] / 2) * w,
+        (a[:, 2] - a[:, 4] / 2) * h,
+        (a[:, 1] + a[:, 3] / 2) * w,
+        (a[:, 2] + a[:, 4] / 2) * h,
+    ]
+    hh = float((heads[:, 3] - heads[:, 1]).mean())
+    top = float(heads[:, 1].min()) - 0.1 * hh
+    box = (
+        float(heads[:, 0].min()) - hh,
+        top,
+        float(heads[:, 2].max()) + hh,
+        top + 5.5 * hh,
+    )  # a person on a bike
+    occ = rider_occupants(np.array([box]), heads, np.array([0.9, 0.9]), np.array([0.9, 0.9]))[0]
+    assert len(occ) == 2
+    pts = [
+        TrackPoint(
+            i * 0.1,
+            T0 + timedelta(seconds=i * 0.1),
+            (box[0], box[1] - 80 + 40 * i, box[2], box[3] - 80 + 40 * i),
+            0.9,
+            "rider",
+            occupants=occ,
+        )
+        for i in range(3)
+    ]
+    return Track(
+        key=1, box=np.zeros(4), first_t_s=0.0, first_utc=T0, last_t_s=0.2, history=deque(pts), track_id=5
+    )
+
+
+@pytest.mark.skipif(not THAIGATE.is_dir(), reason="needs ../shared/data/thaigate-dev")
+def test_the_driver_s_and_the_passenger_s_faces_are_kept_apart_and_both_go_with_the_event(
+    tmp_path: Path,
+) -> None:
+    """thaigate frames looked at: 6-7_00-9_00-0818, a rider with a passenger behind him, both faces visible
+    (2 of the 23 passenger pairs show both faces); 6-7_00-9_00-0432, the passenger's face hidden behind
+    the driver's head. Face capture
+    searches around each occupant's head and never takes a fellow occupant's face; the passenger's no-helmet
+    event carries the passenger's face as face.jpg and the driver's as face_driver.jpg."""
+    from anqi_contract.manifest import resolve
+    from edge.config.device import DeviceConfig
+    from edge.detect.faces import FaceDetector
+    from edge.evidence import EventAssembler, FaceCapture
+    from edge.rules import occupant_heads
+
+    capture = FaceCapture(
+        FaceDetector(resolve("yunet")[1], 0.6, min_face_px=8), min_face_px=12, min_search_px=160
+    )
+    track = vehicle_track("6-7_00-9_00-0818", [0, 1])
+    img = cv2.imread(str(THAIGATE / "images" / "6-7_00-9_00-0818.jpg"))
+    roles = occupant_heads(track)
+    capture.offer(track, img, 0.2, T0, False, head=roles["driver"])
+    capture.offer(track, img, 0.2, T0, False, head=roles["passenger"], slot="passenger")
+    driver, passenger = capture.best(5), capture.best(5, "passenger")
+    assert driver is not None and passenger is not None
+    for face, head in ((driver, roles["driver"]), (passenger, roles["passenger"])):
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        assert head[0] - 5 <= cx <= head[2] + 5 and head[1] - 5 <= cy <= head[3] + 15
+    ev = EventAssembler(DeviceConfig(device_id="d1", site_id="s1", point_id="p1"), tmp_path).assemble(
+        passenger_violation(),
+        T0,
+        passenger,
+        None,
+        None,
+        "no clip in this test",
+        other_faces={"face_driver.jpg": driver},
+    )
+    kinds = {m.name: m.kind for m in ev.event.media}
+    assert kinds == {"face.jpg": "face", "context.jpg": "context", "face_driver.jpg": "face"}
+    assert ev.event.detail["role"] == "passenger"
+
+    hidden = vehicle_track("6-7_00-9_00-0432", [0, 1])
+    img = cv2.imread(str(THAIGATE / "images" / "6-7_00-9_00-0432.jpg"))
+    roles = occupant_heads(hidden)
+    hidden.track_id = 6
+    capture.offer(hidden, img, 0.2, T0, False, head=roles["driver"])
+    capture.offer(hidden, img, 0.2, T0, False, head=roles["passenger"], slot="passenger")
+    assert capture.best(6) is not None and capture.best(6, "passenger") is None  # not the driver's face again
+
+
+def passenger_violation() -> Violation:
+    return Violation(
+        type=ViolationType.no_helmet,
+        track_id=5,
+        t_s=0.2,
+        mono=0.2,
+        utc=T0,
+        confidence=0.9,
+        zone_distance_m=None,
+        speed_mps=None,
+        heading_deg=None,
+        detail={"role": "passenger", "occupant_boxes": "1,1,2,2;3,3,4,4"},
+    )
