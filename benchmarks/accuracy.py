@@ -46,7 +46,7 @@ def val_stems(ds: str) -> list[str]:
 
 def read_boxes(path: Path, names: list[str] | None = None) -> list[tuple[str, np.ndarray, float]]:
     """(label, normalised xyxy, conf) per line of a YOLO txt (labels as names, or class ids with ``names``)."""
-    out = []
+    out: list[tuple[str, np.ndarray, float]] = []
     if not path.exists():
         return out
     for line in path.read_text().split("\n"):
@@ -156,6 +156,7 @@ def write_images(ds: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, fl
     gt = {}
     for stem in val_stems(ds):
         img = cv2.imread(str(d / "images" / f"{stem}.jpg"))
+        assert img is not None
         if ds == "helmet9-dev":
             img = cv2.resize(img, HELMET9_SIZE, interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(out / f"{stem}.png"), img)
@@ -195,6 +196,7 @@ def run_baseline(images: Path, preds: Path) -> str | None:
     preds.mkdir(parents=True, exist_ok=True)
     for f in sorted(images.glob("*.png")):
         img = cv2.imread(str(f))
+        assert img is not None
         x, lb = letterbox(img, spec.input_size)
         out = sess.run(
             None, {inp: np.ascontiguousarray(x[..., ::-1].transpose(2, 0, 1)[None], np.float32) / 255}
@@ -225,7 +227,7 @@ def face_metrics() -> dict[str, float]:
     try:
         from central_sync.identity import evaluate_lfw
     except ImportError:
-        evaluate_lfw = None
+        evaluate_lfw = None  # type: ignore[assignment]  # the central extra is not installed
     if evaluate_lfw is not None:
         r = evaluate_lfw(lfw)
         return {
@@ -293,10 +295,9 @@ def main() -> None:
             )
     result["baseline"] = baseline
     if not a.no_face:
-        result["face"] = face_metrics()
-        print(
-            f"face (lfw-dev): TAR@FAR1e-3 {result['face']['tar_at_far_1e-3']:.3f}  rank-1 {result['face']['rank1']:.3f}"
-        )  # type: ignore[index]
+        face = face_metrics()
+        result["face"] = face
+        print(f"face (lfw-dev): TAR@FAR1e-3 {face['tar_at_far_1e-3']:.3f}  rank-1 {face['rank1']:.3f}")
     print(json.dumps(result))
 
 

@@ -240,7 +240,7 @@ def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
         "p95_ms": pct(lat, 95),
         "batch256_ms": batch,
         "batch_agrees": right == 256,
-    }  # type: ignore[dict-item]
+    }
 
 
 def _edge_client(port: int, topic: str, payloads: list[bytes], ready: Any, go: Any, out: Any) -> None:
@@ -331,7 +331,7 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
         "stored_all": ok,
         "acks": got,
         "events_per_s": n / (last_ack - t),
-        "stored_per_s": n / (stored_at - t),  # type: ignore[dict-item]
+        "stored_per_s": n / (stored_at - t),
         "persons": persons,
         "batch_max": cons.cfg.ingest.batch_max,
         "errors": cons.stats.errors,

@@ -33,6 +33,7 @@ def frames(n: int) -> list[np.ndarray]:
         stems = (ROOT / "models" / "train" / "splits" / f"{ds}.val.txt").read_text().split()
         for stem in stems[: n // 2]:
             img = cv2.imread(str(shared_dir() / "data" / ds / "images" / f"{stem}.jpg"))
+            assert img is not None
             out.append(cv2.resize(img, (1920, 1080), interpolation=cv2.INTER_AREA))
     return out
 

@@ -68,14 +68,16 @@ def detections(
     cache = CACHE / f"{name}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=True) as z:
-            return z["dets"].item()  # type: ignore[no-any-return]
+            return z["dets"].item()
     from edge.config import parse_config
     from edge.detect import RiderDetector
 
-    detector = RiderDetector.from_config(parse_config({}))
+    site = parse_config({})
+    detector = RiderDetector.from_config(site.detect, site.face)
     out: dict[str, dict[str, np.ndarray]] = {}
     for n, p in enumerate(images):
         img = cv2.imread(str(p))
+        assert img is not None
         if size is not None:
             img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
         d = detector.detect(img)
@@ -187,6 +189,7 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
     pos_boxes = 0
     for p in images:
         img = cv2.imread(str(p))
+        assert img is not None
         H, W = img.shape[:2]
         _, heads = yolo_boxes(base / "labels" / f"{p.stem}.txt", W, H)
         d = dets[p.name]
@@ -202,7 +205,7 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
         pairs = by_image.get(p.name, [])
         true_boxes: set[int] = set()
         for pr in pairs:
-            i, j = pr["heads"]  # type: ignore[misc]
+            i, j = (int(h) for h in pr["heads"])  # type: ignore[attr-defined]  # a JSON list of two ints
             ri, rj = box_of(heads[i]), box_of(heads[j])
             same = ri is not None and ri == rj and len(occ[ri]) >= 2
             if pr["verdict"] == "passenger":
@@ -275,6 +278,7 @@ def _tile(
     j: int,
 ) -> np.ndarray:
     img = cv2.imread(str(image))
+    assert img is not None
     if size is not None:
         img = cv2.resize(img, size)
     ref = rider if rider is not None else (d["riders"][j] if j >= 0 else heads[0])

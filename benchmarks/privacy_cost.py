@@ -103,7 +103,9 @@ def main() -> None:
         f"sealed overhead: {sum(len(v) for v in sealed.values()) - sum(map(len, jpgs.values())) - len(clip)} bytes "
         f"for 4 files; embedding field {len(emb_sealed)} characters"
     )
-    out = {k: {"wall_ms": round(w, 2), "cpu_ms": round(c, 2)} for k, (w, c) in rows.items()}
+    out: dict[str, object] = {
+        k: {"wall_ms": round(w, 2), "cpu_ms": round(c, 2)} for k, (w, c) in rows.items()
+    }
     out["device_total"] = {"wall_ms": round(device[0], 2), "cpu_ms": round(device[1], 2)}
     out["clip_bytes"] = len(clip)
     print(json.dumps(out))

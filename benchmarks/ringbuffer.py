@@ -237,7 +237,9 @@ def main() -> None:
     real_dir = shared_dir() / "data" / "helmet9-dev" / "images"
     real_sizes, real_ms = [], []
     for path in sorted(real_dir.glob("*.jpg"))[:20]:
-        img = cv2.resize(cv2.imread(str(path)), (1920, 1080))
+        still = cv2.imread(str(path))
+        assert still is not None, path
+        img = cv2.resize(still, (1920, 1080))
         t0 = time.thread_time()
         ok, jbuf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         real_ms.append((time.thread_time() - t0) * 1000)

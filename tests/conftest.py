@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
+from anqi_contract.event import FaceInfo, MediaKind, MediaRef, ViolationEvent, ViolationType
 from edge.config import EdgeConfig, parse_config
 from edge.relay.localbroker import LocalBroker
 
@@ -146,7 +146,9 @@ def _make_event(
         p = folder / name
         p.write_bytes(data)
         files[name] = p
-        kind = "face" if name.startswith("face") else "clip" if name.endswith(".mp4") else "context"
+        kind: MediaKind = (
+            "face" if name.startswith("face") else "clip" if name.endswith(".mp4") else "context"
+        )
         ctype = "video/mp4" if name.endswith(".mp4") else "image/jpeg"
         refs.append(
             MediaRef(

@@ -11,6 +11,7 @@ import pytest
 _SPEC = importlib.util.spec_from_file_location(
     "accuracy_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
 )
+assert _SPEC is not None and _SPEC.loader is not None
 accuracy = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(accuracy)
 

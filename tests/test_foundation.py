@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from anqi_contract.event import SCHEMA_VERSION, json_schema
 from anqi_contract.logs import log, setup_logging
@@ -26,7 +26,7 @@ from edge.health import Health
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> object:
+def run_cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 

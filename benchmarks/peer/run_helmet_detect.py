@@ -25,7 +25,7 @@ from anqi_tools.baseline import fork_aattn_forward  # noqa: E402
 _stock_forward = block.AAttn.forward
 block.AAttn.forward = lambda self, x: (
     fork_aattn_forward(self, x) if hasattr(self, "qk") else _stock_forward(self, x)
-)  # type: ignore[method-assign]
+)
 
 from helmet_detector_pkg import detector as peer  # noqa: E402
 from helmet_detector_pkg.cli import main as peer_cli  # noqa: E402
@@ -42,7 +42,7 @@ def run(clip: str, out: str) -> dict[str, float]:
         finally:
             timing["seconds"] = time.perf_counter() - t0
 
-    peer.HelmetDetector.detect_video = timed  # type: ignore[method-assign]
+    peer.HelmetDetector.detect_video = timed
     sys.argv = ["helmet-detect", "--source", clip, "--output", out, "--no-notify", "--no-video"]
     buf = StringIO()
     with redirect_stdout(buf):

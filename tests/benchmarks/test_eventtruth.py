@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,17 +20,23 @@ spec.loader.exec_module(et)
 pytestmark = pytest.mark.skipif(not TRUTH.is_file(), reason=f"{TRUTH} not present")
 
 
-def truth(backwards: bool = False):
+def truth(backwards: bool = False) -> Any:
     return et.load_truth(TRUTH, et.positions_file(TRUTH, ROOT), backwards=backwards)
 
 
-def event(typ: str, t_s: float, head_at: tuple[float, float, float] | None, dist: float = 20.0, face=None):
+def event(
+    typ: str,
+    t_s: float,
+    head_at: tuple[float, float, float] | None,
+    dist: float = 20.0,
+    face: tuple[float, tuple[float, float, float]] | None = None,
+) -> dict[str, Any]:
     d: dict = {"t_s": t_s}
     if head_at is not None:
         cx, cy, w = head_at
         d["head_box"] = f"{cx - w / 2},{cy - w / 2},{cx + w / 2},{cy + w / 2}"
     found = face is not None
-    if found:
+    if face is not None:
         ft, (fx, fy, fw) = face
         d["face_box"] = f"{fx - fw / 3},{fy - fw / 3},{fx + fw / 3},{fy + fw / 3}"
         d["face_t_s"] = ft
@@ -42,7 +49,7 @@ def event(typ: str, t_s: float, head_at: tuple[float, float, float] | None, dist
     }
 
 
-def test_shared_truth_file_reads_with_every_rider_placed():
+def test_shared_truth_file_reads_with_every_rider_placed() -> None:
     tr = truth()
     assert [r.id for r in tr.riders] == ["helmeted-woman", "teal-jacket", "white-tshirt"]
     assert tr.expected["no_helmet"] == ["teal-jacket", "white-tshirt"] and tr.expected["wrong_way"] == []
@@ -50,14 +57,14 @@ def test_shared_truth_file_reads_with_every_rider_placed():
         assert r.head_track[0][0] <= r.visible_s[0] + 1.0 and r.head_track[-1][0] >= r.visible_s[1] - 0.4
 
 
-def test_played_backwards_mirrors_time_and_expects_wrong_way_of_everyone():
+def test_played_backwards_mirrors_time_and_expects_wrong_way_of_everyone() -> None:
     fwd, rev = truth(), truth(backwards=True)
     assert sorted(rev.expected["wrong_way"]) == ["helmeted-woman", "teal-jacket", "white-tshirt"]
     teal_f, teal_r = fwd.rider("teal-jacket"), rev.rider("teal-jacket")
     assert teal_r.head_at(fwd.duration_s - 3.6) == pytest.approx(teal_f.head_at(3.6))
 
 
-def test_perfect_run_scores_true_events_with_the_right_faces():
+def test_perfect_run_scores_true_events_with_the_right_faces() -> None:
     tr = truth()
     teal = tr.rider("teal-jacket").head_at(3.6)
     white = tr.rider("white-tshirt").head_at(6.5)
@@ -80,7 +87,7 @@ def test_perfect_run_scores_true_events_with_the_right_faces():
     assert s.perfect
 
 
-def test_broken_track_reported_twice_is_a_duplicate_and_a_head_on_nobody_is_false():
+def test_broken_track_reported_twice_is_a_duplicate_and_a_head_on_nobody_is_false() -> None:
     tr = truth()
     teal = tr.rider("teal-jacket")
     s = et.match_events(
@@ -96,7 +103,7 @@ def test_broken_track_reported_twice_is_a_duplicate_and_a_head_on_nobody_is_fals
     assert s.missed_which == ["no_helmet:white-tshirt"] and s.no_face == 1
 
 
-def test_decision_outside_the_band_and_a_bystanders_face_are_counted():
+def test_decision_outside_the_band_and_a_bystanders_face_are_counted() -> None:
     tr = truth(backwards=True)
     t = tr.duration_s - 5.5  # the white t-shirt rider, riding away
     white = tr.rider("white-tshirt").head_at(t)

@@ -190,10 +190,10 @@ def test_faces_of_one_unknown_person_share_one_file_and_raise_the_tier(
     # an event is acked once committed, and its person re-assessed after that: wait for the last re-assessment
     assert wait_for(lambda: len(cons.stats.last_assessment) == 2 and cons.stats.tier_changes >= 3)
     with cons.store.session() as s:
-        pids = [s.get(Event, str(e.event_id)).person_id for e in evs]  # type: ignore[union-attr]
+        pids = [s.get(Event, str(e.event_id)).person_id for e in evs]
         assert len(set(pids[:4])) == 1 and pids[4] != pids[0] and all(p and p.startswith("U-") for p in pids)
-        assert s.get(Person, pids[0]).kind == "unknown"  # type: ignore[union-attr]
-        assert s.get(Person, pids[0]).tier == "frequent"  # type: ignore[union-attr]
+        assert s.get(Person, pids[0]).kind == "unknown"
+        assert s.get(Person, pids[0]).tier == "frequent"
         changes = [
             (c.from_tier, c.to_tier)
             for c in s.scalars(

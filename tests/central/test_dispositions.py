@@ -81,7 +81,12 @@ def test_tier_rise_makes_tasks_once_posts_them_to_the_webhook_and_feedback_close
     monkeypatch.setenv("ANQI_TEST_HOOK", "hook-secret")
     cfg = parse_config({"dispositions": {"webhook_url": webhook, "webhook_token_env": "ANQI_TEST_HOOK"}})
     published: list[tuple[str, dict[str, Any]]] = []
-    desk = DispositionDesk(cfg, store, publish=lambda t, p: published.append((t, json.loads(p))) is None)
+
+    def publish(topic: str, payload: bytes | str) -> bool:
+        published.append((topic, json.loads(payload)))
+        return True
+
+    desk = DispositionDesk(cfg, store, publish=publish)
     desk.start()
     try:
         with store.session() as s:

@@ -122,6 +122,7 @@ def test_erase_a_person_removes_everything_and_keeps_only_that_it_happened(
         target = s.execute(
             select(Event.person_id).where(Event.event_id == str(evs["1"][0].event_id))
         ).scalar_one()
+        assert target is not None
         tasks_before = s.execute(
             select(func.count()).select_from(Task).where(Task.person_id == target)
         ).scalar_one()

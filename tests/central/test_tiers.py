@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from central_sync.classify import classify_lines
 from central_sync.config import TierThresholds
@@ -342,7 +343,7 @@ def test_classify_cli_reports_bad_lines_and_keeps_the_good_ones(tmp_path: Path) 
     assert _invoke(["classify", "--events", str(f), "--at", AT.isoformat(), "--strict"]).exit_code == 2
 
 
-def _invoke(args: list[str]) -> object:
+def _invoke(args: list[str]) -> Result:
     """The same click command in-process (cheaper than a subprocess for the error paths)."""
     from click.testing import CliRunner
 
@@ -355,9 +356,9 @@ def test_classify_cli_refuses_a_naive_at_and_a_missing_file(tmp_path: Path) -> N
     f = tmp_path / "e.jsonl"
     f.write_text(json.dumps(ev("p", AT)))
     r = _invoke(["classify", "--events", str(f), "--at", "2026-06-01T00:00:00"])
-    assert r.exit_code == 2 and "no UTC offset" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 2 and "no UTC offset" in r.output
     r = _invoke(["classify", "--events", str(tmp_path / "nope.jsonl"), "--at", AT.isoformat()])
-    assert r.exit_code == 2 and "nope.jsonl" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 2 and "nope.jsonl" in r.output
 
 
 def test_classify_rejects_lines_of_an_unknown_schema_version() -> None:
@@ -409,7 +410,7 @@ def test_classify_cli_matches_embeddings_against_the_configured_gallery(tmp_path
     r = _invoke(
         ["classify", "--events", str(f), "--at", AT.isoformat(), "--config", str(empty), "--use-gallery"]
     )
-    assert r.exit_code == 2 and "--use-gallery" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 2 and "--use-gallery" in r.output
 
 
 def test_numeric_person_ids_come_back_as_numbers(tmp_path: Path) -> None:
@@ -421,6 +422,6 @@ def test_numeric_person_ids_come_back_as_numbers(tmp_path: Path) -> None:
         + "\n"
     )
     r = _invoke(["classify", "--events", str(f), "--at", AT.isoformat()])
-    assert r.exit_code == 0  # type: ignore[attr-defined]
-    ids = [json.loads(x)["person_id"] for x in r.output.splitlines() if x.startswith("{")]  # type: ignore[attr-defined]
+    assert r.exit_code == 0
+    ids = [json.loads(x)["person_id"] for x in r.output.splitlines() if x.startswith("{")]
     assert ids == [17, "a"]

@@ -170,7 +170,7 @@ def test_a_device_reads_only_its_own_acks(pki: Path, deploy_broker: LocalBroker)
     clients = {}
     for dev in (DEV_A, DEV_B):
         c = _client(pki, deploy_broker.port, dev)
-        c.on_message = lambda cl, u, m, dev=dev: got[dev].append(m.topic)  # type: ignore[misc]
+        c.on_message = lambda cl, u, m, dev=dev: got[dev].append(m.topic)
         assert not _connect(c, deploy_broker.port).is_failure
         c.subscribe("anqi/v1/+/+/ack", qos=1)  # asks for everyone's acks
         clients[dev] = c
@@ -377,8 +377,8 @@ def test_central_shared_subscription_and_dispatch_roles(
         (DISPATCH, ["anqi/v1/central/tasks/#", "anqi/v1/+/+/event"]),
     ):
         c = _client(pki, port, user)
-        c.on_message = lambda cl, u, m, user=user: got[user].append(m.topic)  # type: ignore[misc]
-        c.on_subscribe = lambda cl, u, mid, rcs, p, user=user: subacks.__setitem__(user, rcs)  # type: ignore[misc]
+        c.on_message = lambda cl, u, m, user=user: got[user].append(m.topic)
+        c.on_subscribe = lambda cl, u, mid, rcs, p, user=user: subacks.__setitem__(user, rcs)
         assert not _connect(c, port).is_failure
         c.subscribe([(s, 1) for s in subs])
         clients[user] = c

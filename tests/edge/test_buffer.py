@@ -141,7 +141,7 @@ def test_raw_frames_are_kept_as_jpeg_encoded_off_the_capture_thread(tmp_path: Pa
     raw_bytes = frames[0].image.nbytes * len(w)
     assert buf.nbytes < raw_bytes / 5, "encoded, not raw"
     img = cv2.imdecode(np.frombuffer(w[-1].data, np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == frames[0].image.shape
+    assert img is not None and img.shape == frames[0].image.shape
     assert float(np.abs(img.astype(np.int16) - frames[119].image.astype(np.int16)).mean()) < 6.0
     assert w[-1].pts_s == pytest.approx(frames[119].pts_s, abs=1e-4)
 

@@ -46,6 +46,7 @@ def test_detects_one_face_with_landmarks_inside_the_box(models: tuple[FaceDetect
     detector, _ = models
     for path in photos(PEOPLE[0], 4):
         img = cv2.imread(str(path))
+        assert img is not None
         faces = detector.detect(img)
         assert faces, f"no face in {path.name}"
         f = faces[0]
@@ -71,6 +72,7 @@ def test_same_person_is_closer_than_different_persons(models: tuple[FaceDetector
     for person in PEOPLE:
         for path in photos(person, 3):
             img = cv2.imread(str(path))
+            assert img is not None
             e = embedder.embed(img, central_face(detector, img))
             assert e.shape == (128,) and e.dtype == np.float32 and abs(np.linalg.norm(e) - 1) < 1e-4
             embs.setdefault(person, []).append(e)
@@ -83,4 +85,5 @@ def test_same_person_is_closer_than_different_persons(models: tuple[FaceDetector
 def test_aligned_crop_is_112px(models: tuple[FaceDetector, FaceEmbedder]) -> None:
     detector, embedder = models
     img = cv2.imread(str(photos(PEOPLE[1], 1)[0]))
+    assert img is not None
     assert embedder.aligned_crop(img, detector.detect(img)[0]).shape == (112, 112, 3)

@@ -100,12 +100,12 @@ def test_classifier_separates_labelled_heads(
     p_nh, p_h = [], []
     for stem in val_images_with(ds, no_helmet_id, 8):
         img = load(ds, stem)
-        p_nh += detector.classify_heads(
-            img, labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0])
-        ).tolist()
-        p_h += detector.classify_heads(
-            img, labelled_heads(ds, stem, helmet_id, img.shape[1], img.shape[0])
-        ).tolist()
+        nh = detector.classify_heads(img, labelled_heads(ds, stem, no_helmet_id, img.shape[1], img.shape[0]))
+        assert nh is not None
+        p_nh += nh.tolist()
+        h = detector.classify_heads(img, labelled_heads(ds, stem, helmet_id, img.shape[1], img.shape[0]))
+        assert h is not None
+        p_h += h.tolist()
     assert len(p_nh) >= 6 and len(p_h) >= 3
     assert np.mean(np.array(p_nh) >= 0.5) >= MIN_CLASSIFIED[ds], p_nh
     assert np.mean(np.array(p_h) < 0.5) >= 0.75, p_h

@@ -75,7 +75,7 @@ def head_track(heads: dict[int, tuple[float, float, float, float]]) -> Track:
                 0.9,
                 0.9,
             )
-        )  # type: ignore[arg-type]
+        )
     return Track(
         key=1,
         box=np.array(pts[0].box),
@@ -119,6 +119,7 @@ def test_no_face_reason_for_a_rider_seen_from_behind(frames: dict[int, np.ndarra
 
 def test_sharpness_and_size_rank_faces() -> None:
     img = cv2.imread(str(LFW / "Andre_Agassi" / "Andre_Agassi_0004.jpg"))
+    assert img is not None
     face = img[47:113, 51:99]
     sharp = FaceQuality.measure(face, 66, None)
     blurred = FaceQuality.measure(cv2.GaussianBlur(face, (9, 9), 4), 66, None)
@@ -184,7 +185,7 @@ def test_event_assembled_with_face_embedding_and_hashed_media(
     asm = EventAssembler(DeviceConfig(), tmp_path / "work", SFaceEmbedding(_sface()))
     ev = asm.assemble(v, T0, face, None, _Clip())
     e = parse_event(ev.event.to_json())
-    assert e.face.found and e.face.embedding_model == "sface" and e.face.size_px >= 30
+    assert e.face.found and e.face.embedding_model == "sface" and (e.face.size_px or 0) >= 30
     emb = np.array(e.face.embedding)
     assert emb.shape == (128,) and np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-6)
     assert {m.name: m.kind for m in e.media} == {
@@ -207,7 +208,7 @@ def test_event_without_face_says_why(tmp_path: Path) -> None:
     )
     assert not ev.event.face.found and ev.event.face.reason == "rider seen from behind"
     assert ev.event.media == [] and ev.media == {}
-    assert ev.event.detail["clip_note"].startswith("clip not written")
+    assert str(ev.event.detail["clip_note"]).startswith("clip not written")
 
 
 def test_violation_frame_marks_the_rider_and_the_judged_head(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gpiozero
 import pytest
@@ -22,18 +24,24 @@ def health(tmp_path: Path) -> Health:
 
 
 def gpio_lights(**outputs: dict) -> LightsConfig:
-    return LightsConfig(
-        enabled=True, backend="gpio", on_time_s=0.3, gpio={"pin_factory": "mock"}, outputs=outputs
+    return LightsConfig.model_validate(
+        {
+            "enabled": True,
+            "backend": "gpio",
+            "on_time_s": 0.3,
+            "gpio": {"pin_factory": "mock"},
+            "outputs": outputs,
+        }
     )
 
 
-def pin_of(board: LightBoard, name: str):  # the MockPin behind a gpiozero OutputDevice
+def pin_of(board: LightBoard, name: str) -> Any:  # the MockPin behind a gpiozero OutputDevice
     out = board.outputs[name]
     assert isinstance(out, GpioLightOutput)
     return out.device.pin
 
 
-def wait_for(cond, timeout: float = 3.0) -> None:
+def wait_for(cond: Callable[[], object], timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
@@ -141,15 +149,17 @@ def read_frames(fd: int, n_bytes: int, timeout: float = 3.0) -> bytes:
 def test_rs485_frames_reach_the_controller_over_a_pty(tmp_path: Path) -> None:
     controller, device = os.openpty()  # the controller's end, and the "adapter" the appliance opens
     port = os.ttyname(device)
-    cfg = LightsConfig(
-        enabled=True,
-        backend="rs485",
-        on_time_s=0.3,
-        rs485={"port": port, "baud": 19200, "parity": "E", "stop_bits": 1},
-        outputs={
-            "laser": {"on_frame": "A0 01 01 A2", "off_frame": "A0:01:00:A1"},
-            "strobe": {"on_frame": "A00201A3", "off_frame": "A0 02 00 A2", "on_time_s": 0.5},
-        },
+    cfg = LightsConfig.model_validate(
+        {
+            "enabled": True,
+            "backend": "rs485",
+            "on_time_s": 0.3,
+            "rs485": {"port": port, "baud": 19200, "parity": "E", "stop_bits": 1},
+            "outputs": {
+                "laser": {"on_frame": "A0 01 01 A2", "off_frame": "A0:01:00:A1"},
+                "strobe": {"on_frame": "A00201A3", "off_frame": "A0 02 00 A2", "on_time_s": 0.5},
+            },
+        }
     )
     h = health(tmp_path)
     board = LightBoard.from_config(cfg, h)
@@ -178,12 +188,14 @@ def test_rs485_frames_reach_the_controller_over_a_pty(tmp_path: Path) -> None:
 
 
 def test_rs485_over_pyserial_loop_url(tmp_path: Path) -> None:
-    cfg = LightsConfig(
-        enabled=True,
-        backend="rs485",
-        on_time_s=0.1,
-        rs485={"port": "loop://"},
-        outputs={"strobe": {"on_frame": "55 AA 01", "off_frame": "55 AA 00"}},
+    cfg = LightsConfig.model_validate(
+        {
+            "enabled": True,
+            "backend": "rs485",
+            "on_time_s": 0.1,
+            "rs485": {"port": "loop://"},
+            "outputs": {"strobe": {"on_frame": "55 AA 01", "off_frame": "55 AA 00"}},
+        }
     )
     board = LightBoard.from_config(cfg, health(tmp_path))
     board.start()
@@ -202,13 +214,15 @@ def test_missing_serial_port_marks_outputs_down_then_the_adapter_comes_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = tmp_path / "ttyUSB9"
-    cfg = LightsConfig(
-        enabled=True,
-        backend="rs485",
-        retry_s=0.5,
-        on_time_s=0.1,
-        rs485={"port": str(port)},
-        outputs={"laser": {"on_frame": "01", "off_frame": "00"}},
+    cfg = LightsConfig.model_validate(
+        {
+            "enabled": True,
+            "backend": "rs485",
+            "retry_s": 0.5,
+            "on_time_s": 0.1,
+            "rs485": {"port": str(port)},
+            "outputs": {"laser": {"on_frame": "01", "off_frame": "00"}},
+        }
     )
     h = health(tmp_path)
     board = LightBoard.from_config(cfg, h)

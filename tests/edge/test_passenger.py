@@ -178,7 +178,7 @@ def test_a_passenger_seen_in_most_in_zone_frames_is_one_passenger_event() -> Non
     assert len(vs) == 1 and vs[0].type == ViolationType.passenger
     d = vs[0].detail
     assert d["occupants"] == 2 and d["role"] == "driver"
-    assert len(d["occupant_boxes"].split(";")) == 2  # type: ignore[union-attr]
+    assert len(d["occupant_boxes"].split(";")) == 2
 
 
 def test_one_frame_with_a_stray_head_makes_no_passenger() -> None:
@@ -205,7 +205,7 @@ def test_the_bare_headed_passenger_is_a_no_helmet_event_of_their_own_and_the_hel
     vs = run(PassengerHelmetRule(NoHelmetRuleConfig(), 1.0), track, pts)
     assert len(vs) == 1 and vs[0].type == ViolationType.no_helmet
     assert vs[0].detail["role"] == "passenger"
-    x0 = float(vs[0].detail["head_box"].split(",")[0])  # type: ignore[union-attr]
+    x0 = float(vs[0].detail["head_box"].split(",")[0])
     i = round(vs[0].t_s / 0.125)  # the deciding frame
     assert x0 == PILLION_HEAD[0] + 400.0 - 20 * i  # the head behind the driver (the track moves left)
 

@@ -80,7 +80,7 @@ def head_track(heads: dict[int, tuple[float, float, float, float]]):  # type: ig
                 hb,
                 0.9,
                 0.9,
-            )  # type: ignore[arg-type]
+            )
         )
     return Track(
         key=1,
@@ -313,6 +313,7 @@ def test_the_assembler_blurs_context_and_deciding_frames_only(tmp_path: Path) ->
             centres,
         )
     face_jpg = cv2.imread(str(ev.media["face.jpg"]))
+    assert face_jpg is not None
     assert face_jpg.shape[:2] == crop.shape[:2]
 
 

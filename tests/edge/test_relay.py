@@ -197,11 +197,15 @@ def test_rejected_event_is_kept_and_raises_an_alarm(
     from paho.mqtt.enums import CallbackAPIVersion
 
     central = paho.Client(CallbackAPIVersion.VERSION2, client_id="t-central-rej")
-    central.on_message = lambda c, u, m: c.publish(
-        P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id),
-        P.encode_ack(P.Ack(event_id=ev.event_id, status="rejected", reason="unknown point")),
-        qos=1,
-    )
+
+    def reject(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+        c.publish(
+            P.ack_topic("anqi/v1", cfg.device.site_id, cfg.device.device_id),
+            P.encode_ack(P.Ack(event_id=ev.event_id, status="rejected", reason="unknown point")),
+            qos=1,
+        )
+
+    central.on_message = reject
     central.connect("127.0.0.1", broker.port)
     central.subscribe(P.central_filters()[P.TopicKind.event], 1)
     central.loop_start()
@@ -354,9 +358,10 @@ def test_killed_publisher_restarts_and_resends_everything_not_acknowledged(
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"started"
+        assert child.stderr is not None
         assert _wait(lambda: len(consumer.events) >= 10, 20), (
             child.stderr.read() if child.poll() is not None else ""
-        )  # type: ignore[union-attr]
+        )
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         at_kill = len(consumer.events)

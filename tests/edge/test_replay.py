@@ -58,7 +58,7 @@ def replay_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def events(out: Path) -> list:  # type: ignore[type-arg]
+def events(out: Path) -> list:
     return [parse_event(p.read_text()) for p in sorted((out / "events").glob("*.json"))]
 
 

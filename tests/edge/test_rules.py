@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -22,7 +23,7 @@ from edge.rules import (
     SignalState,
     WrongWayRule,
 )
-from edge.track import Track, TrackPoint
+from edge.track import Track, TrackKind, TrackPoint
 
 
 def _ruleset(site: EdgeConfig) -> RuleSet:
@@ -35,8 +36,8 @@ T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 def make_track(
     ground: list[tuple[float, float]],
-    no_helmet: list[float | None] | None = None,
-    kind: str = "rider",
+    no_helmet: Sequence[float | None] | None = None,
+    kind: TrackKind = "rider",
     dt: float = 0.125,
     zone: tuple[float, float] = (15, 25),
 ) -> Track:
@@ -54,7 +55,7 @@ def make_track(
                 kind,
                 g,
                 d,
-                zone[0] <= d <= zone[1],  # type: ignore[arg-type]
+                zone[0] <= d <= zone[1],
                 (0, 0, 5, 5) if p is not None else None,
                 0.8 if p is not None else None,
                 p,
@@ -93,7 +94,10 @@ def approach(
 
 
 def _points(
-    ground: list[tuple[float, float]], votes: list[float | None] | None, kind: str, dt: float = 0.125
+    ground: list[tuple[float, float]],
+    votes: Sequence[float | None] | None,
+    kind: TrackKind,
+    dt: float = 0.125,
 ) -> list[TrackPoint]:
     out = []
     for i, g in enumerate(ground):
@@ -108,7 +112,7 @@ def _points(
                 kind,
                 g,
                 d,
-                15 <= d <= 25,  # type: ignore[arg-type]
+                15 <= d <= 25,
                 (0, 0, 5, 5) if p is not None else None,
                 0.8 if p is not None else None,
                 p,
@@ -120,8 +124,8 @@ def _points(
 def run_rule(
     rule: object,
     ground: list[tuple[float, float]],
-    votes: list[float | None] | None = None,
-    kind: str = "rider",
+    votes: Sequence[float | None] | None = None,
+    kind: TrackKind = "rider",
 ) -> list:
     """Grow a track point by point, as the tracker does, asking the rule after each point."""
     track = make_track(ground[:1], votes[:1] if votes else None, kind)
@@ -178,7 +182,7 @@ def test_no_helmet_needs_the_votes_to_span_min_observed_s_at_any_detection_rate(
         ([0.9] * 24, "rider", 12.0, True, "fast, but a rider (under max_speed_mps)"),
     ],
 )
-def test_no_helmet_decision_table(votes: list, kind: str, speed: float, fires: bool, why: str) -> None:
+def test_no_helmet_decision_table(votes: list, kind: TrackKind, speed: float, fires: bool, why: str) -> None:
     n = 24
     start = 25.5 if speed < 1 else 30.0
     ground = approach(n, start=start, speed=speed)

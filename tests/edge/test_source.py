@@ -459,7 +459,8 @@ def test_test_camera_reports_the_stream_and_writes_snapshot_and_clip(tmp_path: P
     assert "h264 640x360" in res.output and "keyframes  8, every 1.00 s" in res.output
     import cv2
 
-    assert cv2.imread(str(snap)).shape == (360, 640, 3)
+    shot = cv2.imread(str(snap))
+    assert shot is not None and shot.shape == (360, 640, 3)
     with av.open(str(clip)) as c:
         assert c.streams.video[0].frames == 238
     bad = CliRunner().invoke(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from edge.actuators.lights import GpioLightOutput
 from edge.actuators.persuasion import Persuasion
 from edge.actuators.timeswitch import DailyWindow, TimeSwitch, window_value
 from edge.config import ConfigError, parse_config
@@ -24,8 +26,8 @@ def at(text: str, tz: ZoneInfo = SH) -> datetime:
 
 def switch(
     windows: list[tuple[str, str]],
-    holidays: list[str] = (),
-    holiday_windows: list[tuple[str, str]] = (),
+    holidays: Sequence[str] = (),
+    holiday_windows: Sequence[tuple[str, str]] = (),
     tz: str = "Asia/Shanghai",
 ) -> TimeSwitch:
     cfg = TimeSwitchConfig(
@@ -157,7 +159,9 @@ def test_outside_the_window_lights_stay_dark_and_detection_is_not_blocked(tmp_pa
     p = Persuasion.from_config(cfg, Health(tmp_path / "h.json", "t"), clock=lambda: now[0])
     p.start()
     try:
-        pin = p.lights.outputs["laser"].device.pin
+        laser = p.lights.outputs["laser"]
+        assert isinstance(laser, GpioLightOutput)
+        pin = laser.device.pin
         pin.clear_states()
         t0 = time.monotonic()
         p.on_violation("no_helmet", 1, t0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -9,19 +10,19 @@ import pytest
 
 from edge.config.track import TrackConfig
 from edge.detect.rider import FrameDetections as Dets  # what the tracker is fed
-from edge.track import RiderTracker, attach_heads, iou_matrix
+from edge.track import RiderTracker, TrackerUpdate, attach_heads, iou_matrix
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
-def riders(*boxes_scores: tuple[list[float], float]) -> Dets:
+def riders(*boxes_scores: tuple[Sequence[float], float]) -> Dets:
     return Dets(
         np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4),
         np.array([s for _, s in boxes_scores], np.float32),
     )
 
 
-def step(tr: RiderTracker, dets: Dets, i: int, dt: float = 0.125):
+def step(tr: RiderTracker, dets: Dets, i: int, dt: float = 0.125) -> TrackerUpdate:
     return tr.update(dets, i * dt, T0 + timedelta(seconds=i * dt), (1280, 720))
 
 
@@ -38,7 +39,8 @@ def test_two_crossing_riders_keep_their_ids() -> None:
         b = [700 - 20 * i, 310, 760 - 20 * i, 430]  # right -> left, they pass each other
         upd = step(tr, riders((a, 0.9), (b, 0.8)), i)
         for t in upd.active:
-            seen.setdefault(t.track_id, []).append(t.last.box[0])  # type: ignore[arg-type]
+            assert t.track_id is not None  # confirmed tracks have ids
+            seen.setdefault(t.track_id, []).append(t.last.box[0])
     assert sorted(seen) == [1, 2]
     xs1, xs2 = (np.array(v) for v in seen.values())
     # each id moves monotonically in its own direction: ids did not swap while crossing
@@ -209,7 +211,7 @@ def test_points_cut_by_the_frame_edge_get_no_ground_position(det: Dets, cut: boo
     )  # the helmet vote is kept either way
 
 
-def heads(*boxes_scores: tuple[list[float], float], no_helmet: float = 0.9) -> Dets:
+def heads(*boxes_scores: tuple[Sequence[float], float], no_helmet: float = 0.9) -> Dets:
     n = len(boxes_scores)
     return Dets(
         heads=np.array([b for b, _ in boxes_scores], np.float32).reshape(-1, 4),
@@ -227,7 +229,8 @@ def test_head_only_rider_keeps_its_head_when_a_false_head_sits_just_above_it() -
         x = 140 + 6 * i
         dets = heads(([x, 70, x + 26, 96], 0.6), ([118 + (i % 2) * 3, 36, 146, 64], 0.55))
         for t in step(tr, dets, i, dt=0.1).active:
-            ids.setdefault(t.track_id, []).append(t.last.head_box[0])  # type: ignore[index]
+            assert t.track_id is not None and t.last.head_box is not None
+            ids.setdefault(t.track_id, []).append(t.last.head_box[0])
     moving = [xs for xs in ids.values() if xs[-1] - xs[0] > 50]
     assert len(moving) == 1 and len(moving[0]) >= 14  # one track follows the rider all the way
 
@@ -250,7 +253,7 @@ def test_a_hand_below_a_head_makes_no_rider_of_its_own() -> None:
 
     head, hand = [200, 60, 226, 88], [198, 140, 224, 166]  # about 3 head heights below, same size
     out = attach_heads(heads((head, 0.6), (hand, 0.5)), TrackConfig(head_only_tracks=True))
-    assert [list(d.head_box) for d in out] == [head]
+    assert [list(d.head_box) for d in out if d.head_box is not None] == [head]
 
 
 def test_several_boxes_on_one_head_make_one_rider() -> None:
@@ -260,7 +263,7 @@ def test_several_boxes_on_one_head_make_one_rider() -> None:
     # (hair, face, chin): one rider, on the most confident box
     stacked = heads(([200, 40, 230, 70], 0.45), ([202, 58, 230, 86], 0.66), ([198, 24, 228, 50], 0.39))
     out = attach_heads(stacked, TrackConfig(head_only_tracks=True))
-    assert [list(d.head_box) for d in out] == [[202, 58, 230, 86]]
+    assert [list(d.head_box) for d in out if d.head_box is not None] == [[202, 58, 230, 86]]
     # two riders side by side at the same distance stay two
     pair = heads(([200, 60, 228, 88], 0.6), ([240, 62, 268, 90], 0.6))
     assert len(attach_heads(pair, TrackConfig(head_only_tracks=True))) == 2

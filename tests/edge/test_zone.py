@@ -36,7 +36,7 @@ GROUND = np.array([[-3.0, 10.0], [3.0, 10.0], [3.0, 35.0], [-3.0, 35.0], [0.0, 2
 
 
 def mapper() -> GroundMapper:
-    return GroundMapper.from_points(project(GROUND), GROUND, (1280, 720))
+    return GroundMapper.from_points(project(GROUND).tolist(), GROUND.tolist(), (1280, 720))
 
 
 def test_homography_round_trip_image_ground_image() -> None:
@@ -233,6 +233,7 @@ def test_calibrate_command_prints_error_and_writes_overlay(tmp_path) -> None:  #
     assert res.exit_code == 0, res.output
     assert "mean error 0.000 m" in res.output and "band 15-25 m" in res.output
     img = cv2.imread(str(out))
+    assert img is not None
     assert img.shape == (360, 640, 3)
     # the band is tinted: pixels on the ground 20 m ahead differ from the source frame
     cap = cv2.VideoCapture(video)

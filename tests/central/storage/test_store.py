@@ -61,9 +61,8 @@ def test_duplicate_delivery_stores_an_event_once(store: CentralStore) -> None:
 
 def test_sqlite_commits_reach_the_disk_before_acks_unless_configured_otherwise(tmp_path: Path) -> None:
     for mode, level in ((None, 2), ("FULL", 2), ("NORMAL", 1)):  # default: FULL
-        st = CentralStore(
-            f"sqlite:///{tmp_path / str(mode)}.db", **({"sqlite_synchronous": mode} if mode else {})
-        )
+        url = f"sqlite:///{tmp_path / str(mode)}.db"
+        st = CentralStore(url, sqlite_synchronous=mode) if mode else CentralStore(url)
         with st.engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA synchronous").scalar() == level
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
