@@ -125,7 +125,7 @@ def test_decision_outside_the_band_and_a_bystanders_face_are_counted() -> None:
     }
 
 
-def test_expected_events_of_a_rule_that_is_off_are_not_missed():
+def test_expected_events_of_a_rule_that_is_off_are_not_missed() -> None:
     tr = truth(backwards=True)
     s = et.match_events([], tr, rules={"no_helmet"})
     assert s.missed_which == ["no_helmet:teal-jacket", "no_helmet:white-tshirt"]

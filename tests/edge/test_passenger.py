@@ -287,6 +287,7 @@ THAIGATE = SHARED / "data" / "thaigate-dev"
 def vehicle_track(stem: str, pair: list[int]) -> Track:
     """A track of the vehicle of a labelled head pair of a thaigate frame, coming towards the camera."""
     img = cv2.imread(str(THAIGATE / "images" / f"{stem}.jpg"))
+    assert img is not None
     h, w = img.shape[:2]
     a = np.loadtxt(THAIGATE / "labels" / f"{stem}.txt", ndmin=2)[pair]
     heads = np.c_[
@@ -341,6 +342,7 @@ def test_the_driver_s_and_the_passenger_s_faces_are_kept_apart_and_both_go_with_
     )
     track = vehicle_track("6-7_00-9_00-0818", [0, 1])
     img = cv2.imread(str(THAIGATE / "images" / "6-7_00-9_00-0818.jpg"))
+    assert img is not None
     roles = occupant_heads(track)
     capture.offer(track, img, 0.2, T0, False, head=roles["driver"])
     capture.offer(track, img, 0.2, T0, False, head=roles["passenger"], slot="passenger")
@@ -364,6 +366,7 @@ def test_the_driver_s_and_the_passenger_s_faces_are_kept_apart_and_both_go_with_
 
     hidden = vehicle_track("6-7_00-9_00-0432", [0, 1])
     img = cv2.imread(str(THAIGATE / "images" / "6-7_00-9_00-0432.jpg"))
+    assert img is not None
     roles = occupant_heads(hidden)
     hidden.track_id = 6
     capture.offer(hidden, img, 0.2, T0, False, head=roles["driver"])

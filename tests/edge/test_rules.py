@@ -556,4 +556,4 @@ def test_uncalibrated_zone_reports_a_moving_head_once_but_not_a_still_head_like_
     assert len(reported) == 1
     (v,) = reported
     assert v.detail["zone_calibrated"] is False and v.zone_distance_m is None
-    assert float(v.detail["head_box"].split(",")[0]) < 400  # the moving head, not the still one
+    assert float(str(v.detail["head_box"]).split(",")[0]) < 400  # the moving head, not the still one
