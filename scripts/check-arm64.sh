@@ -62,10 +62,13 @@ say "rootfs ready ($(($(date +%s) - t0)) s): $(chroot "$ROOT" uname -m) $(chroot
 mounted=()
 cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
-for m in proc sys dev dev/pts; do
+# not /sys: onnxruntime's cpuinfo reads the x86 host's CPU topology there and crashes under qemu
+for m in proc dev dev/pts; do
   mountpoint -q "$ROOT/$m" || { mount --bind "/$m" "$ROOT/$m"; mounted+=("$ROOT/$m"); }
 done
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# behind a TLS-inspecting proxy the host trusts an extra CA: the guest must trust it too
+cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 
 # The checkout as a fresh clone would have it (tracked files + the working tree's changes), and the
 # shared data beside it, as in CI.
@@ -78,13 +81,13 @@ fi
 
 t1=$(date +%s)
 say "installing the project as the README says (scripts/setup.sh) under emulation"
-chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   bash -c 'cd /opt/anqi && bash scripts/setup.sh' 2>&1 | tail -20
 t2=$(date +%s)
 say "set-up took $((t2 - t1)) s"
 
 say "replaying $CLIP_REL through the whole pipeline (anqi-edge replay)"
-chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 bash -c "
+chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt bash -c "
   cd /opt/anqi && rm -rf /tmp/arm64-replay && \
   .venv/bin/python -c 'import platform, onnxruntime, cv2, numpy; print(\"python\", platform.machine(), \"onnxruntime\", onnxruntime.__version__, onnxruntime.get_available_providers(), \"opencv\", cv2.__version__, \"numpy\", numpy.__version__)' && \
   time .venv/bin/anqi-edge replay $CLIP_REL --config config/examples/bikelane-cyclists.yaml --out /tmp/arm64-replay" 2>&1 | tail -25
