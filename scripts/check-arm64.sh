@@ -72,7 +72,9 @@ cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.cr
 
 # The checkout as a fresh clone would have it (tracked files + the working tree's changes), and the
 # shared data beside it, as in CI.
-rm -rf "$ROOT/opt/anqi" && mkdir -p "$ROOT/opt/anqi"
+# a new copy of the tree each run; the guest's .venv is kept (setup.sh reinstalls when setup.py changed)
+mkdir -p "$ROOT/opt/anqi"
+find "$ROOT/opt/anqi" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
 git ls-files -z --cached --others --exclude-standard | (cd "$SRC" && xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/opt/anqi"
 if [ -d "$SRC/../shared" ]; then
   mkdir -p "$ROOT/opt/shared/video" && cp -a "$SRC/../shared/video/." "$ROOT/opt/shared/video/"
