@@ -222,8 +222,7 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
                 tp += same
                 fn += not same
                 both = len(d["heads"]) > 0 and all(
-                    iou_matrix(heads[k][None], d["heads"]).max() >= 0.3
-                    for k in pr["heads"]  # type: ignore[union-attr]
+                    iou_matrix(heads[k][None], d["heads"]).max() >= 0.3 for k in (i, j)
                 )
                 both_found += both
                 both_found_same += both and same

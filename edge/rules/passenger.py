@@ -71,21 +71,19 @@ def occupant_roles(
     return [(DRIVER if n == 0 else PASSENGER, heads[i]) for n, i in enumerate(order)]
 
 
-def is_child(head: OccupantHead, driver: OccupantHead, ratio: float) -> bool:
-    """A head clearly smaller than the driver's (size = sqrt of box area)."""
-    return driver.size > 0 and head.size <= ratio * driver.size
+def is_child(head: OccupantHead, adult: OccupantHead, ratio: float) -> bool:
+    """A head clearly smaller than an adult's (size = sqrt of box area)."""
+    return adult.size > 0 and head.size <= ratio * adult.size
 
 
-def adults_seen(
-    roles: Sequence[tuple[str, OccupantHead]], allow_child_seat: bool, ratio: float
-) -> tuple[int, bool]:
-    """(occupants counted, a child seen) for one observation: with ``allow_child_seat`` one clearly
-    smaller head besides the driver's is a child and not counted."""
-    n = len(roles)
+def adults_seen(heads: Sequence[OccupantHead], allow_child_seat: bool, ratio: float) -> tuple[int, bool]:
+    """(occupants counted, a child seen) for one frame: with ``allow_child_seat`` one head clearly
+    smaller than the biggest (a child in a child seat, in front of or behind the driver) is not counted."""
+    n = len(heads)
     if not allow_child_seat or n < 2:
         return n, False
-    driver = roles[0][1]
-    child = any(is_child(h, driver, ratio) for _, h in roles[1:])
+    biggest = max(heads, key=lambda h: h.size)
+    child = any(h is not biggest and is_child(h, biggest, ratio) for h in heads)
     return n - int(child), child
 
 
@@ -156,11 +154,8 @@ class PassengerRule:
             return None
         counts: list[int] = []
         children = 0
-        for p in pts:
-            roles = occupant_roles(
-                p, travel_direction(track, p.t_s, self.motion_window_s), cfg.child_size_ratio
-            )
-            n, child = adults_seen(roles, cfg.allow_child_seat, cfg.child_size_ratio)
+        for p in pts:  # (who drives does not matter for the count: no direction needed per frame)
+            n, child = adults_seen(p.occupants, cfg.allow_child_seat, cfg.child_size_ratio)
             counts.append(n)
             children += child
         k, share = majority_count(counts, cfg.min_fraction)
