@@ -7,6 +7,7 @@ import time
 
 from anqi_contract.logs import log
 from edge.actuators.lights import LightBoard
+from edge.actuators.prompts import PromptLibrary
 from edge.actuators.speaker import PlayedPrompt, Speaker
 from edge.actuators.timeswitch import Clock, TimeSwitch, utc_now
 from edge.config import EdgeConfig
@@ -34,7 +35,9 @@ class Persuasion:
     def from_config(cls, cfg: EdgeConfig, health: Health, clock: Clock = utc_now) -> Persuasion:
         ts = TimeSwitch(cfg.time_switch, cfg.device.timezone, clock)
         return cls(
-            Speaker.from_config(cfg, health, ts.local_now),
+            Speaker.from_config(
+                cfg.speaker, lambda rate: PromptLibrary.load(cfg, rate), health, ts.local_now
+            ),
             LightBoard.from_config(cfg.lights, health),
             ts,
             health,

@@ -37,7 +37,7 @@ from anqi_contract.logs import log
 from edge.actuators.audio import AUDIO_OUTPUTS, AudioOutput, AudioUnavailable
 from edge.actuators.prompts import Prompt, PromptLibrary
 from edge.actuators.timeswitch import DailyWindow, window_value
-from edge.config import EdgeConfig
+from edge.config.actuators import SpeakerConfig
 from edge.health import Health
 
 logger = logging.getLogger("edge.actuators.speaker")
@@ -106,14 +106,17 @@ class Speaker:
 
     def __init__(
         self,
-        cfg: EdgeConfig,
+        sc: SpeakerConfig,
+        prompts: Callable[[int], PromptLibrary],
         output: AudioOutput | None,
         health: Health,
         local_now: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
     ):
-        sc = cfg.speaker
-        self.cfg = cfg
+        """``sc`` is the ``speaker`` section; ``prompts(rate)`` loads the prompt packs at the output's rate
+        (the packs searched and the messages required depend on the site: see ``PromptLibrary.load``)."""
+        self.cfg = sc
+        self.prompts = prompts
         self.output = output
         self.health = health
         self.local_now = local_now
@@ -141,17 +144,22 @@ class Speaker:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, health: Health, local_now: Callable[[], datetime]) -> Speaker:
-        sc = cfg.speaker
+    def from_config(
+        cls,
+        sc: SpeakerConfig,
+        prompts: Callable[[int], PromptLibrary],
+        health: Health,
+        local_now: Callable[[], datetime],
+    ) -> Speaker:
         output_cls = AUDIO_OUTPUTS.get(sc.backend) if sc.enabled else None
-        return cls(cfg, output_cls(sc) if output_cls else None, health, local_now)
+        return cls(sc, prompts, output_cls(sc) if output_cls else None, health, local_now)
 
     # --- life cycle -------------------------------------------------------------------------
     def open(self) -> bool:
         """Open the output and load the prompts; on failure warn, mark health down, return False."""
         if self.output is None:
             self.health.set(
-                HEALTH_NAME, "off", "speaker disabled" if not self.cfg.speaker.enabled else "backend none"
+                HEALTH_NAME, "off", "speaker disabled" if not self.cfg.enabled else "backend none"
             )
             return False
         self._last_open_try = self.monotonic()
@@ -168,7 +176,7 @@ class Speaker:
             self.health.set(HEALTH_NAME, "down", f"{type(e).__name__}: {e}")
             return False
         if self.library is None or any(p.rate != self.output.rate for p in self.library.prompts.values()):
-            self.library = PromptLibrary.load(self.cfg, self.output.rate)
+            self.library = self.prompts(self.output.rate)
         lib = self.library
         for p in lib.problems:
             log(logger, "prompt_missing", logging.WARNING, problem=p)
@@ -185,7 +193,7 @@ class Speaker:
         self.health.set(
             HEALTH_NAME, "degraded" if lib.problems else "up", "; ".join(lib.problems[:3]), **info
         )
-        log(logger, "speaker_ready", logging.INFO, **info, languages=",".join(self.cfg.speaker.languages))
+        log(logger, "speaker_ready", logging.INFO, **info, languages=",".join(self.cfg.languages))
         return True
 
     def start(self) -> None:
@@ -221,7 +229,7 @@ class Speaker:
             if self._closed:
                 return False
             last = self._prompted.get(track_id)
-            if last is not None and decided_mono - last < self.cfg.speaker.cooldown_track_s:
+            if last is not None and decided_mono - last < self.cfg.cooldown_track_s:
                 log(
                     logger,
                     "prompt_dropped",
@@ -277,7 +285,7 @@ class Speaker:
                 )
                 self._count("dropped.queue_full", 1)
             self._cond.notify_all()
-            if self.cfg.speaker.barge_in:
+            if self.cfg.barge_in:
                 self._barge_in_locked(violation_type, track_id)
         return True
 
@@ -327,7 +335,7 @@ class Speaker:
             return False
         prompt = self.library.for_violation(violation_type)
         np_ = self._now_playing
-        heard_until = np_.cut_at_s / 2 if self.cfg.speaker.barge_in else np_.duration_s / 2
+        heard_until = np_.cut_at_s / 2 if self.cfg.barge_in else np_.duration_s / 2
         return (
             prompt is not None
             and prompt.message == np_.message
@@ -342,7 +350,7 @@ class Speaker:
 
     def volume_now(self) -> float:
         local = self.local_now().replace(tzinfo=None)
-        return window_value(self.volume_windows, local, self.cfg.speaker.volume)
+        return window_value(self.volume_windows, local, self.cfg.volume)
 
     # --- worker ---------------------------------------------------------------------------
     def _take_batch(self) -> list[PromptRequest] | None:
@@ -381,7 +389,7 @@ class Speaker:
 
     def _serve(self, batch: list[PromptRequest]) -> None:
         now = self.monotonic()
-        max_delay = self.cfg.speaker.max_delay_s
+        max_delay = self.cfg.max_delay_s
         fresh = []
         for r in batch:
             if now - r.decided_mono > max_delay:
@@ -398,7 +406,7 @@ class Speaker:
                 fresh.append(r)
         if not fresh:
             return
-        if not self._ready and (now - self._last_open_try < self.cfg.speaker.retry_s or not self.open()):
+        if not self._ready and (now - self._last_open_try < self.cfg.retry_s or not self.open()):
             log(
                 logger,
                 "prompt_dropped",
@@ -450,7 +458,7 @@ class Speaker:
                 prompt.cut_at_s,
                 next(self._play_seq),
             )
-            if self._pending and self.cfg.speaker.barge_in:  # asked for while this one was being chosen
+            if self._pending and self.cfg.barge_in:  # asked for while this one was being chosen
                 first = min(self._pending)
                 self._barge_in_locked(first.violation_type, first.track_id)
         try:
@@ -514,9 +522,9 @@ class Speaker:
 
     def _gap_s(self) -> float:
         """Silence kept after a prompt before the next: none with barge-in (a new rider is not kept waiting)."""
-        return 0.0 if self.cfg.speaker.barge_in else self.cfg.speaker.cooldown_global_s
+        return 0.0 if self.cfg.barge_in else self.cfg.cooldown_global_s
 
     def _forget_old(self, now: float) -> None:
         if len(self._prompted) > 256:
-            keep = self.cfg.speaker.cooldown_track_s
+            keep = self.cfg.cooldown_track_s
             self._prompted = {t: m for t, m in self._prompted.items() if now - m < keep}

@@ -53,6 +53,7 @@ def test_speaker(
     config: Path | None, langs: tuple[str, ...], message: str, device: str | None, volume: float | None
 ) -> None:
     """Play one prompt on the configured output device and report what was played."""
+    from edge.actuators.prompts import PromptLibrary
     from edge.actuators.speaker import Speaker
     from edge.actuators.timeswitch import TimeSwitch
 
@@ -69,7 +70,9 @@ def test_speaker(
         raise click.ClickException(f"--lang/--device: {e}") from None
     ts = TimeSwitch(cfg.time_switch, cfg.device.timezone)
     health = _health(cfg)
-    speaker = Speaker.from_config(cfg, health, ts.local_now)
+    speaker = Speaker.from_config(
+        cfg.speaker, lambda rate: PromptLibrary.load(cfg, rate), health, ts.local_now
+    )
     if not speaker.open():
         comp = health.snapshot()["components"].get("speaker", {})
         click.echo(f"speaker DOWN: {comp.get('detail', 'cannot open')}", err=True)
