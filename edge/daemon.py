@@ -594,6 +594,12 @@ class EdgeDaemon:
         r = self.cfg.rules
         if r.wrong_way.enabled or r.red_light.enabled:
             return True
+        if len(t.last.occupants) >= 2 and (
+            r.passenger.enabled or (r.no_helmet.enabled and r.passenger.passenger_helmet)
+        ):
+            return (
+                True  # may become a passenger event, or a passenger's no-helmet: faces of everyone on board
+            )
         if not r.no_helmet.enabled:
             return False
         votes = [p.no_helmet for p in t.head_votes(in_zone_only=False) if p.no_helmet is not None]
