@@ -139,7 +139,10 @@ def test_a_key_central_does_not_hold_is_logged_and_the_event_is_not_acked(
     outbox.add(ev.event, ev.media, move=True)
     with caplog.at_level(logging.ERROR), MqttRelay(cfg, outbox) as relay:
         assert relay.wait_drained(10, until="published")
-        assert wait_for(lambda: "embedding_open_failed" in caplog.text, 10)
+        # the event (its embedding) is opened before its media arrive: wait for both failures, not the first
+        assert wait_for(
+            lambda: "embedding_open_failed" in caplog.text and "media_open_failed" in caplog.text, 10
+        )
     errors = {r.getMessage(): r.fields.get("error", "") for r in caplog.records if hasattr(r, "fields")}
     assert "media_open_failed" in errors and "does not hold" in errors["embedding_open_failed"]
     assert outbox.state_of(ev.event.event_id) == "published"  # kept, re-sent until central has the key
