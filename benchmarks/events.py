@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Event-level truth: the daemon's whole pipeline over annotated videos, its events matched to the truth.
 
-For each video with a truth file beside it (``<clip>.truth.yaml``, see ``benchmarks/eventtruth.py``),
+For each video with a truth file beside it (``<clip>.truth.yaml``, see ``anqi_tools/eventtruth.py``),
 played forwards and backwards (the reversed clip is made at run time with ffmpeg, never committed),
 in two modes, each run in its own child process with the ``anqi-edge replay`` machinery
 (``EdgeDaemon(mode="replay")``, the real models, the site config):
@@ -19,6 +19,8 @@ and tracks that follow nobody). The last line is JSON.
     .venv/bin/python benchmarks/events.py --modes max --directions backwards
     .venv/bin/python benchmarks/events.py --config config/examples/uncalibrated.yaml
     .venv/bin/python benchmarks/events.py --set rules.wrong_way.enabled=false
+    .venv/bin/python benchmarks/events.py --size 1920x1080   # each clip upscaled to 1080p25 first (a camera's
+                                                             # main stream: real-time detection skips frames)
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from anqi_tools.eventtruth import VideoTruth, load_truth, match_events, positions_file, who
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from eventtruth import VideoTruth, load_truth, match_events, positions_file, who  # noqa: E402
 
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 VIDEOS = [ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"]
@@ -43,6 +45,29 @@ VIDEOS = [ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"]
 
 def truth_beside(video: Path) -> Path:
     return video.with_name(video.stem + ".truth.yaml")
+
+
+def upscaled(clip: Path, size: str, tmp: Path) -> Path:
+    """``clip`` as a camera's 1080p25-like stream (anqi_tools.testclips.make_test_clip: same timeline)."""
+    from anqi_tools.testclips import make_test_clip
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    return make_test_clip(tmp / f"{clip.stem}-{w}x{h}.mp4", source=clip, width=w, height=h, fps=25)
+
+
+def rescaled(events: list[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """Events whose boxes (detail.rider_box / head_box / face_box) are scaled by ``factor`` (to the
+    pixels of the video the truth was drawn on)."""
+    if factor == 1.0:
+        return events
+    out = []
+    for e in events:
+        d = dict(e.get("detail") or {})
+        for k in ("rider_box", "head_box", "face_box"):
+            if d.get(k):
+                d[k] = ",".join(f"{float(v) * factor:.1f}" for v in str(d[k]).split(","))
+        out.append({**e, "detail": d})
+    return out
 
 
 def reverse_clip(video: Path, out: Path) -> Path:
@@ -160,6 +185,7 @@ def main() -> None:
     ap.add_argument("--modes", default="realtime,max")
     ap.add_argument("--directions", default="forwards,backwards")
     ap.add_argument("--set", action="append", default=[], help="config override section.key=value")
+    ap.add_argument("--size", help="upscale each clip to WIDTHxHEIGHT at 25 fps first (e.g. 1920x1080)")
     args = ap.parse_args()
     overrides = dict(kv.split("=", 1) for kv in args.set)
     if args.child:
@@ -176,16 +202,27 @@ def main() -> None:
                 continue
             for direction in args.directions.split(","):
                 backwards = direction == "backwards"
-                truth = load_truth(tpath, positions_file(tpath, ROOT), backwards=backwards)
+                truth = load_truth(tpath, positions_file(tpath), backwards=backwards)
                 clip = reverse_clip(video, Path(tmp) / f"{video.stem}.backwards.mp4") if backwards else video
+                factor = 1.0
+                if args.size:
+                    import cv2
+
+                    native_w = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_WIDTH)
+                    clip = upscaled(clip, args.size, Path(tmp))
+                    factor = float(native_w) / int(args.size.lower().split("x")[0])
                 for mode in args.modes.split(","):
                     r = run_child(mode, clip, args.config, args.set)
                     band = (r["band"][0], r["band"][1]) if r["calibrated"] else (0.0, float("inf"))
-                    score = match_events(r["events"], truth, band, set(r["rules"]))
-                    tr = tracks_per_rider(r["tracks"], truth)
+                    score = match_events(rescaled(r["events"], factor), truth, band, set(r["rules"]))
+                    tracks = {
+                        k: [[p[0], p[1] * factor, p[2] * factor, p[3] * factor] for p in v]
+                        for k, v in r["tracks"].items()
+                    }
+                    tr = tracks_per_rider(tracks, truth)
                     results.append(
                         {
-                            "video": video.name,
+                            "video": video.name + (f"@{args.size}" if args.size else ""),
                             "direction": direction,
                             "mode": mode,
                             **score.row(),

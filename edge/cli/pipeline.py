@@ -201,7 +201,38 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
     daemon.run()  # type: ignore[attr-defined]
     if until_eof:
         _print_summary(daemon)
+        _print_truth(daemon)
     _exit_if_no_video(daemon)
+
+
+def _print_truth(daemon: object) -> None:
+    """The event-level result of this run against the truth file beside the video, when there is one
+    (``<video stem>.truth.yaml``, see :mod:`anqi_tools.eventtruth`): true, missed, duplicated and false
+    events, decisions outside the band, faces of someone else."""
+    import json
+
+    from edge.daemon import EdgeDaemon
+
+    assert isinstance(daemon, EdgeDaemon)
+    if daemon.source.kind != "file":
+        return
+    from anqi_tools.eventtruth import load_truth, match_events, positions_file, report, truth_beside
+
+    tpath = truth_beside(Path(daemon.source.uri))
+    if tpath is None:
+        return
+    try:
+        truth = load_truth(tpath, positions_file(tpath))
+    except Exception as e:  # noqa: BLE001 - a truth file we cannot read must not fail the run
+        click.echo(f"truth file {tpath}: cannot read it ({type(e).__name__}: {e})")
+        return
+    cfg = daemon.cfg
+    band = (cfg.zone.near_m, cfg.zone.far_m) if cfg.zone.calibrated else (0.0, float("inf"))
+    rules = {k for k in ("no_helmet", "wrong_way", "red_light", "passenger") if getattr(cfg.rules, k).enabled}
+    score = match_events([json.loads(e.to_json()) for e in daemon.events], truth, band, rules)
+    click.echo("")
+    for line in report(score, truth, f"against {tpath.name} (the clip as it is)"):
+        click.echo(line)
 
 
 def _exit_if_no_video(daemon: object) -> None:
@@ -256,4 +287,5 @@ def replay(video: Path, config: Path, out: Path, relay: bool) -> None:
     )
     daemon.run()  # type: ignore[attr-defined]
     _print_summary(daemon, out)
+    _print_truth(daemon)
     _exit_if_no_video(daemon)

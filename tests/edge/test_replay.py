@@ -88,16 +88,10 @@ def test_each_rider_without_helmet_is_reported_once_on_their_own_head_with_their
     """Event-level truth (benchmarks/eventtruth.py, the by-eye truth file beside the clip): exactly the
     two unhelmeted riders, each once, decided inside the band, on a head that is theirs, with a face
     photo taken from their head; nobody else (the wrong-way rule is on, nobody rides the wrong way)."""
-    import importlib.util
-    import sys
+    import anqi_tools.eventtruth as et
 
-    spec = importlib.util.spec_from_file_location("eventtruth", ROOT / "benchmarks" / "eventtruth.py")
-    assert spec is not None and spec.loader is not None
-    et = importlib.util.module_from_spec(spec)
-    sys.modules["eventtruth"] = et
-    spec.loader.exec_module(et)
     truth_file = VIDEO.with_name("bikelane-cyclists.truth.yaml")
-    truth = et.load_truth(truth_file, et.positions_file(truth_file, ROOT))
+    truth = et.load_truth(truth_file, et.positions_file(truth_file))
     evs = [json.loads((p).read_text()) for p in sorted((replay_out / "events").glob("*.json"))]
     score = et.match_events(evs, truth)
     assert score.row() == {
@@ -133,6 +127,14 @@ def test_uncalibrated_config_replays_the_clip_with_the_whole_frame_as_zone(tmp_p
     for e in evs:
         assert e.detail["zone_calibrated"] is False and e.zone_distance_m is None
     assert any(e.face.found for e in evs)
+
+
+def test_replay_prints_the_event_level_result_against_the_truth_beside_the_video(replay_out: Path) -> None:
+    summary = (replay_out.parent / "summary.txt").read_text()
+    assert (
+        "against bikelane-cyclists.truth.yaml (the clip as it is): 2 true, 0 missed, 0 duplicated, 0 false, "
+        "0 decided outside the band, 0 with another person's face" in summary
+    ), summary
 
 
 def test_relay_delivered_every_event(replay_out: Path) -> None:

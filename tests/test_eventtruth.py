@@ -1,27 +1,21 @@
-"""benchmarks/eventtruth.py: events matched to the shared clip's by-eye truth (the figures issue 17 is judged by)."""
+"""anqi_tools/eventtruth.py: events matched to the clip's by-eye truth (the figures issue 17 is judged by),
+on the truth file that ships beside the demo clip (the same as ../shared/video's)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TRUTH = ROOT.parent / "shared" / "video" / "bikelane-cyclists.truth.yaml"
-spec = importlib.util.spec_from_file_location("eventtruth", ROOT / "benchmarks" / "eventtruth.py")
-assert spec is not None and spec.loader is not None
-et = importlib.util.module_from_spec(spec)
-sys.modules["eventtruth"] = et
-spec.loader.exec_module(et)
+import anqi_tools.eventtruth as et
 
-pytestmark = pytest.mark.skipif(not TRUTH.is_file(), reason=f"{TRUTH} not present")
+ROOT = Path(__file__).resolve().parents[1]
+TRUTH = ROOT / "anqi_tools" / "demo" / "bikelane-cyclists.truth.yaml"
 
 
 def truth(backwards: bool = False) -> Any:
-    return et.load_truth(TRUTH, et.positions_file(TRUTH, ROOT), backwards=backwards)
+    return et.load_truth(TRUTH, et.positions_file(TRUTH), backwards=backwards)
 
 
 def event(

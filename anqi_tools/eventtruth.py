@@ -5,8 +5,8 @@ the rider is visible, helmet or not, and the events a correct appliance reports 
 (``expected.as_is``) and played backwards (``expected.played_backwards``). To tell *which* rider an
 event is about, each rider also needs where its head is: ``head_track``, a list of
 ``[t_s, cx, cy, width]`` key points (head centre and width in the video's pixels, by eye), either in
-the truth file itself or in a side file ``benchmarks/truth/<clip stem>.positions.yaml``
-(``riders: {<id>: {head_track: [...]}}``) kept in this repository when the truth file is not ours.
+the truth file itself or in a side file ``<clip stem>.positions.yaml`` (``riders: {<id>: {head_track:
+[...]}}``) beside the truth file or, for the shared clip's truth file, in ``anqi_tools/demo/``.
 Between key points the head moves linearly.
 
 An event is the violator it names: the rider whose head, at the event's deciding time, is nearest the
@@ -135,10 +135,17 @@ def load_truth(path: Path, positions: Path | None = None, backwards: bool = Fals
     return truth.played_backwards(types(exp.get("played_backwards"))) if backwards else truth
 
 
-def positions_file(truth_path: Path, repo_root: Path) -> Path:
-    """Where the head positions of a truth file's riders are kept in this repository."""
+def positions_file(truth_path: Path) -> Path:
+    """Where the head positions of a truth file's riders are: beside it, else in ``anqi_tools/demo/``."""
     stem = Path(truth_path).name.removesuffix(".truth.yaml")
-    return repo_root / "benchmarks" / "truth" / f"{stem}.positions.yaml"
+    beside = Path(truth_path).with_name(f"{stem}.positions.yaml")
+    return beside if beside.is_file() else Path(__file__).resolve().parent / "demo" / f"{stem}.positions.yaml"
+
+
+def truth_beside(video: Path) -> Path | None:
+    """The truth file that sits beside a video (``<stem>.truth.yaml``), if any."""
+    p = Path(video).with_name(Path(video).stem + ".truth.yaml")
+    return p if p.is_file() else None
 
 
 def _box(value: Any) -> tuple[float, float, float, float] | None:
@@ -273,3 +280,20 @@ def match_events(
     s.missed_which = sorted(f"{typ}:{rid}" for typ, rid in expected - seen)
     s.missed = len(s.missed_which)
     return s
+
+
+def report(score: Score, truth: VideoTruth, title: str) -> list[str]:
+    """The event-level result as lines of text (what ``anqi-edge run --until-eof`` and ``replay`` print
+    when a truth file sits beside the video)."""
+    r = score.row()
+    lines = [
+        f"{title}: {r['true']} true, {r['missed']} missed, {r['duplicated']} duplicated, {r['false']} false, "
+        f"{r['outside_band']} decided outside the band, {r['wrong_face']} with another person's face, "
+        f"{r['no_face']} true no_helmet without a face"
+    ]
+    for m in score.events:
+        lines.append(
+            f"  {m.event.t_s:6.2f} s  {m.event.type:<10} {m.rider or '(nobody)':<16} {m.verdict:<10} face: {m.face_verdict}"
+        )
+    lines += [f"  missed: {w}" for w in score.missed_which]
+    return lines
