@@ -191,7 +191,7 @@ class EventAssembler:
             refs.append(ref)
         if violation_frame is not None:
             try:
-                keep = violation_frame.head_box or _head_of(violation_frame.box)
+                keep = _face_around(violation_frame.head_box) or _head_of(violation_frame.box)
                 marked = violation_frame.render(
                     self._blurred(violation_frame.image, keep, violation_frame.occupants)
                 )
@@ -251,6 +251,19 @@ class EventAssembler:
             detail=detail,
         )
         return Evidence(event, media)
+
+
+def _face_around(
+    head: tuple[float, float, float, float] | None,
+) -> tuple[float, float, float, float] | None:
+    """Where the violator's face can be around the judged head box: the box a detector draws on a head
+    may sit on the hair or the face (up to a head height apart), so the region reaches one head height
+    below it and a quarter width aside; the face found there is the violator's and is not blurred."""
+    if head is None:
+        return None
+    x0, y0, x1, y1 = head
+    w, h = x1 - x0, y1 - y0
+    return (x0 - 0.25 * w, y0, x1 + 0.25 * w, y1 + h)
 
 
 def _head_of(box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
