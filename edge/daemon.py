@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from anqi_contract.event import ViolationEvent
+from anqi_contract.event import MediaRef, ViolationEvent
 from anqi_contract.fsutil import write_atomic
 from anqi_contract.logs import log
 from anqi_contract.manifest import ModelFileError
@@ -53,6 +53,9 @@ Mode = Literal["live", "until_eof", "replay"]
 
 MODEL_RETRY_S = 30.0
 EVENT_FILE = "event.json"  #: written into an event's work folder just before it goes to the outbox
+#: written into an event's work folder the moment the rule decides (with violation.jpg): a daemon killed
+#: or a power cut before the evidence is complete still leaves a record that the restart sends
+DECISION_FILE = "decision.json"
 HEALTH_EVERY_S = 5.0
 PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
 
@@ -151,6 +154,8 @@ class _Pending:
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempts: int = 0
     retry_mono: float = 0.0
+    #: violation.jpg as written at decision time (path, ref), reused by the event
+    decided_media: list[tuple[Path, MediaRef]] = field(default_factory=list)
 
 
 class EdgeDaemon:
@@ -412,8 +417,21 @@ class EdgeDaemon:
         stored = 0
         for folder in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):
             f = folder / EVENT_FILE
+            if not f.is_file() and (folder / DECISION_FILE).is_file():
+                try:
+                    f = self._event_from_decision(folder)
+                except Exception as e:
+                    log(
+                        logger,
+                        "decision_not_recovered",
+                        logging.ERROR,
+                        folder=str(folder),
+                        error=f"{type(e).__name__}: {e}"[:300],
+                    )
+                    continue
             if not f.is_file():
-                # evidence of a violation whose event was never assembled (crash mid-collect): kept, said once
+                # a folder with neither record (killed between mkdir and the decision record, or a file
+                # written by hand): nothing says what it was; kept for a person to look at, said at each start
                 log(
                     logger,
                     "incomplete_evidence_kept",
@@ -443,6 +461,40 @@ class EdgeDaemon:
             self._write_event_json(ev)
             log(logger, "unstored_event_recovered", event_id=str(ev.event_id), type=ev.violation_type.value)
         return stored
+
+    def _event_from_decision(self, folder: Path) -> Path:
+        """The event of a violation whose daemon died before its evidence was complete (kill -9, power cut,
+        crash): the decision record with the files that made it to disk. The event says it was recovered,
+        which of its files are missing and why; a clip the recorder had already finished is kept."""
+        from anqi_contract.event import parse_event
+        from edge.evidence.files import media_ref
+
+        ev = parse_event((folder / DECISION_FILE).read_text(encoding="utf-8"))
+        refs = [m for m in ev.media if (folder / m.name).is_file()]
+        missing = [m.name for m in ev.media if not (folder / m.name).is_file()]
+        detail = dict(ev.detail)
+        clip = folder / "clip.mp4"
+        if clip.is_file() and self.assembler.sealer() is None and _playable_clip(clip):
+            # finished before the crash (clip_written): the window was not re-checked
+            refs.append(media_ref(clip, "clip", "clip.mp4"))
+            detail["clip_note"] = "clip finished before the daemon stopped; recovered at restart"
+        else:
+            clip.unlink(missing_ok=True)  # a half-written clip is no evidence
+            missing.append("clip.mp4")
+        missing.append("face.jpg")
+        detail["recovered"] = "the daemon stopped after the decision, before the evidence was complete"
+        detail["missing_media"] = ",".join(missing)
+        event = ev.model_copy(update={"media": refs, "detail": detail})
+        path = write_atomic(folder / EVENT_FILE, event.to_json(), sync_dir=True)
+        log(
+            logger,
+            "decision_recovered",
+            logging.WARNING,
+            event_id=str(ev.event_id),
+            type=ev.violation_type.value,
+            missing=",".join(missing),
+        )
+        return path
 
     # ------------------------------------------------------------------ threads
     def _capture_loop(self) -> None:
@@ -645,6 +697,7 @@ class EdgeDaemon:
                 self.zone.for_frame(w, h).band_edges(w, h),
                 detail=v.detail,
             )
+        decided_media = self._record_decision(v, event_id, vframe)
         self._pending.append(
             _Pending(
                 rec,
@@ -655,7 +708,8 @@ class EdgeDaemon:
                 decided,
                 event_id=event_id,
                 track=track,
-                frame=vframe,
+                frame=None if decided_media else vframe,
+                decided_media=decided_media,
             )
         )
         self._pending_tracks.add(v.track_id)
@@ -671,6 +725,33 @@ class EdgeDaemon:
             t=round(v.t_s, 3),
             **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]},
         )
+
+    def _record_decision(
+        self, v: Violation, event_id: uuid.UUID, vframe: ViolationFrame | None
+    ) -> list[tuple[Path, MediaRef]]:
+        """Make the decision durable at once: violation.jpg (blurred and sealed as configured) and
+        ``decision.json`` (the event as known now: no face yet, clip pending) into the event's work folder,
+        fsync'd. A daemon killed before the evidence is complete leaves this record; the next start sends it
+        with the files it has and says which are missing and why (:meth:`_recover_unstored`). A failure here
+        (disk full) is logged and the event goes on the normal way, from memory."""
+        try:
+            ev = self.assembler.assemble(
+                v,
+                self._track_first.get(v.track_id),
+                None,
+                "the daemon stopped before a face of this rider was chosen",
+                None,
+                "the daemon stopped before the clip's post-roll was written",
+                extra={"t_s": round(v.t_s, 3)},
+                event_id=event_id,
+                violation_frame=vframe,
+            )
+            write_atomic(self.work_dir / str(event_id) / DECISION_FILE, ev.event.to_json(), sync_dir=True)
+        except Exception as e:
+            log(logger, "decision_not_recorded", logging.ERROR, event_id=str(event_id), error=str(e)[:300])
+            return []
+        refs = {r.name: r for r in ev.event.media}
+        return [(path, refs[name]) for name, path in ev.media.items() if name in refs]
 
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:
@@ -750,6 +831,7 @@ class EdgeDaemon:
                 event_id=p.event_id,
                 violation_frame=p.frame,
                 other_faces=other_faces,
+                prewritten=p.decided_media,
             )
             # the event beside its files: a restart re-submits the folder if the outbox refuses it now
             write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
@@ -967,6 +1049,17 @@ def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
     if abs(d) < 0.3:
         return None
     return d > 0
+
+
+def _playable_clip(path: Path) -> bool:
+    """A closed MP4 with at least one decodable video frame (a file cut off mid-write has no index)."""
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            return any(True for _ in c.decode(video=0))
+    except Exception:
+        return False
 
 
 def _remove_tree(path: Path) -> None:

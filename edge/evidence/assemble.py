@@ -121,12 +121,14 @@ class EventAssembler:
         event_id: uuid.UUID | None = None,
         violation_frame: ViolationFrame | None = None,
         other_faces: dict[str, FaceCandidate] | None = None,
+        prewritten: Sequence[tuple[Path, MediaRef]] = (),
     ) -> Evidence:
         """Write the files under ``work_dir/<event_id>/`` and build the event (same id on a retry).
 
         Media, in this order: ``face.jpg`` (face), ``context.jpg`` (the face's frame, context), the faces of
         the vehicle's other occupants (``other_faces``: ``face_passenger.jpg`` / ``face_driver.jpg``, face),
-        ``violation.jpg`` (the deciding frame with the violator marked, context), the clip."""
+        ``violation.jpg`` (the deciding frame with the violator marked, context; or ``prewritten``, the files
+        written when the rule decided), the clip."""
         event_id = event_id or uuid.uuid4()
         folder = self.work_dir / str(event_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -211,6 +213,9 @@ class EventAssembler:
                 )
                 media["violation.jpg"] = p
                 refs.append(ref)
+        for p, ref in prewritten:  # written at decision time (violation.jpg): already in the folder
+            media[ref.name] = p
+            refs.append(ref)
         clip_start = clip_end = None
         if clip is not None:
             name = "clip" + clip.path.suffix.lower()

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -93,6 +96,7 @@ class LocalBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
+            preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,3 +145,19 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """For the broker child: the kernel sends it SIGTERM when the process that started it dies, however it
+    dies (a SIGKILL'd or crashed daemon leaves no orphan broker holding the port and the persistence file).
+    Runs in the child between fork and exec; a parent already gone by then ends the child at once."""
+
+    def arm() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
