@@ -45,7 +45,7 @@ from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
 from edge.health import Health
 from edge.rules import RuleSet, RuleSetError, Violation, occupant_heads
 from edge.track import RiderTracker, Track
-from edge.zone import CaptureZone, fit_motion
+from edge.zone import CalibrationMismatch, CaptureZone, fit_motion
 
 logger = logging.getLogger("edge.daemon")
 
@@ -189,6 +189,9 @@ class EdgeDaemon:
         self._stop = threading.Event()
         self._pending: list[_Pending] = []
         self._pending_tracks: set[int] = set()
+        self._refused_sizes: set[tuple[int, int]] = set()
+        #: why a file run was stopped before its end (frames that do not fit the calibration); None: it was not
+        self.fatal: str | None = None
         self._closed_tracks: set[int] = set()
         self._track_first: dict[int, datetime] = {}
         self._last_t_s = 0.0
@@ -568,7 +571,11 @@ class EdgeDaemon:
                 return
         img = frame.image
         h, w = img.shape[:2]
-        zone = self.zone.for_frame(w, h)
+        try:
+            zone = self.zone.for_frame(w, h)
+        except CalibrationMismatch as e:
+            self._refuse_frame_size(w, h, str(e))
+            return
         roi = zone.image_region(w, h) if self.cfg.detect.crop_to_zone else None
         t0 = time.monotonic()
         try:
@@ -725,6 +732,18 @@ class EdgeDaemon:
             t=round(v.t_s, 3),
             **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]},
         )
+
+    def _refuse_frame_size(self, w: int, h: int, why: str) -> None:
+        """Frames that do not fit the survey are never judged (a stretched zone would accuse the wrong
+        people). Live: the zone is down in health and the log (once per size) until the camera is set back;
+        recording goes on. A file run stops: its results would mean nothing (the CLI exits 5)."""
+        if (w, h) not in self._refused_sizes:
+            self._refused_sizes.add((w, h))
+            log(logger, "frame_size_refused", logging.ERROR, size=f"{w}x{h}", error=why)
+            self.health.set("zone", "down", why[:300])
+        if self.mode != "live":
+            self.fatal = why
+            self.stop()
 
     def _record_decision(
         self, v: Violation, event_id: uuid.UUID, vframe: ViolationFrame | None

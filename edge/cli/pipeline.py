@@ -239,6 +239,9 @@ def _exit_if_no_video(daemon: object) -> None:
     from edge.daemon import EdgeDaemon
 
     assert isinstance(daemon, EdgeDaemon)
+    if daemon.fatal:
+        click.echo(f"anqi-edge: stopped: {daemon.fatal}", err=True)
+        sys.exit(5)
     if daemon.stats.frames == 0:
         cam = daemon.health.snapshot()["components"].get("camera", {})
         click.echo(

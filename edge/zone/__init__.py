@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from edge.config import EdgeConfig
 from edge.zone.capture import CaptureZone, WholeFrameZone, ground_anchor
-from edge.zone.geometry import CalibrationError, GroundMapper
+from edge.zone.geometry import CalibrationError, CalibrationMismatch, GroundMapper
 from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, theil_sen
 from edge.zone.overlay import BAND_BGR
 
 __all__ = [
     "BAND_BGR",
     "CalibrationError",
+    "CalibrationMismatch",
     "CaptureZone",
     "GroundMapper",
     "GroundMotion",

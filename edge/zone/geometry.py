@@ -15,6 +15,16 @@ class CalibrationError(ValueError):
     """The calibration points cannot give a usable homography; the message says why."""
 
 
+class CalibrationMismatch(CalibrationError):
+    """Frames whose shape is not the one the calibration was surveyed on (another aspect: a rotated
+    image, another camera or stream profile). Distances would be wrong, so nothing is measured."""
+
+
+#: relative difference of width/height ratios still taken as the same picture (encoders round sizes:
+#: 1920x1080 vs 1920x1088 is 0.7 %)
+ASPECT_TOLERANCE = 0.02
+
+
 def _collinear_triple(pts: np.ndarray, tol: float) -> tuple[int, int, int] | None:
     """First triple of points that lies on one line (triangle area below ``tol`` times the spread)."""
     n = len(pts)
@@ -117,7 +127,16 @@ class GroundMapper:
         """The same ground mapping for frames of ``width`` x ``height`` pixels."""
         if self.image_size is None or tuple(self.image_size) == (width, height):
             return self if self.image_size is not None else replace(self, image_size=(width, height))
-        sx, sy = width / self.image_size[0], height / self.image_size[1]
+        cw, ch = self.image_size
+        aspect, calib_aspect = width / height, cw / ch
+        if abs(aspect / calib_aspect - 1.0) > ASPECT_TOLERANCE:
+            raise CalibrationMismatch(
+                f"zone.image_size: the calibration was surveyed on {cw}x{ch} frames (aspect {calib_aspect:.3f}) "
+                f"but the source gives {width}x{height} (aspect {aspect:.3f}): a rotated image, another camera "
+                f"or another stream profile. Distances would be wrong, so nothing is judged; set the camera "
+                f"back to {cw}x{ch} (or the same aspect), or survey again (anqi-edge calibrate)"
+            )
+        sx, sy = width / cw, height / ch
         scale_inv = np.diag([1.0 / sx, 1.0 / sy, 1.0])
         return replace(
             self,
