@@ -44,6 +44,10 @@ class NoHelmetRule:
         if confidence < cfg.min_confidence:
             return None
         motion = track.motion(self.motion_window_s)
+        if motion is not None and motion.speed_mps > cfg.max_speed_mps:
+            # too fast over the window: a track that jumped between riders, or distances ranged coarsely
+            # beyond the band (a far head is a few pixels); inside the band a jump shows as well
+            motion = track.motion(self.motion_window_s, in_zone_only=True) or motion
         speed = motion.speed_mps if motion else None
         on_bike = cfg.rider_box_is_bike and track.rider_hits > 0
         if not on_bike and cfg.min_speed_mps > 0 and (speed is None or speed < cfg.min_speed_mps):

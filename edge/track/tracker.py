@@ -174,7 +174,7 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
                 )
                 used_head[k] = True
     if cfg.head_only_tracks:
-        below = _below_another_head(heads)
+        below = _below_another_head(heads, cfg.head_to_body)
         for k in np.nonzero(~used_head & ~inside_any & ~below)[0]:
             x0, y0, x1, y1 = heads[k]
             hw, hh = x1 - x0, y1 - y0
@@ -227,9 +227,9 @@ def _one_box_per_head(heads: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array(sorted(kept), dtype=int)
 
 
-def _below_another_head(heads: np.ndarray) -> np.ndarray:
-    """Heads that sit where another head's own body is: 1.5 to 6 head heights below a head of about
-    the same size and at most two head widths to its side (hands on the handlebar, which is about
+def _below_another_head(heads: np.ndarray, body_heads: float = 6.0) -> np.ndarray:
+    """Heads that sit where another head's own body is: 1.5 head heights below a head of about
+    the same size down to its feet (``body_heads``, track.head_to_body), at most two head widths to its side (hands on the handlebar, which is about
     three head widths wide, knees, shoes: what a head detector also fires on in a frontal view). Two riders cannot stand on each other: a rider seen below another at the
     same distance is beside or in front, and one in front is nearer, so its head is larger. Such a
     head makes no rider of its own."""
@@ -246,7 +246,11 @@ def _below_another_head(heads: np.ndarray) -> np.ndarray:
         size = h[k] / h
         out[k] = bool(
             (
-                (dy >= 1.5) & (dy <= 6.0) & (np.abs(cx[k] - cx) <= 2.0 * w) & (size >= 0.6) & (size <= 1.5)
+                (dy >= 1.5)
+                & (dy <= body_heads)
+                & (np.abs(cx[k] - cx) <= 2.0 * w)
+                & (size >= 0.6)
+                & (size <= 1.5)
             ).any()
         )
     return out
@@ -399,10 +403,12 @@ class Track:
         """Observations with a helmet classification (optionally only those made in the capture zone)."""
         return [p for p in self.history if p.no_helmet is not None and (p.in_zone or not in_zone_only)]
 
-    def motion(self, window_s: float, min_samples: int = 4) -> GroundMotion | None:
+    def motion(
+        self, window_s: float, min_samples: int = 4, in_zone_only: bool = False
+    ) -> GroundMotion | None:
         """Ground speed and heading over the last ``window_s`` s; None until ``min_samples`` ground
-        points spanning at least a quarter of the window exist."""
-        pts = [p for p in self.history if p.ground is not None]
+        points spanning at least a quarter of the window exist (``in_zone_only``: points in the band)."""
+        pts = [p for p in self.history if p.ground is not None and (p.in_zone or not in_zone_only)]
         if len(pts) < 2:
             return None
         return fit_motion(

@@ -557,3 +557,12 @@ def test_uncalibrated_zone_reports_a_moving_head_once_but_not_a_still_head_like_
     (v,) = reported
     assert v.detail["zone_calibrated"] is False and v.zone_distance_m is None
     assert float(str(v.detail["head_box"]).split(",")[0]) < 400  # the moving head, not the still one
+
+
+def test_no_helmet_judges_speed_inside_the_band_when_far_distances_were_ranged_coarsely() -> None:
+    # a head-only rider ranged from a few pixels of head far away (40 -> 28 m in 0.375 s: 32 m/s), then
+    # steadily inside the band at 4.8 m/s: a rider, not a track that jumped
+    ground = [(0.0, 40.0 - 4.0 * i) for i in range(4)] + [(0.0, 24.0 - 0.6 * i) for i in range(7)]
+    rule = NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.0))
+    (v,) = run_rule(rule, ground, [0.9] * len(ground), "head")
+    assert v.speed_mps == pytest.approx(4.8, rel=0.05) and 15 <= (v.zone_distance_m or 0) <= 25

@@ -292,3 +292,11 @@ def test_head_only_rider_is_ranged_from_a_fit_of_its_head_size_not_from_each_box
     # nearer at every frame (0.5 m per frame), never thrown back by a big box; one box at a time would
     # jump 20 % (4-7 m here) every third frame
     assert len(steps) > 20 and (steps < 0).all() and (np.abs(steps) < 1.5).all(), np.round(dist, 1)
+
+
+def test_a_shoe_at_the_riders_feet_makes_no_rider_of_its_own() -> None:
+    from edge.track import attach_heads
+
+    head, shoe = [200, 60, 226, 86], [190, 236, 214, 258]  # about 7 head heights below, same size
+    out = attach_heads(heads((head, 0.6), (shoe, 0.5)), TrackConfig(head_only_tracks=True, head_to_body=7.5))
+    assert [list(d.head_box) for d in out] == [head]
