@@ -2,8 +2,9 @@
 """Occupant counting and passenger decisions (issue 18), measured on labelled frames and one clip.
 
 For every frame the daemon's own single-frame path runs (``RiderDetector.detect`` on the whole
-frame, default config), then :func:`edge.track.occupants.rider_occupants` gives each detected rider
-box its heads. A rider box "carries a passenger" when it holds two or more heads (the single-frame
+frame, default config), then the tracker's own :func:`edge.track.attach_heads` (one box per head,
+then :func:`edge.track.occupants.rider_occupants`) gives each detected rider box its heads, exactly
+as the daemon does. A rider box "carries a passenger" when it holds two or more heads (the single-frame
 form of ``rules.passenger`` with ``max_occupants`` 1; the rule itself then asks a majority of the
 in-zone frames of a track).
 
@@ -43,7 +44,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
-from edge.track.occupants import rider_occupants  # noqa: E402
+from edge.config.track import TrackConfig  # noqa: E402
+from edge.track import OccupantHead, attach_heads  # noqa: E402
+
+
+class _Dets:
+    """The arrays of one frame's detections, as the tracker reads them."""
+
+    def __init__(self, riders: np.ndarray, heads: np.ndarray, head_scores: np.ndarray) -> None:
+        self.riders = np.asarray(riders, np.float32).reshape(-1, 4)
+        self.rider_scores = np.ones(len(self.riders), np.float32)
+        self.heads = np.asarray(heads, np.float32).reshape(-1, 4)
+        self.head_scores = np.asarray(head_scores, np.float32).reshape(-1)
+        self.head_no_helmet = np.full(len(self.heads), np.nan, np.float32)
+
+
+def vehicle_heads(
+    riders: np.ndarray, heads: np.ndarray, scores: np.ndarray
+) -> list[tuple[OccupantHead, ...]]:
+    """Each rider box's occupants, the way the tracker attaches them in the daemon (attach_heads)."""
+    out = attach_heads(_Dets(riders, heads, scores), TrackConfig())
+    return [d.occupants for d in out[: len(np.asarray(riders).reshape(-1, 4))]]
+
+
 from edge.track.tracker import iou_matrix  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "anqi-passenger-bench"
@@ -95,7 +118,7 @@ def detections(
 
 
 def occupant_counts(riders: np.ndarray, heads: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    return np.array([len(o) for o in rider_occupants(riders, heads, scores)], int)
+    return np.array([len(o) for o in vehicle_heads(riders, heads, scores)], int)
 
 
 def rates(tp: int, fn: int, fp: int) -> dict[str, float | int | None]:
@@ -134,7 +157,7 @@ def bench_helmet9(draw: Path | None) -> dict[str, object]:
             int,
         )
         truth_n.update(true_n.tolist())
-        # association alone: the labelled boxes through rider_occupants
+        # association alone: the labelled boxes through the same attach_heads
         g_n = occupant_counts(riders, heads, np.ones(len(heads)))
         for t, g in zip(true_n, g_n, strict=True):
             gt_only[(min(int(t), 3), min(int(g), 3))] += 1
@@ -196,7 +219,7 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
         H, W = img.shape[:2]
         _, heads = yolo_boxes(base / "labels" / f"{p.stem}.txt", W, H)
         d = dets[p.name]
-        occ = rider_occupants(d["riders"], d["heads"], d["head_scores"])
+        occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
 
         def box_of(head: np.ndarray, occ: list = occ) -> int | None:
             """The detected rider box whose occupants include this labelled head (IoU >= 0.3)."""
@@ -307,7 +330,7 @@ def _tile(
     if j >= 0:
         r = d["riders"][j]
         cv2.rectangle(img, (int(r[0]), int(r[1])), (int(r[2]), int(r[3])), (255, 0, 255), 1)
-        for o in rider_occupants(d["riders"], d["heads"], d["head_scores"])[j]:
+        for o in vehicle_heads(d["riders"], d["heads"], d["head_scores"])[j]:
             cv2.rectangle(
                 img, (int(o.box[0]), int(o.box[1])), (int(o.box[2]), int(o.box[3])), (255, 160, 0), 1
             )
