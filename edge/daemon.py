@@ -43,6 +43,7 @@ from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
 from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
 from edge.health import Health
+from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
 from edge.rules import RuleSet, RuleSetError, Violation, occupant_heads
 from edge.track import RiderTracker, Track
 from edge.zone import CalibrationMismatch, CaptureZone, fit_motion
@@ -262,6 +263,11 @@ class EdgeDaemon:
         )
         self.clip_dir = self._clip_dir()
         self.persuasion = self._start_persuasion()
+        self.reserve = DiskReserve(self.data_dir, cfg.relay.outbox.reserve_mb if self.mode != "replay" else 0)
+        self._disk_check()
+        self.beacon = AlarmBeacon(self.data_dir)
+        self.beacon.allocate()
+        self._beacon_alarms: dict[str, str] | None = None
         self.outbox, self.relay, self.broker = self._start_relay()
         self.recovered = self._recover_unstored()
 
@@ -381,7 +387,17 @@ class EdgeDaemon:
         if self.mode == "replay":
             outbox = Outbox(self.data_dir, self.cfg.relay.outbox, self.health)
         else:
-            outbox = Outbox.for_config(self.cfg, self.health)
+            try:
+                outbox = Outbox.for_config(self.cfg, self.health)
+            except OutboxError as e:
+                # a disk too full to open even the outbox: events still go out through a RAM outbox
+                # (lost on a power cut before central acknowledges them: the alarm says so)
+                ram = ram_outbox_dir(self.cfg.device.device_id)
+                why = f"outbox on disk unusable ({e}); events kept in RAM at {ram} until central acks them"
+                self.health.alarm("outbox_in_ram", why[:300])
+                log(logger, "outbox_in_ram", logging.ERROR, error=str(e)[:300], path=str(ram))
+                small = self.cfg.relay.outbox.model_copy(update={"max_disk_mb": 64.0})
+                outbox = Outbox(ram, small, self.health)
         if not self.use_relay:
             self.health.set("relay", "off", "relay disabled for this run")
             return outbox, None, None
@@ -1034,10 +1050,27 @@ class EdgeDaemon:
             pending_events=len(self._pending),
             detect_fps=round(s.detect_fps, 2),
         )
+        self._disk_check()
         try:
             self.health.write()
-        except OSError as e:  # full disk: keep running, say so in the log
+        except OSError as e:  # full disk: keep running; the alarm beacon (allocated at start) still tells
             log(logger, "health_write_failed", logging.ERROR, error=str(e)[:200])
+            self.health.alarm("health_file", f"cannot rewrite {self.health.path.name}: {e.strerror or e}")
+        alarms = dict(self.health.snapshot()["alarms"])
+        if alarms != self._beacon_alarms and self.beacon.write(alarms):
+            self._beacon_alarms = alarms
+
+    def _disk_check(self) -> None:
+        """The reserve policy (edge.relay.diskguard): a full data disk raises ``disk_full`` and frees the
+        ballast; the alarm clears once there is room again."""
+        if self.reserve.check():
+            self.health.alarm(
+                "disk_full",
+                f"file system of {self.data_dir} is full: reserve released; new media follow relay.outbox.when_full",
+            )
+        elif self.reserve.held() or self.reserve.size == 0:
+            self.health.alarm("disk_full", None)
+            self.health.alarm("health_file", None)
 
 
 def _with_track_motion(v: Violation, track: Track | None, after_s: float) -> Violation:

@@ -121,6 +121,15 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
             click.echo(f"  {name:<10} {c['status']:<9} {c.get('detail', '')} {extra}".rstrip())
         for k, msg in h.get("alarms", {}).items():
             click.echo(f"  ALARM {k}: {msg}")
+    # alarms the daemon could not put in health.json (a full disk): the beacon it overwrites in place
+    from edge.relay import read_beacon
+
+    beacon = read_beacon(health_file.parent)
+    if beacon is not None and beacon.get("at", "") >= h.get("heartbeat", ""):
+        bad = True
+        for k, msg in beacon["alarms"].items():
+            if k not in h.get("alarms", {}):
+                click.echo(f"  ALARM {k}: {msg} (from {health_file.parent / 'health.alarm'}, {beacon['at']})")
     if bad or any(c["status"] == "down" for c in h.get("components", {}).values()) or h.get("alarms"):
         sys.exit(1)
 

@@ -95,6 +95,12 @@ class OutboxConfig(Section):
         None, description="Outbox folder (SQLite file + media); default <device.data_dir>/outbox."
     )
     max_disk_mb: float = Field(2048, gt=1, description="Disk the outbox and its media may use.")
+    reserve_mb: float = Field(
+        16,
+        ge=0,
+        le=1024,
+        description="Ballast file kept in device.data_dir while there is room and deleted when the disk fills, so the outbox, decision records and health go on (0: none).",
+    )
     max_age_days: float = Field(
         30, gt=0, description="Acknowledged media and records older than this are deleted."
     )

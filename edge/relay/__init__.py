@@ -19,11 +19,16 @@ from pathlib import Path
 
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
+from edge.relay.diskguard import AlarmBeacon, DiskReserve, ram_outbox_dir, read_beacon
 from edge.relay.localbroker import LocalBroker
 from edge.relay.mqtt import MqttRelay, RelayConfigError, read_password, tls_context
 from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats
 
 __all__ = [
+    "AlarmBeacon",
+    "DiskReserve",
+    "ram_outbox_dir",
+    "read_beacon",
     "check_config",
     "connect_or_start_local",
     "EventState",
@@ -77,11 +82,20 @@ def check_config(cfg: EdgeConfig) -> list[str]:
             f"relay.outbox.path: cannot create or write the outbox folder {root} (nearest existing: {existing})"
         )
     else:
+        # Free space is a runtime condition, not a config error: a full disk (or a backlog after a central
+        # outage) is an alarm the running daemon raises and survives (edge.relay.diskguard), and refusing
+        # to start would stop detection and the relay of that very backlog. What is refused is a budget
+        # the file system could never hold.
         st = os.statvfs(existing)
-        free_mb = st.f_bavail * st.f_frsize / 1e6
-        if free_mb < oc.max_disk_mb * 1.048576 * 0.5:
+        total_mb = st.f_blocks * st.f_frsize / 1e6
+        budget_mb = oc.max_disk_mb * 1.048576
+        if budget_mb > 0.9 * total_mb:
+            held_mb = (_tree_bytes(root) + DiskReserve(cfg.data_dir, oc.reserve_mb).held()) / 1e6
+            free_mb = st.f_bavail * st.f_frsize / 1e6
             problems.append(
-                f"relay.outbox.max_disk_mb: {oc.max_disk_mb:g} MB budget, but only {free_mb:.0f} MB free on {existing}"
+                f"relay.outbox.max_disk_mb: {oc.max_disk_mb:g} MB budget, but the file system of {existing} "
+                f"holds only {total_mb:.0f} MB ({free_mb:.0f} MB free, {held_mb:.0f} MB held by the outbox and "
+                f"its reserve)"
             )
     return problems
 
@@ -109,3 +123,14 @@ def connect_or_start_local(
         detail="relay.mqtt.host is not set: events go to a local mosquitto on this machine, not to the central office",
     )
     return local, broker
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
