@@ -45,7 +45,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from edge.config.track import TrackConfig  # noqa: E402
-from edge.track import OccupantHead, attach_heads  # noqa: E402
+from edge.track import OccupantHead, attach_heads, order_by_travel  # noqa: E402
 
 
 class _Dets:
@@ -266,6 +266,23 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
                 fp_list.append(p.name)
                 if draw is not None:
                     shown.append(_tile(p, None, d["riders"][r], np.zeros((0, 4)), d, r))
+    # who drives: every rider here comes towards the camera, so the rule takes the nearer (larger) head
+    roles_right = roles_n = 0
+    for pr in truth:
+        if pr["verdict"] != "passenger" or pr.get("driver") not in (0, 1):
+            continue
+        img_path = base / "images" / pr["image"]
+        frame = cv2.imread(str(img_path))
+        if frame is None:
+            raise SystemExit(f"cannot read {img_path}")
+        hh, ww = frame.shape[:2]
+        _, hb = yolo_boxes(base / "labels" / f"{img_path.stem}.txt", ww, hh)
+        pair = tuple(
+            OccupantHead((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 1.0, None)
+            for b in (hb[k] for k in pr["heads"])
+        )
+        roles_n += 1
+        roles_right += order_by_travel(pair, (0.0, 1.0))[0] == pr["driver"]
     if draw is not None and shown:
         _montage(shown, draw / "thaigate-errors.png")
     return {
@@ -274,6 +291,7 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
         "separate_pairs": sum(1 for pr in truth if pr["verdict"] == "separate"),
         "detected_vehicles_2plus": pos_boxes,
         "detected": rates(tp, fn, fp),
+        "driver_found": f"{roles_right}/{roles_n}",
         "pairs_with_both_heads_detected": int(both_found),
         "of_those_one_vehicle_with_2plus": int(both_found_same),
         "false_positive_frames": fp_list,
@@ -376,6 +394,7 @@ def main() -> int:
             f"of those counted as one vehicle with 2+: {r['of_those_one_vehicle_with_2plus']} "
             "(the rest of the misses are heads the detector does not find)"
         )
+        print(f"  driver found (labelled pairs whose driver is clear by eye): {r['driver_found']}")
     if "bikelane" in want:
         result["bikelane (not tuned on)"] = r = bench_bikelane()
         print(
