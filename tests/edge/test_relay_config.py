@@ -76,7 +76,11 @@ def test_development_config_has_no_problems(tmp_path: Path) -> None:
             {},
             "relay.outbox.path: cannot create or write the outbox folder",
         ),
-        ({"outbox": {"max_disk_mb": 1e12}}, {}, "relay.outbox.max_disk_mb: 1e+12 MB budget, but the file system of"),
+        (
+            {"outbox": {"max_disk_mb": 1e12}},
+            {},
+            "relay.outbox.max_disk_mb: 1e+12 MB budget, but the file system of",
+        ),
     ],
 )
 def test_check_config_reports_each_problem_with_its_key(
