@@ -42,7 +42,7 @@ class NoHelmetRuleConfig(Section):
         1.0,
         ge=0,
         le=20,
-        description="Where no ground speed is measured (zone.calibrated false), the head must move this many head sizes per second in the image (drift or growth) to be a rider, not a still head-like object; 0 = no check.",
+        description="Where no ground speed is measured (zone.calibrated false), a rider seen only as a head must move this many head sizes per second in the image (drift or growth) to be a rider, not a still head-like object (a sign, foliage); 0 = no check.",
     )
     max_speed_mps: float = Field(
         15.0,

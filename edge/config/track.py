@@ -44,6 +44,18 @@ class TrackConfig(Section):
         lt=1,
         description="A detection whose clothes' colours (hue x saturation histogram below the head) match a track's less than this (Bhattacharyya coefficient) is not that track; 0 = motion only.",
     )
+    relink_gate: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="A new track continues a lost one (not yet closed) when its first head lies within this many head sizes of where the lost head would be, growing by as many per second unseen, in the same clothes (relink_alike); 0 = off.",
+    )
+    relink_alike: float = Field(
+        0.75,
+        ge=0,
+        lt=1,
+        description="Clothes' colour histograms (Bhattacharyya coefficient) must match at least this much for relink_gate.",
+    )
     max_lost_s: float = Field(1.5, gt=0, le=30, description="A track unseen this long is closed.")
     min_hits: int = Field(2, ge=1, le=30, description="Detections needed before a track counts.")
     head_only_tracks: bool = Field(

@@ -231,11 +231,12 @@ def _one_box_per_head(heads: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def _below_another_head(heads: np.ndarray, body_heads: float = 6.0) -> np.ndarray:
-    """Heads that sit where another head's own body is: 1.5 head heights below a head of about
-    the same size down to its feet (``body_heads``, track.head_to_body), at most two head widths to its side (hands on the handlebar, which is about
-    three head widths wide, knees, shoes: what a head detector also fires on in a frontal view). Two riders cannot stand on each other: a rider seen below another at the
-    same distance is beside or in front, and one in front is nearer, so its head is larger. Such a
-    head makes no rider of its own."""
+    """Heads that sit where another head's own body is: from 1.5 head heights below a head of about
+    the same size down to its feet (``body_heads``, track.head_to_body), at most two head widths to
+    its side (hands on the handlebar, which is about three head widths wide, knees, shoes: what a
+    head detector also fires on in a frontal view). Two riders cannot stand on each other: a rider
+    seen below another at the same distance is beside or in front, and one in front is nearer, so
+    its head is larger. Such a head makes no rider of its own."""
     n = len(heads)
     out = np.zeros(n, dtype=bool)
     if n < 2:
@@ -399,6 +400,18 @@ class Track:
         self.rider_hits += det.kind == "rider"
         self.history.append(point)
 
+    def take_over(self, new: Track) -> None:
+        """Continue this (lost) track with ``new``'s observations and state: the same rider re-found."""
+        self.history.extend(new.history)
+        self.head_sizes.extend(new.head_sizes)
+        self.box, self.velocity, self.last_t_s = new.box, new.velocity, new.last_t_s
+        self.head, self.head_velocity, self.head_t_s = new.head, new.head_velocity, new.head_t_s
+        self.hits += new.hits
+        self.rider_hits += new.rider_hits
+        self.matched_now = True
+        if new.look is not None:
+            self.look = new.look if self.look is None else 0.5 * self.look + 0.5 * new.look
+
     def points(self, since_t_s: float | None = None) -> list[TrackPoint]:
         return [p for p in self.history if since_t_s is None or p.t_s >= since_t_s]
 
@@ -528,13 +541,14 @@ class RiderTracker:
         zone = self.zone.for_frame(*size) if (self.zone is not None and size is not None) else self.zone
         new_dets = [dets[j] for j in unmatched_high]
         matched: list[Track] = []
+        confirming: list[Track] = []
         for ti, dj in matches.items():
             t = self.tracks[ti]
             t.update(dets[dj], self._point(dets[dj], t_s, utc, None, 0, mono))
             t.matched_now = True
             matched.append(t)
             if t.track_id is None and t.hits >= cfg.min_hits:
-                t.track_id = self._take_id()
+                confirming.append(t)
         for d in new_dets:
             p = self._point(d, t_s, utc, None, 0, mono)
             t = Track(
@@ -562,6 +576,13 @@ class RiderTracker:
             for n, t in enumerate(matched):
                 if not _cut_by_frame(t.history[-1], height):
                     t.history[-1] = self._point_located(t.history[-1], located, n)
+        for t in confirming:
+            old = self._relink(t)
+            if old is None:
+                t.track_id = self._take_id()
+            else:
+                old.take_over(t)
+                self.tracks.remove(t)
 
         closed: list[Track] = []
         keep: list[Track] = []
@@ -622,6 +643,41 @@ class RiderTracker:
                 other = (a @ b.T) < cfg.appearance_min  # Bhattacharyya coefficients: other clothes
                 ok[np.ix_(ti, dj)] &= ~other  # another rider, however near
         return np.where(ok, sim, 0.0)
+
+    def _relink(self, new: Track) -> Track | None:
+        """A confirmed track, unseen now but not yet closed, that ``new`` plainly continues: ``new``'s
+        first head lies within ``relink_gate`` head sizes of where the lost track's head would be by
+        then (moved on at its image velocity; the gate grows by that many sizes per second unseen),
+        about the same size, and in the same clothes (``relink_alike``). A rider the detector loses
+        for a few frames (head down, occluded, entering or leaving fast) keeps one track."""
+        cfg = self.cfg
+        first = next((p for p in new.history if p.head_box is not None), None)
+        if first is None or first.head_box is None or cfg.relink_gate <= 0:
+            return None
+        fc = _to_cxcywh(np.asarray(first.head_box))
+        best, best_d = None, float("inf")
+        for old in self.tracks:
+            if old is new or not old.confirmed or old.matched_now or old.head is None:
+                continue
+            if old.last_t_s > first.t_s:  # they overlap in time: two riders
+                continue
+            pred = old.predict_head(first.t_s)
+            if pred is None:
+                continue
+            pc = _to_cxcywh(pred)
+            size = max(pc[3], fc[3], 1.0)
+            if not (1.0 / cfg.max_scale_change <= fc[3] / max(pc[3], 1.0) <= cfg.max_scale_change):
+                continue
+            unseen = max(0.0, first.t_s - old.head_t_s)
+            d = float(np.hypot(fc[0] - pc[0], fc[1] - pc[1]))
+            if d > size * cfg.relink_gate * (1.0 + unseen):
+                continue
+            alike = look_alike(old.look, new.look)
+            if alike is None or alike < cfg.relink_alike:
+                continue
+            if d < best_d:
+                best, best_d = old, d
+        return best
 
     def close_all(self) -> list[Track]:
         """End of stream: every confirmed track is closed."""

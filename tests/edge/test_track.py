@@ -299,4 +299,38 @@ def test_a_shoe_at_the_riders_feet_makes_no_rider_of_its_own() -> None:
 
     head, shoe = [200, 60, 226, 86], [190, 236, 214, 258]  # about 7 head heights below, same size
     out = attach_heads(heads((head, 0.6), (shoe, 0.5)), TrackConfig(head_only_tracks=True, head_to_body=7.5))
-    assert [list(d.head_box) for d in out if d.head_box is not None] == [head]
+    assert [list(d.head_box) for d in out if d.head_box is not None] == [head] and len(out) == 1
+
+
+def test_a_rider_lost_longer_than_a_frame_gap_is_relinked_in_the_same_clothes_only() -> None:
+    """The detector misses a rider for 0.5 s while they swerve: the new track starts beyond the
+    association gate but near where the lost head would be: in the same clothes it is the same rider
+    (one id), in other clothes another."""
+    import numpy as np
+
+    teal, white = np.zeros(256), np.zeros(256)
+    teal[[70, 71]] = [0.6, 0.4]
+    white[[3, 2]] = [0.7, 0.3]
+
+    def run(after: np.ndarray) -> set[int]:
+        cfg = TrackConfig(
+            min_hits=2, head_only_tracks=True, max_lost_s=1.0, head_gate=1.0, head_gate_growth=0.0
+        )
+        tr = RiderTracker(cfg)
+        ids: set[int] = set()
+        for i in range(20):
+            if 6 <= i < 11:
+                step(tr, heads(), i, dt=0.1)
+                continue
+            x = 100 + 12 * i
+            y = 60 if i < 6 else 90  # swerved while unseen: 1.25 head heights off the straight line
+            dets = attach_heads(heads(([x, y, x + 24, y + 24], 0.6)), cfg)
+            for d in dets:
+                d.look = teal if i < 6 else after
+            for t in tr.update_detections(dets, i * 0.1, T0 + timedelta(seconds=i * 0.1), (1280, 720)).active:
+                assert t.track_id is not None
+                ids.add(t.track_id)
+        return ids
+
+    assert run(teal) == {1}
+    assert run(white) == {1, 2}
