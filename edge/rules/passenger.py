@@ -255,12 +255,13 @@ def driver_vote(track: Track, p: TrackPoint, motion_window_s: float) -> tuple[fl
     return p.no_helmet, p.head_box
 
 
-def _iou(a: Box, b: Box) -> float:
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other (a head boxed tightly
+    by one detection and loosely by another is one head)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
 
 
 class SameOccupantGuard:
@@ -271,8 +272,8 @@ class SameOccupantGuard:
     reported that type is the same person's, and is dropped. Where both tracks have ground positions
     they must also stand on the same spot (within ``max_ground_m``: one vehicle)."""
 
-    def __init__(self, min_iou: float = 0.5, keep_s: float = 10.0, max_ground_m: float = 0.8):
-        self.min_iou = min_iou
+    def __init__(self, min_overlap: float = 0.6, keep_s: float = 10.0, max_ground_m: float = 0.8):
+        self.min_overlap = min_overlap
         self.max_ground_m = max_ground_m
         self.keep_s = keep_s
         self._reported: list[tuple[str, Track]] = []
@@ -297,7 +298,7 @@ class SameOccupantGuard:
             ):
                 continue  # two vehicles, whatever their boxes look like
             heads = [h.box for h in last.occupants] or ([last.head_box] if last.head_box else [])
-            if any(_iou(judged[0], h) >= self.min_iou for h in heads):
+            if any(_overlap(judged[0], h) >= self.min_overlap for h in heads):
                 return other.track_id
         return None
 
@@ -309,9 +310,14 @@ class SameOccupantGuard:
 
 def occupant_heads(track: Track, motion_window_s: float = 1.0) -> dict[str, Box]:
     """The driver's and the (first) passenger's head on the track's latest frame, when it shows more
-    than one person (empty otherwise): where face capture looks for each of their faces."""
+    than one person and the direction of travel is known (empty otherwise): where face capture looks
+    for each of their faces. Without a direction who drives is a guess, and a face stored under the
+    wrong role would stay the best one of that role."""
     last = track.last
     if len(last.occupants) < 2:
         return {}
-    roles = occupant_roles(last, travel_direction(track, last.t_s, motion_window_s))
+    direction = travel_direction(track, last.t_s, motion_window_s)
+    if direction is None:
+        return {}
+    roles = occupant_roles(last, direction)
     return {DRIVER: roles[0][1].box, PASSENGER: roles[1][1].box}

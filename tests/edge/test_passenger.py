@@ -387,3 +387,84 @@ def passenger_violation() -> Violation:
         heading_deg=None,
         detail={"role": "passenger", "occupant_boxes": "1,1,2,2;3,3,4,4"},
     )
+
+
+def approach_clip(path: Path, still: Path, seconds: float = 3.0, fps: int = 10) -> Path:
+    """An H.264 clip of a real photo seen by a camera closing in on it (the crop shrinks towards the
+    top centre over ``seconds``): the vehicles in it grow and move down the frame as they do when
+    they come towards an elevated camera. Real pixels for the detector; the motion is the camera's."""
+    import av
+
+    read = cv2.imread(str(still))
+    assert read is not None, still
+    img = np.asarray(read, dtype=np.uint8)
+    h, w = img.shape[:2]
+    n = int(seconds * fps)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            k = 1.0 - 0.25 * i / max(n - 1, 1)  # 100 % -> 75 % of the frame
+            cw, ch = int(w * k), int(h * k)
+            x0, y0 = (w - cw) // 2, 0
+            frame = np.asarray(
+                cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR),
+                dtype=np.uint8,
+            )
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def approach_events(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """The whole pipeline (anqi-edge replay: detector, tracker, rules, evidence) on a clip closing in on
+    thaigate 6-7_00-9_00-0818 (a helmeted rider carrying a passenger without a helmet, looked at), zone
+    uncalibrated (the whole frame)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from anqi_contract.event import parse_event
+    from edge.cli import main
+
+    if not THAIGATE.is_dir():
+        pytest.skip("needs ../shared/data/thaigate-dev")
+    tmp = tmp_path_factory.mktemp("approach")
+    clip = approach_clip(tmp / "approach.mp4", THAIGATE / "images" / "6-7_00-9_00-0818.jpg")
+    root = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((root / "config" / "examples" / "uncalibrated.yaml").read_text())
+    data["speaker"] = {"enabled": False}
+    data["device"]["data_dir"] = str(tmp / "data")
+    data["detect"]["riders_from_heads"] = True  # gate CCTV: the detector's rider class rarely fires here
+    cfg = tmp / "site.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(main, ["replay", str(clip), "--config", str(cfg), "--out", str(tmp / "out")])
+    assert res.exit_code == 0, res.output
+    evs = [parse_event(p.read_text()) for p in sorted((tmp / "out" / "events").glob("*.json"))]
+    return sorted(evs, key=lambda e: float(e.detail["t_s"]))
+
+
+def test_the_daemon_reports_the_passenger_with_everyone_boxed_and_both_faces(approach_events: list) -> None:
+    passenger = [e for e in approach_events if e.violation_type.value == "passenger"]
+    assert passenger, [(e.violation_type.value, e.detail) for e in approach_events]
+    e = passenger[0]  # the first decision, on the vehicle's own track
+    assert int(e.detail["occupants"]) >= 2 and e.detail["role"] == "driver"
+    boxes = str(e.detail["occupant_boxes"]).split(";")
+    assert len(boxes) >= 2
+    x0 = float(str(e.detail["head_box"]).split(",")[0])
+    assert x0 == min(float(b.split(",")[0]) for b in boxes)  # the driver: the big head on the left, looked at
+    assert {"face.jpg", "face_passenger.jpg", "violation.jpg", "clip.mp4"} <= {m.name for m in e.media}
+    assert e.face.found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 18, known: a vehicle growing fast in the frame is tracked in fragments and its passenger's head is "
+    "boxed twice far apart (hair, face), so later fragments report it again; where the zone is calibrated the "
+    "same-rider guard (ground position) is there to drop re-tracked riders (not measured for passengers: no "
+    "calibrated footage with one), here (uncalibrated) nothing can",
+)
+def test_one_passenger_event_per_vehicle(approach_events: list) -> None:
+    assert [e.violation_type.value for e in approach_events].count("passenger") == 1
