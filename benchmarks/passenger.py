@@ -327,6 +327,65 @@ def bench_bikelane() -> dict[str, object]:
     }
 
 
+def bench_rule_cost(n_tracks: int = 20, history: int = 100) -> dict[str, float]:
+    """ms per frame for RuleSet.check over ``n_tracks`` vehicles each carrying a passenger, with ``history``
+    in-zone frames each (10 s at 10 fps): the cost the passenger rules add to the pipeline thread."""
+    import time
+    from collections import deque
+    from datetime import datetime, timedelta, timezone
+
+    from edge.config import parse_config
+    from edge.rules import RuleSet
+    from edge.track import Track, TrackPoint
+
+    cfg = parse_config({})
+    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+    def point(k: int, i: int) -> TrackPoint:
+        x = 2000.0 - 10 * i + 0 * k
+        y = 100.0 + 60 * k
+        occ = (
+            OccupantHead((x, y, x + 40, y + 40), 0.9, 0.2),
+            OccupantHead((x + 42, y + 4, x + 82, y + 44), 0.9, 0.2),
+        )
+        return TrackPoint(
+            i * 0.1,
+            t0 + timedelta(seconds=i * 0.1),
+            (x - 20, y - 5, x + 100, y + 300),
+            0.9,
+            "rider",
+            (float(k), 20.0),
+            20.0,
+            True,
+            occ[0].box,
+            0.9,
+            0.2,
+            None,
+            occ,
+        )
+
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+    tracks = []
+    for k in range(n_tracks):
+        t = Track(
+            key=k, box=np.zeros(4), first_t_s=0.0, first_utc=t0, last_t_s=0.0, history=deque(), track_id=k + 1
+        )
+        t.rider_hits = 1
+        tracks.append(t)
+    times = []
+    for i in range(history):
+        for k, t in enumerate(tracks):
+            t.history.append(point(k, i))
+        start = time.perf_counter()
+        rules.check(tracks)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {
+        "tracks": n_tracks,
+        "history": history,
+        "ms_per_frame_last10": round(float(np.mean(times[-10:])), 3),
+    }
+
+
 def _tile(
     image: Path,
     size: tuple[int, int] | None,
@@ -369,10 +428,10 @@ def _montage(tiles: list[np.ndarray], out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["helmet9", "thaigate", "bikelane"], action="append")
+    ap.add_argument("--only", choices=["helmet9", "thaigate", "cost", "bikelane"], action="append")
     ap.add_argument("--draw", type=Path, help="Draw the disagreements into PNG montages in this folder.")
     args = ap.parse_args()
-    want = args.only or ["helmet9", "thaigate", "bikelane"]
+    want = args.only or ["helmet9", "thaigate", "cost", "bikelane"]
     result: dict[str, object] = {}
     if "helmet9" in want:
         result["helmet9 (tuned on)"] = r = bench_helmet9(args.draw)
@@ -395,6 +454,11 @@ def main() -> int:
             "(the rest of the misses are heads the detector does not find)"
         )
         print(f"  driver found (labelled pairs whose driver is clear by eye): {r['driver_found']}")
+    if "cost" in want:
+        result["rule_cost"] = r = bench_rule_cost()
+        print(
+            f"rules on {r['tracks']} vehicles with a passenger, {r['history']} frames each: {r['ms_per_frame_last10']} ms per frame"
+        )
     if "bikelane" in want:
         result["bikelane (not tuned on)"] = r = bench_bikelane()
         print(

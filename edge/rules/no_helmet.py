@@ -7,7 +7,7 @@ import numpy as np
 
 from anqi_contract.event import ViolationType
 from edge.config.rules import NoHelmetRuleConfig
-from edge.rules.passenger import DRIVER, box_text, driver_vote, occupant_boxes_text
+from edge.rules.passenger import DRIVER, box_text, driver_vote, occupant_boxes_text, travel_direction
 from edge.rules.violation import OncePerTrack, Violation
 from edge.track import Track
 
@@ -29,7 +29,8 @@ class NoHelmetRule:
         if track.track_id is None or self._once.fired(track.track_id) or not track.last.in_zone:
             return None
         # the driver's head: on frames that show a passenger too, the front one (edge.rules.passenger)
-        judged = [(v, *driver_vote(track, v, self.motion_window_s)) for v in track.points() if v.in_zone]
+        direction = travel_direction(track, track.last.t_s, self.motion_window_s)  # once per check
+        judged = [(v, *driver_vote(v, direction)) for v in track.points() if v.in_zone]
         votes = [v for v, nh, _ in judged if nh is not None]
         if (
             len(votes) < cfg.min_observations or votes[-1].t_s - votes[0].t_s < cfg.min_observed_s - 1e-6

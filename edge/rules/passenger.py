@@ -203,10 +203,13 @@ class PassengerHelmetRule:
         if tid is None or self._once.fired(tid) or not track.last.in_zone or track.rider_hits == 0:
             return None
         votes: list[tuple[TrackPoint, OccupantHead]] = []
+        # one direction for every frame of the check (the latest): roles do not flip between frames, and
+        # the cost stays one fit per check, not one per frame of the history
+        direction = travel_direction(track, track.last.t_s, self.motion_window_s)
         for p in _in_zone_points(track):
             if len(p.occupants) < 2:
                 continue
-            roles = occupant_roles(p, travel_direction(track, p.t_s, self.motion_window_s))
+            roles = occupant_roles(p, direction)
             head = roles[1][1]  # the passenger right behind the driver
             if head.no_helmet is not None:
                 votes.append((p, head))
@@ -246,11 +249,12 @@ class PassengerHelmetRule:
         )
 
 
-def driver_vote(track: Track, p: TrackPoint, motion_window_s: float) -> tuple[float | None, Box | None]:
+def driver_vote(p: TrackPoint, direction: tuple[float, float] | None) -> tuple[float | None, Box | None]:
     """The driver's no-helmet probability and head on ``p``: the front head when the frame shows two
-    or more occupants, else the track's own head (:class:`~edge.rules.no_helmet.NoHelmetRule`)."""
+    or more occupants (``direction``: the track's direction of travel, :func:`travel_direction`),
+    else the track's own head (:class:`~edge.rules.no_helmet.NoHelmetRule`)."""
     if len(p.occupants) >= 2:
-        head = occupant_roles(p, travel_direction(track, p.t_s, motion_window_s))[0][1]
+        head = occupant_roles(p, direction)[0][1]
         return head.no_helmet, head.box
     return p.no_helmet, p.head_box
 

@@ -26,6 +26,7 @@ Measured in ``benchmarks/passenger.py``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,7 @@ class OccupantHead:
     @property
     def size(self) -> float:
         """sqrt(area): the head's size in pixels (robust to a box cut a little narrow or short)."""
-        return float(np.sqrt(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0)))
+        return math.sqrt(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0))
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,10 @@ def order_by_travel(heads: tuple[OccupantHead, ...], direction: tuple[float, flo
     than the driver's); the nearer head is the larger one, so coming towards the camera the driver's
     is the largest, going away the smallest. Without a direction (standing, a single frame) the head
     that fits the rider box best (the first) is taken for the driver's."""
-    if direction is None or len(heads) < 2 or np.hypot(*direction) < 1e-9:
+    if direction is None or len(heads) < 2 or (direction[0] == 0 and direction[1] == 0):
         return list(range(len(heads)))
     if abs(direction[0]) <= abs(direction[1]):
         towards = direction[1] > 0  # down the image: nearer to an elevated camera
         return sorted(range(len(heads)), key=lambda i: -heads[i].size if towards else heads[i].size)
-    d = np.asarray(direction, dtype=np.float64) / np.hypot(*direction)
-    along = [float(np.dot(h.centre, d)) for h in heads]
-    return sorted(range(len(heads)), key=lambda i: -along[i])
+    dx, dy = direction
+    return sorted(range(len(heads)), key=lambda i: -(heads[i].centre[0] * dx + heads[i].centre[1] * dy))
