@@ -327,7 +327,7 @@ def bench_bikelane() -> dict[str, object]:
     }
 
 
-def bench_rule_cost(n_tracks: int = 20, history: int = 100) -> dict[str, float]:
+def bench_rule_cost(n_tracks: int = 20, history: int = 100) -> dict[str, object]:
     """ms per frame for RuleSet.check over ``n_tracks`` vehicles each carrying a passenger, with ``history``
     in-zone frames each (10 s at 10 fps): the cost the passenger rules add to the pipeline thread."""
     import time
