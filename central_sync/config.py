@@ -87,7 +87,25 @@ class MqttConsumerConfig(Section):
         "anqi-central", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT 5 shared-subscription group."
     )
     topic_prefix: str = Field("anqi/v1", pattern=r"^[^#+\s]+$")
-    keepalive_s: int = Field(30, ge=5, le=3600)
+    keepalive_s: int = Field(
+        10,
+        ge=2,
+        le=3600,
+        description="MQTT keep-alive. The broker drops a consumer whose host died or whose network broke after "
+        "1.5x this without a packet, and then hands its share of the group to the others (a killed process closes "
+        "its socket and is dropped at once).",
+    )
+    session_expiry_s: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="How long the broker keeps this consumer's session after it disconnected. 0 (default): the "
+        "session, its place in the shared subscription and its media subscription end with the connection, so "
+        "the other consumers of the group get every later event at once and no clip is queued for an absent "
+        "consumer; events in flight to a dead consumer are re-sent by the edge (no ack within "
+        "relay.outbox.ack_timeout_s). A longer expiry makes the broker queue every second event for the absent "
+        "consumer (mosquitto keeps offline members in the share rotation) until it returns.",
+    )
     qos: Literal[1, 2] = 1
 
 

@@ -183,6 +183,7 @@ class CentralConsumer:
         db_url: str | None = None,
         prefix: str = "anqi/v1",
         media_grace_s: float = 5.0,
+        client_id: str | None = None,
         **sections: Any,
     ) -> CentralConsumer:
         """A consumer for tests and benchmarks: SQLite (or ``db_url``) and media under ``workdir``."""
@@ -196,7 +197,7 @@ class CentralConsumer:
                     "host": host,
                     "port": port,
                     "topic_prefix": prefix,
-                    "client_id": f"anqi-central-{uuid.uuid4().hex[:8]}",
+                    "client_id": client_id or f"anqi-central-{uuid.uuid4().hex[:8]}",
                 },
                 "media": {"dir": str(workdir / "media")},
                 **sections,
@@ -258,9 +259,12 @@ class CentralConsumer:
 
     def start(self, timeout: float = 15.0) -> CentralConsumer:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 7 * 24 * 3600  # queued events survive a consumer restart
         if not self.cfg.devices:
             log(logger, "device_registry_empty", logging.WARNING, hint="events from any device are accepted")
+        # failover: with the default expiry 0 the session (its place in the share group, the media subscription)
+        # ends with the connection, so the broker hands the other consumers every later event at once
+        expiry = self.cfg.mqtt.session_expiry_s
+        props.SessionExpiryInterval = expiry
         self._stop.clear()
         self._writer = threading.Thread(target=self._writer_loop, name="anqi-central-writer", daemon=True)
         self._writer.start()
@@ -269,7 +273,7 @@ class CentralConsumer:
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
             self.cfg.mqtt.keepalive_s,
-            clean_start=False,
+            clean_start=expiry == 0,  # never resume a session left by an older version of this consumer
             properties=props,
         )
         self.client.loop_start()

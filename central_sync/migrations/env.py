@@ -25,6 +25,12 @@ def run_migrations() -> None:
         raise SystemExit("alembic: pass the database with -x url=...")
     engine = create_engine(url)
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":  # one migrator at a time (see CentralStore.migrate)
+            from sqlalchemy import text
+
+            from central_sync.storage.store import MIGRATION_LOCK_KEY
+
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()

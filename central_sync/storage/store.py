@@ -28,6 +28,8 @@ from central_sync.tiers import PersonHistory, TierAssessment, assess, window_sta
 logger = logging.getLogger("anqi.central.store")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: PostgreSQL advisory lock held while the schema is migrated (one migrator at a time across processes)
+MIGRATION_LOCK_KEY = 4242000
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ class CentralStore:
         acfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         try:
             with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # several consumers starting at once: one migrates, the others wait here and then find the
+                    # schema at head (the lock ends with this transaction; alembic's DDL runs inside it)
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
                 acfg.attributes["connection"] = conn
                 command.upgrade(acfg, "head")
         except Exception as e:  # noqa: BLE001 - unreachable server, permissions, corrupt file
