@@ -97,6 +97,6 @@ t3=$(date +%s)
 say "events written under emulation:"
 for f in "$ROOT"/tmp/arm64-replay/events/*.json; do
   [ -e "$f" ] || { say "NO EVENTS"; exit 1; }
-  python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); print("  ", e.get("type"), "track", e.get("track_id"), "at", e.get("zone_distance_m"), "m", e.get("decided_utc") or e.get("utc"))' "$f"
+  python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); print("  ", e.get("violation_type"), "track", e.get("track_id"), "at", e.get("zone_distance_m"), "m, t", e.get("detail", {}).get("t_s"), "s, face", e["face"]["found"])' "$f"
 done
 say "replay took $((t3 - t2)) s; whole check $((t3 - t0)) s"
