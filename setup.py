@@ -46,6 +46,10 @@ CENTRAL = [
     "psycopg[binary]>=3.1",
     # defusedxml: the SOAP endpoint parses untrusted XML (no entity expansion / external DTDs).
     "defusedxml>=0.7",
+    # argon2-cffi: officers' console passwords (Argon2id, memory-hard, maintained; passlib is not).
+    "argon2-cffi>=23.1",
+    # python-multipart: FastAPI needs it to read the console's HTML forms.
+    "python-multipart>=0.0.9",
 ]
 
 setup(
@@ -68,7 +72,7 @@ setup(
         # the MIT demo clip, its truth file and its licence notice (scripts/demo.sh's default input)
         "anqi_tools.demo": ["*"],
         "edge": ["py.typed"],
-        "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini"],
+        "central_sync": ["py.typed", "migrations/*", "migrations/**/*", "*.ini", "web/content/*"],
     },
     install_requires=CORE,
     extras_require={
@@ -88,6 +92,8 @@ setup(
             "mypy>=2.4,<2.5",
             "types-PyYAML>=6",
             "pre-commit>=4",
+            # selenium: the web faces driven in Debian's chromium (tests/central/web)
+            "selenium>=4.20",
         ],
         # Training and third-party model export only: never on the device.
         "train": ["ultralytics>=8.3", "torch", "torchvision"],

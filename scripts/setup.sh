@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gir1.2-gst-rtsp-server-1.0 + gstreamer1.0-*: a real RTSP camera on loopback for the capture tests
+# chromium + chromium-driver + fonts-wqy-microhei: the web faces are tested in a real browser with CJK glyphs
 APT_PACKAGES=(mosquitto espeak-ng sox ffmpeg libportaudio2 libasound2-plugins alsa-utils systemd
-  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  chromium chromium-driver fonts-wqy-microhei)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

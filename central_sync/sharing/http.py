@@ -177,4 +177,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8"
             )
 
+    from central_sync.web import mount_web
+
+    mount_web(app, cfg, store)
     return app

@@ -1,0 +1,237 @@
+"""Officers' accounts for the web console: argon2id password hashes, server-side sessions with expiry,
+lockout after repeated failures, CSRF tokens bound to the session, roles scoped to communities.
+
+argon2-cffi (the reference Argon2 binding, winner of the Password Hashing Competition, memory-hard, with
+``check_needs_rehash`` for later parameter changes) is used rather than passlib, which is unmaintained.
+
+The web tables live in their own metadata and are created on start (``create_all``): they belong to this
+package only and do not take part in the store's alembic chain that other packages extend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import JSON, Integer, MetaData, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from central_sync.storage.models import UtcDateTime, utcnow
+from central_sync.storage.store import CentralStore
+
+# Rank of each role: an administrator grants only roles at or below their own (逐级授权).
+ROLES = {"admin": 4, "police": 3, "community": 2, "readonly": 1}
+ROLE_ZH = {"admin": "管理员", "police": "交警", "community": "社区工作者", "readonly": "只读"}
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+SESSION_TTL = timedelta(hours=8)
+
+_hasher = PasswordHasher()
+
+
+class WebBase(DeclarativeBase):
+    metadata = MetaData()
+    type_annotation_map = {datetime: UtcDateTime}
+
+
+class WebUser(WebBase):
+    __tablename__ = "web_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    communities: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: all communities
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(WebBase):
+    __tablename__ = "web_sessions"
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+
+
+class KioskToken(WebBase):
+    __tablename__ = "web_kiosk_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RiderToken(WebBase):
+    """One-time link token of a reminder task: opens the rider's own page; spent when the quiz is passed."""
+
+    __tablename__ = "web_rider_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+def ensure_tables(store: CentralStore) -> None:
+    WebBase.metadata.create_all(store.engine)
+
+
+def _h(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Officer:
+    username: str
+    role: str
+    communities: tuple[str, ...]
+
+    def sees(self, community: str | None) -> bool:
+        return not self.communities or community in self.communities
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in ("admin", "police", "community")
+
+
+class LoginError(Exception):
+    pass
+
+
+def add_user(
+    store: CentralStore,
+    username: str,
+    password: str,
+    role: str,
+    communities: list[str] | None = None,
+    granted_by: Officer | None = None,
+) -> None:
+    """Create an account. ``granted_by`` (None: the command line) may grant only roles at or below its own."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if len(password) < 10:
+        raise ValueError("password: at least 10 characters")
+    if granted_by is not None:
+        if granted_by.role != "admin":
+            raise PermissionError("only an administrator creates accounts")
+        if ROLES[role] > ROLES[granted_by.role]:
+            raise PermissionError(f"{granted_by.role} may not grant {role}")
+        if granted_by.communities and not set(communities or []) <= set(granted_by.communities):
+            raise PermissionError("communities outside the granter's own")
+        if granted_by.communities and not communities:
+            raise PermissionError("a community-scoped administrator grants only scoped accounts")
+    with store.session() as s:
+        if s.execute(select(WebUser.id).where(WebUser.username == username)).first():
+            raise ValueError(f"user {username!r} exists")
+        s.add(
+            WebUser(
+                username=username,
+                password_hash=_hasher.hash(password),
+                role=role,
+                communities=list(communities or []),
+                created_by=granted_by.username if granted_by else "cli",
+            )
+        )
+
+
+def login(store: CentralStore, username: str, password: str, now: datetime | None = None) -> tuple[str, str]:
+    """Check the password; returns (session id, csrf token). Locks the account after MAX_FAILURES."""
+    now = now or datetime.now(timezone.utc)
+    error: str | None = None
+    sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with store.session() as s:  # the failure count is committed before the error is raised
+        u = s.execute(select(WebUser).where(WebUser.username == username)).scalar_one_or_none()
+        if u is None:
+            _hasher.hash(password)  # same work as a real check: no user-name oracle by timing
+            error = "用户名或密码错误"
+        elif u.locked_until and _aware(u.locked_until) > now:
+            error = "账户已锁定，请稍后再试"
+        else:
+            try:
+                _hasher.verify(u.password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                u.failed += 1
+                if u.failed >= MAX_FAILURES:
+                    u.locked_until = now + LOCKOUT
+                    u.failed = 0
+                error = "用户名或密码错误"
+            else:
+                u.failed = 0
+                u.locked_until = None
+                if _hasher.check_needs_rehash(u.password_hash):
+                    u.password_hash = _hasher.hash(password)
+                s.add(
+                    WebSession(sid_hash=_h(sid), username=username, csrf=csrf, expires_at=now + SESSION_TTL)
+                )
+    if error:
+        raise LoginError(error)
+    return sid, csrf
+
+
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+def session_officer(store: CentralStore, sid: str | None) -> tuple[Officer, str] | None:
+    if not sid:
+        return None
+    now = datetime.now(timezone.utc)
+    with store.session() as s:
+        ws = s.get(WebSession, _h(sid))
+        if ws is None:
+            return None
+        if _aware(ws.expires_at) <= now:
+            s.delete(ws)
+            return None
+        u = s.execute(select(WebUser).where(WebUser.username == ws.username)).scalar_one_or_none()
+        if u is None:
+            return None
+        return Officer(u.username, u.role, tuple(u.communities or ())), ws.csrf
+
+
+def logout(store: CentralStore, sid: str) -> None:
+    with store.session() as s:
+        ws = s.get(WebSession, _h(sid))
+        if ws is not None:
+            s.delete(ws)
+
+
+def create_kiosk_token(store: CentralStore, name: str) -> str:
+    token = "kiosk_" + secrets.token_urlsafe(24)
+    with store.session() as s:
+        s.add(KioskToken(token_hash=_h(token), name=name))
+    return token
+
+
+def kiosk_ok(store: CentralStore, token: str | None) -> bool:
+    if not token:
+        return False
+    with store.session() as s:
+        return s.get(KioskToken, _h(token)) is not None
+
+
+def create_rider_token(store: CentralStore, task_id: str, person_id: str) -> str:
+    token = secrets.token_urlsafe(24)
+    with store.session() as s:
+        s.add(RiderToken(token_hash=_h(token), task_id=task_id, person_id=person_id))
+    return token
+
+
+def rider_of(store: CentralStore, token: str) -> RiderToken | None:
+    with store.session() as s:
+        r = s.get(RiderToken, _h(token))
+        if r is None or r.used_at is not None:
+            return None
+        s.expunge(r)
+        return r
+
+
+def spend_rider_token(store: CentralStore, token: str) -> None:
+    with store.session() as s:
+        r = s.get(RiderToken, _h(token))
+        if r is not None:
+            r.used_at = datetime.now(timezone.utc)
