@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
 from central_sync.consumer import CentralConsumer
 from central_sync.identity import EnrolmentRecord
 from central_sync.persons import enrol_embeddings
 from central_sync.storage.models import Disposition, Task
 from central_sync.storage.store import CentralStore
 from central_sync.web import auth
-from edge.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
 
 pytest.importorskip("selenium")
 if not shutil.which("chromium") or not shutil.which("chromedriver"):
