@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,25 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
             f"<span>{escape(e['point'])}</span><b>{escape(e['type_zh'])}</b></div>"
         )
 
+    def by_type_rows(snap: dict[str, Any]) -> str:
+        return "".join(
+            f"<tr><td>{escape(TYPE_ZH.get(t, t))}</td><td>{snap['today'].get(t, 0)}</td>"
+            f"<td>{snap['d7'].get(t, 0)}</td><td>{snap['d30'].get(t, 0)}</td></tr>"
+            for t in sorted(set(snap["d30"]) | set(TYPE_ZH))
+        )
+
+    def live_counts() -> dict[str, Any]:
+        today = cockpit.local_midnight(datetime.now(timezone.utc), tz)
+        snap = {
+            k: cockpit.counts_by_type(store, today - timedelta(days=d))
+            for k, d in (("today", 0), ("d7", 6), ("d30", 29))
+        }
+        return {
+            "totals": " / ".join(str(sum(snap[k].values())) for k in ("today", "d7", "d30")),
+            "bytype": by_type_rows(snap),
+            "points": table(cockpit.counts_by_point(store, today - timedelta(days=29))),
+        }
+
     @app.get("/cockpit", response_class=HTMLResponse, include_in_schema=False)
     def cockpit_page(request: Request) -> HTMLResponse:
         token = kiosk(request)
@@ -102,17 +121,12 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
             f"{'在线' if d['online'] else '离线'}</td><td>{d['events']}</td></tr>"
             for d in snap["devices"]
         )
-        by_type = "".join(
-            f"<tr><td>{escape(TYPE_ZH.get(t, t))}</td><td>{snap['today'].get(t, 0)}</td>"
-            f"<td>{snap['d7'].get(t, 0)}</td><td>{snap['d30'].get(t, 0)}</td></tr>"
-            for t in sorted(set(snap["d30"]) | set(TYPE_ZH))
-        )
         body = f"""<h1>安骑 电动自行车安全骑行 驾驶舱</h1>
 <section class="panel"><h2>违法总数 今日 / 7天 / 30天</h2><div class="big" id="totals">{totals}</div>
-<table><tr><th>类型</th><th>今日</th><th>7天</th><th>30天</th></tr><tbody id="bytype">{by_type}</tbody></table></section>
+<table><tr><th>类型</th><th>今日</th><th>7天</th><th>30天</th></tr><tbody id="bytype">{by_type_rows(snap)}</tbody></table></section>
 <section class="panel"><h2>30天趋势</h2>{cockpit.trend_svg(snap["trend"])}</section>
 <section class="panel"><h2>实时违法</h2><div class="feed" id="feed">{feed_html(snap["feed"][:6], token)}</div></section>
-<section class="panel"><h2>各点位违法（30天）</h2>{table(snap["points30"])}</section>
+<section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div></section>
 <section class="panel"><h2>设备状态</h2><table><tr><th>设备</th><th>状态</th><th>事件</th></tr>{devs}</table>
 <h2>人员分级</h2>{table(snap["tiers"], TIER_ZH)}</section>
 <section class="panel"><h2>待处置任务（按社区）</h2>{table(snap["tasks"])}</section>
@@ -120,7 +134,8 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
 const es=new EventSource("/cockpit/stream?token="+encodeURIComponent({json.dumps(token)}));
 es.onmessage=(m)=>{{const d=JSON.parse(m.data);const f=document.getElementById("feed");
 const w=document.createElement("div");w.innerHTML=d.html;f.prepend(w.firstChild);
-while(f.children.length>6)f.lastChild.remove();document.getElementById("totals").textContent=d.totals;}};
+while(f.children.length>6)f.lastChild.remove();document.getElementById("totals").textContent=d.totals;
+document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("points").innerHTML=d.points;}};
 </script>"""
         return page("安骑驾驶舱", body, "ck")
 
@@ -159,13 +174,9 @@ while(f.children.length>6)f.lastChild.remove();document.getElementById("totals")
                 new = await asyncio.to_thread(cockpit.newest_events, store, 20, last)
                 if new:
                     last = max(_aware(datetime.fromisoformat(e["received_at"])) for e in new)
-                    snap_today = cockpit.local_midnight(datetime.now(timezone.utc), tz)
-                    tot = [
-                        sum(cockpit.counts_by_type(store, snap_today - cockpit.timedelta(days=d)).values())
-                        for d in (0, 6, 29)
-                    ]
+                    counts = await asyncio.to_thread(live_counts)
                     for e in reversed(new):
-                        data = {"html": feed_item(e, token), "totals": " / ".join(map(str, tot)), "event": e}
+                        data = {"html": feed_item(e, token), "event": e, **counts}
                         yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
                 await asyncio.sleep(0.5)
 
@@ -318,6 +329,7 @@ while(f.children.length>6)f.lastChild.remove();document.getElementById("totals")
                 for d in disp
             )
             head = f"{escape(p.name or '')} {escape(p.community or '')} 分级：{TIER_ZH.get(p.tier, p.tier)}"
+            kind = p.kind
         web_audit(o, "web_person_view", {"person": pid}, len(events), request)
         kinds = "".join(f'<option value="{k.value}">{k.value}</option>' for k in DispositionKind)
         form = (
@@ -327,6 +339,12 @@ while(f.children.length>6)f.lastChild.remove();document.getElementById("totals")
             if o.may_write
             else ""
         )
+        if kind == "unknown" and o.role in ("admin", "police"):
+            form += (
+                f'<h2>并入已登记人员</h2><form method="post" action="/console/person/{escape(pid)}/merge">'
+                f'<input type="hidden" name="csrf" value="{csrf}"><input name="target" id="target" placeholder="已登记人员编号"> '
+                f'<button id="merge">合并</button></form>'
+            )
         body = (
             f'<div class="con">{nav(o)}<h1>人员档案 {escape(pid)}</h1><p>{head}</p>'
             f'<h2>违法事件</h2><table id="events"><tr><th>时间</th><th>点位</th><th>类型</th><th>判定帧</th><th>视频</th></tr>{"".join(ev_rows)}</table>'
@@ -382,6 +400,113 @@ while(f.children.length>6)f.lastChild.remove();document.getElementById("totals")
                 for a in rows
             )
         return page("审计日志", f'<div class="con">{nav(o)}<h1>审计日志</h1><table>{trs}</table></div>')
+
+    @app.get("/console/tasks", response_class=HTMLResponse, include_in_schema=False)
+    def tasks_page(request: Request, status: str = "open") -> HTMLResponse:
+        o, _ = officer(request)
+        with store.session() as s:
+            rows = s.execute(
+                select(
+                    Task.task_id, Task.kind, Task.status, Task.created_at, Task.person_id, Person.community
+                )
+                .join(Person, Person.person_id == Task.person_id)
+                .where(Task.status == status)
+                .order_by(Person.community, Task.created_at)
+                .limit(2000)
+            ).all()
+        groups: dict[str, list[str]] = {}
+        for r in rows:
+            if o.sees(r.community):
+                groups.setdefault(r.community or "未登记", []).append(
+                    f'<tr><td>{_aware(r.created_at):%Y-%m-%d %H:%M}</td><td><a href="/console/person/{escape(r.person_id)}">'
+                    f"{escape(r.person_id)}</a></td><td>{escape(r.kind)}</td><td>{escape(r.status)}</td></tr>"
+                )
+        body = "".join(
+            f'<h2>{escape(c)}（{len(v)}）</h2><table class="tasks">{"".join(v)}</table>'
+            for c, v in sorted(groups.items())
+        )
+        return page(
+            "任务队列",
+            f'<div class="con">{nav(o)}<h1>任务队列（{escape(status)}）</h1>{body or "<p>无</p>"}</div>',
+        )
+
+    @app.get("/console/devices", response_class=HTMLResponse, include_in_schema=False)
+    def devices_page(request: Request) -> HTMLResponse:
+        o, _ = officer(request)
+        devs = cockpit.devices(store, datetime.now(timezone.utc))
+        trs = "".join(
+            f"<tr><td>{escape(d['device'])}</td><td>{'在线' if d['online'] else '离线'}</td>"
+            f"<td>{escape(d['last'])}</td><td>{d['events']}</td></tr>"
+            for d in devs
+        )
+        return page(
+            "设备",
+            f'<div class="con">{nav(o)}<h1>设备</h1><p>在线：最近 10 分钟内有事件到达。</p><table><tr><th>设备</th>'
+            f"<th>状态</th><th>最近事件</th><th>事件数</th></tr>{trs}</table></div>",
+        )
+
+    @app.post("/console/person/{pid}/merge", include_in_schema=False)
+    def merge(pid: str, request: Request, target: str = Form(...), csrf: str = Form("")) -> Response:
+        from central_sync.persons import merge_person
+
+        o, csrf_s = officer(request)
+        check_csrf(csrf_s, csrf)
+        if o.role not in ("admin", "police"):
+            raise HTTPException(403, "merging files needs an administrator or traffic police account")
+        with store.session() as s:
+            src, dst = s.get(Person, pid), s.get(Person, target)
+            if src is None or src.kind != "unknown" or src.merged_into:
+                raise HTTPException(422, "only an unmerged unknown-person file can be merged")
+            if dst is None or dst.kind == "unknown" or not o.sees(dst.community):
+                raise HTTPException(422, "the target must be an enrolled person in your communities")
+        merge_person(store, pid, target)
+        web_audit(o, "web_merge", {"source": pid, "target": target}, 1, request)
+        return RedirectResponse(f"/console/person/{target}", status_code=303)
+
+    @app.get("/console/users", response_class=HTMLResponse, include_in_schema=False)
+    def users_page(request: Request, error: str = "") -> HTMLResponse:
+        o, csrf = officer(request)
+        if o.role != "admin":
+            raise HTTPException(403, "administrators only")
+        with store.session() as s:
+            us = s.execute(select(auth.WebUser).order_by(auth.WebUser.username)).scalars().all()
+            trs = "".join(
+                f"<tr><td>{escape(u.username)}</td><td>{auth.ROLE_ZH.get(u.role, u.role)}</td>"
+                f"<td>{escape('、'.join(u.communities or []) or '全部')}</td><td>{escape(u.created_by or '')}</td></tr>"
+                for u in us
+            )
+        roles = "".join(
+            f'<option value="{r}">{auth.ROLE_ZH[r]}</option>'
+            for r, n in auth.ROLES.items()
+            if n <= auth.ROLES[o.role]
+        )
+        err = f'<p class="err">{escape(error)}</p>' if error else ""
+        return page(
+            "账户",
+            f'<div class="con">{nav(o)}<h1>账户</h1>{err}<table><tr><th>用户名</th><th>角色</th><th>社区</th><th>授权人</th></tr>{trs}</table>'
+            f'<h2>新建账户（逐级授权）</h2><form method="post" action="/console/users"><input type="hidden" name="csrf" value="{csrf}">'
+            f'<input name="username" placeholder="用户名"> <input name="password" type="password" placeholder="密码（至少10位）"> '
+            f'<select name="role">{roles}</select> <input name="communities" placeholder="社区（逗号分隔，空=全部）"> <button>创建</button></form></div>',
+        )
+
+    @app.post("/console/users", include_in_schema=False)
+    def users_post(
+        request: Request,
+        username: str = Form(...),
+        password: str = Form(...),
+        role: str = Form(...),
+        communities: str = Form(""),
+        csrf: str = Form(""),
+    ) -> Response:
+        o, csrf_s = officer(request)
+        check_csrf(csrf_s, csrf)
+        comms = [c.strip() for c in communities.replace("，", ",").split(",") if c.strip()]
+        try:
+            auth.add_user(store, username, password, role, comms, granted_by=o)
+        except (ValueError, PermissionError) as e:
+            return RedirectResponse(f"/console/users?error={e}", status_code=303)
+        web_audit(o, "web_user_created", {"user": username, "role": role, "communities": comms}, 1, request)
+        return RedirectResponse("/console/users", status_code=303)
 
     # ------------------------------------------------------------------ rider services
     def bank() -> dict[str, Any]:

@@ -166,8 +166,10 @@ def trend_svg(trend: list[tuple[str, int]], w: int = 860, h: int = 260) -> str:
             f'<rect x="{x + 2:.1f}" y="{h - bh:.1f}" width="{bw - 4:.1f}" height="{bh:.1f}" fill="#3fa7ff"><title>{day}: {n}</title></rect>'
         )
         if i % 5 == 0 or i == len(trend) - 1:
+            anchor = "end" if i == len(trend) - 1 else "start" if i == 0 else "middle"
+            tx = x + bw if anchor == "end" else x if anchor == "start" else x + bw / 2
             parts.append(
-                f'<text x="{x + bw / 2:.1f}" y="{h + 22}" fill="#9fb3c8" font-size="16" text-anchor="middle">{day}</text>'
+                f'<text x="{tx:.1f}" y="{h + 22}" fill="#9fb3c8" font-size="16" text-anchor="{anchor}">{day}</text>'
             )
     parts.append(f'<text x="4" y="18" fill="#9fb3c8" font-size="16">最高 {top}</text></svg>')
     return "".join(parts)

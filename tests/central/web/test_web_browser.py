@@ -234,6 +234,8 @@ def test_cockpit_console_and_rider_in_chromium(
         seen_s = time.monotonic() - t0
         assert seen_s < 2.0, seen_s
         assert browser.find_element(By.ID, "totals").text.startswith("3 / 3 / 3")
+        assert "point-2" in browser.find_element(By.ID, "points").text  # the per-point table follows live
+        assert browser.find_element(By.CSS_SELECTOR, "#bytype tr td:nth-child(2)").text == "3"
         WebDriverWait(browser, 5).until(
             lambda d: d.execute_script(
                 "return [...document.querySelectorAll('#feed img')].every(i=>i.complete&&i.naturalWidth==640)"
@@ -277,6 +279,12 @@ def test_cockpit_console_and_rider_in_chromium(
             ]
         browser.get(f"{base}/console/audit")
         assert "web_person_view" in browser.page_source and "web_disposition" in browser.page_source
+        browser.get(f"{base}/console/tasks")
+        assert "飞英社区（3）" in browser.page_source and "sms_reminder" in browser.page_source
+        browser.get(f"{base}/console/devices")
+        assert "anqi-dev-0001" in browser.page_source and "在线" in browser.page_source
+        browser.get(f"{base}/console/users")  # 逐级授权: the form offers roles at or below one's own
+        assert len(browser.find_elements(By.CSS_SELECTOR, "select[name=role] option")) == 4
 
         # (3) rider services at 390x844: own violations, case study, quiz -> task done (education)
         with store.session() as s:
@@ -337,4 +345,33 @@ def test_login_locks_after_five_failures_and_grants_only_down(tmp_path: Path) ->
     sid, _ = auth.login(store, "w1", PASSWORD)
     o = auth.session_officer(store, sid)
     assert o is not None and o[0].role == "community" and o[0].sees("飞英社区") and not o[0].sees("龙溪社区")
+    store.close()
+
+
+def test_console_refuses_a_forged_form_and_hides_other_communities(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from central_sync.sharing.http import create_app
+
+    cfg = central_cfg(tmp_path, 1883)
+    store = CentralStore.from_config(cfg)
+    with store.session() as s:
+        store.ensure_person(s, "P-A", kind="enrolled", community="飞英社区")
+        store.ensure_person(s, "P-B", kind="enrolled", community="龙溪社区")
+    client = TestClient(create_app(cfg, store), follow_redirects=False)
+    auth.add_user(store, "w1", PASSWORD, "community", ["飞英社区"])
+    assert client.get("/console").status_code == 303  # not logged in
+    r = client.post("/console/login", data={"username": "w1", "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"] == "/console"
+    assert client.get("/console/person/P-A").status_code == 200
+    assert client.get("/console/person/P-B").status_code == 404  # outside the worker's community
+    forged = client.post("/console/person/P-A/dispose", data={"kind": "education", "csrf": "guess"})
+    assert forged.status_code == 403
+    assert client.get("/console/audit").status_code == 403  # administrators only
+    with store.session() as s:
+        from central_sync.storage.models import AuditEntry
+
+        actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.actor == "w1"))]
+        assert actions == ["web_person_view", "web_person_denied"]
+        assert s.scalars(select(Disposition)).first() is None
     store.close()
