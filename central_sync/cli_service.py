@@ -264,8 +264,15 @@ def dispose(config: Path, person_id: str, kind: str, when: str, note: str | None
     from central_sync.dispositions import DispositionKind, record_disposition
 
     cfg = _load(config, "WARNING")
-    record_disposition(_store(cfg), person_id, DispositionKind(kind), _time(when, "--time"), note)
-    click.echo(f"recorded {kind} for {person_id}")
+    try:
+        target = record_disposition(
+            _store(cfg), person_id, DispositionKind(kind), _time(when, "--time"), note
+        )
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    via = f" (file {person_id} is merged into {target})" if target != person_id else ""
+    click.echo(f"recorded {kind} for {target}{via}")
 
 
 @click.command()

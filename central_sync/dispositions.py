@@ -440,6 +440,32 @@ class DispositionDesk:
 
 def record_disposition(
     store: CentralStore, person_id: str, kind: DispositionKind, time: datetime, note: str | None = None
-) -> None:
-    """A disposition recorded by hand (e.g. a fine issued on the spot by the police)."""
-    store.add_disposition(person_id, kind.value, time, source="manual", note=note)
+) -> str:
+    """A disposition recorded by hand (e.g. a fine issued on the spot by the police), for an existing person
+    only: an unknown ``person_id`` is refused (no person file is opened by a typo), and a file merged into an
+    enrolled person forwards the disposition to its target (what the repeat tier looks at). Returns the person
+    the disposition was recorded for. Raises :class:`ValueError` naming ``--person``."""
+    with store.session() as s:
+        target, seen = person_id, [person_id]
+        while True:
+            row = s.execute(
+                select(Person.person_id, Person.merged_into).where(Person.person_id == target)
+            ).first()
+            if row is None:
+                if target == person_id:
+                    raise ValueError(
+                        f"--person: no person file {person_id!r} (dispositions only for existing persons)"
+                    )
+                raise ValueError(f"--person: {person_id!r} is merged into {target!r}, which does not exist")
+            if row.merged_into is None:
+                break
+            target = row.merged_into
+            if target in seen:
+                raise ValueError(
+                    f"--person: merge chain of {person_id!r} loops ({' -> '.join([*seen, target])})"
+                )
+            seen.append(target)
+        store.add_disposition(target, kind.value, time, source="manual", note=note, s=s)
+    if target != person_id:
+        log(logger, "disposition_forwarded", person=person_id, target=target, kind=kind.value)
+    return target
