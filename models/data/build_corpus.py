@@ -1,0 +1,208 @@
+"""Rebuild the public-repository training corpus (issue 16) from models/data/sources.yaml.
+
+Each source is read from its snapshot (search tool's `fetch`: a bare git directory under
+/work/.mirror/<owner>+<name>/repo, or --mirror) at the commit sources.yaml names, and written to the
+ignored models/build/corpus/<source>/{images,labels}/{train,val}/ with labels in the project's classes
+(0 rider, 1 helmet, 2 no_helmet). Images are never committed.
+
+What is dropped, per source:
+- Roboflow augmentation copies: `<stem>_jpg.rf.<hash>.jpg` files of one source image keep one copy;
+- near-duplicates: a 64-bit difference hash (dHash) within Hamming distance --hamming of a kept frame;
+- vertically flipped or 90/180/270-degree rotated copies: a frame whose dHash matches the dHash of a
+  kept frame turned that way;
+- frames with no label in a mapped class (in the first source: background car / plate photos).
+The split is by file-name group (the source image name's prefix and its trailing number in blocks of
+--block consecutive numbers, e.g. `BikesHelmets#4`), never at random: a group's frames all go to train
+or all to val.
+
+    python models/data/build_corpus.py [--mirror /work/.mirror] [--out models/build/corpus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ["rider", "helmet", "no_helmet"]
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+RF_COPY = re.compile(r"^(?P<stem>.+?)_(?:jpg|jpeg|png|bmp)\.rf\.[0-9a-f]+$", re.IGNORECASE)
+TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)[-_ .()]*(?P<num>\d+)[-_ .()]*$")
+
+
+def git(gitdir: Path, *args: str) -> bytes:
+    return subprocess.run(["git", f"--git-dir={gitdir}", *args], check=True, capture_output=True).stdout
+
+
+def dhash(gray: np.ndarray) -> int:
+    """64-bit difference hash of a grayscale image."""
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def turned(gray: np.ndarray) -> list[np.ndarray]:
+    """The vertically flipped and 90/180/270-degree rotated versions of a frame."""
+    return [
+        cv2.flip(gray, 0),
+        cv2.rotate(gray, cv2.ROTATE_90_CLOCKWISE),
+        cv2.rotate(gray, cv2.ROTATE_180),
+        cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE),
+    ]
+
+
+def near(h: int, hashes: list[int], limit: int) -> bool:
+    return any(bin(h ^ k).count("1") <= limit for k in hashes)
+
+
+def source_stem(name: str) -> str:
+    stem = Path(name).stem
+    m = RF_COPY.match(stem)
+    return m.group("stem") if m else stem
+
+
+def group_of(stem: str, block: int) -> str:
+    """File-name group: the name's prefix and its trailing number in blocks of `block` consecutive
+    numbers (frames numbered together were taken together), or the whole name if it has no number."""
+    m = TRAILING_NUMBER.match(stem)
+    if not m:
+        return stem
+    return f"{m.group('prefix')}#{int(m.group('num')) // block}"
+
+
+def is_val(group: str, val_every: int) -> bool:
+    return zlib.crc32(group.encode()) % val_every == 0
+
+
+def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: int, block: int) -> dict:
+    owner_name = src["repo"].replace("/", "+")
+    gitdir = mirror / owner_name / "repo"
+    if not gitdir.is_dir():
+        raise SystemExit(f"{src['name']}: snapshot {gitdir} missing: fetch github:{src['repo']} first")
+    commit = src["commit"]
+    base = src["path"].rstrip("/")
+    listing = git(gitdir, "ls-tree", "-r", commit, "--", base).decode().splitlines()
+    blobs = {}
+    for line in listing:
+        meta, path = line.split("\t", 1)
+        blobs[path] = meta.split()[2]
+    cmap = {int(k): CLASSES.index(v) for k, v in src["classes"].items()}
+    # one copy per Roboflow source image: the first by name across the export's train/valid/test
+    firsts: dict[str, str] = {}
+    for path in sorted(p for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)):
+        firsts.setdefault(source_stem(path), path)
+    dropped = {
+        "rf_copies": sum(1 for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)) - len(firsts)
+    }
+    dropped.update(near_duplicate=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
+    dst = out / src["name"]
+    shutil.rmtree(dst, ignore_errors=True)
+    kept_hashes: list[int] = []
+    turned_hashes: list[int] = []
+    heads = {c: 0 for c in CLASSES}
+    head_px: list[float] = []
+    frames = {"train": 0, "val": 0}
+    groups: dict[str, set[str]] = {"train": set(), "val": set()}
+    for stem, path in sorted(firsts.items()):
+        label_path = re.sub(r"/images/", "/labels/", path, count=1).rsplit(".", 1)[0] + ".txt"
+        if label_path not in blobs:
+            dropped["no_mapped_label"] += 1
+            continue
+        rows = []
+        for line in git(gitdir, "cat-file", "blob", blobs[label_path]).decode().splitlines():
+            parts = line.split()
+            if len(parts) == 5 and int(parts[0]) in cmap:
+                rows.append((cmap[int(parts[0])], *map(float, parts[1:])))
+        if not rows:
+            dropped["no_mapped_label"] += 1
+            continue
+        data = np.frombuffer(git(gitdir, "cat-file", "blob", blobs[path]), np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if img is None:
+            dropped["unreadable"] += 1
+            continue
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        h = dhash(gray)
+        if near(h, kept_hashes, hamming):
+            dropped["near_duplicate"] += 1
+            continue
+        if near(h, turned_hashes, hamming):
+            dropped["flip_or_rotation"] += 1
+            continue
+        kept_hashes.append(h)
+        turned_hashes.extend(dhash(t) for t in turned(gray))
+        group = group_of(stem, block)
+        split = "val" if is_val(group, val_every) else "train"
+        groups[split].add(group)
+        frames[split] += 1
+        ih, iw = img.shape[:2]
+        for c, _x, _y, w, hh in rows:
+            heads[CLASSES[c]] += 1
+            if CLASSES[c] != "rider":
+                head_px.append(float(np.sqrt(w * iw * hh * ih)))
+        (dst / "images" / split).mkdir(parents=True, exist_ok=True)
+        (dst / "labels" / split).mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+        cv2.imwrite(str(dst / "images" / split / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (dst / "labels" / split / f"{name}.txt").write_text(
+            "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {hh:.6f}\n" for c, x, y, w, hh in rows)
+        )
+    overlap = groups["train"] & groups["val"]
+    assert not overlap, f"{src['name']}: groups in both splits: {sorted(overlap)[:5]}"
+    return {
+        "source": src["name"],
+        "frames": frames["train"] + frames["val"],
+        "train": frames["train"],
+        "val": frames["val"],
+        "groups": f"{len(groups['train'])}/{len(groups['val'])}",
+        **heads,
+        "median_head_px": float(np.median(head_px)) if head_px else float("nan"),
+        "viewpoint": src.get("viewpoint", ""),
+        "dropped": dropped,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sources", type=Path, default=ROOT / "models" / "data" / "sources.yaml")
+    ap.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
+    ap.add_argument("--out", type=Path, default=ROOT / "models" / "build" / "corpus")
+    ap.add_argument("--hamming", type=int, default=4, help="dHash distance at or under which frames are one")
+    ap.add_argument("--val-every", type=int, default=5, help="about 1 in N file-name groups go to val")
+    ap.add_argument("--block", type=int, default=25, help="consecutive frame numbers taken as one group")
+    ap.add_argument("--only", action="append", help="build only these source names")
+    args = ap.parse_args(argv)
+    sources = yaml.safe_load(args.sources.read_text())["sources"]
+    rows = []
+    for src in sources:
+        if args.only and src["name"] not in args.only:
+            continue
+        rows.append(build_source(src, args.mirror, args.out, args.hamming, args.val_every, args.block))
+    head = (
+        f"{'source':<22} {'frames':>6} {'train':>5} {'val':>4} {'groups t/v':>10} "
+        f"{'helmet':>6} {'no_helmet':>9} {'rider':>5} {'med head px':>11}  viewpoint"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r['source']:<22} {r['frames']:>6} {r['train']:>5} {r['val']:>4} {r['groups']:>10} "
+            f"{r['helmet']:>6} {r['no_helmet']:>9} {r['rider']:>5} {r['median_head_px']:>11.1f}  "
+            f"{r['viewpoint']}"
+        )
+    for r in rows:
+        print(f"dropped {r['source']}: " + ", ".join(f"{k} {v}" for k, v in r["dropped"].items()))
+    print(f"total frames {sum(r['frames'] for r in rows)} from {len(rows)} source(s); written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
