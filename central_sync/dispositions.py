@@ -30,7 +30,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -136,6 +136,11 @@ class TaskMessage:
 
 
 Publish = Callable[[str, bytes], bool]
+
+#: feedback dated later than now by more than this (clock skew of the external system) is refused
+FEEDBACK_CLOCK_SKEW_S = 300.0
+#: task states that accept no further feedback (``failed`` may still become ``done`` or ``cancelled``)
+CLOSED_TASK_STATES = frozenset({"done", "cancelled"})
 
 
 class DispositionDesk:
@@ -325,7 +330,6 @@ class DispositionDesk:
     def publish_pending(self, older_than_s: float = 0.0) -> int:
         """Publish tasks recorded while the broker was unreachable or by another process (``reevaluate``,
         ``enrol``): at connect and periodically. Receivers are idempotent on ``task_id``."""
-        from datetime import timedelta
 
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self.store.session() as s:
@@ -357,12 +361,26 @@ class DispositionDesk:
             fb.feedback_id
             or hashlib.sha256(f"{fb.task_id}|{fb.status}|{fb.time.isoformat()}".encode()).hexdigest()[:64]
         )
+        now = utcnow()
+        if fb.time > now + timedelta(seconds=FEEDBACK_CLOCK_SKEW_S):
+            raise ValueError(
+                f"feedback invalid at time: {fb.time.isoformat()} is in the future (now {now.isoformat()})"
+            )
         with self.store.session() as s:
             if s.execute(select(Feedback.id).where(Feedback.feedback_id == fid)).first() is not None:
                 return False
-            task = s.get(Task, str(fb.task_id))
+            task = s.execute(
+                select(Task).where(Task.task_id == str(fb.task_id)).with_for_update()
+            ).scalar_one_or_none()
             if task is None:
                 raise ValueError(f"feedback for unknown task_id {fb.task_id}")
+            # once per state change: open -> done/failed/cancelled, failed -> done/cancelled (a retry); a task
+            # that is done or cancelled is closed, and a feedback repeating the current state changes nothing
+            if task.status in CLOSED_TASK_STATES or fb.status == task.status:
+                raise ValueError(
+                    f"feedback invalid at status: task {task.task_id} is already {task.status}"
+                    f" (since {task.closed_at.isoformat() if task.closed_at else '?'}); {fb.status!r} refused"
+                )
             s.add(
                 Feedback(
                     feedback_id=fid,
@@ -372,9 +390,8 @@ class DispositionDesk:
                     body=json.loads(fb.model_dump_json()),
                 )
             )
-            if task.status == "open":
-                task.status, task.closed_at = fb.status, fb.time
-                task.outcome = (fb.disposition.value if fb.disposition else None) or fb.status
+            task.status, task.closed_at = fb.status, fb.time
+            task.outcome = (fb.disposition.value if fb.disposition else None) or fb.status
             if fb.status == "done":
                 kind = fb.disposition or DISPOSITION_OF_TASK[TaskKind(task.kind)]
                 s.add(
