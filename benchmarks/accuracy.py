@@ -8,6 +8,8 @@ path); predicted heads are matched to labelled heads per class (IoU >= 0.3, gree
 and recall / precision are printed for no_helmet and helmet. The helmet-detector YOLOv12m
 baseline runs the same way when `anqi-edge models prepare --baseline` has built it. Face: TAR at
 FAR 1e-3 and rank-1 on ../shared/faces/lfw-dev. The last line is one JSON object.
+A data set named ``corpus:<source>`` is that public source's val split as models/data/build_corpus.py
+wrote it under models/build/corpus/ (e.g. ``--datasets corpus:pavan-rider-helmet``).
 """
 
 from __future__ import annotations
@@ -149,8 +151,32 @@ def error_breakdown(
     return out
 
 
+CORPUS = ROOT / "models" / "build" / "corpus"
+CORPUS_CLASSES = ["rider", "helmet", "no_helmet"]
+
+
+def write_corpus_images(source: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, float]]]:
+    """``corpus:<source>``: the val split that models/data/build_corpus.py wrote (split by file-name group)."""
+    d = CORPUS / source
+    if not (d / "images" / "val").is_dir():
+        raise SystemExit(f"{d}/images/val missing: run models/data/build_corpus.py --only {source} first")
+    gt = {}
+    for f in sorted((d / "images" / "val").glob("*.jpg")):
+        img = cv2.imread(str(f))
+        assert img is not None, f
+        cv2.imwrite(str(out / f"{f.stem}.png"), img)
+        gt[f.stem] = [
+            (lab, b, c)
+            for lab, b, c in read_boxes(d / "labels" / "val" / f"{f.stem}.txt", CORPUS_CLASSES)
+            if lab in CLASSES
+        ]
+    return gt
+
+
 def write_images(ds: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, float]]]:
     """The validation images (true aspect) into ``out``; returns their labelled heads."""
+    if ds.startswith("corpus:"):
+        return write_corpus_images(ds.split(":", 1)[1], out)
     d = shared_dir() / "data" / ds
     names = [c.strip() for c in (d / "classes.txt").read_text().splitlines() if c.strip()]
     gt = {}
@@ -258,7 +284,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = a.keep or Path(tmp_)
         for ds in a.datasets:
-            images, preds, bpreds = tmp / ds / "images", tmp / ds / "pred", tmp / ds / "baseline"
+            sub = ds.replace(":", "_")
+            images, preds, bpreds = tmp / sub / "images", tmp / sub / "pred", tmp / sub / "baseline"
             images.mkdir(parents=True, exist_ok=True)
             gt = write_images(ds, images)
             seconds = run_ours(images, preds, a.config)
