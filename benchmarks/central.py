@@ -18,6 +18,10 @@
   tier): events/s from the first publish to the last ack received (``consumer_<db>_events_per_s``)
   and to the last event stored (``..._stored_per_s``); on SQLite again with ``ingest.batch_max: 1``
   (one transaction per event, ``consumer_sqlite_unbatched_...``) for comparison;
+* cockpit (``--cockpit``): every query of the big-screen cockpit (central_sync.web.cockpit: counts by
+  type today / 7 / 30 days, by point, 30-day trend, newest events, live-stream poll, devices, tiers,
+  open tasks by community) on the SQLite store of ``--events`` events, 50 runs each: p50 / p95 ms
+  (target p95 < 100 ms); ``--cockpit-only`` loads the store and times only these;
 * face search: :class:`Gallery` with ``--gallery`` random 128-d unit vectors, one query at a time
   (p50 / p95 ms) and a batch of 256.
 
@@ -127,6 +131,7 @@ EVENT_INDEXES = {
     "ix_events_person_time": "(person_id, time)",
     "ix_events_time": "(time)",
     "ix_events_point_time": "(point_id, time)",
+    "ix_events_cockpit": "(time, violation_type, point_id, device_id, received_at)",
 }
 
 
@@ -210,6 +215,36 @@ def bench_classify(store: CentralStore, queries: int = 1000, seed: int = 2) -> d
         lat.append((time.perf_counter() - t) * 1000)
         tiers[a.tier.value] = tiers.get(a.tier.value, 0) + 1
     return {"p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": max(lat), "tiers": tiers}  # type: ignore[dict-item]
+
+
+def bench_cockpit(store: CentralStore, runs: int = 50) -> dict[str, float]:
+    from central_sync.web import cockpit as ck
+
+    today = ck.local_midnight(NOW, "Asia/Shanghai")
+    queries = {
+        "today_by_type": lambda: ck.counts_by_type(store, today),
+        "d7_by_type": lambda: ck.counts_by_type(store, today - timedelta(days=6)),
+        "d30_by_type": lambda: ck.counts_by_type(store, today - timedelta(days=29)),
+        "d30_by_point": lambda: ck.counts_by_point(store, today - timedelta(days=29)),
+        "trend_30d": lambda: ck.daily_trend(store, NOW, "Asia/Shanghai"),
+        "newest_events": lambda: ck.newest_events(store),
+        "stream_poll": lambda: ck.newest_events(store, 20, NOW - timedelta(seconds=1)),
+        "devices": lambda: ck.devices(store, NOW),
+        "tiers": lambda: ck.tier_distribution(store),
+        "open_tasks": lambda: ck.open_tasks_by_community(store),
+    }
+    out: dict[str, float] = {}
+    for name, q in queries.items():
+        q()  # warm-up
+        lat = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            q()
+            lat.append((time.perf_counter() - t) * 1000)
+        out[f"{name}_p50_ms"] = pct(lat, 50)
+        out[f"{name}_p95_ms"] = pct(lat, 95)
+        print(f"cockpit {name:14s} p50 {pct(lat, 50):7.1f} ms  p95 {pct(lat, 95):7.1f} ms", file=sys.stderr)
+    return out
 
 
 def bench_faces(n: int, queries: int = 300) -> dict[str, float]:
@@ -385,8 +420,33 @@ def main() -> None:
     ap.add_argument(
         "--no-unbatched", action="store_true", help="Skip the consumer run with ingest.batch_max: 1."
     )
+    ap.add_argument("--cockpit", action="store_true", help="Also time the cockpit queries (SQLite store).")
+    ap.add_argument(
+        "--cockpit-only", action="store_true", help="Load the SQLite store, time the cockpit only."
+    )
     args = ap.parse_args()
     import logging
+
+    if args.cockpit_only:
+        tmp = Path(tempfile.mkdtemp(prefix="anqi-bench-"))
+        store = CentralStore(f"sqlite:///{tmp / 'central.db'}")
+        store.migrate()
+        rows, disp = synthetic_rows(args.events)
+        print(
+            f"sqlite: loaded {args.events} events in {load_sqlite(tmp / 'central.db', rows, disp):.0f} s",
+            file=sys.stderr,
+        )
+        assert store.count_events() == args.events
+        res = {
+            "events_stored": args.events,
+            **{f"cockpit_sqlite_{k}": v for k, v in bench_cockpit(store).items()},
+        }
+        store.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(res))
+        return
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     out: dict[str, Any] = {} if args.consumer_only else {"events_stored": args.events}
@@ -433,6 +493,8 @@ def main() -> None:
             out[f"classify_{name}_p95_ms"] = c["p95_ms"]
             out[f"classify_{name}_max_ms"] = c["max_ms"]
             out[f"classify_{name}_tiers"] = c["tiers"]
+            if args.cockpit:
+                out.update({f"cockpit_{name}_{k}": v for k, v in bench_cockpit(store).items()})
             store.close()
         finally:
             if drop:

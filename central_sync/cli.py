@@ -144,8 +144,9 @@ def migrate(config: Path | None) -> None:
 def _register() -> None:
     from central_sync.cli_privacy import COMMANDS as PRIVACY
     from central_sync.cli_service import COMMANDS
+    from central_sync.web.demo import demo
 
-    for cmd in [*COMMANDS, *PRIVACY]:
+    for cmd in [*COMMANDS, *PRIVACY, demo]:
         main.add_command(cmd)
 
 

@@ -99,6 +99,8 @@ class Event(Base):
         Index("ix_events_person_time", "person_id", "time"),
         Index("ix_events_time", "time"),
         Index("ix_events_point_time", "point_id", "time"),
+        # the cockpit's counts by type / point / device over a time range, from the index alone
+        Index("ix_events_cockpit", "time", "violation_type", "point_id", "device_id", "received_at"),
     )
 
 

@@ -63,13 +63,15 @@ def daily_trend(store: CentralStore, now: datetime, tz: str, days: int = 30) -> 
 
 
 def newest_events(
-    store: CentralStore, limit: int = 10, after: datetime | None = None
+    store: CentralStore, limit: int = 10, after: datetime | None = None, late: timedelta = timedelta(days=1)
 ) -> list[dict[str, Any]]:
+    """The newest events by event time, or those received after ``after`` (the live stream) whose event
+    time is within ``late`` of it: the time index bounds the scan (received_at has no index)."""
     q = select(
         Event.event_id, Event.time, Event.point_id, Event.violation_type, Event.device_id, Event.received_at
     )
     if after is not None:
-        q = q.where(Event.received_at > after).order_by(Event.received_at.desc())
+        q = q.where(Event.time >= after - late, Event.received_at > after).order_by(Event.received_at.desc())
     else:
         q = q.order_by(Event.time.desc())
     with store.session() as s:
@@ -102,12 +104,15 @@ def newest_events(
 
 
 def devices(
-    store: CentralStore, now: datetime, online_within: timedelta = timedelta(minutes=10)
+    store: CentralStore, now: datetime, online_within: timedelta = timedelta(minutes=10), days: int = 30
 ) -> list[dict[str, Any]]:
-    """Devices by the time of their newest event (heartbeat storage is not part of the central store yet)."""
+    """Devices with events in the last ``days``, online when their newest event arrived within
+    ``online_within`` (heartbeats are not stored centrally yet)."""
     with store.session() as s:
         rows = s.execute(
-            select(Event.device_id, func.max(Event.received_at), func.count()).group_by(Event.device_id)
+            select(Event.device_id, func.max(Event.received_at), func.count())
+            .where(Event.time >= now - timedelta(days=days))
+            .group_by(Event.device_id)
         ).all()
     out = []
     for d, last, n in rows:
