@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TypedDict
 
@@ -233,7 +235,8 @@ class EnrolmentRecord:
     community: str | None = None
     employer: str | None = None
     phone: str | None = None
-    party_member: bool = False
+    #: ``None``: not given (a blank column), which keeps what is stored on a re-enrolment
+    party_member: bool | None = None
     photos: tuple[Path, ...] = ()
 
 
@@ -245,9 +248,41 @@ class EnrolmentError(ValueError):
     """A gallery listing that cannot be read (message names file, line and column)."""
 
 
-def _flag(v: str | None, where: str) -> bool:
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_ID_RE = re.compile(r"^[1-9]\d{16}[\dX]$")
+
+
+def validate_id_number(value: str, where: str = "id_number") -> str:
+    """A resident identity number per GB 11643-1999: 18 characters, a valid birth date (positions 7-14) and the
+    ISO 7064 MOD 11-2 check digit (``X`` for 10). Returns it normalised (stripped, upper-case ``X``); raises
+    :class:`EnrolmentError` naming ``where`` otherwise (the number itself is not echoed: it is personal data)."""
+    s = value.strip().upper()
+    if not _ID_RE.match(s):
+        raise EnrolmentError(f"{where}: not an 18-character GB 11643 ID number (17 digits + digit or X)")
+    try:
+        born = date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
+    except ValueError:
+        raise EnrolmentError(f"{where}: birth date (characters 7-14) is not a date") from None
+    if born.year < 1900 or born > date.today():
+        raise EnrolmentError(f"{where}: birth date (characters 7-14) out of range")
+    expected = _ID_CHECK[sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS, strict=True)) % 11]
+    if s[17] != expected:
+        raise EnrolmentError(f"{where}: check digit (GB 11643 / ISO 7064 MOD 11-2) does not match")
+    return s
+
+
+def _text(v: str | None) -> str | None:
+    """A CSV cell: stripped; blank is ``None`` (not given)."""
+    s = (v or "").strip()
+    return s or None
+
+
+def _flag(v: str | None, where: str) -> bool | None:
     s = (v or "").strip().lower()
-    if s in ("", "0", "false", "no", "n", "否"):
+    if s == "":
+        return None
+    if s in ("0", "false", "no", "n", "否"):
         return False
     if s in ("1", "true", "yes", "y", "是"):
         return True
@@ -279,14 +314,15 @@ def read_enrolment_csv(path: Path) -> tuple[list[EnrolmentRecord], list[str]]:
                 photos = tuple(
                     (path.parent / p.strip()) for p in (row.get("photos") or "").split(";") if p.strip()
                 )
+                idn = _text(row.get("id_number"))
                 records.append(
                     EnrolmentRecord(
                         person_id=pid,
-                        name=(row.get("name") or None),
-                        id_number=(row.get("id_number") or None),
-                        community=(row.get("community") or None),
-                        employer=(row.get("employer") or None),
-                        phone=(row.get("phone") or None),
+                        name=_text(row.get("name")),
+                        id_number=validate_id_number(idn, f"{where}: id_number") if idn else None,
+                        community=_text(row.get("community")),
+                        employer=_text(row.get("employer")),
+                        phone=_text(row.get("phone")),
                         party_member=_flag(row.get("party_member"), where),
                         photos=photos,
                     )

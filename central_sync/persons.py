@@ -23,6 +23,7 @@ from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.identity import (
     EmbedFn,
+    EnrolmentError,
     EnrolmentRecord,
     Gallery,
     IdentityResolver,
@@ -31,6 +32,7 @@ from central_sync.identity import (
     from_blob,
     normalise,
     to_blob,
+    validate_id_number,
 )
 from central_sync.storage.models import Disposition, Embedding, Event, Person, Task
 from central_sync.storage.store import CentralStore
@@ -131,6 +133,12 @@ def enrol(
     """Enrol gallery persons from photos (embedded with the edge's face model) and merge their unknown files."""
     rep = EnrolmentReport()
     for r in records:
+        if r.id_number:
+            try:
+                validate_id_number(r.id_number, f"{r.person_id}: id_number")
+            except EnrolmentError as e:
+                rep.problems.append(f"{e} (not enrolled)")
+                continue
         vecs = []
         for p in r.photos:
             if not Path(p).is_file():
@@ -161,16 +169,20 @@ def enrol_embeddings(
     r: EnrolmentRecord,
     vectors: np.ndarray,
 ) -> int:
-    """Write one gallery person with its embeddings; returns how many unknown files were merged into it."""
+    """Write one gallery person with its embeddings; returns how many unknown files were merged into it.
+
+    A partial update: a field not given (``None``, a blank CSV column) keeps what is stored, so re-enrolling
+    with new photos never erases the ID number, community or phone. An ID number is validated (GB 11643)."""
     v = normalise(vectors)
-    fields = dict(
+    given: dict[str, object] = dict(
         name=r.name,
-        id_number=r.id_number,
+        id_number=validate_id_number(r.id_number, f"{r.person_id}: id_number") if r.id_number else None,
         community=r.community,
         employer=r.employer,
         phone=r.phone,
         party_member=r.party_member,
     )
+    fields = {k: val for k, val in given.items() if val is not None}
     with store.session() as s:
         p = s.get(Person, r.person_id)
         if p is None:
@@ -180,7 +192,7 @@ def enrol_embeddings(
                     kind="enrolled",
                     created_at=datetime.now(timezone.utc),
                     tier="none",
-                    **fields,
+                    **{"party_member": False, **fields},
                 )
             )
         else:

@@ -228,7 +228,7 @@ def test_end_to_end_edge_relay_to_consumer_ack_tier_and_disposition_tasks(
         EnrolmentRecord(
             "P-001",
             name="Zhang San",
-            id_number="330501199001011234",
+            id_number="33050119900101123X",
             community="Feiying",
             employer="Huzhou Bus Co.",
             party_member=True,

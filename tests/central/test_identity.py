@@ -126,9 +126,11 @@ def test_enrolment_csv_reports_bad_rows_by_line(tmp_path: Path) -> None:
     f = tmp_path / "gallery.csv"
     f.write_text(
         "person_id,name,id_number,community,employer,phone,party_member,photos\n"
-        "P1,Li,330,Feiying,Bus Co,,yes,a.jpg;b.jpg\n"
+        "P1,Li,33050119900101123x,Feiying,Bus Co,,yes,a.jpg;b.jpg\n"
         ",NoId,,,,,no,c.jpg\n"
         "P3,X,,,,,maybe,d.jpg\n"
+        "P4,Y,330501199001011234,,,,no,e.jpg\n"
+        "P5,Z,330501199002301230,,,,no,f.jpg\n"
     )
     recs, problems = read_enrolment_csv(f)
     assert (
@@ -139,7 +141,10 @@ def test_enrolment_csv_reports_bad_rows_by_line(tmp_path: Path) -> None:
     assert problems == [
         "gallery.csv:3: person_id is empty",
         "gallery.csv:4: party_member must be yes/no/true/false/1/0, got 'maybe'",
+        "gallery.csv:5: id_number: check digit (GB 11643 / ISO 7064 MOD 11-2) does not match",
+        "gallery.csv:6: id_number: birth date (characters 7-14) is not a date",
     ]
+    assert recs[0].id_number == "33050119900101123X"  # normalised upper-case X
     bad = tmp_path / "bad.csv"
     bad.write_text("name\nx\n")
     with pytest.raises(EnrolmentError, match="missing column"):
@@ -196,6 +201,12 @@ def test_enrol_from_photos_then_match_another_photo(store: CentralStore, embedde
         assert m.person_id == p.person_id and m.score >= cfg.identity.match_threshold
 
 
+def _id_number(first17: str) -> str:
+    """A valid GB 11643 number from its first 17 digits (the MOD 11-2 check digit appended)."""
+    w = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return first17 + "10X98765432"[sum(int(c) * k for c, k in zip(first17, w, strict=True)) % 11]
+
+
 def test_enrol_cli_from_a_csv_with_real_photos(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     import json
 
@@ -210,7 +221,7 @@ def test_enrol_cli_from_a_csv_with_real_photos(tmp_path: Path, embedder) -> None
     csvf = tmp_path / "gallery.csv"
     rows = ["person_id,name,id_number,community,employer,phone,party_member,photos"]
     rows += [
-        f"{p.person_id},{p.name},33050219900101{i:04d},Feiying,,,no,{p.photos[0]};{p.photos[1]}"
+        f"{p.person_id},{p.name},{_id_number(f'3305021990010112{i}')},Feiying,,,no,{p.photos[0]};{p.photos[1]}"
         for i, p in enumerate(people)
     ]
     rows += ["P-bad,Nobody,,,,,no,missing.jpg"]

@@ -10,12 +10,21 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from central_sync.config import CentralConfig
 from central_sync.dispositions import DispositionDesk
-from central_sync.storage.models import Disposition, Feedback, Person, Task, TierChange
+from central_sync.identity import (
+    EMBEDDING_DIM,
+    EnrolmentError,
+    EnrolmentRecord,
+    read_enrolment_csv,
+    validate_id_number,
+)
+from central_sync.persons import enrol_embeddings, load_resolver
+from central_sync.storage.models import Disposition, Embedding, Feedback, Person, Task, TierChange
 from central_sync.storage.store import CentralStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,3 +136,73 @@ def test_feedback_once_per_state_change_and_never_from_the_future(store: Central
     assert len(fbs) == 3
     assert states[tid][0] == "done" and states[tid2][0] == "done"
     assert all(t.replace(tzinfo=timezone.utc) < datetime.now(timezone.utc) for _, t in disp)
+
+
+def _vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(EMBEDDING_DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_id_numbers_are_validated_and_nothing_is_stored_for_a_bad_one(store: CentralStore) -> None:
+    cfg = CentralConfig()
+    resolver = load_resolver(store, cfg)
+    # before: any string was stored as the ID number (e.g. a typo'd check digit)
+    for bad, why in [
+        ("330501199001011234", "check digit"),
+        ("33050119900230123X", "birth date"),
+        ("3305011990010112", "18-character"),
+        ("0305011990010112X3", "18-character"),
+    ]:
+        with pytest.raises(EnrolmentError, match=f"^E1: id_number: .*{why}") as ei:
+            enrol_embeddings(store, cfg, resolver, EnrolmentRecord("E1", id_number=bad), _vec(1)[None])
+        assert bad not in str(ei.value)  # personal data is not echoed in the error
+    with store.session() as s:
+        assert s.get(Person, "E1") is None
+    assert validate_id_number(" 11010519491231002x ") == "11010519491231002X"
+    enrol_embeddings(
+        store, cfg, resolver, EnrolmentRecord("E1", id_number="11010519491231002x"), _vec(1)[None]
+    )
+    with store.session() as s:
+        p = s.get(Person, "E1")
+        assert p is not None and p.id_number == "11010519491231002X"
+
+
+def test_re_enrolling_with_blank_columns_keeps_the_stored_fields(store: CentralStore, tmp_path: Path) -> None:
+    cfg = CentralConfig()
+    resolver = load_resolver(store, cfg)
+    full = EnrolmentRecord(
+        "E1",
+        name="Li Si",
+        id_number="33050119900101123X",
+        community="Feiying",
+        employer="Bus Co",
+        phone="13800000000",
+        party_member=True,
+    )
+    enrol_embeddings(store, cfg, resolver, full, _vec(1)[None])
+    # the same person re-enrolled with new photos and blank columns, as read from a CSV
+    f = tmp_path / "again.csv"
+    f.write_text("person_id,name,id_number,community,employer,phone,party_member,photos\nE1,, ,,,,,new.jpg\n")
+    (again,), problems = read_enrolment_csv(f)
+    assert problems == [] and again.id_number is None and again.party_member is None
+    enrol_embeddings(store, cfg, resolver, again, _vec(2)[None])
+    # before: name, id_number, community, employer and phone were set to NULL and party_member to False
+    with store.session() as s:
+        p = s.get(Person, "E1")
+        assert p is not None
+        assert (p.name, p.id_number, p.community, p.employer, p.phone, p.party_member) == (
+            "Li Si",
+            "33050119900101123X",
+            "Feiying",
+            "Bus Co",
+            "13800000000",
+            True,
+        )
+        assert len(s.scalars(select(Embedding).where(Embedding.person_id == "E1")).all()) == 2
+    # a field that is given is updated; party_member "no" is an answer, not a blank
+    enrol_embeddings(
+        store, cfg, resolver, EnrolmentRecord("E1", phone="13900000000", party_member=False), _vec(3)[None]
+    )
+    with store.session() as s:
+        p = s.get(Person, "E1")
+        assert p is not None and (p.phone, p.party_member, p.community) == ("13900000000", False, "Feiying")

@@ -195,7 +195,7 @@ def test_cockpit_console_and_rider_in_chromium(
         store,
         cfg,
         cons.resolver,
-        EnrolmentRecord("P-001", name="张三", id_number="330501199001011234", community="飞英社区"),
+        EnrolmentRecord("P-001", name="张三", id_number="33050119900101123X", community="飞英社区"),
         np.asarray(face(42).embedding)[None, :],
     )
     cons.start()
