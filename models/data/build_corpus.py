@@ -1,6 +1,6 @@
 """Rebuild the public-repository training corpus (issue 16) from models/data/sources.yaml.
 
-Each source is read from its snapshot (search tool's `fetch`: a bare git directory under
+Each source (YOLO export: images/ + labels/; or VOC: images/ + annotations/*.xml) is read from its snapshot (search tool's `fetch`: a bare git directory under
 /work/.mirror/<owner>+<name>/repo, or --mirror) at the commit sources.yaml names, and written to the
 ignored models/build/corpus/<source>/{images,labels}/{train,val}/ with labels in the project's classes
 (0 rider, 1 helmet, 2 no_helmet). Images are never committed.
@@ -10,6 +10,7 @@ What is dropped, per source:
 - near-duplicates: a 64-bit difference hash (dHash) within Hamming distance --hamming of a kept frame;
 - vertically flipped or 90/180/270-degree rotated copies: a frame whose dHash matches the dHash of a
   kept frame turned that way;
+- frames that are (near-)duplicates of a frame of an earlier source in sources.yaml;
 - frames with no label in a mapped class (in the first source: background car / plate photos).
 The split is by file-name group (the source image name's prefix and its trailing number in blocks of
 --block consecutive numbers, e.g. `BikesHelmets#4`), never at random: a group's frames all go to train
@@ -25,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
@@ -83,7 +85,40 @@ def is_val(group: str, val_every: int) -> bool:
     return zlib.crc32(group.encode()) % val_every == 0
 
 
-def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: int, block: int) -> dict:
+def label_rows(src: dict, gitdir: Path, blobs: dict[str, str], path: str) -> list[tuple] | None:
+    """(project class, cx, cy, w, h normalised) of one image's labels in mapped classes; None: no label file."""
+    cmap = {k: CLASSES.index(v) for k, v in src["classes"].items()}
+    if src.get("format", "yolo") == "voc":
+        ann = f"{src['path'].rstrip('/')}/{src.get('annotations', 'annotations')}/{Path(path).stem}.xml"
+        if ann not in blobs:
+            return None
+        root = ET.fromstring(git(gitdir, "cat-file", "blob", blobs[ann]))
+        iw = float(root.findtext("size/width") or 0)
+        ih = float(root.findtext("size/height") or 0)
+        rows = []
+        for obj in root.iter("object"):
+            name = (obj.findtext("name") or "").strip()
+            if name not in cmap or not iw or not ih:
+                continue
+            x0, y0, x1, y1 = (
+                float(obj.findtext(f"bndbox/{k}") or 0) for k in ("xmin", "ymin", "xmax", "ymax")
+            )
+            rows.append((cmap[name], (x0 + x1) / 2 / iw, (y0 + y1) / 2 / ih, (x1 - x0) / iw, (y1 - y0) / ih))
+        return rows
+    label_path = re.sub(r"/images/", "/labels/", path, count=1).rsplit(".", 1)[0] + ".txt"
+    if label_path not in blobs:
+        return None
+    rows = []
+    for line in git(gitdir, "cat-file", "blob", blobs[label_path]).decode().splitlines():
+        parts = line.split()
+        if len(parts) == 5 and int(parts[0]) in cmap:
+            rows.append((cmap[int(parts[0])], *map(float, parts[1:])))
+    return rows
+
+
+def build_source(
+    src: dict, mirror: Path, out: Path, hamming: int, val_every: int, block: int, seen: list[int]
+) -> dict:
     owner_name = src["repo"].replace("/", "+")
     gitdir = mirror / owner_name / "repo"
     if not gitdir.is_dir():
@@ -95,7 +130,6 @@ def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: in
     for line in listing:
         meta, path = line.split("\t", 1)
         blobs[path] = meta.split()[2]
-    cmap = {int(k): CLASSES.index(v) for k, v in src["classes"].items()}
     # one copy per Roboflow source image: the first by name across the export's train/valid/test
     firsts: dict[str, str] = {}
     for path in sorted(p for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)):
@@ -103,7 +137,7 @@ def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: in
     dropped = {
         "rf_copies": sum(1 for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)) - len(firsts)
     }
-    dropped.update(near_duplicate=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
+    dropped.update(near_duplicate=0, earlier_source=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
     dst = out / src["name"]
     shutil.rmtree(dst, ignore_errors=True)
     kept_hashes: list[int] = []
@@ -113,15 +147,7 @@ def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: in
     frames = {"train": 0, "val": 0}
     groups: dict[str, set[str]] = {"train": set(), "val": set()}
     for stem, path in sorted(firsts.items()):
-        label_path = re.sub(r"/images/", "/labels/", path, count=1).rsplit(".", 1)[0] + ".txt"
-        if label_path not in blobs:
-            dropped["no_mapped_label"] += 1
-            continue
-        rows = []
-        for line in git(gitdir, "cat-file", "blob", blobs[label_path]).decode().splitlines():
-            parts = line.split()
-            if len(parts) == 5 and int(parts[0]) in cmap:
-                rows.append((cmap[int(parts[0])], *map(float, parts[1:])))
+        rows = label_rows(src, gitdir, blobs, path)
         if not rows:
             dropped["no_mapped_label"] += 1
             continue
@@ -134,6 +160,9 @@ def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: in
         h = dhash(gray)
         if near(h, kept_hashes, hamming):
             dropped["near_duplicate"] += 1
+            continue
+        if near(h, seen, hamming):
+            dropped["earlier_source"] += 1
             continue
         if near(h, turned_hashes, hamming):
             dropped["flip_or_rotation"] += 1
@@ -158,6 +187,7 @@ def build_source(src: dict, mirror: Path, out: Path, hamming: int, val_every: in
         )
     overlap = groups["train"] & groups["val"]
     assert not overlap, f"{src['name']}: groups in both splits: {sorted(overlap)[:5]}"
+    seen.extend(kept_hashes)
     return {
         "source": src["name"],
         "frames": frames["train"] + frames["val"],
@@ -183,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sources = yaml.safe_load(args.sources.read_text())["sources"]
     rows = []
+    seen: list[int] = []  # frames of earlier sources: a later source's copy of one is dropped
     for src in sources:
         if args.only and src["name"] not in args.only:
             continue
-        rows.append(build_source(src, args.mirror, args.out, args.hamming, args.val_every, args.block))
+        rows.append(build_source(src, args.mirror, args.out, args.hamming, args.val_every, args.block, seen))
     head = (
         f"{'source':<22} {'frames':>6} {'train':>5} {'val':>4} {'groups t/v':>10} "
         f"{'helmet':>6} {'no_helmet':>9} {'rider':>5} {'med head px':>11}  viewpoint"
