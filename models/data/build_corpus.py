@@ -188,6 +188,7 @@ def build_source(
     overlap = groups["train"] & groups["val"]
     assert not overlap, f"{src['name']}: groups in both splits: {sorted(overlap)[:5]}"
     seen.extend(kept_hashes)
+    (dst / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))  # read by models/train/common.py
     return {
         "source": src["name"],
         "frames": frames["train"] + frames["val"],

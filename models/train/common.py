@@ -40,7 +40,14 @@ class Box:
     h: float
 
 
+CORPUS_PREFIX = "corpus:"
+
+
 def dataset_dir(name: str) -> Path:
+    """../shared/data/<name>, or for ``corpus:<source>`` the public source that
+    models/data/build_corpus.py wrote (stems there are ``train/<name>`` / ``val/<name>``)."""
+    if name.startswith(CORPUS_PREFIX):
+        return BUILD / "corpus" / name[len(CORPUS_PREFIX) :]
     return SHARED / "data" / name
 
 
@@ -70,6 +77,9 @@ def read_labels(name: str, stem: str) -> list[Box]:
 
 
 def stems(name: str) -> list[str]:
+    if name.startswith(CORPUS_PREFIX):
+        d = dataset_dir(name) / "images"
+        return sorted(str(p.relative_to(d).with_suffix("")) for p in d.glob("*/*.jpg"))
     return sorted(p.stem for p in (dataset_dir(name) / "images").glob("*.jpg"))
 
 
@@ -80,6 +90,8 @@ def _frame_no(stem: str) -> int:
 
 def val_stems(name: str) -> list[str]:
     """The written validation split (created on first use, committed afterwards)."""
+    if name.startswith(CORPUS_PREFIX):  # split by file-name group when the corpus was built
+        return [s for s in stems(name) if s.startswith("val/")]
     f = SPLITS / f"{name}.val.txt"
     if f.exists():
         return [s for s in f.read_text().split() if s]

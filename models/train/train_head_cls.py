@@ -281,6 +281,20 @@ def main() -> None:
         default=1,
         help="Train this many members (seeds seed, seed+1, ...) and export the mean of their logits.",
     )
+    ap.add_argument(
+        "--corpus",
+        nargs="*",
+        default=[],
+        help="Public sources (models/build/corpus/<source>, see models/data/build_corpus.py) added to "
+        "../shared's two sets: their train split is trained on, their val split reported.",
+    )
+    ap.add_argument(
+        "--without",
+        nargs="*",
+        default=[],
+        help="Data sets left out of training (leave-one-source-out): ../shared names or corpus sources; "
+        "their val split is still reported.",
+    )
     a = ap.parse_args()
     import torch
 
@@ -288,17 +302,23 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
     tr_x, tr_y, tr_g, va = [], [], [], {}
-    for ds in DATASETS:
+    datasets = list(DATASETS) + [f"corpus:{c}" for c in a.corpus]
+    left_out = {w if w in DATASETS else f"corpus:{w}" for w in a.without}
+    for ds in datasets:
         val = set(val_stems(ds))
+        if ds in left_out:  # leave-one-source-out: every frame of it is unseen, all of it is evaluated
+            va[ds] = collect(ds, stems(ds), rng, jitter=1, negatives=3)
+            print(f"{ds}: left out of training, all {len(va[ds][0])} crops evaluated", flush=True)
+            continue
         train_names = [s for s in stems(ds) if s not in val]
         x, y = collect(ds, train_names, rng, jitter=3, negatives=4)
-        if a.detector_crops:
+        if a.detector_crops and ds in DATASETS:
             dx, dy = detector_crops(ds, train_names)
             print(f"{ds}: detector crops {len(dx)} {np.bincount(dy, minlength=3).tolist()}", flush=True)
             x, y = np.concatenate([x, dx]), np.concatenate([y, dy])
         tr_x.append(x)
         tr_y.append(y)
-        tr_g.append(y + 10 * DATASETS.index(ds))
+        tr_g.append(y + 10 * datasets.index(ds))
         va[ds] = collect(ds, sorted(val), rng, jitter=1, negatives=3)
         print(f"{ds}: train crops {len(x)} {np.bincount(y).tolist()}, val crops {len(va[ds][0])}", flush=True)
     X = crops_to_tensor(np.concatenate(tr_x))
