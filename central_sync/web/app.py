@@ -22,6 +22,7 @@ from central_sync.storage.models import Disposition, Event, Media, Person, Task,
 from central_sync.storage.store import CentralStore
 from central_sync.web import auth, cockpit
 from central_sync.web.cockpit import TIER_ZH, TYPE_ZH
+from central_sync.web.devices import DeviceListener, device_health
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "anqi_sid"
@@ -58,8 +59,23 @@ def _aware(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
-def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir: Path | None = None) -> None:
+def mount_web(
+    app: FastAPI,
+    cfg: CentralConfig,
+    store: CentralStore,
+    content_dir: Path | None = None,
+    listen_devices: bool = True,
+) -> None:
     auth.ensure_tables(store)
+    if listen_devices:  # the edge's status / heartbeat topics, while the service runs
+        listener: list[DeviceListener] = []
+        app.router.on_startup.append(lambda: listener.append(DeviceListener(cfg, store).start()))
+
+        def stop_listener() -> None:
+            for x in listener:
+                x.stop()
+
+        app.router.on_shutdown.append(stop_listener)
     content = content_dir or Path(__file__).parent / "content"
     tz = cfg.timezone
 
@@ -92,6 +108,28 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
             f"<span>{escape(e['point'])}</span><b>{escape(e['type_zh'])}</b></div>"
         )
 
+    def merged_devices(event_devs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Heartbeat health per device, with its 30-day event count; devices only seen in events are
+        listed without a heartbeat (offline)."""
+        counts = {d["device"]: d["events"] for d in event_devs}
+        out = [
+            {**h, "events": counts.pop(h["device"], 0)}
+            for h in device_health(store, datetime.now(timezone.utc))
+        ]
+        out += [
+            {"device": d, "online": False, "events": n, "queue_depth": None, "state": "no heartbeat"}
+            for d, n in counts.items()
+        ]
+        return out
+
+    def devices_rows(devs: list[dict[str, Any]]) -> str:
+        return "".join(
+            f'<tr><td>{escape(d["device"])}</td><td class="{"on" if d["online"] else "off"}">'
+            f"{'在线' if d['online'] else '离线'}</td><td>{d['events']}</td>"
+            f"<td>{'' if d.get('queue_depth') is None else d['queue_depth']}</td></tr>"
+            for d in devs
+        )
+
     def by_type_rows(snap: dict[str, Any]) -> str:
         return "".join(
             f"<tr><td>{escape(TYPE_ZH.get(t, t))}</td><td>{snap['today'].get(t, 0)}</td>"
@@ -115,6 +153,7 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
     def cockpit_page(request: Request) -> HTMLResponse:
         token = kiosk(request)
         snap = cockpit.snapshot(store, tz)
+        snap["devices"] = merged_devices(snap["devices"])
         totals = " / ".join(str(sum(snap[k].values())) for k in ("today", "d7", "d30"))
         devs = "".join(
             f'<tr><td>{escape(d["device"])}</td><td class="{"on" if d["online"] else "off"}">'
@@ -127,7 +166,7 @@ def mount_web(app: FastAPI, cfg: CentralConfig, store: CentralStore, content_dir
 <section class="panel"><h2>30天趋势</h2>{cockpit.trend_svg(snap["trend"])}</section>
 <section class="panel"><h2>实时违法</h2><div class="feed" id="feed">{feed_html(snap["feed"][:6], token)}</div></section>
 <section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div></section>
-<section class="panel"><h2>设备状态</h2><table><tr><th>设备</th><th>状态</th><th>事件</th></tr>{devs}</table>
+<section class="panel"><h2>设备状态（心跳）</h2><table id="devices"><tr><th>设备</th><th>状态</th><th>30天事件</th><th>待发</th></tr>{devs}</table>
 <h2>人员分级</h2>{table(snap["tiers"], TIER_ZH)}</section>
 <section class="panel"><h2>待处置任务（按社区）</h2>{table(snap["tasks"])}</section>
 <script>
@@ -433,16 +472,18 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
     @app.get("/console/devices", response_class=HTMLResponse, include_in_schema=False)
     def devices_page(request: Request) -> HTMLResponse:
         o, _ = officer(request)
-        devs = cockpit.devices(store, datetime.now(timezone.utc))
+        devs = merged_devices(cockpit.devices(store, datetime.now(timezone.utc)))
         trs = "".join(
             f"<tr><td>{escape(d['device'])}</td><td>{'在线' if d['online'] else '离线'}</td>"
-            f"<td>{escape(d['last'])}</td><td>{d['events']}</td></tr>"
+            f"<td>{escape(str(d.get('heartbeat_at') or '-'))}</td><td>{'' if d.get('queue_depth') is None else d['queue_depth']}</td>"
+            f"<td>{escape(str(d.get('disk_free_mb') or ''))}</td>"
+            f"<td>{escape(', '.join(f'{k}:{v}' for k, v in (d.get('components') or {}).items()))}</td><td>{d['events']}</td></tr>"
             for d in devs
         )
         return page(
             "设备",
-            f'<div class="con">{nav(o)}<h1>设备</h1><p>在线：最近 10 分钟内有事件到达。</p><table><tr><th>设备</th>'
-            f"<th>状态</th><th>最近事件</th><th>事件数</th></tr>{trs}</table></div>",
+            f'<div class="con">{nav(o)}<h1>设备</h1><p>在线：状态为 online 且 90 秒内收到心跳。</p><table id="devices"><tr><th>设备</th>'
+            f"<th>状态</th><th>最近心跳</th><th>待发事件</th><th>剩余磁盘 MB</th><th>组件</th><th>30天事件</th></tr>{trs}</table></div>",
         )
 
     @app.post("/console/person/{pid}/merge", include_in_schema=False)

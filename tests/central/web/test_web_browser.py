@@ -241,6 +241,9 @@ def test_cockpit_console_and_rider_in_chromium(
                 "return [...document.querySelectorAll('#feed img')].every(i=>i.complete&&i.naturalWidth==640)"
             )
         )
+        # devices from the edge's MQTT status + heartbeat (relay heartbeat_s: 1), not from events
+        browser.refresh()
+        assert "anqi-dev-0001在线" in browser.find_element(By.ID, "devices").text.replace(" ", "")
         assert_no_overlap(browser, ".panel")
         assert_cjk_rendered(browser)
         browser.save_screenshot(str(out / "cockpit-1920x1080.png"))
@@ -283,6 +286,7 @@ def test_cockpit_console_and_rider_in_chromium(
         assert "飞英社区（3）" in browser.page_source and "sms_reminder" in browser.page_source
         browser.get(f"{base}/console/devices")
         assert "anqi-dev-0001" in browser.page_source and "在线" in browser.page_source
+        assert "relay:" in browser.find_element(By.ID, "devices").text  # the heartbeat's components
         browser.get(f"{base}/console/users")  # 逐级授权: the form offers roles at or below one's own
         assert len(browser.find_elements(By.CSS_SELECTOR, "select[name=role] option")) == 4
 
@@ -316,6 +320,17 @@ def test_cockpit_console_and_rider_in_chromium(
             )
         browser.get(f"{base}/rider/{rtoken}")
         assert "链接无效或已使用" in browser.page_source
+        # the edge stops cleanly: its status goes offline, and the console says so
+        relay.stop()
+        time.sleep(0.5)
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.get(f"{base}/console")
+        browser.find_element(By.ID, "username").send_keys("admin")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/console"))
+        browser.get(f"{base}/console/devices")
+        assert "离线" in browser.find_element(By.ID, "devices").text
     finally:
         server.should_exit = True
         relay.stop()

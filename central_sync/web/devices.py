@@ -1,0 +1,117 @@
+"""Device health for the cockpit and the console, from the edge's MQTT ``status`` (retained, Last Will)
+and ``heartbeat`` topics: the web service subscribes itself (read-only, its own client id) and keeps the
+newest of each per device in ``web_device_health``."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import JSON, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from anqi_contract import protocol as P
+from anqi_contract.logs import log
+from central_sync.config import CentralConfig
+from central_sync.storage.store import CentralStore
+from central_sync.web.auth import WebBase
+
+logger = logging.getLogger("anqi.central.web.devices")
+
+
+class DeviceHealth(WebBase):
+    __tablename__ = "web_device_health"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="unknown")  # online | offline (status topic)
+    status_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    heartbeat: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DeviceListener:
+    """Subscribes to every device's status and heartbeat and records them (one row per device)."""
+
+    def __init__(self, cfg: CentralConfig, store: CentralStore):
+        self.cfg, self.store = cfg, store
+        self.lock = threading.Lock()
+        m = cfg.mqtt
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-web", protocol=paho.MQTTv5
+        )
+        if m.username:
+            from central_sync.config import read_secret
+
+            self.client.username_pw_set(
+                m.username, read_secret(m.password_env, "mqtt.password_env") if m.password_env else None
+            )
+        if m.ca_file:
+            ctx = ssl.create_default_context(cafile=str(cfg.resolve(m.ca_file)))
+            if m.cert_file and m.key_file:
+                ctx.load_cert_chain(str(cfg.resolve(m.cert_file)), str(cfg.resolve(m.key_file)))
+            self.client.tls_set_context(ctx)
+        self.client.reconnect_delay_set(1, 8)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+
+    def start(self) -> DeviceListener:
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        f = P.central_filters(self.cfg.mqtt.topic_prefix)
+        client.subscribe([(f[P.TopicKind.status], 1), (f[P.TopicKind.heartbeat], 0)])
+        log(logger, "device_listener_connected", host=self.cfg.mqtt.host, port=self.cfg.mqtt.port)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            t = P.parse_topic(msg.topic, self.cfg.mqtt.topic_prefix)
+            now = datetime.now(timezone.utc)
+            with self.store.session() as s:
+                row = s.get(DeviceHealth, t.device) or DeviceHealth(device_id=t.device, site_id=t.site)
+                if t.kind is P.TopicKind.status:
+                    st = P.decode_status(bytes(msg.payload))
+                    row.state, row.status_at = st.state, now
+                else:
+                    hb = P.decode_heartbeat(bytes(msg.payload))
+                    row.heartbeat_at, row.heartbeat = now, hb.model_dump(mode="json")
+                s.merge(row)
+        except Exception as e:  # noqa: BLE001 - a bad message from one device must not stop the listener
+            log(logger, "device_message_refused", topic=msg.topic, error=f"{type(e).__name__}: {e}")
+
+
+def device_health(
+    store: CentralStore, now: datetime, stale: timedelta = timedelta(seconds=90)
+) -> list[dict[str, Any]]:
+    """Online: status ``online`` and a heartbeat within ``stale`` (a device that died without its Last
+    Will shows offline once its heartbeats stop)."""
+    with store.session() as s:
+        rows = s.execute(select(DeviceHealth).order_by(DeviceHealth.device_id)).scalars().all()
+        out = []
+        for r in rows:
+            hb_at = r.heartbeat_at
+            fresh = hb_at is not None and now - hb_at <= stale
+            out.append(
+                {
+                    "device": r.device_id,
+                    "site": r.site_id,
+                    "online": r.state != "offline" and fresh,
+                    "state": r.state,
+                    "heartbeat_at": hb_at.isoformat() if hb_at else None,
+                    "queue_depth": r.heartbeat.get("queue_depth"),
+                    "fps": r.heartbeat.get("fps"),
+                    "disk_free_mb": r.heartbeat.get("disk_free_mb"),
+                    "components": r.heartbeat.get("components", {}),
+                }
+            )
+    return out
