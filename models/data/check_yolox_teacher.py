@@ -74,6 +74,8 @@ def main() -> None:
         images = images[: args.limit]
     for path in images:
         img = cv2.imread(str(path))
+        if img is None:
+            raise SystemExit(f"error: cannot read image {path}")
         h, w = img.shape[:2]
         r = min(SIZE / h, SIZE / w)
         pad = np.full((SIZE, SIZE, 3), 114, np.uint8)
