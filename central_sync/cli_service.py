@@ -131,16 +131,29 @@ def run(config: Path) -> None:
 
 @click.command()
 @ConfigOpt
-@click.option("--at", "at", help="Evaluation time, ISO 8601 with offset (default: now).")
-def reevaluate(config: Path, at: str | None) -> None:
-    """Re-assess every person's tier at --at (the daily pass). Tasks it makes are published by the
-    running consumer at its next (re)connect; with a broker reachable they are published now."""
+@click.option(
+    "--at", "at", help="Evaluation time, ISO 8601 with offset (default: now). A dry run unless --write."
+)
+@click.option(
+    "--write", is_flag=True, help="With --at: store the tiers and make the tasks (never for a future --at)."
+)
+def reevaluate(config: Path, at: str | None, write: bool) -> None:
+    """Re-assess every person's tier at --at (the daily pass; without --at it writes). Tasks it makes are
+    published by the running consumer at its next (re)connect; with a broker reachable they are published now.
+    With --at it is a dry run (tiers and how many would change, nothing stored) unless --write is given."""
     from central_sync.consumer import reevaluate_all
     from central_sync.dispositions import DispositionDesk
 
     cfg = _load(config)
+    when = _time(at, "--at")
+    do_write = at is None or write
+    if do_write and when > datetime.now(timezone.utc) + timedelta(minutes=5):
+        raise click.BadParameter(
+            f"{when.isoformat()} is in the future: tiers are never stored for a time to come (drop --write for a dry run)",
+            param_hint="--at",
+        )
     store = _store(cfg)
-    counts = reevaluate_all(store, cfg, DispositionDesk(cfg, store), _time(at, "--at"))
+    counts = reevaluate_all(store, cfg, DispositionDesk(cfg, store), when, write=do_write)
     click.echo(json.dumps(counts))
 
 

@@ -1107,19 +1107,31 @@ class CentralConsumer:
 
 
 def reevaluate_all(
-    store: CentralStore, cfg: CentralConfig, desk: DispositionDesk, at: datetime
+    store: CentralStore, cfg: CentralConfig, desk: DispositionDesk, at: datetime, write: bool = True
 ) -> dict[str, int]:
-    """The daily pass: re-assess everyone who may hold a tier at ``at`` (windows slide without events)."""
+    """The daily pass: re-assess everyone who may hold a tier at ``at`` (windows slide without events).
+    ``write=False`` is a dry run: the tiers at ``at`` and how many would change, nothing stored, no task."""
     from datetime import timedelta
+
+    from central_sync.storage.models import Person
 
     counts: dict[str, int] = {}
     before = desk.changes
+    would = 0
     for pid in store.persons_active_since(at - timedelta(days=cfg.tiers.repeat_window_days), at):
-        a, _ = desk.reassess(pid, at)
+        if write:
+            a, _ = desk.reassess(pid, at)
+        else:
+            with store.session() as s:
+                stored = s.scalar(select(Person.tier).where(Person.person_id == pid))
+                a = None if stored is None else store.assess_person(pid, at, cfg.tiers, s)
+            would += a is not None and a.tier.value != stored
         if a is not None:
             counts[a.tier.value] = counts.get(a.tier.value, 0) + 1
-    counts["changed"] = desk.changes - before
-    log(logger, "reevaluated", at=at.isoformat(), **counts)
+    counts["changed"] = desk.changes - before if write else 0
+    if not write:
+        counts["would_change"] = would
+    log(logger, "reevaluated", at=at.isoformat(), write=write, **counts)
     return counts
 
 

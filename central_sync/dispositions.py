@@ -237,6 +237,9 @@ class DispositionDesk:
         facts = PersonFacts(p.person_id, p.employer, p.community, bool(p.party_member))
         msgs: list[TaskMessage] = []
         kinds = plan_tasks(facts, old, a.tier)
+        if kinds and self._already_tasked(s, p.person_id, a):
+            log(logger, "tasks_not_repeated", person=p.person_id, tier=a.tier.value, change=change.id)
+            kinds = []
         types = self._violation_types(s, p.person_id, a) if kinds else {}
         for kind in kinds:
             task = Task(
@@ -263,6 +266,29 @@ class DispositionDesk:
             n365=a.count_365d,
         )
         return msgs
+
+    def _already_tasked(self, s: Any, person_id: str, a: TierAssessment) -> bool:
+        """Whether tasks for this tier were made already for the same violations: the person has tasks of tier
+        ``a.tier`` and no violation in table 1's windows was received since the last of them. A tier that falls
+        and rises again as windows slide (a reevaluation at another time, a merged file's own tasks moved to its
+        target) is then recorded as a change but makes no second set of tasks; a new violation does."""
+        last = s.scalar(
+            select(func.max(Task.created_at)).where(Task.person_id == person_id, Task.tier == a.tier.value)
+        )
+        if last is None:
+            return False
+        start = window_starts(a.at, self.cfg.tiers)[2]
+        newer = s.execute(
+            select(Event.event_id)
+            .where(
+                Event.person_id == person_id,
+                Event.time > start,
+                Event.time <= a.at,
+                Event.received_at > last,
+            )
+            .limit(1)
+        ).first()
+        return newer is None
 
     def task_topic(self, kind: TaskKind | str) -> str:
         return f"{self.prefix}/central/tasks/{TaskKind(kind).value}"

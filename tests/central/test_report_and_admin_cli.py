@@ -155,7 +155,7 @@ def test_manual_fine_then_violation_makes_repeat_in_the_daily_pass(site: tuple[P
     with store.session() as s:
         assert [d.kind for d in s.scalars(select(Disposition))] == ["fine"]
     r = CliRunner().invoke(
-        main, ["reevaluate", "--config", str(cfgf), "--at", (T + timedelta(days=2)).isoformat()]
+        main, ["reevaluate", "--config", str(cfgf), "--write", "--at", (T + timedelta(days=2)).isoformat()]
     )
     assert r.exit_code == 0, r.output
     counts = json.loads(r.output.strip().splitlines()[-1])
