@@ -369,6 +369,12 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
             )
             head = f"{escape(p.name or '')} {escape(p.community or '')} 分级：{TIER_ZH.get(p.tier, p.tier)}"
             kind = p.kind
+            faces = "".join(
+                f'<img class="face" alt="人脸" height="96" src="/console/media/{e.event_id}/{n}">'
+                for e in events[:12]
+                for n in have.get(e.event_id, [])
+                if n.startswith("face") and n.endswith(".jpg")
+            )
         web_audit(o, "web_person_view", {"person": pid}, len(events), request)
         kinds = "".join(f'<option value="{k.value}">{k.value}</option>' for k in DispositionKind)
         form = (
@@ -386,6 +392,7 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
             )
         body = (
             f'<div class="con">{nav(o)}<h1>人员档案 {escape(pid)}</h1><p>{head}</p>'
+            f'<h2>人脸照片</h2><div id="faces">{faces or "无"}</div>'
             f'<h2>违法事件</h2><table id="events"><tr><th>时间</th><th>点位</th><th>类型</th><th>判定帧</th><th>视频</th></tr>{"".join(ev_rows)}</table>'
             f"<h2>分级记录</h2><table>{tier_rows or '<tr><td>无</td></tr>'}</table>"
             f"<h2>任务与反馈</h2><table>{task_rows or '<tr><td>无</td></tr>'}</table>"

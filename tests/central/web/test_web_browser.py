@@ -87,6 +87,7 @@ def evidence(tmp: Path, seed: int, point: str = "point-1") -> tuple[ViolationEve
     img = np.full((360, 640, 3), 40, np.uint8)
     cv2.rectangle(img, (200, 80), (360, 320), (0, 0, 255), 3)
     cv2.imwrite(str(d / "violation.jpg"), img)
+    cv2.imwrite(str(d / "face.jpg"), np.full((96, 80, 3), 120, np.uint8))
     subprocess.run(
         [
             "ffmpeg",
@@ -108,11 +109,11 @@ def evidence(tmp: Path, seed: int, point: str = "point-1") -> tuple[ViolationEve
         ],
         check=True,
     )
-    files = {"violation.jpg": d / "violation.jpg", "clip.mp4": d / "clip.mp4"}
+    files = {"violation.jpg": d / "violation.jpg", "clip.mp4": d / "clip.mp4", "face.jpg": d / "face.jpg"}
     refs = [
         MediaRef(
             name=n,
-            kind="clip" if n.endswith(".mp4") else "context",
+            kind="clip" if n.endswith(".mp4") else "face" if n.startswith("face") else "context",
             content_type="video/mp4" if n.endswith(".mp4") else "image/jpeg",
             size=p.stat().st_size,
             sha256=hashlib.sha256(p.read_bytes()).hexdigest(),
@@ -259,6 +260,14 @@ def test_cockpit_console_and_rider_in_chromium(
         browser.get(f"{base}/console/person/P-001")
         assert "张三" in browser.page_source and "飞英社区" in browser.page_source
         assert len(browser.find_elements(By.CSS_SELECTOR, "#events video")) == 3
+        WebDriverWait(browser, 10).until(
+            lambda d: (
+                d.execute_script(
+                    "return [...document.querySelectorAll('#faces img')].map(i=>i.complete&&i.naturalWidth)"
+                )
+                == [80, 80, 80]
+            )
+        )
         playing = browser.execute_async_script(
             "const v=document.querySelector('#events video'),done=arguments[0];v.muted=true;"
             "v.play().then(()=>setTimeout(()=>done([v.currentTime,v.videoWidth]),600)).catch(e=>done(String(e)))"
