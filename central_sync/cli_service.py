@@ -170,7 +170,12 @@ def reevaluate(config: Path, at: str | None, write: bool) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="One sub-folder of photos per person (folder name = person id).",
 )
-def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Enrol a person whose face matches another enrolled person anyway (flagged for review).",
+)
+def enrol(config: Path, csv_file: Path | None, folder: Path | None, force: bool) -> None:
     """Enrol gallery persons (face embeddings with the edge's own model); merges their unknown files."""
     from central_sync.identity import (
         EnrolmentError,
@@ -200,8 +205,8 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
     def reassess(pid: str) -> None:
         desk.reassess(pid, datetime.now(timezone.utc))
 
-    rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed, on_merged=reassess)
-    for p in problems + rep.problems:
+    rep = do_enrol(store, cfg, load_resolver(store, cfg), records, embed, on_merged=reassess, force=force)
+    for p in problems + rep.problems + rep.review:
         click.echo(p, err=True)
     click.echo(
         json.dumps(
@@ -211,6 +216,7 @@ def enrol(config: Path, csv_file: Path | None, folder: Path | None) -> None:
                 "photos_without_face": rep.photos_without_face,
                 "merged_unknown_files": rep.merged_unknown_files,
                 "problems": len(problems) + len(rep.problems),
+                "review": len(rep.review),
             }
         )
     )

@@ -120,6 +120,35 @@ class EnrolmentReport:
     photos_without_face: int = 0
     merged_unknown_files: int = 0
     problems: list[str] = field(default_factory=list)
+    #: persons enrolled with ``force`` although their face matches another enrolled person: to be reviewed
+    review: list[str] = field(default_factory=list)
+
+
+class FaceConflict(EnrolmentError):
+    """The photos match a person already enrolled under another id (one person, one file)."""
+
+    def __init__(self, person_id: str, other: str, score: float):
+        super().__init__(
+            f"{person_id}: face already enrolled as {other} (cosine {score:.3f} >= match threshold);"
+            " not enrolled (use --force to enrol anyway, flagged for review)"
+        )
+        self.person_id, self.other, self.score = person_id, other, score
+
+
+def face_conflict(
+    resolver: IdentityResolver, person_id: str, vectors: np.ndarray, threshold: float
+) -> tuple[str, float] | None:
+    """The enrolled person (other than ``person_id``) whose gallery face matches any of ``vectors`` best at or
+    above ``threshold``, with the score; ``None`` when there is none."""
+    best: tuple[str, float] | None = None
+    with resolver._lock:  # noqa: SLF001 - the resolver's own lock guards its matrices
+        if not len(resolver.gallery):
+            return None
+        for row in normalise(vectors):
+            for pid, sc in resolver.gallery.person_scores(row[None]).items():
+                if pid != person_id and sc >= threshold and (best is None or sc > best[1]):
+                    best = (pid, sc)
+    return best
 
 
 def enrol(
@@ -129,6 +158,7 @@ def enrol(
     records: Sequence[EnrolmentRecord],
     embed: EmbedFn,
     on_merged: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> EnrolmentReport:
     """Enrol gallery persons from photos (embedded with the edge's face model) and merge their unknown files."""
     rep = EnrolmentReport()
@@ -154,7 +184,15 @@ def enrol(
         if not vecs:
             rep.problems.append(f"{r.person_id}: not enrolled (no usable photo)")
             continue
-        merged = enrol_embeddings(store, cfg, resolver, r, np.stack(vecs))
+        try:
+            merged = enrol_embeddings(store, cfg, resolver, r, np.stack(vecs), force=force)
+        except FaceConflict as e:
+            rep.problems.append(str(e))
+            continue
+        if force and (
+            hit := face_conflict(resolver, r.person_id, np.stack(vecs), cfg.identity.match_threshold)
+        ):
+            rep.review.append(f"{r.person_id}: face matches {hit[0]} (cosine {hit[1]:.3f}): review")
         rep.merged_unknown_files += merged
         rep.enrolled += 1
         if merged and on_merged is not None:
@@ -168,6 +206,7 @@ def enrol_embeddings(
     resolver: IdentityResolver,
     r: EnrolmentRecord,
     vectors: np.ndarray,
+    force: bool = False,
 ) -> int:
     """Write one gallery person with its embeddings; returns how many unknown files were merged into it.
 
@@ -183,6 +222,19 @@ def enrol_embeddings(
         party_member=r.party_member,
     )
     fields = {k: val for k, val in given.items() if val is not None}
+    hit = face_conflict(resolver, r.person_id, v, cfg.identity.match_threshold)
+    if hit is not None:
+        if not force:
+            raise FaceConflict(r.person_id, *hit)
+        log(
+            logger,
+            "enrolment_face_conflict",
+            level=logging.WARNING,
+            person=r.person_id,
+            other=hit[0],
+            score=round(hit[1], 3),
+            review=True,
+        )
     with store.session() as s:
         p = s.get(Person, r.person_id)
         if p is None:

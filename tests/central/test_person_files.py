@@ -273,3 +273,63 @@ def test_no_second_set_of_tasks_for_the_same_violations(store: CentralStore) -> 
     a, msgs = desk.reassess("E2", AT + timedelta(minutes=5))
     assert a is not None and a.tier.value == "occasional" and msgs == []
     assert [p for p, _ in _tasks(store)].count("E2") == 3 and [p for p, _ in _tasks(store)].count("E1") == 6
+
+
+def test_enrolling_a_face_already_enrolled_to_someone_else_is_refused_unless_forced(
+    store: CentralStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from central_sync.persons import FaceConflict, face_conflict
+
+    cfg = CentralConfig()
+    resolver = load_resolver(store, cfg)
+    face = _vec(7)
+    enrol_embeddings(store, cfg, resolver, EnrolmentRecord("E1", name="Li Si"), face[None])
+    # the same face slightly changed (another photo of the same person), as a second person
+    other_photo = face + 0.05 * _vec(8)
+    # before: accepted silently, and later matches tied between E1 and E2 without review
+    with pytest.raises(FaceConflict, match=r"^E2: face already enrolled as E1 \(cosine 0\.9\d\d"):
+        enrol_embeddings(store, cfg, resolver, EnrolmentRecord("E2", name="Wang Wu"), other_photo[None])
+    with store.session() as s:
+        assert s.get(Person, "E2") is None
+    assert face_conflict(resolver, "E2", other_photo[None], cfg.identity.match_threshold) is not None
+    # re-enrolling E1 itself with that photo is not a conflict; a different face is not either
+    enrol_embeddings(store, cfg, resolver, EnrolmentRecord("E1"), other_photo[None])
+    enrol_embeddings(store, cfg, resolver, EnrolmentRecord("E3"), _vec(9)[None])
+    with store.session() as s:
+        assert s.get(Person, "E2") is None
+
+
+def test_enrol_batch_with_real_photos_refuses_a_face_of_another_person_unless_forced(
+    store: CentralStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The enrolment path with real LFW photos and the edge's own face models: person B listed with one of A's
+    photos is refused; with force it is enrolled and listed for review."""
+    from anqi_contract.paths import shared_dir
+    from central_sync.identity import edge_face_embedder, read_enrolment_folder
+    from central_sync.persons import enrol
+
+    pytest.importorskip("cv2", reason="needs OpenCV for the face models")
+    lfw = shared_dir() / "faces" / "lfw-dev"
+    if not lfw.is_dir():
+        pytest.skip(f"{lfw} not present")
+    embed = edge_face_embedder()
+    cfg = CentralConfig()
+    resolver = load_resolver(store, cfg)
+    a = next(p for p in read_enrolment_folder(lfw) if len(p.photos) >= 2)
+    rep = enrol(store, cfg, resolver, [EnrolmentRecord(a.person_id, photos=a.photos[:1])], embed)
+    assert rep.enrolled == 1, rep.problems
+    b = EnrolmentRecord("B-impostor", photos=a.photos[1:2])
+    rep = enrol(store, cfg, resolver, [b], embed)
+    assert rep.enrolled == 0 and any(f"face already enrolled as {a.person_id}" in p for p in rep.problems)
+    with store.session() as s:
+        assert s.get(Person, "B-impostor") is None
+    with caplog.at_level("WARNING", logger="anqi.central.persons"):
+        rep = enrol(store, cfg, resolver, [b], embed, force=True)
+    assert (
+        rep.enrolled == 1
+        and rep.review
+        and rep.review[0].startswith(f"B-impostor: face matches {a.person_id}")
+    )
+    assert "enrolment_face_conflict" in caplog.text
+    with store.session() as s:
+        assert s.get(Person, "B-impostor") is not None
