@@ -25,38 +25,31 @@ import signal
 import stat
 import threading
 import time
-import uuid
 from collections import Counter
-from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from anqi_contract.event import MediaRef, ViolationEvent
-from anqi_contract.fsutil import write_atomic
+from anqi_contract.event import ViolationEvent
 from anqi_contract.logs import log
 from anqi_contract.manifest import ModelFileError
 from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
-from edge.evidence import EventAssembler, FaceCapture, ViolationFrame
+from edge.evidence import EventAssembler, EvidenceCollector, FaceCapture, ViolationRecord
 from edge.health import Health
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
 from edge.rules import RuleSet, RuleSetError, Violation, occupant_heads
 from edge.track import RiderTracker, Track
-from edge.zone import CalibrationMismatch, CaptureZone, fit_motion
+from edge.zone import CalibrationMismatch, CaptureZone
 
 logger = logging.getLogger("edge.daemon")
 
 Mode = Literal["live", "until_eof", "replay"]
 
 MODEL_RETRY_S = 30.0
-EVENT_FILE = "event.json"  #: written into an event's work folder just before it goes to the outbox
-#: written into an event's work folder the moment the rule decides (with violation.jpg): a daemon killed
-#: or a power cut before the evidence is complete still leaves a record that the restart sends
-DECISION_FILE = "decision.json"
 HEALTH_EVERY_S = 5.0
 PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
 
@@ -67,32 +60,6 @@ class Detector(Protocol):
 
 class StartupError(RuntimeError):
     """The daemon cannot start (bad source, unusable calibration, missing model in replay); the message says which key or file."""
-
-
-@dataclass
-class ViolationRecord:
-    """Timings of one violation, for the performance benchmark and the run summary."""
-
-    key: str
-    type: str
-    track_id: int
-    decided_t_s: float  #: source time of the deciding frame
-    captured_mono: float  #: when the deciding frame was captured
-    decided_mono: float  #: when the rule decided (after detection and tracking)
-    outbox_mono: float | None = None  #: when the event was committed to the outbox
-    event_id: str | None = None
-    face_found: bool | None = None
-    clip: str | None = None
-    media: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def decide_latency_s(self) -> float:
-        return self.decided_mono - self.captured_mono
-
-    @property
-    def outbox_latency_s(self) -> float | None:
-        return None if self.outbox_mono is None else self.outbox_mono - self.decided_mono
 
 
 @dataclass
@@ -139,26 +106,6 @@ class PipelineStats:
         }
 
 
-@dataclass
-class _Pending:
-    record: ViolationRecord
-    violation: Violation
-    first_seen: datetime | None
-    clip: Future[Any] | None
-    deadline_t_s: float
-    created_mono: float
-    track_open: bool = True
-    track: Track | None = None  #: kept to measure speed over the whole track when the event is built
-    frame: ViolationFrame | None = (
-        None  #: the deciding frame, drawn into violation.jpg when the event is built
-    )
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    attempts: int = 0
-    retry_mono: float = 0.0
-    #: violation.jpg as written at decision time (path, ref), reused by the event
-    decided_media: list[tuple[Path, MediaRef]] = field(default_factory=list)
-
-
 class EdgeDaemon:
     """One appliance run. ``mode``: ``live`` (until stopped), ``until_eof`` (a file: stop at its end,
     wait for the relay), ``replay`` (a file as fast as possible, events also as JSON under ``out_dir``)."""
@@ -188,12 +135,9 @@ class EdgeDaemon:
         self.health = Health(self.data_dir / "health.json", cfg.device.device_id)
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
-        self._pending: list[_Pending] = []
-        self._pending_tracks: set[int] = set()
         self._refused_sizes: set[tuple[int, int]] = set()
         #: why a file run was stopped before its end (frames that do not fit the calibration); None: it was not
         self.fatal: str | None = None
-        self._closed_tracks: set[int] = set()
         self._track_first: dict[int, datetime] = {}
         self._last_t_s = 0.0
         self._detector: Detector | None = None
@@ -269,7 +213,23 @@ class EdgeDaemon:
         self.beacon.allocate()
         self._beacon_alarms: dict[str, str] | None = None
         self.outbox, self.relay, self.broker = self._start_relay()
-        self.recovered = self._recover_unstored()
+        self.evidence = EvidenceCollector(
+            rules=cfg.rules,
+            post_s=cfg.buffer.post_s,
+            work_dir=self.work_dir,
+            clip_dir=self.clip_dir,
+            recorder=self.recorder,
+            assembler=self.assembler,
+            outbox=self.outbox,
+            health=self.health,
+            faces=self._faces,
+            face_error=self._face_error,
+            records=self.stats.violations,
+            on_stored=self._event_stored,
+            on_track_done=self._forget_track,
+            on_recovered=self._write_event_json,
+        )
+        self.recovered = self.evidence.recover()
 
     def _load_detector(self, first: bool = False) -> None:
         try:
@@ -429,91 +389,10 @@ class EdgeDaemon:
                 json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False)
             )
 
-    def _recover_unstored(self) -> int:
-        """Events a previous run assembled but could not store (disk full, crash): store them now."""
-        from anqi_contract.event import parse_event
-
-        stored = 0
-        for folder in sorted(p for p in self.work_dir.iterdir() if p.is_dir()):
-            f = folder / EVENT_FILE
-            if not f.is_file() and (folder / DECISION_FILE).is_file():
-                try:
-                    f = self._event_from_decision(folder)
-                except Exception as e:
-                    log(
-                        logger,
-                        "decision_not_recovered",
-                        logging.ERROR,
-                        folder=str(folder),
-                        error=f"{type(e).__name__}: {e}"[:300],
-                    )
-                    continue
-            if not f.is_file():
-                # a folder with neither record (killed between mkdir and the decision record, or a file
-                # written by hand): nothing says what it was; kept for a person to look at, said at each start
-                log(
-                    logger,
-                    "incomplete_evidence_kept",
-                    logging.WARNING,
-                    folder=str(folder),
-                    files=len(list(folder.iterdir())),
-                )
-                continue
-            try:
-                ev = parse_event(f.read_text(encoding="utf-8"))
-                media = {m.name: folder / m.name for m in ev.media}
-                missing = [n for n, p in media.items() if not p.is_file()]
-                if missing:
-                    raise ValueError(f"media missing: {missing}")
-                self.outbox.add(ev, media, move=True)
-            except Exception as e:
-                log(
-                    logger,
-                    "unstored_event_not_recovered",
-                    logging.ERROR,
-                    folder=str(folder),
-                    error=str(e)[:300],
-                )
-                continue
-            _remove_tree(folder)
-            stored += 1
-            self._write_event_json(ev)
-            log(logger, "unstored_event_recovered", event_id=str(ev.event_id), type=ev.violation_type.value)
-        return stored
-
-    def _event_from_decision(self, folder: Path) -> Path:
-        """The event of a violation whose daemon died before its evidence was complete (kill -9, power cut,
-        crash): the decision record with the files that made it to disk. The event says it was recovered,
-        which of its files are missing and why; a clip the recorder had already finished is kept."""
-        from anqi_contract.event import parse_event
-        from edge.evidence.files import media_ref
-
-        ev = parse_event((folder / DECISION_FILE).read_text(encoding="utf-8"))
-        refs = [m for m in ev.media if (folder / m.name).is_file()]
-        missing = [m.name for m in ev.media if not (folder / m.name).is_file()]
-        detail = dict(ev.detail)
-        clip = folder / "clip.mp4"
-        if clip.is_file() and self.assembler.sealer() is None and _playable_clip(clip):
-            # finished before the crash (clip_written): the window was not re-checked
-            refs.append(media_ref(clip, "clip", "clip.mp4"))
-            detail["clip_note"] = "clip finished before the daemon stopped; recovered at restart"
-        else:
-            clip.unlink(missing_ok=True)  # a half-written clip is no evidence
-            missing.append("clip.mp4")
-        missing.append("face.jpg")
-        detail["recovered"] = "the daemon stopped after the decision, before the evidence was complete"
-        detail["missing_media"] = ",".join(missing)
-        event = ev.model_copy(update={"media": refs, "detail": detail})
-        path = write_atomic(folder / EVENT_FILE, event.to_json(), sync_dir=True)
-        log(
-            logger,
-            "decision_recovered",
-            logging.WARNING,
-            event_id=str(ev.event_id),
-            type=ev.violation_type.value,
-            missing=",".join(missing),
-        )
-        return path
+    def _event_stored(self, event: ViolationEvent, media: list[Path]) -> None:
+        self.events.append(event)
+        self.event_media[str(event.event_id)] = media
+        self._write_event_json(event)
 
     # ------------------------------------------------------------------ threads
     def _capture_loop(self) -> None:
@@ -662,7 +541,7 @@ class EdgeDaemon:
         rule than no-helmet is on)."""
         if t.track_id is None:
             return False
-        if t.track_id in self._pending_tracks:
+        if t.track_id in self.evidence.pending_tracks:
             return True
         if not t.last.in_zone:
             return False
@@ -688,54 +567,15 @@ class EdgeDaemon:
                 self.persuasion.on_violation(v.type.value, v.track_id, v.mono)
             except Exception as e:
                 log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
-        event_id = uuid.uuid4()
-        key = f"{v.type.value}-t{v.track_id}-{event_id.hex[:8]}"
-        folder = self.work_dir / str(
-            event_id
-        )  # everything of this event gathers here until the outbox takes it
-        clip: Future[Any] | None
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            clip_path = (
-                folder / "clip.mp4" if self.clip_dir == self.work_dir else self.clip_dir / f"{event_id}.mp4"
-            )
-            clip = self.recorder.trigger(key, at_pts_s=v.t_s, path=clip_path)
-        except Exception as e:
-            clip = None
-            log(logger, "clip_trigger_failed", logging.ERROR, key=key, error=str(e)[:300])
-        rec = ViolationRecord(key, v.type.value, v.track_id, v.t_s, v.mono, decided)
-        self.stats.violations.append(rec)
-        vframe = None
-        if self.cfg.rules.violation_frame:
-            h, w = frame.image.shape[:2]
-            vframe = ViolationFrame.of(
-                frame.image,
-                track,
-                v.t_s,
-                v.type.value,
-                v.track_id,
-                v.confidence,
-                v.zone_distance_m,
-                v.utc,
-                self.zone.for_frame(w, h).band_edges(w, h),
-                detail=v.detail,
-            )
-        decided_media = self._record_decision(v, event_id, vframe)
-        self._pending.append(
-            _Pending(
-                rec,
-                v,
-                self._track_first.get(v.track_id),
-                clip,
-                v.t_s + self.cfg.rules.evidence_wait_s,
-                decided,
-                event_id=event_id,
-                track=track,
-                frame=None if decided_media else vframe,
-                decided_media=decided_media,
-            )
+        h, w = frame.image.shape[:2]
+        self.evidence.decide(
+            v,
+            frame.image,
+            track,
+            self._track_first.get(v.track_id),
+            self.zone.for_frame(w, h).band_edges(w, h),
+            decided,
         )
-        self._pending_tracks.add(v.track_id)
         log(
             logger,
             "violation",
@@ -761,158 +601,21 @@ class EdgeDaemon:
             self.fatal = why
             self.stop()
 
-    def _record_decision(
-        self, v: Violation, event_id: uuid.UUID, vframe: ViolationFrame | None
-    ) -> list[tuple[Path, MediaRef]]:
-        """Make the decision durable at once: violation.jpg (blurred and sealed as configured) and
-        ``decision.json`` (the event as known now: no face yet, clip pending) into the event's work folder,
-        fsync'd. A daemon killed before the evidence is complete leaves this record; the next start sends it
-        with the files it has and says which are missing and why (:meth:`_recover_unstored`). A failure here
-        (disk full) is logged and the event goes on the normal way, from memory."""
-        try:
-            ev = self.assembler.assemble(
-                v,
-                self._track_first.get(v.track_id),
-                None,
-                "the daemon stopped before a face of this rider was chosen",
-                None,
-                "the daemon stopped before the clip's post-roll was written",
-                extra={"t_s": round(v.t_s, 3)},
-                event_id=event_id,
-                violation_frame=vframe,
-            )
-            write_atomic(self.work_dir / str(event_id) / DECISION_FILE, ev.event.to_json(), sync_dir=True)
-        except Exception as e:
-            log(logger, "decision_not_recorded", logging.ERROR, event_id=str(event_id), error=str(e)[:300])
-            return []
-        refs = {r.name: r for r in ev.event.media}
-        return [(path, refs[name]) for name, path in ev.media.items() if name in refs]
-
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:
             return
-        for p in self._pending:
-            if p.violation.track_id == t.track_id:
-                p.track_open = False
-        if t.track_id in self._pending_tracks:
-            self._closed_tracks.add(t.track_id)  # forgotten once its events are stored
-            return
-        self._forget_track(t.track_id)
+        if not self.evidence.track_closed(t.track_id):  # else forgotten once its events are stored
+            self._forget_track(t.track_id)
 
     def _forget_track(self, track_id: int) -> None:
         """Drop every per-track state (a daemon runs for months: nothing may grow with the track count)."""
-        self._closed_tracks.discard(track_id)
         self._track_first.pop(track_id, None)
         if self._faces is not None:
             self._faces.forget([track_id])
 
     # ------------------------------------------------------------------ evidence -> outbox
     def _finalize_ready(self, force: bool = False, force_wall: bool = False) -> None:
-        now = time.monotonic()
-        still: list[_Pending] = []
-        for p in self._pending:
-            face_done = force or not p.track_open or self._last_t_s >= p.deadline_t_s
-            if (
-                force_wall
-                and now - p.created_mono > self.cfg.rules.evidence_wait_s + self.cfg.buffer.post_s + 10.0
-            ):
-                face_done = True  # no frames are coming (camera down): do not hold the evidence back
-                if p.clip is not None and not p.clip.done():
-                    self.recorder.flush()
-            clip_done = p.clip is None or p.clip.done()
-            if face_done and clip_done and (force or now >= p.retry_mono) and self._commit(p):
-                continue
-            still.append(p)
-        self._pending = still
-
-    def _commit(self, p: _Pending) -> bool:
-        """Assemble the event and store it in the outbox; False (retried later) when that failed."""
-        v = _with_track_motion(p.violation, p.track, self.cfg.rules.evidence_wait_s)
-        clip = None
-        clip_problem = None
-        if p.clip is not None:
-            try:
-                clip = p.clip.result()
-            except Exception as e:  # the clip failed: the event still goes out with its face
-                clip_problem = f"clip not written: {type(e).__name__}: {e}"
-                log(logger, "clip_failed", logging.ERROR, key=p.record.key, error=str(e)[:300])
-        else:
-            clip_problem = "clip not started"
-        # whose face: a passenger's no-helmet event carries the passenger's; every event of a vehicle with a
-        # passenger also carries the other occupant's face (face_passenger.jpg) when one was seen
-        slot = "passenger" if v.detail.get("role") == "passenger" else ""
-        face = self._faces.best(v.track_id, slot) if self._faces is not None else None
-        reason = None
-        if face is None:
-            reason = (
-                self._faces.no_face_reason(v.track_id, slot)
-                if self._faces is not None
-                else (self._face_error or "face capture disabled")
-            )
-        other_faces: dict[str, Any] = {}
-        if self._faces is not None and "occupant_boxes" in v.detail:
-            other = self._faces.best(v.track_id, "" if slot else "passenger")
-            if other is not None:
-                other_faces["face_driver.jpg" if slot else "face_passenger.jpg"] = other
-        try:
-            ev = self.assembler.assemble(
-                v,
-                p.first_seen,
-                face,
-                reason,
-                clip,
-                clip_problem,
-                extra={"t_s": round(v.t_s, 3)},
-                event_id=p.event_id,
-                violation_frame=p.frame,
-                other_faces=other_faces,
-                prewritten=p.decided_media,
-            )
-            # the event beside its files: a restart re-submits the folder if the outbox refuses it now
-            write_atomic(self.work_dir / str(p.event_id) / EVENT_FILE, ev.event.to_json())
-            self.outbox.add(ev.event, ev.media, move=True)
-        except (
-            Exception
-        ) as e:  # disk full, outbox error: the files stay in the work folder, retried with backoff
-            p.attempts += 1
-            p.retry_mono = time.monotonic() + min(60.0, 2.0**p.attempts)
-            p.record.error = f"{type(e).__name__}: {e}"
-            self.health.alarm("outbox", f"event not stored: {e}"[:300])
-            log(
-                logger,
-                "event_not_stored",
-                logging.ERROR,
-                key=p.record.key,
-                error=str(e)[:300],
-                attempts=p.attempts,
-                kept_in=str(self.work_dir / str(p.event_id)),
-            )
-            return False
-        if p.attempts:
-            self.health.alarm("outbox", None)
-        p.record.error = None
-        p.record.outbox_mono = time.monotonic()
-        eid = str(ev.event.event_id)
-        p.record.event_id = eid
-        p.record.face_found = ev.event.face.found
-        p.record.media = sorted(ev.media)
-        media_paths = [self.outbox.media_dir / eid / name for name in sorted(ev.media)]
-        self.events.append(ev.event)
-        self.event_media[eid] = media_paths
-        self._write_event_json(ev.event)
-        _remove_tree(self.work_dir / eid)
-        if not any(q.violation.track_id == v.track_id for q in self._pending if q is not p):
-            self._pending_tracks.discard(v.track_id)
-            if v.track_id in self._closed_tracks:
-                self._forget_track(v.track_id)
-        log(
-            logger,
-            "event_stored",
-            **ev.event.log_fields(),
-            outbox_latency_s=round(p.record.outbox_latency_s or 0.0, 3),
-            clip_note=ev.event.detail.get("clip_note", ""),
-        )
-        return True
+        self.evidence.finalize_ready(self._last_t_s, force=force, force_wall=force_wall)
 
     # ------------------------------------------------------------------ run / stop
     def stop(self) -> None:
@@ -1000,17 +703,9 @@ class EdgeDaemon:
             self.recorder.close()
         except Exception as e:
             log(logger, "recorder_close_failed", logging.ERROR, error=str(e)[:300])
-        if self._pending:  # clips flushed by close(): commit what is left
+        if self.evidence.pending:  # clips flushed by close(): commit what is left
             self._finalize_ready(force=True)
-        for p in self._pending:  # still not stored (disk full, outbox broken): the files stay on disk
-            log(
-                logger,
-                "event_left_unstored",
-                logging.ERROR,
-                key=p.record.key,
-                error=p.record.error or "evidence incomplete",
-                kept_in=str(self.work_dir / str(p.event_id)),
-            )
+        self.evidence.log_leftovers()
         if self.persuasion is not None:
             self.stats.prompt_latencies_s = list(self.persuasion.latencies_s)
             self.stats.prompt_waited = [p.waited_for_speaker for p in self.persuasion.played]
@@ -1047,7 +742,7 @@ class EdgeDaemon:
             detect_frames=s.detect_frames,
             tracks=s.tracks,
             violations=len(s.violations),
-            pending_events=len(self._pending),
+            pending_events=len(self.evidence.pending),
             detect_fps=round(s.detect_fps, 2),
         )
         self._disk_check()
@@ -1073,25 +768,6 @@ class EdgeDaemon:
             self.health.alarm("health_file", None)
 
 
-def _with_track_motion(v: Violation, track: Track | None, after_s: float) -> Violation:
-    """The violation with speed and heading fitted over the track's ground points from 2 s before to
-    ``after_s`` after the decision: more points than the rule had, so less noise in the event."""
-    if track is None:
-        return v
-    pts = [p for p in track.history if p.ground is not None and v.t_s - 2.0 <= p.t_s <= v.t_s + after_s]
-    if len(pts) < 4:
-        return v
-    m = fit_motion(np.array([p.t_s for p in pts]), np.array([p.ground for p in pts]), window_s=2.0 + after_s)
-    if m is None:
-        return v
-    return replace(
-        v,
-        speed_mps=m.speed_mps,
-        heading_deg=m.heading_deg,
-        detail={**v.detail, "speed_fit_s": round(m.span_s, 2)},
-    )
-
-
 def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
     """True when the track's ground distance to the camera grows (rider seen from behind)."""
     pts = [p for p in t.history if p.distance_m is not None]
@@ -1101,20 +777,3 @@ def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
     if abs(d) < 0.3:
         return None
     return d > 0
-
-
-def _playable_clip(path: Path) -> bool:
-    """A closed MP4 with at least one decodable video frame (a file cut off mid-write has no index)."""
-    try:
-        import av
-
-        with av.open(str(path)) as c:
-            return any(True for _ in c.decode(video=0))
-    except Exception:
-        return False
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Evidence of a violation: the best face of the rider, the deciding frame, the clip, and the event that refers to them."""
 
 from edge.evidence.assemble import ClipLike, EventAssembler, Evidence, FaceEmbedding
+from edge.evidence.collector import EvidenceCollector, PendingEvent, ViolationRecord
 from edge.evidence.face import (
     FaceCandidate,
     FaceCapture,
@@ -17,12 +18,15 @@ __all__ = [
     "ClipLike",
     "EventAssembler",
     "Evidence",
+    "EvidenceCollector",
     "FaceCandidate",
     "FaceCapture",
     "FaceEmbedding",
     "FaceFinder",
     "FaceQuality",
+    "PendingEvent",
     "ViolationFrame",
+    "ViolationRecord",
     "crop_face",
     "frontalness",
     "media_ref",
