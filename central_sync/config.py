@@ -255,6 +255,19 @@ class ApiConfig(Section):
         default_factory=_default_roles, description="Role name -> rows and fields it may see."
     )
     max_rows: int = Field(5000, ge=1, le=1_000_000)
+    max_body_kb: int = Field(
+        64,
+        ge=1,
+        le=65536,
+        description="Request bodies (SOAP envelopes) larger than this are refused with 413 before anything parses "
+        "them (checked on Content-Length and while the body streams in).",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The service's address as callers reach it (e.g. behind the TLS proxy), written into the WSDL. "
+        "Default: http://host:port. Never taken from the request's Host header.",
+    )
 
 
 class MediaConfig(Section):

@@ -16,6 +16,7 @@ from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing import soap
 from central_sync.sharing.access import AccessDenied, Caller, audit, authenticate
+from central_sync.sharing.limits import BodyLimit, clean_text
 from central_sync.sharing.queries import PersonRow, QueryFilter, SharingQueries, ViolationRow, parse_range
 from central_sync.storage.store import CentralStore
 from central_sync.tiers import OffenderTier
@@ -30,7 +31,12 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         description="Violations and persons of the e-bike safe-riding supervision (standard 7.2.2, 7.4). "
         "Rows and fields depend on the token's role; every query is audited. "
         "The same queries over SOAP 1.1: WSDL at /soap?wsdl.",
+        # the interactive pages load their scripts from a CDN, which an isolated police network cannot reach:
+        # off; the machine-readable description stays at /openapi.json
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(BodyLimit, max_bytes=cfg.api.max_body_kb * 1024, store=store)
     queries = SharingQueries(cfg, store)
 
     def client_of(request: Request) -> str | None:
@@ -56,6 +62,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     ) -> QueryFilter:
         try:
             s, e = parse_range(start, end, cfg.timezone)
+            point, community = clean_text(point, "point"), clean_text(community, "community")
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         return QueryFilter(s, e, point, community, tier, limit, vtype)
@@ -125,7 +132,8 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     @app.get("/soap", tags=["soap"], response_class=Response)
     def soap_wsdl(request: Request) -> Response:
         """The WSDL of the SOAP interface (``/soap?wsdl``)."""
-        return Response(soap.wsdl(str(request.url.replace(query=""))), media_type="text/xml; charset=utf-8")
+        base = cfg.api.public_url or f"http://{cfg.api.host}:{cfg.api.port}"  # never the caller's Host header
+        return Response(soap.wsdl(base.rstrip("/") + "/soap"), media_type="text/xml; charset=utf-8")
 
     @app.post("/soap", tags=["soap"], response_class=Response)
     async def soap_call(request: Request) -> Response:
@@ -151,13 +159,15 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 tier = OffenderTier(params["Tier"]) if params.get("Tier") else None
                 vtype = ViolationType(params["Type"]) if params.get("Type") else None
                 limit = int(params.get("Limit") or 1000)
+                point = clean_text(params.get("Point") or None, "Point")
+                community = clean_text(params.get("Community") or None, "Community")
             except ValueError as err:
                 raise soap.SoapFault("Client", f"{op}: {err}") from None
             f = QueryFilter(
                 start,
                 end,
-                params.get("Point") or None,
-                params.get("Community") or None,
+                point,
+                community,
                 tier,
                 max(1, min(limit, 100_000)),
                 vtype,

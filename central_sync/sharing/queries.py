@@ -53,13 +53,19 @@ def parse_range(start: str, end: str, tz: str) -> tuple[datetime, datetime]:
         try:
             if len(v) == 10:
                 d = date.fromisoformat(v)
+                if not 1970 <= d.year <= 9998:
+                    raise ValueError("year out of range")
                 if is_end:
                     d += timedelta(days=1)
                 return datetime.combine(d, time(0), zone).astimezone(timezone.utc)
             dt = datetime.fromisoformat(v)
-        except ValueError:
+            if not 1970 <= dt.year <= 9998:
+                raise ValueError("year out of range")
+            if dt.tzinfo is not None:
+                return dt.astimezone(timezone.utc)
+        except (ValueError, OverflowError):
             raise ValueError(
-                f"{'to' if is_end else 'from'}: not a date (YYYY-MM-DD) or ISO 8601 time: {v!r}"
+                f"{'to' if is_end else 'from'}: not a date (YYYY-MM-DD) or ISO 8601 time in 1970..9998: {v!r}"
             ) from None
         if dt.tzinfo is None:
             raise ValueError(f"{'to' if is_end else 'from'}: {v!r} has no UTC offset")
