@@ -262,6 +262,14 @@ class ApiConfig(Section):
         description="Request bodies (SOAP envelopes) larger than this are refused with 413 before anything parses "
         "them (checked on Content-Length and while the body streams in).",
     )
+    max_bad_tokens: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="A client address that presents this many missing or wrong tokens within lockout_s is refused "
+        "(429) for lockout_s, whatever token it then presents.",
+    )
+    lockout_s: float = Field(300, gt=0, le=86400)
     public_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s]+$",

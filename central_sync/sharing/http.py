@@ -16,7 +16,7 @@ from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing import soap
 from central_sync.sharing.access import AccessDenied, Caller, audit, authenticate
-from central_sync.sharing.limits import BodyLimit, clean_text
+from central_sync.sharing.limits import BodyLimit, Lockout, clean_text
 from central_sync.sharing.queries import PersonRow, QueryFilter, SharingQueries, ViolationRow, parse_range
 from central_sync.storage.store import CentralStore
 from central_sync.tiers import OffenderTier
@@ -38,6 +38,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     )
     app.add_middleware(BodyLimit, max_bytes=cfg.api.max_body_kb * 1024, store=store)
     queries = SharingQueries(cfg, store)
+    lockout = Lockout(cfg.api.max_bad_tokens, cfg.api.lockout_s)
 
     def client_of(request: Request) -> str | None:
         return request.client.host if request.client else None
@@ -45,9 +46,20 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     def caller(
         request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Caller:
+        if lockout.locked(client_of(request)):
+            audit(
+                store,
+                None,
+                f"locked:{request.url.path}",
+                {"reason": "too many bad tokens"},
+                0,
+                client_of(request),
+            )
+            raise HTTPException(429, "too many bad tokens from this address; try later")
         try:
             return authenticate(store, cfg, cred.credentials if cred else None)
         except AccessDenied as e:
+            lockout.failed(client_of(request))
             audit(store, None, f"denied:{request.url.path}", {"reason": str(e)}, 0, client_of(request))
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
 
@@ -145,9 +157,17 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             if not token:
                 auth = request.headers.get("authorization", "")
                 token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            if lockout.locked(client_of(request)):
+                audit(store, None, "locked:/soap", {"reason": "too many bad tokens"}, 0, client_of(request))
+                return Response(
+                    soap.fault("Client", "too many bad tokens from this address; try later"),
+                    status_code=429,
+                    media_type="text/xml; charset=utf-8",
+                )
             try:
                 who = authenticate(store, cfg, token)
             except AccessDenied as e:
+                lockout.failed(client_of(request))
                 audit(store, None, "denied:/soap", {"reason": str(e)}, 0, client_of(request))
                 raise soap.SoapFault("Client", f"authentication failed: {e}") from None
             if op not in ("GetViolations", "GetPersons"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -110,3 +112,29 @@ class BodyLimit:
 
 class _TooBig(Exception):
     pass
+
+
+class Lockout:
+    """Bad tokens per client address: ``max_failures`` within ``window_s`` lock the address for ``window_s``."""
+
+    def __init__(self, max_failures: int, window_s: float):
+        self.max_failures, self.window_s = max_failures, window_s
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def locked(self, client: str | None) -> bool:
+        with self._lock:
+            return self._locked_until.get(client or "-", 0.0) > time.monotonic()
+
+    def failed(self, client: str | None) -> None:
+        key, now = client or "-", time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(key, []) if now - t < self.window_s] + [now]
+            self._failures[key] = recent
+            if len(recent) >= self.max_failures:
+                self._locked_until[key] = now + self.window_s
+                self._failures.pop(key, None)
+                log(logger, "client_locked_out", logging.WARNING, client=key, seconds=self.window_s)
+            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
+                self._failures.clear()

@@ -330,3 +330,21 @@ def test_anqi_central_serve_answers_over_http(tmp_path: Any) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_bad_tokens_lock_the_address_out_and_are_audited(api: dict[str, Any]) -> None:
+    """Before: no rate limit, no lockout (tokens could be guessed at full speed)."""
+    n = api["cfg"].api.max_bad_tokens
+    for i in range(n):
+        r = api["client"].get(
+            "/api/v1/violations",
+            params={"from": "2026-05-01", "to": "2026-05-31"},
+            headers={"Authorization": f"Bearer anqi_guess{i}"},
+        )
+        assert r.status_code == 401
+    assert get(api, "/api/v1/violations", "police").status_code == 429  # even a good token, from that address
+    assert soap_call(api, "GetViolations", api["tokens"]["police"]).status_code == 429
+    with api["store"].session() as s:
+        actions = [a.action for a in s.scalars(select(AuditEntry))]
+    assert actions.count("denied:/api/v1/violations") == n
+    assert "locked:/api/v1/violations" in actions and "locked:/soap" in actions
