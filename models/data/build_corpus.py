@@ -93,17 +93,15 @@ def label_rows(src: dict, gitdir: Path, blobs: dict[str, str], path: str) -> lis
         if ann not in blobs:
             return None
         root = ET.fromstring(git(gitdir, "cat-file", "blob", blobs[ann]))
-        iw = float(root.findtext("size/width") or 0)
-        ih = float(root.findtext("size/height") or 0)
-        rows = []
+        rows = []  # in pixels here, normalised by the decoded image's size (some XML sizes are wrong)
         for obj in root.iter("object"):
             name = (obj.findtext("name") or "").strip()
-            if name not in cmap or not iw or not ih:
+            if name not in cmap:
                 continue
             x0, y0, x1, y1 = (
                 float(obj.findtext(f"bndbox/{k}") or 0) for k in ("xmin", "ymin", "xmax", "ymax")
             )
-            rows.append((cmap[name], (x0 + x1) / 2 / iw, (y0 + y1) / 2 / ih, (x1 - x0) / iw, (y1 - y0) / ih))
+            rows.append((cmap[name], (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
         return rows
     label_path = re.sub(r"/images/", "/labels/", path, count=1).rsplit(".", 1)[0] + ".txt"
     if label_path not in blobs:
@@ -156,6 +154,13 @@ def build_source(
         if img is None:
             dropped["unreadable"] += 1
             continue
+        ih, iw = img.shape[:2]
+        if src.get("format", "yolo") == "voc":
+            rows = [(c, x / iw, y / ih, w / iw, hh / ih) for c, x, y, w, hh in rows]
+        rows = [r for r in rows if 0 < r[3] <= 1 and 0 < r[4] <= 1 and 0 <= r[1] <= 1 and 0 <= r[2] <= 1]
+        if not rows:
+            dropped["no_mapped_label"] += 1
+            continue
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         h = dhash(gray)
         if near(h, kept_hashes, hamming):
@@ -173,7 +178,6 @@ def build_source(
         split = "val" if is_val(group, val_every) else "train"
         groups[split].add(group)
         frames[split] += 1
-        ih, iw = img.shape[:2]
         for c, _x, _y, w, hh in rows:
             heads[CLASSES[c]] += 1
             if CLASSES[c] != "rider":
