@@ -9,6 +9,7 @@ walks the imports). What lives here changes both sides at once, so it changes wi
 * :mod:`~anqi_contract.logs` — the logfmt logger (one line per event, no secrets or face data).
 * :mod:`~anqi_contract.fsutil` — atomic writes (write + fsync + rename).
 * :mod:`~anqi_contract.notify` — the systemd notifier (READY / WATCHDOG / STOPPING).
+* :mod:`~anqi_contract.localbroker` — the development mosquitto both sides' demos and tests start.
 * :mod:`~anqi_contract.config` — config base helpers (section base, errors naming file and key).
 * :mod:`~anqi_contract.paths`, :mod:`~anqi_contract.manifest` — where the project's files and models are.
 * :mod:`~anqi_contract.faces` — the shared face embedding space (YuNet + SFace; needs OpenCV, so it

@@ -319,8 +319,8 @@ def bench_consumer(n: int, workdir: Path, db_url: str | None = None, **ingest: A
 
     from anqi_contract import protocol as P
     from anqi_contract.event import FaceInfo, ViolationEvent, ViolationType
+    from anqi_contract.localbroker import LocalBroker
     from central_sync.consumer import CentralConsumer
-    from edge.relay.localbroker import LocalBroker
 
     rng = np.random.default_rng(5)
     faces = [rng.normal(size=128) for _ in range(50)]

@@ -65,7 +65,7 @@ def soak(frames: int) -> None:
     import shutil
     import subprocess
 
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
     from edge.source import DetectSampler
 
     port = free_port()

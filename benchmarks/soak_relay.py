@@ -33,12 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType  # noqa: E402
+from anqi_contract.localbroker import LocalBroker  # noqa: E402
 from anqi_contract.logs import setup_logging  # noqa: E402
 from anqi_tools.reference_consumer import ReferenceConsumer  # noqa: E402
 from edge.config import parse_config  # noqa: E402
 from edge.health import Health  # noqa: E402
 from edge.relay import MqttRelay, Outbox  # noqa: E402
-from edge.relay.localbroker import LocalBroker  # noqa: E402
 
 
 class CentralSide:

@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite.
 
-``broker``: a real mosquitto (:class:`edge.relay.localbroker.LocalBroker`) on a free port of
+``broker``: a real mosquitto (:class:`anqi_contract.localbroker.LocalBroker`) on a free port of
 127.0.0.1, anonymous, with persistence, stopped after the test. ``broker_factory(...)`` starts
 more (or differently configured: ``extra_conf`` for TLS / ACL lines, ``persistence``), all closed
 at teardown. Never the system mosquitto on 1883.
@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from anqi_contract.event import FaceInfo, MediaKind, MediaRef, ViolationEvent, ViolationType
+from anqi_contract.localbroker import LocalBroker
 from edge.config import EdgeConfig, parse_config
-from edge.relay.localbroker import LocalBroker
 
 BrokerFactory = Callable[..., LocalBroker]
 SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "bikelane-cyclists.mp4"

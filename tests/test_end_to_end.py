@@ -15,9 +15,9 @@ import yaml
 from mqtt_helpers import Listener, wait_for
 from sqlalchemy import select
 
+from anqi_contract.localbroker import LocalBroker
 from edge.config import parse_config
 from edge.daemon import EdgeDaemon
-from edge.relay.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"

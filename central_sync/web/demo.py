@@ -60,6 +60,7 @@ def demo(port: int, events: int) -> None:
 
     from anqi_contract import protocol as P
     from anqi_contract.event import FaceInfo, MediaRef, ViolationEvent, ViolationType
+    from anqi_contract.localbroker import LocalBroker
     from central_sync.config import parse_config
     from central_sync.consumer import CentralConsumer
     from central_sync.identity import EnrolmentRecord
@@ -68,7 +69,6 @@ def demo(port: int, events: int) -> None:
     from central_sync.storage.models import Task
     from central_sync.storage.store import CentralStore
     from central_sync.web import auth
-    from edge.relay.localbroker import LocalBroker
 
     root = Path(tempfile.mkdtemp(prefix="anqi-central-demo-"))
     broker = LocalBroker(workdir=root / "mosquitto").start()

@@ -17,10 +17,10 @@ import logging
 import os
 from pathlib import Path
 
+from anqi_contract.localbroker import LocalBroker
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.relay.diskguard import AlarmBeacon, DiskReserve, ram_outbox_dir, read_beacon
-from edge.relay.localbroker import LocalBroker
 from edge.relay.mqtt import MqttRelay, RelayConfigError, read_password, tls_context
 from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats
 

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from anqi_contract import protocol as P
 from anqi_contract.event import FaceInfo, ViolationEvent
+from anqi_contract.localbroker import LocalBroker
 from central_sync.config import CentralConfig, parse_config
 from central_sync.consumer import CentralConsumer, reevaluate_all
 from central_sync.storage.models import (
@@ -33,7 +34,6 @@ from central_sync.storage.models import (
     TierChange,
 )
 from central_sync.storage.store import CentralStore
-from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 SITE, DEVICE = "huzhou-demo", "anqi-dev-0001"
@@ -394,7 +394,7 @@ def test_in_process_consumer_for_a_broker_counts_stored_events(
 def test_consumer_started_before_the_broker_connects_when_it_comes_up(
     tmp_path: Path, make_event: Any
 ) -> None:
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
 
     port = free_port()
     cons = CentralConsumer.for_broker("127.0.0.1", port, tmp_path / "central").start(timeout=0.5)

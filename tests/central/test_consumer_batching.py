@@ -23,11 +23,11 @@ from sqlalchemy import func, select, text
 
 from anqi_contract import protocol as P
 from anqi_contract.event import FaceInfo, ViolationEvent
+from anqi_contract.localbroker import LocalBroker
 from central_sync.config import parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Embedding, Event, TierChange
 from central_sync.storage.store import CentralStore
-from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 ACKS = "anqi/v1/+/+/ack"

@@ -156,7 +156,7 @@ def test_unreachable_webhook_is_logged_and_tasks_stay_recorded(
 ) -> None:
     import time
 
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
 
     cfg = parse_config(
         {"dispositions": {"webhook_url": f"http://127.0.0.1:{free_port()}/x", "webhook_timeout_s": 1}}

@@ -23,10 +23,10 @@ from mqtt_helpers import Listener, wait_for
 from sqlalchemy import create_engine, func, select, text
 
 from anqi_contract import protocol as P
+from anqi_contract.localbroker import LocalBroker
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Media, TierChange
 from central_sync.storage.store import CentralStore
-from edge.relay.localbroker import LocalBroker
 
 
 def test_concurrent_migrations_on_a_fresh_postgresql_database_all_succeed(fresh_pg_url: str) -> None:

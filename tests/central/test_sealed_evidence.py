@@ -15,6 +15,7 @@ from mqtt_helpers import wait_for
 from sqlalchemy import select
 
 from anqi_contract.event import ViolationType
+from anqi_contract.localbroker import LocalBroker
 from anqi_contract.paths import shared_dir
 from anqi_contract.sealed import generate_keypair
 from central_sync.config import ConfigError, load_keyring, parse_config
@@ -22,7 +23,6 @@ from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Media
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
-from edge.relay.localbroker import LocalBroker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 LFW = shared_dir() / "faces" / "lfw-dev"

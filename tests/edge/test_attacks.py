@@ -24,12 +24,12 @@ from sqlalchemy import func, select
 
 from anqi_contract import protocol as P
 from anqi_contract.event import FaceInfo
+from anqi_contract.localbroker import LocalBroker, free_port
 from central_sync.config import parse_config
 from central_sync.consumer import CentralConsumer
 from central_sync.storage.models import Event, Person, Task
 from edge.health import Health
 from edge.relay import MqttRelay, Outbox
-from edge.relay.localbroker import LocalBroker, free_port
 
 PFX = "anqi/v1"
 FACE = [0.0883883476] * 128  # an L2-normalised 128-d vector: "someone's face"

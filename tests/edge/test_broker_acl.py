@@ -22,11 +22,11 @@ from mqtt_helpers import wait_for as _wait
 from paho.mqtt.enums import CallbackAPIVersion
 
 from anqi_contract import protocol as P
+from anqi_contract.localbroker import LocalBroker, free_port
 from anqi_tools.reference_consumer import ReferenceConsumer
 from edge.config import EdgeConfig
 from edge.health import Health
 from edge.relay import MqttRelay, Outbox, RelayConfigError, check_config
-from edge.relay.localbroker import LocalBroker, free_port
 
 
 @pytest.fixture(scope="module")

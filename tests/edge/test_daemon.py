@@ -96,7 +96,7 @@ def test_live_daemon_keeps_recording_without_its_model_and_stops_cleanly(
 def test_live_daemon_survives_a_vanished_camera_and_resumes(
     tmp_path: Path, empty_models: Path, camera_stream: Any
 ) -> None:
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
 
     port = free_port()
     cam = camera_stream(port)

@@ -18,11 +18,11 @@ import pytest
 from mqtt_helpers import wait_for as _wait
 
 from anqi_contract import protocol as P
+from anqi_contract.localbroker import LocalBroker
 from anqi_tools.reference_consumer import ReferenceConsumer
 from edge.config import EdgeConfig
 from edge.health import Health
 from edge.relay import EventState, MqttRelay, Outbox, RelayConfigError, connect_or_start_local
-from edge.relay.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from anqi_contract.localbroker import free_port
 from anqi_contract.logs import LogfmtFormatter
 from anqi_tools.testclips import default_video
 from edge.config import ConfigError, parse_config
 from edge.config.source import SourceConfig
 from edge.health import Health
-from edge.relay.localbroker import free_port
 from edge.source import (
     DetectQueue,
     DetectSampler,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rtsp_camera import RtspCamera, gst_rtsp_available
 
+from anqi_contract.localbroker import free_port
 from anqi_tools.testclips import default_video
 from edge.config.source import SourceConfig
 from edge.health import Health
-from edge.relay.localbroker import free_port
 from edge.source import Frame, FrameSource
 
 VIDEO = default_video()

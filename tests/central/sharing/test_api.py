@@ -302,7 +302,7 @@ def test_anqi_central_serve_answers_over_http(tmp_path: Any) -> None:
 
     import httpx
 
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
 
     port = free_port()
     cfgf = Path(tmp_path) / "central.yaml"

@@ -1,5 +1,6 @@
-"""The project's own local mosquitto, started when no broker is configured (development,
-the README's demo, the tests). Production always names a broker in ``relay.mqtt.host``."""
+"""The project's own local mosquitto, started when no broker is configured (development, the edge and
+central demos, the tests of both sides; stdlib only, so it lives in the contract both import).
+Production always names a broker in ``relay.mqtt.host``."""
 
 from __future__ import annotations
 
