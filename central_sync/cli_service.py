@@ -391,7 +391,29 @@ def serve(config: Path) -> None:
     from central_sync.sharing.http import create_app
 
     cfg = _load(config)
-    uvicorn.run(create_app(cfg, _store(cfg)), host=cfg.api.host, port=cfg.api.port, log_config=None)
+    a = cfg.api
+    cert = str(cfg.resolve(a.tls_cert_file)) if a.tls_cert_file else None
+    key = str(cfg.resolve(a.tls_key_file)) if a.tls_key_file else None
+    tls = cert is not None and key is not None
+    if not tls and a.host not in ("127.0.0.1", "::1", "localhost"):
+        log(
+            logging.getLogger("anqi.central"),
+            "api_without_tls",
+            logging.WARNING,
+            host=a.host,
+            hint="set api.tls_cert_file / tls_key_file or keep api.host on loopback behind a TLS proxy",
+        )
+    # no access log: its request line would carry any token put in a query string; every API request is in
+    # audit_log instead (without secrets)
+    uvicorn.run(
+        create_app(cfg, _store(cfg)),
+        host=a.host,
+        port=a.port,
+        log_config=None,
+        access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
 
 
 COMMANDS = [run, reevaluate, enrol, token, dispose, tasks, lfw_eval, report, serve]

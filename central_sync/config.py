@@ -270,6 +270,19 @@ class ApiConfig(Section):
         "(429) for lockout_s, whatever token it then presents.",
     )
     lockout_s: float = Field(300, gt=0, le=86400)
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) for HTTPS; with tls_key_file the API serves TLS itself. Without them it "
+        "speaks plain HTTP and must stay on loopback behind a TLS reverse proxy (tokens and ID numbers travel in it).",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
     public_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s]+$",

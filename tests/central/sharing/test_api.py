@@ -348,3 +348,72 @@ def test_bad_tokens_lock_the_address_out_and_are_audited(api: dict[str, Any]) ->
         actions = [a.action for a in s.scalars(select(AuditEntry))]
     assert actions.count("denied:/api/v1/violations") == n
     assert "locked:/api/v1/violations" in actions and "locked:/soap" in actions
+
+
+def test_anqi_central_serve_speaks_tls_and_logs_no_token(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from edge.relay.localbroker import free_port
+
+    tmp = Path(tmp_path)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(tmp / "key.pem"),
+            "-out",
+            str(tmp / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    cfgf = tmp / "central.yaml"
+    cfgf.write_text(
+        f"database:\n  url: sqlite:///c.db\napi:\n  port: {port}\n  tls_cert_file: cert.pem\n  tls_key_file: key.pem\n"
+    )
+    exe = Path(sys.executable).with_name("anqi-central")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(cfgf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    secret = "anqi_secret_in_the_query_string"
+    try:
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                r = httpx.get(
+                    f"https://127.0.0.1:{port}/openapi.json", timeout=2, verify=str(tmp / "cert.pem")
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert r is not None and r.status_code == 200
+        with __import__("pytest").raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2)  # plain HTTP is not served
+        r = httpx.get(
+            f"https://127.0.0.1:{port}/api/v1/persons",
+            params={"from": "2026-05-01", "to": "2026-05-02", "token": secret},
+            verify=str(tmp / "cert.pem"),
+        )
+        assert r.status_code == 401
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert secret not in err
