@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from anqi_contract import protocol as P  # noqa: E402
 from anqi_contract.event import FaceInfo, ViolationEvent, ViolationType  # noqa: E402
+from anqi_contract.localbroker import LocalBroker  # noqa: E402
 from central_sync.storage.store import CentralStore  # noqa: E402
-from edge.relay.localbroker import LocalBroker  # noqa: E402
 
 T0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
 

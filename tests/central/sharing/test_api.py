@@ -358,7 +358,7 @@ def test_anqi_central_serve_speaks_tls_and_logs_no_token(tmp_path: Any) -> None:
 
     import httpx
 
-    from edge.relay.localbroker import free_port
+    from anqi_contract.localbroker import free_port
 
     tmp = Path(tmp_path)
     subprocess.run(
