@@ -27,11 +27,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import numpy as np
+from typing import Any, Literal
 
 from anqi_contract.event import ViolationEvent
 from anqi_contract.logs import log
@@ -40,10 +37,11 @@ from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
 from edge.evidence import EventAssembler, EvidenceCollector, FaceCapture, ViolationRecord
 from edge.health import Health
+from edge.pipeline import Detector, FramePipeline
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
-from edge.rules import RuleSet, RuleSetError, Violation, occupant_heads
+from edge.rules import RuleSet, RuleSetError, Violation
 from edge.track import RiderTracker, Track
-from edge.zone import CalibrationMismatch, CaptureZone
+from edge.zone import CaptureZone
 
 logger = logging.getLogger("edge.daemon")
 
@@ -52,10 +50,6 @@ Mode = Literal["live", "until_eof", "replay"]
 MODEL_RETRY_S = 30.0
 HEALTH_EVERY_S = 5.0
 PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
-
-
-class Detector(Protocol):
-    def detect(self, image: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> Any: ...
 
 
 class StartupError(RuntimeError):
@@ -138,8 +132,6 @@ class EdgeDaemon:
         self._refused_sizes: set[tuple[int, int]] = set()
         #: why a file run was stopped before its end (frames that do not fit the calibration); None: it was not
         self.fatal: str | None = None
-        self._track_first: dict[int, datetime] = {}
-        self._last_t_s = 0.0
         self._detector: Detector | None = None
         self._detector_error: str | None = None
         self._detector_retry_at = 0.0
@@ -148,7 +140,6 @@ class EdgeDaemon:
         self._threads: list[threading.Thread] = []
         self._pipeline_beat = time.monotonic()
         self._stall_reported = False
-        self._signal_state: str | None = None
         self.events: list[ViolationEvent] = []
         self.event_media: dict[str, list[Path]] = {}
         self._build()
@@ -228,6 +219,17 @@ class EdgeDaemon:
             on_stored=self._event_stored,
             on_track_done=self._forget_track,
             on_recovered=self._write_event_json,
+        )
+        self.pipeline = FramePipeline(
+            cfg,
+            self.zone,
+            self.tracker,
+            self.rules,
+            self._faces,
+            self.health,
+            self.stats,
+            pending_tracks=self.evidence.pending_tracks,
+            on_violation=self._on_violation,
         )
         self.recovered = self.evidence.recover()
 
@@ -464,100 +466,16 @@ class EdgeDaemon:
                 self._load_detector()
             if self._detector is None:
                 return
-        img = frame.image
-        h, w = img.shape[:2]
-        try:
-            zone = self.zone.for_frame(w, h)
-        except CalibrationMismatch as e:
-            self._refuse_frame_size(w, h, str(e))
+        result = self.pipeline.process(frame, self._detector)
+        if result.refused is not None:
+            h, w = frame.image.shape[:2]
+            self._refuse_frame_size(w, h, result.refused)
             return
-        roi = zone.image_region(w, h) if self.cfg.detect.crop_to_zone else None
-        t0 = time.monotonic()
-        try:
-            dets = self._detector.detect(img, roi=roi)
-        except Exception as e:  # corrupt frame, runtime error: skip this frame
-            self.stats.detect_errors += 1
-            self.health.set("detector", "degraded", f"frame {frame.index}: {type(e).__name__}: {e}"[:300])
-            log(
-                logger,
-                "detect_failed",
-                logging.WARNING,
-                frame=frame.index,
-                error=f"{type(e).__name__}: {e}"[:300],
-            )
+        if not result.detected:
             return
-        self.stats.detect_s_total += time.monotonic() - t0
-        self.stats.detect_frames += 1
-        if self._detector_error is None and self.stats.detect_frames % 50 == 1:
-            self.health.set(
-                "detector",
-                "up",
-                f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
-                detect_fps=round(self.stats.detect_fps, 2),
-                frames=self.stats.detect_frames,
-                errors=self.stats.detect_errors,
-            )
-        self._last_t_s = frame.pts_s
-        upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono, image=img)
-        for t in upd.active:
-            if t.track_id is not None and t.track_id not in self._track_first:
-                self._track_first[t.track_id] = t.first_utc
-                self.stats.tracks += 1
-        self.rules.observe_signal(img, frame.pts_s)
-        if self.rules.signal is not None:
-            state = self.rules.signal.state_at(frame.pts_s).value
-            if state != self._signal_state:
-                self._signal_state = state
-                sig = self.cfg.rules.red_light.signal
-                self.health.set(
-                    "signal",
-                    "degraded" if state == "unknown" else "up",
-                    f"signal {state}",
-                    source=None if sig is None else sig.source,
-                )
-        for v in self.rules.check(upd.active):
-            self._on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
-        if self._faces is not None:
-            for t in upd.active:
-                if self._wants_face(t):
-                    away = _moving_away(t, self.zone)
-                    # a vehicle with more than one person: the driver's face and the passenger's apart
-                    heads = occupant_heads(t, self.cfg.track.motion_window_s)
-                    self._faces.offer(t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"))
-                    if "passenger" in heads:
-                        self._faces.offer(
-                            t, img, frame.pts_s, frame.utc, away, head=heads["passenger"], slot="passenger"
-                        )
-            self.stats.face_crops = self._faces.crops_run
-        for t in upd.closed:
+        for t in result.closed:
             self._track_closed(t)
-        if upd.closed:
-            self.rules.forget({t.track_id for t in upd.closed if t.track_id is not None})
         self._finalize_ready()
-
-    def _wants_face(self, t: Track) -> bool:
-        """Face search costs a detector run per crop: only for violators, and for in-zone riders that
-        may still become one (a rider whose every head vote says 'helmet' cannot, unless another
-        rule than no-helmet is on)."""
-        if t.track_id is None:
-            return False
-        if t.track_id in self.evidence.pending_tracks:
-            return True
-        if not t.last.in_zone:
-            return False
-        r = self.cfg.rules
-        if r.wrong_way.enabled or r.red_light.enabled:
-            return True
-        if len(t.last.occupants) >= 2 and (
-            r.passenger.enabled or (r.no_helmet.enabled and r.passenger.passenger_helmet)
-        ):
-            return (
-                True  # may become a passenger event, or a passenger's no-helmet: faces of everyone on board
-            )
-        if not r.no_helmet.enabled:
-            return False
-        votes = [p.no_helmet for p in t.head_votes(in_zone_only=False) if p.no_helmet is not None]
-        return not votes or max(votes) >= r.no_helmet.vote_threshold
 
     def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:
         decided = time.monotonic()
@@ -572,7 +490,7 @@ class EdgeDaemon:
             v,
             frame.image,
             track,
-            self._track_first.get(v.track_id),
+            self.pipeline.track_first.get(v.track_id),
             self.zone.for_frame(w, h).band_edges(w, h),
             decided,
         )
@@ -609,13 +527,11 @@ class EdgeDaemon:
 
     def _forget_track(self, track_id: int) -> None:
         """Drop every per-track state (a daemon runs for months: nothing may grow with the track count)."""
-        self._track_first.pop(track_id, None)
-        if self._faces is not None:
-            self._faces.forget([track_id])
+        self.pipeline.forget(track_id)
 
     # ------------------------------------------------------------------ evidence -> outbox
     def _finalize_ready(self, force: bool = False, force_wall: bool = False) -> None:
-        self.evidence.finalize_ready(self._last_t_s, force=force, force_wall=force_wall)
+        self.evidence.finalize_ready(self.pipeline.last_t_s, force=force, force_wall=force_wall)
 
     # ------------------------------------------------------------------ run / stop
     def stop(self) -> None:
@@ -766,14 +682,3 @@ class EdgeDaemon:
         elif self.reserve.held() or self.reserve.size == 0:
             self.health.alarm("disk_full", None)
             self.health.alarm("health_file", None)
-
-
-def _moving_away(t: Track, zone: CaptureZone) -> bool | None:
-    """True when the track's ground distance to the camera grows (rider seen from behind)."""
-    pts = [p for p in t.history if p.distance_m is not None]
-    if len(pts) < 3:
-        return None
-    d = pts[-1].distance_m - pts[max(0, len(pts) - 6)].distance_m  # type: ignore[operator]
-    if abs(d) < 0.3:
-        return None
-    return d > 0

@@ -1,0 +1,193 @@
+"""One sampled frame through zone -> detector -> tracker -> rules -> face policy, without threads.
+
+:class:`FramePipeline` owns the per-frame state (first sighting of each track, the signal state last
+reported) and is driven by the daemon's pipeline thread; what it decides goes out through ``on_violation``
+(called in frame order, before the frame's faces are offered, as the evidence path expects) and comes back
+as a :class:`FrameResult`. Issue 22 point 2: the daemon keeps build, threads, signals, watchdog, health
+writes and shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from anqi_contract.logs import log
+from edge.config import EdgeConfig
+from edge.health import Health
+from edge.rules import RuleSet, Violation, occupant_heads
+from edge.track import RiderTracker, Track
+from edge.zone import CalibrationMismatch, CaptureZone
+
+if TYPE_CHECKING:
+    from edge.daemon import PipelineStats
+    from edge.evidence import FaceCapture
+
+logger = logging.getLogger("edge.daemon")
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> Any: ...
+
+
+#: (violation, the frame that showed it, its track) -> None; called once per decided violation
+ViolationSink = Callable[[Violation, Any, Track | None], None]
+
+
+@dataclass
+class FrameResult:
+    """What one frame did. ``refused``: the frame does not fit the calibration (the message names both
+    sizes); ``detected``: the detector ran on it; ``closed``: tracks that ended with this frame."""
+
+    refused: str | None = None
+    detected: bool = False
+    violations: list[Violation] = field(default_factory=list)
+    closed: list[Track] = field(default_factory=list)
+
+
+class FramePipeline:
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        zone: CaptureZone,
+        tracker: RiderTracker,
+        rules: RuleSet,
+        faces: FaceCapture | None,
+        health: Health,
+        stats: PipelineStats,
+        pending_tracks: Collection[int],
+        on_violation: ViolationSink,
+    ) -> None:
+        self.cfg = cfg
+        self.zone = zone
+        self.tracker = tracker
+        self.rules = rules
+        self.faces = faces
+        self.health = health
+        self.stats = stats
+        self.pending_tracks = pending_tracks  #: tracks with an event not yet stored (the evidence's own set)
+        self.on_violation = on_violation
+        self.track_first: dict[int, datetime] = {}
+        self.last_t_s = 0.0  #: source time of the last detected frame
+        self._signal_state: str | None = None
+
+    def process(self, frame: Any, detector: Detector) -> FrameResult:
+        img = frame.image
+        h, w = img.shape[:2]
+        try:
+            zone = self.zone.for_frame(w, h)
+        except CalibrationMismatch as e:
+            return FrameResult(refused=str(e))
+        roi = zone.image_region(w, h) if self.cfg.detect.crop_to_zone else None
+        t0 = time.monotonic()
+        try:
+            dets = detector.detect(img, roi=roi)
+        except Exception as e:  # corrupt frame, runtime error: skip this frame
+            self.stats.detect_errors += 1
+            self.health.set("detector", "degraded", f"frame {frame.index}: {type(e).__name__}: {e}"[:300])
+            log(
+                logger,
+                "detect_failed",
+                logging.WARNING,
+                frame=frame.index,
+                error=f"{type(e).__name__}: {e}"[:300],
+            )
+            return FrameResult()
+        self.stats.detect_s_total += time.monotonic() - t0
+        self.stats.detect_frames += 1
+        if self.stats.detect_frames % 50 == 1:
+            self.health.set(
+                "detector",
+                "up",
+                f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
+                detect_fps=round(self.stats.detect_fps, 2),
+                frames=self.stats.detect_frames,
+                errors=self.stats.detect_errors,
+            )
+        self.last_t_s = frame.pts_s
+        upd = self.tracker.update(dets, frame.pts_s, frame.utc, (w, h), frame.mono, image=img)
+        for t in upd.active:
+            if t.track_id is not None and t.track_id not in self.track_first:
+                self.track_first[t.track_id] = t.first_utc
+                self.stats.tracks += 1
+        self._observe_signal(img, frame.pts_s)
+        result = FrameResult(detected=True, closed=list(upd.closed))
+        for v in self.rules.check(upd.active):
+            result.violations.append(v)
+            self.on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
+        if self.faces is not None:
+            for t in upd.active:
+                if self.wants_face(t):
+                    away = _moving_away(t)
+                    # a vehicle with more than one person: the driver's face and the passenger's apart
+                    heads = occupant_heads(t, self.cfg.track.motion_window_s)
+                    self.faces.offer(t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"))
+                    if "passenger" in heads:
+                        self.faces.offer(
+                            t, img, frame.pts_s, frame.utc, away, head=heads["passenger"], slot="passenger"
+                        )
+            self.stats.face_crops = self.faces.crops_run
+        if upd.closed:
+            self.rules.forget({t.track_id for t in upd.closed if t.track_id is not None})
+        return result
+
+    def _observe_signal(self, img: np.ndarray, t_s: float) -> None:
+        self.rules.observe_signal(img, t_s)
+        if self.rules.signal is not None:
+            state = self.rules.signal.state_at(t_s).value
+            if state != self._signal_state:
+                self._signal_state = state
+                sig = self.cfg.rules.red_light.signal
+                self.health.set(
+                    "signal",
+                    "degraded" if state == "unknown" else "up",
+                    f"signal {state}",
+                    source=None if sig is None else sig.source,
+                )
+
+    def wants_face(self, t: Track) -> bool:
+        """Face search costs a detector run per crop: only for violators, and for in-zone riders that
+        may still become one (a rider whose every head vote says 'helmet' cannot, unless another
+        rule than no-helmet is on)."""
+        if t.track_id is None:
+            return False
+        if t.track_id in self.pending_tracks:
+            return True
+        if not t.last.in_zone:
+            return False
+        r = self.cfg.rules
+        if r.wrong_way.enabled or r.red_light.enabled:
+            return True
+        if len(t.last.occupants) >= 2 and (
+            r.passenger.enabled or (r.no_helmet.enabled and r.passenger.passenger_helmet)
+        ):
+            return (
+                True  # may become a passenger event, or a passenger's no-helmet: faces of everyone on board
+            )
+        if not r.no_helmet.enabled:
+            return False
+        votes = [p.no_helmet for p in t.head_votes(in_zone_only=False) if p.no_helmet is not None]
+        return not votes or max(votes) >= r.no_helmet.vote_threshold
+
+    def forget(self, track_id: int) -> None:
+        """Drop the per-track state (a daemon runs for months: nothing may grow with the track count)."""
+        self.track_first.pop(track_id, None)
+        if self.faces is not None:
+            self.faces.forget([track_id])
+
+
+def _moving_away(t: Track) -> bool | None:
+    """True when the track's ground distance to the camera grows (rider seen from behind)."""
+    pts = [p for p in t.history if p.distance_m is not None]
+    if len(pts) < 3:
+        return None
+    d = pts[-1].distance_m - pts[max(0, len(pts) - 6)].distance_m  # type: ignore[operator]
+    if abs(d) < 0.3:
+        return None
+    return d > 0
