@@ -243,6 +243,17 @@ def token_create(config: Path, name: str, role: str, community: str | None) -> N
         sys.exit(2)
 
 
+@token.command("list")
+@ConfigOpt
+def token_list(config: Path) -> None:
+    """One JSON line per token: name, role, community, created_at, revoked_at (never the secret)."""
+    from central_sync.sharing.access import list_tokens
+
+    cfg = _load(config, "WARNING")
+    for t in list_tokens(_store(cfg)):
+        click.echo(json.dumps(t, ensure_ascii=False))
+
+
 @token.command("revoke")
 @ConfigOpt
 @click.option("--name", required=True)

@@ -45,8 +45,14 @@ def create_token(
         raise ValueError(f"role {role!r} sees only its own community: give --community")
     token = "anqi_" + secrets.token_urlsafe(32)
     with store.session() as s:
-        if s.execute(select(ApiToken.id).where(ApiToken.name == name)).first() is not None:
+        old = s.execute(select(ApiToken).where(ApiToken.name == name)).scalar_one_or_none()
+        if old is not None and old.revoked_at is None:
             raise ValueError(f"a token named {name!r} exists; revoke it first or choose another name")
+        if (
+            old is not None
+        ):  # a revoked name may be used again: the old row keeps its history under another name
+            old.name = f"{name[:48]}~revoked-{old.id}"
+            s.flush()
         s.add(
             ApiToken(
                 name=name,
@@ -149,3 +155,18 @@ def audit(
             )
         )
     log(logger, "api_query", actor=caller.name if caller else "-", action=action, rows=rows)
+
+
+def list_tokens(store: CentralStore) -> list[dict[str, Any]]:
+    """Every token's name, role, community, creation and revocation time (never the secret or its hash)."""
+    with store.session() as s:
+        return [
+            {
+                "name": t.name,
+                "role": t.role,
+                "community": t.community,
+                "created_at": t.created_at.isoformat(),
+                "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+            }
+            for t in s.scalars(select(ApiToken).order_by(ApiToken.id))
+        ]

@@ -11,7 +11,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central_sync.config import CentralConfig
-from central_sync.sharing.access import create_token, hash_token, mask_id_number, revoke_token
+from central_sync.sharing.access import (
+    AccessDenied,
+    authenticate,
+    create_token,
+    hash_token,
+    mask_id_number,
+    revoke_token,
+)
 from central_sync.sharing.http import create_app
 from central_sync.sharing.soap import NS, SOAP_NS
 from central_sync.storage.models import ApiToken, AuditEntry, Person
@@ -417,3 +424,24 @@ def test_anqi_central_serve_speaks_tls_and_logs_no_token(tmp_path: Any) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert secret not in err
+
+
+def test_a_revoked_name_can_be_used_again_and_tokens_are_listed_without_secrets(store: CentralStore) -> None:
+    """Before: a revoked name could never be given to a new token, and there was no way to list tokens."""
+    from central_sync.sharing.access import list_tokens
+
+    cfg = CentralConfig()
+    first = create_token(store, cfg, "station-7", "police")
+    with pytest.raises(ValueError, match="exists"):
+        create_token(store, cfg, "station-7", "police")
+    assert revoke_token(store, "station-7")
+    second = create_token(store, cfg, "station-7", "analyst")  # rotation under the same name
+    with pytest.raises(AccessDenied):
+        authenticate(store, cfg, first)
+    assert authenticate(store, cfg, second).role_name == "analyst"
+    listed = list_tokens(store)
+    assert [(t["name"].split("~")[0], t["role"], t["revoked_at"] is None) for t in listed] == [
+        ("station-7", "police", False),
+        ("station-7", "analyst", True),
+    ]
+    assert first not in str(listed) and second not in str(listed) and hash_token(second) not in str(listed)
