@@ -25,8 +25,6 @@ import signal
 import stat
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,9 +33,9 @@ from anqi_contract.logs import log
 from anqi_contract.manifest import ModelFileError
 from anqi_contract.notify import SystemdNotifier
 from edge.config import EdgeConfig
-from edge.evidence import EventAssembler, EvidenceCollector, FaceCapture, ViolationRecord
+from edge.evidence import EventAssembler, EvidenceCollector, FaceCapture
 from edge.health import Health
-from edge.pipeline import Detector, FramePipeline
+from edge.pipeline import Detector, FramePipeline, PipelineStats
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
 from edge.rules import RuleSet, RuleSetError, Violation
 from edge.track import RiderTracker, Track
@@ -54,50 +52,6 @@ PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the sys
 
 class StartupError(RuntimeError):
     """The daemon cannot start (bad source, unusable calibration, missing model in replay); the message says which key or file."""
-
-
-@dataclass
-class PipelineStats:
-    frames: int = 0
-    detect_frames: int = 0
-    detect_dropped: int = 0  #: sampled frames dropped because detection lagged (cameras / paced files only)
-    detect_errors: int = 0
-    detect_s_total: float = 0.0
-    tracks: int = 0
-    face_crops: int = 0
-    started_mono: float = field(default_factory=time.monotonic)
-    ended_mono: float | None = None
-    violations: list[ViolationRecord] = field(default_factory=list)
-    prompt_latencies_s: list[float] = field(default_factory=list)
-    prompt_waited: list[bool] = field(default_factory=list)  # per prompt: queued behind another one
-    relay_published: int | None = None
-
-    @property
-    def detect_fps(self) -> float:
-        return self.detect_frames / self.detect_s_total if self.detect_s_total > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        wall = (self.ended_mono or time.monotonic()) - self.started_mono
-        committed = [v for v in self.violations if v.outbox_mono is not None]
-        return {
-            "frames": self.frames,
-            "detect_frames": self.detect_frames,
-            "detect_dropped": self.detect_dropped,
-            "detect_errors": self.detect_errors,
-            "detect_fps": round(self.detect_fps, 2),
-            "wall_s": round(wall, 2),
-            "input_fps": round(self.frames / wall, 2) if wall > 0 else 0.0,
-            "tracks": self.tracks,
-            "face_crops": self.face_crops,
-            "violations": dict(Counter(v.type for v in self.violations)),
-            "events_committed": len(committed),
-            "prompt_latencies_s": [round(x, 4) for x in self.prompt_latencies_s],
-            "prompt_waited_for_speaker": list(self.prompt_waited),
-            "outbox_latencies_s": [
-                round(v.outbox_latency_s, 3) for v in committed if v.outbox_latency_s is not None
-            ],
-            "relay_published": self.relay_published,
-        }
 
 
 class EdgeDaemon:
