@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     a = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from central import pg_database  # type: ignore[import-not-found]
+    from central import pg_database
 
     url, drop = pg_database(a.pg)
     tmp = Path(tempfile.mkdtemp(prefix="anqi-failover-"))
