@@ -4,19 +4,18 @@ models, and the event assembled from it (files, SHA-256, embedding)."""
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from evidence_helpers import head_track
 
 from anqi_contract.event import ViolationType, parse_event
 from edge.config.device import DeviceConfig
 from edge.evidence import EventAssembler, FaceCapture, FaceQuality, frontalness
 from edge.rules import Violation
-from edge.track import Track, TrackPoint
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 VIDEO = SHARED / "video" / "bikelane-cyclists.mp4"
@@ -54,37 +53,6 @@ def frames() -> dict[int, np.ndarray]:
         if i in HEADS:
             out[i] = f
     return out
-
-
-def head_track(heads: dict[int, tuple[float, float, float, float]]) -> Track:
-    pts = []
-    for i, hb in sorted(heads.items()):
-        x0, y0, x1, y1 = hb
-        body = (x0 - 30, y0, x1 + 30, y0 + 6.5 * (y1 - y0))
-        pts.append(
-            TrackPoint(
-                i / 30,
-                T0 + timedelta(seconds=i / 30),
-                body,
-                0.9,
-                "rider",
-                (0.0, 20.0),
-                20.0,
-                True,
-                hb,
-                0.9,
-                0.9,
-            )
-        )
-    return Track(
-        key=1,
-        box=np.array(pts[0].box),
-        first_t_s=pts[0].t_s,
-        first_utc=pts[0].utc,
-        last_t_s=pts[-1].t_s,
-        history=deque(pts),
-        track_id=3,
-    )
 
 
 def test_best_face_of_a_track_is_the_largest_sharpest_frontal_one(frames: dict[int, np.ndarray]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from evidence_helpers import head_track
 
 from anqi_contract.event import ViolationType, parse_event
 from anqi_contract.sealed import KeyRing, SealError, generate_keypair, parse_private_key
@@ -56,41 +57,6 @@ def frames_of(wanted: list[int]) -> dict[int, np.ndarray]:
         if i in wanted:
             out[i] = f
     return out
-
-
-def head_track(heads: dict[int, tuple[float, float, float, float]]):  # type: ignore[no-untyped-def]
-    from collections import deque
-
-    from edge.track import Track, TrackPoint
-
-    pts = []
-    for i, hb in sorted(heads.items()):
-        x0, y0, x1, y1 = hb
-        body = (x0 - 30, y0, x1 + 30, y0 + 6.5 * (y1 - y0))
-        pts.append(
-            TrackPoint(
-                i / 30,
-                T0 + timedelta(seconds=i / 30),
-                body,
-                0.9,
-                "rider",
-                (0.0, 20.0),
-                20.0,
-                True,
-                hb,
-                0.9,
-                0.9,
-            )
-        )
-    return Track(
-        key=1,
-        box=np.array(pts[0].box),
-        first_t_s=pts[0].t_s,
-        first_utc=pts[0].utc,
-        last_t_s=pts[-1].t_s,
-        history=deque(pts),
-        track_id=3,
-    )
 
 
 def _keys(*ids: str) -> tuple[dict[str, str], KeyRing]:
