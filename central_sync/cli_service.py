@@ -232,12 +232,35 @@ def token() -> None:
 @click.option("--name", required=True)
 @click.option("--role", required=True, help="A role of api.roles (admin, police, analyst, community, ...).")
 @click.option("--community", help="For roles that see only their own community.")
-def token_create(config: Path, name: str, role: str, community: str | None) -> None:
+@click.option(
+    "--expires-days", type=float, help="Validity in days (default api.token_days); refused (401) after it."
+)
+def token_create(
+    config: Path, name: str, role: str, community: str | None, expires_days: float | None
+) -> None:
     from central_sync.sharing.access import create_token
 
     cfg = _load(config, "WARNING")
     try:
-        click.echo(create_token(_store(cfg), cfg, name, role, community))
+        click.echo(create_token(_store(cfg), cfg, name, role, community, expires_days))
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+@token.command("rotate")
+@ConfigOpt
+@click.option("--name", required=True)
+@click.option(
+    "--expires-days", type=float, help="Validity of the new secret in days (default api.token_days)."
+)
+def token_rotate(config: Path, name: str, expires_days: float | None) -> None:
+    """A new secret for a token (same name, role and community; the old secret is revoked at once). Printed once."""
+    from central_sync.sharing.access import rotate_token
+
+    cfg = _load(config, "WARNING")
+    try:
+        click.echo(rotate_token(_store(cfg), cfg, name, expires_days))
     except ValueError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
@@ -246,7 +269,8 @@ def token_create(config: Path, name: str, role: str, community: str | None) -> N
 @token.command("list")
 @ConfigOpt
 def token_list(config: Path) -> None:
-    """One JSON line per token: name, role, community, created_at, revoked_at (never the secret)."""
+    """One JSON line per token: name, role, community, created_at, revoked_at, expires_at, expired (never the
+    secret)."""
     from central_sync.sharing.access import list_tokens
 
     cfg = _load(config, "WARNING")

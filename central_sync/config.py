@@ -270,6 +270,13 @@ class ApiConfig(Section):
         "(429) for lockout_s, whatever token it then presents.",
     )
     lockout_s: float = Field(300, gt=0, le=86400)
+    token_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Validity of a new API token in days (token create --expires-days overrides it); an expired token "
+        "is refused (401, audited) until it is rotated (token rotate).",
+    )
     tls_cert_file: Path | None = Field(
         None,
         description="PEM certificate (chain) for HTTPS; with tls_key_file the API serves TLS itself. Without them it "

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -35,34 +35,97 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+#: the longest validity a token may be given (``--expires-days``)
+MAX_TOKEN_DAYS = 3650
+
+
+def _expiry(cfg: CentralConfig, days: float | None, now: datetime) -> datetime:
+    d = cfg.api.token_days if days is None else days
+    if not 0 < d <= MAX_TOKEN_DAYS:
+        raise ValueError(f"--expires-days must be more than 0 and at most {MAX_TOKEN_DAYS}, not {d}")
+    return now + timedelta(days=d)
+
+
 def create_token(
-    store: CentralStore, cfg: CentralConfig, name: str, role: str, community: str | None = None
+    store: CentralStore,
+    cfg: CentralConfig,
+    name: str,
+    role: str,
+    community: str | None = None,
+    expires_days: float | None = None,
 ) -> str:
-    """Create a token; returns the secret (shown once). Raises ValueError for an unusable role/community."""
+    """Create a token valid for ``expires_days`` (default ``api.token_days``); returns the secret (shown once).
+    Raises ValueError for an unusable role/community/validity or a name in use."""
     if role not in cfg.api.roles:
         raise ValueError(f"role {role!r} is not in api.roles ({', '.join(sorted(cfg.api.roles))})")
     if cfg.api.roles[role].rows == "own_community" and not community:
         raise ValueError(f"role {role!r} sees only its own community: give --community")
+    now = datetime.now(timezone.utc)
+    expires = _expiry(cfg, expires_days, now)
     token = "anqi_" + secrets.token_urlsafe(32)
     with store.session() as s:
         old = s.execute(select(ApiToken).where(ApiToken.name == name)).scalar_one_or_none()
         if old is not None and old.revoked_at is None:
-            raise ValueError(f"a token named {name!r} exists; revoke it first or choose another name")
-        if (
-            old is not None
-        ):  # a revoked name may be used again: the old row keeps its history under another name
-            old.name = f"{name[:48]}~revoked-{old.id}"
-            s.flush()
+            raise ValueError(
+                f"a token named {name!r} exists; revoke it first, rotate it or choose another name"
+            )
+        if old is not None:
+            _retire_name(s, old)
         s.add(
             ApiToken(
                 name=name,
                 token_hash=hash_token(token),
                 role=role,
                 community=community,
-                created_at=datetime.now(timezone.utc),
+                created_at=now,
+                expires_at=expires,
             )
         )
-    log(logger, "token_created", name=name, role=role, community=community or "-")
+    log(
+        logger,
+        "token_created",
+        name=name,
+        role=role,
+        community=community or "-",
+        expires=expires.isoformat(timespec="seconds"),
+    )
+    return token
+
+
+def _retire_name(s: Any, old: ApiToken) -> None:
+    """A revoked name may be used again: the old row keeps its history under another name."""
+    old.name = f"{old.name[:48]}~revoked-{old.id}"
+    s.flush()
+
+
+def rotate_token(
+    store: CentralStore, cfg: CentralConfig, name: str, expires_days: float | None = None
+) -> str:
+    """A new secret for the token ``name`` (same role and community, a new expiry), the old one revoked in the same
+    transaction; an expired token can be rotated. Returns the new secret. Raises ValueError naming the token."""
+    now = datetime.now(timezone.utc)
+    expires = _expiry(cfg, expires_days, now)
+    token = "anqi_" + secrets.token_urlsafe(32)
+    with store.session() as s:
+        old = s.execute(
+            select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None)).with_for_update()
+        ).scalar_one_or_none()
+        if old is None:
+            raise ValueError(f"no active token named {name!r} (create one with 'token create')")
+        role, community = old.role, old.community
+        old.revoked_at = now
+        _retire_name(s, old)
+        s.add(
+            ApiToken(
+                name=name,
+                token_hash=hash_token(token),
+                role=role,
+                community=community,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+    log(logger, "token_rotated", name=name, role=role, expires=expires.isoformat(timespec="seconds"))
     return token
 
 
@@ -127,6 +190,8 @@ def authenticate(store: CentralStore, cfg: CentralConfig, token: str | None) -> 
         ).scalar_one_or_none()
         if t is None:
             raise AccessDenied("unknown or revoked token")
+        if t.expires_at is not None and t.expires_at <= datetime.now(timezone.utc):
+            raise AccessDenied(f"token {t.name!r} expired at {t.expires_at.isoformat(timespec='seconds')}")
         role = cfg.api.roles.get(t.role)
         if role is None:
             raise AccessDenied(f"token {t.name!r} has role {t.role!r}, which api.roles no longer defines")
@@ -158,7 +223,8 @@ def audit(
 
 
 def list_tokens(store: CentralStore) -> list[dict[str, Any]]:
-    """Every token's name, role, community, creation and revocation time (never the secret or its hash)."""
+    """Every token's name, role, community, creation, revocation and expiry time (never the secret or its hash)."""
+    now = datetime.now(timezone.utc)
     with store.session() as s:
         return [
             {
@@ -167,6 +233,8 @@ def list_tokens(store: CentralStore) -> list[dict[str, Any]]:
                 "community": t.community,
                 "created_at": t.created_at.isoformat(),
                 "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                "expired": t.expires_at is not None and t.expires_at <= now,
             }
             for t in s.scalars(select(ApiToken).order_by(ApiToken.id))
         ]

@@ -196,6 +196,10 @@ class AuditEntry(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     client: Mapped[str | None] = mapped_column(String(64))
+    #: the person files whose data the answer carried (ids; never names or ID numbers); ``None`` when none
+    persons: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: HTTP status of the answer (401, 403, 413, 422, 429, 500, ...); ``None`` for entries written outside a request
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiToken(Base):
@@ -207,3 +211,45 @@ class ApiToken(Base):
     community: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    #: refused from this time on (``token create --expires-days``); every token carries one
+    expires_at: Mapped[datetime | None]
+
+
+class PersonFileChange(Base):
+    """A merge, unmerge or reassignment of person-file rows, with who did it, when and why, and exactly which rows
+    moved (so that a merge can be undone row for row)."""
+
+    __tablename__ = "person_file_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(16))  # merge | unmerge | reassign
+    source_id: Mapped[str] = mapped_column(String(64), index=True)
+    target_id: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    #: ids of the rows moved: {"events": [...], "embeddings": [...], "dispositions": [...], "tasks": [...]}
+    moved: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: tiers before/after and the tasks cancelled because a tier fell with the correction
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: for a merge: the unmerge that undid it
+    undone_by: Mapped[int | None] = mapped_column(Integer)
+
+
+class Review(Base):
+    """A face match an officer must look at: a photo enrolled although it matches another enrolled person
+    (``enrol --force``), or an event face whose best gallery match is not clearly ahead of a second person."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # enrolment_conflict | uncertain_match
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    other_person_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    score: Mapped[float | None] = mapped_column(Float)
+    other_score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[str | None] = mapped_column(String(64))
+    resolution: Mapped[str | None] = mapped_column(String(16))  # confirmed | reassigned | dismissed
+    note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_reviews_open", "cleared_at", "created_at"),)

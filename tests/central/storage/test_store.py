@@ -31,7 +31,7 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
     store.migrate()
     with store.engine.connect() as c:
         version = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0002"
+    assert version == "0003"
     from sqlalchemy import inspect
 
     names = set(inspect(store.engine).get_table_names())
