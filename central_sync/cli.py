@@ -142,11 +142,12 @@ def migrate(config: Path | None) -> None:
 
 
 def _register() -> None:
+    from central_sync.cli_persons import COMMANDS as PERSONS
     from central_sync.cli_privacy import COMMANDS as PRIVACY
     from central_sync.cli_service import COMMANDS
     from central_sync.web.demo import demo
 
-    for cmd in [*COMMANDS, *PRIVACY, demo]:
+    for cmd in [*COMMANDS, *PERSONS, *PRIVACY, demo]:
         main.add_command(cmd)
 
 

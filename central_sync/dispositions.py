@@ -223,6 +223,17 @@ class DispositionDesk:
         self._send_all(msgs)
         return a, msgs
 
+    def record_tier(
+        self, s: Any, p: Person, a: TierAssessment, event_id: str | None = None
+    ) -> list[TaskMessage]:
+        """Record assessment ``a`` of the person row ``p`` (locked by the caller) inside the caller's transaction
+        (a correction's); the tasks it returns are sent with :meth:`send` after the commit."""
+        return self._record(s, p, a, event_id)
+
+    def send(self, msgs: list[TaskMessage]) -> None:
+        """Publish what :meth:`record_tier` / :func:`cancel_tasks` returned (after their transaction committed)."""
+        self._send_all(msgs)
+
     def _record(self, s: Any, p: Person, a: TierAssessment, event_id: str | None) -> list[TaskMessage]:
         old = OffenderTier(p.tier)
         if old is a.tier:
@@ -366,8 +377,21 @@ class DispositionDesk:
                     )
                 )
             )
-        self._send_all([TaskMessage(self.task_topic(t.kind), t.payload) for t in pending])
-        return len(pending)
+            withdrawn = list(
+                s.scalars(
+                    select(Task).where(
+                        Task.published_at.is_(None),
+                        Task.status == "cancelled",
+                        Task.outcome == CORRECTED,
+                        Task.closed_at <= cutoff,
+                    )
+                )
+            )
+        self._send_all(
+            [TaskMessage(self.task_topic(t.kind), t.payload) for t in pending]
+            + [cancel_notice(self.prefix, t) for t in withdrawn]
+        )
+        return len(pending) + len(withdrawn)
 
     # ------------------------------------------------------------ feedback
     def record_feedback(self, payload: bytes | dict[str, Any]) -> bool:
@@ -479,6 +503,38 @@ class DispositionDesk:
             except (urllib.error.URLError, OSError) as e:
                 # the task stays in the store and on MQTT; the webhook is a convenience copy
                 log(logger, "webhook_failed", level=logging.WARNING, task=item["task_id"], error=str(e)[:200])
+
+
+#: outcome of a task withdrawn because the violations that raised its tier were not the person's (a correction)
+CORRECTED = "identity_corrected"
+
+
+def cancel_notice(prefix: str, t: Task) -> TaskMessage:
+    """The message that withdraws a published task (``{prefix}/central/tasks/cancelled``); receivers ignore task ids
+    they never saw."""
+    return TaskMessage(
+        f"{prefix}/central/tasks/cancelled",
+        {
+            "v": 1,
+            "task_id": t.task_id,
+            "kind": t.kind,
+            "person_id": t.person_id,
+            "status": "cancelled",
+            "reason": t.outcome,
+            "time": (t.closed_at or utcnow()).isoformat(),
+        },
+    )
+
+
+def cancel_tasks(s: Any, prefix: str, tasks: Sequence[Task], now: datetime) -> list[TaskMessage]:
+    """Withdraw ``tasks`` (open or failed) inside the caller's transaction: cancelled with outcome
+    :data:`CORRECTED`; the notices are published after the commit (or by the consumer's ``publish_pending``)."""
+    out = []
+    for t in tasks:
+        t.status, t.outcome, t.closed_at, t.published_at = "cancelled", CORRECTED, now, None
+        out.append(cancel_notice(prefix, t))
+        log(logger, "task_withdrawn", task=t.task_id, kind=t.kind, person=t.person_id, reason=CORRECTED)
+    return out
 
 
 def record_disposition(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, update
@@ -34,7 +35,7 @@ from central_sync.identity import (
     to_blob,
     validate_id_number,
 )
-from central_sync.storage.models import Disposition, Embedding, Event, Person, Task
+from central_sync.storage.models import Disposition, Embedding, Event, Person, PersonFileChange, Task
 from central_sync.storage.store import CentralStore
 
 logger = logging.getLogger("anqi.central.persons")
@@ -200,6 +201,20 @@ def enrol(
     return rep
 
 
+def unmerged_from(store: CentralStore, person_id: str) -> set[str]:
+    """Unknown files whose merge into ``person_id`` an officer undid: enrolment does not merge them again."""
+    with store.session() as s:
+        return set(
+            s.scalars(
+                select(PersonFileChange.source_id).where(
+                    PersonFileChange.action == "merge",
+                    PersonFileChange.target_id == person_id,
+                    PersonFileChange.undone_by.is_not(None),
+                )
+            )
+        )
+
+
 def enrol_embeddings(
     store: CentralStore,
     cfg: CentralConfig,
@@ -261,22 +276,63 @@ def enrol_embeddings(
                     vector=to_blob(row),
                 )
             )
+    undone = unmerged_from(store, r.person_id)
     with resolver._lock:  # noqa: SLF001 - the resolver's own lock guards its matrices
         resolver.gallery.add(r.person_id, v)
-        merged = resolver.unknown.matching(v, cfg.identity.match_threshold)
+        merged = [u for u in resolver.unknown.matching(v, cfg.identity.match_threshold) if u not in undone]
         resolver.unknown.remove(merged)
     for uid in merged:
-        merge_person(store, uid, r.person_id)
+        merge_person(store, uid, r.person_id, actor="enrol", reason="face matched the enrolment photos")
     log(logger, "person_enrolled", person=r.person_id, photos=len(v), merged_unknown=len(merged))
     return len(merged)
 
 
-def merge_person(store: CentralStore, source_id: str, target_id: str) -> None:
-    """Move everything of ``source_id`` (an unknown file) to ``target_id``; the source keeps ``merged_into``."""
+#: the rows of a person file that a merge moves: (key in PersonFileChange.moved, model, id column)
+FILE_ROWS = (
+    ("events", Event, Event.event_id),
+    ("embeddings", Embedding, Embedding.id),
+    ("dispositions", Disposition, Disposition.id),
+    ("tasks", Task, Task.task_id),
+)
+
+
+def merge_person(
+    store: CentralStore, source_id: str, target_id: str, actor: str = "-", reason: str = ""
+) -> int:
+    """Move everything of ``source_id`` (an unknown file) to ``target_id``; the source keeps ``merged_into``. The ids
+    of the rows moved are recorded (``person_file_changes``, with ``actor`` and ``reason``) so that
+    :func:`central_sync.corrections.unmerge` can undo exactly this merge. Returns the change's id."""
     with store.session() as s:
-        for model in (Event, Embedding, Disposition, Task):
-            s.execute(update(model).where(model.person_id == source_id).values(person_id=target_id))
+        moved: dict[str, list[Any]] = {}
+        for key, model, col in FILE_ROWS:
+            res = s.execute(
+                update(model).where(model.person_id == source_id).values(person_id=target_id).returning(col)
+            )
+            moved[key] = sorted(r for (r,) in res)
+        before = s.scalar(select(Person.tier).where(Person.person_id == source_id))
         s.execute(
             update(Person).where(Person.person_id == source_id).values(merged_into=target_id, tier="none")
         )
-    log(logger, "unknown_file_merged", source=source_id, target=target_id)
+        change = PersonFileChange(
+            time=datetime.now(timezone.utc),
+            action="merge",
+            source_id=source_id,
+            target_id=target_id,
+            actor=actor[:64] or "-",
+            reason=reason,
+            moved=moved,
+            outcome={"source_tier": before},
+        )
+        s.add(change)
+        s.flush()
+        cid = int(change.id)
+    log(
+        logger,
+        "unknown_file_merged",
+        source=source_id,
+        target=target_id,
+        by=actor,
+        events=len(moved["events"]),
+        change=cid,
+    )
+    return cid

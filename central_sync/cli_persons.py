@@ -1,0 +1,83 @@
+"""``anqi-central`` subcommands that correct person files (gathered by :mod:`central_sync.cli`): ``unmerge``,
+``reassign``, ``changes`` (the record of merges and corrections), ``review`` (uncertain face matches)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from central_sync.cli_service import ConfigOpt, _load, _store
+
+By = click.option("--by", "actor", required=True, help="The officer making the correction (recorded).")
+Reason = click.option("--reason", required=True, help="Why (recorded with the change).")
+
+
+def _desk(cfg, store):  # type: ignore[no-untyped-def]
+    from central_sync.dispositions import DispositionDesk
+
+    # tasks made or withdrawn here are published by the running consumer (publish_pending)
+    return DispositionDesk(cfg, store)
+
+
+@click.command()
+@ConfigOpt
+@click.option("--person", "person_id", required=True, help="The unknown file that was merged by mistake.")
+@By
+@Reason
+def unmerge(config: Path, person_id: str, actor: str, reason: str) -> None:
+    """Undo a merge: the rows it moved go back to the unknown file; tiers recomputed, tasks the wrong rows caused
+    withdrawn. Prints the change as JSON."""
+    from central_sync.corrections import CorrectionError
+    from central_sync.corrections import unmerge as do_unmerge
+
+    cfg = _load(config, "WARNING")
+    store = _store(cfg)
+    try:
+        c = do_unmerge(store, cfg, _desk(cfg, store), person_id, actor, reason, datetime.now(timezone.utc))
+    except CorrectionError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(c.as_json(), ensure_ascii=False))
+
+
+@click.command()
+@ConfigOpt
+@click.option("--event", "events", required=True, multiple=True, help="Event id (repeat for several).")
+@click.option("--to", "to", required=True, help="The right person's id, or 'new' for a new unknown file.")
+@By
+@Reason
+def reassign(config: Path, events: tuple[str, ...], to: str, actor: str, reason: str) -> None:
+    """Move wrongly matched events (and their faces) to the right person; tiers recomputed, tasks the wrong match
+    caused withdrawn. Prints the change as JSON."""
+    from central_sync.corrections import CorrectionError, reassign_events
+
+    cfg = _load(config, "WARNING")
+    store = _store(cfg)
+    try:
+        c = reassign_events(
+            store, cfg, _desk(cfg, store), list(events), to, actor, reason, datetime.now(timezone.utc)
+        )
+    except CorrectionError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(c.as_json(), ensure_ascii=False))
+
+
+@click.command()
+@ConfigOpt
+@click.option("--person", "person_id", help="Only the changes of this person file.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+def changes(config: Path, person_id: str | None, limit: int) -> None:
+    """Merges, unmerges and reassignments, newest first, one JSON line each (who, when, why, what moved)."""
+    from central_sync.corrections import changes as list_changes
+
+    cfg = _load(config, "WARNING")
+    for row in list_changes(_store(cfg), person_id, limit):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+COMMANDS = [unmerge, reassign, changes]
