@@ -8,11 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from anqi_contract.event import ViolationType
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
 from edge.rules.no_helmet import NoHelmetRule
-from edge.rules.passenger import PassengerHelmetRule, PassengerRule, SameOccupantGuard, occupant_heads
+from edge.rules.passenger import (
+    PassengerHelmetRule,
+    PassengerRule,
+    SameOccupantGuard,
+    SameVehicleGuard,
+    occupant_heads,
+)
 from edge.rules.red_light import RedLightRule
 from edge.rules.signal import (
     GpioSignal,
@@ -40,6 +47,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "SameOccupantGuard",
+    "SameVehicleGuard",
     "SerialSignal",
     "SignalInput",
     "SignalState",
@@ -195,12 +203,14 @@ class RuleSet:
         signal: SignalInput | None = None,
         guard: SameRiderGuard | None = None,
         zone_calibrated: bool = True,
+        vehicles: SameVehicleGuard | None = None,
     ):
         self.zone_calibrated = zone_calibrated
         self.rules = rules
         self.signal = signal
         self.guard = guard
         self.occupants = SameOccupantGuard()
+        self.vehicles = vehicles if vehicles is not None else SameVehicleGuard()
 
     @classmethod
     def from_config(
@@ -234,6 +244,7 @@ class RuleSet:
             signal,
             SameRiderGuard(cfg.same_rider_gap_s, cfg.same_rider_m, window, cfg.same_rider_alike),
             zone_calibrated,
+            SameVehicleGuard(cfg.same_rider_gap_s, cfg.same_rider_alike),
         )
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
@@ -260,6 +271,18 @@ class RuleSet:
                             t=round(v.t_s, 2),
                         )
                         continue
+                if v.type == ViolationType.passenger:
+                    vehicle = self.vehicles.same_vehicle(t)
+                    if vehicle is not None:  # one passenger event per physical vehicle
+                        log(
+                            logger,
+                            "violation_same_vehicle",
+                            type=v.type.value,
+                            track=v.track_id,
+                            reported_as_track=vehicle,
+                            t=round(v.t_s, 2),
+                        )
+                        continue
                 v = _with_boxes(v, t, self.zone_calibrated)
                 other = self.occupants.same_person(v, t)
                 if other is not None:  # two tracks on one vehicle: this person is reported already
@@ -273,6 +296,8 @@ class RuleSet:
                     )
                     continue
                 self.occupants.reported(v, t)
+                if v.type == ViolationType.passenger:
+                    self.vehicles.reported(t)
                 if self.guard is not None:
                     self.guard.reported(v, t)
                 out.append(v)

@@ -33,7 +33,15 @@ import numpy as np
 from anqi_contract.event import ViolationType
 from edge.config.rules import NoHelmetRuleConfig, PassengerRuleConfig
 from edge.rules.violation import OncePerTrack, Violation
-from edge.track import OccupantHead, Track, TrackPoint, box_text, order_by_travel, parse_boxes
+from edge.track import (
+    OccupantHead,
+    Track,
+    TrackPoint,
+    box_text,
+    look_alike,
+    order_by_travel,
+    parse_boxes,
+)
 
 Box = tuple[float, float, float, float]
 
@@ -325,3 +333,82 @@ def occupant_heads(track: Track, motion_window_s: float = 1.0) -> dict[str, Box]
         return {}
     roles = occupant_roles(last, direction)
     return {DRIVER: roles[0][1].box, PASSENGER: roles[1][1].box}
+
+
+def _inside(point: tuple[float, float], box: Box) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+class SameVehicleGuard:
+    """One ``passenger`` event per physical vehicle. A vehicle carrying two people is seen by the detector
+    as several rider boxes (one per person, one made from each head), and a vehicle growing fast in the frame loses and regains its
+    track: each of those tracks can count two people and decide on its own. A new track's passenger
+    event is dropped when a track that already reported a passenger (within ``keep_s``) is plainly the
+    same vehicle:
+
+    * **seen in the same frame**: the two rider boxes overlap by ``min_overlap`` of the smaller one, and
+      they share an occupant (a head of one overlaps a head of the other by ``min_overlap`` of the
+      smaller). Where both tracks have ground positions they must also stand within ``max_ground_m``.
+      A vehicle queued behind another on a frontal camera overlaps its box but shares no head, so it
+      is kept; a box round the lower body, whose hands and knees would pass for heads, gets no
+      occupants from them (:func:`edge.track.occupants.rider_occupants`);
+    * **or continued**: the reported track was last seen before the new one began, at most ``gap_s``
+      earlier, the new track's first box overlaps the box the reported one would have by then (moved on
+      at its own velocity) by ``min_overlap`` of the smaller, and where both have a clothes histogram they
+      look alike (``min_alike``).
+
+    Ground positions of re-tracked riders are the :class:`~edge.rules.SameRiderGuard`'s; this guard works
+    in the image, so it also holds where the zone is not calibrated."""
+
+    def __init__(
+        self,
+        gap_s: float = 2.0,
+        min_alike: float = 0.0,
+        min_overlap: float = 0.5,
+        max_ground_m: float = 1.5,
+        keep_s: float = 10.0,
+    ):
+        self.gap_s = gap_s
+        self.min_alike = min_alike
+        self.min_overlap = min_overlap
+        self.max_ground_m = max_ground_m
+        self.keep_s = keep_s
+        self._reported: list[Track] = []
+
+    def same_vehicle(self, track: Track) -> int | None:
+        """The id of a track that reported this vehicle's passenger already, or None."""
+        for old in self._reported:
+            if old.track_id == track.track_id:
+                continue
+            if abs(old.last.t_s - track.last.t_s) <= 1e-6:
+                if self._together(old.last, track.last):
+                    return old.track_id
+            elif self._continues(old, track):
+                return old.track_id
+        return None
+
+    def _together(self, a: TrackPoint, b: TrackPoint) -> bool:
+        if a.ground is not None and b.ground is not None:
+            if float(np.hypot(a.ground[0] - b.ground[0], a.ground[1] - b.ground[1])) > self.max_ground_m:
+                return False
+        if _overlap(a.box, b.box) < self.min_overlap:
+            return False
+        return any(_overlap(h.box, k.box) >= self.min_overlap for h in a.occupants for k in b.occupants)
+
+    def _continues(self, old: Track, track: Track) -> bool:
+        first = track.history[0]
+        old_last = old.last.t_s
+        if not (old_last <= first.t_s + 1e-6 and first.t_s - old_last <= self.gap_s):
+            return False  # seen together (then not one vehicle: checked above) or too long apart
+        alike = look_alike(old.look, track.look)
+        if self.min_alike > 0 and alike is not None and alike < self.min_alike:
+            return False
+        where = old.predict(first.t_s)
+        return _overlap(first.box, (float(where[0]), float(where[1]), float(where[2]), float(where[3]))) >= (
+            self.min_overlap
+        )
+
+    def reported(self, track: Track) -> None:
+        now = track.last.t_s
+        self._reported = [t for t in self._reported if now - t.last.t_s <= self.keep_s]
+        self._reported.append(track)

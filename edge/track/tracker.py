@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edge.config.track import TrackConfig
-from edge.track.occupants import OccupantHead, rider_occupants
+from edge.track.occupants import OccupantHead, below_another_head, rider_occupants
 from edge.zone import CaptureZone, GroundMotion, fit_motion, theil_sen
 
 TrackKind = Literal["rider", "head"]
@@ -177,7 +177,7 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
                 )
                 used_head[k] = True
     if cfg.head_only_tracks:
-        below = _below_another_head(heads, cfg.head_to_body)
+        below = below_another_head(heads, cfg.head_to_body)
         for k in np.nonzero(~used_head & ~inside_any & ~below)[0]:
             x0, y0, x1, y1 = heads[k]
             hw, hh = x1 - x0, y1 - y0
@@ -228,36 +228,6 @@ def _one_box_per_head(heads: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if not same:
             kept.append(int(k))
     return np.array(sorted(kept), dtype=int)
-
-
-def _below_another_head(heads: np.ndarray, body_heads: float = 6.0) -> np.ndarray:
-    """Heads that sit where another head's own body is: from 1.5 head heights below a head of about
-    the same size down to its feet (``body_heads``, track.head_to_body), at most two head widths to
-    its side (hands on the handlebar, which is about three head widths wide, knees, shoes: what a
-    head detector also fires on in a frontal view). Two riders cannot stand on each other: a rider
-    seen below another at the same distance is beside or in front, and one in front is nearer, so
-    its head is larger. Such a head makes no rider of its own."""
-    n = len(heads)
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
-        return out
-    cx = (heads[:, 0] + heads[:, 2]) / 2
-    cy = (heads[:, 1] + heads[:, 3]) / 2
-    w = np.maximum(heads[:, 2] - heads[:, 0], 1e-6)
-    h = np.maximum(heads[:, 3] - heads[:, 1], 1e-6)
-    for k in range(n):
-        dy = (cy[k] - cy) / h  # in the upper head's heights
-        size = h[k] / h
-        out[k] = bool(
-            (
-                (dy >= 1.5)
-                & (dy <= body_heads)
-                & (np.abs(cx[k] - cx) <= 2.0 * w)
-                & (size >= 0.6)
-                & (size <= 1.5)
-            ).any()
-        )
-    return out
 
 
 @dataclass
