@@ -165,13 +165,13 @@ def test_stop_stores_and_acks_the_events_still_queued(
 ) -> None:
     cons = consumer(tmp_path, broker.port, db_url, batch_wait_ms=0, batch_max=10).start()
     gate = threading.Event()
-    store_events = cons._store_events
+    store_events = cons.batches.store_events
 
     def held(items: Any) -> None:  # the writer's first batch waits until the test lets it go
         gate.wait(30)
         store_events(items)
 
-    cons._store_events = held  # type: ignore[method-assign]
+    cons.batches.store_events = held
     lis = Listener(broker.port, [ACKS])
     try:
         evs = events(make_event, tmp_path, 60)
@@ -179,13 +179,13 @@ def test_stop_stores_and_acks_the_events_still_queued(
         assert wait_for(
             lambda: cons.stats.events_received == 60, 30
         )  # all decoded: one batch held, the rest queued
-        assert cons._queue.qsize() > 0 and cons.stats.events_stored == 0
+        assert cons.batches.qsize() > 0 and cons.stats.events_stored == 0
         stopper = threading.Thread(target=cons.stop)
         stopper.start()
         gate.set()
         stopper.join(60)
         assert not stopper.is_alive()
-        assert count(cons.store) == 60 and cons.stats.events_stored == 60 and cons._queue.qsize() == 0
+        assert count(cons.store) == 60 and cons.stats.events_stored == 60 and cons.batches.qsize() == 0
         assert wait_for(lambda: len(lis.acks()) == 60, 10), len(lis.acks())  # acked before the disconnect
         assert {a.event_id for a in lis.acks()} == {e.event_id for e in evs}
     finally:
