@@ -80,4 +80,50 @@ def changes(config: Path, person_id: str | None, limit: int) -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
-COMMANDS = [unmerge, reassign, changes]
+@click.command("audit")
+@ConfigOpt
+@click.option("--person", "person_id", help="Only the entries whose answer carried this person's data.")
+@click.option(
+    "--days", default=30.0, show_default=True, type=click.FloatRange(0, 36500), help="How far back."
+)
+@click.option(
+    "--status", "min_status", type=int, help="Only entries with at least this HTTP status (e.g. 400)."
+)
+def audit_log(config: Path, person_id: str | None, days: float, min_status: int | None) -> None:
+    """The audit log as JSON lines, oldest first: who asked what, the status, how many rows and which persons."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from central_sync.storage.models import AuditEntry
+
+    cfg = _load(config, "WARNING")
+    store = _store(cfg)
+    q = select(AuditEntry).where(AuditEntry.time >= datetime.now(timezone.utc) - timedelta(days=days))
+    if person_id:
+        q = q.where(AuditEntry.persons.is_not(None))
+    if min_status is not None:
+        q = q.where(AuditEntry.status >= min_status)
+    with store.session() as s:
+        for a in s.scalars(q.order_by(AuditEntry.id).execution_options(yield_per=1000)):
+            if person_id and person_id not in (a.persons or []):
+                continue
+            click.echo(
+                json.dumps(
+                    {
+                        "time": a.time.isoformat(),
+                        "actor": a.actor,
+                        "role": a.role,
+                        "action": a.action,
+                        "status": a.status,
+                        "rows": a.rows,
+                        "persons": a.persons or [],
+                        "client": a.client,
+                        "params": a.params,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+
+
+COMMANDS = [unmerge, reassign, changes, audit_log]

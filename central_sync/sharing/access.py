@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -198,6 +200,16 @@ def authenticate(store: CentralStore, cfg: CentralConfig, token: str | None) -> 
         return Caller(t.name, t.role, role, t.community)
 
 
+#: the audit entries written while the current request is handled (set per request by :class:`~central_sync.sharing.
+#: limits.AuditGaps`; a list, so that the worker thread of a sync endpoint appends to the request's own list)
+REQUEST_AUDIT: ContextVar[list[int] | None] = ContextVar("anqi_request_audit", default=None)
+
+
+def audited_in_request() -> bool:
+    """Whether an audit entry was written for the request being handled."""
+    return bool(REQUEST_AUDIT.get())
+
+
 def audit(
     store: CentralStore,
     caller: Caller | None,
@@ -205,21 +217,41 @@ def audit(
     params: dict[str, Any],
     rows: int,
     client: str | None = None,
+    *,
+    persons: Iterable[str | None] | None = None,
+    status: int | None = None,
 ) -> None:
+    """One ``audit_log`` entry: who, what, the parameters (never a token or an ID number), how many rows, which
+    person files the answer carried (``persons``: ids only) and the HTTP status."""
     clean = {k: v for k, v in params.items() if v is not None and k not in ("token", "id_number")}
+    seen = sorted({p for p in persons if p}) if persons is not None else None
     with store.session() as s:
-        s.add(
-            AuditEntry(
-                time=datetime.now(timezone.utc),
-                actor=caller.name if caller else "-",
-                role=caller.role_name if caller else "-",
-                action=action,
-                params={k: str(v) for k, v in clean.items()},
-                rows=rows,
-                client=client,
-            )
+        entry = AuditEntry(
+            time=datetime.now(timezone.utc),
+            actor=caller.name if caller else "-",
+            role=caller.role_name if caller else "-",
+            action=action[:64],
+            params={k: str(v) for k, v in clean.items()},
+            rows=rows,
+            client=client,
+            persons=seen or None,
+            status=status,
         )
-    log(logger, "api_query", actor=caller.name if caller else "-", action=action, rows=rows)
+        s.add(entry)
+        s.flush()
+        eid = int(entry.id)
+    box = REQUEST_AUDIT.get()
+    if box is not None:
+        box.append(eid)
+    log(
+        logger,
+        "api_query",
+        actor=caller.name if caller else "-",
+        action=action,
+        rows=rows,
+        persons=len(seen or ()),
+        status=status or "-",
+    )
 
 
 def list_tokens(store: CentralStore) -> list[dict[str, Any]]:

@@ -48,21 +48,21 @@ def add_evidence_routes(
         allowed = LEVELS[who.role.evidence]
         with store.session() as s:
             row = s.execute(
-                select(Media.kind, Media.path, Media.content_type, Person.community)
+                select(Media.kind, Media.path, Media.content_type, Person.community, Event.person_id)
                 .join(Event, Event.event_id == Media.event_id)
                 .outerjoin(Person, Person.person_id == Event.person_id)
                 .where(Media.event_id == str(event_id), Media.name == name)
             ).first()
         if row is None:
-            audit(store, who, "evidence_not_found", params, 0, client)
+            audit(store, who, "evidence_not_found", params, 0, client, status=404)
             raise HTTPException(404, "no such evidence file")
-        kind, path, ctype, community = row
+        kind, path, ctype, community, person = row
         if kind not in allowed or not who.sees_community(community):
-            audit(store, who, "evidence_denied", params, 0, client)
+            audit(store, who, "evidence_denied", params, 0, client, status=403)
             raise HTTPException(403, f"role {who.role_name!r} may not see {kind} evidence of this violation")
         p = Path(path).resolve()
         if media_root not in p.parents or not p.is_file():
-            audit(store, who, "evidence_missing", params, 0, client)
+            audit(store, who, "evidence_missing", params, 0, client, status=404)
             raise HTTPException(404, "evidence file not available")
-        audit(store, who, "evidence", params, 1, client)
+        audit(store, who, "evidence", params, 1, client, persons=[person], status=200)
         return FileResponse(p, media_type=ctype, filename=name)

@@ -7,6 +7,7 @@ own residents (asking for another community is 403); ID numbers are masked unles
 allows them. Every query, refused ones included, goes to the audit log.
 """
 
+import hashlib
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -15,8 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing import soap
-from central_sync.sharing.access import AccessDenied, Caller, audit, authenticate
-from central_sync.sharing.limits import BodyLimit, Lockout, clean_text
+from central_sync.sharing.access import AccessDenied, Caller, audit, audited_in_request, authenticate
+from central_sync.sharing.limits import AuditGaps, BodyLimit, Lockout, clean_text
 from central_sync.sharing.queries import PersonRow, QueryFilter, SharingQueries, ViolationRow, parse_range
 from central_sync.storage.store import CentralStore
 from central_sync.tiers import OffenderTier
@@ -36,6 +37,8 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # AuditGaps inside BodyLimit (added first: Starlette puts the last one added outermost)
+    app.add_middleware(AuditGaps, store=store)
     app.add_middleware(BodyLimit, max_bytes=cfg.api.max_body_kb * 1024, store=store)
     queries = SharingQueries(cfg, store)
     lockout = Lockout(cfg.api.max_bad_tokens, cfg.api.lockout_s)
@@ -54,13 +57,22 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 {"reason": "too many bad tokens"},
                 0,
                 client_of(request),
+                status=429,
             )
             raise HTTPException(429, "too many bad tokens from this address; try later")
         try:
             return authenticate(store, cfg, cred.credentials if cred else None)
         except AccessDenied as e:
             lockout.failed(client_of(request))
-            audit(store, None, f"denied:{request.url.path}", {"reason": str(e)}, 0, client_of(request))
+            audit(
+                store,
+                None,
+                f"denied:{request.url.path}",
+                {"reason": str(e)},
+                0,
+                client_of(request),
+                status=401,
+            )
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
 
     def make_filter(
@@ -118,7 +130,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         try:
             return queries.violations(who, f, client_of(request))
         except AccessDenied as e:
-            audit(store, who, "violations_denied", f.as_params(), 0, client_of(request))
+            audit(store, who, "violations_denied", f.as_params(), 0, client_of(request), status=403)
             raise HTTPException(403, str(e)) from None
 
     @app.get("/api/v1/persons", response_model=list[PersonRow], tags=["sharing"])
@@ -138,7 +150,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         try:
             return queries.persons(who, f, client_of(request))
         except AccessDenied as e:
-            audit(store, who, "persons_denied", f.as_params(), 0, client_of(request))
+            audit(store, who, "persons_denied", f.as_params(), 0, client_of(request), status=403)
             raise HTTPException(403, str(e)) from None
 
     @app.get("/soap", tags=["soap"], response_class=Response)
@@ -152,13 +164,22 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         """SOAP 1.1 endpoint: GetViolations, GetPersons (token in the SOAP header or as Bearer)."""
         body = await request.body()
         who: Caller | None = None
+        op = "-"
         try:
             op, params, token = soap.parse_request(body)
             if not token:
                 auth = request.headers.get("authorization", "")
                 token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
             if lockout.locked(client_of(request)):
-                audit(store, None, "locked:/soap", {"reason": "too many bad tokens"}, 0, client_of(request))
+                audit(
+                    store,
+                    None,
+                    "locked:/soap",
+                    {"reason": "too many bad tokens"},
+                    0,
+                    client_of(request),
+                    status=429,
+                )
                 return Response(
                     soap.fault("Client", "too many bad tokens from this address; try later"),
                     status_code=429,
@@ -168,7 +189,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 who = authenticate(store, cfg, token)
             except AccessDenied as e:
                 lockout.failed(client_of(request))
-                audit(store, None, "denied:/soap", {"reason": str(e)}, 0, client_of(request))
+                audit(store, None, "denied:/soap", {"reason": str(e)}, 0, client_of(request), status=500)
                 raise soap.SoapFault("Client", f"authentication failed: {e}") from None
             if op not in ("GetViolations", "GetPersons"):
                 raise soap.SoapFault("Client", f"unknown operation {op!r} (GetViolations, GetPersons)")
@@ -199,10 +220,27 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                     else queries.persons(who, f, client_of(request))
                 )
             except AccessDenied as err:
-                audit(store, who, f"{op}_denied", f.as_params(), 0, client_of(request))
+                audit(store, who, f"{op}_denied", f.as_params(), 0, client_of(request), status=500)
                 raise soap.SoapFault("Client", str(err)) from None
             return Response(soap.response(op, rows), media_type="text/xml; charset=utf-8")
         except soap.SoapFault as f:
+            if (
+                not audited_in_request()
+            ):  # a refused payload: what was wrong with it, never the payload itself
+                audit(
+                    store,
+                    who,
+                    f"soap_fault:{op}"[:64],
+                    {
+                        "fault": f.code,
+                        "message": f.message[:300],
+                        "bytes": len(body),
+                        "sha256": hashlib.sha256(body).hexdigest(),
+                    },
+                    0,
+                    client_of(request),
+                    status=500,
+                )
             return Response(
                 soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8"
             )

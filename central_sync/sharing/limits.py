@@ -91,6 +91,7 @@ class BodyLimit:
                         params={"reason": f"body over {self.max_bytes} bytes"},
                         rows=0,
                         client=client[0] if client else None,
+                        status=413,
                     )
                 )
         except Exception as e:  # noqa: BLE001 - the refusal stands even when the audit cannot be written
@@ -112,6 +113,127 @@ class BodyLimit:
 
 class _TooBig(Exception):
     pass
+
+
+#: paths whose refused requests are audited even when no route wrote an entry (the web console audits its own)
+AUDITED_PREFIXES = ("/api/", "/soap", "/openapi.json")
+#: the query parameters whose values never go into the audit log
+SECRET_PARAMS = frozenset(
+    {"token", "access_token", "id_number", "password", "secret", "key", "authorization"}
+)
+
+
+def _printable(v: str, n: int = 64) -> str:
+    """``v`` with control characters escaped (a NUL byte stays visible, never reaches a log line raw), cut to ``n``."""
+    out = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in v)
+    return out if len(out) <= n else out[: n - 1] + "…"
+
+
+def query_params(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's query parameters for the audit log: values escaped and cut, secrets left out."""
+    from urllib.parse import parse_qsl
+
+    qs = (scope.get("query_string") or b"").decode("latin-1")
+    out: dict[str, str] = {}
+    for k, v in parse_qsl(qs, keep_blank_values=True)[:20]:
+        key = _printable(k, 32)
+        if key.lower() not in SECRET_PARAMS:
+            out[key] = _printable(v)
+    return out
+
+
+def _detail(body: bytes) -> str:
+    """What the refusal said (FastAPI's ``detail``: a message, or the validation errors as ``loc: msg``)."""
+    try:
+        d = json.loads(body.decode("utf-8")).get("detail")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+    if isinstance(d, list):
+        d = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', []))}: {e.get('msg', '')}"
+            for e in d
+            if isinstance(e, dict)
+        )
+    return _printable(str(d or ""), 300)
+
+
+class AuditGaps:
+    """ASGI middleware: every refused or failed request to the sharing API is in the audit log, also when no route
+    wrote an entry for it (FastAPI's own 422 for a bad parameter, a 422 raised while checking input, 404, 405), with
+    its status, parameters (secrets left out) and the refusal's message. An exception escaping a route is answered
+    500 without a traceback and audited as ``error:<path>`` with its type (any path)."""
+
+    def __init__(self, app: Any, store: CentralStore):
+        self.app, self.store = app, store
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from central_sync.sharing.access import REQUEST_AUDIT
+
+        box: list[int] = []
+        token = REQUEST_AUDIT.set(box)
+        status, body = 0, b""
+
+        async def watch(msg: dict[str, Any]) -> None:
+            nonlocal status, body
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+            elif msg["type"] == "http.response.body" and status >= 400 and len(body) < 2000:
+                body += msg.get("body", b"")[:2000]
+            await send(msg)
+
+        path = str(scope.get("path", ""))
+        try:
+            try:
+                await self.app(scope, receive, watch)
+            except _TooBig:
+                raise
+            except Exception as e:  # noqa: BLE001 - answered 500 and audited; the caller sees no traceback
+                log(
+                    logger,
+                    "request_failed",
+                    logging.ERROR,
+                    path=path,
+                    error=f"{type(e).__name__}: {str(e)[:200]}",
+                )
+                await self._write(
+                    scope, f"error:{path}", 500, {"error": type(e).__name__, "path": _printable(path, 300)}
+                )
+                if status == 0:
+                    data = json.dumps({"detail": "internal error (logged and audited)"}).encode()
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 500,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": data})
+                return
+            if status >= 400 and not box and path.startswith(AUDITED_PREFIXES):
+                kind = {422: "invalid", 404: "not_found", 405: "method"}.get(status, f"status{status}")
+                params = {**query_params(scope), "detail": _detail(body), "path": _printable(path, 300)}
+                await self._write(scope, f"{kind}:{path}", status, params)
+        finally:
+            REQUEST_AUDIT.reset(token)
+
+    async def _write(self, scope: dict[str, Any], action: str, status: int, params: dict[str, str]) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        from central_sync.sharing.access import audit
+
+        client = scope.get("client")
+        try:
+            await run_in_threadpool(
+                audit, self.store, None, action, params, 0, client[0] if client else None, status=status
+            )
+        except Exception as e:  # noqa: BLE001 - the answer stands even when the audit cannot be written
+            log(logger, "audit_failed", logging.ERROR, error=str(e)[:200])
 
 
 class Lockout:

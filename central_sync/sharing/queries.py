@@ -173,7 +173,16 @@ class SharingQueries:
             )
             for r in rows
         ]
-        audit(self.store, caller, "violations", f.as_params(), len(out), client)
+        audit(
+            self.store,
+            caller,
+            "violations",
+            f.as_params(),
+            len(out),
+            client,
+            persons=(r.person_id for r in out),
+            status=200,
+        )
         return out
 
     def persons(self, caller: Caller, f: QueryFilter, client: str | None = None) -> list[PersonRow]:
@@ -253,7 +262,16 @@ class SharingQueries:
             )
             for r in rows
         ]
-        audit(self.store, caller, "persons", f.as_params(), len(out), client)
+        audit(
+            self.store,
+            caller,
+            "persons",
+            f.as_params(),
+            len(out),
+            client,
+            persons=(r.person_id for r in out),
+            status=200,
+        )
         return out
 
 
