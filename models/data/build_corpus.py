@@ -39,6 +39,16 @@ CLASSES = ["rider", "helmet", "no_helmet"]
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 RF_COPY = re.compile(r"^(?P<stem>.+?)_(?:jpg|jpeg|png|bmp)\.rf\.[0-9a-f]+$", re.IGNORECASE)
 TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)[-_ .()]*(?P<num>\d+)[-_ .()]*$")
+# issue 16: licences that allow training and shipping derived weights (matched at the start of `licence`)
+ALLOWED_LICENCES = ("CC BY", "CC0", "Public Domain", "MIT", "Apache-2.0", "BSD")
+# issue 16: kept apart for the independent check, with the Roboflow projects that copy their frames
+BANNED = (
+    "trinhan9090/helmet-detection-in-real-world-traffic-scenes-using-object-detection-models",
+    "punmyidol/motorcycle-helmet-detection-yolov8",
+    "helmet-detection-xy5ky/helmet-htftb",
+    "hi-xnpr5/helmet-detection-zrrim",
+)
+REQUIRED_FIELDS = ("name", "repo", "commit", "path", "licence", "attribution", "classes", "viewpoint")
 
 
 def git(gitdir: Path, *args: str) -> bytes:
@@ -110,13 +120,55 @@ def label_rows(src: dict, gitdir: Path, blobs: dict[str, str], path: str) -> lis
     for line in git(gitdir, "cat-file", "blob", blobs[label_path]).decode().splitlines():
         parts = line.split()
         if len(parts) == 5 and int(parts[0]) in cmap:
-            rows.append((cmap[int(parts[0])], *map(float, parts[1:])))
+            x, y, w, h = map(float, parts[1:])
+            rows.append((cmap[int(parts[0])], x, y, w, h))
     return rows
 
 
+def check_source(src: dict, where: str) -> None:
+    """Refuse a sources.yaml entry that lacks a field, maps to an unknown class, has a licence outside
+    issue 16's list or comes from a repository / Roboflow project kept for the independent check."""
+    if not isinstance(src, dict):
+        raise SystemExit(f"{where}: a source must be a mapping, got {type(src).__name__}")
+    name = src.get("name", where)
+    for field in REQUIRED_FIELDS:
+        if not src.get(field):
+            raise SystemExit(f"{where} ({name}): field '{field}' is missing or empty")
+    if not re.fullmatch(r"[0-9a-f]{40}", str(src["commit"])):
+        raise SystemExit(f"{where} ({name}): field 'commit' must be a 40-hex commit, got {src['commit']!r}")
+    if src.get("format", "yolo") not in ("yolo", "voc"):
+        raise SystemExit(f"{where} ({name}): field 'format' must be yolo or voc, got {src['format']!r}")
+    bad = {k: v for k, v in src["classes"].items() if v not in CLASSES}
+    if bad:
+        raise SystemExit(
+            f"{where} ({name}): field 'classes' maps to unknown project classes {bad}; use {CLASSES}"
+        )
+    licence_name = str(src["licence"]).strip().split("(")[0]
+    if not licence_name.startswith(ALLOWED_LICENCES) or re.search(
+        r"-(NC|ND|SA)\b|non-?commercial|no-?deriv|share-?alike", licence_name, re.IGNORECASE
+    ):
+        raise SystemExit(
+            f"{where} ({name}): field 'licence' {src['licence']!r} does not start with one of {ALLOWED_LICENCES}"
+        )
+    text = " ".join(str(src.get(k, "")) for k in ("repo", "attribution", "roboflow")).lower()
+    for banned in BANNED:
+        if banned in text:
+            raise SystemExit(f"{where} ({name}): {banned} is kept for the independent check (issue 16)")
+
+
 def build_source(
-    src: dict, mirror: Path, out: Path, hamming: int, val_every: int, block: int, seen: list[int]
+    src: dict,
+    mirror: Path,
+    out: Path,
+    hamming: int,
+    val_every: int,
+    block: int,
+    seen: list[int],
+    seen_turned: list[int],
+    write: bool = True,
 ) -> dict:
+    """Write one source's kept frames; `seen` / `seen_turned` hold the dHashes of earlier sources'
+    frames and of their flipped / rotated versions (a later source's copy of either is dropped)."""
     owner_name = src["repo"].replace("/", "+")
     gitdir = mirror / owner_name / "repo"
     if not gitdir.is_dir():
@@ -137,7 +189,8 @@ def build_source(
     }
     dropped.update(near_duplicate=0, earlier_source=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
     dst = out / src["name"]
-    shutil.rmtree(dst, ignore_errors=True)
+    if write:
+        shutil.rmtree(dst, ignore_errors=True)
     kept_hashes: list[int] = []
     turned_hashes: list[int] = []
     heads = {c: 0 for c in CLASSES}
@@ -166,7 +219,7 @@ def build_source(
         if near(h, kept_hashes, hamming):
             dropped["near_duplicate"] += 1
             continue
-        if near(h, seen, hamming):
+        if near(h, seen, hamming) or near(h, seen_turned, hamming):
             dropped["earlier_source"] += 1
             continue
         if near(h, turned_hashes, hamming):
@@ -182,6 +235,8 @@ def build_source(
             heads[CLASSES[c]] += 1
             if CLASSES[c] != "rider":
                 head_px.append(float(np.sqrt(w * iw * hh * ih)))
+        if not write:
+            continue
         (dst / "images" / split).mkdir(parents=True, exist_ok=True)
         (dst / "labels" / split).mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
@@ -192,7 +247,10 @@ def build_source(
     overlap = groups["train"] & groups["val"]
     assert not overlap, f"{src['name']}: groups in both splits: {sorted(overlap)[:5]}"
     seen.extend(kept_hashes)
-    (dst / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))  # read by models/train/common.py
+    seen_turned.extend(turned_hashes)
+    if write:
+        dst.mkdir(parents=True, exist_ok=True)
+        (dst / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))  # read by models/train/common.py
     return {
         "source": src["name"],
         "frames": frames["train"] + frames["val"],
@@ -214,15 +272,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hamming", type=int, default=4, help="dHash distance at or under which frames are one")
     ap.add_argument("--val-every", type=int, default=5, help="about 1 in N file-name groups go to val")
     ap.add_argument("--block", type=int, default=25, help="consecutive frame numbers taken as one group")
-    ap.add_argument("--only", action="append", help="build only these source names")
+    ap.add_argument(
+        "--only",
+        action="append",
+        help="write only these sources (the others are read for de-duplication, their folders left alone)",
+    )
     args = ap.parse_args(argv)
-    sources = yaml.safe_load(args.sources.read_text())["sources"]
+    sources = (yaml.safe_load(args.sources.read_text()) or {}).get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise SystemExit(f"{args.sources}: needs a non-empty list under 'sources'")
+    for i, src in enumerate(sources):
+        check_source(src, f"{args.sources}: sources[{i}]")
+    names = [src["name"] for src in sources]
+    if len(set(names)) != len(names):
+        raise SystemExit(
+            f"{args.sources}: source names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}"
+        )
     rows = []
     seen: list[int] = []  # frames of earlier sources: a later source's copy of one is dropped
+    seen_turned: list[int] = []  # and their flipped / rotated versions
+    if args.only and set(args.only) - set(names):
+        raise SystemExit(f"--only: no source named {sorted(set(args.only) - set(names))} in {args.sources}")
     for src in sources:
-        if args.only and src["name"] not in args.only:
-            continue
-        rows.append(build_source(src, args.mirror, args.out, args.hamming, args.val_every, args.block, seen))
+        # with --only, the other sources are still read (not written) so that a later source's copies
+        # of their frames are dropped as in a full build
+        write = not args.only or src["name"] in args.only
+        row = build_source(
+            src, args.mirror, args.out, args.hamming, args.val_every, args.block, seen, seen_turned, write
+        )
+        if write:
+            rows.append(row)
     head = (
         f"{'source':<22} {'frames':>6} {'train':>5} {'val':>4} {'groups t/v':>10} "
         f"{'helmet':>6} {'no_helmet':>9} {'rider':>5} {'med head px':>11}  viewpoint"
