@@ -92,6 +92,7 @@ class OccupantGeometry:
     max_spacing: float = 1.6
     max_overlap: float = 0.4
     body_heads: float = 6.0
+    hang_below: float = 0.6
 
 
 def rider_occupants(
@@ -135,6 +136,8 @@ def rider_occupants(
         on_body = on_body_of(heads, g.body_heads, 1.0)
         above = inside_x & (rel_y < g.top_from)
         fits &= ~(on_body[None, :, :] & above[:, None, :]).any(axis=2)
+    if g.hang_below > 0:
+        fits &= ~hangs_below(heads, g.hang_below)[None, :]
     cx = (riders[:, 0] + riders[:, 2]) / 2
     cost = np.abs(rel_y) + np.abs(hc[None, :, 0] - cx[:, None]) / rw[:, None] - 0.1 * hs[None, :]
     for r in range(len(riders)):
@@ -187,6 +190,25 @@ def on_body_of(heads: np.ndarray, body_heads: float = 6.0, max_size: float = 1.5
         & (size <= max_size)
     )
     return on
+
+
+def hangs_below(heads: np.ndarray, min_dy: float = 0.6) -> np.ndarray:
+    """``(M,)`` bool: a head box that overlaps a larger head box and whose centre lies ``min_dy`` or more of
+    that box's height below the larger one's centre: the same person's hair, ponytail, neck or collar
+    boxed a second time, not a second person. Two people's heads on one seat are at about the same
+    height: of helmet9's 348 labelled pairs on one rider box 178 overlap, 2 of them this way; of
+    thaigate's 23 labelled rider + pillion pairs none (the smaller head's centre at most 0.48 below)."""
+    n = len(heads)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    h = np.maximum(heads[:, 3] - heads[:, 1], 1e-6)
+    cy = (heads[:, 1] + heads[:, 3]) / 2
+    ix = np.minimum(heads[:, None, 2], heads[None, :, 2]) - np.maximum(heads[:, None, 0], heads[None, :, 0])
+    iy = np.minimum(heads[:, None, 3], heads[None, :, 3]) - np.maximum(heads[:, None, 1], heads[None, :, 1])
+    hang = (
+        (ix > 0) & (iy > 0) & (h[:, None] < h[None, :]) & ((cy[:, None] - cy[None, :]) >= min_dy * h[None, :])
+    )
+    return np.asarray(hang.any(axis=1), dtype=bool)
 
 
 def below_another_head(heads: np.ndarray, body_heads: float = 6.0) -> np.ndarray:

@@ -82,6 +82,11 @@ RIDER = np.array([[100.0, 100.0, 200.0, 400.0]])  # 100 x 300 px: heads of ~50 p
             "a box cut below a person's head (round the legs and the vehicle): its hands and knees are no occupants",
         ),
         (
+            [[120, 110, 160, 160], [150, 152, 180, 182]],
+            1,
+            "a smaller box overlapping a head's lower half (ponytail, neck, collar: thaigate approach clip): one person",
+        ),
+        (
             [[125, 105, 170, 155], [130, 178, 165, 213]],
             2,
             "a smaller head in front of the driver's chest, both in the box: a child on the seat in front",
