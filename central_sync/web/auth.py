@@ -4,8 +4,7 @@ lockout after repeated failures, CSRF tokens bound to the session, roles scoped 
 argon2-cffi (the reference Argon2 binding, winner of the Password Hashing Competition, memory-hard, with
 ``check_needs_rehash`` for later parameter changes) is used rather than passlib, which is unmaintained.
 
-The web tables live in their own metadata and are created on start (``create_all``): they belong to this
-package only and do not take part in the store's alembic chain that other packages extend.
+The web tables (:mod:`central_sync.storage.webtables`) are created by the store's alembic chain (revision 0004).
 """
 
 from __future__ import annotations
@@ -17,11 +16,12 @@ from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import JSON, Integer, MetaData, String, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import select
 
-from central_sync.storage.models import UtcDateTime, utcnow
 from central_sync.storage.store import CentralStore
+from central_sync.storage.webtables import KioskToken, PassCount, RiderToken, WebSession, WebUser
+
+__all__ = ["KioskToken", "RiderToken", "WebSession", "WebUser", "add_user", "login", "session_officer"]
 
 # Rank of each role: an administrator grants only roles at or below their own (逐级授权).
 ROLES = {"admin": 4, "police": 3, "community": 2, "readonly": 1}
@@ -33,51 +33,14 @@ SESSION_TTL = timedelta(hours=8)
 _hasher = PasswordHasher()
 
 
-class WebBase(DeclarativeBase):
-    metadata = MetaData()
-    type_annotation_map = {datetime: UtcDateTime}
-
-
-class WebUser(WebBase):
-    __tablename__ = "web_users"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(16))
-    communities: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: all communities
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class WebSession(WebBase):
-    __tablename__ = "web_sessions"
-    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
-    csrf: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime]
-
-
-class KioskToken(WebBase):
-    __tablename__ = "web_kiosk_tokens"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class RiderToken(WebBase):
-    """One-time link token of a reminder task: opens the rider's own page; spent when the quiz is passed."""
-
-    __tablename__ = "web_rider_tokens"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(36), index=True)
-    person_id: Mapped[str] = mapped_column(String(64))
-    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
 def ensure_tables(store: CentralStore) -> None:
-    WebBase.metadata.create_all(store.engine)
+    """The web tables come with the store's schema (alembic revision 0004): refuse to serve on a database that
+    was not migrated, naming the command, rather than fail at the first login."""
+    from sqlalchemy import inspect
+
+    missing = {WebUser.__tablename__, PassCount.__tablename__} - set(inspect(store.engine).get_table_names())
+    if missing:
+        raise RuntimeError(f"database: web tables {sorted(missing)} missing (run: anqi-central migrate)")
 
 
 def _h(secret: str) -> str:

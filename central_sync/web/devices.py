@@ -12,26 +12,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import JSON, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from anqi_contract import protocol as P
 from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.storage.store import CentralStore
-from central_sync.web.auth import WebBase
+from central_sync.storage.webtables import DeviceHealth
 
 logger = logging.getLogger("anqi.central.web.devices")
-
-
-class DeviceHealth(WebBase):
-    __tablename__ = "web_device_health"
-    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    site_id: Mapped[str] = mapped_column(String(64), default="")
-    state: Mapped[str] = mapped_column(String(16), default="unknown")  # online | offline (status topic)
-    status_at: Mapped[datetime | None]
-    heartbeat_at: Mapped[datetime | None]
-    heartbeat: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class DeviceListener:

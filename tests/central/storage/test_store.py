@@ -31,7 +31,7 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
     store.migrate()
     with store.engine.connect() as c:
         version = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0003"
+    assert version == "0004"
     from sqlalchemy import inspect
 
     names = set(inspect(store.engine).get_table_names())
@@ -46,6 +46,12 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
         "feedback",
         "audit_log",
         "api_tokens",
+        "web_users",
+        "web_sessions",
+        "web_kiosk_tokens",
+        "web_rider_tokens",
+        "web_device_health",
+        "web_pass_counts",
     } <= names
     idx = {i["name"] for i in inspect(store.engine).get_indexes("events")}
     assert "ix_events_person_time" in idx

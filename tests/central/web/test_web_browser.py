@@ -351,7 +351,6 @@ def test_cockpit_console_and_rider_in_chromium(
 def test_login_locks_after_five_failures_and_grants_only_down(tmp_path: Path) -> None:
     store = CentralStore(f"sqlite:///{tmp_path / 'c.db'}")
     store.migrate()
-    auth.ensure_tables(store)
     auth.add_user(store, "boss", PASSWORD, "admin", ["飞英社区"])
     for _ in range(5):
         with pytest.raises(auth.LoginError, match="错误"):
