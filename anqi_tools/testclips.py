@@ -62,7 +62,8 @@ def make_test_clip(
     loops: int = 1,
     preset: str = "veryfast",
 ) -> Path:
-    """Write (once; cached) an H.264 MP4 made from ``source`` and return its path.
+    """Write (once; cached) an H.264 MP4 made from ``source`` and return its path. The same arguments
+    give the same bytes (one encoder thread: see below).
 
     Args:
         path: where to write; default: a file in :func:`cache_dir` named after the parameters.
@@ -84,7 +85,7 @@ def make_test_clip(
     st = src.stat()
     key = (
         f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}|{width}x{height}@{fps}|g{gop}|b{bframes}|r{bit_rate}"
-        f"|s{seconds}|l{loops}|{preset}|v1"
+        f"|s{seconds}|l{loops}|{preset}|v2"
     )
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]  # a cache file name
     out_path = (
@@ -107,7 +108,11 @@ def make_test_clip(
                 "bf": str(bframes),
                 "keyint_min": str(gop),
                 "sc_threshold": "0",  # keyframes only on the fixed grid, like a camera
-                "x264-params": f"vbv-maxrate={bit_rate // 1000}:vbv-bufsize={bit_rate // 1000}",
+                # threads=1: x264's frame threads under VBV rate control decide each frame's bits from
+                # frames still in flight, so the same source encoded twice differed (two 1080p copies of
+                # the bikelane clip: 4,018,698 and 4,018,135 bytes) and a benchmark run on a fresh copy
+                # gave other events (2 vs 4 at 1080p); one thread makes the clip a function of its inputs
+                "x264-params": f"vbv-maxrate={bit_rate // 1000}:vbv-bufsize={bit_rate // 1000}:threads=1",
             }
             tb = Fraction(1, fps)
             n_out = 0

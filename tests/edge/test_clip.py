@@ -383,3 +383,11 @@ def test_missing_hardware_encoder_falls_back_to_software(
     assert clip.codec == "libx264" and "clip_encoder_unusable" in caplog.text
     codec, times, _ = read_back(clip.path)
     assert codec == "h264" and len(times) == clip.frames == 25
+
+
+def test_a_test_clip_is_the_same_bytes_every_time_it_is_made(tmp_path: Path) -> None:
+    """Benchmarks make their 1080p copies at run time: two copies of one source must be one input.
+    With x264's frame threads under VBV the bytes (and so the detections, and the events of
+    benchmarks/events.py) changed from run to run."""
+    a, b = (make_test_clip(tmp_path / f"{n}.mp4", width=1280, height=720, fps=25, seconds=3.0) for n in "ab")
+    assert a.read_bytes() == b.read_bytes()
