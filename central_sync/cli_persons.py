@@ -126,4 +126,47 @@ def audit_log(config: Path, person_id: str | None, days: float, min_status: int 
             )
 
 
-COMMANDS = [unmerge, reassign, changes, audit_log]
+@click.group()
+def review() -> None:
+    """Face matches to look at: enrolments forced past a face conflict, events matched while another person was
+    almost as close."""
+
+
+@review.command("list")
+@ConfigOpt
+@click.option("--all", "show_all", is_flag=True, help="Cleared reviews too.")
+@click.option("--person", "person_id", help="Only the reviews naming this person (either side).")
+def review_list(config: Path, show_all: bool, person_id: str | None) -> None:
+    """One JSON line per review, oldest first."""
+    from central_sync.reviews import list_reviews
+
+    cfg = _load(config, "WARNING")
+    for r in list_reviews(_store(cfg), open_only=not show_all, person_id=person_id):
+        click.echo(json.dumps(r, ensure_ascii=False))
+
+
+@review.command("clear")
+@ConfigOpt
+@click.option("--id", "review_id", required=True, type=int)
+@By
+@click.option(
+    "--resolution",
+    required=True,
+    type=click.Choice(["confirmed", "dismissed"]),
+    help="What the officer found.",
+)
+@click.option("--note", help="Recorded with the review.")
+def review_clear(config: Path, review_id: int, actor: str, resolution: str, note: str | None) -> None:
+    """Clear a review (a wrong match is moved with 'anqi-central reassign', which clears its review)."""
+    from central_sync.reviews import ReviewError, clear_review
+
+    cfg = _load(config, "WARNING")
+    try:
+        clear_review(_store(cfg), review_id, actor, resolution, note)
+    except ReviewError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"review {review_id} cleared as {resolution}")
+
+
+COMMANDS = [unmerge, reassign, changes, audit_log, review]

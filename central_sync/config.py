@@ -219,6 +219,14 @@ class IdentityConfig(Section):
     min_quality: float = Field(
         0.0, ge=0, le=1, description="Event faces below this capture quality are not matched."
     )
+    review_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A gallery match is stored flagged for review (reviews table, 'anqi-central review list') when "
+        "another enrolled person's best cosine is within this of the matched person's: two persons too alike to tell "
+        "apart (the same photo enrolled twice ties at 0).",
+    )
     embedding_model: str = Field(
         "sface", description="Embeddings from any other model are not compared (logged and left unmatched)."
     )

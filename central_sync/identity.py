@@ -62,6 +62,9 @@ class Match:
     score: float
     provisional: bool = False  # an unknown-person file rather than an enrolled person
     new_file: bool = False  # a new unknown file was opened for this face
+    #: another enrolled person almost as close (within ``review_margin``): the match is stored flagged for review
+    runner_up: str | None = None
+    runner_up_score: float | None = None
 
 
 class Gallery:
@@ -112,6 +115,17 @@ class Gallery:
         q = normalise(query)[0]
         sims = self._m @ q
         i = int(np.argmax(sims))
+        return self._ids[int(self._owner[i])], float(sims[i])
+
+    def runner_up(self, query: np.ndarray, best: str) -> tuple[str | None, float]:
+        """The closest enrolled person other than ``best`` and its cosine (``(None, -1.0)`` when there is none)."""
+        k = self._index.get(best)
+        if len(self) == 0 or k is None:
+            return None, -1.0
+        sims = np.where(self._owner == k, np.float32(-2.0), self._m @ normalise(query)[0])
+        i = int(np.argmax(sims))
+        if sims[i] <= -2.0:
+            return None, -1.0
         return self._ids[int(self._owner[i])], float(sims[i])
 
     def search_batch(self, queries: np.ndarray) -> tuple[list[str | None], np.ndarray]:
@@ -209,6 +223,8 @@ class IdentityResolver:
     match_threshold: float
     #: highest ``embeddings.id`` this resolver has seen in the store (for catching up with other consumers)
     seen_embedding_id: int = 0
+    #: a gallery match is flagged for review when another enrolled person scores within this of the best
+    review_margin: float = 0.05
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resolve(self, embedding: np.ndarray | Sequence[float], open_file: bool = True) -> Match:
@@ -220,6 +236,9 @@ class IdentityResolver:
         with self._lock:
             pid, score = self.gallery.search(v)
             if pid is not None and score >= self.match_threshold:
+                other, other_score = self.gallery.runner_up(v, pid)
+                if other is not None and other_score >= score - self.review_margin:
+                    return Match(pid, score, runner_up=other, runner_up_score=other_score)
                 return Match(pid, score)
             return self.unknown.assign(v, open_file)
 

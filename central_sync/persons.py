@@ -35,7 +35,15 @@ from central_sync.identity import (
     to_blob,
     validate_id_number,
 )
-from central_sync.storage.models import Disposition, Embedding, Event, Person, PersonFileChange, Task
+from central_sync.storage.models import (
+    Disposition,
+    Embedding,
+    Event,
+    Person,
+    PersonFileChange,
+    Review,
+    Task,
+)
 from central_sync.storage.store import CentralStore
 
 logger = logging.getLogger("anqi.central.persons")
@@ -81,7 +89,13 @@ def load_resolver(store: CentralStore, cfg: CentralConfig) -> IdentityResolver:
     )
     with store.session() as s:
         seen = int(s.scalar(select(func.max(Embedding.id))) or 0)
-    return IdentityResolver(gallery, unknown, cfg.identity.match_threshold, seen_embedding_id=seen)
+    return IdentityResolver(
+        gallery,
+        unknown,
+        cfg.identity.match_threshold,
+        seen_embedding_id=seen,
+        review_margin=cfg.identity.review_margin,
+    )
 
 
 def catch_up_unknown_files(store: CentralStore, resolver: IdentityResolver) -> int:
@@ -251,6 +265,16 @@ def enrol_embeddings(
             review=True,
         )
     with store.session() as s:
+        if hit is not None:  # enrolled with force although the face matches another person: to be reviewed
+            s.add(
+                Review(
+                    kind="enrolment_conflict",
+                    person_id=r.person_id,
+                    other_person_id=hit[0],
+                    score=round(hit[1], 4),
+                    created_at=datetime.now(timezone.utc),
+                )
+            )
         p = s.get(Person, r.person_id)
         if p is None:
             s.add(

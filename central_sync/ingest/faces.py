@@ -16,7 +16,7 @@ from central_sync.config import IdentityConfig
 from central_sync.identity import IdentityResolver, Match
 from central_sync.ingest.pending import Pending
 from central_sync.persons import catch_up_unknown_files
-from central_sync.storage.models import Embedding, Person
+from central_sync.storage.models import Embedding, Person, PersonFileChange
 from central_sync.storage.store import CentralStore
 
 logger = logging.getLogger("anqi.central.consumer")
@@ -112,12 +112,14 @@ class FaceIdentifier:
                 persons.add(pid)
         return todo, []
 
-    def signature(self) -> tuple[int, int]:
-        """Changes when persons are enrolled or unknown files merged (by ``anqi-central enrol`` elsewhere)."""
+    def signature(self) -> tuple[int, int, int]:
+        """Changes when persons are enrolled, unknown files merged (by ``anqi-central enrol`` elsewhere) or person files
+        corrected (``unmerge``, ``reassign``: faces moved between files)."""
         with self.store.session() as s:
             g = s.scalar(select(func.max(Embedding.id)).where(Embedding.source == "gallery")) or 0
             m = s.scalar(select(func.count()).select_from(Person).where(Person.merged_into.is_not(None))) or 0
-        return int(g), int(m)
+            c = s.scalar(select(func.max(PersonFileChange.id))) or 0
+        return int(g), int(m), int(c)
 
     def refresh(self) -> bool:
         """Reload gallery and unknown files from the store if another process changed them."""

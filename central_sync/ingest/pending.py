@@ -43,6 +43,8 @@ class Pending:
             match_score=m.score if m else None,
             media_expected=len(ev.media),
             body=ev.model_dump(mode="json", exclude={"face": {"embedding"}}),
+            runner_up=m.runner_up if m else None,
+            runner_up_score=m.runner_up_score if m else None,
         )
 
     def embedding(self) -> np.ndarray:

@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from anqi_contract.logs import log
 from central_sync.config import CentralConfig, TierThresholds
-from central_sync.storage.models import Disposition, Embedding, Event, Person, utcnow
+from central_sync.storage.models import Disposition, Embedding, Event, Person, Review, utcnow
 from central_sync.tiers import PersonHistory, TierAssessment, assess, window_starts
 
 logger = logging.getLogger("anqi.central.store")
@@ -49,6 +49,9 @@ class ViolationRecord:
     match_score: float | None = None
     media_expected: int = 0
     body: dict[str, Any] = field(default_factory=dict)
+    #: another enrolled person scored within ``identity.review_margin`` of ``person_id``: stored with a review row
+    runner_up: str | None = None
+    runner_up_score: float | None = None
 
 
 def _table(model: type[Any]) -> Table:
@@ -206,7 +209,26 @@ class CentralStore:
             return set()
         now = utcnow()
         res = s.connection().execute(self._ins_event, [_event_row(r, now) for r in recs])
-        return {eid for (eid,) in res}
+        new = {eid for (eid,) in res}
+        flagged = [r for r in recs if r.runner_up and r.person_id and r.event_id in new]
+        if flagged:  # uncertain matches: stored (they count) and listed for an officer to confirm or reassign
+            s.connection().execute(
+                _table(Review).insert(),
+                [
+                    {
+                        "kind": "uncertain_match",
+                        "person_id": r.person_id,
+                        "other_person_id": r.runner_up,
+                        "event_id": r.event_id,
+                        "score": r.match_score,
+                        "other_score": r.runner_up_score,
+                        "created_at": now,
+                    }
+                    for r in flagged
+                ],
+            )
+            log(logger, "uncertain_matches", level=logging.WARNING, events=len(flagged), review=True)
+        return new
 
     def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` are stored already (one indexed look-up for a whole batch)."""
