@@ -254,6 +254,7 @@ class RuleSet:
     def check(self, tracks: list[Track]) -> list[Violation]:
         """Violations decided on this update (each rule reports a track at most once)."""
         out: list[Violation] = []
+        self.occupants.follow(tracks)
         for t in tracks:
             for rule in self.rules:
                 v = rule.check(t)

@@ -282,19 +282,63 @@ class SameOccupantGuard:
     a box per head (frontal cameras) puts the same two people in two tracks. A violation whose judged
     head (``detail.head_box``) is one of the heads of the same frame of another track that already
     reported that type is the same person's, and is dropped. Where both tracks have ground positions
-    they must also stand on the same spot (within ``max_ground_m``: one vehicle)."""
+    they must also stand on the same spot (within ``max_ground_m``: one vehicle).
+
+    The people on a vehicle change roles between its tracks and frames (the pillion's own box sees
+    the pillion as its driver; a box holding both sees them as the passenger), and the tracks that
+    saw a person reported end while others carry on. So the guard also remembers *whose head* was
+    reported: the track whose own head (the head it follows) was judged, and every track seen in the
+    same frame following that same head (head boxes overlapping ``min_overlap`` of the smaller;
+    :meth:`follow` hands the person on each frame). A later violation of that type judged on the own
+    head of such a track, or on a head such a track follows in this frame, is the same person's."""
 
     def __init__(self, min_overlap: float = 0.6, keep_s: float = 10.0, max_ground_m: float = 0.8):
         self.min_overlap = min_overlap
         self.max_ground_m = max_ground_m
         self.keep_s = keep_s
         self._reported: list[tuple[str, Track]] = []
+        self._own: dict[str, dict[int, float]] = {}  #: type -> {track id following a reported head: last t_s}
+        self._now: list[Track] = []
+
+    def follow(self, tracks: list[Track]) -> None:
+        """This frame's tracks: a track following the same head as one that carries a reported person
+        (seen in this frame, head boxes overlapping) carries that person too."""
+        self._now = tracks
+        if not tracks:
+            return
+        now = max(t.last.t_s for t in tracks)
+        seen: list[tuple[int, Box]] = [
+            (t.track_id, t.last.head_box)
+            for t in tracks
+            if t.track_id is not None and t.last.head_box is not None and t.last.t_s == now
+        ]
+        for own in self._own.values():
+            carried = [head for tid, head in seen if tid in own]
+            for tid, head in seen:
+                if tid in own or any(_overlap(c, head) >= self.min_overlap for c in carried):
+                    own[tid] = now
+            for tid in [k for k, last in own.items() if now - last > self.keep_s]:
+                del own[tid]
+
+    def _followed_by(self, vtype: str, judged: Box, track: Track) -> int | None:
+        """A track of this frame carrying a reported person of ``vtype`` whose own head is ``judged``."""
+        own = self._own.get(vtype, {})
+        now = track.last.t_s
+        for t in [track, *self._now]:
+            head = t.last.head_box
+            if t.track_id in own and head is not None and abs(t.last.t_s - now) <= 1e-6:
+                if _overlap(judged, head) >= self.min_overlap:
+                    return t.track_id
+        return None
 
     def same_person(self, v: Violation, track: Track) -> int | None:
         """The id of the other track that reported this person already, or None."""
         judged = parse_boxes(v.detail.get("head_box"))
         if not judged:
             return None
+        carrier = self._followed_by(v.type.value, judged[0], track)
+        if carrier is not None:
+            return carrier
         now = track.last.t_s
         for vtype, other in self._reported:
             if vtype != v.type.value or other.track_id == track.track_id:
@@ -318,6 +362,15 @@ class SameOccupantGuard:
         now = track.last.t_s
         self._reported = [(k, t) for k, t in self._reported if now - t.last.t_s <= self.keep_s]
         self._reported.append((v.type.value, track))
+        judged = parse_boxes(v.detail.get("head_box"))
+        if not judged:
+            return
+        own = self._own.setdefault(v.type.value, {})
+        for t in [track, *self._now]:
+            head = t.last.head_box
+            if t.track_id is not None and head is not None and abs(t.last.t_s - now) <= 1e-6:
+                if _overlap(judged[0], head) >= self.min_overlap:
+                    own[t.track_id] = now
 
 
 def occupant_heads(track: Track, motion_window_s: float = 1.0) -> dict[str, Box]:

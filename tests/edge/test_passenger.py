@@ -481,6 +481,21 @@ def test_one_passenger_event_per_vehicle(approach_events: list) -> None:
     assert [e.violation_type.value for e in approach_events].count("passenger") == 1
 
 
+def test_the_bare_headed_pillion_is_reported_once(approach_events: list) -> None:
+    """The helmeted driver makes no no_helmet event; the bare-headed pillion one, though three boxes (her
+    own, one made when her track was lost, the vehicle's) judge her head in turn."""
+    helmet = [e for e in approach_events if e.violation_type.value == "no_helmet"]
+    assert len(helmet) == 1, [e.detail for e in helmet]
+    driver = [
+        float(v)
+        for v in str(
+            next(e for e in approach_events if e.violation_type.value == "passenger").detail["head_box"]
+        ).split(",")
+    ]
+    judged = [float(v) for v in str(helmet[0].detail["head_box"]).split(",")]
+    assert judged[0] + judged[2] > driver[0] + driver[2]  # her head, right of the driver's (looked at)
+
+
 def vehicle_point(
     i: int, box: Box4, heads: list[Box4], ground: tuple[float, float] | None = None
 ) -> TrackPoint:
@@ -609,3 +624,41 @@ def test_a_vehicle_tracked_again_after_a_gap_is_reported_once_another_is_not_tak
     late = SameVehicleGuard(gap_s=0.2)
     late.reported(a)
     assert late.same_vehicle(b) is None  # lost 0.3 s before: longer than the gap allowed
+
+
+def own_head_point(i: int, head: Box4, p_no_helmet: float) -> TrackPoint:
+    """A track following one head (the pillion's own rider box: its only occupant is that head)."""
+    box = (head[0] - 40, head[1] - 5, head[2] + 40, head[1] + 240)
+    return TrackPoint(
+        i * 0.1,
+        T0 + timedelta(seconds=i * 0.1),
+        box,
+        0.9,
+        "rider",
+        None,
+        None,
+        True,
+        head,
+        0.9,
+        p_no_helmet,
+        occupants=(OccupantHead(head, 0.9, p_no_helmet),),
+    )
+
+
+def test_a_reported_person_is_handed_on_to_the_track_that_follows_their_head() -> None:
+    """Thaigate approach clip (looked at): the bare-headed pillion's own box reports her (track 2), ends,
+    and a new box on the same head (track 3, seen with track 2 for two frames) decides again once
+    track 2 is gone: the same person, not reported twice. Another bare head elsewhere is reported."""
+    cfg = parse_config({"rules": {"passenger": {"enabled": False}}})
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+    pillion: Box4 = (195.0, 95.0, 240.0, 150.0)
+    a_pts = [own_head_point(i, pillion, 0.9) for i in range(10)]
+    b_pts = [
+        own_head_point(i, (pillion[0] + 2, pillion[1] + 1, pillion[2] + 2, pillion[3] + 1), 0.9)
+        for i in range(8, 20)
+    ]
+    c_pts = [own_head_point(i, (600.0, 95.0, 645.0, 150.0), 0.9) for i in range(8, 20)]
+    a, b, c = crafted_track(2, a_pts), crafted_track(3, b_pts), crafted_track(4, c_pts)
+    got = feed(rules, [(a, a_pts)], range(1, 8))
+    got += feed(rules, [(a, a_pts), (b, b_pts), (c, c_pts)], range(8, 20))
+    assert sorted(v.track_id for v in got if v.type == ViolationType.no_helmet) == [2, 4]
