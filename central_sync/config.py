@@ -185,7 +185,21 @@ class DispositionsConfig(Section):
     )
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
     case_study_url: str = Field(
-        "https://example.invalid/anqi/case-study", description="Link sent with occasional-tier reminders."
+        "https://example.invalid/anqi/case-study",
+        description="Public case-study page (no personal data), sent as case_study_url with the case-study task.",
+    )
+    rider_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="Address riders' phones reach the rider services at (e.g. https://anqi.example.cn); the SMS, "
+        "voice and case-study tasks of the occasional tier carry 'link': {rider_url}/rider/{one-time token}. "
+        "Default: api.public_url, else http://api.host:api.port.",
+    )
+    rider_link_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="Days a rider link opens the rider's page (spent once the quiz is passed).",
     )
     daily_reevaluate_at: str = Field(
         "02:30",
@@ -306,6 +320,15 @@ class ApiConfig(Section):
     )
 
 
+class WebConfig(Section):
+    content_dir: Path | None = Field(
+        None,
+        description="Folder of the rider services' content: case.md (case study text), quiz.yaml (question bank "
+        "with pass_mark) and lesson videos (*.mp4 / *.webm, served with Range requests). A file missing there is "
+        "taken from the package's own content (central_sync/web/content).",
+    )
+
+
 class MediaConfig(Section):
     dir: Path = Field(
         Path("anqi-central-media"), description="Verified evidence files; relative to the config file."
@@ -382,6 +405,7 @@ class CentralConfig(Section):
     dispositions: DispositionsConfig = Field(default_factory=DispositionsConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     sealing: SealingConfig = Field(default_factory=SealingConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)

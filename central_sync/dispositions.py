@@ -41,6 +41,7 @@ from anqi_contract.logs import log
 from central_sync.config import CentralConfig, read_secret
 from central_sync.storage.models import Disposition, Event, Feedback, Person, Task, TierChange, utcnow
 from central_sync.storage.store import CentralStore
+from central_sync.storage.webtables import new_rider_token
 from central_sync.tiers import OffenderTier, TierAssessment, window_starts
 
 logger = logging.getLogger("anqi.central.dispositions")
@@ -139,6 +140,10 @@ Publish = Callable[[str, bytes], bool]
 
 #: feedback dated later than now by more than this (clock skew of the external system) is refused
 FEEDBACK_CLOCK_SKEW_S = 300.0
+#: tasks that carry the rider's own link (made with the case-study task, see DispositionDesk._rider_link)
+RIDER_LINK_TASKS = frozenset(
+    {TaskKind.sms_reminder.value, TaskKind.voice_reminder.value, TaskKind.case_study_link.value}
+)
 #: task states that accept no further feedback (``failed`` may still become ``done`` or ``cancelled``)
 CLOSED_TASK_STATES = frozenset({"done", "cancelled"})
 
@@ -252,8 +257,8 @@ class DispositionDesk:
             log(logger, "tasks_not_repeated", person=p.person_id, tier=a.tier.value, change=change.id)
             kinds = []
         types = self._violation_types(s, p.person_id, a) if kinds else {}
-        for kind in kinds:
-            task = Task(
+        tasks = [
+            Task(
                 task_id=str(uuid.uuid4()),
                 tier_change_id=change.id,
                 person_id=p.person_id,
@@ -262,9 +267,15 @@ class DispositionDesk:
                 status="open",
                 created_at=utcnow(),
             )
+            for kind in kinds
+        ]
+        link = self._rider_link(s, tasks)
+        for task in tasks:
             task.payload = self._payload(task, p, a, types)
+            if link and task.kind in RIDER_LINK_TASKS:
+                task.payload.update(link)
             s.add(task)
-            msgs.append(TaskMessage(self.task_topic(kind), task.payload))
+            msgs.append(TaskMessage(self.task_topic(task.kind), task.payload))
         log(
             logger,
             "tier_changed",
@@ -319,6 +330,19 @@ class DispositionDesk:
         )
         return {str(t): int(n) for t, n in sorted(s.execute(q).all())}
 
+    def _rider_link(self, s: Any, tasks: list[Task]) -> dict[str, str] | None:
+        """The rider's own link (services page: own violations, penalty query, case study, quiz), made with the
+        case-study task: passing the quiz closes that task as ``education``. The SMS and voice reminders of the
+        same tier change carry the same link (the task already carries it; no SMS gateway here)."""
+        case = next((t for t in tasks if t.kind == TaskKind.case_study_link.value), None)
+        if case is None:
+            return None
+        d = self.cfg.dispositions
+        token = new_rider_token(s, case.task_id, case.person_id, d.rider_link_days)
+        base = d.rider_url or self.cfg.api.public_url or f"http://{self.cfg.api.host}:{self.cfg.api.port}"
+        expires = utcnow() + timedelta(days=d.rider_link_days)
+        return {"link": f"{base.rstrip('/')}/rider/{token}", "link_expires_at": expires.isoformat()}
+
     def _payload(
         self, task: Task, p: Person, a: TierAssessment, types: dict[str, int] | None = None
     ) -> dict[str, Any]:
@@ -339,7 +363,7 @@ class DispositionDesk:
             "feedback_topic": self.feedback_topic,
         }
         if task.kind == TaskKind.case_study_link.value:
-            body["link"] = self.cfg.dispositions.case_study_url
+            body["case_study_url"] = self.cfg.dispositions.case_study_url
         return body
 
     def _send_all(self, msgs: list[TaskMessage]) -> None:

@@ -4,11 +4,13 @@ store's own ``Base`` so the migration check (``tests/central/storage/test_store.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from central_sync.storage.models import Base, UtcDateTime, utcnow
 
@@ -77,3 +79,24 @@ class PassCount(Base):
     violators: Mapped[int] = mapped_column(Integer)
     no_helmet: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_rider_token(s: Session, task_id: str, person_id: str, days: int) -> str:
+    """A rider link's token for ``task_id`` (in the caller's transaction: the task and its link are made
+    together); only its hash is kept here."""
+    token = secrets.token_urlsafe(24)
+    now = utcnow()
+    s.add(
+        RiderToken(
+            token_hash=token_hash(token),
+            task_id=task_id,
+            person_id=person_id,
+            created_at=now,
+            expires_at=now + timedelta(days=days),
+        )
+    )
+    return token

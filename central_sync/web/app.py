@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from anqi_contract.logs import log
 from central_sync.config import ApiRole, CentralConfig
-from central_sync.dispositions import DispositionKind, record_disposition
+from central_sync.dispositions import DispositionDesk, DispositionKind, record_disposition
 from central_sync.sharing.access import Caller, audit
 from central_sync.storage.models import Disposition, Event, Media, Person, Task, TierChange
 from central_sync.storage.store import CentralStore
 from central_sync.web import auth, cockpit
+from central_sync.web import rider as rider_content
 from central_sync.web.cockpit import TIER_ZH, TYPE_ZH
 from central_sync.web.devices import DeviceListener, device_health
 
+logger = logging.getLogger("anqi.central.web")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "anqi_sid"
 
@@ -43,6 +46,8 @@ grid-template-columns:1fr 1fr 1fr;grid-template-rows:64px 1fr 1fr;gap:12px;paddi
 .err{color:#b00}.rider{max-width:390px;margin:0 auto;padding:12px;font-size:17px}
 .rider img,.rider video,.con video,.con img{max-width:100%}
 .rider button,.rider input[type=submit]{font-size:18px;padding:10px 16px;width:100%}
+.rider table{width:100%;border-collapse:collapse;font-size:15px}.rider td,.rider th{border-bottom:1px solid #dde;padding:4px 2px;text-align:left}
+.rider .open{color:#b00}.rider .done{color:#070}
 """
 
 
@@ -76,7 +81,9 @@ def mount_web(
                 x.stop()
 
         app.router.on_shutdown.append(stop_listener)
-    content = content_dir or Path(__file__).parent / "content"
+    folder = content_dir or (cfg.resolve(cfg.web.content_dir) if cfg.web.content_dir else None)
+    content = rider_content.Content(folder)
+    content.check()
     tz = cfg.timezone
 
     # ------------------------------------------------------------------ cockpit
@@ -557,10 +564,6 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
         return RedirectResponse("/console/users", status_code=303)
 
     # ------------------------------------------------------------------ rider services
-    def bank() -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((content / "quiz.yaml").read_text(encoding="utf-8"))
-        return data
-
     def rider(token: str) -> auth.RiderToken:
         r = auth.rider_of(store, token)
         if r is None:
@@ -584,13 +587,12 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
                 f'<br><img alt="判定帧" src="/rider/{escape(token)}/frame/{e.event_id}"></li>'
                 for e in evs
             )
-        case = (content / "case.md").read_text(encoding="utf-8")
-        video = (
-            '<video controls src="/rider/static/lesson.mp4"></video>'
-            if (content / "lesson.mp4").is_file()
-            else ""
+        case = content.case_text()
+        video = "".join(
+            f'<video controls preload="metadata" src="/rider/{escape(token)}/lesson/{escape(n)}"></video>'
+            for n in content.lessons()
         )
-        q = bank()
+        q = content.quiz()
         qs = "".join(
             f"<fieldset><legend>{i + 1}. {escape(item['q'])}</legend>"
             + "".join(
@@ -602,9 +604,15 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
         )
         body = (
             f'<div class="rider"><h1>我的违法记录</h1><ul>{items or "<li>无</li>"}</ul>'
+            f'<p><a id="query" href="/rider/{escape(token)}/query">违法处理和处罚查询</a></p>'
             f'<h2>案例学习</h2><div class="case">{"".join(f"<p>{escape(line)}</p>" for line in case.splitlines() if line.strip())}</div>{video}'
             f"<h2>安全考试</h2><p>共 {len(q['questions'])} 题，答对 {q['pass_mark']} 题及格。</p>"
-            f'<form method="post" action="/rider/{escape(token)}/quiz">{qs}<input type="submit" id="submit" value="提交"></form></div>'
+            + (
+                f'<form method="post" action="/rider/{escape(token)}/quiz">{qs}<input type="submit" id="submit" value="提交"></form>'
+                if r.used_at is None
+                else '<p id="passed">本链接的考试已通过。</p>'
+            )
+            + "</div>"
         )
         return page("安骑 骑行安全服务", body)
 
@@ -617,31 +625,86 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
                 raise HTTPException(404, "no such event")
         return frame_response(event_id)
 
+    @app.get("/rider/{token}/lesson/{name}", include_in_schema=False)
+    def rider_lesson(token: str, name: str) -> Response:
+        """A lesson video of the content folder; FileResponse answers Range requests (206), so the phone's
+        player seeks and streams without downloading the whole file."""
+        rider(token)
+        found = content.lesson(name)
+        if found is None:
+            raise HTTPException(404, "no such lesson")
+        return FileResponse(found[0], media_type=found[1])
+
+    @app.get("/rider/{token}/query", response_class=HTMLResponse, include_in_schema=False)
+    def rider_query(token: str) -> HTMLResponse:
+        """违法处理和处罚查询: the rider's own violations with their handling status, dispositions, tasks."""
+        r = rider(token)
+        z = cockpit.ZoneInfo(tz)
+        q = rider_content.penalty_query(store, r.person_id)
+
+        def day(d: datetime | None) -> str:
+            return "" if d is None else f"{d.astimezone(z):%Y-%m-%d %H:%M}"
+
+        vrows = "".join(
+            f"<tr><td>{day(v['time'])}</td><td>{escape(v['point'])}</td><td>{TYPE_ZH.get(v['type'], escape(v['type']))}</td>"
+            + (
+                f'<td class="done">已处理（{rider_content.DISPOSITION_ZH.get(v["handled"]["kind"], "")} {day(v["handled"]["time"])[:10]}）</td>'
+                if v["handled"]
+                else '<td class="open">待处理</td>'
+            )
+            + "</tr>"
+            for v in q["violations"]
+        )
+        drows = "".join(
+            f"<tr><td>{day(d['time'])}</td><td>{rider_content.DISPOSITION_ZH.get(d['kind'], escape(d['kind']))}</td></tr>"
+            for d in q["dispositions"]
+        )
+        trows = "".join(
+            f"<tr><td>{day(t['created_at'])[:10]}</td><td>{rider_content.TASK_ZH.get(t['kind'], escape(t['kind']))}</td>"
+            f"<td>{rider_content.STATUS_ZH.get(t['status'], escape(t['status']))}</td></tr>"
+            for t in q["tasks"]
+        )
+        open_n = sum(1 for v in q["violations"] if not v["handled"])
+        body = (
+            f'<div class="rider"><h1>违法处理和处罚查询</h1><p id="summary">违法 {len(q["violations"])} 起，待处理 {open_n} 起。</p>'
+            f'<h2>违法记录</h2><table id="violations"><tr><th>时间</th><th>点位</th><th>类型</th><th>处理状态</th></tr>'
+            f"{vrows or '<tr><td>无</td></tr>'}</table>"
+            f'<h2>处理和处罚</h2><table id="dispositions"><tr><th>时间</th><th>方式</th></tr>{drows or "<tr><td>无</td></tr>"}</table>'
+            f'<h2>提醒和教育任务</h2><table id="tasks"><tr><th>日期</th><th>任务</th><th>状态</th></tr>{trows or "<tr><td>无</td></tr>"}</table>'
+            f'<p><a href="/rider/{escape(token)}">返回</a></p></div>'
+        )
+        return page("违法处理和处罚查询", body)
+
     @app.post("/rider/{token}/quiz", response_class=HTMLResponse, include_in_schema=False)
     async def rider_quiz(token: str, request: Request) -> HTMLResponse:
         r = rider(token)
         form = await request.form()
-        q = bank()
+        q = content.quiz()
         right = sum(
             1 for i, item in enumerate(q["questions"]) if str(form.get(f"q{i}")) == str(item["answer"])
         )
         passed = right >= int(q["pass_mark"])
-        if passed:
-            now = datetime.now(timezone.utc)
-            with store.session() as s:
-                t = s.get(Task, r.task_id)
-                if t is not None and t.status == "open":
-                    t.status, t.outcome, t.closed_at = "done", "education", now
-            store.add_disposition(
-                r.person_id,
-                "education",
-                now,
-                source="feedback",
-                task_id=r.task_id,
-                note="self-study quiz passed",
-            )
+        msg = "未通过，请复习案例后重试。"
+        if r.used_at is not None:
+            msg = "本链接的考试已通过，无需再考。"
+        elif passed:
+            # the outcome goes through the desk's feedback rules (no feedback after the task is done or
+            # withdrawn, once per state change); a second submit of the same link is the same feedback id
+            fb = {
+                "task_id": r.task_id,
+                "status": "done",
+                "time": datetime.now(timezone.utc).isoformat(),
+                "disposition": "education",
+                "feedback_id": "quiz-" + r.token_hash[:40],
+                "note": "self-study quiz passed (rider link)",
+            }
+            try:
+                DispositionDesk(cfg, store).record_feedback(fb)
+                msg = "考试通过，已记为学习教育。"
+            except ValueError as e:
+                log(logger, "rider_quiz_feedback_refused", task=r.task_id, error=str(e)[:200])
+                msg = "考试通过；该任务已办结，本次不再记录。"
             auth.spend_rider_token(store, token)
-        msg = "考试通过，已记为学习教育。" if passed else "未通过，请复习案例后重试。"
         return page(
             "考试结果",
             f'<div class="rider"><h1 id="result">{msg}</h1><p>答对 {right} / {len(q["questions"])} 题</p></div>',

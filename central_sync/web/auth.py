@@ -9,7 +9,6 @@ The web tables (:mod:`central_sync.storage.webtables`) are created by the store'
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,8 +17,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 
+from central_sync.storage.models import Task
 from central_sync.storage.store import CentralStore
-from central_sync.storage.webtables import KioskToken, PassCount, RiderToken, WebSession, WebUser
+from central_sync.storage.webtables import (
+    KioskToken,
+    PassCount,
+    RiderToken,
+    WebSession,
+    WebUser,
+    new_rider_token,
+)
+from central_sync.storage.webtables import token_hash as _h
 
 __all__ = ["KioskToken", "RiderToken", "WebSession", "WebUser", "add_user", "login", "session_officer"]
 
@@ -41,10 +49,6 @@ def ensure_tables(store: CentralStore) -> None:
     missing = {WebUser.__tablename__, PassCount.__tablename__} - set(inspect(store.engine).get_table_names())
     if missing:
         raise RuntimeError(f"database: web tables {sorted(missing)} missing (run: anqi-central migrate)")
-
-
-def _h(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -177,24 +181,32 @@ def kiosk_ok(store: CentralStore, token: str | None) -> bool:
         return s.get(KioskToken, _h(token)) is not None
 
 
-def create_rider_token(store: CentralStore, task_id: str, person_id: str) -> str:
-    token = secrets.token_urlsafe(24)
+def create_rider_token(store: CentralStore, task_id: str, person_id: str, days: int = 30) -> str:
+    """A rider link's token made by hand (the dispositions desk makes one with each case-study task)."""
     with store.session() as s:
-        s.add(RiderToken(token_hash=_h(token), task_id=task_id, person_id=person_id))
-    return token
+        return new_rider_token(s, task_id, person_id, days)
 
 
 def rider_of(store: CentralStore, token: str) -> RiderToken | None:
+    """The token's row while the link is good: not expired and its task not withdrawn (cancelled: e.g. the
+    violations were reassigned to somebody else). A spent link (``used_at``: the quiz was passed) still shows
+    the rider's records and the penalty query until it expires; it takes no second quiz."""
+    now = datetime.now(timezone.utc)
     with store.session() as s:
         r = s.get(RiderToken, _h(token))
-        if r is None or r.used_at is not None:
+        if r is None or (r.expires_at is not None and _aware(r.expires_at) <= now):
+            return None
+        t = s.get(Task, r.task_id)
+        if t is None or t.status == "cancelled":
             return None
         s.expunge(r)
-        return r
+    # the task's person is the file's owner now (a merged file's tasks move to its target)
+    r.person_id = t.person_id
+    return r
 
 
 def spend_rider_token(store: CentralStore, token: str) -> None:
     with store.session() as s:
         r = s.get(RiderToken, _h(token))
-        if r is not None:
+        if r is not None and r.used_at is None:
             r.used_at = datetime.now(timezone.utc)

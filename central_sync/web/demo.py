@@ -126,23 +126,20 @@ def demo(port: int, events: int) -> None:
         time.sleep(0.2)
     pub.loop_stop()
     pub.disconnect()
-    app = create_app(cfg, store)  # creates the web tables
+    app = create_app(cfg, store)
     kiosk = auth.create_kiosk_token(store, "demo-big-screen")
     password = secrets.token_urlsafe(9)
     auth.add_user(store, "admin", password, "admin")
     from sqlalchemy import select
 
-    with store.session() as s:
+    with store.session() as s:  # the link an SMS reminder task carries (made with its case-study task)
         task = s.scalars(select(Task).where(Task.status == "open", Task.kind == "sms_reminder")).first()
-        task_ref = (task.task_id, task.person_id) if task else None
-    rider = auth.create_rider_token(store, *task_ref) if task_ref else None
+        link = task.payload.get("link") if task else None
     base = f"http://127.0.0.1:{port}"
     click.echo(f"stored {store.count_events()} demo events in {root}")
     click.echo(f"驾驶舱 cockpit (1920x1080):  {base}/cockpit?token={kiosk}")
     click.echo(f"管理端 console:              {base}/console   (user admin, password {password})")
-    click.echo(
-        f"服务端 rider link (390 px):  {base}/rider/{rider}" if rider else "服务端: no open reminder task"
-    )
+    click.echo(f"服务端 rider link (390 px):  {link}" if link else "服务端: no open reminder task")
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_config=None)
     finally:

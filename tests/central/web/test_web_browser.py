@@ -300,11 +300,15 @@ def test_cockpit_console_and_rider_in_chromium(
         assert len(browser.find_elements(By.CSS_SELECTOR, "select[name=role] option")) == 4
 
         # (3) rider services at 390x844: own violations, case study, quiz -> task done (education)
+        # the link the reminder tasks carry (made with the case-study task; no SMS gateway needed)
         with store.session() as s:
-            task = s.scalars(select(Task).where(Task.person_id == "P-001", Task.status == "open")).first()
-            assert task is not None
-            task_id = task.task_id
-        rtoken = auth.create_rider_token(store, task_id, "P-001")
+            task = s.scalars(
+                select(Task).where(Task.person_id == "P-001", Task.kind == "case_study_link")
+            ).one()
+            task_id, link = task.task_id, task.payload["link"]
+            sms = s.scalars(select(Task).where(Task.person_id == "P-001", Task.kind == "sms_reminder")).one()
+            assert sms.payload["link"] == link and link.startswith(f"{base}/rider/")
+        rtoken = link.rsplit("/", 1)[1]
         browser.delete_all_cookies()
         browser.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
@@ -316,6 +320,21 @@ def test_cockpit_console_and_rider_in_chromium(
         assert_no_overlap(browser, "fieldset")
         assert_cjk_rendered(browser)
         browser.save_screenshot(str(out / "rider-390x844.png"))
+        # the lesson video streams from the package (Range requests) and plays in the phone-sized page
+        lesson = browser.execute_async_script(
+            "const v=document.querySelector('.rider video'),done=arguments[0];v.muted=true;v.currentTime=6;"
+            "v.play().then(()=>setTimeout(()=>done([v.currentTime,v.videoWidth,v.duration]),700)).catch(e=>done(String(e)))"
+        )
+        assert isinstance(lesson, list) and lesson[0] > 6 and lesson[1] == 640 and lesson[2] == 20, lesson
+        browser.find_element(By.ID, "query").click()
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "violations"))
+        # the officer's on-the-spot education above settles all three (each is older than it)
+        assert "违法 3 起，待处理 0 起" in browser.find_element(By.ID, "summary").text
+        assert browser.find_element(By.ID, "violations").text.count("已处理（学习教育") == 3
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        assert_no_overlap(browser, ".rider table")
+        browser.save_screenshot(str(out / "rider-query-390x844.png"))
+        browser.back()
         for i, a in enumerate([0, 1, 1, 1]):
             browser.find_element(By.CSS_SELECTOR, f'input[name="q{i}"][value="{a}"]').click()
         browser.find_element(By.ID, "submit").click()
@@ -327,8 +346,10 @@ def test_cockpit_console_and_rider_in_chromium(
             assert (
                 s.scalars(select(Disposition).where(Disposition.task_id == task_id)).one().kind == "education"
             )
-        browser.get(f"{base}/rider/{rtoken}")
-        assert "链接无效或已使用" in browser.page_source
+        browser.get(f"{base}/rider/{rtoken}")  # one quiz per link; the records stay readable until it expires
+        assert "本链接的考试已通过" in browser.page_source and not browser.find_elements(By.ID, "submit")
+        browser.get(f"{base}/rider/{rtoken}/query")
+        assert "待处理 0 起" in browser.find_element(By.ID, "summary").text
         # the edge stops cleanly: its status goes offline, and the console says so
         relay.stop()
         time.sleep(0.5)
