@@ -8,7 +8,7 @@ allows them. Every query, refused ones included, goes to the audit log.
 """
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,7 +18,14 @@ from central_sync.config import CentralConfig
 from central_sync.sharing import soap
 from central_sync.sharing.access import AccessDenied, Caller, audit, audited_in_request, authenticate
 from central_sync.sharing.limits import AuditGaps, BodyLimit, Lockout, clean_text
-from central_sync.sharing.queries import PersonRow, QueryFilter, SharingQueries, ViolationRow, parse_range
+from central_sync.sharing.queries import (
+    Page,
+    PersonRow,
+    QueryFilter,
+    SharingQueries,
+    ViolationRow,
+    parse_range,
+)
 from central_sync.storage.store import CentralStore
 from central_sync.tiers import OffenderTier
 
@@ -83,13 +90,39 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         tier: OffenderTier | None,
         limit: int,
         vtype: ViolationType | None = None,
+        cursor: str | None = None,
     ) -> QueryFilter:
         try:
             s, e = parse_range(start, end, cfg.timezone)
             point, community = clean_text(point, "point"), clean_text(community, "community")
+            cursor = clean_text(cursor, "cursor", 512)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return QueryFilter(s, e, point, community, tier, limit, vtype)
+        return QueryFilter(s, e, point, community, tier, limit, vtype, cursor)
+
+    def paged(request: Request, response: Response, page: Page) -> list[Any]:
+        """The rows of ``page``; the total and the next page's cursor in headers (the body stays a plain list)."""
+        response.headers["X-Total-Count"] = str(page.total)
+        response.headers["X-Page-Limit"] = str(page.page_size)
+        if page.next_cursor:
+            response.headers["X-Next-Cursor"] = page.next_cursor
+            nxt = request.url.include_query_params(cursor=page.next_cursor)
+            response.headers["Link"] = (
+                f'<{nxt.path}?{nxt.query}>; rel="next"'  # relative: never the Host header
+            )
+        return page.rows
+
+    def run_query(request: Request, response: Response, who: Caller, f: QueryFilter, what: str) -> list[Any]:
+        try:
+            page = (queries.violations if what == "violations" else queries.persons)(
+                who, f, client_of(request)
+            )
+        except AccessDenied as e:
+            audit(store, who, f"{what}_denied", f.as_params(), 0, client_of(request), status=403)
+            raise HTTPException(403, str(e)) from None
+        except ValueError as e:  # a cursor that is not one of this query
+            raise HTTPException(422, str(e)) from None
+        return paged(request, response, page)
 
     TypeParam = Annotated[
         ViolationType | None,
@@ -107,15 +140,51 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             alias="to", description="Last day, inclusive (YYYY-MM-DD) or ISO time with offset (exclusive)."
         ),
     ]
-    Limit = Annotated[int, Query(ge=1, le=100_000)]
+    Limit = Annotated[
+        int,
+        Query(
+            ge=1,
+            le=100_000,
+            description="Page size, at most api.max_rows (the page size used is in X-Page-Limit).",
+        ),
+    ]
+    Cursor = Annotated[
+        str | None,
+        Query(description="The X-Next-Cursor of the page before (the same query); absent: the first page."),
+    ]
+    paging: dict[int | str, dict[str, Any]] = {
+        200: {
+            "headers": {
+                "X-Total-Count": {
+                    "description": "Rows of the whole query (all pages)",
+                    "schema": {"type": "integer"},
+                },
+                "X-Next-Cursor": {
+                    "description": "cursor of the next page; absent on the last",
+                    "schema": {"type": "string"},
+                },
+                "X-Page-Limit": {"description": "page size used", "schema": {"type": "integer"}},
+                "Link": {
+                    "description": 'rel="next": the next page (relative URL)',
+                    "schema": {"type": "string"},
+                },
+            }
+        }
+    }
 
     from central_sync.sharing.evidence import add_evidence_routes
 
     add_evidence_routes(app, cfg, store, caller, client_of)
 
-    @app.get("/api/v1/violations", response_model=list[ViolationRow], tags=["sharing"])
+    @app.get(
+        "/api/v1/violations",
+        response_model=list[ViolationRow],
+        tags=["sharing"],
+        responses=paging,
+    )
     def violations(
         request: Request,
+        response: Response,
         who: Annotated[Caller, Depends(caller)],
         start: From,
         end: To,
@@ -124,18 +193,22 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         tier: OffenderTier | None = None,
         vtype: TypeParam = None,
         limit: Limit = 1000,
-    ) -> list[ViolationRow]:
-        """Violations in the range: time, date, point, type, person, name, ID number, community, tier, count."""
-        f = make_filter(start, end, point, community, tier, limit, vtype)
-        try:
-            return queries.violations(who, f, client_of(request))
-        except AccessDenied as e:
-            audit(store, who, "violations_denied", f.as_params(), 0, client_of(request), status=403)
-            raise HTTPException(403, str(e)) from None
+        cursor: Cursor = None,
+    ) -> list[Any]:
+        """Violations in the range, in time order: time, date, point, type, person, name, ID number, community, tier,
+        count. Paged: X-Total-Count, X-Next-Cursor (pass it as cursor for the next page), Link rel=next."""
+        f = make_filter(start, end, point, community, tier, limit, vtype, cursor)
+        return run_query(request, response, who, f, "violations")
 
-    @app.get("/api/v1/persons", response_model=list[PersonRow], tags=["sharing"])
+    @app.get(
+        "/api/v1/persons",
+        response_model=list[PersonRow],
+        tags=["sharing"],
+        responses=paging,
+    )
     def persons(
         request: Request,
+        response: Response,
         who: Annotated[Caller, Depends(caller)],
         start: From,
         end: To,
@@ -144,14 +217,12 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         tier: OffenderTier | None = None,
         vtype: TypeParam = None,
         limit: Limit = 1000,
-    ) -> list[PersonRow]:
-        """Persons with violations in the range, with their count, points, tier, community and counts per type."""
-        f = make_filter(start, end, point, community, tier, limit, vtype)
-        try:
-            return queries.persons(who, f, client_of(request))
-        except AccessDenied as e:
-            audit(store, who, "persons_denied", f.as_params(), 0, client_of(request), status=403)
-            raise HTTPException(403, str(e)) from None
+        cursor: Cursor = None,
+    ) -> list[Any]:
+        """Persons with violations in the range (most violations first), with their count, points, tier, community
+        and counts per type. Paged as /api/v1/violations."""
+        f = make_filter(start, end, point, community, tier, limit, vtype, cursor)
+        return run_query(request, response, who, f, "persons")
 
     @app.get("/soap", tags=["soap"], response_class=Response)
     def soap_wsdl(request: Request) -> Response:
@@ -202,6 +273,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 limit = int(params.get("Limit") or 1000)
                 point = clean_text(params.get("Point") or None, "Point")
                 community = clean_text(params.get("Community") or None, "Community")
+                cursor = clean_text(params.get("Cursor") or None, "Cursor", 512)
             except ValueError as err:
                 raise soap.SoapFault("Client", f"{op}: {err}") from None
             f = QueryFilter(
@@ -212,9 +284,10 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 tier,
                 max(1, min(limit, 100_000)),
                 vtype,
+                cursor,
             )
             try:
-                rows = (
+                page = (
                     queries.violations(who, f, client_of(request))
                     if op == "GetViolations"
                     else queries.persons(who, f, client_of(request))
@@ -222,7 +295,9 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             except AccessDenied as err:
                 audit(store, who, f"{op}_denied", f.as_params(), 0, client_of(request), status=500)
                 raise soap.SoapFault("Client", str(err)) from None
-            return Response(soap.response(op, rows), media_type="text/xml; charset=utf-8")
+            except ValueError as err:  # a cursor that is not one of this query
+                raise soap.SoapFault("Client", f"{op}: {err}") from None
+            return Response(soap.response(op, page), media_type="text/xml; charset=utf-8")
         except soap.SoapFault as f:
             if (
                 not audited_in_request()

@@ -17,12 +17,12 @@ from central_sync.storage.store import CentralStore
 logger = logging.getLogger("anqi.central.access")
 
 
-def clean_text(v: str | None, name: str) -> str | None:
-    """``v`` unchanged, or ValueError when it holds a control character (NUL included) or is over 128 characters."""
+def clean_text(v: str | None, name: str, max_len: int = 128) -> str | None:
+    """``v`` unchanged, or ValueError when it holds a control character (NUL included) or is over ``max_len``."""
     if v is None:
         return None
-    if len(v) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in v):
-        raise ValueError(f"{name}: at most 128 printable characters")
+    if len(v) > max_len or any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError(f"{name}: at most {max_len} printable characters")
     return v
 
 

@@ -7,12 +7,15 @@ date, count, village/community. :class:`~central_sync.sharing.access.Caller` dec
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
@@ -31,6 +34,7 @@ class QueryFilter:
     tier: OffenderTier | None = None
     limit: int = 1000
     violation_type: ViolationType | None = None  #: only violations of this type (no_helmet, passenger, ...)
+    cursor: str | None = None  #: where the page starts (``next_cursor`` of the page before)
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -118,8 +122,23 @@ class SharingQueries:
     def _local_date(self, t: datetime) -> str:
         return t.astimezone(self.zone).date().isoformat()
 
-    def violations(self, caller: Caller, f: QueryFilter, client: str | None = None) -> list[ViolationRow]:
+    def _page_size(self, f: QueryFilter) -> int:
+        return max(1, min(f.limit, self.cfg.api.max_rows))
+
+    def violations(self, caller: Caller, f: QueryFilter, client: str | None = None) -> Page:
+        """One page of violations in (time, event_id) order after ``f.cursor``; the total for the whole query."""
         community = caller.community_filter(f.community)
+        after = decode_cursor(f.cursor, f, caller, 2) if f.cursor else None
+        conds = [Event.time >= f.start, Event.time < f.end]
+        if f.point:
+            conds.append(Event.point_id == f.point)
+        if community is not None:
+            conds.append(Person.community == community)
+        if f.tier is not None:
+            conds.append(Person.tier == f.tier.value)
+        if f.violation_type is not None:
+            conds.append(Event.violation_type == f.violation_type.value)
+        size = self._page_size(f)
         q = (
             select(
                 Event.event_id,
@@ -133,19 +152,23 @@ class SharingQueries:
                 Person.tier,
             )
             .outerjoin(Person, Person.person_id == Event.person_id)
-            .where(Event.time >= f.start, Event.time < f.end)
+            .where(*conds)
         )
-        if f.point:
-            q = q.where(Event.point_id == f.point)
-        if community is not None:
-            q = q.where(Person.community == community)
-        if f.tier is not None:
-            q = q.where(Person.tier == f.tier.value)
-        if f.violation_type is not None:
-            q = q.where(Event.violation_type == f.violation_type.value)
-        q = q.order_by(Event.time, Event.event_id).limit(min(f.limit, self.cfg.api.max_rows))
+        if after is not None:
+            t = _cursor_time(after[0])
+            q = q.where(or_(Event.time > t, and_(Event.time == t, Event.event_id > str(after[1]))))
+        q = q.order_by(Event.time, Event.event_id).limit(size + 1)
+        total_q = (
+            select(func.count())
+            .select_from(Event)
+            .outerjoin(Person, Person.person_id == Event.person_id)
+            .where(*conds)
+        )
         with self.store.session() as s:
             rows = s.execute(q).all()
+            more = len(rows) > size
+            rows = rows[:size]
+            total = int(s.scalar(total_q) or 0)
             pids = sorted({r.person_id for r in rows if r.person_id})
             counts: dict[str, int] = {}
             if pids:
@@ -173,20 +196,38 @@ class SharingQueries:
             )
             for r in rows
         ]
+        nxt = (
+            encode_cursor([rows[-1].time.isoformat(), rows[-1].event_id], f, caller)
+            if more and rows
+            else None
+        )
         audit(
             self.store,
             caller,
             "violations",
-            f.as_params(),
+            {**f.as_params(), "cursor": "yes" if f.cursor else None, "total": total},
             len(out),
             client,
             persons=(r.person_id for r in out),
             status=200,
         )
-        return out
+        return Page(out, total, nxt, size)
 
-    def persons(self, caller: Caller, f: QueryFilter, client: str | None = None) -> list[PersonRow]:
+    def persons(self, caller: Caller, f: QueryFilter, client: str | None = None) -> Page:
+        """One page of persons in (count descending, person_id) order after ``f.cursor``; the total for the query."""
         community = caller.community_filter(f.community)
+        after = decode_cursor(f.cursor, f, caller, 2) if f.cursor else None
+        conds = [Event.time >= f.start, Event.time < f.end, Person.merged_into.is_(None)]
+        if f.point:
+            conds.append(Event.point_id == f.point)
+        if community is not None:
+            conds.append(Person.community == community)
+        if f.tier is not None:
+            conds.append(Person.tier == f.tier.value)
+        if f.violation_type is not None:
+            conds.append(Event.violation_type == f.violation_type.value)
+        size = self._page_size(f)
+        n = func.count(Event.event_id)
         q = (
             select(
                 Person.person_id,
@@ -195,23 +236,13 @@ class SharingQueries:
                 Person.community,
                 Person.employer,
                 Person.tier,
-                func.count(Event.event_id).label("n"),
+                n.label("n"),
                 func.min(Event.time).label("first"),
                 func.max(Event.time).label("last"),
             )
             .join(Event, Event.person_id == Person.person_id)
-            .where(Event.time >= f.start, Event.time < f.end, Person.merged_into.is_(None))
-        )
-        if f.point:
-            q = q.where(Event.point_id == f.point)
-        if community is not None:
-            q = q.where(Person.community == community)
-        if f.tier is not None:
-            q = q.where(Person.tier == f.tier.value)
-        if f.violation_type is not None:
-            q = q.where(Event.violation_type == f.violation_type.value)
-        q = (
-            q.group_by(
+            .where(*conds)
+            .group_by(
                 Person.person_id,
                 Person.name,
                 Person.id_number,
@@ -219,11 +250,25 @@ class SharingQueries:
                 Person.employer,
                 Person.tier,
             )
-            .order_by(func.count(Event.event_id).desc(), Person.person_id)
-            .limit(min(f.limit, self.cfg.api.max_rows))
+        )
+        if after is not None:
+            try:
+                an, ap = int(after[0]), str(after[1])
+            except (TypeError, ValueError):
+                raise ValueError("cursor: not a cursor of this query (start again without cursor)") from None
+            q = q.having(or_(n < an, and_(n == an, Person.person_id > ap)))
+        q = q.order_by(n.desc(), Person.person_id).limit(size + 1)
+        total_q = (
+            select(func.count(func.distinct(Person.person_id)))
+            .select_from(Person)
+            .join(Event, Event.person_id == Person.person_id)
+            .where(*conds)
         )
         with self.store.session() as s:
             rows = s.execute(q).all()
+            more = len(rows) > size
+            rows = rows[:size]
+            total = int(s.scalar(total_q) or 0)
             pids = [r.person_id for r in rows]
             points: dict[str, set[str]] = {}
             types: dict[str, list[str]] = {}
@@ -242,8 +287,8 @@ class SharingQueries:
                 )
                 if f.point:
                     tq = tq.where(Event.point_id == f.point)
-                for pid, vtype, n in s.execute(tq):
-                    types.setdefault(str(pid), []).append(f"{vtype}:{int(n)}")
+                for pid, vtype, k in s.execute(tq):
+                    types.setdefault(str(pid), []).append(f"{vtype}:{int(k)}")
         from central_sync.storage.store import _aware
 
         out = [
@@ -262,17 +307,66 @@ class SharingQueries:
             )
             for r in rows
         ]
+        nxt = encode_cursor([int(rows[-1].n), rows[-1].person_id], f, caller) if more and rows else None
         audit(
             self.store,
             caller,
             "persons",
-            f.as_params(),
+            {**f.as_params(), "cursor": "yes" if f.cursor else None, "total": total},
             len(out),
             client,
             persons=(r.person_id for r in out),
             status=200,
         )
-        return out
+        return Page(out, total, nxt, size)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of an answer: its rows, how many rows the whole query has (``total``), the cursor of the next page
+    (``None`` on the last one) and the page size used (``limit`` capped at ``api.max_rows``)."""
+
+    rows: list[Any]
+    total: int
+    next_cursor: str | None
+    page_size: int
+
+
+def _fingerprint(f: QueryFilter, caller: Caller) -> str:
+    """What a cursor belongs to: the query's filters (not its page size) and the caller."""
+    p = {k: v for k, v in f.as_params().items() if k != "limit"}
+    return hashlib.sha256(json.dumps([p, caller.name], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode_cursor(key: list[Any], f: QueryFilter, caller: Caller) -> str:
+    """An opaque cursor: the last row's sort key and the query's fingerprint (base64url JSON)."""
+    raw = json.dumps({"k": key, "f": _fingerprint(f, caller)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, f: QueryFilter, caller: Caller, n: int) -> list[Any]:
+    """The sort key in ``cursor``; ValueError naming ``cursor`` for a malformed one or one of another query."""
+    bad = "cursor: not a cursor of this query (start again without cursor)"
+    if len(cursor) > 512:
+        raise ValueError(bad)
+    try:
+        d = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key, fp = d["k"], d["f"]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(bad) from None
+    if fp != _fingerprint(f, caller) or not isinstance(key, list) or len(key) != n:
+        raise ValueError(bad)
+    return key
+
+
+def _cursor_time(v: Any) -> datetime:
+    try:
+        t = datetime.fromisoformat(str(v))
+    except ValueError:
+        raise ValueError("cursor: not a cursor of this query (start again without cursor)") from None
+    if t.tzinfo is None:
+        raise ValueError("cursor: not a cursor of this query (start again without cursor)")
+    return t
 
 
 def as_dicts(rows: list[ViolationRow] | list[PersonRow]) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 ``GET /soap?wsdl`` serves the WSDL; ``POST /soap`` takes an envelope whose body is
 ``GetViolations`` or ``GetPersons`` (children ``From``, ``To``, optional ``Point``, ``Community``,
-``Tier``, ``Type`` (violation type), ``Limit``) in namespace :data:`NS`. The token goes in the SOAP header
+``Tier``, ``Type`` (violation type), ``Limit`` (page size), ``Cursor`` (the ``NextCursor`` of the page before)) in namespace :data:`NS`. The token goes in the SOAP header
 (``<a:Token>``) or in ``Authorization: Bearer``. Errors are SOAP faults (HTTP 500;
 ``soap:Client`` for the caller's mistakes, ``soap:Server`` otherwise). Untrusted XML is parsed
 with defusedxml (no entity expansion, no external DTDs).
@@ -48,7 +48,7 @@ PERSON_FIELDS = (
     "last_date",
     "types",
 )
-PARAMS = ("From", "To", "Point", "Community", "Tier", "Type", "Limit")
+PARAMS = ("From", "To", "Point", "Community", "Tier", "Type", "Limit", "Cursor")
 
 
 class SoapFault(Exception):
@@ -103,9 +103,15 @@ def _serialise(env: Element) -> bytes:
     )
 
 
-def response(operation: str, rows: list[Any]) -> bytes:
+def response(operation: str, page: Any) -> bytes:
+    """The response element: ``Total`` (rows of the whole query), ``NextCursor`` (absent on the last page; pass it as
+    ``Cursor`` for the next page), then one element per row."""
+    rows = page.rows
     env, body = _envelope()
     resp = SubElement(body, f"{{{NS}}}{operation}Response")
+    SubElement(resp, f"{{{NS}}}Total").text = str(page.total)
+    if page.next_cursor:
+        SubElement(resp, f"{{{NS}}}NextCursor").text = page.next_cursor
     item_name, fields = (
         ("Violation", VIOLATION_FIELDS) if operation == "GetViolations" else ("Person", PERSON_FIELDS)
     )
@@ -154,8 +160,10 @@ def wsdl(location: str) -> str:
       <xs:element name="GetViolations"><xs:complexType><xs:sequence>{params()}</xs:sequence></xs:complexType></xs:element>
       <xs:element name="GetPersons"><xs:complexType><xs:sequence>{params()}</xs:sequence></xs:complexType></xs:element>
       <xs:element name="GetViolationsResponse"><xs:complexType><xs:sequence>
+        <xs:element name="Total" type="xs:int"/><xs:element name="NextCursor" type="xs:string" minOccurs="0"/>
         <xs:element name="Violation" type="a:Violation" minOccurs="0" maxOccurs="unbounded"/></xs:sequence></xs:complexType></xs:element>
       <xs:element name="GetPersonsResponse"><xs:complexType><xs:sequence>
+        <xs:element name="Total" type="xs:int"/><xs:element name="NextCursor" type="xs:string" minOccurs="0"/>
         <xs:element name="Person" type="a:Person" minOccurs="0" maxOccurs="unbounded"/></xs:sequence></xs:complexType></xs:element>
     </xs:schema>
   </types>
