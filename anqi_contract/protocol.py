@@ -9,7 +9,8 @@ Topics (``prefix`` is ``relay.mqtt.topic_prefix``, ``anqi/v1`` by default)::
     {prefix}/{site}/{device}/event                      edge -> central  QoS 1  JSON ViolationEvent
     {prefix}/{site}/{device}/media/{event_id}/{name}    edge -> central  QoS 1  binary chunk (header + bytes)
     {prefix}/{site}/{device}/status                     edge -> central  QoS 1  retained JSON {"state": online|offline}, Last Will
-    {prefix}/{site}/{device}/heartbeat                  edge -> central  QoS 0  JSON Heartbeat
+    {prefix}/{site}/{device}/heartbeat                  edge -> central  QoS 0  JSON Heartbeat (with pass counters;
+                                                                              the last one at a clean stop QoS 1)
     {prefix}/{site}/{device}/ack                        central -> edge  QoS 1  JSON Ack
 
 Media chunk payload (one MQTT message per chunk; a file not above the chunk size is one chunk)::
@@ -39,7 +40,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from anqi_contract.event import ViolationEvent, parse_event
 
@@ -72,6 +73,8 @@ __all__ = [
     "encode_status",
     "decode_status",
     "Heartbeat",
+    "PassCount",
+    "PASSES_MAX",
     "encode_heartbeat",
     "decode_heartbeat",
     "Ack",
@@ -376,6 +379,38 @@ class DeviceStatus(_Wire):
     version: str | None = None
 
 
+#: most intervals one heartbeat carries (the edge re-sends its recent intervals: heartbeats are QoS 0)
+PASSES_MAX = 288
+
+
+class PassCount(_Wire):
+    """Riders who passed through one point's capture zone in one interval ``[start, end)`` (unix seconds), and
+    how many of them the edge decided a violation for. Counted once per rider track, in the interval of its
+    first frame inside the zone; a violation decided later still counts in that interval. The edge sends an
+    interval again in later heartbeats (counters only grow), so central keeps the largest value it saw:
+    a lost heartbeat loses nothing while the interval is still in the edge's ring.
+
+    Safe-riding rate of the point = (riders - violators) / riders; helmet rate = (riders - no_helmet) / riders.
+    """
+
+    point_id: str = Field(..., min_length=1, max_length=64)
+    start: float = Field(..., ge=0)
+    end: float = Field(..., ge=0)
+    riders: int = Field(..., ge=0, description="Rider tracks first seen inside the zone in this interval.")
+    violators: int = Field(0, ge=0, description="Of these, tracks with at least one violation decided.")
+    no_helmet: int = Field(0, ge=0, description="Of these, tracks with a no-helmet violation.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PassCount:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.violators > self.riders:
+            raise ValueError(f"violators ({self.violators}) exceed riders ({self.riders})")
+        if self.no_helmet > self.violators:
+            raise ValueError(f"no_helmet ({self.no_helmet}) exceeds violators ({self.violators})")
+        return self
+
+
 class Heartbeat(_Wire):
     """Periodic (``relay.heartbeat_s``) on ``.../heartbeat``; fields are None where not available."""
 
@@ -391,6 +426,11 @@ class Heartbeat(_Wire):
     temperature_c: float | None = None
     components: dict[str, str] = Field(
         default_factory=dict, description="Health component -> up|down|degraded|off."
+    )
+    passes: list[PassCount] = Field(
+        default_factory=list,
+        max_length=PASSES_MAX,
+        description="Pass counters of the recent intervals (oldest first; the current one last, still counting).",
     )
 
 

@@ -327,7 +327,7 @@ class EdgeDaemon:
             finally:
                 if notify_socket is not None:
                     os.environ["NOTIFY_SOCKET"] = notify_socket
-            relay = MqttRelay(cfg, outbox, self.health).start()
+            relay = MqttRelay(cfg, outbox, self.health, heartbeat_info=self._heartbeat_info).start()
             return outbox, relay, broker
         except Exception as e:  # broker down / bad TLS: events stay in the outbox
             if broker is not None:
@@ -478,6 +478,11 @@ class EdgeDaemon:
             return
         if not self.evidence.track_closed(t.track_id):  # else forgotten once its events are stored
             self._forget_track(t.track_id)
+
+    def _heartbeat_info(self) -> dict[str, Any]:
+        """What the relay's heartbeat adds from the pipeline: the pass counters (none before it is built)."""
+        pipeline = getattr(self, "pipeline", None)
+        return {"passes": pipeline.passes.snapshot()} if pipeline is not None else {}
 
     def _forget_track(self, track_id: int) -> None:
         """Drop every per-track state (a daemon runs for months: nothing may grow with the track count)."""

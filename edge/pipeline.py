@@ -10,6 +10,7 @@ writes and shutdown.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -22,6 +23,7 @@ import numpy as np
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.health import Health
+from edge.passes import PassCounter
 from edge.rules import RuleSet, Violation, occupant_heads
 from edge.track import RiderTracker, Track
 from edge.zone import CalibrationMismatch, CaptureZone
@@ -107,6 +109,7 @@ class FramePipeline:
         stats: PipelineStats,
         pending_tracks: Collection[int],
         on_violation: ViolationSink,
+        passes: PassCounter | None = None,
     ) -> None:
         self.cfg = cfg
         self.zone = zone
@@ -117,6 +120,12 @@ class FramePipeline:
         self.stats = stats
         self.pending_tracks = pending_tracks  #: tracks with an event not yet stored (the evidence's own set)
         self.on_violation = on_violation
+        #: riders through the zone per interval (the heartbeat's pass counters)
+        self.passes = passes or PassCounter(
+            cfg.device.point_id,
+            cfg.relay.pass_interval_s,
+            keep=max(2, math.ceil(3600 / cfg.relay.pass_interval_s)),
+        )
         self.track_first: dict[int, datetime] = {}
         self.last_t_s = 0.0  #: source time of the last detected frame
         self._signal_state: str | None = None
@@ -160,10 +169,13 @@ class FramePipeline:
             if t.track_id is not None and t.track_id not in self.track_first:
                 self.track_first[t.track_id] = t.first_utc
                 self.stats.tracks += 1
+            if t.track_id is not None and t.last.in_zone:
+                self.passes.seen_in_zone(t.track_id, frame.utc)
         self._observe_signal(img, frame.pts_s)
         result = FrameResult(detected=True, closed=list(upd.closed))
         for v in self.rules.check(upd.active):
             result.violations.append(v)
+            self.passes.violated(v.track_id, v.type.value)
             self.on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
         if self.faces is not None:
             for t in upd.active:
@@ -222,6 +234,7 @@ class FramePipeline:
     def forget(self, track_id: int) -> None:
         """Drop the per-track state (a daemon runs for months: nothing may grow with the track count)."""
         self.track_first.pop(track_id, None)
+        self.passes.forget(track_id)
         if self.faces is not None:
             self.faces.forget([track_id])
 

@@ -8,6 +8,7 @@ embedding, classifying the tier and publishing the table-2 tasks.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,12 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(
 ) -> None:
     from central_sync.consumer import CentralConsumer
     from central_sync.storage.models import Event, Person
+    from central_sync.web import cockpit
+    from central_sync.web.devices import DeviceListener
 
     consumer = CentralConsumer.for_broker("127.0.0.1", broker.port, tmp_path / "central").start()
+    # central's reader of the status / heartbeat topics (the web service runs it): device health, pass counters
+    devices = DeviceListener(consumer.cfg, consumer.store).start()
     collector = Listener(broker.port, ["anqi/v1/+/+/ack", "anqi/v1/central/tasks/#"])
     try:
         data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
@@ -79,6 +84,25 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(
         assert set(by_person) == persons
         for kinds in by_person.values():
             assert sorted(kinds) == ["case_study_link", "sms_reminder", "voice_reminder"], by_person
+
+        # the safe-riding rate of the point: the edge counted the riders through its zone and its violators per
+        # interval, the heartbeats (the last one at the relay's stop, QoS 1) carried them, central stored them
+        tracks = {e.track_id for e in events}
+        helmetless = {e.track_id for e in events if e.violation_type.value == "no_helmet"}
+        counted = daemon.pipeline.passes.snapshot()
+        assert sum(p["violators"] for p in counted) == len(tracks), (counted, tracks)
+        assert sum(p["no_helmet"] for p in counted) == len(helmetless)
+        riders = sum(p["riders"] for p in counted)
+        assert riders >= len(tracks) and riders <= daemon.stats.tracks
+        assert wait_for(
+            lambda: cockpit.safe_riding(consumer.store, datetime(2000, 1, 1, tzinfo=timezone.utc)), timeout=10
+        )
+        safe = cockpit.safe_riding(consumer.store, datetime(2000, 1, 1, tzinfo=timezone.utc))
+        assert list(safe) == [cfg.device.point_id]
+        got = safe[cfg.device.point_id]
+        assert (got["riders"], got["violators"], got["no_helmet"]) == (riders, len(tracks), len(helmetless))
+        assert got["rate"] == pytest.approx((riders - len(tracks)) / riders)
     finally:
         collector.close()
+        devices.stop()
         consumer.stop()

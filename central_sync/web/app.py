@@ -29,6 +29,8 @@ from central_sync.web.devices import DeviceListener, device_health
 logger = logging.getLogger("anqi.central.web")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "anqi_sid"
+#: seconds between count refreshes on the cockpit's stream when no event arrives
+COUNTS_REFRESH_S = 10.0
 
 CSS = """
 *{box-sizing:border-box}body{margin:0;font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC",sans-serif;}
@@ -40,7 +42,7 @@ grid-template-columns:1fr 1fr 1fr;grid-template-rows:64px 1fr 1fr;gap:12px;paddi
 .ck table{width:100%;border-collapse:collapse;font-size:18px}.ck td,.ck th{padding:3px 6px;text-align:left}
 .big{font-size:40px;color:#ffd166}.feed{display:flex;flex-direction:column;gap:6px}
 .feed .item{display:flex;gap:10px;align-items:center;font-size:17px}.feed img{width:96px;height:60px;object-fit:cover}
-.on{color:#5fe08a}.off{color:#ff6b6b}
+.on{color:#5fe08a}.off{color:#ff6b6b}.big-rate{color:#ffd166;font-weight:bold}
 .con{max-width:1100px;margin:0 auto;padding:16px}.con nav a{margin-right:14px}
 .con table{border-collapse:collapse;width:100%}.con td,.con th{border:1px solid #ccd;padding:4px 8px;text-align:left}
 .err{color:#b00}.rider{max-width:390px;margin:0 auto;padding:12px;font-size:17px}
@@ -144,6 +146,19 @@ def mount_web(
             for t in sorted(set(snap["d30"]) | set(TYPE_ZH))
         )
 
+    def safe_rows(safe: dict[str, dict[str, Any]]) -> str:
+        def pct(x: float | None) -> str:
+            return "-" if x is None else f"{100 * x:.1f}%"
+
+        return (
+            "".join(
+                f"<tr><td>{escape(p)}</td><td>{v['riders']}</td><td>{v['violators']}</td>"
+                f'<td class="big-rate">{pct(v["rate"])}</td><td>{pct(v["helmet_rate"])}</td></tr>'
+                for p, v in safe.items()
+            )
+            or '<tr><td colspan="5">暂无通过计数（设备心跳）</td></tr>'
+        )
+
     def live_counts() -> dict[str, Any]:
         today = cockpit.local_midnight(datetime.now(timezone.utc), tz)
         snap = {
@@ -154,6 +169,7 @@ def mount_web(
             "totals": " / ".join(str(sum(snap[k].values())) for k in ("today", "d7", "d30")),
             "bytype": by_type_rows(snap),
             "points": table(cockpit.counts_by_point(store, today - timedelta(days=29))),
+            "safe": safe_rows(cockpit.safe_riding(store, today - timedelta(days=6))),
         }
 
     @app.get("/cockpit", response_class=HTMLResponse, include_in_schema=False)
@@ -172,16 +188,19 @@ def mount_web(
 <table><tr><th>类型</th><th>今日</th><th>7天</th><th>30天</th></tr><tbody id="bytype">{by_type_rows(snap)}</tbody></table></section>
 <section class="panel"><h2>30天趋势</h2>{cockpit.trend_svg(snap["trend"])}</section>
 <section class="panel"><h2>实时违法</h2><div class="feed" id="feed">{feed_html(snap["feed"][:6], token)}</div></section>
-<section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div></section>
+<section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div>
+<h2>安全骑行率（近7天，（通过−违法）/通过）</h2><table><tr><th>点位</th><th>通过</th><th>违法</th><th>安全骑行率</th><th>头盔佩戴率</th></tr>
+<tbody id="safe">{safe_rows(snap["safe7"])}</tbody></table></section>
 <section class="panel"><h2>设备状态（心跳）</h2><table id="devices"><tr><th>设备</th><th>状态</th><th>30天事件</th><th>待发</th></tr>{devs}</table>
 <h2>人员分级</h2>{table(snap["tiers"], TIER_ZH)}</section>
 <section class="panel"><h2>待处置任务（按社区）</h2>{table(snap["tasks"])}</section>
 <script>
 const es=new EventSource("/cockpit/stream?token="+encodeURIComponent({json.dumps(token)}));
 es.onmessage=(m)=>{{const d=JSON.parse(m.data);const f=document.getElementById("feed");
-const w=document.createElement("div");w.innerHTML=d.html;f.prepend(w.firstChild);
-while(f.children.length>6)f.lastChild.remove();document.getElementById("totals").textContent=d.totals;
-document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("points").innerHTML=d.points;}};
+if(d.html){{const w=document.createElement("div");w.innerHTML=d.html;f.prepend(w.firstChild);
+while(f.children.length>6)f.lastChild.remove();}}document.getElementById("totals").textContent=d.totals;
+document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("points").innerHTML=d.points;
+document.getElementById("safe").innerHTML=d.safe;}};
 </script>"""
         return page("安骑驾驶舱", body, "ck")
 
@@ -215,15 +234,22 @@ document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("po
 
         async def gen() -> Any:
             last = datetime.now(timezone.utc)
+            counted = asyncio.get_running_loop().time()
             yield ": connected\n\n"
             while not await request.is_disconnected():
                 new = await asyncio.to_thread(cockpit.newest_events, store, 20, last)
                 if new:
                     last = max(_aware(datetime.fromisoformat(e["received_at"])) for e in new)
                     counts = await asyncio.to_thread(live_counts)
+                    counted = asyncio.get_running_loop().time()
                     for e in reversed(new):
                         data = {"html": feed_item(e, token), "event": e, **counts}
                         yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+                elif asyncio.get_running_loop().time() - counted >= COUNTS_REFRESH_S:
+                    # no new event: the counts still follow (pass counters arrive with the heartbeats)
+                    counts = await asyncio.to_thread(live_counts)
+                    counted = asyncio.get_running_loop().time()
+                    yield f"data: {json.dumps(counts, ensure_ascii=False)}\n\n"
                 await asyncio.sleep(0.5)
 
         return StreamingResponse(gen(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

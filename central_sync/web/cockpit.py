@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from central_sync.storage.models import Event, Media, Person, Task
 from central_sync.storage.store import CentralStore
+from central_sync.storage.webtables import PassCount
 
 TYPE_ZH = {
     "no_helmet": "未戴头盔",
@@ -143,6 +144,42 @@ def open_tasks_by_community(store: CentralStore) -> dict[str, int]:
     return {c or "未登记": int(n) for c, n in rows}
 
 
+def safe_riding(store: CentralStore, since: datetime) -> dict[str, dict[str, Any]]:
+    """Per point, from the edges' pass counters of the intervals starting at or after ``since``: riders through
+    the zone, violators among them, the safe-riding rate (riders - violators) / riders and the helmet rate
+    (riders - no_helmet) / riders (None without riders), and the period the intervals cover."""
+    with store.session() as s:
+        rows = s.execute(
+            select(
+                PassCount.point_id,
+                func.sum(PassCount.riders),
+                func.sum(PassCount.violators),
+                func.sum(PassCount.no_helmet),
+                func.min(PassCount.start),
+                func.max(PassCount.end),
+            )
+            .where(PassCount.start >= since)
+            .group_by(PassCount.point_id)
+        ).all()
+    out = {}
+    for point, riders, violators, no_helmet, first, last in rows:
+        riders, violators, no_helmet = int(riders or 0), int(violators or 0), int(no_helmet or 0)
+        out[point] = {
+            "riders": riders,
+            "violators": violators,
+            "no_helmet": no_helmet,
+            "rate": (riders - violators) / riders if riders else None,
+            "helmet_rate": (riders - no_helmet) / riders if riders else None,
+            "from": _utc(first).isoformat(),
+            "to": _utc(last).isoformat(),
+        }
+    return dict(sorted(out.items()))
+
+
+def _utc(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
 def snapshot(store: CentralStore, tz: str, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     today = local_midnight(now, tz)
@@ -156,6 +193,7 @@ def snapshot(store: CentralStore, tz: str, now: datetime | None = None) -> dict[
         "devices": devices(store, now),
         "tiers": tier_distribution(store),
         "tasks": open_tasks_by_community(store),
+        "safe7": safe_riding(store, today - timedelta(days=6)),
     }
 
 

@@ -13,12 +13,13 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from anqi_contract import protocol as P
 from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.storage.store import CentralStore
-from central_sync.storage.webtables import DeviceHealth
+from central_sync.storage.webtables import DeviceHealth, PassCount
 
 logger = logging.getLogger("anqi.central.web.devices")
 
@@ -73,10 +74,74 @@ class DeviceListener:
                     row.state, row.status_at = st.state, now
                 else:
                     hb = P.decode_heartbeat(bytes(msg.payload))
-                    row.heartbeat_at, row.heartbeat = now, hb.model_dump(mode="json")
+                    row.heartbeat_at, row.heartbeat = now, hb.model_dump(mode="json", exclude={"passes"})
+                    if hb.passes:
+                        store_passes(s, self.cfg, t.device, hb.passes, now)
                 s.merge(row)
         except Exception as e:  # noqa: BLE001 - a bad message from one device must not stop the listener
             log(logger, "device_message_refused", topic=msg.topic, error=f"{type(e).__name__}: {e}")
+
+
+#: intervals ending later than this after the receipt are refused (an edge clock far ahead)
+FUTURE_SKEW = timedelta(minutes=10)
+
+
+def store_passes(
+    s: Session, cfg: CentralConfig, device_id: str, passes: list[P.PassCount], now: datetime
+) -> int:
+    """Upsert a heartbeat's pass counters (one row per device, point and interval start). The edge re-sends an
+    interval while it counts on, and heartbeats may arrive out of order: each counter keeps the largest value seen.
+    An interval for another point than the device is registered for, or far in the future, is refused (logged).
+    Returns the intervals stored."""
+    reg = cfg.registered(device_id)
+    n = 0
+    for p in passes:
+        if reg is not None and reg.point_id is not None and p.point_id != reg.point_id:
+            log(
+                logger,
+                "passes_refused",
+                device=device_id,
+                point=p.point_id,
+                reason=f"registered for {reg.point_id}",
+            )
+            continue
+        start = datetime.fromtimestamp(p.start, timezone.utc)
+        end = datetime.fromtimestamp(p.end, timezone.utc)
+        if end > now + FUTURE_SKEW:
+            log(
+                logger,
+                "passes_refused",
+                device=device_id,
+                point=p.point_id,
+                reason=f"interval ends {end.isoformat()}",
+            )
+            continue
+        row = s.get(PassCount, (device_id, p.point_id, start))
+        if row is None:
+            s.add(
+                PassCount(
+                    device_id=device_id,
+                    point_id=p.point_id,
+                    start=start,
+                    end=end,
+                    riders=p.riders,
+                    violators=p.violators,
+                    no_helmet=p.no_helmet,
+                    updated_at=now,
+                )
+            )
+        else:
+            row.end = max(_aware(row.end), end)
+            row.riders = max(row.riders, p.riders)
+            row.violators = max(row.violators, p.violators)
+            row.no_helmet = max(row.no_helmet, p.no_helmet)
+            row.updated_at = now
+        n += 1
+    return n
+
+
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
 def device_health(

@@ -130,6 +130,13 @@ class RelayConfig(Section):
     heartbeat_s: float = Field(
         30.0, ge=1, le=3600, description="Seconds between heartbeats on .../heartbeat."
     )
+    pass_interval_s: float = Field(
+        300.0,
+        ge=10,
+        le=3600,
+        description="Interval of the pass counters in the heartbeat (riders through the zone, violators): the "
+        "cockpit's safe-riding rate. The last hour of intervals is re-sent with every heartbeat.",
+    )
     flush_timeout_s: float = Field(
         10.0,
         ge=0,

@@ -651,7 +651,7 @@ class MqttRelay:
             else:
                 self.health.update_info("relay", **info)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, qos: int = 0) -> Any:
         st = self.outbox.stats()
         extra = self.heartbeat_info() if self.heartbeat_info else {}
         comps: dict[str, str] = {}
@@ -685,9 +685,11 @@ class MqttRelay:
             disk_free_mb=free_mb,
             temperature_c=extra.get("temperature_c", _temperature_c()),
             components=comps,
+            passes=extra.get("passes", []),
         )
-        if self._client is not None:
-            self._client.publish(self.topics[P.TopicKind.heartbeat], P.encode_heartbeat(hb), qos=0)
+        if self._client is None:
+            return None
+        return self._client.publish(self.topics[P.TopicKind.heartbeat], P.encode_heartbeat(hb), qos=qos)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -724,6 +726,13 @@ class MqttRelay:
         c = self._client
         if c is not None:
             if self._connected.is_set():
+                # a last heartbeat, QoS 1: the pass counters of the last interval reach central before we go
+                try:
+                    last = self._heartbeat(qos=1)
+                    if last is not None:
+                        last.wait_for_publish(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                except (RuntimeError, ValueError, OSError) as e:
+                    log(logger, "last_heartbeat_failed", logging.WARNING, error=str(e)[:200])
                 info = c.publish(
                     self.topics[P.TopicKind.status],
                     P.encode_status(

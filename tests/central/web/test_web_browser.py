@@ -59,15 +59,18 @@ def face(seed: int, noise: float = 0.0, rng_seed: int = 0) -> FaceInfo:
     return FaceInfo(found=True, quality=0.8, size_px=64, embedding_model="sface", embedding=v.tolist())
 
 
-def start_edge_relay(root: Path, port: int, relay_config: Any, **kw: Any) -> tuple[Any, Any]:
-    """The edge side: the real outbox and MQTT relay."""
+def start_edge_relay(
+    root: Path, port: int, relay_config: Any, passes: Any = None, **kw: Any
+) -> tuple[Any, Any]:
+    """The edge side: the real outbox and MQTT relay (its heartbeat carrying ``passes``, a PassCounter)."""
     from edge.health import Health
     from edge.relay import MqttRelay, Outbox
 
     cfg = relay_config(root, port, **kw)
     health = Health(root / "health.json", cfg.device.device_id)
     outbox = Outbox.for_config(cfg, health)
-    return outbox, MqttRelay(cfg, outbox, health).start()
+    info = (lambda: {"passes": passes.snapshot()}) if passes is not None else None
+    return outbox, MqttRelay(cfg, outbox, health, heartbeat_info=info).start()
 
 
 PASSWORD = "correct horse battery"
@@ -204,7 +207,16 @@ def test_cockpit_console_and_rider_in_chromium(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
-    outbox, relay = start_edge_relay(tmp_path / "edge", broker.port, relay_config, media_chunk_kb=64)
+    from edge.passes import PassCounter
+
+    passes = PassCounter("point-1", 300)  # what the edge pipeline counts: 8 riders, 2 violators (1 no helmet)
+    for k in range(8):
+        passes.seen_in_zone(k, datetime.now(timezone.utc))
+    passes.violated(0, "no_helmet")
+    passes.violated(1, "wrong_way")
+    outbox, relay = start_edge_relay(
+        tmp_path / "edge", broker.port, relay_config, passes=passes, media_chunk_kb=64
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for i in range(2):
@@ -245,6 +257,8 @@ def test_cockpit_console_and_rider_in_chromium(
         # devices from the edge's MQTT status + heartbeat (relay heartbeat_s: 1), not from events
         browser.refresh()
         assert "anqi-dev-0001在线" in browser.find_element(By.ID, "devices").text.replace(" ", "")
+        # the safe-riding rate per point from the heartbeat's pass counters: (8 - 2) / 8, helmets 7 / 8
+        assert browser.find_element(By.ID, "safe").text.split() == ["point-1", "8", "2", "75.0%", "87.5%"]
         assert_no_overlap(browser, ".panel")
         assert_cjk_rendered(browser)
         browser.save_screenshot(str(out / "cockpit-1920x1080.png"))

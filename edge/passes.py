@@ -1,0 +1,89 @@
+"""Pass counters of the point (the cockpit's safe-riding rate): rider tracks that passed through the capture
+zone per interval, and how many of them got a violation.
+
+A track counts once, in the interval (UTC, aligned to ``interval_s``) of its first frame inside the zone; a
+violation decided for it later counts in that same interval. The counter keeps the last ``keep`` intervals;
+each heartbeat carries all of them (the current one still counting), so central, which keeps the largest value
+it saw per interval, loses nothing to a dropped QoS 0 heartbeat while the interval is still in the ring.
+Thread-safe: the pipeline thread counts, the relay's thread reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class _Interval:
+    riders: int = 0
+    violators: set[int] = field(default_factory=set)
+    no_helmet: set[int] = field(default_factory=set)
+
+
+class PassCounter:
+    def __init__(self, point_id: str, interval_s: float = 300.0, keep: int = 12):
+        if interval_s <= 0 or keep < 1:
+            raise ValueError("interval_s must be > 0 and keep >= 1")
+        self.point_id, self.interval_s, self.keep = point_id, float(interval_s), keep
+        self._lock = threading.Lock()
+        self._intervals: OrderedDict[float, _Interval] = OrderedDict()
+        self._track_interval: dict[int, float] = {}
+
+    def _start_of(self, utc: datetime) -> float:
+        t = utc.timestamp()
+        return t - t % self.interval_s
+
+    def seen_in_zone(self, track_id: int, utc: datetime) -> None:
+        """A track's frame inside the zone: counts the track once."""
+        with self._lock:
+            if track_id in self._track_interval:
+                return
+            start = self._start_of(utc)
+            iv = self._intervals.get(start)
+            if iv is None:
+                iv = self._intervals[start] = _Interval()
+                # intervals arrive in time order on a live camera; a replayed file starting earlier is sorted in
+                self._intervals = OrderedDict(sorted(self._intervals.items()))
+                while len(self._intervals) > self.keep:
+                    gone, _ = self._intervals.popitem(last=False)
+                    # tracks of an interval that left the ring: nothing of theirs is counted any more
+                    for tid in [t for t, st in self._track_interval.items() if st == gone]:
+                        del self._track_interval[tid]
+            iv.riders += 1
+            self._track_interval[track_id] = start
+
+    def violated(self, track_id: int, violation_type: str) -> None:
+        """A violation decided for a track: counts in the interval the track was counted in (a track never seen
+        inside the zone, or whose interval left the ring, is not counted)."""
+        with self._lock:
+            start = self._track_interval.get(track_id)
+            iv = None if start is None else self._intervals.get(start)
+            if iv is None:
+                return
+            iv.violators.add(track_id)
+            if violation_type == "no_helmet":
+                iv.no_helmet.add(track_id)
+
+    def forget(self, track_id: int) -> None:
+        """The track is over: its evidence is done, no violation comes for it any more."""
+        with self._lock:
+            self._track_interval.pop(track_id, None)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The kept intervals, oldest first, as the heartbeat's ``passes``."""
+        with self._lock:
+            return [
+                {
+                    "point_id": self.point_id,
+                    "start": start,
+                    "end": start + self.interval_s,
+                    "riders": iv.riders,
+                    "violators": len(iv.violators),
+                    "no_helmet": len(iv.no_helmet),
+                }
+                for start, iv in self._intervals.items()
+            ]
