@@ -219,3 +219,49 @@ def test_only_rewrites_one_source_and_still_drops_copies_of_the_others(
     )  # the table lists what was written
     with pytest.raises(SystemExit, match=r"--only: no source named \['nope'\]"):
         run(tmp_path, [source(export)], "--only", "nope")
+
+
+def test_group_regex_keeps_a_video_on_one_side_and_unlabelled_bare_heads_drop_the_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    files: dict[str, bytes | str] = {}
+    for v in range(6):  # six videos, frames 0..59 of each: blocks of 25 would cut a video in three
+        for f in range(0, 60, 12):
+            i = v * 100 + f
+            stem = f"IMG_{5070 + v}_MOV-{f}"
+            files[f"export/train/images/{stem}_jpg.rf.{i:032x}.jpg"] = jpg(scene(1000 + i))
+            # class 2 motorcyclist box with a helmet head (class 0) in its upper half
+            files[f"export/train/labels/{stem}_jpg.rf.{i:032x}.txt"] = (
+                "2 0.5 0.5 0.4 0.8\n0 0.5 0.2 0.08 0.1\n"
+            )
+    # a rider whose head is not boxed (a bare head in a helmet-only source) and one whose only head
+    # box lies in the lower half of the rider box (not its head)
+    files["export/train/images/IMG_6000_MOV-0_jpg.rf.aa.jpg"] = jpg(scene(7000))
+    files["export/train/labels/IMG_6000_MOV-0_jpg.rf.aa.txt"] = "2 0.5 0.5 0.4 0.8\n"
+    files["export/train/images/IMG_6001_MOV-0_jpg.rf.bb.jpg"] = jpg(scene(7001))
+    files["export/train/labels/IMG_6001_MOV-0_jpg.rf.bb.txt"] = "2 0.5 0.5 0.4 0.8\n0 0.5 0.8 0.08 0.1\n"
+    commit = make_repo(tmp_path, files)
+    src = source(
+        commit,
+        classes={0: "helmet", 2: "rider"},
+        group_regex=r"^(IMG_\d+_MOV)-\d+$",
+        require_head_per_rider=True,
+    )
+    assert run(tmp_path, [src], "--val-every", "3") == 0
+    side: dict[str, set[str]] = {}
+    for p in (tmp_path / "out" / "toy").glob("images/*/*.jpg"):
+        side.setdefault(p.stem.rsplit("-", 1)[0], set()).add(p.parent.name)
+    assert len(side) == 6 and all(len(s) == 1 for s in side.values()), side
+    assert {n for s in side.values() for n in s} == {"train", "val"}
+    assert "rider_without_head_label 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="field 'group_regex'"):
+        run(tmp_path, [source(commit, group_regex="IMG_[0-9]+")])
+
+
+def test_the_candidate_lists_are_yaml_and_name_no_used_source_twice() -> None:
+    data = Path(bc.ROOT) / "models" / "data"
+    checked = yaml.safe_load((data / "candidates.yaml").read_text())["checked"]
+    assert yaml.safe_load((data / "more_candidates.yaml").read_text())["leads"]
+    used = [c["repo"] for c in checked if str(c.get("verdict", "")).startswith("used")]
+    sources = {s["repo"] for s in yaml.safe_load((data / "sources.yaml").read_text())["sources"]}
+    assert sorted(used) == sorted(sources)  # every source used is recorded as checked, once

@@ -11,10 +11,13 @@ What is dropped, per source:
 - vertically flipped or 90/180/270-degree rotated copies: a frame whose dHash matches the dHash of a
   kept frame turned that way;
 - frames that are (near-)duplicates of a frame of an earlier source in sources.yaml;
-- frames with no label in a mapped class (in the first source: background car / plate photos).
+- frames with no label in a mapped class (in the first source: background car / plate photos);
+- with `require_head_per_rider: true` on a source, frames where a rider box holds no head box in its
+  upper half (sources that box helmet heads only: the bare head of such a rider is unlabelled).
 The split is by file-name group (the source image name's prefix and its trailing number in blocks of
---block consecutive numbers, e.g. `BikesHelmets#4`), never at random: a group's frames all go to train
-or all to val.
+--block consecutive numbers, e.g. `BikesHelmets#4`; or the first capture group of a source's
+`group_regex`, e.g. the video a frame was cut from), never at random: a group's frames all go to
+train or all to val.
 
     python models/data/build_corpus.py [--mirror /work/.mirror] [--out models/build/corpus]
 """
@@ -91,6 +94,21 @@ def group_of(stem: str, block: int) -> str:
     return f"{m.group('prefix')}#{int(m.group('num')) // block}"
 
 
+def rider_heads_labelled(rows: list[tuple]) -> bool:
+    """Every rider box holds a head box (helmet or no_helmet) whose centre lies in the rider box's
+    width and upper half: in a source that labels helmet heads but not bare ones, a rider without one
+    has an unlabelled head that a detector would learn as background."""
+    rider = CLASSES.index("rider")
+    heads = [(x, y) for c, x, y, _w, _h in rows if c != rider]
+    for c, x, y, w, h in rows:
+        if c != rider:
+            continue
+        x0, x1, y0 = x - w / 2, x + w / 2, y - h / 2
+        if not any(x0 <= hx <= x1 and y0 <= hy <= y0 + h / 2 for hx, hy in heads):
+            return False
+    return True
+
+
 def is_val(group: str, val_every: int) -> bool:
     return zlib.crc32(group.encode()) % val_every == 0
 
@@ -136,6 +154,12 @@ def check_source(src: dict, where: str) -> None:
             raise SystemExit(f"{where} ({name}): field '{field}' is missing or empty")
     if not re.fullmatch(r"[0-9a-f]{40}", str(src["commit"])):
         raise SystemExit(f"{where} ({name}): field 'commit' must be a 40-hex commit, got {src['commit']!r}")
+    if src.get("group_regex"):
+        try:
+            if re.compile(src["group_regex"]).groups < 1:
+                raise re.error("needs one capturing group")
+        except re.error as e:
+            raise SystemExit(f"{where} ({name}): field 'group_regex' {src['group_regex']!r}: {e}") from None
     if src.get("format", "yolo") not in ("yolo", "voc"):
         raise SystemExit(f"{where} ({name}): field 'format' must be yolo or voc, got {src['format']!r}")
     bad = {k: v for k, v in src["classes"].items() if v not in CLASSES}
@@ -188,6 +212,9 @@ def build_source(
         "rf_copies": sum(1 for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)) - len(firsts)
     }
     dropped.update(near_duplicate=0, earlier_source=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
+    if src.get("require_head_per_rider"):
+        dropped["rider_without_head_label"] = 0
+    group_re = re.compile(src["group_regex"]) if src.get("group_regex") else None
     dst = out / src["name"]
     if write:
         shutil.rmtree(dst, ignore_errors=True)
@@ -214,6 +241,9 @@ def build_source(
         if not rows:
             dropped["no_mapped_label"] += 1
             continue
+        if src.get("require_head_per_rider") and not rider_heads_labelled(rows):
+            dropped["rider_without_head_label"] += 1
+            continue
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         h = dhash(gray)
         if near(h, kept_hashes, hamming):
@@ -227,7 +257,8 @@ def build_source(
             continue
         kept_hashes.append(h)
         turned_hashes.extend(dhash(t) for t in turned(gray))
-        group = group_of(stem, block)
+        m = group_re.match(stem) if group_re else None
+        group = m.group(1) if m else group_of(stem, block)
         split = "val" if is_val(group, val_every) else "train"
         groups[split].add(group)
         frames[split] += 1
