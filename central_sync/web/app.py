@@ -212,7 +212,7 @@ document.getElementById("safe").innerHTML=d.safe;}};
     @app.get("/cockpit/frame/{event_id}", include_in_schema=False)
     def cockpit_frame(event_id: str, request: Request) -> Response:
         kiosk(request)
-        return frame_response(event_id)
+        return frame_response(event_id, cockpit.PREVIEW)
 
     def frame_response(event_id: str, name: str = "violation.jpg") -> Response:
         with store.session() as s:

@@ -25,6 +25,11 @@ TYPE_ZH = {
 TIER_ZH = {"none": "无", "occasional": "偶发", "frequent": "频繁", "repeat": "屡犯"}
 
 
+#: the deciding frame the cockpit shows: the edge's preview.jpg, every face blurred (the violator's too) - the
+#: big screen is seen by many; an event without one (an older edge) is shown without a picture
+PREVIEW = "preview.jpg"
+
+
 def local_midnight(now: datetime, tz: str) -> datetime:
     z = ZoneInfo(tz)
     loc = now.astimezone(z)
@@ -80,9 +85,7 @@ def newest_events(
         ids = [r.event_id for r in rows]
         frames = (
             set(
-                s.execute(
-                    select(Media.event_id).where(Media.event_id.in_(ids), Media.name == "violation.jpg")
-                )
+                s.execute(select(Media.event_id).where(Media.event_id.in_(ids), Media.name == PREVIEW))
                 .scalars()
                 .all()
             )

@@ -38,7 +38,10 @@ def _media(folder: Path, i: int) -> dict[str, Path]:
     cv2.rectangle(img, (240, 70), (400, 330), (0, 0, 255), 3)
     cv2.putText(img, f"demo {i}", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
     cv2.imwrite(str(folder / "violation.jpg"), img)
-    files = {"violation.jpg": folder / "violation.jpg"}
+    cv2.imwrite(
+        str(folder / "preview.jpg"), cv2.GaussianBlur(img, (9, 9), 0)
+    )  # the edge's all-faces-blurred copy
+    files = {"violation.jpg": folder / "violation.jpg", "preview.jpg": folder / "preview.jpg"}
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg:
         subprocess.run(  # nosec B603 - fixed argument list, the ffmpeg found on PATH

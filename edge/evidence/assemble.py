@@ -194,9 +194,9 @@ class EventAssembler:
         if violation_frame is not None:
             try:
                 keep = _face_around(violation_frame.head_box) or _head_of(violation_frame.box)
-                marked = violation_frame.render(
-                    self._blurred(violation_frame.image, keep, violation_frame.occupants)
-                )
+                shown = self._blurred(violation_frame.image, keep, violation_frame.occupants)
+                marked = violation_frame.render(shown)
+                preview = _preview(violation_frame, shown, keep)
             except Exception as e:  # a frame that cannot be drawn on must not hold the event back
                 log(
                     logger,
@@ -212,6 +212,9 @@ class EventAssembler:
                     folder / "violation.jpg", encode_jpeg(marked, 88, "violation.jpg"), "context", sealer
                 )
                 media["violation.jpg"] = p
+                refs.append(ref)
+                p, ref = write_media(folder / PREVIEW, encode_jpeg(preview, 80, PREVIEW), "context", sealer)
+                media[PREVIEW] = p
                 refs.append(ref)
         for p, ref in prewritten:  # written at decision time (violation.jpg): already in the folder
             media[ref.name] = p
@@ -269,6 +272,34 @@ def _face_around(
     x0, y0, x1, y1 = head
     w, h = x1 - x0, y1 - y0
     return (x0 - 0.25 * w, y0, x1 + 0.25 * w, y1 + h)
+
+
+#: the deciding frame for screens seen by many (the cockpit on the police big screen): every face blurred
+PREVIEW = "preview.jpg"
+PREVIEW_MAX_W = 640
+
+
+def _preview(
+    vf: ViolationFrame, shown: np.ndarray, keep: tuple[float, float, float, float] | None
+) -> np.ndarray:
+    """``shown`` (bystanders blurred as configured) with the violator's face region and the other occupants' blurred
+    too: by where the judged heads are, not by a face detector that may miss a face; marked like violation.jpg,
+    at most PREVIEW_MAX_W wide."""
+    import cv2
+
+    from edge.evidence.privacy import blur_box
+
+    out = shown.copy()
+    for region in (keep, *(_face_around(o) for o in vf.occupants)):
+        if region is not None:
+            blur_box(out, region, margin=0.1)
+    out = vf.render(out)
+    h, w = out.shape[:2]
+    if w > PREVIEW_MAX_W:
+        out = cv2.resize(
+            out, (PREVIEW_MAX_W, max(1, round(h * PREVIEW_MAX_W / w))), interpolation=cv2.INTER_AREA
+        )
+    return out
 
 
 def _head_of(box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:

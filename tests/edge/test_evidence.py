@@ -231,7 +231,8 @@ def test_violation_frame_marks_the_rider_and_the_judged_head(
         v, T0, None, "rider seen from behind", None, "clip not started", violation_frame=vf
     )
     e = parse_event(ev.event.to_json())
-    assert [(m.name, m.kind) for m in e.media] == [("violation.jpg", "context")]
+    # and preview.jpg: the same with the violator's face blurred too (the cockpit's big screen)
+    assert [(m.name, m.kind) for m in e.media] == [("violation.jpg", "context"), ("preview.jpg", "context")]
     data = ev.media["violation.jpg"].read_bytes()
     assert hashlib.sha256(data).hexdigest() == e.media[0].sha256 and len(data) == e.media[0].size
     back = cv2.imread(str(ev.media["violation.jpg"]))

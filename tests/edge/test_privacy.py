@@ -114,7 +114,13 @@ def test_outbox_holds_no_jpeg_mp4_or_embedding_in_the_clear(tmp_path: Path) -> N
     assert not clip_src.exists(), "the clear clip is removed from the scratch folder once sealed"
     e = parse_event(ev.event.to_json())
     assert e.face.found and e.face.embedding is None and e.face.embedding_sealed
-    assert {m.name for m in e.media} == {"face.jpg", "context.jpg", "violation.jpg", "clip.mp4"}
+    assert {m.name for m in e.media} == {
+        "face.jpg",
+        "context.jpg",
+        "violation.jpg",
+        "preview.jpg",
+        "clip.mp4",
+    }
     assert all(m.sealed_to == "c2026a" for m in e.media)
 
     outbox = Outbox(tmp_path / "outbox")
@@ -128,7 +134,7 @@ def test_outbox_holds_no_jpeg_mp4_or_embedding_in_the_clear(tmp_path: Path) -> N
         assert hashlib.sha256(blob).hexdigest() == m.sha256
         got[m.name] = ring.open(blob)
     assert got["clip.mp4"] == clear_clip
-    for name in ("face.jpg", "context.jpg", "violation.jpg"):
+    for name in ("face.jpg", "context.jpg", "violation.jpg", "preview.jpg"):
         img = cv2.imdecode(np.frombuffer(got[name], np.uint8), cv2.IMREAD_COLOR)
         assert img is not None and img.size
     clear_emb = np.asarray(ring.open_embedding(e.face.embedding_sealed), np.float64)
@@ -281,6 +287,19 @@ def test_the_assembler_blurs_context_and_deciding_frames_only(tmp_path: Path) ->
     face_jpg = cv2.imread(str(ev.media["face.jpg"]))
     assert face_jpg is not None
     assert face_jpg.shape[:2] == crop.shape[:2]
+    # preview.jpg (the cockpit on the big screen): the violator's face is blurred too, and it is at most 640 wide;
+    # the same frame merely scaled down still shows faces the detector finds (the check can fail)
+    prev = cv2.imread(str(ev.media["preview.jpg"]))
+    assert prev is not None and prev.shape[1] == min(640, frame.shape[1])
+    scaled = cv2.resize(frame, (prev.shape[1], prev.shape[0]), interpolation=cv2.INTER_AREA)
+    k = prev.shape[1] / frame.shape[1]
+    in_face = [
+        f
+        for f in det.detect(scaled, min_face_px=6)
+        if f.score > 0.6 and x0 * k <= (f.box[0] + f.box[2]) / 2 <= x1 * k
+    ]
+    assert in_face, "the violator's face is found in the plainly scaled frame"
+    assert not [f for f in det.detect(prev, min_face_px=6) if f.score > 0.6]
 
 
 def test_the_daemon_seals_every_event_of_the_clip_and_leaves_no_clear_clip(tmp_path: Path) -> None:

@@ -87,9 +87,11 @@ def evidence(tmp: Path, seed: int, point: str = "point-1") -> tuple[ViolationEve
     eid = uuid.uuid4()
     d = tmp / f"ev-{eid}"
     d.mkdir(parents=True)
-    img = np.full((360, 640, 3), 40, np.uint8)
-    cv2.rectangle(img, (200, 80), (360, 320), (0, 0, 255), 3)
+    img = np.full((720, 1280, 3), 40, np.uint8)
+    cv2.rectangle(img, (400, 160), (720, 640), (0, 0, 255), 3)
     cv2.imwrite(str(d / "violation.jpg"), img)
+    # the edge's preview.jpg: the deciding frame with every face blurred, at most 640 wide (the cockpit's picture)
+    cv2.imwrite(str(d / "preview.jpg"), cv2.resize(img, (640, 360)))
     cv2.imwrite(str(d / "face.jpg"), np.full((96, 80, 3), 120, np.uint8))
     subprocess.run(
         [
@@ -112,7 +114,12 @@ def evidence(tmp: Path, seed: int, point: str = "point-1") -> tuple[ViolationEve
         ],
         check=True,
     )
-    files = {"violation.jpg": d / "violation.jpg", "clip.mp4": d / "clip.mp4", "face.jpg": d / "face.jpg"}
+    files = {
+        "violation.jpg": d / "violation.jpg",
+        "preview.jpg": d / "preview.jpg",
+        "clip.mp4": d / "clip.mp4",
+        "face.jpg": d / "face.jpg",
+    }
     refs = [
         MediaRef(
             name=n,
@@ -249,6 +256,7 @@ def test_cockpit_console_and_rider_in_chromium(
         assert browser.find_element(By.ID, "totals").text.startswith("3 / 3 / 3")
         assert "point-2" in browser.find_element(By.ID, "points").text  # the per-point table follows live
         assert browser.find_element(By.CSS_SELECTOR, "#bytype tr td:nth-child(2)").text == "3"
+        # the feed shows preview.jpg (640 wide, every face blurred), not violation.jpg (1280)
         WebDriverWait(browser, 5).until(
             lambda d: d.execute_script(
                 "return [...document.querySelectorAll('#feed img')].every(i=>i.complete&&i.naturalWidth==640)"
