@@ -147,6 +147,7 @@ def load_thread(video: Path, stop: threading.Event, frames: list[int]) -> None:
 def drill_child(args: argparse.Namespace) -> None:
     """In the child (ALSA already pointed at the file PCM): feed violations, print JSON."""
     from edge.actuators.persuasion import Persuasion
+    from edge.actuators.prompts import PromptPacks
     from edge.config import parse_config
     from edge.health import Health
 
@@ -157,7 +158,14 @@ def drill_child(args: argparse.Namespace) -> None:
         speaker_cfg["barge_in"] = False
     cfg = parse_config({"speaker": speaker_cfg, "time_switch": {"enabled": False}})
     health = Health(Path(tempfile.gettempdir()) / "bench-health.json", "bench")
-    p = Persuasion.from_config(cfg, health)
+    p = Persuasion.from_config(
+        cfg.speaker,
+        cfg.lights,
+        cfg.time_switch,
+        cfg.device.timezone,
+        PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir),
+        health,
+    )
     p.start()
     speaker = p.speaker
     if speaker.library is None or speaker.output is None:

@@ -182,7 +182,7 @@ def main() -> int:
         tmp,
     )
     health = Health(tmp / "health.json", cfg.device.device_id)
-    outbox = Outbox.for_config(cfg, health)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir, health)
     consumer = CentralSide(args.consumer, broker.port, tmp)
     src = tmp / "evidence"
     src.mkdir()
@@ -206,7 +206,7 @@ def main() -> int:
         producer.start()
         producer.join()
         print(f"outbox prefilled with {len(sent)} events in {time.monotonic() - t:.1f} s", flush=True)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     t_start = time.monotonic()
     if not args.prefill:
         producer.start()

@@ -1,4 +1,5 @@
-"""The edge daemon: wires the stages together and owns every thread and queue.
+"""The edge daemon: wires the stages (built by :mod:`edge.build`) together and owns every thread and queue,
+the signals, the systemd watchdog, the health file and the shutdown.
 
 ::
 
@@ -19,39 +20,30 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import signal
-import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from anqi_contract.event import ViolationEvent
 from anqi_contract.logs import log
-from anqi_contract.manifest import ModelFileError
 from anqi_contract.notify import SystemdNotifier
+from edge.build import MODEL_RETRY_S, Mode, StartupError, build_stages, disk_check, pass_counter
 from edge.config import EdgeConfig
-from edge.evidence import EventAssembler, EvidenceCollector, FaceCapture
+from edge.evidence import EvidenceCollector
 from edge.health import Health
-from edge.pipeline import Detector, FramePipeline, PipelineStats
-from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
-from edge.rules import RuleSet, RuleSetError, Violation
-from edge.track import RiderTracker, Track
-from edge.zone import CaptureZone
+from edge.pipeline import FramePipeline, PipelineStats
+from edge.rules import Violation
+from edge.track import Track
+
+__all__ = ["MODEL_RETRY_S", "EdgeDaemon", "Mode", "StartupError"]
 
 logger = logging.getLogger("edge.daemon")
 
-Mode = Literal["live", "until_eof", "replay"]
-
-MODEL_RETRY_S = 30.0
 HEALTH_EVERY_S = 5.0
 PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
-
-
-class StartupError(RuntimeError):
-    """The daemon cannot start (bad source, unusable calibration, missing model in replay); the message says which key or file."""
 
 
 class EdgeDaemon:
@@ -86,11 +78,6 @@ class EdgeDaemon:
         self._refused_sizes: set[tuple[int, int]] = set()
         #: why a file run was stopped before its end (frames that do not fit the calibration); None: it was not
         self.fatal: str | None = None
-        self._detector: Detector | None = None
-        self._detector_error: str | None = None
-        self._detector_retry_at = 0.0
-        self._faces: FaceCapture | None = None
-        self._face_error: str | None = None
         self._threads: list[threading.Thread] = []
         self._pipeline_beat = time.monotonic()
         self._stall_reported = False
@@ -98,66 +85,18 @@ class EdgeDaemon:
         self.event_media: dict[str, list[Path]] = {}
         self._build()
 
-    # ------------------------------------------------------------------ construction
+    # ------------------------------------------------------------------ construction (edge/build.py)
     def _build(self) -> None:
         cfg = self.cfg
-        from edge.buffer import ClipRecorder, PrerollBuffer
-        from edge.source import DetectQueue, DetectSampler, FrameSource
-
-        try:
-            self.zone = CaptureZone.from_config(cfg.zone)
-        except ValueError as e:
-            raise StartupError(f"zone.calibration: {e}") from None
-        try:
-            self.source = FrameSource(cfg.source, base_dir=cfg.base_dir, health=self.health)
-        except ValueError as e:
-            raise StartupError(str(e)) from None
-        if self.mode != "live" and self.source.kind != "file":
-            raise StartupError(
-                f"source.uri: {self.mode.replace('_', ' ')} needs a video file, got a {self.source.kind} source"
-            )
-        self.work_dir = self.data_dir / "evidence-work"
-        try:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StartupError(f"device.data_dir: cannot create {self.work_dir}: {e.strerror or e}") from None
-        self.buffer = PrerollBuffer(cfg.buffer, health=self.health)
-        self.recorder = ClipRecorder(self.buffer, cfg.buffer, self.work_dir, health=self.health)
-        self.sampler = DetectSampler(cfg.source.detect_fps)
-        # cameras and paced files (source.realtime): never slow capture down (drop the oldest sampled
-        # frame); unpaced files: every sampled frame is detected and capture waits for detection
-        paced = self.mode == "live" or cfg.source.realtime
-        self.live_queue: DetectQueue | None = DetectQueue(cfg.source.detect_queue) if paced else None
-        self.file_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self.tracker = RiderTracker(cfg.track, self.zone)
-        try:  # a GPIO pin or serial port of the signal input that cannot be opened: named by its key
-            self.rules = RuleSet.from_config(
-                cfg.rules, cfg.track.motion_window_s, zone_calibrated=cfg.zone.calibrated
-            )
-        except RuleSetError as e:
-            raise StartupError(str(e)) from None
-        try:
-            self._load_detector(first=True)
-        except StartupError:
-            self.rules.close()
-            raise
-        self._load_faces()
-        self.assembler = EventAssembler(
-            cfg.device,
-            self.work_dir,
-            self._embedder,
-            cfg.face.save_context_frame,
-            seal=cfg.privacy.seal,
-            blur=self._load_blur(),
-        )
-        self.clip_dir = self._clip_dir()
-        self.persuasion = self._start_persuasion()
-        self.reserve = DiskReserve(self.data_dir, cfg.relay.outbox.reserve_mb if self.mode != "replay" else 0)
-        self._disk_check()
-        self.beacon = AlarmBeacon(self.data_dir)
-        self.beacon.allocate()
+        st = build_stages(cfg, self.mode, self.data_dir, self.use_relay, self.health, self._heartbeat_info)
+        self.zone, self.source, self.work_dir = st.zone, st.source, st.work_dir
+        self.buffer, self.recorder, self.sampler = st.buffer, st.recorder, st.sampler
+        self.live_queue, self.file_queue = st.live_queue, st.file_queue
+        self.tracker, self.rules, self.detector = st.tracker, st.rules, st.detector
+        self.assembler, self.clip_dir, self.persuasion = st.assembler, st.clip_dir, st.persuasion
+        self.reserve, self.beacon = st.reserve, st.beacon
         self._beacon_alarms: dict[str, str] | None = None
-        self.outbox, self.relay, self.broker = self._start_relay()
+        self.outbox, self.relay, self.broker = st.outbox, st.relay, st.broker
         self.evidence = EvidenceCollector(
             rules=cfg.rules,
             post_s=cfg.buffer.post_s,
@@ -167,174 +106,28 @@ class EdgeDaemon:
             assembler=self.assembler,
             outbox=self.outbox,
             health=self.health,
-            faces=self._faces,
-            face_error=self._face_error,
+            faces=st.faces.capture,
+            face_error=st.faces.error,
             records=self.stats.violations,
             on_stored=self._event_stored,
             on_track_done=self._forget_track,
             on_recovered=self._write_event_json,
         )
         self.pipeline = FramePipeline(
-            cfg,
+            cfg.detect,
+            cfg.rules,
+            cfg.track.motion_window_s,
             self.zone,
             self.tracker,
             self.rules,
-            self._faces,
+            st.faces.capture,
             self.health,
             self.stats,
             pending_tracks=self.evidence.pending_tracks,
             on_violation=self._on_violation,
+            passes=pass_counter(cfg.device, cfg.relay),
         )
         self.recovered = self.evidence.recover()
-
-    def _load_detector(self, first: bool = False) -> None:
-        try:
-            from edge.detect import RiderDetector
-
-            self._detector = RiderDetector.from_config(self.cfg.detect, self.cfg.face)
-            self._detector_error = None
-            self.health.set("detector", "up", f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}")
-            if not first:
-                log(logger, "detector_loaded", model=self.cfg.detect.rider_model)
-        except Exception as e:  # missing / corrupt model file: say which, keep recording, retry
-            self._detector = None
-            self._detector_error = f"{type(e).__name__}: {e}"
-            self._detector_retry_at = time.monotonic() + MODEL_RETRY_S
-            self.health.set("detector", "down", self._detector_error[:300])
-            log(
-                logger,
-                "detector_unavailable",
-                logging.ERROR,
-                error=self._detector_error[:300],
-                retry_s=MODEL_RETRY_S,
-            )
-            if self.mode != "live":  # DetectorLoadError names the key and file that failed
-                raise StartupError(str(e) if isinstance(e, ModelFileError) else f"detect: {e}") from None
-
-    def _load_blur(self) -> Any:
-        """The bystander blur (privacy.blur_bystanders): YuNet on the whole frame at full resolution."""
-        if not self.cfg.privacy.blur_bystanders:
-            return None
-        try:
-            from anqi_contract.manifest import resolve
-            from edge.detect.faces import FaceDetector
-            from edge.evidence.privacy import FaceBlur
-
-            _, path = resolve(self.cfg.face.detector_model)
-            f = self.cfg.face
-            return FaceBlur(FaceDetector(path, 0.5, f.nms_iou, min_face_px=6, max_input_px=4096, top_k=500))
-        except Exception as e:  # shown frames would carry unblurred bystanders: loud, but evidence still kept
-            self.health.alarm("bystander_blur", f"bystanders cannot be blurred: {e}"[:300])
-            log(logger, "bystander_blur_unavailable", logging.ERROR, error=str(e)[:300])
-            return None
-
-    def _clip_dir(self) -> Path:
-        """Where clips are encoded: with sealing on, a RAM folder (the clear clip never reaches the disk)."""
-        seal = self.cfg.privacy.seal
-        if not seal.enabled:
-            log(logger, "evidence_not_sealed", logging.WARNING, hint="set privacy.seal.key_id/public_key")
-            return self.work_dir
-        ram = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or "/dev/shm"  # nosec B108
-        d = Path(seal.clip_scratch_dir or ram) / f"anqi-clips-{self.cfg.device.device_id}"
-        try:
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = os.lstat(d)
-        except OSError as e:
-            raise StartupError(
-                f"privacy.seal.clip_scratch_dir: cannot create {d}: {e.strerror or e}"
-            ) from None
-        # a shared RAM folder: refuse one another user made (or a link), clips must not be readable by others
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise StartupError(
-                f"privacy.seal.clip_scratch_dir: {d} is not a private folder of this user (mode 700, not a link)"
-            )
-        # clear clips a crash left behind (/dev/shm outlives the process): their events never reached the
-        # outbox, so nothing refers to them; they must not stay readable in the clear
-        left = [p for p in d.iterdir() if p.is_file()]
-        for p in left:
-            p.unlink(missing_ok=True)
-        if left:
-            log(logger, "clip_scratch_cleared", logging.WARNING, files=len(left), folder=str(d))
-        return d
-
-    def _load_faces(self) -> None:
-        self._embedder = None
-        if not self.cfg.face.enabled:
-            self.health.set("faces", "off", "face.enabled is false")
-            return
-        try:
-            from edge.detect.faces import FaceDetector, FaceEmbedder
-            from edge.evidence.adapters import SFaceEmbedding
-
-            f = self.cfg.face
-            self._faces = FaceCapture(
-                FaceDetector.from_config(self.cfg.face), f.min_face_px, f.score_threshold
-            )
-            try:
-                self._embedder = SFaceEmbedding(
-                    FaceEmbedder.from_config(self.cfg.face), self.cfg.face.embedder_model
-                )
-            except Exception as e:
-                log(logger, "face_embedder_unavailable", logging.ERROR, error=str(e)[:300])
-                self.health.set("faces", "degraded", f"no embedding: {e}"[:300])
-                return
-            self.health.set("faces", "up", f"{f.detector_model} + {f.embedder_model}")
-        except Exception as e:  # events still go out, saying why there is no face
-            self._faces = None
-            self._face_error = f"face detector unavailable ({type(e).__name__})"
-            self.health.set("faces", "down", str(e)[:300])
-            log(logger, "face_detector_unavailable", logging.ERROR, error=str(e)[:300])
-
-    def _start_persuasion(self) -> Any:
-        try:
-            from edge.actuators import Persuasion
-
-            p = Persuasion.from_config(self.cfg, self.health)
-            p.start()
-            return p
-        except Exception as e:  # no sound card, bad pin: prompts off, evidence still collected
-            self.health.set("speaker", "down", str(e)[:300])
-            log(logger, "persuasion_unavailable", logging.ERROR, error=str(e)[:300])
-            return None
-
-    def _start_relay(self) -> tuple[Any, Any, Any]:
-        from edge.relay import MqttRelay, Outbox, connect_or_start_local
-
-        if self.mode == "replay":
-            outbox = Outbox(self.data_dir, self.cfg.relay.outbox, self.health)
-        else:
-            try:
-                outbox = Outbox.for_config(self.cfg, self.health)
-            except OutboxError as e:
-                # a disk too full to open even the outbox: events still go out through a RAM outbox
-                # (lost on a power cut before central acknowledges them: the alarm says so)
-                ram = ram_outbox_dir(self.cfg.device.device_id)
-                why = f"outbox on disk unusable ({e}); events kept in RAM at {ram} until central acks them"
-                self.health.alarm("outbox_in_ram", why[:300])
-                log(logger, "outbox_in_ram", logging.ERROR, error=str(e)[:300], path=str(ram))
-                small = self.cfg.relay.outbox.model_copy(update={"max_disk_mb": 64.0})
-                outbox = Outbox(ram, small, self.health)
-        if not self.use_relay:
-            self.health.set("relay", "off", "relay disabled for this run")
-            return outbox, None, None
-        broker = None
-        # the development mosquitto must not inherit systemd's NOTIFY_SOCKET: it would tell systemd
-        # READY=1 on our behalf before the daemon is ready
-        notify_socket = os.environ.pop("NOTIFY_SOCKET", None) if self.cfg.relay.mqtt.host is None else None
-        try:
-            try:
-                cfg, broker = connect_or_start_local(self.cfg, self.data_dir / "dev-broker")
-            finally:
-                if notify_socket is not None:
-                    os.environ["NOTIFY_SOCKET"] = notify_socket
-            relay = MqttRelay(cfg, outbox, self.health, heartbeat_info=self._heartbeat_info).start()
-            return outbox, relay, broker
-        except Exception as e:  # broker down / bad TLS: events stay in the outbox
-            if broker is not None:
-                broker.close()
-            self.health.set("relay", "down", str(e)[:300])
-            log(logger, "relay_unavailable", logging.ERROR, error=str(e)[:300])
-            return outbox, None, None
 
     def _write_event_json(self, event: ViolationEvent) -> None:
         """Replay: the event as JSON under ``out_dir/events/``."""
@@ -415,12 +208,10 @@ class EdgeDaemon:
 
     # ------------------------------------------------------------------ per frame
     def _process(self, frame: Any) -> None:
-        if self._detector is None:
-            if self.mode == "live" and time.monotonic() >= self._detector_retry_at:
-                self._load_detector()
-            if self._detector is None:
-                return
-        result = self.pipeline.process(frame, self._detector)
+        detector = self.detector.current()  # live: a model that failed to load is retried now and then
+        if detector is None:
+            return
+        result = self.pipeline.process(frame, detector)
         if result.refused is not None:
             h, w = frame.image.shape[:2]
             self._refuse_frame_size(w, h, result.refused)
@@ -631,13 +422,4 @@ class EdgeDaemon:
             self._beacon_alarms = alarms
 
     def _disk_check(self) -> None:
-        """The reserve policy (edge.relay.diskguard): a full data disk raises ``disk_full`` and frees the
-        ballast; the alarm clears once there is room again."""
-        if self.reserve.check():
-            self.health.alarm(
-                "disk_full",
-                f"file system of {self.data_dir} is full: reserve released; new media follow relay.outbox.when_full",
-            )
-        elif self.reserve.held() or self.reserve.size == 0:
-            self.health.alarm("disk_full", None)
-            self.health.alarm("health_file", None)
+        disk_check(self.reserve, self.data_dir, self.health)

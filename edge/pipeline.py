@@ -10,7 +10,6 @@ writes and shutdown.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from anqi_contract.logs import log
-from edge.config import EdgeConfig
+from edge.config.detect import DetectConfig
+from edge.config.rules import RulesConfig
 from edge.health import Health
 from edge.passes import PassCounter
 from edge.rules import RuleSet, Violation, occupant_heads
@@ -100,7 +100,9 @@ class FrameResult:
 class FramePipeline:
     def __init__(
         self,
-        cfg: EdgeConfig,
+        detect: DetectConfig,
+        rules_config: RulesConfig,
+        motion_window_s: float,
         zone: CaptureZone,
         tracker: RiderTracker,
         rules: RuleSet,
@@ -109,9 +111,11 @@ class FramePipeline:
         stats: PipelineStats,
         pending_tracks: Collection[int],
         on_violation: ViolationSink,
-        passes: PassCounter | None = None,
+        passes: PassCounter,
     ) -> None:
-        self.cfg = cfg
+        self.detect = detect  # the detect section: crop_to_zone, the model names for health
+        self.rules_config = rules_config  # which rules are on (who needs a face search), the signal source
+        self.motion_window_s = motion_window_s  # track.motion_window_s (driver / passenger heads)
         self.zone = zone
         self.tracker = tracker
         self.rules = rules
@@ -121,11 +125,7 @@ class FramePipeline:
         self.pending_tracks = pending_tracks  #: tracks with an event not yet stored (the evidence's own set)
         self.on_violation = on_violation
         #: riders through the zone per interval (the heartbeat's pass counters)
-        self.passes = passes or PassCounter(
-            cfg.device.point_id,
-            cfg.relay.pass_interval_s,
-            keep=max(2, math.ceil(3600 / cfg.relay.pass_interval_s)),
-        )
+        self.passes = passes
         self.track_first: dict[int, datetime] = {}
         self.last_t_s = 0.0  #: source time of the last detected frame
         self._signal_state: str | None = None
@@ -137,7 +137,7 @@ class FramePipeline:
             zone = self.zone.for_frame(w, h)
         except CalibrationMismatch as e:
             return FrameResult(refused=str(e))
-        roi = zone.image_region(w, h) if self.cfg.detect.crop_to_zone else None
+        roi = zone.image_region(w, h) if self.detect.crop_to_zone else None
         t0 = time.monotonic()
         try:
             dets = detector.detect(img, roi=roi)
@@ -158,7 +158,7 @@ class FramePipeline:
             self.health.set(
                 "detector",
                 "up",
-                f"{self.cfg.detect.rider_model} + {self.cfg.detect.head_model}",
+                f"{self.detect.rider_model} + {self.detect.head_model}",
                 detect_fps=round(self.stats.detect_fps, 2),
                 frames=self.stats.detect_frames,
                 errors=self.stats.detect_errors,
@@ -182,7 +182,7 @@ class FramePipeline:
                 if self.wants_face(t):
                     away = _moving_away(t)
                     # a vehicle with more than one person: the driver's face and the passenger's apart
-                    heads = occupant_heads(t, self.cfg.track.motion_window_s)
+                    heads = occupant_heads(t, self.motion_window_s)
                     self.faces.offer(t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"))
                     if "passenger" in heads:
                         self.faces.offer(
@@ -199,7 +199,7 @@ class FramePipeline:
             state = self.rules.signal.state_at(t_s).value
             if state != self._signal_state:
                 self._signal_state = state
-                sig = self.cfg.rules.red_light.signal
+                sig = self.rules_config.red_light.signal
                 self.health.set(
                     "signal",
                     "degraded" if state == "unknown" else "up",
@@ -217,7 +217,7 @@ class FramePipeline:
             return True
         if not t.last.in_zone:
             return False
-        r = self.cfg.rules
+        r = self.rules_config
         if r.wrong_way.enabled or r.red_light.enabled:
             return True
         if len(t.last.occupants) >= 2 and (

@@ -137,7 +137,7 @@ def test_importing_the_central_side_loads_no_edge_module_and_no_camera_runtime()
 def stage_reach_ins(root: Path) -> list[str]:
     """Imports of another stage's inner module (``edge.zone.motion`` from ``edge/rules``) instead of its
     front (``edge.zone``). Config sections (``edge.config.<section>``) are public by design; the wiring
-    layer (``edge/daemon.py``, ``edge/cli/``) may reach in."""
+    layer (``edge/build.py``, ``edge/daemon.py``, ``edge/cli/``) may reach in."""
     edge = root / "edge"
     stages = {p.name for p in edge.iterdir() if (p / "__init__.py").is_file()} - {"cli", "config"}
     found = []

@@ -304,7 +304,8 @@ def test_status_fails_when_the_daemon_is_gone_or_evidence_was_lost(
     assert CliRunner().invoke(main, ["status", "--config", str(cfg_path)]).exit_code == 0
     from edge.relay import Outbox
 
-    ob = Outbox.for_config(load_config(cfg_path))
+    site = load_config(cfg_path)
+    ob = Outbox.for_config(site.relay.outbox, site.data_dir, base_dir=site.base_dir)
     for i in range(3):  # 3 x 400 kB into a 1.05 MB budget: the oldest unsent clip is dropped
         ev, files = make_event(tmp_path, i, {"clip.mp4": 400_000})  # type: ignore[operator]
         ob.add(ev, files)

@@ -2,7 +2,9 @@
 
 The daemon uses :class:`Persuasion`::
 
-    p = Persuasion.from_config(cfg, health)   # never raises for a missing device
+    packs = PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir)   # pack folders, messages needed
+    p = Persuasion.from_config(cfg.speaker, cfg.lights, cfg.time_switch, cfg.device.timezone, packs, health)
+    # ^ its own sections only; never raises for a missing device
     p.start()                                 # opens outputs, starts the speaker and lights workers
     p.on_violation("no_helmet", track_id, decided_mono)   # returns at once; queued
     p.latencies_s                             # decision -> prompt start, one per prompt played
@@ -18,7 +20,7 @@ One class per device, gpiozero style: :class:`Speaker` (an ``AudioOutput`` backe
 from edge.actuators.check import check_config
 from edge.actuators.lights import GpioLightOutput, LightBoard, LightOutput, SerialFrameBus, SerialLightOutput
 from edge.actuators.persuasion import Persuasion
-from edge.actuators.prompts import MESSAGES, PromptLibrary
+from edge.actuators.prompts import MESSAGES, PromptLibrary, PromptPacks
 from edge.actuators.speaker import PlayedPrompt, Speaker
 from edge.actuators.timeswitch import TimeSwitch
 
@@ -30,6 +32,7 @@ __all__ = [
     "Persuasion",
     "PlayedPrompt",
     "PromptLibrary",
+    "PromptPacks",
     "SerialFrameBus",
     "SerialLightOutput",
     "Speaker",

@@ -23,7 +23,7 @@ def check_prompts(cfg: EdgeConfig) -> list[str]:
     if not sc.enabled or sc.backend == "none":
         return []
     problems = []
-    dirs = search_dirs(cfg)
+    dirs = search_dirs(sc, cfg.base_dir)
     if sc.prompts_dir and not dirs[0].is_dir():
         problems.append(f"speaker.prompts_dir: folder not found: {dirs[0]}")
     for i, lang in enumerate(sc.languages):
@@ -33,7 +33,7 @@ def check_prompts(cfg: EdgeConfig) -> list[str]:
                 f"speaker.languages.{i}: no prompt pack {lang!r} (looked for {' and '.join(str(d / lang) for d in dirs)})"
             )
             continue
-        for message in required_messages(cfg):
+        for message in required_messages(cfg.rules):
             f = message_file(pack, message)
             if f is None:
                 problems.append(f"speaker.languages.{i}: {lang}: missing {pack / (message + '.wav')}")

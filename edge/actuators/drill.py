@@ -21,6 +21,7 @@ from typing import Any
 
 from anqi_contract.logs import setup_logging
 from edge.actuators.persuasion import Persuasion
+from edge.actuators.prompts import PromptPacks
 from edge.actuators.timeswitch import utc_now
 from edge.config import load_config, parse_config
 from edge.health import Health
@@ -104,7 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config) if args.config else parse_config({"time_switch": {"enabled": False}})
     pinned = datetime.fromisoformat(args.at) if args.at else None
     health = Health(cfg.data_dir / "drill-health.json", cfg.device.device_id)
-    persuasion = Persuasion.from_config(cfg, health, clock=(lambda: pinned) if pinned else utc_now)
+    persuasion = Persuasion.from_config(
+        cfg.speaker,
+        cfg.lights,
+        cfg.time_switch,
+        cfg.device.timezone,
+        PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir),
+        health,
+        clock=(lambda: pinned) if pinned else utc_now,
+    )
     script = [tuple(r) for r in json.loads(args.script)]
     report = run_drill(persuasion, script, close_after_s=args.close_after)
     text = json.dumps(report, indent=1)

@@ -7,10 +7,10 @@ import time
 
 from anqi_contract.logs import log
 from edge.actuators.lights import LightBoard
-from edge.actuators.prompts import PromptLibrary
+from edge.actuators.prompts import PromptLibrary, PromptPacks
 from edge.actuators.speaker import PlayedPrompt, Speaker
 from edge.actuators.timeswitch import Clock, TimeSwitch, utc_now
-from edge.config import EdgeConfig
+from edge.config.actuators import LightsConfig, SpeakerConfig, TimeSwitchConfig
 from edge.health import Health
 
 logger = logging.getLogger("edge.actuators")
@@ -32,13 +32,24 @@ class Persuasion:
         self.health = health
 
     @classmethod
-    def from_config(cls, cfg: EdgeConfig, health: Health, clock: Clock = utc_now) -> Persuasion:
-        ts = TimeSwitch(cfg.time_switch, cfg.device.timezone, clock)
+    def from_config(
+        cls,
+        speaker: SpeakerConfig,
+        lights: LightsConfig,
+        time_switch: TimeSwitchConfig,
+        timezone: str,
+        packs: PromptPacks,
+        health: Health,
+        clock: Clock = utc_now,
+    ) -> Persuasion:
+        """From the ``speaker``, ``lights`` and ``time_switch`` sections; ``timezone`` is ``device.timezone``,
+        ``packs`` where the prompts are (:meth:`PromptPacks.for_site`)."""
+        ts = TimeSwitch(time_switch, timezone, clock)
         return cls(
             Speaker.from_config(
-                cfg.speaker, lambda rate: PromptLibrary.load(cfg, rate), health, ts.local_now
+                speaker, lambda rate: PromptLibrary.load(speaker, packs, rate), health, ts.local_now
             ),
-            LightBoard.from_config(cfg.lights, health),
+            LightBoard.from_config(lights, health),
             ts,
             health,
         )

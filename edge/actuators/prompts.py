@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from anqi_contract.paths import audio_prompts_dir
-from edge.config import EdgeConfig
+from edge.config.actuators import SpeakerConfig
+from edge.config.rules import RulesConfig
 
 #: messages of a complete pack
 MESSAGES = ("no_helmet", "wrong_way", "red_light", "passenger", "generic")
@@ -61,10 +62,26 @@ class PromptError(Exception):
     """A pack or WAV that cannot be used; the message names the file."""
 
 
-def search_dirs(cfg: EdgeConfig) -> list[Path]:
-    """Folders searched for language packs, in order: ``speaker.prompts_dir`` then the shipped packs."""
-    dirs = [cfg.resolve(cfg.speaker.prompts_dir)] if cfg.speaker.prompts_dir else []
-    return dirs + [audio_prompts_dir()]
+@dataclass(frozen=True)
+class PromptPacks:
+    """Where the language packs are looked for (in order) and the messages the site's enabled rules need."""
+
+    dirs: tuple[Path, ...]
+    required: frozenset[str]
+
+    @classmethod
+    def for_site(cls, speaker: SpeakerConfig, rules: RulesConfig, base_dir: Path) -> PromptPacks:
+        """``base_dir``: the config file's folder (``speaker.prompts_dir`` may be relative to it)."""
+        return cls(tuple(search_dirs(speaker, base_dir)), frozenset(required_messages(rules)))
+
+
+def search_dirs(speaker: SpeakerConfig, base_dir: Path) -> list[Path]:
+    """Folders searched for language packs, in order: ``speaker.prompts_dir`` (relative to ``base_dir``, the
+    config file's folder) then the shipped packs."""
+    if not speaker.prompts_dir:
+        return [audio_prompts_dir()]
+    own = Path(speaker.prompts_dir).expanduser()
+    return [own if own.is_absolute() else (base_dir / own).resolve(), audio_prompts_dir()]
 
 
 def find_pack(lang: str, dirs: list[Path]) -> Path | None:
@@ -83,9 +100,8 @@ def message_file(pack: Path, message: str) -> Path | None:
     return None
 
 
-def required_messages(cfg: EdgeConfig) -> list[str]:
+def required_messages(rules: RulesConfig) -> list[str]:
     """Messages the enabled rules need, plus ``generic`` (passenger and the installer's self-test)."""
-    rules = cfg.rules
     needed = [
         name
         for name, rule in (
@@ -199,13 +215,16 @@ class PromptLibrary:
         self.problems = problems
 
     @classmethod
-    def load(cls, cfg: EdgeConfig, rate: int, messages: tuple[str, ...] = MESSAGES) -> PromptLibrary:
-        dirs = search_dirs(cfg)
-        langs = cfg.speaker.languages
-        gap = np.zeros(int(round(cfg.speaker.gap_s * rate)), dtype=np.float32)
+    def load(
+        cls, speaker: SpeakerConfig, packs: PromptPacks, rate: int, messages: tuple[str, ...] = MESSAGES
+    ) -> PromptLibrary:
+        """The prompts of ``speaker.languages`` (joined by ``speaker.gap_s``) at ``rate`` Hz."""
+        dirs = list(packs.dirs)
+        langs = speaker.languages
+        gap = np.zeros(int(round(speaker.gap_s * rate)), dtype=np.float32)
         prompts: dict[str, Prompt] = {}
         problems: list[str] = []
-        required = set(required_messages(cfg))  # a missing message no enabled rule plays is no problem
+        required = packs.required  # a missing message no enabled rule plays is no problem
         for message in messages:
             parts: list[np.ndarray] = []
             files: list[Path] = []

@@ -101,14 +101,12 @@ def status(config: Path | None, health_file: Path | None, max_age: float, as_jso
         bad = True
         click.echo(f"daemon NOT RUNNING: pid {h.get('pid')} of the health file is gone", err=True)
     if config is not None or health_file.parent.joinpath("outbox").is_dir():
-        from edge.relay.outbox import lost_evidence
+        from edge.relay.outbox import lost_evidence, outbox_root
 
         outbox_dir = health_file.parent / "outbox"
         if config is not None:
             cfg = config_or_exit(config)
-            outbox_dir = (
-                cfg.resolve(cfg.relay.outbox.path) if cfg.relay.outbox.path else cfg.data_dir / "outbox"
-            )
+            outbox_dir = outbox_root(cfg.relay.outbox, cfg.data_dir, cfg.base_dir)
         for line in lost_evidence(outbox_dir):
             bad = True
             click.echo(f"LOST: {line}", err=True)

@@ -53,7 +53,7 @@ def test_speaker(
     config: Path | None, langs: tuple[str, ...], message: str, device: str | None, volume: float | None
 ) -> None:
     """Play one prompt on the configured output device and report what was played."""
-    from edge.actuators.prompts import PromptLibrary
+    from edge.actuators.prompts import PromptLibrary, PromptPacks
     from edge.actuators.speaker import Speaker
     from edge.actuators.timeswitch import TimeSwitch
 
@@ -70,8 +70,9 @@ def test_speaker(
         raise click.ClickException(f"--lang/--device: {e}") from None
     ts = TimeSwitch(cfg.time_switch, cfg.device.timezone)
     health = _health(cfg)
+    packs = PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir)
     speaker = Speaker.from_config(
-        cfg.speaker, lambda rate: PromptLibrary.load(cfg, rate), health, ts.local_now
+        cfg.speaker, lambda rate: PromptLibrary.load(cfg.speaker, packs, rate), health, ts.local_now
     )
     if not speaker.open():
         comp = health.snapshot()["components"].get("speaker", {})

@@ -3,9 +3,9 @@ central office, the wire :mod:`~anqi_contract.protocol`, and the development :cl
 
 Wiring (the daemon)::
 
-    cfg, broker = connect_or_start_local(cfg)     # broker is None when relay.mqtt.host is set
-    outbox = Outbox.for_config(cfg, health)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay_cfg, broker = connect_or_start_local(cfg.relay, cfg.data_dir / "dev-broker")  # None: host set
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir, health, base_dir=cfg.base_dir)
+    relay = MqttRelay(relay_cfg, cfg.device, outbox, health, base_dir=cfg.base_dir).start()
     ... outbox.add(event, {"face.jpg": path, ...}) ...
     relay.wait_drained(timeout)                    # --until-eof
     relay.stop(); outbox.close(); broker and broker.close()
@@ -20,9 +20,10 @@ from pathlib import Path
 from anqi_contract.localbroker import LocalBroker
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
+from edge.config.relay import RelayConfig
 from edge.relay.diskguard import AlarmBeacon, DiskReserve, ram_outbox_dir, read_beacon
 from edge.relay.mqtt import MqttRelay, RelayConfigError, read_password, tls_context
-from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats
+from edge.relay.outbox import EventState, Outbox, OutboxError, OutboxStats, outbox_root
 
 __all__ = [
     "AlarmBeacon",
@@ -67,7 +68,7 @@ def check_config(cfg: EdgeConfig) -> list[str]:
                 problems.append(f"relay.mqtt.tls.{key}: not readable: {f}")
         if not any(p.startswith("relay.mqtt.tls.") for p in problems):
             try:
-                tls_context(cfg)
+                tls_context(mc.tls, cfg.base_dir)
             except RelayConfigError as e:
                 problems.append(str(e))
     elif mc.host is not None and mc.host not in ("localhost", "127.0.0.1", "::1"):
@@ -75,7 +76,7 @@ def check_config(cfg: EdgeConfig) -> list[str]:
             f"relay.mqtt.tls: not set; evidence (faces) would cross the network to {mc.host} unencrypted"
         )
     oc = cfg.relay.outbox
-    root = cfg.resolve(oc.path) if oc.path else cfg.data_dir / "outbox"
+    root = outbox_root(oc, cfg.data_dir, cfg.base_dir)
     existing = next((p for p in (root, *root.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(
@@ -100,20 +101,18 @@ def check_config(cfg: EdgeConfig) -> list[str]:
     return problems
 
 
-def connect_or_start_local(
-    cfg: EdgeConfig, workdir: Path | None = None
-) -> tuple[EdgeConfig, LocalBroker | None]:
-    """When ``relay.mqtt.host`` is None start the project's own mosquitto (development only) and
-    return a config copy pointing at it, plus the broker to ``close()`` later; else ``(cfg, None)``."""
-    if cfg.relay.mqtt.host is not None:
-        return cfg, None
-    wd = workdir or cfg.data_dir / "dev-broker"
+def connect_or_start_local(relay: RelayConfig, workdir: Path) -> tuple[RelayConfig, LocalBroker | None]:
+    """When ``relay.mqtt.host`` is None start the project's own mosquitto (development only, its files under
+    ``workdir``) and return a copy of the ``relay`` section pointing at it, plus the broker to ``close()`` later;
+    else ``(relay, None)``."""
+    if relay.mqtt.host is not None:
+        return relay, None
+    wd = workdir
     broker = LocalBroker(workdir=wd).start()
-    mqtt = cfg.relay.mqtt.model_copy(
+    mqtt = relay.mqtt.model_copy(
         update={"host": "127.0.0.1", "port": broker.port, "tls": None, "username": None, "password_env": None}  # nosec B105
     )
-    relay = cfg.relay.model_copy(update={"mqtt": mqtt})
-    local = cfg.model_copy(update={"relay": relay})
+    local = relay.model_copy(update={"mqtt": mqtt})
     log(
         logger,
         "development_broker_started",

@@ -37,7 +37,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from anqi_contract import protocol as P
 from anqi_contract.logs import log
 from edge import __version__
-from edge.config import EdgeConfig
+from edge.config.device import DeviceConfig
+from edge.config.relay import RelayConfig, TlsConfig
 from edge.health import Health, Status
 from edge.relay.outbox import Outbox, OutboxItem
 
@@ -113,14 +114,21 @@ def connect_problem(
     return "TCP and TLS work, but the MQTT connection failed (see the broker's log)"
 
 
-def tls_context(cfg: EdgeConfig) -> ssl.SSLContext | None:
-    """Build the TLS context; :class:`RelayConfigError` names the key and file when one is wrong."""
-    tls = cfg.relay.mqtt.tls
+def config_path(p: Path | str, base_dir: Path | None) -> Path:
+    """A path of the config: as written when absolute, else relative to ``base_dir`` (the config file's folder;
+    the working directory when None)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else ((base_dir or Path.cwd()) / p).resolve()
+
+
+def tls_context(tls: TlsConfig | None, base_dir: Path | None = None) -> ssl.SSLContext | None:
+    """Build the TLS context of ``relay.mqtt.tls`` (files relative to ``base_dir``); :class:`RelayConfigError`
+    names the key and file when one is wrong."""
     if tls is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if tls.ca_file is not None:
-        ca = cfg.resolve(tls.ca_file)
+        ca = config_path(tls.ca_file, base_dir)
         try:
             ctx.load_verify_locations(cafile=str(ca))
         except FileNotFoundError:
@@ -130,7 +138,7 @@ def tls_context(cfg: EdgeConfig) -> ssl.SSLContext | None:
         except (ssl.SSLError, OSError) as e:
             raise RelayConfigError(f"relay.mqtt.tls.ca_file: not a PEM CA certificate: {ca} ({e})") from None
     if tls.cert_file is not None and tls.key_file is not None:
-        cert, key = cfg.resolve(tls.cert_file), cfg.resolve(tls.key_file)
+        cert, key = config_path(tls.cert_file, base_dir), config_path(tls.key_file, base_dir)
         for k, p in (("cert_file", cert), ("key_file", key)):
             if not p.is_file():
                 raise RelayConfigError(f"relay.mqtt.tls.{k}: file not found: {p}")
@@ -184,21 +192,26 @@ class MqttRelay:
 
     def __init__(
         self,
-        cfg: EdgeConfig,
+        relay: RelayConfig,
+        device: DeviceConfig,
         outbox: Outbox,
         health: Health | None = None,
         heartbeat_info: Callable[[], dict[str, Any]] | None = None,
+        *,
+        base_dir: Path | None = None,
     ):
-        self.cfg = cfg
-        self.mc = cfg.relay.mqtt
+        """The ``relay`` and ``device`` sections; ``base_dir`` (the config file's folder) for relative TLS files."""
+        self.relay = relay
+        self.device = device
+        self.mc = relay.mqtt
         if self.mc.host is None:
             raise RelayConfigError(
-                "relay.mqtt.host: no broker configured; use edge.relay.connect_or_start_local(cfg) for a development broker"
+                "relay.mqtt.host: no broker configured; use edge.relay.connect_or_start_local(cfg.relay) for a development broker"
             )
         self.outbox = outbox
         self.health = health
         self.heartbeat_info = heartbeat_info
-        dev = cfg.device
+        dev = device
         self.prefix = self.mc.topic_prefix
         self.topics = {
             k: P.topic_for(self.prefix, dev.site_id, dev.device_id, k)
@@ -207,7 +220,7 @@ class MqttRelay:
         self.client_id = self.mc.client_id or f"anqi-{dev.device_id}"
         self.chunk_bytes = self.mc.media_chunk_kb * 1024
         self._password = read_password(self.mc.password_env)
-        self._tls = tls_context(cfg)
+        self._tls = tls_context(self.mc.tls, base_dir)
         self._protocol = paho.MQTTv311 if self.mc.protocol == "3.1.1" else paho.MQTTv5
         self._client: paho.Client | None = None
         self._lock = threading.Lock()
@@ -256,7 +269,7 @@ class MqttRelay:
             c.tls_set_context(self._tls)
             if self.mc.tls and self.mc.tls.insecure_skip_verify:
                 c.tls_insecure_set(True)
-        will = P.encode_status(P.DeviceStatus(state="offline", device_id=self.cfg.device.device_id))
+        will = P.encode_status(P.DeviceStatus(state="offline", device_id=self.device.device_id))
         c.will_set(self.topics[P.TopicKind.status], will, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -299,7 +312,7 @@ class MqttRelay:
             self.topics[P.TopicKind.status],
             P.encode_status(
                 P.DeviceStatus(
-                    state="online", device_id=self.cfg.device.device_id, time=time.time(), version=__version__
+                    state="online", device_id=self.device.device_id, time=time.time(), version=__version__
                 )
             ),
             qos=1,
@@ -484,7 +497,7 @@ class MqttRelay:
 
     def _submit(self, item: OutboxItem) -> bool:
         """Publish one event's media chunks then the event; False if stopped midway."""
-        dev = self.cfg.device
+        dev = self.device
         media = item.media_to_send()
         fl = _InFlight(
             item, sum(P.chunk_count(m.size, self.chunk_bytes) for m in media) + 1, time.monotonic()
@@ -554,11 +567,11 @@ class MqttRelay:
                 if now - last_health >= 1.0:
                     self._update_health()
                     last_health = now
-                if self._connected.is_set() and now - last_hb >= self.cfg.relay.heartbeat_s:
+                if self._connected.is_set() and now - last_hb >= self.relay.heartbeat_s:
                     self._heartbeat()
                     last_hb = now
-                if now - last_house >= min(30.0, self.cfg.relay.outbox.ack_timeout_s / 2):
-                    self.outbox.requeue_unacked(self.cfg.relay.outbox.ack_timeout_s)
+                if now - last_house >= min(30.0, self.relay.outbox.ack_timeout_s / 2):
+                    self.outbox.requeue_unacked(self.relay.outbox.ack_timeout_s)
                     self.outbox.housekeeping()
                     last_house = now
                 if not self._connected.is_set() or now < self._refused_until:
@@ -633,7 +646,7 @@ class MqttRelay:
         self._health_info = info
         if self.health:
             age = st.oldest_unacked_age_s
-            late = age is not None and age > self.cfg.relay.backlog_alarm_s
+            late = age is not None and age > self.relay.backlog_alarm_s
             self.health.alarm(
                 "relay_backlog",
                 f"{st.unacked} event(s) not acknowledged by central, oldest {age:.0f} s ago "
@@ -675,7 +688,7 @@ class MqttRelay:
         except OSError:
             free_mb = None
         hb = P.Heartbeat(
-            device_id=self.cfg.device.device_id,
+            device_id=self.device.device_id,
             time=time.time(),
             uptime_s=time.monotonic() - self._started,
             fps=fps,
@@ -713,7 +726,7 @@ class MqttRelay:
         PUBACKed by then stays ``pending`` in the outbox and goes out after the next start."""
         if self._pump_thread is None:
             return
-        bound = self.cfg.relay.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
+        bound = self.relay.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
         deadline = time.monotonic() + bound
         self._stop.set()
         self._poke()
@@ -736,7 +749,7 @@ class MqttRelay:
                 info = c.publish(
                     self.topics[P.TopicKind.status],
                     P.encode_status(
-                        P.DeviceStatus(state="offline", device_id=self.cfg.device.device_id, time=time.time())
+                        P.DeviceStatus(state="offline", device_id=self.device.device_id, time=time.time())
                     ),
                     qos=1,
                     retain=True,

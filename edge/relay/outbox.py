@@ -40,17 +40,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from anqi_contract.event import ViolationEvent
 from anqi_contract.logs import log
 from edge.config.relay import OutboxConfig
 from edge.health import Health
 
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
-
 logger = logging.getLogger("anqi.relay.outbox")
+
+
+def outbox_root(oc: OutboxConfig, data_dir: Path, base_dir: Path | None = None) -> Path:
+    """Where the outbox of ``relay.outbox`` lives: ``path`` (relative to ``base_dir``), else ``<data_dir>/outbox``."""
+    if not oc.path:
+        return data_dir / "outbox"
+    p = Path(oc.path).expanduser()
+    return p if p.is_absolute() else ((base_dir or Path.cwd()) / p).resolve()
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -196,10 +202,12 @@ class Outbox:
         self.housekeeping()
 
     @classmethod
-    def for_config(cls, cfg: EdgeConfig, health: Health | None = None) -> Outbox:
-        oc = cfg.relay.outbox
-        root = cfg.resolve(oc.path) if oc.path else cfg.data_dir / "outbox"
-        return cls(root, oc, health)
+    def for_config(
+        cls, oc: OutboxConfig, data_dir: Path, health: Health | None = None, *, base_dir: Path | None = None
+    ) -> Outbox:
+        """The outbox of ``relay.outbox``: at ``path`` (relative to ``base_dir``, the config file's folder), else
+        ``<data_dir>/outbox`` (``data_dir``: ``device.data_dir``)."""
+        return cls(outbox_root(oc, data_dir, base_dir), oc, health)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -74,8 +74,8 @@ def start_edge_relay(root: Path, port: int, relay_config: Any, **kw: Any) -> tup
 
     cfg = relay_config(root, port, **kw)
     health = Health(root / "health.json", cfg.device.device_id)
-    outbox = Outbox.for_config(cfg, health)
-    return outbox, MqttRelay(cfg, outbox, health).start()
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir, health)
+    return outbox, MqttRelay(cfg.relay, cfg.device, outbox, health).start()
 
 
 def face(seed: int, noise: float = 0.0, rng_seed: int = 0) -> FaceInfo:

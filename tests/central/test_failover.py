@@ -93,8 +93,8 @@ def test_kill_9_of_one_of_two_consumers_moves_its_share_to_the_other(
         time.sleep(0.5)  # connected -> subscribed
         ecfg = relay_config(tmp_path / "edge", broker.port, media_chunk_kb=4, outbox={"ack_timeout_s": 3})
         health = Health(tmp_path / "edge" / "health.json", ecfg.device.device_id)
-        outbox = Outbox.for_config(ecfg, health)
-        relay = MqttRelay(ecfg, outbox, health).start()
+        outbox = Outbox.for_config(ecfg.relay.outbox, ecfg.data_dir, health)
+        relay = MqttRelay(ecfg.relay, ecfg.device, outbox, health).start()
         store = CentralStore(fresh_pg_url)
         n, kill_at = 240, 80
         sent = []

@@ -97,10 +97,10 @@ def test_sealed_events_are_opened_on_receipt_across_a_key_rotation(
 
     cons = _central(tmp_path, broker.port, key_ids=["k2026", "k2027"], key_dir=str(keys)).start()
     cfg = relay_config(tmp_path / "edge", broker.port)
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     for ev in (ev_old, ev_new):
         outbox.add(ev.event, ev.media, move=True)
-    with MqttRelay(cfg, outbox) as relay:
+    with MqttRelay(cfg.relay, cfg.device, outbox) as relay:
         assert relay.wait_drained(20), outbox.stats()
     assert cons.wait_stored(2, 10)
     with cons.store.session() as s:
@@ -135,9 +135,9 @@ def test_a_key_central_does_not_hold_is_logged_and_the_event_is_not_acked(
     ev = _face_event(tmp_path, SealConfig(key_id="k9", public_key=foreign_pk), next(LFW.glob("*/*.jpg")))
     cons = _central(tmp_path, broker.port, key_ids=["k1"], key_dir=str(keys)).start()
     cfg = relay_config(tmp_path / "edge", broker.port)
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     outbox.add(ev.event, ev.media, move=True)
-    with caplog.at_level(logging.ERROR), MqttRelay(cfg, outbox) as relay:
+    with caplog.at_level(logging.ERROR), MqttRelay(cfg.relay, cfg.device, outbox) as relay:
         assert relay.wait_drained(10, until="published")
         # the event (its embedding) is opened before its media arrive: wait for both failures, not the first
         assert wait_for(

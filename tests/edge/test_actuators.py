@@ -16,7 +16,7 @@ from scipy.io import wavfile
 
 from anqi_contract.paths import project_home
 from edge.actuators import check_config
-from edge.actuators.prompts import MESSAGES, PromptLibrary, load_wav
+from edge.actuators.prompts import MESSAGES, PromptLibrary, PromptPacks, load_wav
 from edge.cli.actuators import test_lights as cli_test_lights
 from edge.config import load_config, parse_config
 
@@ -90,7 +90,7 @@ def test_site_pack_is_searched_before_the_shipped_one(tmp_path: Path) -> None:
     cfg = parse_config(
         {"speaker": {"languages": ["zh-cmn", "zh-yue"], "prompts_dir": str(tmp_path), "gap_s": 0.5}}
     )
-    lib = PromptLibrary.load(cfg, 16000)
+    lib = PromptLibrary.load(cfg.speaker, PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir), 16000)
     assert lib.problems == []
     p = lib.prompts["no_helmet"]
     assert (

@@ -228,10 +228,12 @@ def test_forged_acks_from_anyone_but_central_are_refused(
         tls={"ca_file": str(pki / "ca.crt")},
         device={"device_id": DEV_A, "site_id": SITE},
     )
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     ev, files = make_event(tmp_path, 0, {"face.jpg": 3000}, device=DEV_A, site=SITE)
     outbox.add(ev, files)
-    with MqttRelay(cfg, outbox, Health(tmp_path / "h.json", DEV_A)) as relay:  # no central: stays published
+    with MqttRelay(
+        cfg.relay, cfg.device, outbox, Health(tmp_path / "h.json", DEV_A)
+    ) as relay:  # no central: stays published
         assert relay.wait_drained(10, until="published")
         forged = P.encode_ack(P.Ack(event_id=ev.event_id, status="stored", media_complete=True))
         for user in (DEV_B, DISPATCH):
@@ -248,14 +250,14 @@ def test_on_an_open_dev_broker_acks_are_logged_and_unknown_ones_ignored(
 ) -> None:
     with LocalBroker(port=free_port(), workdir=tmp_path / "dev") as dev:
         cfg = relay_config(tmp_path / "edge", dev.port)
-        outbox = Outbox.for_config(cfg)
+        outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
         sent, sf = make_event(tmp_path, 0, {"face.jpg": 1000})
         outbox.add(sent, sf)
         raw = paho.Client(CallbackAPIVersion.VERSION2, client_id="forger", protocol=paho.MQTTv5)
         raw.connect("127.0.0.1", dev.port)
         raw.loop_start()
         ack_topic = P.ack_topic(PFX, cfg.device.site_id, cfg.device.device_id)
-        with caplog.at_level(logging.INFO), MqttRelay(cfg, outbox) as relay:
+        with caplog.at_level(logging.INFO), MqttRelay(cfg.relay, cfg.device, outbox) as relay:
             assert relay.wait_drained(10, until="published")
             never = uuid.uuid4()
             raw.publish(

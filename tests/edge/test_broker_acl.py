@@ -115,11 +115,11 @@ def test_device_relays_over_tls_with_password_and_gets_central_acks_through_the_
     cfg = _device_cfg(tmp_path, relay_config, pki, deploy_broker.port, DEV_A)
     assert check_config(cfg) == []
     central = _central(pki, deploy_broker.port)
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     evs = [make_event(tmp_path, i, {"face.jpg": 5000}, device=DEV_A, site=SITE) for i in range(3)]
     for ev, f in evs:
         outbox.add(ev, f)
-    with MqttRelay(cfg, outbox, Health(tmp_path / "h.json", DEV_A)) as relay:
+    with MqttRelay(cfg.relay, cfg.device, outbox, Health(tmp_path / "h.json", DEV_A)) as relay:
         assert relay.wait_drained(20), outbox.stats()
     assert central.order == [e.event_id for e, _ in evs]
     assert _wait(lambda: central.statuses.get(DEV_A) == "offline", 5)
@@ -220,10 +220,10 @@ def test_plain_tcp_to_the_tls_listener_does_not_connect(
         password_env="ANQI_MQTT_PASSWORD",
         device={"device_id": DEV_A},
     )
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     ev, f = make_event(tmp_path, 0, {}, device=DEV_A)
     outbox.add(ev, f)
-    relay = MqttRelay(cfg, outbox).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox).start()
     try:
         assert not relay.wait_connected(2)
         assert outbox.stats().pending == 1
@@ -252,7 +252,9 @@ def test_a_broker_certificate_from_another_ca_is_not_trusted(
     )
     health = Health(tmp_path / "h.json", DEV_A)
     with caplog.at_level(logging.ERROR):
-        relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
+        relay = MqttRelay(
+            cfg.relay, cfg.device, Outbox.for_config(cfg.relay.outbox, cfg.data_dir), health
+        ).start()
         try:
             assert not relay.wait_connected(2)
             relay_health = health.snapshot()["components"]["relay"]
@@ -272,7 +274,9 @@ def test_an_unreachable_broker_is_logged_with_its_cause(
     cfg = relay_config(tmp_path, free_port())  # nothing listens there
     health = Health(tmp_path / "h.json", DEV_A)
     with caplog.at_level(logging.ERROR):
-        relay = MqttRelay(cfg, Outbox.for_config(cfg), health).start()
+        relay = MqttRelay(
+            cfg.relay, cfg.device, Outbox.for_config(cfg.relay.outbox, cfg.data_dir), health
+        ).start()
         try:
             assert not relay.wait_connected(1.5)
             assert "connection refused" in health.snapshot()["components"]["relay"]["detail"]
@@ -301,7 +305,9 @@ def test_client_certificate_when_the_broker_requires_one(
     )
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", _pw(pki, DEV_A))
     without = _device_cfg(tmp_path / "no-cert", relay_config, pki, port, DEV_A)
-    relay = MqttRelay(without, Outbox.for_config(without)).start()
+    relay = MqttRelay(
+        without.relay, without.device, Outbox.for_config(without.relay.outbox, without.data_dir)
+    ).start()
     try:
         assert not relay.wait_connected(2)
     finally:
@@ -314,10 +320,10 @@ def test_client_certificate_when_the_broker_requires_one(
         DEV_A,
         tls={"cert_file": str(pki / f"{DEV_A}.crt"), "key_file": str(pki / f"{DEV_A}.key")},
     )
-    outbox = Outbox.for_config(cfg)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
     ev, f = make_event(tmp_path, 0, {}, device=DEV_A, site=SITE)
     outbox.add(ev, f)
-    with MqttRelay(cfg, outbox) as relay:
+    with MqttRelay(cfg.relay, cfg.device, outbox) as relay:
         assert relay.wait_drained(10, until="published")
 
 
@@ -355,7 +361,7 @@ def test_bad_tls_files_are_named_in_the_error(
     monkeypatch.setenv("ANQI_MQTT_PASSWORD", "x")
     cfg = relay_config(tmp_path, 8883, username=DEV_A, password_env="ANQI_MQTT_PASSWORD", tls=tls)
     with pytest.raises(RelayConfigError, match=match):
-        MqttRelay(cfg, Outbox.for_config(cfg))
+        MqttRelay(cfg.relay, cfg.device, Outbox.for_config(cfg.relay.outbox, cfg.data_dir))
     problems = check_config(cfg)
     assert any(p.startswith("relay.mqtt.tls.") for p in problems), problems
 

@@ -14,6 +14,7 @@ import pytest
 
 from edge.actuators.lights import GpioLightOutput, LightBoard, SerialLightOutput
 from edge.actuators.persuasion import Persuasion
+from edge.actuators.prompts import PromptPacks
 from edge.config import ConfigError, parse_config
 from edge.config.actuators import LightsConfig
 from edge.health import Health
@@ -119,7 +120,14 @@ def test_gpio_unavailable_marks_lights_down_and_persuasion_keeps_going(
         }
     )
     h = health(tmp_path)
-    p = Persuasion.from_config(cfg, h)
+    p = Persuasion.from_config(
+        cfg.speaker,
+        cfg.lights,
+        cfg.time_switch,
+        cfg.device.timezone,
+        PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir),
+        h,
+    )
     p.start()
     try:
         p.on_violation("no_helmet", 1, time.monotonic())  # must not raise

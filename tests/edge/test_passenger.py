@@ -13,7 +13,7 @@ import pytest
 
 from anqi_contract.event import ViolationType
 from anqi_contract.paths import audio_prompts_dir
-from edge.actuators.prompts import PromptLibrary
+from edge.actuators.prompts import PromptLibrary, PromptPacks
 from edge.config import ConfigError, parse_config
 from edge.config.rules import NoHelmetRuleConfig, PassengerRuleConfig
 from edge.evidence.snapshot import HEAD_BGR, OCCUPANT_BGR, ViolationFrame
@@ -290,7 +290,7 @@ def test_every_shipped_pack_has_its_own_passenger_prompt(lang: str) -> None:
     wav = audio_prompts_dir() / lang / "passenger.wav"
     assert wav.is_file()
     cfg = parse_config({"speaker": {"languages": [lang]}})
-    lib = PromptLibrary.load(cfg, 16000)
+    lib = PromptLibrary.load(cfg.speaker, PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir), 16000)
     prompt = lib.for_violation("passenger")
     assert prompt is not None and prompt.files == (wav,)
     assert 1.0 < len(prompt.samples) / 16000 < 5.0

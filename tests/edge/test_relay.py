@@ -32,7 +32,7 @@ def _setup(
 ) -> tuple[EdgeConfig, Outbox, Health]:
     cfg = relay_config(tmp_path, port, **kw)
     health = Health(tmp_path / "health.json", cfg.device.device_id)
-    return cfg, Outbox.for_config(cfg, health), health
+    return cfg, Outbox.for_config(cfg.relay.outbox, cfg.data_dir, health), health
 
 
 def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(
@@ -45,7 +45,7 @@ def test_events_reach_consumer_in_order_with_verified_media_and_are_acked(
         ev, files = make_event(tmp_path, i, {"face.jpg": 3000, "clip.mp4": 20_000})  # clip: 5 chunks of 4 KiB
         outbox.add(ev, files)
         sent.append(ev)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(20), outbox.stats()
         assert consumer.order == [e.event_id for e in sent]
@@ -75,7 +75,7 @@ def test_events_added_while_broker_is_down_are_all_delivered_in_order_after_it_r
 ) -> None:
     cfg, outbox, health = _setup(tmp_path, broker.port, relay_config)
     consumer = ReferenceConsumer("127.0.0.1", broker.port).start()
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_connected(10)
         first = [make_event(tmp_path, i) for i in range(5)]
@@ -134,7 +134,7 @@ def test_stored_ack_without_media_complete_makes_the_edge_resend_the_missing_med
     central.subscribe(P.central_filters()[P.TopicKind.media], 1)
     central.subscribe(P.central_filters()[P.TopicKind.event], 1)
     central.loop_start()
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(15)
         assert sorted(seen) == ["ctx.jpg", "face.jpg", "face.jpg"]
@@ -174,7 +174,7 @@ def test_one_ack_batch_message_acknowledges_several_events(
     central.connect("127.0.0.1", broker.port)
     central.subscribe(P.central_filters()[P.TopicKind.event], 1)
     central.loop_start()
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert _wait(lambda: sum(relay.stats_acks.values()) == len(evs), 15), relay.stats_acks
         states = {outbox.state_of(e) for e in got[:-1]}
@@ -209,7 +209,7 @@ def test_rejected_event_is_kept_and_raises_an_alarm(
     central.connect("127.0.0.1", broker.port)
     central.subscribe(P.central_filters()[P.TopicKind.event], 1)
     central.loop_start()
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(15)
         assert outbox.state_of(ev.event_id) is EventState.rejected
@@ -228,7 +228,7 @@ def test_published_but_never_acked_events_are_sent_again_after_ack_timeout(
     consumer = ReferenceConsumer("127.0.0.1", broker.port, client_id="ref-noack", ack=False).start()
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(10, until="published")
         assert _wait(lambda: consumer.deliveries >= 2, 10), consumer.deliveries
@@ -267,7 +267,7 @@ def test_mqtt_311_works_and_password_comes_from_a_credential_file(
     )
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(10, until="published")
     finally:
@@ -288,7 +288,7 @@ def test_wrong_password_keeps_everything_and_says_why(
     )
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert _wait(
             lambda: "refused" in health.snapshot()["components"].get("relay", {}).get("detail", ""), 10
@@ -307,26 +307,27 @@ def test_missing_password_env_is_a_clear_config_error(
     with pytest.raises(
         RelayConfigError, match="relay.mqtt.password_env: environment variable ANQI_NOPE is not set"
     ):
-        MqttRelay(cfg, Outbox.for_config(cfg), None)
+        MqttRelay(cfg.relay, cfg.device, Outbox.for_config(cfg.relay.outbox, cfg.data_dir), None)
 
 
 def test_connect_or_start_local_starts_a_development_broker(
     tmp_path: Path, relay_config: Any, make_event: Any
 ) -> None:
     cfg = relay_config(tmp_path, 1883, host=None)
-    local, b = connect_or_start_local(cfg)
-    assert b is not None and local.relay.mqtt.host == "127.0.0.1" and local.relay.mqtt.port == b.port != 1883
+    local, b = connect_or_start_local(cfg.relay, tmp_path / "dev-broker")
+    assert b is not None and local.mqtt.host == "127.0.0.1" and local.mqtt.port == b.port != 1883
     assert cfg.relay.mqtt.host is None  # the caller's config is not changed
     try:
-        outbox = Outbox.for_config(local)
+        outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
         ev, files = make_event(tmp_path, 0)
         outbox.add(ev, files)
-        with MqttRelay(local, outbox) as relay:
+        with MqttRelay(local, cfg.device, outbox) as relay:
             assert relay.wait_drained(10, until="published")
     finally:
         b.close()
-    same, none = connect_or_start_local(relay_config(tmp_path, 1884))
-    assert none is None and same.relay.mqtt.port == 1884
+    other = relay_config(tmp_path, 1884).relay
+    same, none = connect_or_start_local(other, tmp_path / "dev-broker-2")
+    assert none is None and same is other and same.mqtt.port == 1884
 
 
 PUBLISHER = r"""
@@ -335,8 +336,8 @@ sys.path.insert(0, sys.argv[1])
 from edge.config import parse_config
 from edge.relay import MqttRelay, Outbox
 cfg = parse_config(json.loads(sys.argv[2]), "child", pathlib.Path(sys.argv[3]))
-outbox = Outbox.for_config(cfg)
-relay = MqttRelay(cfg, outbox).start()
+outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir)
+relay = MqttRelay(cfg.relay, cfg.device, outbox).start()
 print("started", flush=True)
 time.sleep(600)
 """
@@ -447,7 +448,7 @@ def test_protocol_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(
     cfg, outbox, health = _setup(tmp_path, front.port, relay_config, protocol="auto")
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert relay.wait_drained(20), outbox.stats()
         assert front.refused_v5 >= 1 and list(consumer.events) == [ev.event_id]
@@ -464,7 +465,7 @@ def test_a_long_backlog_raises_the_relay_backlog_alarm_and_clears_when_delivered
     ev, files = make_event(tmp_path, 0)
     outbox.add(ev, files)
     broker.stop()
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         import sqlite3
 
@@ -490,7 +491,7 @@ def test_flow_control_keeps_at_most_max_unacked_events_at_the_broker(
     evs = [make_event(tmp_path, i) for i in range(10)]
     for ev, f in evs:
         outbox.add(ev, f)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert _wait(lambda: outbox.stats().published == 3, 10)
         time.sleep(1.0)
@@ -521,7 +522,7 @@ def test_broker_killed_mid_stream_loses_nothing(
         ev, files = make_event(tmp_path, i, {"face.jpg": 1500})
         outbox.add(ev, files)
         sent.append(ev.event_id)
-    relay = MqttRelay(cfg, outbox, health).start()
+    relay = MqttRelay(cfg.relay, cfg.device, outbox, health).start()
     try:
         assert _wait(lambda: len(consumer.events) >= 30, 20)
         broker.kill()

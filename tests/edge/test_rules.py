@@ -19,6 +19,7 @@ from edge.rules import (
     NoHelmetRule,
     RedLightRule,
     RuleSet,
+    RuleSetError,
     SerialSignal,
     SignalState,
     WrongWayRule,
@@ -376,6 +377,43 @@ def test_red_light_from_gpio_through_ruleset() -> None:
         assert [v.type for v in fired] == [ViolationType.red_light]
     finally:
         rules.close()
+
+
+@pytest.mark.parametrize(
+    "signal, key, error",
+    [
+        ({"source": "gpio", "gpio_pin": "GPIO22"}, "rules.red_light.signal.gpio_pin", "GPIOPinInUse"),
+        (
+            {"source": "serial", "serial_port": "/dev/ttyANQI-NONE"},
+            "rules.red_light.signal.serial_port",
+            "Serial",
+        ),
+    ],
+)
+def test_a_signal_input_that_cannot_be_opened_is_named_by_its_own_key(
+    signal: dict[str, str], key: str, error: str
+) -> None:
+    """A GPIO pin another device holds, a serial port that is not there: the rule set refuses to start
+    naming the key of that input (not the whole ``rules.red_light.signal`` section) and the driver's error."""
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    holder = GpioSignal("GPIO22", active_high=True, pin_factory=factory)  # the pin is taken
+    cfg = parse_config(
+        {
+            "rules": {
+                "no_helmet": {"enabled": False},
+                "red_light": {"enabled": True, "stop_line": [[-3, 16], [3, 16]], "signal": signal},
+            }
+        }
+    )
+    try:
+        with pytest.raises(RuleSetError) as err:
+            RuleSet.from_config(cfg.rules, cfg.track.motion_window_s, pin_factory=factory)
+        assert err.value.key == key
+        assert str(err.value).startswith(f"{key}: {error}")
+    finally:
+        holder.close()
 
 
 def test_red_light_config_needs_stop_line_and_signal() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from edge.actuators.lights import GpioLightOutput
 from edge.actuators.persuasion import Persuasion
+from edge.actuators.prompts import PromptPacks
 from edge.actuators.timeswitch import DailyWindow, TimeSwitch, window_value
 from edge.config import ConfigError, parse_config
 from edge.config.actuators import TimeSwitchConfig, TimeWindow
@@ -156,7 +157,15 @@ def test_outside_the_window_lights_stay_dark_and_detection_is_not_blocked(tmp_pa
         }
     )
     now = [at("2026-05-04 20:00:00")]
-    p = Persuasion.from_config(cfg, Health(tmp_path / "h.json", "t"), clock=lambda: now[0])
+    p = Persuasion.from_config(
+        cfg.speaker,
+        cfg.lights,
+        cfg.time_switch,
+        cfg.device.timezone,
+        PromptPacks.for_site(cfg.speaker, cfg.rules, cfg.base_dir),
+        Health(tmp_path / "h.json", "t"),
+        clock=lambda: now[0],
+    )
     p.start()
     try:
         laser = p.lights.outputs["laser"]

@@ -72,8 +72,10 @@ def test_heartbeat_pass_counters_reach_the_cockpit_rate(
     counter.violated(0, "no_helmet")
     counter.violated(1, "wrong_way")
     health = Health(tmp_path / "health.json", "anqi-dev-0001")
-    outbox = Outbox.for_config(ecfg, health)
-    relay = MqttRelay(ecfg, outbox, health, heartbeat_info=lambda: {"passes": counter.snapshot()}).start()
+    outbox = Outbox.for_config(ecfg.relay.outbox, ecfg.data_dir, health)
+    relay = MqttRelay(
+        ecfg.relay, ecfg.device, outbox, health, heartbeat_info=lambda: {"passes": counter.snapshot()}
+    ).start()
     try:
         assert wait(lambda: rows(store) == [("renmin-rd", 8, 2, 1)]), rows(store)
         # the interval counts on (a violation decided later, two more riders, a new interval): the same row grows
@@ -119,7 +121,9 @@ def test_heartbeat_pass_counters_reach_the_cockpit_rate(
             tmp_path / "edge", broker.port, device={"device_id": "anqi-dev-0001", "site_id": "huzhou-demo",
                                                      "point_id": "renmin-rd"}, relay={"heartbeat_s": 3600},
         )  # fmt: skip
-        relay = MqttRelay(slow, outbox, health, heartbeat_info=lambda: {"passes": counter.snapshot()}).start()
+        relay = MqttRelay(
+            slow.relay, slow.device, outbox, health, heartbeat_info=lambda: {"passes": counter.snapshot()}
+        ).start()
         assert relay.wait_connected(10)
         time.sleep(1.0)  # its first heartbeat (at connect) has gone; the next one is due in an hour
         counter.seen_in_zone(103, t0 + timedelta(seconds=402))

@@ -68,9 +68,9 @@ def start_edge_relay(
 
     cfg = relay_config(root, port, **kw)
     health = Health(root / "health.json", cfg.device.device_id)
-    outbox = Outbox.for_config(cfg, health)
+    outbox = Outbox.for_config(cfg.relay.outbox, cfg.data_dir, health)
     info = (lambda: {"passes": passes.snapshot()}) if passes is not None else None
-    return outbox, MqttRelay(cfg, outbox, health, heartbeat_info=info).start()
+    return outbox, MqttRelay(cfg.relay, cfg.device, outbox, health, heartbeat_info=info).start()
 
 
 PASSWORD = "correct horse battery"
