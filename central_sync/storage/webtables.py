@@ -81,6 +81,21 @@ class PassCount(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PassHour(Base):
+    """The pass counters summed per device, point and UTC hour (the cockpit's safe-riding query reads these: a
+    week of a 50-point city is 8,400 rows, not 100,800 intervals). Kept in step with ``web_pass_counts`` by
+    adding each interval's growth (revision 0005)."""
+
+    __tablename__ = "web_pass_hours"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    last_end: Mapped[datetime]  # end of the latest interval counted in it
+    riders: Mapped[int] = mapped_column(Integer)
+    violators: Mapped[int] = mapped_column(Integer)
+    no_helmet: Mapped[int] = mapped_column(Integer)
+
+
 def token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

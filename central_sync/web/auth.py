@@ -22,6 +22,7 @@ from central_sync.storage.store import CentralStore
 from central_sync.storage.webtables import (
     KioskToken,
     PassCount,
+    PassHour,
     RiderToken,
     WebSession,
     WebUser,
@@ -46,7 +47,9 @@ def ensure_tables(store: CentralStore) -> None:
     was not migrated, naming the command, rather than fail at the first login."""
     from sqlalchemy import inspect
 
-    missing = {WebUser.__tablename__, PassCount.__tablename__} - set(inspect(store.engine).get_table_names())
+    missing = {WebUser.__tablename__, PassCount.__tablename__, PassHour.__tablename__} - set(
+        inspect(store.engine).get_table_names()
+    )
     if missing:
         raise RuntimeError(f"database: web tables {sorted(missing)} missing (run: anqi-central migrate)")
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from central_sync.storage.models import Event, Media, Person, Task
 from central_sync.storage.store import CentralStore
-from central_sync.storage.webtables import PassCount
+from central_sync.storage.webtables import PassHour
 
 TYPE_ZH = {
     "no_helmet": "未戴头盔",
@@ -148,21 +148,21 @@ def open_tasks_by_community(store: CentralStore) -> dict[str, int]:
 
 
 def safe_riding(store: CentralStore, since: datetime) -> dict[str, dict[str, Any]]:
-    """Per point, from the edges' pass counters of the intervals starting at or after ``since``: riders through
+    """Per point, from the edges' pass counters of the hours from ``since``'s hour on: riders through
     the zone, violators among them, the safe-riding rate (riders - violators) / riders and the helmet rate
     (riders - no_helmet) / riders (None without riders), and the period the intervals cover."""
-    with store.session() as s:
+    with store.session() as s:  # the hourly sums (web_pass_hours): ``since`` counts from its hour
         rows = s.execute(
             select(
-                PassCount.point_id,
-                func.sum(PassCount.riders),
-                func.sum(PassCount.violators),
-                func.sum(PassCount.no_helmet),
-                func.min(PassCount.start),
-                func.max(PassCount.end),
+                PassHour.point_id,
+                func.sum(PassHour.riders),
+                func.sum(PassHour.violators),
+                func.sum(PassHour.no_helmet),
+                func.min(PassHour.hour),
+                func.max(PassHour.last_end),
             )
-            .where(PassCount.start >= since)
-            .group_by(PassCount.point_id)
+            .where(PassHour.hour >= since.replace(minute=0, second=0, microsecond=0))
+            .group_by(PassHour.point_id)
         ).all()
     out = {}
     for point, riders, violators, no_helmet, first, last in rows:

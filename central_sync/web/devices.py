@@ -19,7 +19,7 @@ from anqi_contract import protocol as P
 from anqi_contract.logs import log
 from central_sync.config import CentralConfig
 from central_sync.storage.store import CentralStore
-from central_sync.storage.webtables import DeviceHealth, PassCount
+from central_sync.storage.webtables import DeviceHealth, PassCount, PassHour
 
 logger = logging.getLogger("anqi.central.web.devices")
 
@@ -118,24 +118,45 @@ def store_passes(
             continue
         row = s.get(PassCount, (device_id, p.point_id, start))
         if row is None:
-            s.add(
-                PassCount(
-                    device_id=device_id,
-                    point_id=p.point_id,
-                    start=start,
-                    end=end,
-                    riders=p.riders,
-                    violators=p.violators,
-                    no_helmet=p.no_helmet,
-                    updated_at=now,
-                )
+            row = PassCount(
+                device_id=device_id,
+                point_id=p.point_id,
+                start=start,
+                end=end,
+                riders=0,
+                violators=0,
+                no_helmet=0,
+                updated_at=now,
             )
-        else:
-            row.end = max(_aware(row.end), end)
-            row.riders = max(row.riders, p.riders)
-            row.violators = max(row.violators, p.violators)
-            row.no_helmet = max(row.no_helmet, p.no_helmet)
-            row.updated_at = now
+            s.add(row)
+        grown = (
+            max(0, p.riders - row.riders),
+            max(0, p.violators - row.violators),
+            max(0, p.no_helmet - row.no_helmet),
+        )
+        row.end = max(_aware(row.end), end)
+        row.riders += grown[0]
+        row.violators += grown[1]
+        row.no_helmet += grown[2]
+        row.updated_at = now
+        # the hourly sums grow by what the interval grew
+        hour = start.replace(minute=0, second=0, microsecond=0)
+        h = s.get(PassHour, (device_id, p.point_id, hour))
+        if h is None:
+            h = PassHour(
+                device_id=device_id,
+                point_id=p.point_id,
+                hour=hour,
+                last_end=end,
+                riders=0,
+                violators=0,
+                no_helmet=0,
+            )
+            s.add(h)
+        h.last_end = max(_aware(h.last_end), end)
+        h.riders += grown[0]
+        h.violators += grown[1]
+        h.no_helmet += grown[2]
         n += 1
     return n
 

@@ -31,7 +31,7 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
     store.migrate()
     with store.engine.connect() as c:
         version = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0004"
+    assert version == "0005"
     from sqlalchemy import inspect
 
     names = set(inspect(store.engine).get_table_names())
@@ -52,6 +52,7 @@ def test_migrate_is_repeatable_and_creates_every_table(store: CentralStore) -> N
         "web_rider_tokens",
         "web_device_health",
         "web_pass_counts",
+        "web_pass_hours",
     } <= names
     idx = {i["name"] for i in inspect(store.engine).get_indexes("events")}
     assert "ix_events_person_time" in idx
