@@ -2,7 +2,7 @@
 """Occupant counting and passenger decisions (issue 18), measured on labelled frames and one clip.
 
 For every frame the daemon's own single-frame path runs (``RiderDetector.detect`` on the whole
-frame, default config), then the tracker's own :func:`edge.track.attach_heads` (one box per head,
+frame, default config, or the detect section of ``--detect-config``), then the tracker's own :func:`edge.track.attach_heads` (one box per head,
 then :func:`edge.track.occupants.rider_occupants`) gives each detected rider box its heads, exactly
 as the daemon does. A rider box "carries a passenger" when it holds two or more heads (the single-frame
 form of ``rules.passenger`` with ``max_occupants`` 1; the rule itself then asks a majority of the
@@ -17,6 +17,10 @@ Sources and their truth:
 * ``thaigate`` (../shared/data/thaigate-dev, gate CCTV, riders facing the camera; head boxes only):
   not tuned on. Occupants per vehicle were counted by eye on every frame where either the detector
   or the labelled heads suggest two people close together (``benchmarks/truth/thaigate-occupants.yaml``).
+* ``pavan`` (the val split of the corpus source pavan-rider-helmet, models/build/corpus: street and stock
+  photos, head boxes only; not tuned on, not trained on): vehicles with 2+ people judged by eye on every
+  val image with two labelled heads close together (``benchmarks/truth/pavan-occupants.yaml``), and the
+  child judgement on its two labelled children.
 * ``bikelane`` (../shared/video/bikelane-cyclists.mp4, every cyclist alone): the whole daemon in
   replay mode; passenger events must be 0.
 
@@ -24,7 +28,8 @@ Per source it prints rider boxes, the occupant-count confusion, passenger recall
 (a truth rider with 2+ occupants whose matched detected box holds 2+ heads), and the same on the
 labelled boxes alone (association without detection errors). The last line is JSON.
 
-    .venv/bin/python benchmarks/passenger.py [--only helmet9|thaigate|bikelane] [--draw DIR]
+    .venv/bin/python benchmarks/passenger.py [--only helmet9|thaigate|pavan|cost|bikelane] [--draw DIR]
+        [--helmet9-split a|b|all] [--detect-config config/examples/uncalibrated.yaml]
 """
 
 from __future__ import annotations
@@ -70,6 +75,9 @@ def vehicle_heads(
 from edge.track.tracker import iou_matrix  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "anqi-passenger-bench"
+DETECT_CONFIG: Path | None = (
+    None  #: --detect-config: a site config whose detect section the frames are detected with
+)
 HELMET9_SIZE = (1820, 1024)  # the exporter stretched the frames to 1024x1024; this is their true aspect
 
 
@@ -86,16 +94,22 @@ def yolo_boxes(label: Path, width: int, height: int) -> tuple[np.ndarray, np.nda
 def detections(
     name: str, images: list[Path], size: tuple[int, int] | None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """The daemon's single-frame detections of every image (default config), cached under the temp dir."""
+    """The daemon's single-frame detections of every image (default config or ``--detect-config``), cached
+    under the temp dir."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    cache = CACHE / f"{name}.npz"
+    cache = CACHE / (f"{name}.npz" if DETECT_CONFIG is None else f"{name}-{DETECT_CONFIG.stem}.npz")
     if cache.is_file():
         with np.load(cache, allow_pickle=True) as z:
             return z["dets"].item()
     from edge.config import parse_config
     from edge.detect import RiderDetector
 
-    site = parse_config({})
+    raw = (
+        {}
+        if DETECT_CONFIG is None
+        else {"detect": yaml.safe_load(DETECT_CONFIG.read_text()).get("detect", {})}
+    )
+    site = parse_config(raw)
     detector = RiderDetector.from_config(site.detect, site.face)
     out: dict[str, dict[str, np.ndarray]] = {}
     for n, p in enumerate(images):
@@ -305,6 +319,101 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
     }
 
 
+PAVAN = ROOT / "models" / "build" / "corpus" / "pavan-rider-helmet"
+
+
+def bench_pavan(draw: Path | None) -> dict[str, object]:
+    """Truth: groups of labelled heads riding one vehicle, judged by eye (benchmarks/truth/pavan-occupants.yaml),
+    on the val split of the corpus source pavan-rider-helmet (``anqi-edge`` corpus build, models/data). Recall:
+    a group whose labelled heads (two or more of them) are occupants of one detected rider box holding 2+
+    heads. Precision: every detected vehicle with 2+ heads (one set of heads, twin boxes counted once)
+    outside the images left out, right when one of its heads is a labelled head of a group (or the labelled
+    head of a vehicle whose passenger is unlabelled). Also: the child judgement (head size at most
+    ``child_size_ratio`` of the biggest on the vehicle) on the labelled heads of the groups."""
+    from edge.config.rules import PassengerRuleConfig
+
+    truth = yaml.safe_load((ROOT / "benchmarks" / "truth" / "pavan-occupants.yaml").read_text())
+    if not (PAVAN / "images" / "val").is_dir():
+        return {"skipped": f"{PAVAN} not built (anqi corpus build, models/data/build_corpus.py)"}
+    unsure = set(truth["unsure"])
+    images = sorted(p for p in (PAVAN / "images" / "val").iterdir() if p.stem not in unsure)
+    dets = detections("pavan-val", images, None)
+    groups: dict[str, list[dict[str, object]]] = {}
+    for g in truth["vehicles"]:
+        groups.setdefault(g["image"], []).append(g)
+    unlabelled = {u["image"]: int(u["head"]) for u in truth.get("unlabelled", [])}
+    ratio = PassengerRuleConfig().child_size_ratio
+    tp = fn = fp = 0
+    right_vehicles = 0
+    children = adults_as_children = adults = 0
+    child_ratios: list[float] = []
+    fp_list: list[str] = []
+    shown: list[np.ndarray] = []
+    for p in images:
+        img = cv2.imread(str(p))
+        assert img is not None, p
+        H, W = img.shape[:2]
+        _, heads = yolo_boxes(PAVAN / "labels" / "val" / f"{p.stem}.txt", W, H)
+        d = dets[p.name]
+        occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
+        vehicles: dict[frozenset[tuple[float, ...]], int] = {}
+        for r, o in enumerate(occ):
+            if len(o) >= 2:
+                vehicles.setdefault(frozenset(h.box for h in o), r)
+
+        def matched(head: np.ndarray, o: tuple[OccupantHead, ...]) -> bool:
+            return bool(o) and float(iou_matrix(head[None], np.array([h.box for h in o])).max()) >= 0.3
+
+        true_heads = [k for g in groups.get(p.stem, []) for k in g["heads"]]  # type: ignore[attr-defined]
+        if p.stem in unlabelled:
+            true_heads.append(unlabelled[p.stem])
+        for g in groups.get(p.stem, []):
+            ks = [int(k) for k in g["heads"]]  # type: ignore[attr-defined]
+            found = any(sum(matched(heads[k], occ[r]) for k in ks) >= 2 for r in vehicles.values())
+            tp += found
+            fn += not found
+            if not found and draw is not None:
+                shown.append(_tile(p, None, None, heads[ks], d, -1))
+            sizes = np.sqrt((heads[ks, 2] - heads[ks, 0]) * (heads[ks, 3] - heads[ks, 1]))
+            kids = {int(k) for k in g.get("child", [])}  # type: ignore[attr-defined]
+            for k, sz in zip(ks, sizes, strict=True):
+                if sz == sizes.max():
+                    continue
+                judged = sz <= ratio * sizes.max()
+                if k in kids:
+                    children += 1
+                    child_ratios.append(round(float(sz / sizes.max()), 2))
+                else:
+                    adults += 1
+                    adults_as_children += judged
+        if p.stem in unlabelled:
+            found = any(matched(heads[unlabelled[p.stem]], occ[r]) for r in vehicles.values())
+            tp += found
+            fn += not found
+        for r in vehicles.values():
+            if any(matched(heads[k], occ[r]) for k in true_heads):
+                right_vehicles += 1
+            else:
+                fp += 1
+                fp_list.append(p.stem)
+                if draw is not None:
+                    shown.append(_tile(p, None, d["riders"][r], np.zeros((0, 4)), d, r))
+    if draw is not None and shown:
+        _montage(shown, draw / "pavan-errors.png")
+    scores = rates(tp, fn, fp)
+    scores["precision"] = round(right_vehicles / (right_vehicles + fp), 3) if right_vehicles + fp else None
+    return {
+        "frames": len(images),
+        "left_out_unsure": sorted(unsure),
+        "vehicles_with_passenger": len(truth["vehicles"]) + len(unlabelled),
+        "detected": {**scores, "right_vehicles": right_vehicles},
+        "false_positive_images": fp_list,
+        "child_heads": children,
+        "child_size_ratios": child_ratios,
+        "adult_passengers_judged_children": f"{adults_as_children}/{adults}",
+    }
+
+
 def bench_bikelane() -> dict[str, object]:
     """The whole daemon in replay mode on the clip; every cyclist rides alone."""
     import logging
@@ -435,7 +544,7 @@ def _montage(tiles: list[np.ndarray], out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["helmet9", "thaigate", "cost", "bikelane"], action="append")
+    ap.add_argument("--only", choices=["helmet9", "thaigate", "pavan", "cost", "bikelane"], action="append")
     ap.add_argument("--draw", type=Path, help="Draw the disagreements into PNG montages in this folder.")
     ap.add_argument(
         "--helmet9-split",
@@ -443,8 +552,16 @@ def main() -> int:
         default="all",
         help="helmet9 frames: a (before 026000, looked at while tuning), b (026000 on, held out), all.",
     )
+    ap.add_argument(
+        "--detect-config",
+        type=Path,
+        help="Detect with this site config's detect section (e.g. config/examples/uncalibrated.yaml: face proposals "
+        "and the head heatmap, as frontal cameras run) instead of the defaults; bikelane always runs its own config.",
+    )
     args = ap.parse_args()
-    want = args.only or ["helmet9", "thaigate", "cost", "bikelane"]
+    global DETECT_CONFIG
+    DETECT_CONFIG = args.detect_config
+    want = args.only or ["helmet9", "thaigate", "pavan", "cost", "bikelane"]
     result: dict[str, object] = {}
     if "helmet9" in want:
         result[f"helmet9 split {args.helmet9_split} (tuned on)"] = r = bench_helmet9(
@@ -470,6 +587,20 @@ def main() -> int:
             "(the rest of the misses are heads the detector does not find)"
         )
         print(f"  driver found (labelled pairs whose driver is clear by eye): {r['driver_found']}")
+    if "pavan" in want:
+        result["pavan val (not tuned on)"] = r = bench_pavan(args.draw)
+        if "skipped" in r:
+            print(f"pavan-rider-helmet val: skipped ({r['skipped']})")
+        else:
+            print(
+                f"pavan-rider-helmet val (not tuned on, {r['frames']} photos): {r['vehicles_with_passenger']} vehicles "
+                f"with a passenger judged by eye"
+            )
+            print(f"  passenger: {r['detected']}")
+            print(
+                f"  child judgement on labelled heads: children {r['child_heads']} (size ratios {r['child_size_ratios']}), "
+                f"adult passengers judged children {r['adult_passengers_judged_children']}"
+            )
     if "cost" in want:
         result["rule_cost"] = r = bench_rule_cost()
         print(
