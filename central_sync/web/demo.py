@@ -13,10 +13,12 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -51,6 +53,44 @@ def _media(folder: Path, i: int) -> dict[str, Path]:
         )  # fmt: skip
         files["clip.mp4"] = folder / "clip.mp4"
     return files
+
+
+def _edge_heartbeats(pub: Any, rng: np.random.Generator, every_s: float = 10.0) -> None:
+    """The three demo devices as an edge keeps them: status online (retained) and a heartbeat every ``every_s``
+    with pass counters of the last hour's 5-minute intervals (riders through the zone, violators among them)."""
+    from anqi_contract import protocol as P
+
+    started = time.monotonic()
+    counts: dict[tuple[int, float], list[int]] = {}
+    while True:
+        now = time.time()
+        for d in range(3):
+            dev, point = f"anqi-dev-000{1 + d}", POINTS[d]
+            topic = P.topic_for("anqi/v1", "huzhou-demo", dev, P.TopicKind.status)
+            pub.publish(
+                topic, P.encode_status(P.DeviceStatus(state="online", device_id=dev, time=now)), 1, True
+            )
+            cur = now - now % 300
+            for k in range(12):
+                c = counts.setdefault((d, cur - 300 * k), [int(rng.integers(5, 40)), 0])
+                if k == 0:  # the current interval counts on
+                    c[0] += int(rng.integers(0, 3))
+                c[1] = min(c[0], max(c[1], int(c[0] * rng.uniform(0.02, 0.2))))
+            passes = [
+                P.PassCount(
+                    point_id=point, start=st, end=st + 300, riders=c[0], violators=c[1], no_helmet=c[1] // 2
+                )
+                for (dd, st), c in sorted(counts.items())
+                if dd == d and st > cur - 3600
+            ]
+            hb = P.Heartbeat(
+                device_id=dev, time=now, uptime_s=time.monotonic() - started, queue_depth=0, passes=passes,
+                components={"camera": "up", "detector": "up", "relay": "up"},
+            )  # fmt: skip
+            pub.publish(
+                P.topic_for("anqi/v1", "huzhou-demo", dev, P.TopicKind.heartbeat), P.encode_heartbeat(hb)
+            )
+        time.sleep(every_s)
 
 
 @click.command()
@@ -127,9 +167,9 @@ def demo(port: int, events: int) -> None:
     deadline = time.monotonic() + 60
     while store.count_events() < events and time.monotonic() < deadline:
         time.sleep(0.2)
-    pub.loop_stop()
-    pub.disconnect()
+    beats = threading.Thread(target=_edge_heartbeats, args=(pub, rng), daemon=True)
     app = create_app(cfg, store)
+    beats.start()
     kiosk = auth.create_kiosk_token(store, "demo-big-screen")
     password = secrets.token_urlsafe(9)
     auth.add_user(store, "admin", password, "admin")
@@ -146,6 +186,8 @@ def demo(port: int, events: int) -> None:
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_config=None)
     finally:
+        pub.loop_stop()
+        pub.disconnect()
         cons.stop()
         store.close()
         broker.close()
