@@ -596,8 +596,14 @@ document.getElementById("safe").innerHTML=d.safe;}};
             raise HTTPException(404, "链接无效或已使用")
         return r
 
+    def rider_audit(r: auth.RiderToken, action: str, rows: int, request: Request) -> None:
+        """A rider's view of their own file is audited like an officer's (actor: the link's task)."""
+        caller = Caller(f"rider-link:{r.task_id}", "web:rider", ApiRole(), None)
+        host = request.client.host if request.client else None
+        audit(store, caller, action, {"task": r.task_id}, rows, host, persons=[r.person_id])
+
     @app.get("/rider/{token}", response_class=HTMLResponse, include_in_schema=False)
-    def rider_home(token: str) -> HTMLResponse:
+    def rider_home(token: str, request: Request) -> HTMLResponse:
         r = rider(token)
         with store.session() as s:
             evs = (
@@ -613,6 +619,7 @@ document.getElementById("safe").innerHTML=d.safe;}};
                 f'<br><img alt="判定帧" src="/rider/{escape(token)}/frame/{e.event_id}"></li>'
                 for e in evs
             )
+        rider_audit(r, "rider_page_view", len(evs), request)
         case = content.case_text()
         video = "".join(
             f'<video controls preload="metadata" src="/rider/{escape(token)}/lesson/{escape(n)}"></video>'
@@ -662,11 +669,12 @@ document.getElementById("safe").innerHTML=d.safe;}};
         return FileResponse(found[0], media_type=found[1])
 
     @app.get("/rider/{token}/query", response_class=HTMLResponse, include_in_schema=False)
-    def rider_query(token: str) -> HTMLResponse:
+    def rider_query(token: str, request: Request) -> HTMLResponse:
         """违法处理和处罚查询: the rider's own violations with their handling status, dispositions, tasks."""
         r = rider(token)
         z = cockpit.ZoneInfo(tz)
         q = rider_content.penalty_query(store, r.person_id)
+        rider_audit(r, "rider_penalty_query", len(q["violations"]), request)
 
         def day(d: datetime | None) -> str:
             return "" if d is None else f"{d.astimezone(z):%Y-%m-%d %H:%M}"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from central_sync.config import CentralConfig, parse_config
 from central_sync.dispositions import DispositionDesk
 from central_sync.sharing.http import create_app
-from central_sync.storage.models import Disposition, Person, Task
+from central_sync.storage.models import AuditEntry, Disposition, Person, Task
 from central_sync.storage.store import CentralStore, ViolationRecord
 from central_sync.storage.webtables import RiderToken, token_hash
 from central_sync.web.rider import PACKAGED, ContentError
@@ -120,6 +120,16 @@ def test_reminder_tasks_carry_the_riders_link_lesson_streams_and_penalty_query(t
     assert "无需再考" in again.text
     with store.session() as s:
         assert len(s.scalars(select(Disposition)).all()) == 1
+        # the rider's views of their own file are audited (who: the link's task; which person)
+        seen = [
+            (a.action, a.actor, a.persons)
+            for a in s.scalars(
+                select(AuditEntry).where(AuditEntry.role == "web:rider").order_by(AuditEntry.id)
+            )
+        ]
+    actor = f"rider-link:{tasks['case_study_link']['task_id']}"
+    assert seen[:2] == [("rider_page_view", actor, ["P-1"]), ("rider_penalty_query", actor, ["P-1"])]
+    assert len(seen) == 4  # the page twice, the query twice
     store.close()
 
 
