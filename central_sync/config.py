@@ -292,6 +292,13 @@ class ApiConfig(Section):
         "(429) for lockout_s, whatever token it then presents.",
     )
     lockout_s: float = Field(300, gt=0, le=86400)
+    rate_per_minute: int = Field(
+        120,
+        ge=0,
+        le=1_000_000,
+        description="Requests one token may make per minute (a bucket of this size refilled evenly; 0: no limit); "
+        "more are refused with 429 and Retry-After, audited.",
+    )
     token_days: int = Field(
         90,
         ge=1,

@@ -8,6 +8,7 @@ allows them. Every query, refused ones included, goes to the audit log.
 """
 
 import hashlib
+import math
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -17,7 +18,7 @@ from anqi_contract.event import ViolationType
 from central_sync.config import CentralConfig
 from central_sync.sharing import soap
 from central_sync.sharing.access import AccessDenied, Caller, audit, audited_in_request, authenticate
-from central_sync.sharing.limits import AuditGaps, BodyLimit, Lockout, clean_text
+from central_sync.sharing.limits import AuditGaps, BodyLimit, Lockout, RateLimit, clean_text
 from central_sync.sharing.queries import (
     Page,
     PersonRow,
@@ -49,6 +50,16 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=cfg.api.max_body_kb * 1024, store=store)
     queries = SharingQueries(cfg, store)
     lockout = Lockout(cfg.api.max_bad_tokens, cfg.api.lockout_s)
+    rate = RateLimit(cfg.api.rate_per_minute)
+
+    def over_rate(who: Caller, path: str, client: str | None) -> int:
+        """0, or the whole seconds the token must wait (its requests per minute are spent; audited)."""
+        wait = rate.take(who.name)
+        if not wait:
+            return 0
+        retry = max(1, math.ceil(wait))
+        audit(store, who, f"rate_limited:{path}", {"retry_after_s": retry}, 0, client, status=429)
+        return retry
 
     def client_of(request: Request) -> str | None:
         return request.client.host if request.client else None
@@ -68,7 +79,7 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             )
             raise HTTPException(429, "too many bad tokens from this address; try later")
         try:
-            return authenticate(store, cfg, cred.credentials if cred else None)
+            who = authenticate(store, cfg, cred.credentials if cred else None)
         except AccessDenied as e:
             lockout.failed(client_of(request))
             audit(
@@ -81,6 +92,14 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 status=401,
             )
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+        retry = over_rate(who, request.url.path, client_of(request))
+        if retry:
+            raise HTTPException(
+                429,
+                f"token {who.name!r}: more than {cfg.api.rate_per_minute} requests per minute; retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+        return who
 
     def make_filter(
         start: str,
@@ -262,6 +281,17 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
                 lockout.failed(client_of(request))
                 audit(store, None, "denied:/soap", {"reason": str(e)}, 0, client_of(request), status=500)
                 raise soap.SoapFault("Client", f"authentication failed: {e}") from None
+            retry = over_rate(who, "/soap", client_of(request))
+            if retry:
+                return Response(
+                    soap.fault(
+                        "Client",
+                        f"more than {cfg.api.rate_per_minute} requests per minute; retry in {retry} s",
+                    ),
+                    status_code=429,
+                    headers={"Retry-After": str(retry)},
+                    media_type="text/xml; charset=utf-8",
+                )
             if op not in ("GetViolations", "GetPersons"):
                 raise soap.SoapFault("Client", f"unknown operation {op!r} (GetViolations, GetPersons)")
             if "From" not in params or "To" not in params:

@@ -260,3 +260,28 @@ class Lockout:
                 log(logger, "client_locked_out", logging.WARNING, client=key, seconds=self.window_s)
             if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
                 self._failures.clear()
+
+
+class RateLimit:
+    """Requests per token: a bucket of ``per_minute`` requests refilled evenly (``per_minute`` / 60 per second);
+    :meth:`take` returns 0 when the request may go on, else the seconds until it could (Retry-After)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._buckets: dict[
+            str, tuple[float, float]
+        ] = {}  # token name -> (requests left, time of the last refill)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        if self.per_minute <= 0:
+            return 0.0
+        now, rate = time.monotonic(), self.per_minute / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate

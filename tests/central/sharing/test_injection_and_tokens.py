@@ -65,7 +65,7 @@ def _counts(store: CentralStore) -> tuple[int, int, int]:
         )  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("param", ["from", "to", "point", "community", "tier", "limit"])
+@pytest.mark.parametrize("param", ["from", "to", "point", "community", "tier", "type", "limit", "cursor"])
 @pytest.mark.parametrize("path", ["/api/v1/violations", "/api/v1/persons"])
 def test_sql_injection_and_traversal_in_every_query_parameter(
     api: dict[str, Any], path: str, param: str
@@ -88,7 +88,7 @@ def test_sql_injection_and_traversal_in_every_query_parameter(
     assert ok.status_code == 200 and ok.json()
 
 
-@pytest.mark.parametrize("param", ["From", "To", "Point", "Community", "Tier", "Limit"])
+@pytest.mark.parametrize("param", ["From", "To", "Point", "Community", "Tier", "Type", "Limit", "Cursor"])
 def test_sql_injection_in_every_soap_parameter(api: dict[str, Any], param: str) -> None:
     from xml.sax.saxutils import escape
 
