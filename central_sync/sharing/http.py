@@ -40,8 +40,8 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
         description="Violations and persons of the e-bike safe-riding supervision (standard 7.2.2, 7.4). "
         "Rows and fields depend on the token's role; every query is audited. "
         "The same queries over SOAP 1.1: WSDL at /soap?wsdl.",
-        # the interactive pages load their scripts from a CDN, which an isolated police network cannot reach:
-        # off; the machine-readable description stays at /openapi.json
+        # FastAPI's interactive pages load their scripts from a CDN, which an isolated police network cannot reach:
+        # off; /docs is rendered on the server instead (sharing/docs.py), /openapi.json stays
         docs_url=None,
         redoc_url=None,
     )
@@ -349,6 +349,10 @@ def create_app(cfg: CentralConfig, store: CentralStore) -> FastAPI:
             return Response(
                 soap.fault(f.code, f.message), status_code=500, media_type="text/xml; charset=utf-8"
             )
+
+    from central_sync.sharing.docs import add_docs_route
+
+    add_docs_route(app)  # /docs: the reference rendered on the server, nothing loaded from elsewhere
 
     from central_sync.web import mount_web
 
