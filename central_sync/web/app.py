@@ -170,6 +170,10 @@ def mount_web(
             "bytype": by_type_rows(snap),
             "points": table(cockpit.counts_by_point(store, today - timedelta(days=29))),
             "safe": safe_rows(cockpit.safe_riding(store, today - timedelta(days=6))),
+            "trend": cockpit.trend_svg(cockpit.daily_trend(store, datetime.now(timezone.utc), tz)),
+            "devices": devices_rows(merged_devices(cockpit.devices(store, datetime.now(timezone.utc)))),
+            "tiers": table(cockpit.tier_distribution(store), TIER_ZH),
+            "tasks": table(cockpit.open_tasks_by_community(store)),
         }
 
     @app.get("/cockpit", response_class=HTMLResponse, include_in_schema=False)
@@ -178,29 +182,27 @@ def mount_web(
         snap = cockpit.snapshot(store, tz)
         snap["devices"] = merged_devices(snap["devices"])
         totals = " / ".join(str(sum(snap[k].values())) for k in ("today", "d7", "d30"))
-        devs = "".join(
-            f'<tr><td>{escape(d["device"])}</td><td class="{"on" if d["online"] else "off"}">'
-            f"{'在线' if d['online'] else '离线'}</td><td>{d['events']}</td></tr>"
-            for d in snap["devices"]
-        )
+        devs = devices_rows(snap["devices"])
         body = f"""<h1>安骑 电动自行车安全骑行 驾驶舱</h1>
 <section class="panel"><h2>违法总数 今日 / 7天 / 30天</h2><div class="big" id="totals">{totals}</div>
 <table><tr><th>类型</th><th>今日</th><th>7天</th><th>30天</th></tr><tbody id="bytype">{by_type_rows(snap)}</tbody></table></section>
-<section class="panel"><h2>30天趋势</h2>{cockpit.trend_svg(snap["trend"])}</section>
+<section class="panel"><h2>30天趋势</h2><div id="trend">{cockpit.trend_svg(snap["trend"])}</div></section>
 <section class="panel"><h2>实时违法</h2><div class="feed" id="feed">{feed_html(snap["feed"][:6], token)}</div></section>
 <section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div>
 <h2>安全骑行率（近7天，（通过−违法）/通过）</h2><table><tr><th>点位</th><th>通过</th><th>违法</th><th>安全骑行率</th><th>头盔佩戴率</th></tr>
 <tbody id="safe">{safe_rows(snap["safe7"])}</tbody></table></section>
-<section class="panel"><h2>设备状态（心跳）</h2><table id="devices"><tr><th>设备</th><th>状态</th><th>30天事件</th><th>待发</th></tr>{devs}</table>
-<h2>人员分级</h2>{table(snap["tiers"], TIER_ZH)}</section>
-<section class="panel"><h2>待处置任务（按社区）</h2>{table(snap["tasks"])}</section>
+<section class="panel"><h2>设备状态（心跳）</h2><table id="devices"><thead><tr><th>设备</th><th>状态</th><th>30天事件</th><th>待发</th></tr></thead>
+<tbody id="devrows">{devs}</tbody></table>
+<h2>人员分级</h2><div id="tiers">{table(snap["tiers"], TIER_ZH)}</div></section>
+<section class="panel"><h2>待处置任务（按社区）</h2><div id="tasks">{table(snap["tasks"])}</div></section>
 <script>
 const es=new EventSource("/cockpit/stream?token="+encodeURIComponent({json.dumps(token)}));
 es.onmessage=(m)=>{{const d=JSON.parse(m.data);const f=document.getElementById("feed");
 if(d.html){{const w=document.createElement("div");w.innerHTML=d.html;f.prepend(w.firstChild);
 while(f.children.length>6)f.lastChild.remove();}}document.getElementById("totals").textContent=d.totals;
 document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("points").innerHTML=d.points;
-document.getElementById("safe").innerHTML=d.safe;}};
+for(const k of ["safe","trend","tiers","tasks"])document.getElementById(k).innerHTML=d[k];
+document.getElementById("devrows").innerHTML=d.devices;}};
 </script>"""
         return page("安骑驾驶舱", body, "ck")
 

@@ -441,3 +441,96 @@ def test_console_refuses_a_forged_form_and_hides_other_communities(tmp_path: Pat
         assert actions == ["web_person_view", "web_person_denied"]
         assert s.scalars(select(Disposition)).first() is None
     store.close()
+
+
+SHIPPED_CLIP = Path(__file__).resolve().parents[3] / "anqi_tools" / "demo" / "bikelane-cyclists.mp4"
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "examples" / "bikelane-cyclists.yaml"
+
+
+def test_the_cockpit_follows_an_edge_daemon_replay(tmp_path: Path, broker: Any, browser: Any) -> None:
+    """The shipped bike-lane clip through the real edge daemon (real models) publishing to a real mosquitto:
+    the open cockpit shows each event in its feed (the all-faces-blurred preview) and, from the edge's
+    heartbeat, the point's safe-riding rate, without a reload."""
+    import uvicorn
+    import yaml
+
+    from central_sync.sharing.http import create_app
+    from edge.config import parse_config as edge_config
+    from edge.daemon import EdgeDaemon
+
+    (tmp_path / "central").mkdir()
+    port = free_port()
+    cfg = central_cfg(tmp_path / "central", broker.port, api={"port": port})
+    store = CentralStore.from_config(cfg)
+    cons = CentralConsumer(cfg, store=store, media_grace_s=1.0).start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(cfg, store), host="127.0.0.1", port=port, log_config=None)
+    )
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["device"]["data_dir"] = str(tmp_path / "edge")
+    data["source"]["uri"] = str(SHIPPED_CLIP)
+    data["speaker"]["backend"] = "none"
+    data["relay"]["mqtt"].update(host="127.0.0.1", port=broker.port)
+    ecfg = edge_config(data, EXAMPLE.name, EXAMPLE.parent)
+    point = ecfg.device.point_id
+    try:
+        kiosk = auth.create_kiosk_token(store, "big-screen")
+        while not server.started:
+            time.sleep(0.05)
+        browser.set_window_size(1920, 1080)
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False},
+        )
+        browser.get(f"http://127.0.0.1:{port}/cockpit?token={kiosk}")
+        assert browser.find_element(By.ID, "totals").text == "0 / 0 / 0"
+        assert "暂无通过计数" in browser.find_element(By.ID, "safe").text
+        time.sleep(1.0)  # the event stream is connected
+        daemon = EdgeDaemon(ecfg, mode="until_eof", install_signals=False, relay_wait_s=60)
+        daemon.run()  # returns once the relay stopped (its last heartbeat carried the pass counters)
+        n = len(daemon.events)
+        assert n, "the edge found no violation in the shipped clip"
+        counted = daemon.pipeline.passes.snapshot()
+        riders = sum(p["riders"] for p in counted)
+        violators = sum(p["violators"] for p in counted)
+        WebDriverWait(browser, 30, 0.2).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#feed .item")) == min(n, 6)
+        )
+        assert browser.find_element(By.ID, "totals").text == f"{n} / {n} / {n}"
+        WebDriverWait(browser, 10).until(
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#feed img')].every(i=>i.complete&&i.naturalWidth>0"
+                "&&i.naturalWidth<=640)"
+            )
+        )
+        # the rate arrives on the stream's count refresh (every 10 s), not by reloading the page
+        rate = f"{100 * (riders - violators) / riders:.1f}%"
+        WebDriverWait(browser, 25, 0.5).until(
+            lambda d: (
+                d.find_element(By.ID, "safe").text.split()[:4] == [point, str(riders), str(violators), rate]
+            )
+        )
+        # the rest of the page followed too: the trend's bar of today, the device (offline after its clean
+        # stop), the riders' files and their open table-2 tasks
+        today = browser.execute_script(
+            "return document.querySelector('#trend rect:last-of-type title').textContent"
+        )
+        assert today.endswith(f": {n}"), today
+        assert browser.find_element(By.ID, "devrows").text.split()[:3] == [
+            ecfg.device.device_id,
+            "离线",
+            str(n),
+        ]
+        with store.session() as s:
+            open_tasks = len(s.scalars(select(Task).where(Task.status == "open")).all())
+        # unknown riders' files (no community): their occasional-tier reminders
+        assert browser.find_element(By.ID, "tasks").text == (f"未登记 {open_tasks}" if open_tasks else "暂无")
+        assert_no_overlap(browser, ".panel")
+        browser.save_screenshot(str(Path(__file__).parent / "screenshots" / "cockpit-replay-1920x1080.png"))
+    finally:
+        server.should_exit = True
+        cons.stop()
+        th.join(5)
+        store.close()
