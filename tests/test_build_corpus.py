@@ -265,3 +265,38 @@ def test_the_candidate_lists_are_yaml_and_name_no_used_source_twice() -> None:
     used = [c["repo"] for c in checked if str(c.get("verdict", "")).startswith("used")]
     sources = {s["repo"] for s in yaml.safe_load((data / "sources.yaml").read_text())["sources"]}
     assert sorted(used) == sorted(sources)  # every source used is recorded as checked, once
+
+
+def test_segmentation_rows_become_the_box_around_the_polygon_and_a_broken_row_is_named(
+    tmp_path: Path,
+) -> None:
+    # a Roboflow YOLOv8 export of a project labelled with polygons: class x1 y1 x2 y2 ...
+    files: dict[str, bytes | str] = {
+        "export/valid/images/poly-001_jpg.rf.aa.jpg": jpg(scene(7)),
+        "export/valid/labels/poly-001_jpg.rf.aa.txt": (
+            "0 0.40 0.20 0.50 0.10 0.60 0.20 0.50 0.30\n"  # helmet head: diamond around (0.5, 0.2)
+            "3 0.30 0.10 0.70 0.10 0.70 0.90 0.30 0.90\n"  # rider: rectangle as a polygon
+            "1 0.5 0.6 0.2 0.2\n"  # the scooter, unmapped here, as a plain box row
+        ),
+    }
+    at = make_repo(tmp_path, files)
+    assert run(tmp_path, [source(at, classes={0: "helmet", 3: "rider"})]) == 0
+    rows = sorted(
+        [float(v) for v in ln.split()]
+        for p in (tmp_path / "out" / "toy").glob("labels/*/*.txt")
+        for ln in p.read_text().splitlines()
+    )
+    assert rows == [pytest.approx([0, 0.5, 0.5, 0.4, 0.8]), pytest.approx([1, 0.5, 0.2, 0.2, 0.2])]
+
+    # a mapped row that is neither a box nor a polygon stops the build with the file named
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    at = make_repo(
+        bad,
+        {
+            "export/valid/images/odd-001_jpg.rf.bb.jpg": jpg(scene(8)),
+            "export/valid/labels/odd-001_jpg.rf.bb.txt": "0 0.5 0.5 0.1\n",
+        },
+    )
+    with pytest.raises(SystemExit, match=r"odd-001_jpg\.rf\.bb\.txt: a label row of 4 values"):
+        run(bad, [source(at)])

@@ -137,9 +137,18 @@ def label_rows(src: dict, gitdir: Path, blobs: dict[str, str], path: str) -> lis
     rows = []
     for line in git(gitdir, "cat-file", "blob", blobs[label_path]).decode().splitlines():
         parts = line.split()
-        if len(parts) == 5 and int(parts[0]) in cmap:
+        if not parts or int(parts[0]) not in cmap:
+            continue
+        if len(parts) == 5:
             x, y, w, h = map(float, parts[1:])
-            rows.append((cmap[int(parts[0])], x, y, w, h))
+        elif len(parts) >= 7 and len(parts) % 2 == 1:
+            # a YOLO segmentation row (class x1 y1 x2 y2 ...): the box around the polygon
+            xs, ys = [float(v) for v in parts[1::2]], [float(v) for v in parts[2::2]]
+            x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+            x, y, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+        else:
+            raise SystemExit(f"{src['name']}: {label_path}: a label row of {len(parts)} values: {line!r}")
+        rows.append((cmap[int(parts[0])], x, y, w, h))
     return rows
 
 
