@@ -32,6 +32,7 @@ from central_sync.storage.models import (
     Feedback,
     Media,
     Person,
+    Review,
     Task,
     TierChange,
 )
@@ -212,6 +213,12 @@ def _delete_persons(s: Session, pids: list[str], media_root: Path, keep_events: 
     s.execute(delete(TierChange).where(TierChange.person_id.in_(pids)))
     rep.dispositions = _rowcount(s.execute(delete(Disposition).where(Disposition.person_id.in_(pids))))
     s.execute(delete(Embedding).where(Embedding.person_id.in_(pids)))
+    # reviews name the person (either side) and carry face scores: they go with the file
+    s.execute(
+        delete(Review).where(
+            Review.person_id.in_(pids) | Review.other_person_id.in_(pids) | Review.event_id.in_(eids or [""])
+        )
+    )
     s.execute(delete(Person).where(Person.person_id.in_(pids)))
     return rep
 

@@ -142,6 +142,12 @@ def test_uncertain_matches_are_flagged_listed_and_cleared(
                 s.scalar(select(Review.note).where(Review.kind == "uncertain_match"))
                 == "the other twin (helmet colour)"
             )
+        # erasing a person's file takes the reviews naming him (they carry face scores) with it
+        from central_sync.retention import erase_person
+
+        assert erase_person(store, cfg, "P-2", by="dpo", reason="request") is not None
+        with store.session() as s:
+            assert list(s.scalars(select(Review.id))) == []
     finally:
         lis.close()
         cons.stop()
