@@ -145,9 +145,10 @@ def _register() -> None:
     from central_sync.cli_persons import COMMANDS as PERSONS
     from central_sync.cli_privacy import COMMANDS as PRIVACY
     from central_sync.cli_service import COMMANDS
+    from central_sync.cli_web import COMMANDS as WEB
     from central_sync.web.demo import demo
 
-    for cmd in [*COMMANDS, *PERSONS, *PRIVACY, demo]:
+    for cmd in [*COMMANDS, *PERSONS, *PRIVACY, *WEB, demo]:
         main.add_command(cmd)
 
 
