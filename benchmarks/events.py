@@ -35,9 +35,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from anqi_tools.eventtruth import VideoTruth, load_truth, match_events, positions_file, who
-
 ROOT = Path(__file__).resolve().parent.parent
+# this checkout's code, in this process and in each child (run as a script, the script's folder comes first
+# on sys.path and an installed anqi, e.g. another checkout's editable install, would be measured instead)
+sys.path.insert(0, str(ROOT))
+
+from anqi_tools.eventtruth import VideoTruth, load_truth, match_events, positions_file, who  # noqa: E402
 
 CONFIG = ROOT / "config" / "examples" / "bikelane-cyclists.yaml"
 VIDEOS = [ROOT.parent / "shared" / "video" / "bikelane-cyclists.mp4"]
@@ -254,7 +257,10 @@ def main() -> None:
             f"{x['false']:>5} {x['outside_band']:>8} {x['wrong_face']:>10} {x['no_face']:>7}  "
             f"{x['tracks_per_rider']:>5} ({x['tracks_of_nobody']})"
         )
-    print(json.dumps({"runs": results, "all_perfect": all(x["perfect"] for x in results)}))
+    if not results:
+        print("no annotated video was run (a truth file must sit beside each video)")
+    # no run is no evidence: all_perfect needs at least one run
+    print(json.dumps({"runs": results, "all_perfect": bool(results) and all(x["perfect"] for x in results)}))
 
 
 def print_run(x: dict[str, Any]) -> None:
