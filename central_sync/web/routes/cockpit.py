@@ -84,6 +84,15 @@ def mount(app: FastAPI, web: WebFaces) -> None:
             or '<tr><td colspan="5">暂无通过计数（设备心跳）</td></tr>'
         )
 
+    def safe_period(safe: dict[str, dict[str, Any]]) -> str:
+        """The span the rates cover: from the first counted interval to the end of the latest (local time)."""
+        if not safe:
+            return ""
+        z = cockpit.ZoneInfo(tz)
+        a = min(datetime.fromisoformat(v["from"]) for v in safe.values()).astimezone(z)
+        b = max(datetime.fromisoformat(v["to"]) for v in safe.values()).astimezone(z)
+        return f"统计时段 {a:%m-%d %H:%M} – {b:%m-%d %H:%M}"
+
     def live_counts() -> dict[str, Any]:
         today = cockpit.local_midnight(datetime.now(timezone.utc), tz)
         snap = {
@@ -94,7 +103,8 @@ def mount(app: FastAPI, web: WebFaces) -> None:
             "totals": " / ".join(str(sum(snap[k].values())) for k in ("today", "d7", "d30")),
             "bytype": by_type_rows(snap),
             "points": table(cockpit.counts_by_point(store, today - timedelta(days=29))),
-            "safe": safe_rows(cockpit.safe_riding(store, today - timedelta(days=6))),
+            "safe": safe_rows(safe := cockpit.safe_riding(store, today - timedelta(days=6))),
+            "safeperiod": safe_period(safe),
             "trend": cockpit.trend_svg(cockpit.daily_trend(store, datetime.now(timezone.utc), tz)),
             "devices": devices_rows(merged_devices(cockpit.devices(store, datetime.now(timezone.utc)))),
             "tiers": table(cockpit.tier_distribution(store), TIER_ZH),
@@ -115,7 +125,7 @@ def mount(app: FastAPI, web: WebFaces) -> None:
 <section class="panel"><h2>实时违法</h2><div class="feed" id="feed">{feed_html(snap["feed"][:6], token)}</div></section>
 <section class="panel"><h2>各点位违法（30天）</h2><div id="points">{table(snap["points30"])}</div>
 <h2>安全骑行率（近7天，（通过−违法）/通过）</h2><table><tr><th>点位</th><th>通过</th><th>违法</th><th>安全骑行率</th><th>头盔佩戴率</th></tr>
-<tbody id="safe">{safe_rows(snap["safe7"])}</tbody></table></section>
+<tbody id="safe">{safe_rows(snap["safe7"])}</tbody></table><div class="period" id="safeperiod">{safe_period(snap["safe7"])}</div></section>
 <section class="panel"><h2>设备状态（心跳）</h2><table id="devices"><thead><tr><th>设备</th><th>状态</th><th>30天事件</th><th>待发</th></tr></thead>
 <tbody id="devrows">{devs}</tbody></table>
 <h2>人员分级</h2><div id="tiers">{table(snap["tiers"], TIER_ZH)}</div></section>
@@ -126,7 +136,7 @@ es.onmessage=(m)=>{{const d=JSON.parse(m.data);const f=document.getElementById("
 if(d.html){{const w=document.createElement("div");w.innerHTML=d.html;f.prepend(w.firstChild);
 while(f.children.length>6)f.lastChild.remove();}}document.getElementById("totals").textContent=d.totals;
 document.getElementById("bytype").innerHTML=d.bytype;document.getElementById("points").innerHTML=d.points;
-for(const k of ["safe","trend","tiers","tasks"])document.getElementById(k).innerHTML=d[k];
+for(const k of ["safe","safeperiod","trend","tiers","tasks"])document.getElementById(k).innerHTML=d[k];
 document.getElementById("devrows").innerHTML=d.devices;}};
 </script>"""
         return page("安骑驾驶舱", body, "ck")

@@ -32,6 +32,7 @@ grid-template-columns:1fr 1fr 1fr;grid-template-rows:64px 1fr 1fr;gap:12px;paddi
 .big{font-size:40px;color:#ffd166}.feed{display:flex;flex-direction:column;gap:6px}
 .feed .item{display:flex;gap:10px;align-items:center;font-size:17px}.feed img{width:96px;height:60px;object-fit:cover}
 .on{color:#5fe08a}.off{color:#ff6b6b}.big-rate{color:#ffd166;font-weight:bold}
+.period{color:#9fb3c8;font-size:16px;margin-top:4px}
 .con{max-width:1100px;margin:0 auto;padding:16px}.con nav a{margin-right:14px}
 .con table{border-collapse:collapse;width:100%}.con td,.con th{border:1px solid #ccd;padding:4px 8px;text-align:left}
 .err{color:#b00}.rider{max-width:390px;margin:0 auto;padding:12px;font-size:17px}

@@ -267,6 +267,9 @@ def test_cockpit_console_and_rider_in_chromium(
         assert "anqi-dev-0001在线" in browser.find_element(By.ID, "devices").text.replace(" ", "")
         # the safe-riding rate per point from the heartbeat's pass counters: (8 - 2) / 8, helmets 7 / 8
         assert browser.find_element(By.ID, "safe").text.split() == ["point-1", "8", "2", "75.0%", "87.5%"]
+        # with the period the counters cover (the current 5-minute interval, local time)
+        period = browser.find_element(By.ID, "safeperiod").text
+        assert period.startswith("统计时段 ") and period.count(":") == 2, period
         assert_no_overlap(browser, ".panel")
         assert_cjk_rendered(browser)
         browser.save_screenshot(str(out / "cockpit-1920x1080.png"))
