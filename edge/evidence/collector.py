@@ -293,7 +293,10 @@ class EvidenceCollector:
             clip_problem = "clip not started"
         # whose face: a passenger's no-helmet event carries the passenger's; every event of a vehicle with a
         # passenger also carries the other occupant's face (face_passenger.jpg) when one was seen
-        slot = "passenger" if v.detail.get("role") == "passenger" else ""
+        # (a passenger judged by her own rider box, edge.rules: her face is that track's own)
+        slot = (
+            "passenger" if v.detail.get("role") == "passenger" and not v.detail.get("judged_own_head") else ""
+        )
         face = self.faces.best(v.track_id, slot) if self.faces is not None else None
         reason = None
         if face is None:
@@ -303,7 +306,7 @@ class EvidenceCollector:
                 else (self.face_error or "face capture disabled")
             )
         other_faces: dict[str, Any] = {}
-        if self.faces is not None and "occupant_boxes" in v.detail:
+        if self.faces is not None and "occupant_boxes" in v.detail and not v.detail.get("judged_own_head"):
             other = self.faces.best(v.track_id, "" if slot else "passenger")
             if other is not None:
                 other_faces["face_driver.jpg" if slot else "face_passenger.jpg"] = other

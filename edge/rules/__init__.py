@@ -14,10 +14,13 @@ from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.passenger import (
+    DRIVER,
+    PASSENGER,
     PassengerHelmetRule,
     PassengerRule,
     SameOccupantGuard,
     SameVehicleGuard,
+    occupant_boxes_text,
     occupant_heads,
 )
 from edge.rules.red_light import RedLightRule
@@ -204,7 +207,9 @@ class RuleSet:
         guard: SameRiderGuard | None = None,
         zone_calibrated: bool = True,
         vehicles: SameVehicleGuard | None = None,
+        motion_window_s: float = 1.0,
     ):
+        self.motion_window_s = motion_window_s
         self.zone_calibrated = zone_calibrated
         self.rules = rules
         self.signal = signal
@@ -245,6 +250,7 @@ class RuleSet:
             SameRiderGuard(cfg.same_rider_gap_s, cfg.same_rider_m, window, cfg.same_rider_alike),
             zone_calibrated,
             SameVehicleGuard(cfg.same_rider_gap_s, cfg.same_rider_alike),
+            window,
         )
 
     def observe_signal(self, image: np.ndarray | None, t_s: float) -> None:
@@ -285,6 +291,19 @@ class RuleSet:
                         )
                         continue
                 v = _with_boxes(v, t, self.zone_calibrated)
+                if v.type == ViolationType.no_helmet and v.detail.get("role") == DRIVER:
+                    seen = self.occupants.seen_as_passenger(v, t, self.motion_window_s)
+                    if seen is not None:  # the pillion's own box: she is the passenger of that vehicle
+                        v = replace(
+                            v,
+                            detail={
+                                **v.detail,
+                                "role": PASSENGER,
+                                "judged_own_head": True,  # her face is the track's own (edge.evidence.collector)
+                                "occupant_boxes": occupant_boxes_text(seen[1]),
+                                "vehicle_track": seen[0],
+                            },
+                        )
                 other = self.occupants.same_person(v, t)
                 if other is not None:  # two tracks on one vehicle: this person is reported already
                     log(

@@ -320,6 +320,37 @@ class SameOccupantGuard:
             for tid in [k for k, last in own.items() if now - last > self.keep_s]:
                 del own[tid]
 
+    def seen_as_passenger(
+        self, v: Violation, track: Track, motion_window_s: float = 1.0
+    ) -> tuple[int, TrackPoint] | None:
+        """A driver's judgement by a track that sees one person only (the pillion's own rider box, or a box
+        made from her head) whose judged head is, in this frame, a passenger's on another track's vehicle:
+        that track shows two or more occupants, its direction of travel is known (who drives is decided,
+        :func:`occupant_roles`), and the judged head is one of its occupants behind the driver, not the
+        driver. Returns that track's id and point."""
+        judged = parse_boxes(v.detail.get("head_box"))
+        if not judged or len(track.last.occupants) >= 2:
+            return None
+        now = track.last.t_s
+        for other in self._now:
+            last = other.last
+            if (
+                other is track
+                or other.track_id is None
+                or len(last.occupants) < 2
+                or abs(last.t_s - now) > 1e-6
+            ):
+                continue
+            direction = travel_direction(other, now, motion_window_s)
+            if direction is None:
+                continue
+            roles = occupant_roles(last, direction)
+            if _overlap(judged[0], roles[0][1].box) >= self.min_overlap:
+                continue  # the driver's head there too
+            if any(_overlap(judged[0], h.box) >= self.min_overlap for _, h in roles[1:]):
+                return other.track_id, last
+        return None
+
     def _followed_by(self, vtype: str, judged: Box, track: Track) -> int | None:
         """A track of this frame carrying a reported person of ``vtype`` whose own head is ``judged``."""
         own = self._own.get(vtype, {})

@@ -662,3 +662,45 @@ def test_a_reported_person_is_handed_on_to_the_track_that_follows_their_head() -
     got = feed(rules, [(a, a_pts)], range(1, 8))
     got += feed(rules, [(a, a_pts), (b, b_pts), (c, c_pts)], range(8, 20))
     assert sorted(v.track_id for v in got if v.type == ViolationType.no_helmet) == [2, 4]
+
+
+def test_a_pillion_judged_by_her_own_box_is_named_the_passenger() -> None:
+    """Her own rider box sees only her and decides first (as its 'driver'); in that frame the vehicle's
+    track shows both people moving left, she sits behind: the event says passenger, boxes both heads and
+    takes her face from her own track (judged_own_head). The vehicle's own judgement of her is the same
+    person and is not reported again."""
+    cfg = parse_config({"rules": {"passenger": {"enabled": False}}})
+    rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s)
+
+    def at(box: Box4, i: int) -> Box4:
+        return (box[0] - 20 * i, box[1], box[2] - 20 * i, box[3])
+
+    def vehicle(i: int) -> TrackPoint:
+        heads = [OccupantHead(at(DRIVER_AT, i), 0.9, 0.1)] + (
+            [OccupantHead(at(PILLION_AT, i), 0.9, 0.9)] if i >= 3 else []
+        )
+        return TrackPoint(
+            i * 0.1,
+            T0 + timedelta(seconds=i * 0.1),
+            at((120.0, 90.0, 280.0, 500.0), i),
+            0.9,
+            "rider",
+            None,
+            None,
+            True,
+            heads[0].box,
+            0.9,
+            0.1,
+            occupants=tuple(heads),
+        )
+
+    u_pts = [vehicle(i) for i in range(12)]
+    t_pts = [own_head_point(i, at(PILLION_AT, i), 0.9) for i in range(12)]
+    t, u = crafted_track(2, t_pts, (-200.0, 0.0)), crafted_track(1, u_pts, (-200.0, 0.0))
+    got = [
+        v for v in feed(rules, [(t, t_pts), (u, u_pts)], range(1, 12)) if v.type == ViolationType.no_helmet
+    ]
+    assert [(v.track_id, v.detail["role"]) for v in got] == [(2, "passenger")]
+    d = got[0].detail
+    assert d["judged_own_head"] is True and d["vehicle_track"] == 1
+    assert len(str(d["occupant_boxes"]).split(";")) == 2
