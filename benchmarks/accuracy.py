@@ -155,28 +155,38 @@ CORPUS = ROOT / "models" / "build" / "corpus"
 CORPUS_CLASSES = ["rider", "helmet", "no_helmet"]
 
 
-def write_corpus_images(source: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, float]]]:
-    """``corpus:<source>``: the val split that models/data/build_corpus.py wrote (split by file-name group)."""
+def write_corpus_images(
+    source: str, out: Path, splits: tuple[str, ...] = ("val",)
+) -> dict[str, list[tuple[str, np.ndarray, float]]]:
+    """``corpus:<source>``: the val split that models/data/build_corpus.py wrote (split by file-name
+    group), or with ``splits=("train", "val")`` every frame of it (a source no model here was trained on)."""
     d = CORPUS / source
-    if not (d / "images" / "val").is_dir():
-        raise SystemExit(f"{d}/images/val missing: run models/data/build_corpus.py --only {source} first")
     gt = {}
-    for f in sorted((d / "images" / "val").glob("*.jpg")):
-        img = cv2.imread(str(f))
-        assert img is not None, f
-        cv2.imwrite(str(out / f"{f.stem}.png"), img)
-        gt[f.stem] = [
-            (lab, b, c)
-            for lab, b, c in read_boxes(d / "labels" / "val" / f"{f.stem}.txt", CORPUS_CLASSES)
-            if lab in CLASSES
-        ]
+    for split in splits:
+        if not (d / "images" / split).is_dir():
+            raise SystemExit(
+                f"{d}/images/{split} missing: run models/data/build_corpus.py --only {source} first"
+            )
+        for f in sorted((d / "images" / split).glob("*.jpg")):
+            img = cv2.imread(str(f))
+            assert img is not None, f
+            stem = f.stem if splits == ("val",) else f"{split}_{f.stem}"
+            cv2.imwrite(str(out / f"{stem}.png"), img)
+            gt[stem] = [
+                (lab, b, c)
+                for lab, b, c in read_boxes(d / "labels" / split / f"{f.stem}.txt", CORPUS_CLASSES)
+                if lab in CLASSES
+            ]
     return gt
 
 
-def write_images(ds: str, out: Path) -> dict[str, list[tuple[str, np.ndarray, float]]]:
-    """The validation images (true aspect) into ``out``; returns their labelled heads."""
+def write_images(ds: str, out: Path, whole: bool = False) -> dict[str, list[tuple[str, np.ndarray, float]]]:
+    """The validation images (true aspect) into ``out``; returns their labelled heads. ``whole``:
+    every frame of a ``corpus:`` source (train and val), for a source left out of all training."""
     if ds.startswith("corpus:"):
-        return write_corpus_images(ds.split(":", 1)[1], out)
+        return write_corpus_images(ds.split(":", 1)[1], out, ("train", "val") if whole else ("val",))
+    if whole:
+        raise SystemExit(f"--whole is for corpus sources only ({ds} trained the shipped detector)")
     d = shared_dir() / "data" / ds
     names = [c.strip() for c in (d / "classes.txt").read_text().splitlines() if c.strip()]
     gt = {}
@@ -276,6 +286,12 @@ def main() -> None:
         help="Skip the helmet-detector baseline (slow: ~250 ms per frame).",
     )
     ap.add_argument("--keep", type=Path, help="Keep images and predictions in this folder.")
+    ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="corpus:<source> data sets: every frame (train and val), for a source left out of training "
+        "(benchmarks/loso.py).",
+    )
     a = ap.parse_args()
     result: dict[str, object] = {}
     baseline: dict[str, object] = {}
@@ -287,7 +303,7 @@ def main() -> None:
             sub = ds.replace(":", "_")
             images, preds, bpreds = tmp / sub / "images", tmp / sub / "pred", tmp / sub / "baseline"
             images.mkdir(parents=True, exist_ok=True)
-            gt = write_images(ds, images)
+            gt = write_images(ds, images, a.whole)
             seconds = run_ours(images, preds, a.config)
             pred = {s: read_boxes(preds / f"{s}.txt") for s in gt}
             m = match(gt, pred)

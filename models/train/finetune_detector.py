@@ -5,6 +5,12 @@
     .train/bin/python models/train/finetune_detector.py --epochs 4    # CPU works (minutes per epoch); --device 0 on a GPU
     .train/bin/python models/train/export_detector.py --weights models/build/runs/ft/weights/last.pt --out models/build/det-ft.onnx
 
+CPU recipe with the public corpus (issue 16 point 7; 640-px windows at the runtime's scale,
+models/train/prepare_finetune.py; backbone frozen):
+    .train/bin/python models/train/prepare_finetune.py            # -> models/build/datasets/det-ft/
+    OMP_NUM_THREADS=2 .train/bin/python models/train/finetune_detector.py --data models/build/datasets/det-ft/det.yaml \
+        --imgsz 640 --freeze 10 --lr 2e-4 --hsv-v 0.6 --minutes 65 --epochs 6 --threads 2 --name ft640
+
 The rebuilt model is BatchNorm-free (the export folded it into the convolutions), so ultralytics'
 usual start-up would break it: its warm-up raises the bias learning rate to 0.1 and its checkpoint
 loader matches parameters by name into a fresh, unfused layout. This script hands the fused model
@@ -43,6 +49,15 @@ def main() -> None:
     ap.add_argument("--mosaic", type=float, default=0.5)
     ap.add_argument(
         "--close-mosaic", type=int, default=0, help="last N epochs without mosaic (0 = half of --epochs)"
+    )
+    ap.add_argument(
+        "--freeze", type=int, default=0, help="freeze the first N layers (10 = the whole backbone)"
+    )
+    ap.add_argument("--hsv-v", type=float, default=0.4, help="brightness jitter (fraction)")
+    ap.add_argument("--hsv-s", type=float, default=0.7, help="saturation jitter (fraction)")
+    ap.add_argument("--scale", type=float, default=0.5, help="random scale jitter (+- fraction)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = leave ultralytics' choice)"
     )
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
@@ -93,13 +108,17 @@ def main() -> None:
         weight_decay=0.0005,
         mosaic=a.mosaic,
         close_mosaic=a.close_mosaic or max(1, a.epochs // 2),
-        scale=0.5,
+        freeze=a.freeze or None,
+        scale=a.scale,
         fliplr=0.5,
-        hsv_v=0.4,
+        hsv_v=a.hsv_v,
+        hsv_s=a.hsv_s,
         translate=0.1,
         verbose=True,
     )
     trainer = FusedTrainer(overrides=args)
+    if a.threads:
+        trainer.add_callback("on_train_start", lambda t: torch.set_num_threads(a.threads))
     trainer.train()
 
 

@@ -92,6 +92,23 @@ def collect(
 
 
 def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_detector_crops`, cached in models/build/cls-cache/ by data set, frame list and the
+    committed detector's hash (the leave-one-source-out folds reuse them)."""
+    import hashlib
+
+    det = MODELS / "onnx" / "anqi-rider-head.onnx"
+    key = hashlib.sha256(det.read_bytes() + "\n".join([ds, *names]).encode()).hexdigest()[:16]
+    cache = MODELS / "build" / "cls-cache" / f"detcrops-{ds.replace(':', '_')}-{key}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["x"], z["y"]
+    x, y = _detector_crops(ds, names)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=x, y=y)
+    return x, y
+
+
+def _detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Crops of the committed detector's head boxes that match a labelled head (IoU >= 0.3), with its label."""
     from edge.config import parse_config
     from edge.detect.rider import RiderDetector

@@ -36,22 +36,26 @@ def main() -> None:
     ap.add_argument("--det", type=Path)
     ap.add_argument("--cls", type=Path)
     ap.add_argument("--spot", type=Path)
+    ap.add_argument(
+        "--out", type=Path, default=TRIAL, help="the private models folder (default models/build/trial)"
+    )
     a = ap.parse_args()
-    if TRIAL.exists():
-        shutil.rmtree(TRIAL)
-    (TRIAL / "onnx").mkdir(parents=True)
-    (TRIAL / "build").mkdir()
+    trial = a.out.resolve()
+    if trial.exists():
+        shutil.rmtree(trial)
+    (trial / "onnx").mkdir(parents=True)
+    (trial / "build").mkdir()
     for f in (MODELS / "build").glob("*.onnx"):
-        os.symlink(f, TRIAL / "build" / f.name)
+        os.symlink(f, trial / "build" / f.name)
     text = (MODELS / "manifest.yaml").read_text()
     for name, src in (("anqi-rider-head", a.det), ("anqi-head-cls", a.cls)):
         committed = MODELS / "onnx" / f"{name}.onnx"
-        dest = TRIAL / "onnx" / f"{name}.onnx"
+        dest = trial / "onnx" / f"{name}.onnx"
         shutil.copyfile(src or committed, dest)
         old = hashlib.sha256(committed.read_bytes()).hexdigest()
         text = text.replace(old, hashlib.sha256(dest.read_bytes()).hexdigest())
     if a.spot:
-        shutil.copyfile(a.spot, TRIAL / "onnx" / "anqi-head-spot.onnx")
+        shutil.copyfile(a.spot, trial / "onnx" / "anqi-head-spot.onnx")
         digest = hashlib.sha256(a.spot.read_bytes()).hexdigest()
         if "name: anqi-head-spot" in text:
             lines = text.split("\n")
@@ -61,8 +65,8 @@ def main() -> None:
             text = "\n".join(lines)
         else:
             text += SPOT_ENTRY.format(digest=digest)
-    (TRIAL / "manifest.yaml").write_text(text)
-    print(f"trial models in {TRIAL}")
+    (trial / "manifest.yaml").write_text(text)
+    print(f"trial models in {trial}")
 
 
 if __name__ == "__main__":
