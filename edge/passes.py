@@ -10,11 +10,15 @@ Thread-safe: the pipeline thread counts, the relay's thread reads.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from anqi_contract.fsutil import write_atomic
 
 
 @dataclass
@@ -22,6 +26,9 @@ class _Interval:
     riders: int = 0
     violators: set[int] = field(default_factory=set)
     no_helmet: set[int] = field(default_factory=set)
+    #: counted before a restart (restored from the state file: the tracks behind them are gone)
+    base_violators: int = 0
+    base_no_helmet: int = 0
 
 
 class PassCounter:
@@ -82,8 +89,39 @@ class PassCounter:
                     "start": start,
                     "end": start + self.interval_s,
                     "riders": iv.riders,
-                    "violators": len(iv.violators),
-                    "no_helmet": len(iv.no_helmet),
+                    "violators": iv.base_violators + len(iv.violators),
+                    "no_helmet": iv.base_no_helmet + len(iv.no_helmet),
                 }
                 for start, iv in self._intervals.items()
             ]
+
+    def save(self, path: Path) -> None:
+        """Keep the counters across a restart (the daemon at its stop and every few minutes): a restarted edge
+        goes on counting the same interval instead of starting it from zero (central keeps the larger value,
+        so the riders of the interval before the restart would otherwise be lost)."""
+        write_atomic(
+            path,
+            json.dumps({"point_id": self.point_id, "interval_s": self.interval_s, "passes": self.snapshot()}),
+        )
+
+    def restore(self, path: Path, now: datetime) -> int:
+        """The intervals of ``path`` that are still in the ring's hour (same point and interval length);
+        a missing or unreadable file restores nothing (logged by the caller). Returns the intervals restored."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("point_id") != self.point_id or float(data.get("interval_s", 0)) != self.interval_s:
+            return 0
+        oldest = now.timestamp() - self.keep * self.interval_s
+        n = 0
+        with self._lock:
+            for p in data.get("passes", []):
+                start = float(p["start"])
+                if start < oldest or start in self._intervals:
+                    continue
+                self._intervals[start] = _Interval(
+                    riders=int(p["riders"]),
+                    base_violators=int(p["violators"]),
+                    base_no_helmet=int(p["no_helmet"]),
+                )
+                n += 1
+            self._intervals = OrderedDict(sorted(self._intervals.items())[-self.keep :])
+        return n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,25 @@ def test_inconsistent_counters_are_refused_naming_the_field(bad: dict[str, float
 
     with pytest.raises(P.ProtocolError, match=where):
         P.decode_heartbeat(json.dumps(hb).encode())
+
+
+def test_counters_survive_a_restart_of_the_edge(tmp_path: Path) -> None:
+    state = tmp_path / "passes.json"
+    c = PassCounter("point-1", 300, keep=12)
+    for k in range(5):
+        c.seen_in_zone(k, T0 + timedelta(seconds=10 * k))
+    c.violated(0, "no_helmet")
+    c.seen_in_zone(9, T0 - timedelta(hours=2))  # sorted in, then older than the ring's hour at restart
+    c.save(state)
+    again = PassCounter("point-1", 300, keep=12)
+    assert again.restore(state, T0 + timedelta(minutes=3)) == 1
+    # the restarted edge goes on counting the same interval (tracks start again at 0: new riders)
+    again.seen_in_zone(0, T0 + timedelta(minutes=4))
+    again.violated(0, "wrong_way")
+    assert [(p["riders"], p["violators"], p["no_helmet"]) for p in again.snapshot()] == [(6, 2, 1)]
+    # another point's or interval length's file restores nothing
+    assert PassCounter("point-2", 300).restore(state, T0) == 0
+    assert PassCounter("point-1", 60).restore(state, T0) == 0
+    state.write_text("{torn")
+    with pytest.raises(ValueError):
+        PassCounter("point-1", 300).restore(state, T0)
