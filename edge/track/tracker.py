@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edge.config.track import TrackConfig
-from edge.track.occupants import OccupantHead, below_another_head, rider_occupants
+from edge.track.occupants import OccupantHead, below_another_head, hangs_below, rider_occupants
 from edge.zone import CaptureZone, GroundMotion, fit_motion, theil_sen
 
 TrackKind = Literal["rider", "head"]
@@ -177,7 +177,9 @@ def attach_heads(dets: DetectionsLike, cfg: TrackConfig) -> list[RiderDetection]
                 )
                 used_head[k] = True
     if cfg.head_only_tracks:
-        below = below_another_head(heads, cfg.head_to_body)
+        # a head on another's body (hands, knees), or a smaller box hanging below a head it overlaps (the
+        # same person's chin, beard or collar boxed a second time): no rider of its own
+        below = below_another_head(heads, cfg.head_to_body) | hangs_below(heads)
         for k in np.nonzero(~used_head & ~inside_any & ~below)[0]:
             x0, y0, x1, y1 = heads[k]
             hw, hh = x1 - x0, y1 - y0

@@ -269,6 +269,21 @@ def test_several_boxes_on_one_head_make_one_rider() -> None:
     assert len(attach_heads(pair, TrackConfig(head_only_tracks=True))) == 2
 
 
+def test_a_chin_box_hanging_below_a_larger_head_makes_no_rider_of_its_own() -> None:
+    from edge.track import attach_heads
+
+    # the bearded rider of the shared clip at 6.7 s: the face proposal boxes the head (44 px), a heatmap
+    # box sits on the chin and beard (31 px, centre 0.64 of the head's height lower, overlapping it):
+    # too different in size for one box per head, too high to be a hand; it made a second track, which
+    # then wandered to the rider's collar and reported him there
+    head, chin = [196, 13, 240, 58], [197, 49, 230, 80]
+    out = attach_heads(heads((head, 0.57), (chin, 0.65)), TrackConfig(head_only_tracks=True))
+    assert [list(d.head_box) for d in out if d.head_box is not None] == [head] and len(out) == 1
+    # a second rider's head just behind and lower in the image, not overlapping, stays a rider
+    other = [236, 60, 262, 88]
+    assert len(attach_heads(heads((head, 0.57), (other, 0.6)), TrackConfig(head_only_tracks=True))) == 2
+
+
 def test_head_only_rider_is_ranged_from_a_fit_of_its_head_size_not_from_each_box() -> None:
     from edge.zone import CaptureZone, GroundMapper
 
