@@ -1,5 +1,6 @@
 """The officers' console: ``/console`` (login, CSRF, roles scoped to communities, person views audited), person
-files, media, dispositions, merges, tasks, devices, audit log, accounts."""
+files, media, dispositions, merges and their undoing (with who and why), face-match reviews, tasks, devices, audit log,
+accounts."""
 
 from __future__ import annotations
 
@@ -16,16 +17,25 @@ from sqlalchemy import select
 import central_sync.web.auth as auth
 import central_sync.web.cockpit as cockpit
 from central_sync.config import ApiRole
-from central_sync.dispositions import DispositionKind, record_disposition
+from central_sync.corrections import CorrectionError, changes, unmerge
+from central_sync.dispositions import DispositionDesk, DispositionKind, record_disposition
+from central_sync.reviews import RESOLUTIONS, ReviewError, clear_review, list_reviews
 from central_sync.sharing.access import Caller, audit
-from central_sync.storage.models import Disposition, Event, Media, Person, Task, TierChange
+from central_sync.storage.models import Disposition, Event, Media, Person, Review, Task, TierChange
 from central_sync.web.cockpit import TIER_ZH, TYPE_ZH
 from central_sync.web.routes.common import COOKIE, WebFaces, aware, page
+
+#: the roles that may merge files, undo merges and clear face-match reviews
+CORRECTORS = ("admin", "police")
+CHANGE_ZH = {"merge": "合并", "unmerge": "撤销合并", "reassign": "改派事件"}
+REVIEW_ZH = {"confirmed": "确认", "dismissed": "驳回"}
+REVIEW_KIND_ZH = {"uncertain_match": "匹配不确定", "enrolment_conflict": "登记照片冲突"}
 
 
 def mount(app: FastAPI, web: WebFaces) -> None:
     """The console's routes (login, CSRF, roles scoped to communities, person views audited)."""
     store = web.store
+    cfg = web.cfg
     tz = web.tz
     frame_response = web.frame_response
     merged_devices = web.merged_devices
@@ -52,6 +62,7 @@ def mount(app: FastAPI, web: WebFaces) -> None:
         )
         return (
             f'<nav><a href="/console">人员档案</a><a href="/console/tasks">任务队列</a>'
+            f'<a href="/console/reviews">人脸复核</a>'
             f'<a href="/console/devices">设备</a>{admin}<span>{escape(o.username)}（{auth.ROLE_ZH[o.role]}）</span>'
             f'<form method="post" action="/console/logout" style="display:inline"><button>退出</button></form></nav>'
         )
@@ -176,7 +187,12 @@ def mount(app: FastAPI, web: WebFaces) -> None:
                 for d in disp
             )
             head = f"{escape(p.name or '')} {escape(p.community or '')} 分级：{TIER_ZH.get(p.tier, p.tier)}"
+            if p.merged_into:
+                head += (
+                    f' 已并入 <a href="/console/person/{escape(p.merged_into)}">{escape(p.merged_into)}</a>'
+                )
             kind = p.kind
+            merged = p.merged_into
             faces = "".join(
                 f'<img class="face" alt="人脸" height="96" src="/console/media/{e.event_id}/{n}">'
                 for e in events[:12]
@@ -184,6 +200,27 @@ def mount(app: FastAPI, web: WebFaces) -> None:
                 if n.startswith("face") and n.endswith(".jpg")
             )
         web_audit(o, "web_person_view", {"person": pid}, len(events), request)
+        may_correct = o.role in CORRECTORS
+        change_rows = "".join(
+            f"<tr><td>{escape(c['time'][:16].replace('T', ' '))}</td><td>{CHANGE_ZH.get(c['action'], escape(c['action']))}</td>"
+            f'<td><a href="/console/person/{escape(c["from"])}">{escape(c["from"])}</a></td>'
+            f'<td><a href="/console/person/{escape(c["to"])}">{escape(c["to"])}</a></td>'
+            f"<td>{escape(c['by'])}</td><td>{escape(c['reason'] or '')}</td><td>{c['moved'].get('events', 0)}</td><td>"
+            + (
+                f"已撤销（#{c['undone_by']}）"
+                if c["undone_by"]
+                else (
+                    f'<form method="post" action="/console/person/{escape(c["from"])}/unmerge" class="unmerge">'
+                    f'<input type="hidden" name="csrf" value="{csrf}">'
+                    f'<input name="reason" required minlength="3" maxlength="2000" placeholder="撤销原因"> '
+                    f"<button>撤销合并</button></form>"
+                    if may_correct and c["action"] == "merge"
+                    else ""
+                )
+            )
+            + "</td></tr>"
+            for c in changes(store, pid, 100)
+        )
         kinds = "".join(f'<option value="{k.value}">{k.value}</option>' for k in DispositionKind)
         form = (
             f'<h2>登记处置</h2><form method="post" action="/console/person/{escape(pid)}/dispose">'
@@ -192,10 +229,11 @@ def mount(app: FastAPI, web: WebFaces) -> None:
             if o.may_write
             else ""
         )
-        if kind == "unknown" and o.role in ("admin", "police"):
+        if kind == "unknown" and not merged and may_correct:
             form += (
                 f'<h2>并入已登记人员</h2><form method="post" action="/console/person/{escape(pid)}/merge">'
                 f'<input type="hidden" name="csrf" value="{csrf}"><input name="target" id="target" placeholder="已登记人员编号"> '
+                f'<input name="reason" id="merge-reason" required minlength="3" maxlength="2000" placeholder="合并原因（必填）"> '
                 f'<button id="merge">合并</button></form>'
             )
         body = (
@@ -204,7 +242,10 @@ def mount(app: FastAPI, web: WebFaces) -> None:
             f'<h2>违法事件</h2><table id="events"><tr><th>时间</th><th>点位</th><th>类型</th><th>判定帧</th><th>视频</th></tr>{"".join(ev_rows)}</table>'
             f"<h2>分级记录</h2><table>{tier_rows or '<tr><td>无</td></tr>'}</table>"
             f"<h2>任务与反馈</h2><table>{task_rows or '<tr><td>无</td></tr>'}</table>"
-            f'<h2>处置记录</h2><table id="dispositions">{disp_rows or "<tr><td>无</td></tr>"}</table>{form}</div>'
+            f'<h2>处置记录</h2><table id="dispositions">{disp_rows or "<tr><td>无</td></tr>"}</table>'
+            f'<h2>档案更正记录</h2><table id="changes"><tr><th>时间</th><th>操作</th><th>来源档案</th><th>目标档案</th>'
+            f"<th>操作人</th><th>原因</th><th>事件数</th><th></th></tr>{change_rows or '<tr><td colspan=8>无</td></tr>'}</table>"
+            f"{form}</div>"
         )
         return page(f"人员档案 {pid}", body)
 
@@ -302,22 +343,129 @@ def mount(app: FastAPI, web: WebFaces) -> None:
         )
 
     @app.post("/console/person/{pid}/merge", include_in_schema=False)
-    def merge(pid: str, request: Request, target: str = Form(...), csrf: str = Form("")) -> Response:
+    def merge(
+        pid: str, request: Request, target: str = Form(...), reason: str = Form(""), csrf: str = Form("")
+    ) -> Response:
         from central_sync.persons import merge_person
 
         o, csrf_s = officer(request)
         check_csrf(csrf_s, csrf)
-        if o.role not in ("admin", "police"):
+        if o.role not in CORRECTORS:
             raise HTTPException(403, "merging files needs an administrator or traffic police account")
+        reason = reason.strip()
+        if not 3 <= len(reason) <= 2000:
+            raise HTTPException(422, "reason: why the files are merged (3-2000 characters)")
         with store.session() as s:
             src, dst = s.get(Person, pid), s.get(Person, target)
             if src is None or src.kind != "unknown" or src.merged_into:
                 raise HTTPException(422, "only an unmerged unknown-person file can be merged")
             if dst is None or dst.kind == "unknown" or not o.sees(dst.community):
                 raise HTTPException(422, "the target must be an enrolled person in your communities")
-        merge_person(store, pid, target)
-        web_audit(o, "web_merge", {"source": pid, "target": target}, 1, request)
+        cid = merge_person(store, pid, target, actor=o.username, reason=reason)
+        # the target's tier now counts the merged events: assess it at once (not at the next event / daily pass);
+        # the tasks it makes are published by the running consumer (publish_pending), as for the CLI's corrections
+        desk = DispositionDesk(cfg, store)
+        _, msgs = desk.reassess(target, datetime.now(timezone.utc))
+        desk.send(msgs)
+        web_audit(o, "web_merge", {"source": pid, "target": target, "change": str(cid)}, 1, request)
         return RedirectResponse(f"/console/person/{target}", status_code=303)
+
+    @app.post("/console/person/{pid}/unmerge", include_in_schema=False)
+    def unmerge_post(pid: str, request: Request, reason: str = Form(""), csrf: str = Form("")) -> Response:
+        o, csrf_s = officer(request)
+        check_csrf(csrf_s, csrf)
+        if o.role not in CORRECTORS:
+            raise HTTPException(403, "undoing a merge needs an administrator or traffic police account")
+        with store.session() as s:
+            src = s.get(Person, pid)
+            dst = s.get(Person, src.merged_into) if src is not None and src.merged_into else None
+            if dst is None or not o.sees(dst.community):
+                raise HTTPException(404, "no merged file of that id in your communities")
+            target = dst.person_id
+        try:
+            c = unmerge(store, cfg, DispositionDesk(cfg, store), pid, o.username, reason)
+        except CorrectionError as e:
+            raise HTTPException(
+                422, str(e).replace("--reason", "reason").replace("--person", "person")
+            ) from None
+        web_audit(o, "web_unmerge", {"source": pid, "target": target, "change": str(c.change_id)}, 1, request)
+        return RedirectResponse(f"/console/person/{target}", status_code=303)
+
+    def persons_seen(o: auth.Officer, ids: set[str]) -> set[str]:
+        """The ids among ``ids`` whose file the officer may see (a review naming one outside his communities is
+        not his to see or clear)."""
+        with store.session() as s:
+            rows = s.execute(
+                select(Person.person_id, Person.community).where(Person.person_id.in_(ids))
+            ).all()
+        return {r.person_id for r in rows if o.sees(r.community)}
+
+    @app.get("/console/reviews", response_class=HTMLResponse, include_in_schema=False)
+    def reviews_page(request: Request, error: str = "") -> HTMLResponse:
+        o, csrf = officer(request)
+        rows = list_reviews(store, open_only=True, limit=500)
+        seen = persons_seen(o, {p for r in rows for p in (r["person_id"], r["other_person_id"]) if p})
+        rows = [r for r in rows if all(p in seen for p in (r["person_id"], r["other_person_id"]) if p)]
+        opts = "".join(f'<option value="{k}">{REVIEW_ZH[k]}</option>' for k in RESOLUTIONS)
+
+        def person(pid: str | None) -> str:
+            return f'<a href="/console/person/{escape(pid)}">{escape(pid)}</a>' if pid else ""
+
+        def score(v: float | None) -> str:
+            return "" if v is None else f"{v:.3f}"
+
+        trs = "".join(
+            f"<tr><td>{escape(r['created_at'][:16].replace('T', ' '))}</td><td>{REVIEW_KIND_ZH.get(r['kind'], escape(r['kind']))}</td>"
+            f"<td>{person(r['person_id'])}</td><td>{score(r['score'])}</td><td>{person(r['other_person_id'])}</td>"
+            f"<td>{score(r['other_score'])}</td><td>{escape(r['event_id'] or '')}</td><td>"
+            + (
+                f'<form method="post" action="/console/reviews/{r["id"]}/clear" class="clear-review">'
+                f'<input type="hidden" name="csrf" value="{csrf}"><select name="resolution">{opts}</select> '
+                f'<input name="note" required maxlength="2000" placeholder="说明（必填）"> <button>提交</button></form>'
+                if o.role in CORRECTORS
+                else ""
+            )
+            + "</td></tr>"
+            for r in rows
+        )
+        err = f'<p class="err">{escape(error)}</p>' if error else ""
+        return page(
+            "人脸复核",
+            f'<div class="con">{nav(o)}<h1>待复核的人脸匹配（{len(rows)}）</h1>{err}'
+            "<p>确认：匹配无误；驳回：无需处理（如有意登记的双胞胎）。事件归属有误时，请在人员档案中撤销合并，"
+            "或用 anqi-central reassign 改派事件。</p>"
+            '<table id="reviews"><tr><th>时间</th><th>类型</th><th>人员</th><th>相似度</th><th>另一人员</th>'
+            f"<th>相似度</th><th>事件</th><th>处理</th></tr>{trs or '<tr><td colspan=8>无</td></tr>'}</table></div>",
+        )
+
+    @app.post("/console/reviews/{review_id}/clear", include_in_schema=False)
+    def review_clear(
+        review_id: int,
+        request: Request,
+        resolution: str = Form(...),
+        note: str = Form(""),
+        csrf: str = Form(""),
+    ) -> Response:
+        o, csrf_s = officer(request)
+        check_csrf(csrf_s, csrf)
+        if o.role not in CORRECTORS:
+            raise HTTPException(403, "clearing a review needs an administrator or traffic police account")
+        note = note.strip()
+        if not note:
+            raise HTTPException(422, "note: say what was checked")
+        with store.session() as s:
+            r = s.get(Review, review_id)
+            names = {p for p in (r.person_id, r.other_person_id) if p} if r is not None else set()
+        if r is None or persons_seen(o, names) != names:
+            raise HTTPException(404, "no such review (or outside your communities)")
+        try:
+            clear_review(store, review_id, o.username, resolution, note[:2000])
+        except ReviewError as e:
+            raise HTTPException(
+                422, str(e).replace("--resolution", "resolution").replace("--id", "review")
+            ) from None
+        web_audit(o, "web_review_cleared", {"review": str(review_id), "resolution": resolution}, 1, request)
+        return RedirectResponse("/console/reviews", status_code=303)
 
     @app.get("/console/users", response_class=HTMLResponse, include_in_schema=False)
     def users_page(request: Request, error: str = "") -> HTMLResponse:
