@@ -233,7 +233,7 @@ def load_passes(store: CentralStore, devices: int = PASS_DEVICES, days: int = PA
     n = days * 86400 // PASS_INTERVAL_S
     total = 0
     for d in range(devices):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(n):
             st = start0 + timedelta(seconds=i * PASS_INTERVAL_S)
             riders = rng.randint(0, 60)
