@@ -323,6 +323,25 @@ def test_cockpit_console_and_rider_in_chromium(
         assert "relay:" in browser.find_element(By.ID, "devices").text  # the heartbeat's components
         browser.get(f"{base}/console/users")  # 逐级授权: the form offers roles at or below one's own
         assert len(browser.find_elements(By.CSS_SELECTOR, "select[name=role] option")) == 4
+        # a merge needs a reason (the browser refuses the empty field), is listed with it, and is undone from the
+        # list (an empty unknown file: P-001's tier and tasks stay as they are for part 3)
+        with store.session() as s:
+            store.ensure_person(s, "U-web", kind="unknown")
+        browser.get(f"{base}/console/person/U-web")
+        browser.find_element(By.ID, "target").send_keys("P-001")
+        browser.find_element(By.ID, "merge").click()
+        assert browser.current_url.endswith("/console/person/U-web")  # required reason: not submitted
+        browser.find_element(By.ID, "merge-reason").send_keys("同一人的两份档案")
+        browser.find_element(By.ID, "merge").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/console/person/P-001"))
+        changes = browser.find_element(By.ID, "changes").text
+        assert "合并" in changes and "admin" in changes and "同一人的两份档案" in changes
+        browser.find_element(By.CSS_SELECTOR, "form.unmerge input[name=reason]").send_keys("并错了")
+        browser.find_element(By.CSS_SELECTOR, "form.unmerge button").click()
+        WebDriverWait(browser, 10).until(lambda d: "已撤销" in d.find_element(By.ID, "changes").text)
+        assert_cjk_rendered(browser)
+        browser.get(f"{base}/console/reviews")
+        assert "待复核的人脸匹配（0）" in browser.page_source
 
         # (3) rider services at 390x844: own violations, case study, quiz -> task done (education)
         # the link the reminder tasks carry (made with the case-study task; no SMS gateway needed)
