@@ -87,3 +87,41 @@ def test_aligned_crop_is_112px(models: tuple[FaceDetector, FaceEmbedder]) -> Non
     img = cv2.imread(str(photos(PEOPLE[1], 1)[0]))
     assert img is not None
     assert embedder.aligned_crop(img, detector.detect(img)[0]).shape == (112, 112, 3)
+
+
+def test_a_face_proposal_replaces_the_weaker_heatmap_box_on_the_same_head() -> None:
+    """The shared clip at 5.2 s (frame 156, the example site's detector with face proposals): the head
+    heatmap boxes the bearded rider's far head loosely (a third of a head too high: ranging and the face
+    search read that box), YuNet finds his face to a pixel. The head the tracker follows is the one the
+    face implies, drawn the way the heatmap draws heads, and there is one such head on him."""
+    import yaml
+
+    from edge.detect import RiderDetector
+    from edge.detect.rider import heatmap_head_box_from_face
+    from edge.track import attach_heads
+
+    video = shared_dir() / "video" / "bikelane-cyclists.mp4"
+    example = Path(__file__).resolve().parents[2] / "config" / "examples" / "bikelane-cyclists.yaml"
+    if not video.is_file():
+        pytest.skip(f"needs {video}")
+    prepare()
+    cfg = parse_config(yaml.safe_load(example.read_text()), example.name, example.parent)
+    det = RiderDetector.from_config(cfg.detect, cfg.face)
+    assert det.faces is not None
+    cap = cv2.VideoCapture(str(video))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 156)
+    ok, img = cap.read()
+    assert ok
+    face = next(f for f in det.faces.detect(img) if 100 < f.box[0] < 140 and f.box[1] < 80)
+    want = heatmap_head_box_from_face(face)
+    riders = attach_heads(det.detect(img), cfg.track)
+    on_him = [
+        r.head_box
+        for r in riders
+        if r.head_box is not None and face.box[0] - 10 < r.head_box[0] < face.box[2]
+    ]
+    assert len(on_him) == 1, on_him  # one rider on his head (the heatmap's box above it is the same head)
+    assert np.allclose(on_him[0], want, atol=1.0), (on_him[0], want)
+    # the head box holds his face: its centre no lower than the face's centre, no higher than its top
+    cy = (on_him[0][1] + on_him[0][3]) / 2
+    assert face.box[1] - 1 <= cy <= (face.box[1] + face.box[3]) / 2

@@ -240,20 +240,26 @@ def test_clip_played_backwards_never_gets_a_wrong_way_decided_outside_the_band(t
         assert "violation.jpg" not in {m.name for m in e.media}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: the riders are found only as heads here, ranged from their head boxes; the head "
-    "heatmap boxes far heads loosely (a third of a head too high, 20-50 % too large) and those boxes won "
-    "over YuNet's exact faces, so a receding rider's range stood still at 25-30 m. A face-box fix makes "
-    "this 3 wrong_way + 2 no_helmet exactly but gives the thaigate approach clip a second passenger event "
-    "(/work/notes/issue17.md, issue17-face-box-*.patch)",
-)
 def test_clip_played_backwards_reports_the_riders_going_the_wrong_way(tmp_path: Path) -> None:
+    """Event-level truth of the reversed clip, wrong-way only: the riders are found only as heads here and
+    ranged from their head boxes; the far heads are boxed by YuNet's face where it finds one (the head
+    heatmap's loose boxes of far heads made a receding rider's range stand still, issue 17). Every
+    wrong_way is a true one, once per rider, decided inside the band. On this crf-23 copy the helmeted
+    woman is ranged inside the band for 0.5 s only (min_band_s 0.6) and her fitted speed is above
+    max_speed_mps in the example's by-eye metres: benchmarks/events.py (crf 18) gets all three."""
+    import anqi_tools.eventtruth as et
+
     wrong_way = yaml.safe_load(EXAMPLE.read_text())["rules"]["wrong_way"]
     out, _ = replay_example(
         tmp_path, reversed_clip(tmp_path), {"no_helmet": {"enabled": False}, "wrong_way": wrong_way}
     )
-    assert len([e for e in events(out) if e.violation_type.value == "wrong_way"]) >= 1
+    truth_file = VIDEO.with_name("bikelane-cyclists.truth.yaml")
+    truth = et.load_truth(truth_file, et.positions_file(truth_file), backwards=True)
+    evs = [json.loads(p.read_text()) for p in sorted((out / "events").glob("*.json"))]
+    score = et.match_events(evs, truth, (15.0, 25.0), {"wrong_way"})
+    got = [(m.event.type, m.rider, m.verdict, m.event.t_s, m.event.distance_m) for m in score.events]
+    row = score.row()
+    assert row["true"] >= 2 and row["duplicated"] == row["false"] == row["outside_band"] == 0, got
 
 
 @pytest.mark.parametrize("region, expect_events", [((20, 300, 40, 30), True), ((560, 300, 40, 30), False)])
