@@ -57,8 +57,8 @@ def make_repo(root: Path, files: dict[str, bytes | str]) -> str:
     return commit
 
 
-def source(at: str, **over: object) -> dict:
-    src = {
+def source(at: str, **over: object) -> dict[str, object]:
+    src: dict[str, object] = {
         "name": "toy",
         "repo": "owner/name",
         "commit": at,
@@ -126,7 +126,7 @@ def test_yolo_export_drops_copies_and_splits_by_group(
     rows = [ln.split() for p in out.glob("labels/*/*.txt") for ln in p.read_text().splitlines()]
     assert sorted({r[0] for r in rows}) == ["0", "1"] and len(rows) == 60
     # a group's frames all sit on one side: no camera group in both train and val
-    side = {}
+    side: dict[str, set[str]] = {}
     for p in out.glob("images/*/*.jpg"):
         group = p.stem.split("-")[0]
         side.setdefault(group, set()).add(p.parent.name)

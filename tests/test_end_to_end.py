@@ -95,7 +95,8 @@ def test_edge_replay_reaches_central_which_acks_classifies_and_dispatches(
         riders = sum(p["riders"] for p in counted)
         assert riders >= len(tracks) and riders <= daemon.stats.tracks
         assert wait_for(
-            lambda: cockpit.safe_riding(consumer.store, datetime(2000, 1, 1, tzinfo=timezone.utc)), timeout=10
+            lambda: bool(cockpit.safe_riding(consumer.store, datetime(2000, 1, 1, tzinfo=timezone.utc))),
+            timeout=10,
         )
         safe = cockpit.safe_riding(consumer.store, datetime(2000, 1, 1, tzinfo=timezone.utc))
         assert list(safe) == [cfg.device.point_id]

@@ -66,9 +66,12 @@ def test_unmerge_and_reassign_with_audit_recompute_tiers_and_withdraw_tasks(
 ) -> None:
     cfg = CentralConfig()
     sent: list[tuple[str, dict[str, Any]]] = []
-    desk = DispositionDesk(
-        cfg, store, publish=lambda topic, data: sent.append((topic, json.loads(data))) or True
-    )
+
+    def publish(topic: str, data: str | bytes) -> bool:
+        sent.append((topic, json.loads(data)))
+        return True
+
+    desk = DispositionDesk(cfg, store, publish=publish)
     rng = np.random.default_rng(7)
     rider = _unit(rng)
     now = datetime.now(timezone.utc)

@@ -25,7 +25,7 @@ from central_sync.storage.models import Event, Review
 from central_sync.storage.store import CentralStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_consumer import central_cfg, face, publish_event  # noqa: E402
+from test_consumer import central_cfg, face, publish_event  # type: ignore[import-not-found]  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

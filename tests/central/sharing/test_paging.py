@@ -149,7 +149,7 @@ def test_soap_pages_with_total_and_next_cursor(api: dict[str, Any]) -> None:
     ids: list[str] = []
     cursor = None
     for _ in range(20):
-        extra = {"Cursor": cursor} if cursor else {}
+        extra: dict[str, str] = {"Cursor": cursor} if cursor else {}
         status, root = _soap(api, "GetViolations", From="2026-05-01", To="2026-05-31", Limit="6", **extra)
         assert status == 200
         resp = root.find(f"{{{SOAP_NS}}}Body")[0]

@@ -73,7 +73,8 @@ def test_reminder_tasks_carry_the_riders_link_lesson_streams_and_penalty_query(t
     with store.session() as s:
         row = s.get(RiderToken, token_hash(token))
         assert row is not None and row.task_id == tasks["case_study_link"]["task_id"]
-        assert row.expires_at is not None and row.expires_at - row.created_at == timedelta(days=30)
+        assert row.expires_at is not None and row.created_at is not None
+        assert row.expires_at - row.created_at == timedelta(days=30)
         # the database keeps the token's hash, not the token
         assert s.get(RiderToken, token) is None
 

@@ -97,8 +97,12 @@ def test_heartbeat_pass_counters_reach_the_cockpit_rate(
 
         def beat(passes: list[dict[str, Any]]) -> None:
             hb = P.Heartbeat(
-                device_id="anqi-dev-0001", time=time.time(), uptime_s=1, queue_depth=0, passes=passes
-            )  # type: ignore[arg-type]
+                device_id="anqi-dev-0001",
+                time=time.time(),
+                uptime_s=1,
+                queue_depth=0,
+                passes=[P.PassCount.model_validate(p) for p in passes],
+            )
             pub.publish(topic, P.encode_heartbeat(hb), qos=1).wait_for_publish(5)
 
         start = t0.timestamp()

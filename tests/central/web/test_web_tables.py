@@ -58,7 +58,7 @@ def test_a_database_whose_web_tables_were_made_by_create_all_migrates(tmp_path: 
 def test_0005_sums_the_pass_intervals_per_hour(tmp_path: Path) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from sqlalchemy import select
+    from sqlalchemy import insert, select
 
     from central_sync.storage.webtables import PassCount, PassHour
     from central_sync.web import cockpit
@@ -70,7 +70,7 @@ def test_0005_sums_the_pass_intervals_per_hour(tmp_path: Path) -> None:
         for k, (m, r, v) in enumerate([(0, 10, 2), (55, 6, 1), (65, 4, 4)]):
             st = h0 + timedelta(minutes=m)
             c.execute(
-                PassCount.__table__.insert().values(
+                insert(PassCount).values(
                     device_id="d1", point_id="p1", start=st, end=st + timedelta(minutes=5), riders=r,
                     violators=v, no_helmet=k, updated_at=st,
                 )
