@@ -10,6 +10,10 @@ baseline runs the same way when `anqi-edge models prepare --baseline` has built 
 FAR 1e-3 and rank-1 on ../shared/faces/lfw-dev. The last line is one JSON object.
 A data set named ``corpus:<source>`` is that public source's val split as models/data/build_corpus.py
 wrote it under models/build/corpus/ (e.g. ``--datasets corpus:pavan-rider-helmet``).
+``--whole``: every frame of each corpus source (train and val), for a source no model was trained on
+(benchmarks/loso.py's left-out rows).
+``--darken`` (synthetic dusk) and ``--lift-to`` (a per-frame brightness lift): the low-light proxy of the
+anqi-rider-head card.
 """
 
 from __future__ import annotations
@@ -204,6 +208,28 @@ def write_images(ds: str, out: Path, whole: bool = False) -> dict[str, list[tupl
     return gt
 
 
+#: synthetic dusk: grey level x -> DARK_GAIN * x ** DARK_GAMMA plus sensor-like noise (a proxy for an evening camera)
+DARK_GAMMA, DARK_GAIN, DARK_NOISE = 1.8, 0.55, 0.015
+
+
+def relight(images: Path, darken: bool, lift_to: float | None, seed: int = 0) -> None:
+    """Rewrite the written frames: ``darken`` applies the synthetic dusk above (seeded noise);
+    ``lift_to`` then raises each frame by a gamma that brings its median grey to that level (a what-if
+    for a brightness normalisation before detection; frames already brighter are left alone)."""
+    rng = np.random.default_rng(seed)
+    for f in sorted(images.glob("*.png")):
+        img = cv2.imread(str(f))
+        assert img is not None, f
+        x = img.astype(np.float32) / 255
+        if darken:
+            x = np.clip(DARK_GAIN * x**DARK_GAMMA + rng.normal(0, DARK_NOISE, x.shape), 0, 1)
+        if lift_to is not None:
+            m = float(np.median(x.mean(axis=2)))
+            if 0 < m < lift_to:
+                x = x ** (np.log(lift_to) / np.log(m))
+        cv2.imwrite(str(f), np.round(x * 255).astype(np.uint8))
+
+
 def run_ours(images: Path, preds: Path, config: Path | None) -> float:
     from click.testing import CliRunner
 
@@ -292,6 +318,16 @@ def main() -> None:
         help="corpus:<source> data sets: every frame (train and val), for a source left out of training "
         "(benchmarks/loso.py).",
     )
+    ap.add_argument(
+        "--darken",
+        action="store_true",
+        help=f"Synthetic dusk on every frame (grey x -> {DARK_GAIN} x^{DARK_GAMMA} + noise): a proxy for evening light.",
+    )
+    ap.add_argument(
+        "--lift-to",
+        type=float,
+        help="Then raise each frame darker than this median grey (0-1) to it by a gamma (what-if for a brightness step).",
+    )
     a = ap.parse_args()
     result: dict[str, object] = {}
     baseline: dict[str, object] = {}
@@ -304,6 +340,8 @@ def main() -> None:
             images, preds, bpreds = tmp / sub / "images", tmp / sub / "pred", tmp / sub / "baseline"
             images.mkdir(parents=True, exist_ok=True)
             gt = write_images(ds, images, a.whole)
+            if a.darken or a.lift_to is not None:
+                relight(images, a.darken, a.lift_to)
             seconds = run_ours(images, preds, a.config)
             pred = {s: read_boxes(preds / f"{s}.txt") for s in gt}
             m = match(gt, pred)
