@@ -64,6 +64,12 @@ class DetectConfig(Section):
         multiple_of=32,
         description="Width (px) the whole frame is scaled to for the detector (dynamic-input models); a capture-zone region is cut at the same scale. The shipped detector was trained on frames 1024 px wide: heads keep the size it learnt. Smaller is faster and misses small heads.",
     )
+    low_light_lift: float = Field(
+        0.4,
+        ge=0,
+        lt=1,
+        description="Evening / night frames: a frame whose median grey (0-1) is below this is lifted by one gamma that brings its median to it before the detector, head classifier and face proposals see it (the evidence keeps the frame as captured); 0 = off. On ../shared's gate camera darkened to a synthetic dusk (benchmarks/accuracy.py --darken) no_helmet recall fell from 0.588 to 0.176 without it and came back to 0.588 with it; daylight frames (median grey about 0.5) are untouched.",
+    )
     max_upscale: float = Field(
         1.0, ge=0.5, le=3.0, description="Never enlarge the region by more than this factor (small frames)."
     )

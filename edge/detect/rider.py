@@ -55,6 +55,23 @@ def _empty_scores() -> np.ndarray:
     return np.zeros(0, np.float32)
 
 
+def lift_low_light(image_bgr: np.ndarray, target: float) -> np.ndarray:
+    """``image_bgr`` with its median grey (0-1, measured on every 4th pixel) raised to ``target`` by one
+    gamma curve when it is darker than that; the same array when it is not (or ``target`` is 0, or the frame is
+    black). A dusk camera's heads are then as contrasted as the daylight ones the models learnt; the curve keeps
+    the order of grey levels and leaves white white. About 1 ms (a lookup table) on a 1080p frame."""
+    if target <= 0:
+        return image_bgr
+    sample = image_bgr[::4, ::4]
+    grey = sample.mean(axis=2) if sample.ndim == 3 else sample
+    m = float(np.median(grey)) / 255.0
+    if not 0 < m < target:
+        return image_bgr
+    gamma = np.log(target) / np.log(m)
+    lut = np.round(255.0 * (np.arange(256, dtype=np.float64) / 255.0) ** gamma).astype(np.uint8)
+    return cv2.LUT(image_bgr, lut)
+
+
 @dataclass
 class FrameDetections:
     """Detections of one frame, full-frame pixel boxes ``xyxy`` (float32)."""
@@ -319,6 +336,7 @@ class RiderDetector:
 
     def detect(self, image_bgr: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> FrameDetections:
         t0 = time.perf_counter()
+        image_bgr = lift_low_light(image_bgr, self.cfg.low_light_lift)
         H, W = image_bgr.shape[:2]
         x0 = y0 = 0
         region = image_bgr
