@@ -32,6 +32,7 @@ if not shutil.which("chromium") or not shutil.which("chromedriver"):
     pytest.skip("Debian chromium + chromium-driver not installed (scripts/setup.sh)", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -338,7 +339,10 @@ def test_cockpit_console_and_rider_in_chromium(
         assert "合并" in changes and "admin" in changes and "同一人的两份档案" in changes
         browser.find_element(By.CSS_SELECTOR, "form.unmerge input[name=reason]").send_keys("并错了")
         browser.find_element(By.CSS_SELECTOR, "form.unmerge button").click()
-        WebDriverWait(browser, 10).until(lambda d: "已撤销" in d.find_element(By.ID, "changes").text)
+        # the form posts and the page reloads: the list read during the reload can go stale, so read it again
+        WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: "已撤销" in d.find_element(By.ID, "changes").text
+        )
         assert_cjk_rendered(browser)
         browser.get(f"{base}/console/reviews")
         assert "待复核的人脸匹配（0）" in browser.page_source
