@@ -544,11 +544,12 @@ def test_the_cockpit_follows_an_edge_daemon_replay(tmp_path: Path, broker: Any, 
             "return document.querySelector('#trend rect:last-of-type title').textContent"
         )
         assert today.endswith(f": {n}"), today
-        assert browser.find_element(By.ID, "devrows").text.split()[:3] == [
-            ecfg.device.device_id,
-            "离线",
-            str(n),
-        ]
+        # the device's clean-stop status can reach central after the refresh that brought the rate: wait for
+        # the next refresh rather than read the row once
+        want = [ecfg.device.device_id, "离线", str(n)]
+        WebDriverWait(browser, 25, 0.5, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: d.find_element(By.ID, "devrows").text.split()[:3] == want
+        )
         with store.session() as s:
             open_tasks = len(s.scalars(select(Task).where(Task.status == "open")).all())
         # unknown riders' files (no community): their occasional-tier reminders
