@@ -113,6 +113,20 @@ class PersonRow:
     ]  # "type:count" of the person's violations in the range, e.g. ["no_helmet:3", "passenger:1"]
 
 
+def _filter_conds(f: QueryFilter, community: str | None) -> list[Any]:
+    """The WHERE conditions both listings share: the time range and the optional point, community, tier, type."""
+    conds: list[Any] = [Event.time >= f.start, Event.time < f.end]
+    if f.point:
+        conds.append(Event.point_id == f.point)
+    if community is not None:
+        conds.append(Person.community == community)
+    if f.tier is not None:
+        conds.append(Person.tier == f.tier.value)
+    if f.violation_type is not None:
+        conds.append(Event.violation_type == f.violation_type.value)
+    return conds
+
+
 class SharingQueries:
     def __init__(self, cfg: CentralConfig, store: CentralStore):
         self.cfg = cfg
@@ -129,15 +143,7 @@ class SharingQueries:
         """One page of violations in (time, event_id) order after ``f.cursor``; the total for the whole query."""
         community = caller.community_filter(f.community)
         after = decode_cursor(f.cursor, f, caller, 2) if f.cursor else None
-        conds = [Event.time >= f.start, Event.time < f.end]
-        if f.point:
-            conds.append(Event.point_id == f.point)
-        if community is not None:
-            conds.append(Person.community == community)
-        if f.tier is not None:
-            conds.append(Person.tier == f.tier.value)
-        if f.violation_type is not None:
-            conds.append(Event.violation_type == f.violation_type.value)
+        conds = _filter_conds(f, community)
         size = self._page_size(f)
         q = (
             select(
@@ -217,15 +223,7 @@ class SharingQueries:
         """One page of persons in (count descending, person_id) order after ``f.cursor``; the total for the query."""
         community = caller.community_filter(f.community)
         after = decode_cursor(f.cursor, f, caller, 2) if f.cursor else None
-        conds = [Event.time >= f.start, Event.time < f.end, Person.merged_into.is_(None)]
-        if f.point:
-            conds.append(Event.point_id == f.point)
-        if community is not None:
-            conds.append(Person.community == community)
-        if f.tier is not None:
-            conds.append(Person.tier == f.tier.value)
-        if f.violation_type is not None:
-            conds.append(Event.violation_type == f.violation_type.value)
+        conds = [*_filter_conds(f, community), Person.merged_into.is_(None)]
         size = self._page_size(f)
         n = func.count(Event.event_id)
         q = (

@@ -67,6 +67,18 @@ def _guard_key(v: Violation) -> str:
     return v.type.value if role in (None, "driver") else f"{v.type.value}:{role}"
 
 
+def _log_suppressed(event: str, v: Violation, reported_as_track: int) -> None:
+    """One log line for a violation not reported again because ``reported_as_track`` already reported it."""
+    log(
+        logger,
+        event,
+        type=v.type.value,
+        track=v.track_id,
+        reported_as_track=reported_as_track,
+        t=round(v.t_s, 2),
+    )
+
+
 class SameRiderGuard:
     """Track fragmentation must not make two events of one rider: a track that starts shortly after a
     reported track was last seen, at the ground point that rider would have reached by then (its last
@@ -269,26 +281,12 @@ class RuleSet:
                 if self.guard is not None:
                     earlier = self.guard.same_rider(v, t)
                     if earlier is not None:
-                        log(
-                            logger,
-                            "violation_same_rider",
-                            type=v.type.value,
-                            track=v.track_id,
-                            reported_as_track=earlier,
-                            t=round(v.t_s, 2),
-                        )
+                        _log_suppressed("violation_same_rider", v, earlier)
                         continue
                 if v.type == ViolationType.passenger:
                     vehicle = self.vehicles.same_vehicle(t)
                     if vehicle is not None:  # one passenger event per physical vehicle
-                        log(
-                            logger,
-                            "violation_same_vehicle",
-                            type=v.type.value,
-                            track=v.track_id,
-                            reported_as_track=vehicle,
-                            t=round(v.t_s, 2),
-                        )
+                        _log_suppressed("violation_same_vehicle", v, vehicle)
                         continue
                 v = _with_boxes(v, t, self.zone_calibrated)
                 if v.type == ViolationType.no_helmet and v.detail.get("role") == DRIVER:
