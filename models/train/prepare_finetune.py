@@ -180,7 +180,8 @@ def main() -> None:
                 for b in read_labels(ds, stem)
             ]
             c["heads"] += sum(1 for b in boxes if b[0] != 0)
-            if teacher is not None and ds.startswith("corpus:"):
+            if teacher is not None and ds.startswith("corpus:") and not any(b[0] == 0 for b in boxes):
+                # a source that labels riders itself (nckh, jk-motor) keeps its own boxes
                 riders = [r for r in teacher.riders(img) if carries_head(r, boxes)]
                 c["pseudo_riders"] += len(riders)
                 boxes += riders
