@@ -300,3 +300,55 @@ def test_segmentation_rows_become_the_box_around_the_polygon_and_a_broken_row_is
     )
     with pytest.raises(SystemExit, match=r"odd-001_jpg\.rf\.bb\.txt: a label row of 4 values"):
         run(bad, [source(at)])
+
+
+def test_flat_voc_export_reads_xml_beside_the_image_and_a_parked_bike_drops_the_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # a Roboflow Pascal VOC export: <name>.jpg and <name>.xml side by side in one folder
+    def xml(*objs: tuple[str, int, int, int, int]) -> str:
+        return (
+            "<annotation><size><width>128</width><height>96</height></size>"
+            + "".join(
+                f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><xmax>{c}</xmax><ymin>{b}</ymin>"
+                f"<ymax>{d}</ymax></bndbox></object>"
+                for n, a, b, c, d in objs
+            )
+            + "</annotation>"
+        )
+
+    files: dict[str, bytes | str] = {}
+    for i in range(6):
+        stem = f"shot-{i}_jpg.rf.{i:032x}"
+        files[f"voc/{stem}.jpg"] = jpg(scene(2000 + i))
+        # a motorbike box with the rider's bare head above it (the bike box leaves the rider out)
+        files[f"voc/{stem}.xml"] = xml(("motor", 40, 50, 90, 90), ("non-helm", 58, 20, 72, 34))
+    # a second augmentation copy of shot-0: one copy is kept
+    files[f"voc/shot-0_jpg.rf.{'f' * 32}.jpg"] = jpg(cv2.flip(scene(2000), 1))
+    files[f"voc/shot-0_jpg.rf.{'f' * 32}.xml"] = xml(("non-helm", 56, 20, 70, 34))
+    # a frame with a second motorbike whose rider's head is not boxed
+    files["voc/parked-1_jpg.rf.aa.jpg"] = jpg(scene(2100))
+    files["voc/parked-1_jpg.rf.aa.xml"] = xml(
+        ("motor", 10, 50, 40, 90), ("motor", 70, 50, 110, 90), ("helm", 20, 25, 30, 35)
+    )
+    commit = make_repo(tmp_path, files)
+    src = source(
+        commit,
+        path="voc",
+        format="voc",
+        layout="flat",
+        classes={"helm": "helmet", "non-helm": "no_helmet"},
+        vehicle_classes=["motor"],
+    )
+    assert run(tmp_path, [src]) == 0
+    out = tmp_path / "out" / "toy"
+    assert sorted(p.stem.split("_")[0] for p in out.glob("images/*/*.jpg")) == [f"shot-{i}" for i in range(6)]
+    rows = [ln.split() for p in out.glob("labels/*/*.txt") for ln in p.read_text().splitlines()]
+    assert len(rows) == 6 and {r[0] for r in rows} == {"2"}  # the motor boxes are not written
+    assert [float(v) for v in rows[0][1:]] == pytest.approx([65 / 128, 27 / 96, 14 / 128, 14 / 96], abs=1e-5)
+    printed = capsys.readouterr().out
+    assert "rf_copies 1," in printed and "vehicle_without_head_label 1" in printed
+    with pytest.raises(SystemExit, match="field 'layout'"):
+        run(tmp_path, [source(commit, layout="loose")])
+    with pytest.raises(SystemExit, match="field 'vehicle_classes'"):
+        run(tmp_path, [source(commit, vehicle_classes=[0])])

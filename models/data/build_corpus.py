@@ -1,6 +1,7 @@
 """Rebuild the public-repository training corpus (issue 16) from models/data/sources.yaml.
 
-Each source (YOLO export: images/ + labels/; or VOC: images/ + annotations/*.xml) is read from its snapshot (search tool's `fetch`: a bare git directory under
+Each source (YOLO export: images/ + labels/; or VOC: images/ + annotations/*.xml, or with `layout: flat`
+each <name>.xml beside its image, as Roboflow's Pascal VOC export writes them) is read from its snapshot (search tool's `fetch`: a bare git directory under
 /work/.mirror/<owner>+<name>/repo, or --mirror) at the commit sources.yaml names, and written to the
 ignored models/build/corpus/<source>/{images,labels}/{train,val}/ with labels in the project's classes
 (0 rider, 1 helmet, 2 no_helmet). Images are never committed.
@@ -13,7 +14,9 @@ What is dropped, per source:
 - frames that are (near-)duplicates of a frame of an earlier source in sources.yaml;
 - frames with no label in a mapped class (in the first source: background car / plate photos);
 - with `require_head_per_rider: true` on a source, frames where a rider box holds no head box in its
-  upper half (sources that box helmet heads only: the bare head of such a rider is unlabelled).
+  upper half (sources that box helmet heads only: the bare head of such a rider is unlabelled);
+- with `vehicle_classes` on a source (source classes of the two-wheeler, not written out), frames where a
+  vehicle box has no head box over it (a parked bike, or a rider whose head was left unlabelled).
 The split is by file-name group (the source image name's prefix and its trailing number in blocks of
 --block consecutive numbers, e.g. `BikesHelmets#4`; or the first capture group of a source's
 `group_regex`, e.g. the video a frame was cut from), never at random: a group's frames all go to
@@ -51,6 +54,7 @@ BANNED = (
     "helmet-detection-xy5ky/helmet-htftb",
     "hi-xnpr5/helmet-detection-zrrim",
 )
+VEHICLE = -1  # label_rows' class for a `vehicle_classes` box: checked against the heads, never written
 REQUIRED_FIELDS = ("name", "repo", "commit", "path", "licence", "attribution", "classes", "viewpoint")
 
 
@@ -99,7 +103,7 @@ def rider_heads_labelled(rows: list[tuple]) -> bool:
     width and upper half: in a source that labels helmet heads but not bare ones, a rider without one
     has an unlabelled head that a detector would learn as background."""
     rider = CLASSES.index("rider")
-    heads = [(x, y) for c, x, y, _w, _h in rows if c != rider]
+    heads = [(x, y) for c, x, y, _w, _h in rows if c in (CLASSES.index("helmet"), CLASSES.index("no_helmet"))]
     for c, x, y, w, h in rows:
         if c != rider:
             continue
@@ -109,6 +113,25 @@ def rider_heads_labelled(rows: list[tuple]) -> bool:
     return True
 
 
+def vehicle_heads_labelled(rows: list[tuple]) -> bool:
+    """Every vehicle box (class VEHICLE) has a head box whose centre lies in the box's width and between
+    0.8 box heights above its top and its middle: the rider's head sits over a bike box that may or may
+    not include the rider. A vehicle without one is parked or carries a rider whose head is unlabelled."""
+    heads = [(x, y) for c, x, y, _w, _h in rows if c in (CLASSES.index("helmet"), CLASSES.index("no_helmet"))]
+    for c, x, y, w, h in rows:
+        if c != VEHICLE:
+            continue
+        x0, x1, y0 = x - w / 2, x + w / 2, y - h / 2
+        if not any(x0 <= hx <= x1 and y0 - 0.8 * h <= hy <= y0 + h / 2 for hx, hy in heads):
+            return False
+    return True
+
+
+def is_image(path: str, src: dict) -> bool:
+    """An image of the export: under an images/ folder, or anywhere in a `layout: flat` source."""
+    return path.lower().endswith(IMAGE_EXT) and (src.get("layout") == "flat" or "/images/" in path)
+
+
 def is_val(group: str, val_every: int) -> bool:
     return zlib.crc32(group.encode()) % val_every == 0
 
@@ -116,8 +139,12 @@ def is_val(group: str, val_every: int) -> bool:
 def label_rows(src: dict, gitdir: Path, blobs: dict[str, str], path: str) -> list[tuple] | None:
     """(project class, cx, cy, w, h normalised) of one image's labels in mapped classes; None: no label file."""
     cmap = {k: CLASSES.index(v) for k, v in src["classes"].items()}
+    cmap.update({k: VEHICLE for k in src.get("vehicle_classes") or ()})
     if src.get("format", "yolo") == "voc":
-        ann = f"{src['path'].rstrip('/')}/{src.get('annotations', 'annotations')}/{Path(path).stem}.xml"
+        if src.get("layout") == "flat":
+            ann = path.rsplit(".", 1)[0] + ".xml"
+        else:
+            ann = f"{src['path'].rstrip('/')}/{src.get('annotations', 'annotations')}/{Path(path).stem}.xml"
         if ann not in blobs:
             return None
         root = ET.fromstring(git(gitdir, "cat-file", "blob", blobs[ann]))
@@ -171,6 +198,10 @@ def check_source(src: dict, where: str) -> None:
             raise SystemExit(f"{where} ({name}): field 'group_regex' {src['group_regex']!r}: {e}") from None
     if src.get("format", "yolo") not in ("yolo", "voc"):
         raise SystemExit(f"{where} ({name}): field 'format' must be yolo or voc, got {src['format']!r}")
+    if src.get("layout", "folders") not in ("folders", "flat"):
+        raise SystemExit(f"{where} ({name}): field 'layout' must be folders or flat, got {src['layout']!r}")
+    if set(src.get("vehicle_classes") or ()) & set(src["classes"]):
+        raise SystemExit(f"{where} ({name}): field 'vehicle_classes' repeats a mapped class")
     bad = {k: v for k, v in src["classes"].items() if v not in CLASSES}
     if bad:
         raise SystemExit(
@@ -215,14 +246,14 @@ def build_source(
         blobs[path] = meta.split()[2]
     # one copy per Roboflow source image: the first by name across the export's train/valid/test
     firsts: dict[str, str] = {}
-    for path in sorted(p for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)):
+    for path in sorted(p for p in blobs if is_image(p, src)):
         firsts.setdefault(source_stem(path), path)
-    dropped = {
-        "rf_copies": sum(1 for p in blobs if "/images/" in p and p.lower().endswith(IMAGE_EXT)) - len(firsts)
-    }
+    dropped = {"rf_copies": sum(1 for p in blobs if is_image(p, src)) - len(firsts)}
     dropped.update(near_duplicate=0, earlier_source=0, flip_or_rotation=0, no_mapped_label=0, unreadable=0)
     if src.get("require_head_per_rider"):
         dropped["rider_without_head_label"] = 0
+    if src.get("vehicle_classes"):
+        dropped["vehicle_without_head_label"] = 0
     group_re = re.compile(src["group_regex"]) if src.get("group_regex") else None
     dst = out / src["name"]
     if write:
@@ -253,6 +284,14 @@ def build_source(
         if src.get("require_head_per_rider") and not rider_heads_labelled(rows):
             dropped["rider_without_head_label"] += 1
             continue
+        if src.get("vehicle_classes"):
+            if not vehicle_heads_labelled(rows):
+                dropped["vehicle_without_head_label"] += 1
+                continue
+            rows = [r for r in rows if r[0] != VEHICLE]
+            if not rows:
+                dropped["no_mapped_label"] += 1
+                continue
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         h = dhash(gray)
         if near(h, kept_hashes, hamming):
