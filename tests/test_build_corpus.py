@@ -348,6 +348,12 @@ def test_flat_voc_export_reads_xml_beside_the_image_and_a_parked_bike_drops_the_
     assert [float(v) for v in rows[0][1:]] == pytest.approx([65 / 128, 27 / 96, 14 / 128, 14 / 96], abs=1e-5)
     printed = capsys.readouterr().out
     assert "rf_copies 1," in printed and "vehicle_without_head_label 1" in printed
+    # a part of the export named by exclude_regex (e.g. watermarked stock photos) is left out
+    assert run(tmp_path, [dict(src, exclude_regex=r"^shot-[0-2]$")]) == 0
+    assert sorted(p.stem.split("_")[0] for p in out.glob("images/*/*.jpg")) == ["shot-3", "shot-4", "shot-5"]
+    assert "excluded_by_name 3" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="field 'exclude_regex'"):
+        run(tmp_path, [source(commit, exclude_regex="(")])
     with pytest.raises(SystemExit, match="field 'layout'"):
         run(tmp_path, [source(commit, layout="loose")])
     with pytest.raises(SystemExit, match="field 'vehicle_classes'"):

@@ -16,7 +16,9 @@ What is dropped, per source:
 - with `require_head_per_rider: true` on a source, frames where a rider box holds no head box in its
   upper half (sources that box helmet heads only: the bare head of such a rider is unlabelled);
 - with `vehicle_classes` on a source (source classes of the two-wheeler, not written out), frames where a
-  vehicle box has no head box over it (a parked bike, or a rider whose head was left unlabelled).
+  vehicle box has no head box over it (a parked bike, or a rider whose head was left unlabelled);
+- with `exclude_regex` on a source, frames whose source image name matches it (a part of an export whose
+  provenance the export's licence cannot cover, e.g. watermarked stock photos).
 The split is by file-name group (the source image name's prefix and its trailing number in blocks of
 --block consecutive numbers, e.g. `BikesHelmets#4`; or the first capture group of a source's
 `group_regex`, e.g. the video a frame was cut from), never at random: a group's frames all go to
@@ -190,6 +192,13 @@ def check_source(src: dict, where: str) -> None:
             raise SystemExit(f"{where} ({name}): field '{field}' is missing or empty")
     if not re.fullmatch(r"[0-9a-f]{40}", str(src["commit"])):
         raise SystemExit(f"{where} ({name}): field 'commit' must be a 40-hex commit, got {src['commit']!r}")
+    if src.get("exclude_regex"):
+        try:
+            re.compile(src["exclude_regex"])
+        except re.error as e:
+            raise SystemExit(
+                f"{where} ({name}): field 'exclude_regex' {src['exclude_regex']!r}: {e}"
+            ) from None
     if src.get("group_regex"):
         try:
             if re.compile(src["group_regex"]).groups < 1:
@@ -254,6 +263,9 @@ def build_source(
         dropped["rider_without_head_label"] = 0
     if src.get("vehicle_classes"):
         dropped["vehicle_without_head_label"] = 0
+    exclude_re = re.compile(src["exclude_regex"]) if src.get("exclude_regex") else None
+    if exclude_re:
+        dropped["excluded_by_name"] = 0
     group_re = re.compile(src["group_regex"]) if src.get("group_regex") else None
     dst = out / src["name"]
     if write:
@@ -265,6 +277,9 @@ def build_source(
     frames = {"train": 0, "val": 0}
     groups: dict[str, set[str]] = {"train": set(), "val": set()}
     for stem, path in sorted(firsts.items()):
+        if exclude_re and exclude_re.search(stem):
+            dropped["excluded_by_name"] += 1
+            continue
         rows = label_rows(src, gitdir, blobs, path)
         if not rows:
             dropped["no_mapped_label"] += 1
