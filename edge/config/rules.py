@@ -90,6 +90,16 @@ class PassengerRuleConfig(Section):
         le=1,
         description="Share of those frames that must show the decided number of occupants or more (the majority).",
     )
+    min_speed_mps: float = Field(
+        0.8,
+        ge=0,
+        le=30,
+        description="Where the zone measures ground speed (zone.calibrated), the vehicle must move at least this fast when "
+        "the passenger is decided: people standing together by a parked or waiting two-wheeler (a rider at a red light "
+        "with a pedestrian beside them) ride nowhere; decided when it moves off inside the band. 0 = no check; "
+        "without ground speed (an uncalibrated zone) there is no check: a vehicle coming straight at the camera "
+        "moves too little in the image to tell from a still one.",
+    )
     passenger_helmet: bool = Field(
         True,
         description="The no-helmet rule also judges each passenger's head: a bare-headed passenger is a no_helmet "

@@ -12,7 +12,9 @@ behind them is a child in a child seat and is not counted. The track's count is 
 that at least ``min_fraction`` of its in-zone observations reach (a majority, so one frame where a
 pedestrian's head falls into the box does not make a passenger, and one frame where the passenger is
 hidden behind the driver does not clear one). More than ``max_occupants``: a ``passenger``
-violation, once per track, decided after ``min_observations`` spanning ``min_observed_s``.
+violation, once per track, decided after ``min_observations`` spanning ``min_observed_s``, on a
+vehicle that moves (``min_speed_mps`` of ground speed, where the zone measures it: a group standing
+by a parked or waiting two-wheeler is not one vehicle's occupants).
 
 **Helmets.** :class:`PassengerHelmetRule` judges the passenger's head the way
 :class:`~edge.rules.no_helmet.NoHelmetRule` judges the driver's (same thresholds, votes only from
@@ -171,6 +173,11 @@ class PassengerRule:
             return None
         if pts[-1] is not track.last or counts[-1] < k:
             return None  # decided on a frame that shows them all: the evidence frame is this one
+        if cfg.min_speed_mps > 0 and any(p.ground is not None for p in pts):
+            # a zone that measures ground speed: wait for a speed (enough ground points), then ask for motion
+            m = track.motion(self.motion_window_s, in_zone_only=True) or track.motion(self.motion_window_s)
+            if m is None or m.speed_mps < cfg.min_speed_mps:
+                return None  # standing: people beside a parked or waiting vehicle are no passengers (yet)
         self._once.mark(tid)
         shown = pts[-1]
         roles = occupant_roles(shown, travel_direction(track, shown.t_s, self.motion_window_s))

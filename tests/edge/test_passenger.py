@@ -4,6 +4,8 @@ the passenger's helmet on crafted tracks, the evidence frame, the config and the
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -199,6 +201,27 @@ def test_a_passenger_seen_in_most_in_zone_frames_is_one_passenger_event() -> Non
 def test_one_frame_with_a_stray_head_makes_no_passenger() -> None:
     track, pts = occupant_track([ONE, TWO, ONE, ONE, ONE, ONE, ONE, ONE])
     assert run(PassengerRule(PassengerRuleConfig()), track, pts) == []
+
+
+def test_people_standing_by_a_vehicle_make_no_passenger_until_it_rides_off() -> None:
+    """A rider waiting at the light with a pedestrian beside them (two heads in the box, ground speed 0): no
+    event; the same two riding off inside the band: the event. No ground speed (uncalibrated zone): no check."""
+
+    def frames(ground: Callable[[int], tuple[float, float] | None]) -> tuple[Track, list[TrackPoint]]:
+        track, pts = occupant_track([TWO] * 16)
+        pts = [replace(p, ground=ground(i), distance_m=None) for i, p in enumerate(pts)]
+        track.history = deque(pts[:1])
+        return track, pts
+
+    track, pts = frames(lambda i: (0.0, 20.0))
+    assert run(PassengerRule(PassengerRuleConfig()), track, pts) == []
+    track, pts = frames(lambda i: (0.0, 20.0 - max(0, i - 8) * 0.3))  # rides off after 1 s, 2.4 m/s
+    vs = run(PassengerRule(PassengerRuleConfig()), track, pts)
+    assert len(vs) == 1 and vs[0].t_s > 1.0 and (vs[0].speed_mps or 0) > 0.8
+    track, pts = frames(lambda i: (0.0, 20.0))
+    assert len(run(PassengerRule(PassengerRuleConfig(min_speed_mps=0)), track, pts)) == 1
+    track, pts = frames(lambda i: None)
+    assert len(run(PassengerRule(PassengerRuleConfig()), track, pts)) == 1
 
 
 def test_a_site_that_allows_two_adults_or_a_child_seat() -> None:
