@@ -25,6 +25,9 @@ Sources and their truth:
   roadside camera at head height, scooters side-on, 640x480; not tuned on, the shipped detector not trained
   on it): vehicles with 2+ people judged by eye on every frame with two or more labelled heads, helped by the
   Roboflow export's own ``motor`` boxes (``benchmarks/truth/jk-occupants.yaml``; 27 passenger vehicles).
+* ``helmonzy`` (the corpus source helmonzy-id-in, its val split: Indian enforcement photos and an Indonesian
+  campus road, 640 px; not tuned on): vehicles with 2+ people judged by eye the same way
+  (``benchmarks/truth/helmonzy-occupants.yaml``; 38 passenger vehicles, one with three people).
 * ``bikelane`` (../shared/video/bikelane-cyclists.mp4, every cyclist alone): the whole daemon in
   replay mode; passenger events must be 0.
 
@@ -34,7 +37,7 @@ labelled boxes alone (association without detection errors). For helmet9 also: t
 the labelled heads in the upper half of a labelled box as its truth (a labeller's box often holds the head
 of another rider in front, low in the box), and why each missed passenger was missed. The last line is JSON.
 
-    .venv/bin/python benchmarks/passenger.py [--only helmet9|thaigate|pavan|jk|cost|bikelane] [--draw DIR]
+    .venv/bin/python benchmarks/passenger.py [--only helmet9|thaigate|pavan|jk|helmonzy|cost|bikelane] [--draw DIR]
         [--helmet9-split a|b|all] [--jk-split train|val|all] [--detect-config config/examples/uncalibrated.yaml]
 """
 
@@ -469,25 +472,36 @@ def bench_pavan(draw: Path | None) -> dict[str, object]:
     }
 
 
-JK = ROOT / "models" / "build" / "corpus" / "jk-motor-thai-track"
+CORPUS = ROOT / "models" / "build" / "corpus"
+#: corpus sources with pillions judged by eye: (corpus folder, truth file, the splits the truth covers)
+CORPUS_SOURCES = {
+    "jk": ("jk-motor-thai-track", "jk-occupants.yaml", ("train", "val")),
+    "helmonzy": ("helmonzy-id-in", "helmonzy-occupants.yaml", ("val",)),
+}
 
 
-def bench_jk(draw: Path | None, split: str = "all") -> dict[str, object]:
-    """Truth: the vehicles with two or more labelled heads on them, judged by eye with the source's own motor
-    boxes (benchmarks/truth/jk-occupants.yaml), on the corpus source jk-motor-thai-track (fixed roadside camera
-    at head height, scooters side-on, 640x480; never tuned on; the shipped detector was not trained on it, a
-    detector fine-tuned on the corpus would have seen its train split: then only ``--jk-split val`` is
-    honest). Recall: a vehicle whose labelled heads are occupants of one detected rider box holding 2+
-    heads. Precision: every detected vehicle with 2+ heads (one set of heads), right when it holds a labelled
-    head of a truth vehicle; a frame's other vehicles ride alone (every rider's head is labelled there)."""
-    truth = yaml.safe_load((ROOT / "benchmarks" / "truth" / "jk-occupants.yaml").read_text())
-    if not (JK / "images").is_dir():
-        return {"skipped": f"{JK} not built (models/data/build_corpus.py)"}
+def bench_corpus(source: str, draw: Path | None, split: str = "all") -> dict[str, object]:
+    """Truth: the vehicles with two or more labelled heads on them, judged by eye with the export's own motor
+    boxes (``benchmarks/truth/<source>-occupants.yaml``), on a corpus source (models/build/corpus; never
+    tuned on; the shipped detector was not trained on it, a detector fine-tuned on the corpus would have seen
+    its train split: then only the val split is honest). ``jk``: jk-motor-thai-track, a fixed roadside camera
+    at head height, scooters side-on, 640x480, all frames judged. ``helmonzy``: helmonzy-id-in's val split,
+    Indian enforcement photos and an Indonesian campus road, 640 px. Recall: a vehicle whose labelled heads
+    are occupants of one detected rider box holding 2+ heads. Precision: every detected vehicle with 2+ heads
+    (one set of heads), right when it holds a labelled head of a truth vehicle; a frame's other vehicles ride
+    alone (every rider's head is labelled in these sources)."""
+    folder, truth_name, judged = CORPUS_SOURCES[source]
+    base = CORPUS / folder
+    truth = yaml.safe_load((ROOT / "benchmarks" / "truth" / truth_name).read_text())
+    if not (base / "images").is_dir():
+        return {"skipped": f"{base} not built (models/data/build_corpus.py)"}
+    splits = [s for s in judged if split in ("all", s)]
+    if not splits:
+        return {"skipped": f"{source}: only {', '.join(judged)} judged"}
     unsure = set(truth["unsure"])
-    images = sorted(
-        p for p in (JK / "images").glob("*/*.jpg") if p.stem not in unsure and split in ("all", p.parent.name)
-    )
-    dets = detections("jk", sorted((JK / "images").glob("*/*.jpg")), None)
+    every = sorted(p for s in judged for p in (base / "images" / s).glob("*.jp*g"))
+    images = [p for p in every if p.stem not in unsure and p.parent.name in splits]
+    dets = detections(source, every, None)
     groups: dict[str, list[list[int]]] = {}
     for g in truth["vehicles"]:
         groups.setdefault(g["image"], []).append([int(k) for k in g["heads"]])
@@ -498,7 +512,7 @@ def bench_jk(draw: Path | None, split: str = "all") -> dict[str, object]:
         img = cv2.imread(str(p))
         assert img is not None, p
         H, W = img.shape[:2]
-        cls, boxes = yolo_boxes(p.parent.parent.parent / "labels" / p.parent.name / f"{p.stem}.txt", W, H)
+        cls, boxes = yolo_boxes(base / "labels" / p.parent.name / f"{p.stem}.txt", W, H)
         heads = boxes[cls != 0]  # corpus classes: 0 rider, 1 helmet, 2 no_helmet
         d = dets[p.name]
         occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
@@ -526,7 +540,7 @@ def bench_jk(draw: Path | None, split: str = "all") -> dict[str, object]:
                 if draw is not None:
                     shown.append(_tile(p, None, d["riders"][r], heads, d, r))
     if draw is not None and shown:
-        _montage(shown, draw / f"jk-{split}-errors.png")
+        _montage(shown, draw / f"{source}-{split}-errors.png")
     scores = rates(tp, fn, fp)
     scores["precision"] = round(right / (right + fp), 3) if right + fp else None
     return {
@@ -669,7 +683,9 @@ def _montage(tiles: list[np.ndarray], out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--only", choices=["helmet9", "thaigate", "pavan", "jk", "cost", "bikelane"], action="append"
+        "--only",
+        choices=["helmet9", "thaigate", "pavan", "jk", "helmonzy", "cost", "bikelane"],
+        action="append",
     )
     ap.add_argument("--draw", type=Path, help="Draw the disagreements into PNG montages in this folder.")
     ap.add_argument(
@@ -693,7 +709,7 @@ def main() -> int:
     args = ap.parse_args()
     global DETECT_CONFIG
     DETECT_CONFIG = args.detect_config
-    want = args.only or ["helmet9", "thaigate", "pavan", "jk", "cost", "bikelane"]
+    want = args.only or ["helmet9", "thaigate", "pavan", "jk", "helmonzy", "cost", "bikelane"]
     result: dict[str, object] = {}
     if "helmet9" in want:
         result[f"helmet9 split {args.helmet9_split} (tuned on)"] = r = bench_helmet9(
@@ -737,13 +753,16 @@ def main() -> int:
                 f"  child judgement on labelled heads: children {r['child_heads']} (size ratios {r['child_size_ratios']}), "
                 f"adult passengers judged children {r['adult_passengers_judged_children']}"
             )
-    if "jk" in want:
-        result[f"jk-motor split {args.jk_split} (not tuned on)"] = r = bench_jk(args.draw, args.jk_split)
+    for source, split in (("jk", args.jk_split), ("helmonzy", "val")):
+        if source not in want:
+            continue
+        name = CORPUS_SOURCES[source][0]
+        result[f"{name} split {split} (not tuned on)"] = r = bench_corpus(source, args.draw, split)
         if "skipped" in r:
-            print(f"jk-motor-thai-track: skipped ({r['skipped']})")
+            print(f"{name}: skipped ({r['skipped']})")
         else:
             print(
-                f"jk-motor-thai-track split {args.jk_split} (not tuned on, {r['frames']} frames): "
+                f"{name} split {split} (not tuned on, {r['frames']} frames): "
                 f"{r['vehicles_with_passenger']} vehicles with a passenger judged by eye"
             )
             print(f"  passenger: {r['detected']}")
