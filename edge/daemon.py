@@ -35,6 +35,7 @@ from edge.build import MODEL_RETRY_S, Mode, StartupError, build_stages, disk_che
 from edge.config import EdgeConfig
 from edge.evidence import EvidenceCollector
 from edge.health import Health
+from edge.passes import KeptPasses
 from edge.pipeline import FramePipeline, PipelineStats
 from edge.rules import Violation
 from edge.track import Track
@@ -44,8 +45,6 @@ __all__ = ["MODEL_RETRY_S", "EdgeDaemon", "Mode", "StartupError"]
 logger = logging.getLogger("edge.daemon")
 
 HEALTH_EVERY_S = 5.0
-PASSES_FILE = "passes.json"  #: the pass counters kept across a restart (live mode), in device.data_dir
-PASSES_SAVE_S = 300.0  #: how often the heartbeat writes them (and at every stop)
 PIPELINE_STALL_S = 60.0  #: no pipeline loop for this long: stop feeding the systemd watchdog (it restarts us)
 
 
@@ -86,13 +85,18 @@ class EdgeDaemon:
         self._stall_reported = False
         self.events: list[ViolationEvent] = []
         self.event_media: dict[str, list[Path]] = {}
-        self._passes_saved = time.monotonic()
+        # riders through the zone per interval (the heartbeat's pass counters); a live run goes on counting
+        # the interval a restart interrupted, restored before the relay's first heartbeat
+        self.passes = KeptPasses(pass_counter(cfg.device, cfg.relay), self.data_dir, keep=mode == "live")
+        self.passes.restore(datetime.now(timezone.utc))
         self._build()
 
     # ------------------------------------------------------------------ construction (edge/build.py)
     def _build(self) -> None:
         cfg = self.cfg
-        st = build_stages(cfg, self.mode, self.data_dir, self.use_relay, self.health, self._heartbeat_info)
+        st = build_stages(
+            cfg, self.mode, self.data_dir, self.use_relay, self.health, self.passes.heartbeat_info
+        )
         self.zone, self.source, self.work_dir = st.zone, st.source, st.work_dir
         self.buffer, self.recorder, self.sampler = st.buffer, st.recorder, st.sampler
         self.live_queue, self.file_queue = st.live_queue, st.file_queue
@@ -129,18 +133,9 @@ class EdgeDaemon:
             self.stats,
             pending_tracks=self.evidence.pending_tracks,
             on_violation=self._on_violation,
-            passes=pass_counter(cfg.device, cfg.relay),
+            passes=self.passes.counter,
         )
         self.recovered = self.evidence.recover()
-        if self.mode == "live":  # a restart goes on counting the current interval (not for replays of files)
-            try:
-                n = self.pipeline.passes.restore(self._passes_file, datetime.now(timezone.utc))
-                if n:
-                    log(logger, "passes_restored", intervals=n)
-            except FileNotFoundError:
-                pass
-            except (OSError, ValueError, KeyError, TypeError) as e:  # a torn or foreign file: start from zero
-                log(logger, "passes_not_restored", logging.WARNING, error=f"{type(e).__name__}: {e}"[:200])
 
     def _write_event_json(self, event: ViolationEvent) -> None:
         """Replay: the event as JSON under ``out_dir/events/``."""
@@ -283,27 +278,6 @@ class EdgeDaemon:
         if not self.evidence.track_closed(t.track_id):  # else forgotten once its events are stored
             self._forget_track(t.track_id)
 
-    @property
-    def _passes_file(self) -> Path:
-        return self.data_dir / PASSES_FILE
-
-    def _save_passes(self, every_s: float = 0.0) -> None:
-        """The pass counters to ``data_dir`` (live mode): at stop, and from the heartbeat every ``every_s``."""
-        pipeline = getattr(self, "pipeline", None)
-        if self.mode != "live" or pipeline is None or time.monotonic() - self._passes_saved < every_s:
-            return
-        self._passes_saved = time.monotonic()
-        try:
-            pipeline.passes.save(self._passes_file)
-        except OSError as e:  # disk full: the counts still go out with the heartbeats
-            log(logger, "passes_not_saved", logging.WARNING, error=str(e)[:200])
-
-    def _heartbeat_info(self) -> dict[str, Any]:
-        """What the relay's heartbeat adds from the pipeline: the pass counters (none before it is built)."""
-        pipeline = getattr(self, "pipeline", None)
-        self._save_passes(every_s=PASSES_SAVE_S)
-        return {"passes": pipeline.passes.snapshot()} if pipeline is not None else {}
-
     def _forget_track(self, track_id: int) -> None:
         """Drop every per-track state (a daemon runs for months: nothing may grow with the track count)."""
         self.pipeline.forget(track_id)
@@ -408,7 +382,7 @@ class EdgeDaemon:
                 self.persuasion.close()
             except Exception as e:
                 log(logger, "persuasion_close_failed", logging.ERROR, error=str(e)[:300])
-        self._save_passes()
+        self.passes.save()
         if self.relay is not None:
             if self.mode != "live":
                 ok = self.relay.wait_drained(self.relay_wait_s, until="published")

@@ -5,13 +5,16 @@ A track counts once, in the interval (UTC, aligned to ``interval_s``) of its fir
 violation decided for it later counts in that same interval. The counter keeps the last ``keep`` intervals;
 each heartbeat carries all of them (the current one still counting), so central, which keeps the largest value
 it saw per interval, loses nothing to a dropped QoS 0 heartbeat while the interval is still in the ring.
-Thread-safe: the pipeline thread counts, the relay's thread reads.
+Thread-safe: the pipeline thread counts, the relay's thread reads. :class:`KeptPasses` keeps a live run's
+counters across a restart (``passes.json`` in ``device.data_dir``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from anqi_contract.fsutil import write_atomic
+from anqi_contract.logs import log
+
+logger = logging.getLogger("edge.daemon")
+
+PASSES_FILE = "passes.json"  #: the pass counters kept across a restart (live mode), in device.data_dir
+PASSES_SAVE_S = 300.0  #: how often the heartbeat writes them (and at every stop)
 
 
 @dataclass
@@ -125,3 +134,46 @@ class PassCounter:
                 n += 1
             self._intervals = OrderedDict(sorted(self._intervals.items())[-self.keep :])
         return n
+
+
+class KeptPasses:
+    """A run's :class:`PassCounter` and its file ``data_dir/passes.json``: read back by :meth:`restore` at start,
+    written by :meth:`heartbeat_info` (the relay's thread) every ``PASSES_SAVE_S`` and by :meth:`save` at stop.
+    ``keep`` False (a replay of a file): the file is neither read nor written."""
+
+    def __init__(self, counter: PassCounter, data_dir: Path, keep: bool) -> None:
+        self.counter = counter
+        self.path = data_dir / PASSES_FILE
+        self.keep = keep
+        self._saved = time.monotonic()
+
+    def restore(self, now: datetime) -> int:
+        """A restart goes on counting the current interval; a missing file restores nothing, a torn or
+        foreign one is logged and counting starts from zero. Returns the intervals restored."""
+        if not self.keep:
+            return 0
+        try:
+            n = self.counter.restore(self.path, now)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log(logger, "passes_not_restored", logging.WARNING, error=f"{type(e).__name__}: {e}"[:200])
+            return 0
+        if n:
+            log(logger, "passes_restored", intervals=n)
+        return n
+
+    def save(self, every_s: float = 0.0) -> None:
+        """The counters to the file, unless they were saved less than ``every_s`` ago."""
+        if not self.keep or time.monotonic() - self._saved < every_s:
+            return
+        self._saved = time.monotonic()
+        try:
+            self.counter.save(self.path)
+        except OSError as e:  # disk full: the counts still go out with the heartbeats
+            log(logger, "passes_not_saved", logging.WARNING, error=str(e)[:200])
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        """What the relay's heartbeat adds: the pass counters (saved on the way every ``PASSES_SAVE_S``)."""
+        self.save(every_s=PASSES_SAVE_S)
+        return {"passes": self.counter.snapshot()}

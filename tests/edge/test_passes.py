@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from anqi_contract import protocol as P
-from edge.passes import PassCounter
+from edge.passes import PASSES_FILE, KeptPasses, PassCounter
 
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)  # an interval boundary (300 s)
 
@@ -82,3 +82,20 @@ def test_counters_survive_a_restart_of_the_edge(tmp_path: Path) -> None:
     state.write_text("{torn")
     with pytest.raises(ValueError):
         PassCounter("point-1", 300).restore(state, T0)
+
+
+def test_a_live_run_keeps_its_counters_in_the_data_dir_and_a_replay_keeps_none(tmp_path: Path) -> None:
+    live = KeptPasses(PassCounter("point-1", 300, keep=12), tmp_path, keep=True)
+    assert live.restore(T0) == 0  # no file yet: counting starts from zero
+    live.counter.seen_in_zone(1, T0 + timedelta(seconds=5))
+    assert live.heartbeat_info() == {"passes": live.counter.snapshot()}
+    assert not (tmp_path / PASSES_FILE).exists()  # the heartbeat writes the file every few minutes only
+    live.save()  # at stop: always
+    again = KeptPasses(PassCounter("point-1", 300, keep=12), tmp_path, keep=True)
+    assert again.restore(T0 + timedelta(minutes=1)) == 1 and again.counter.snapshot()[0]["riders"] == 1
+    (tmp_path / PASSES_FILE).write_text("{torn")
+    assert KeptPasses(PassCounter("point-1", 300), tmp_path, keep=True).restore(T0) == 0  # logged, from zero
+    replay = KeptPasses(PassCounter("point-1", 300), tmp_path / "replay", keep=False)
+    replay.counter.seen_in_zone(1, T0)
+    replay.save()
+    assert replay.restore(T0) == 0 and not (tmp_path / "replay").exists()
