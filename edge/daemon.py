@@ -36,8 +36,7 @@ from edge.config import EdgeConfig
 from edge.evidence import EvidenceCollector
 from edge.health import Health
 from edge.passes import KeptPasses
-from edge.pipeline import FramePipeline, PipelineStats
-from edge.rules import Violation
+from edge.pipeline import Decision, FramePipeline, PipelineStats
 from edge.track import Track
 
 __all__ = ["MODEL_RETRY_S", "EdgeDaemon", "Mode", "StartupError"]
@@ -77,7 +76,6 @@ class EdgeDaemon:
         self.health = Health(self.data_dir / "health.json", cfg.device.device_id)
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
-        self._refused_sizes: set[tuple[int, int]] = set()
         #: why a file run was stopped before its end (frames that do not fit the calibration); None: it was not
         self.fatal: str | None = None
         self._threads: list[threading.Thread] = []
@@ -220,9 +218,10 @@ class EdgeDaemon:
         if detector is None:
             return
         result = self.pipeline.process(frame, detector)
-        if result.refused is not None:
-            h, w = frame.image.shape[:2]
-            self._refuse_frame_size(w, h, result.refused)
+        if result.refused is not None:  # the frame does not fit the survey (logged once per size)
+            if self.mode != "live":  # a file run stops: its results would mean nothing (the CLI exits 5)
+                self.fatal = result.refused
+                self.stop()
             return
         if not result.detected:
             return
@@ -230,47 +229,16 @@ class EdgeDaemon:
             self._track_closed(t)
         self._finalize_ready()
 
-    def _on_violation(self, v: Violation, frame: Any, track: Track | None = None) -> None:
-        decided = time.monotonic()
+    def _on_violation(self, d: Decision) -> None:
+        """A decision goes to the speaker and lights at once, then to the evidence."""
+        v = d.violation
         if self.persuasion is not None:
             try:
                 # latency counted from the capture of the frame that showed the violation
                 self.persuasion.on_violation(v.type.value, v.track_id, v.mono)
             except Exception as e:
                 log(logger, "persuasion_failed", logging.ERROR, error=str(e)[:300])
-        h, w = frame.image.shape[:2]
-        self.evidence.decide(
-            v,
-            frame.image,
-            track,
-            self.pipeline.track_first.get(v.track_id),
-            self.zone.for_frame(w, h).band_edges(w, h),
-            decided,
-        )
-        log(
-            logger,
-            "violation",
-            logging.INFO,
-            type=v.type.value,
-            track=v.track_id,
-            conf=round(v.confidence, 3),
-            dist_m=v.zone_distance_m,
-            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2),
-            t=round(v.t_s, 3),
-            **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]},
-        )
-
-    def _refuse_frame_size(self, w: int, h: int, why: str) -> None:
-        """Frames that do not fit the survey are never judged (a stretched zone would accuse the wrong
-        people). Live: the zone is down in health and the log (once per size) until the camera is set back;
-        recording goes on. A file run stops: its results would mean nothing (the CLI exits 5)."""
-        if (w, h) not in self._refused_sizes:
-            self._refused_sizes.add((w, h))
-            log(logger, "frame_size_refused", logging.ERROR, size=f"{w}x{h}", error=why)
-            self.health.set("zone", "down", why[:300])
-        if self.mode != "live":
-            self.fatal = why
-            self.stop()
+        self.evidence.decide(v, d.image, d.track, d.first_seen, d.band_edges, d.decided_mono)
 
     def _track_closed(self, t: Track) -> None:
         if t.track_id is None:

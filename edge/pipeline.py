@@ -1,10 +1,9 @@
 """One sampled frame through zone -> detector -> tracker -> rules -> face policy, without threads.
 
 :class:`FramePipeline` owns the per-frame state (first sighting of each track, the signal state last
-reported) and is driven by the daemon's pipeline thread; what it decides goes out through ``on_violation``
-(called in frame order, before the frame's faces are offered, as the evidence path expects) and comes back
-as a :class:`FrameResult`. Issue 22 point 2: the daemon keeps build, threads, signals, watchdog, health
-writes and shutdown.
+reported, the frame sizes refused) and is driven by the daemon's pipeline thread; each violation it decides
+goes out as a :class:`Decision` through ``on_violation`` (in frame order, before the frame's faces are offered,
+as the evidence path expects) and is logged; the frame's outcome comes back as a :class:`FrameResult`.
 """
 
 from __future__ import annotations
@@ -82,8 +81,20 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> Any: ...
 
 
-#: (violation, the frame that showed it, its track) -> None; called once per decided violation
-ViolationSink = Callable[[Violation, Any, Track | None], None]
+@dataclass(frozen=True)
+class Decision:
+    """A violation as the pipeline decided it, with what its evidence needs of the frame that showed it."""
+
+    violation: Violation
+    image: np.ndarray  #: the deciding frame (BGR)
+    track: Track | None  #: the violator's track as of that frame
+    first_seen: datetime | None  #: when the track was first seen
+    band_edges: tuple[np.ndarray, ...]  #: the capture band's edges in that frame (drawn into violation.jpg)
+    decided_mono: float  #: when the rule decided (after detection and tracking)
+
+
+#: called once per decided violation, in frame order, before the frame's faces are offered
+ViolationSink = Callable[[Decision], None]
 
 
 @dataclass
@@ -129,6 +140,7 @@ class FramePipeline:
         self.track_first: dict[int, datetime] = {}
         self.last_t_s = 0.0  #: source time of the last detected frame
         self._signal_state: str | None = None
+        self._refused_sizes: set[tuple[int, int]] = set()  #: frame sizes already reported as not fitting
 
     def process(self, frame: Any, detector: Detector) -> FrameResult:
         img = frame.image
@@ -136,6 +148,7 @@ class FramePipeline:
         try:
             zone = self.zone.for_frame(w, h)
         except CalibrationMismatch as e:
+            self._refuse_size(w, h, str(e))
             return FrameResult(refused=str(e))
         roi = zone.image_region(w, h) if self.detect.crop_to_zone else None
         t0 = time.monotonic()
@@ -176,7 +189,8 @@ class FramePipeline:
         for v in self.rules.check(upd.active):
             result.violations.append(v)
             self.passes.violated(v.track_id, v.type.value)
-            self.on_violation(v, frame, next((t for t in upd.active if t.track_id == v.track_id), None))
+            track = next((t for t in upd.active if t.track_id == v.track_id), None)
+            self._decided(v, img, track, zone.band_edges(w, h))
         if self.faces is not None:
             for t in upd.active:
                 if self.wants_face(t):
@@ -192,6 +206,34 @@ class FramePipeline:
         if upd.closed:
             self.rules.forget({t.track_id for t in upd.closed if t.track_id is not None})
         return result
+
+    def _refuse_size(self, w: int, h: int, why: str) -> None:
+        """Frames that do not fit the survey are never judged (a stretched zone would accuse the wrong people):
+        the zone is down in health and the log says so once per size; the caller decides whether the run
+        goes on (recording does)."""
+        if (w, h) in self._refused_sizes:
+            return
+        self._refused_sizes.add((w, h))
+        log(logger, "frame_size_refused", logging.ERROR, size=f"{w}x{h}", error=why)
+        self.health.set("zone", "down", why[:300])
+
+    def _decided(
+        self, v: Violation, img: np.ndarray, track: Track | None, band_edges: tuple[np.ndarray, ...]
+    ) -> None:
+        decided = time.monotonic()
+        self.on_violation(Decision(v, img, track, self.track_first.get(v.track_id), band_edges, decided))
+        log(
+            logger,
+            "violation",
+            logging.INFO,
+            type=v.type.value,
+            track=v.track_id,
+            conf=round(v.confidence, 3),
+            dist_m=v.zone_distance_m,
+            speed_mps=None if v.speed_mps is None else round(v.speed_mps, 2),
+            t=round(v.t_s, 3),
+            **{f"d_{k}": v.detail[k] for k in list(v.detail)[:4]},
+        )
 
     def _observe_signal(self, img: np.ndarray, t_s: float) -> None:
         self.rules.observe_signal(img, t_s)
