@@ -28,7 +28,7 @@ from edge.config.face import FaceConfig
 from edge.config.privacy import PrivacyConfig, SealConfig
 from edge.config.relay import RelayConfig
 from edge.evidence import EventAssembler, FaceCapture
-from edge.health import Health
+from edge.health import Health, disk_check
 from edge.passes import PassCounter
 from edge.pipeline import Detector
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
@@ -184,19 +184,6 @@ def start_persuasion(cfg: EdgeConfig, health: Health) -> Persuasion | None:
         health.set("speaker", "down", str(e)[:300])
         log(logger, "persuasion_unavailable", logging.ERROR, error=str(e)[:300])
         return None
-
-
-def disk_check(reserve: DiskReserve, data_dir: Path, health: Health) -> None:
-    """The reserve policy (edge.relay.diskguard): a full data disk raises ``disk_full`` and frees the
-    ballast; the alarm clears once there is room again."""
-    if reserve.check():
-        health.alarm(
-            "disk_full",
-            f"file system of {data_dir} is full: reserve released; new media follow relay.outbox.when_full",
-        )
-    elif reserve.held() or reserve.size == 0:
-        health.alarm("disk_full", None)
-        health.alarm("health_file", None)
 
 
 def open_outbox(cfg: EdgeConfig, data_dir: Path, replay: bool, health: Health) -> Outbox:

@@ -31,10 +31,10 @@ from typing import Any
 from anqi_contract.event import ViolationEvent
 from anqi_contract.logs import log
 from anqi_contract.notify import SystemdNotifier
-from edge.build import MODEL_RETRY_S, Mode, StartupError, build_stages, disk_check, pass_counter
+from edge.build import MODEL_RETRY_S, Mode, StartupError, build_stages, pass_counter
 from edge.config import EdgeConfig
 from edge.evidence import EvidenceCollector
-from edge.health import Health
+from edge.health import Health, HealthFile
 from edge.passes import KeptPasses
 from edge.pipeline import Decision, FramePipeline, PipelineStats
 from edge.track import Track
@@ -100,8 +100,7 @@ class EdgeDaemon:
         self.live_queue, self.file_queue = st.live_queue, st.file_queue
         self.tracker, self.rules, self.detector = st.tracker, st.rules, st.detector
         self.assembler, self.clip_dir, self.persuasion = st.assembler, st.clip_dir, st.persuasion
-        self.reserve, self.beacon = st.reserve, st.beacon
-        self._beacon_alarms: dict[str, str] | None = None
+        self.health_file = HealthFile(self.health, st.reserve, st.beacon, self.data_dir)
         self.outbox, self.relay, self.broker = st.outbox, st.relay, st.broker
         self.evidence = EvidenceCollector(
             rules=cfg.rules,
@@ -371,27 +370,6 @@ class EdgeDaemon:
         )
 
     def _write_health(self) -> None:
-        s = self.stats
         if self.live_queue is not None:
-            s.detect_dropped = self.live_queue.dropped
-        self.health.update_info(
-            "daemon",
-            frames=s.frames,
-            detect_frames=s.detect_frames,
-            tracks=s.tracks,
-            violations=len(s.violations),
-            pending_events=len(self.evidence.pending),
-            detect_fps=round(s.detect_fps, 2),
-        )
-        self._disk_check()
-        try:
-            self.health.write()
-        except OSError as e:  # full disk: keep running; the alarm beacon (allocated at start) still tells
-            log(logger, "health_write_failed", logging.ERROR, error=str(e)[:200])
-            self.health.alarm("health_file", f"cannot rewrite {self.health.path.name}: {e.strerror or e}")
-        alarms = dict(self.health.snapshot()["alarms"])
-        if alarms != self._beacon_alarms and self.beacon.write(alarms):
-            self._beacon_alarms = alarms
-
-    def _disk_check(self) -> None:
-        disk_check(self.reserve, self.data_dir, self.health)
+            self.stats.detect_dropped = self.live_queue.dropped
+        self.health_file.write(**self.stats.health_info(pending_events=len(self.evidence.pending)))

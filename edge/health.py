@@ -1,16 +1,22 @@
-"""Health of the appliance: one JSON file the daemon rewrites atomically, read by ``anqi-edge status``.
+"""Health of the appliance: one JSON file the daemon rewrites atomically, read by ``anqi-edge status``
+(:class:`HealthFile`: the periodic write with the disk reserve check and the alarm beacon).
 The systemd notify protocol lives in :mod:`anqi_contract.notify` (the central service uses it too)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from anqi_contract.logs import log
+
+logger = logging.getLogger("edge.daemon")
 
 Status = Literal["up", "down", "degraded", "off"]
 
@@ -77,6 +83,60 @@ class Health:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.snapshot(), indent=2))
         os.replace(tmp, self.path)
+
+
+class Reserve(Protocol):
+    """What the health file needs of ``edge.relay.DiskReserve``: the ballast kept for a full disk."""
+
+    size: int
+
+    def check(self) -> bool: ...
+
+    def held(self) -> int: ...
+
+
+class Beacon(Protocol):
+    """What the health file needs of ``edge.relay.AlarmBeacon``: alarms written where a full disk still takes them."""
+
+    def write(self, alarms: dict[str, str], pid: int | None = None) -> bool: ...
+
+
+def disk_check(reserve: Reserve, data_dir: Path, health: Health) -> None:
+    """The reserve policy (edge.relay.diskguard): a full data disk raises ``disk_full`` and frees the
+    ballast; the alarm clears once there is room again."""
+    if reserve.check():
+        health.alarm(
+            "disk_full",
+            f"file system of {data_dir} is full: reserve released; new media follow relay.outbox.when_full",
+        )
+    elif reserve.held() or reserve.size == 0:
+        health.alarm("disk_full", None)
+        health.alarm("health_file", None)
+
+
+class HealthFile:
+    """The daemon's periodic health write: its own counters into the ``daemon`` component, the disk reserve
+    check, the file itself (a full disk raises the ``health_file`` alarm instead of stopping anything) and the
+    alarm beacon, rewritten only when the alarms changed."""
+
+    def __init__(self, health: Health, reserve: Reserve, beacon: Beacon, data_dir: Path) -> None:
+        self.health = health
+        self.reserve = reserve
+        self.beacon = beacon
+        self.data_dir = data_dir
+        self._beacon_alarms: dict[str, str] | None = None  #: what the beacon holds
+
+    def write(self, **daemon_info: Any) -> None:
+        self.health.update_info("daemon", **daemon_info)
+        disk_check(self.reserve, self.data_dir, self.health)
+        try:
+            self.health.write()
+        except OSError as e:  # full disk: keep running; the alarm beacon (allocated at start) still tells
+            log(logger, "health_write_failed", logging.ERROR, error=str(e)[:200])
+            self.health.alarm("health_file", f"cannot rewrite {self.health.path.name}: {e.strerror or e}")
+        alarms = dict(self.health.snapshot()["alarms"])
+        if alarms != self._beacon_alarms and self.beacon.write(alarms):
+            self._beacon_alarms = alarms
 
 
 def read_health(path: Path) -> dict[str, Any]:

@@ -53,6 +53,17 @@ class PipelineStats:
     def detect_fps(self) -> float:
         return self.detect_frames / self.detect_s_total if self.detect_s_total > 0 else 0.0
 
+    def health_info(self, pending_events: int) -> dict[str, Any]:
+        """The run's counters as the health file's ``daemon`` component shows them."""
+        return {
+            "frames": self.frames,
+            "detect_frames": self.detect_frames,
+            "tracks": self.tracks,
+            "violations": len(self.violations),
+            "pending_events": pending_events,
+            "detect_fps": round(self.detect_fps, 2),
+        }
+
     def summary(self) -> dict[str, Any]:
         wall = (self.ended_mono or time.monotonic()) - self.started_mono
         committed = [v for v in self.violations if v.outbox_mono is not None]
