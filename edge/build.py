@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
 import stat
 import time
 from collections.abc import Callable
@@ -245,8 +244,7 @@ class Stages:
     buffer: PrerollBuffer
     recorder: ClipRecorder
     sampler: DetectSampler
-    live_queue: DetectQueue | None
-    file_queue: queue.Queue[Any]
+    to_detect: DetectQueue
     tracker: RiderTracker
     rules: RuleSet
     detector: DetectorSlot
@@ -342,8 +340,7 @@ def build_stages(
         buffer=buffer,
         recorder=recorder,
         sampler=DetectSampler(cfg.source.detect_fps),
-        live_queue=DetectQueue(cfg.source.detect_queue) if paced else None,
-        file_queue=queue.Queue(maxsize=2),
+        to_detect=DetectQueue(cfg.source.detect_queue if paced else 2, drop_oldest=paced),
         tracker=tracker,
         rules=rules,
         detector=detector,

@@ -18,9 +18,7 @@ buffer keeps recording, a failed clip still lets the event (with its face) into 
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import signal
 import threading
 import time
@@ -33,7 +31,7 @@ from anqi_contract.logs import log
 from anqi_contract.notify import SystemdNotifier
 from edge.build import MODEL_RETRY_S, Mode, StartupError, build_stages, pass_counter
 from edge.config import EdgeConfig
-from edge.evidence import EvidenceCollector
+from edge.evidence import EvidenceCollector, write_event_json
 from edge.health import Health, HealthFile
 from edge.passes import KeptPasses
 from edge.pipeline import Decision, FramePipeline, PipelineStats
@@ -97,7 +95,9 @@ class EdgeDaemon:
         )
         self.zone, self.source, self.work_dir = st.zone, st.source, st.work_dir
         self.buffer, self.recorder, self.sampler = st.buffer, st.recorder, st.sampler
-        self.live_queue, self.file_queue = st.live_queue, st.file_queue
+        self.to_detect = st.to_detect
+        #: the detection queue of a paced source (it drops frames when detection lags); None for files read unpaced
+        self.live_queue = st.to_detect if st.to_detect.drop_oldest else None
         self.tracker, self.rules, self.detector = st.tracker, st.rules, st.detector
         self.assembler, self.clip_dir, self.persuasion = st.assembler, st.clip_dir, st.persuasion
         self.health_file = HealthFile(self.health, st.reserve, st.beacon, self.data_dir)
@@ -137,11 +137,7 @@ class EdgeDaemon:
     def _write_event_json(self, event: ViolationEvent) -> None:
         """Replay: the event as JSON under ``out_dir/events/``."""
         if self.out_dir is not None and self.mode == "replay":
-            events_dir = self.out_dir / "events"
-            events_dir.mkdir(parents=True, exist_ok=True)
-            (events_dir / f"{event.event_id}.json").write_text(
-                json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False)
-            )
+            write_event_json(self.out_dir / "events", event)
 
     def _event_stored(self, event: ViolationEvent, media: list[Path]) -> None:
         self.events.append(event)
@@ -155,42 +151,20 @@ class EdgeDaemon:
                 self.stats.frames += 1
                 self.recorder.push(frame)
                 if self.sampler.want(frame):
-                    if self.live_queue is not None:
-                        self.live_queue.put(frame)
-                    else:
-                        while not self._stop.is_set():
-                            try:
-                                self.file_queue.put(frame, timeout=0.5)
-                                break
-                            except queue.Full:
-                                continue
+                    self.to_detect.put(frame, self._stop)  # a camera's never waits; an unpaced file's does
                 if self._stop.is_set():
                     break
         except Exception as e:  # the source never raises by contract; if it does, say so
             log(logger, "capture_crashed", logging.ERROR, error=f"{type(e).__name__}: {e}")
             self.health.set("camera", "down", f"capture crashed: {e}"[:300])
         finally:
-            if self.live_queue is not None:
-                self.live_queue.close()
-            else:
-                self.file_queue.put(None)
-
-    def _next_frame(self) -> tuple[bool, Any]:
-        """(ended, frame or None on timeout)."""
-        if self.live_queue is not None:
-            frame = self.live_queue.get(timeout=0.5)
-            return (frame is None and self.live_queue.closed and len(self.live_queue) == 0), frame
-        try:
-            frame = self.file_queue.get(timeout=0.5)
-        except queue.Empty:
-            return False, None
-        return frame is None, frame
+            self.to_detect.close()
 
     def _pipeline_loop(self) -> None:
         while True:
             self._pipeline_beat = time.monotonic()
-            ended, frame = self._next_frame()
-            if ended:
+            frame = self.to_detect.get(timeout=0.5)
+            if frame is None and self.to_detect.drained:
                 break
             if frame is None:
                 self._finalize_ready(force_wall=True)
@@ -318,9 +292,6 @@ class EdgeDaemon:
                         logging.ERROR,
                         stalled_s=round(now - self._pipeline_beat, 1),
                     )
-            if self.mode == "live" and not cap.is_alive() and not self._stop.is_set():
-                # a file source in live mode ended: keep the appliance up (relay, health) until stopped
-                pass
         cap.join(timeout=5)
         self.stats.ended_mono = time.monotonic()
         if self.mode == "live" and not self._stop.is_set():
@@ -333,8 +304,7 @@ class EdgeDaemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.live_queue is not None:
-            self.stats.detect_dropped = self.live_queue.dropped
+        self.stats.detect_dropped = self.to_detect.dropped
         try:
             self.recorder.close()
         except Exception as e:
@@ -370,6 +340,5 @@ class EdgeDaemon:
         )
 
     def _write_health(self) -> None:
-        if self.live_queue is not None:
-            self.stats.detect_dropped = self.live_queue.dropped
+        self.stats.detect_dropped = self.to_detect.dropped
         self.health_file.write(**self.stats.health_info(pending_events=len(self.evidence.pending)))

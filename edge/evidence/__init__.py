@@ -11,7 +11,7 @@ from edge.evidence.face import (
     frontalness,
     search_region,
 )
-from edge.evidence.files import media_ref, sha256_file, write_jpeg
+from edge.evidence.files import media_ref, sha256_file, write_event_json, write_jpeg
 from edge.evidence.snapshot import ViolationFrame
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "media_ref",
     "search_region",
     "sha256_file",
+    "write_event_json",
     "write_jpeg",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from anqi_contract.event import MediaKind, MediaRef
+from anqi_contract.event import MediaKind, MediaRef, ViolationEvent
 from anqi_contract.fsutil import write_atomic
 from anqi_contract.sealed import Sealer
 
@@ -73,3 +74,11 @@ def write_media(path: Path, data: bytes, kind: str, sealer: Sealer | None = None
         sealed_to=sealer.key_id if sealer is not None else None,
     )
     return path, ref
+
+
+def write_event_json(folder: Path, event: ViolationEvent) -> Path:
+    """The event as indented JSON, ``<folder>/<event_id>.json`` (a replay's ``events/`` beside its outbox)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{event.event_id}.json"
+    path.write_text(json.dumps(json.loads(event.to_json()), indent=2, ensure_ascii=False))
+    return path

@@ -431,6 +431,31 @@ def test_detect_queue_drops_the_oldest_and_never_blocks(tmp_path: Path) -> None:
     assert got == [None]
 
 
+def test_a_file_queue_makes_capture_wait_for_detection_and_gives_up_on_stop(tmp_path: Path) -> None:
+    src, _ = source(VIDEO, tmp_path)
+    q, stop = DetectQueue(2, drop_oldest=False), threading.Event()
+    frames = []
+    for f in src.frames():
+        frames.append(f)
+        if len(frames) == 4:
+            break
+    q.put(frames[0])
+    q.put(frames[1])
+    capture = threading.Thread(target=lambda: q.put(frames[2], stop))
+    capture.start()
+    capture.join(0.3)
+    assert capture.is_alive() and len(q) == 2  # full: capture waits, nothing is dropped
+    assert q.get(1) is frames[0]
+    capture.join(2)
+    assert not capture.is_alive() and [q.get(0.1), q.get(0.1)] == [frames[1], frames[2]] and q.dropped == 0
+    q.put(frames[0])
+    q.put(frames[1])
+    stop.set()
+    q.put(frames[3], stop)  # full and stopping: returns, the frame is given up
+    q.close()
+    assert [q.get(0.1), q.get(0.1), q.get(0.1)] == [frames[0], frames[1], None] and q.drained
+
+
 def test_only_frames_that_are_looked_at_pay_the_colour_conversion(tmp_path: Path) -> None:
     src, _ = source(VIDEO, tmp_path)
     frames = list(src.frames())
