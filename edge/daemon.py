@@ -1,19 +1,8 @@
-"""The edge daemon: wires the stages (built by :mod:`edge.build`) together and owns every thread and queue,
-the signals, the systemd watchdog, the health file and the shutdown.
-
-::
-
-    capture thread:   FrameSource.frames() -> ClipRecorder.push (every frame, into the PrerollBuffer)
-                                            -> sampled frames -> detection queue
-    pipeline thread:  RiderDetector -> RiderTracker (+ CaptureZone) -> RuleSet
-                        -> Persuasion.on_violation (at once)  -> ClipRecorder.trigger
-                        -> FaceCapture (head crops of in-zone / violating riders)
-                        -> evidence complete (clip written, face search over) -> EventAssembler -> Outbox.add
-    main thread:      health file + systemd watchdog, signals; MqttRelay runs its own network loop.
-
-Errors in one stage are logged and survived: a dead camera is retried by the source, a detector
-exception skips that frame, a missing model is retried every ``MODEL_RETRY_S`` while the ring
-buffer keeps recording, a failed clip still lets the event (with its face) into the outbox.
+"""The edge daemon: wires the stages (built by :mod:`edge.build`) to its two threads (capture, pipeline) and
+owns the detection queue, the signals, the systemd watchdog, the health file and the shutdown. The per-frame
+work is :class:`edge.pipeline.FramePipeline`'s, the evidence :class:`edge.evidence.EvidenceCollector`'s; the
+data path and every thread are drawn in docs/ARCHITECTURE.md. A failing stage is logged and survived (a
+missing model is retried every ``MODEL_RETRY_S`` in live mode while the ring buffer keeps recording).
 """
 
 from __future__ import annotations
@@ -93,22 +82,21 @@ class EdgeDaemon:
         st = build_stages(
             cfg, self.mode, self.data_dir, self.use_relay, self.health, self.passes.heartbeat_info
         )
-        self.zone, self.source, self.work_dir = st.zone, st.source, st.work_dir
-        self.buffer, self.recorder, self.sampler = st.buffer, st.recorder, st.sampler
+        self.source, self.buffer, self.recorder, self.sampler = st.source, st.buffer, st.recorder, st.sampler
         self.to_detect = st.to_detect
         #: the detection queue of a paced source (it drops frames when detection lags); None for files read unpaced
         self.live_queue = st.to_detect if st.to_detect.drop_oldest else None
         self.tracker, self.rules, self.detector = st.tracker, st.rules, st.detector
-        self.assembler, self.clip_dir, self.persuasion = st.assembler, st.clip_dir, st.persuasion
+        self.persuasion = st.persuasion
         self.health_file = HealthFile(self.health, st.reserve, st.beacon, self.data_dir)
         self.outbox, self.relay, self.broker = st.outbox, st.relay, st.broker
         self.evidence = EvidenceCollector(
             rules=cfg.rules,
             post_s=cfg.buffer.post_s,
-            work_dir=self.work_dir,
-            clip_dir=self.clip_dir,
+            work_dir=st.work_dir,
+            clip_dir=st.clip_dir,
             recorder=self.recorder,
-            assembler=self.assembler,
+            assembler=st.assembler,
             outbox=self.outbox,
             health=self.health,
             faces=st.faces.capture,
@@ -122,7 +110,7 @@ class EdgeDaemon:
             cfg.detect,
             cfg.rules,
             cfg.track.motion_window_s,
-            self.zone,
+            st.zone,
             self.tracker,
             self.rules,
             st.faces.capture,
