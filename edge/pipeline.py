@@ -201,7 +201,7 @@ class FramePipeline:
             result.violations.append(v)
             self.passes.violated(v.track_id, v.type.value)
             track = next((t for t in upd.active if t.track_id == v.track_id), None)
-            self._decided(v, img, track, zone.band_edges(w, h))
+            self._decided(v, img, track, zone)
         if self.faces is not None:
             for t in upd.active:
                 if self.wants_face(t):
@@ -228,11 +228,11 @@ class FramePipeline:
         log(logger, "frame_size_refused", logging.ERROR, size=f"{w}x{h}", error=why)
         self.health.set("zone", "down", why[:300])
 
-    def _decided(
-        self, v: Violation, img: np.ndarray, track: Track | None, band_edges: tuple[np.ndarray, ...]
-    ) -> None:
+    def _decided(self, v: Violation, img: np.ndarray, track: Track | None, zone: CaptureZone) -> None:
         decided = time.monotonic()
-        self.on_violation(Decision(v, img, track, self.track_first.get(v.track_id), band_edges, decided))
+        h, w = img.shape[:2]
+        first_seen = self.track_first.get(v.track_id)
+        self.on_violation(Decision(v, img, track, first_seen, zone.band_edges(w, h), decided))
         log(
             logger,
             "violation",
