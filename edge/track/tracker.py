@@ -495,17 +495,19 @@ class RiderTracker:
 
         all_idx = list(range(len(self.tracks)))
         unmatched_high = associate(all_idx, high)
-        # second pass: low-confidence detections extend tracks matched last frame and confirmed tracks
-        # that the detector has just missed, when their heads match (a head-gated match is specific
-        # enough that a weak detection of a followed head is still that head)
+        # second pass: low-confidence detections extend confirmed tracks matched last frame, and those
+        # the detector has just missed when their heads match (a head-gated match is specific enough
+        # that a weak detection of a followed head is still that head). Not tentative tracks (as in
+        # ByteTrack): min_hits counts confident detections, or one detection at the edge of high_conf
+        # followed by weak ones confirms a track - a car's windscreen scored 0.50 once and 0.46-0.49
+        # after became a no-helmet "rider" on the shared clip when its scores moved by 0.01 (another
+        # machine's kernels, benchmarks/trace_replay.py --jitter)
         second = [
             i
             for i in all_idx
             if i not in matches
-            and (
-                self.tracks[i].key in prev_matched
-                or (self.tracks[i].confirmed and self.tracks[i].head is not None)
-            )
+            and self.tracks[i].confirmed
+            and (self.tracks[i].key in prev_matched or self.tracks[i].head is not None)
         ]
         associate(second, low)
 

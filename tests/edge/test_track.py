@@ -67,6 +67,23 @@ def test_low_confidence_detection_extends_but_never_starts_a_track() -> None:
     assert upd.active == []
 
 
+def test_weak_detections_never_confirm_a_tentative_track() -> None:
+    """min_hits counts confident detections (ByteTrack): one detection at the edge of high_conf and
+    weak ones after it (a windscreen scored 0.50, then 0.46-0.49) make no track; a confirmed track is
+    still carried through weak ones."""
+    cfg = TrackConfig(high_conf=0.5, low_conf=0.15, min_hits=2)
+    tr = RiderTracker(cfg)
+    assert step(tr, riders(([100, 100, 160, 220], 0.5)), 0).active == []
+    for i, s in enumerate((0.49, 0.47, 0.46), 1):
+        assert step(tr, riders(([100 + 4 * i, 100, 160 + 4 * i, 220], s)), i).active == []
+    tr = RiderTracker(cfg)
+    step(tr, riders(([100, 100, 160, 220], 0.5)), 0)
+    assert [t.track_id for t in step(tr, riders(([104, 100, 164, 220], 0.6)), 1).active] == [1]
+    for i, s in enumerate((0.49, 0.3), 2):
+        upd = step(tr, riders(([100 + 4 * i, 100, 160 + 4 * i, 220], s)), i)
+        assert [t.track_id for t in upd.active] == [1]
+
+
 def test_lost_track_is_recovered_within_max_lost_and_closed_after() -> None:
     tr = RiderTracker(TrackConfig(min_hits=1, max_lost_s=0.5))
     for i in range(4):
