@@ -14,6 +14,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -306,51 +307,57 @@ def build_stages(
         rules = RuleSet.from_config(cfg.rules, cfg.track.motion_window_s, zone_calibrated=cfg.zone.calibrated)
     except RuleSetError as e:
         raise StartupError(str(e)) from None
-    detector = DetectorSlot(cfg.detect, cfg.face, health, live=mode == "live")
-    try:
+    # a start stopped below (the model, the clip folder) releases the pins, ports and files opened above it,
+    # so a caller in the same process (a test, a check) can open them again
+    undo = ExitStack()
+    undo.callback(rules.close)
+    with undo:
+        detector = DetectorSlot(cfg.detect, cfg.face, health, live=mode == "live")
         detector.load(first=True)
-    except StartupError:
-        rules.close()
-        raise
-    faces = load_faces(cfg.face, health)
-    assembler = EventAssembler(
-        cfg.device,
-        work_dir,
-        faces.embedder,
-        cfg.face.save_context_frame,
-        seal=cfg.privacy.seal,
-        blur=load_blur(cfg.privacy, cfg.face, health),
-    )
-    clips = clip_dir(cfg.privacy.seal, work_dir, cfg.device.device_id)
-    persuasion = start_persuasion(cfg, health)
-    reserve = DiskReserve(data_dir, cfg.relay.outbox.reserve_mb if mode != "replay" else 0)
-    disk_check(reserve, data_dir, health)  # a full disk: the ballast is freed before the outbox opens
-    beacon = AlarmBeacon(data_dir)
-    beacon.allocate()
-    outbox = open_outbox(cfg, data_dir, mode == "replay", health)
-    relay, broker = None, None
-    if use_relay:
-        relay, broker = start_relay(cfg, outbox, data_dir, health, heartbeat_info)
-    else:
-        health.set("relay", "off", "relay disabled for this run")
-    return Stages(
-        zone=zone,
-        source=source,
-        work_dir=work_dir,
-        buffer=buffer,
-        recorder=recorder,
-        sampler=DetectSampler(cfg.source.detect_fps),
-        to_detect=DetectQueue(cfg.source.detect_queue if paced else 2, drop_oldest=paced),
-        tracker=tracker,
-        rules=rules,
-        detector=detector,
-        faces=faces,
-        assembler=assembler,
-        clip_dir=clips,
-        persuasion=persuasion,
-        reserve=reserve,
-        beacon=beacon,
-        outbox=outbox,
-        relay=relay,
-        broker=broker,
-    )
+        faces = load_faces(cfg.face, health)
+        assembler = EventAssembler(
+            cfg.device,
+            work_dir,
+            faces.embedder,
+            cfg.face.save_context_frame,
+            seal=cfg.privacy.seal,
+            blur=load_blur(cfg.privacy, cfg.face, health),
+        )
+        clips = clip_dir(cfg.privacy.seal, work_dir, cfg.device.device_id)
+        persuasion = start_persuasion(cfg, health)
+        if persuasion is not None:
+            undo.callback(persuasion.close)
+        reserve = DiskReserve(data_dir, cfg.relay.outbox.reserve_mb if mode != "replay" else 0)
+        disk_check(reserve, data_dir, health)  # a full disk: the ballast is freed before the outbox opens
+        beacon = AlarmBeacon(data_dir)
+        beacon.allocate()
+        outbox = open_outbox(cfg, data_dir, mode == "replay", health)
+        undo.callback(outbox.close)
+        relay, broker = None, None
+        if use_relay:
+            relay, broker = start_relay(cfg, outbox, data_dir, health, heartbeat_info)
+        else:
+            health.set("relay", "off", "relay disabled for this run")
+        stages = Stages(
+            zone=zone,
+            source=source,
+            work_dir=work_dir,
+            buffer=buffer,
+            recorder=recorder,
+            sampler=DetectSampler(cfg.source.detect_fps),
+            to_detect=DetectQueue(cfg.source.detect_queue if paced else 2, drop_oldest=paced),
+            tracker=tracker,
+            rules=rules,
+            detector=detector,
+            faces=faces,
+            assembler=assembler,
+            clip_dir=clips,
+            persuasion=persuasion,
+            reserve=reserve,
+            beacon=beacon,
+            outbox=outbox,
+            relay=relay,
+            broker=broker,
+        )
+        undo.pop_all()
+    return stages

@@ -58,6 +58,41 @@ def test_replay_with_missing_model_file_fails_fast_naming_the_file(
         EdgeDaemon(cfg, mode="replay", out_dir=tmp_path / "out", relay=False, install_signals=False)
 
 
+def test_a_start_stopped_late_releases_the_signal_pin_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The red-light signal's GPIO pin is opened before the clip folder is checked; when the clip folder
+    stops the start, the pin is free again (a second start in the same process can take it)."""
+    from gpiozero import Device, DigitalInputDevice
+    from gpiozero.pins.mock import MockFactory
+
+    from anqi_contract.sealed import generate_keypair
+
+    monkeypatch.setattr(Device, "pin_factory", MockFactory())
+    _, public = generate_keypair()
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    cfg = load_config(
+        site_config(
+            tmp_path,
+            rules={
+                "red_light": {
+                    "enabled": True,
+                    "stop_line": [[-3, 16], [3, 16]],
+                    "signal": {"source": "gpio", "gpio_pin": "GPIO22"},
+                }
+            },
+            privacy={"seal": {"key_id": "c1", "public_key": public, "clip_scratch_dir": str(not_a_folder)}},
+        )
+    )
+    with pytest.raises(StartupError, match=r"privacy.seal.clip_scratch_dir: cannot create") as failed:
+        EdgeDaemon(cfg, mode="replay", out_dir=tmp_path / "out", relay=False, install_signals=False)
+    # the kept traceback (as a logger's exc_info or a supervisor keeps it) holds the failed start's frames:
+    # the pin must be free because it was closed, not because the garbage collector happened to run
+    assert failed.tb is not None
+    DigitalInputDevice("GPIO22").close()  # GPIOPinInUse here: the failed start kept the pin
+
+
 def test_replay_command_exits_non_zero_with_the_missing_model(tmp_path: Path, empty_models: Path) -> None:
     from click.testing import CliRunner
 
