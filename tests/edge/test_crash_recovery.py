@@ -31,7 +31,10 @@ def site_config(tmp_path: Path) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["device"]["data_dir"] = str(tmp_path / "data")
     data["source"]["uri"] = str(VIDEO)
-    data["source"]["realtime"] = True  # at camera pace, so the kill lands where a power cut would
+    # unpaced: every sampled frame is detected (capture waits), so a violation is decided however loaded
+    # the machine is (paced, a busy CI host dropped 70 of 80 frames and never decided one); the kill still
+    # lands on the log line of each step, where a power cut would
+    data["source"]["realtime"] = False
     data["speaker"] = {"enabled": False}
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(data))
