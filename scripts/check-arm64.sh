@@ -21,13 +21,17 @@ CLIP_REL=${CLIP:-../shared/video/bikelane-cyclists.mp4}
 say() { printf '%s check-arm64: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
 wheels() {
-  # Which of the device runtime's binary dependencies have aarch64 wheels on PyPI (Python 3.11).
+  # Which of the device runtime's binary dependencies have aarch64 wheels on PyPI (Python 3.11), for
+  # bookworm's glibc 2.36 (Raspberry Pi OS and Debian bookworm): every manylinux tag up to 2_36. Without
+  # 2_34, lgpio resolves to 0.0.0.2, an empty placeholder wheel (py3-none-any, lgpio.py of 0 bytes).
   local tmp; tmp=$(mktemp -d)
   for pkg in numpy onnxruntime opencv-python-headless av scipy onnx pydantic-core paho-mqtt pyserial \
              gpiozero sounddevice pyyaml click lgpio rpi-lgpio pynacl; do
     if python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
          --implementation cp --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 \
-         --platform manylinux_2_28_aarch64 --platform any -d "$tmp" "$pkg" >/dev/null 2>&1; then
+         --platform manylinux_2_28_aarch64 --platform manylinux_2_31_aarch64 \
+         --platform manylinux_2_34_aarch64 --platform manylinux_2_36_aarch64 \
+         --platform any -d "$tmp" "$pkg" >/dev/null 2>&1; then
       printf '  %-24s %s\n' "$pkg" "$(ls "$tmp" | grep -i "^${pkg//-/_}-\|^${pkg}-" | head -1)"
     else
       printf '  %-24s %s\n' "$pkg" "NO aarch64 wheel (sdist build or Debian package needed)"
