@@ -79,7 +79,10 @@ cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.cr
 # a new copy of the tree each run; the guest's .venv is kept (setup.sh reinstalls when setup.py changed)
 mkdir -p "$ROOT/opt/anqi"
 find "$ROOT/opt/anqi" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
-git ls-files -z --cached --others --exclude-standard | (cd "$SRC" && xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/opt/anqi"
+# Not models/build: the guest prepares its own models (a worktree's models/build is often a symlink to
+# the main checkout's, which .gitignore's "models/build/" does not match and which dangles in the guest).
+git ls-files -z --cached --others --exclude-standard | { grep -zv '^models/build$' || true; } \
+  | (cd "$SRC" && xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/opt/anqi"
 if [ -d "$SRC/../shared" ]; then
   mkdir -p "$ROOT/opt/shared/video" && cp -a "$SRC/../shared/video/." "$ROOT/opt/shared/video/"
   [ -d "$SRC/../shared/faces" ] || true
