@@ -83,6 +83,27 @@ def vehicle_heads(
 
 from edge.track.tracker import iou_matrix  # noqa: E402
 
+
+def predicted_vehicles(
+    d: dict[str, np.ndarray],
+) -> tuple[list[tuple[OccupantHead, ...]], dict[frozenset[tuple[float, ...]], int]]:
+    """Each rider box's occupants, and one rider box per vehicle: a vehicle is one set of 2+ heads (twin
+    boxes, one per person or per head, are one vehicle)."""
+    occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
+    vehicles: dict[frozenset[tuple[float, ...]], int] = {}
+    for r, o in enumerate(occ):
+        if len(o) >= 2:
+            vehicles.setdefault(frozenset(h.box for h in o), r)
+    return occ, vehicles
+
+
+def on_vehicle(head: np.ndarray, occupants: tuple[OccupantHead, ...]) -> bool:
+    """A labelled head is one of these occupants (IoU >= 0.3)."""
+    return (
+        bool(occupants) and float(iou_matrix(head[None], np.array([h.box for h in occupants])).max()) >= 0.3
+    )
+
+
 CACHE = Path(tempfile.gettempdir()) / "anqi-passenger-bench"
 DETECT_CONFIG: Path | None = (
     None  #: --detect-config: a site config whose detect section the frames are detected with
@@ -298,12 +319,12 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
         H, W = img.shape[:2]
         _, heads = yolo_boxes(base / "labels" / f"{p.stem}.txt", W, H)
         d = dets[p.name]
-        occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
+        occ, vehicles = predicted_vehicles(d)
 
         def box_of(head: np.ndarray, occ: list = occ) -> int | None:
             """The detected rider box whose occupants include this labelled head (IoU >= 0.3)."""
             for r, o in enumerate(occ):
-                if o and iou_matrix(head[None], np.array([h.box for h in o])).max() >= 0.3:
+                if on_vehicle(head, o):
                     return r
             return None
 
@@ -332,11 +353,6 @@ def bench_thaigate(draw: Path | None) -> dict[str, object]:
                     true_boxes.add(ri)  # type: ignore[arg-type]
                 elif draw is not None:
                     shown.append(_tile(p, None, None, heads[[i, j]], d, ri if ri is not None else -1))
-        # a vehicle = one set of 2+ heads (twin boxes, one per person or per head, are one vehicle)
-        vehicles: dict[frozenset[tuple[float, ...]], int] = {}
-        for r, o in enumerate(occ):
-            if len(o) >= 2:
-                vehicles.setdefault(frozenset(h.box for h in o), r)
         true_sets = [frozenset(h.box for h in occ[r]) for r in true_boxes]
         for heads_set, r in vehicles.items():
             pos_boxes += 1
@@ -413,21 +429,13 @@ def bench_pavan(draw: Path | None) -> dict[str, object]:
         H, W = img.shape[:2]
         _, heads = yolo_boxes(PAVAN / "labels" / "val" / f"{p.stem}.txt", W, H)
         d = dets[p.name]
-        occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
-        vehicles: dict[frozenset[tuple[float, ...]], int] = {}
-        for r, o in enumerate(occ):
-            if len(o) >= 2:
-                vehicles.setdefault(frozenset(h.box for h in o), r)
-
-        def matched(head: np.ndarray, o: tuple[OccupantHead, ...]) -> bool:
-            return bool(o) and float(iou_matrix(head[None], np.array([h.box for h in o])).max()) >= 0.3
-
+        occ, vehicles = predicted_vehicles(d)
         true_heads = [k for g in groups.get(p.stem, []) for k in g["heads"]]  # type: ignore[attr-defined]
         if p.stem in unlabelled:
             true_heads.append(unlabelled[p.stem])
         for g in groups.get(p.stem, []):
             ks = [int(k) for k in g["heads"]]  # type: ignore[attr-defined]
-            found = any(sum(matched(heads[k], occ[r]) for k in ks) >= 2 for r in vehicles.values())
+            found = any(sum(on_vehicle(heads[k], occ[r]) for k in ks) >= 2 for r in vehicles.values())
             tp += found
             fn += not found
             if not found and draw is not None:
@@ -445,11 +453,11 @@ def bench_pavan(draw: Path | None) -> dict[str, object]:
                     adults += 1
                     adults_as_children += judged
         if p.stem in unlabelled:
-            found = any(matched(heads[unlabelled[p.stem]], occ[r]) for r in vehicles.values())
+            found = any(on_vehicle(heads[unlabelled[p.stem]], occ[r]) for r in vehicles.values())
             tp += found
             fn += not found
         for r in vehicles.values():
-            if any(matched(heads[k], occ[r]) for k in true_heads):
+            if any(on_vehicle(heads[k], occ[r]) for k in true_heads):
                 right_vehicles += 1
             else:
                 fp += 1
@@ -515,24 +523,16 @@ def bench_corpus(source: str, draw: Path | None, split: str = "all") -> dict[str
         cls, boxes = yolo_boxes(base / "labels" / p.parent.name / f"{p.stem}.txt", W, H)
         heads = boxes[cls != 0]  # corpus classes: 0 rider, 1 helmet, 2 no_helmet
         d = dets[p.name]
-        occ = vehicle_heads(d["riders"], d["heads"], d["head_scores"])
-        vehicles: dict[frozenset[tuple[float, ...]], int] = {}
-        for r, o in enumerate(occ):
-            if len(o) >= 2:
-                vehicles.setdefault(frozenset(h.box for h in o), r)
-
-        def matched(head: np.ndarray, o: tuple[OccupantHead, ...]) -> bool:
-            return bool(o) and float(iou_matrix(head[None], np.array([h.box for h in o])).max()) >= 0.3
-
+        occ, vehicles = predicted_vehicles(d)
         true_heads = [k for ks in groups.get(p.stem, []) for k in ks]
         for ks in groups.get(p.stem, []):
-            found = any(sum(matched(heads[k], occ[r]) for k in ks) >= 2 for r in vehicles.values())
+            found = any(sum(on_vehicle(heads[k], occ[r]) for k in ks) >= 2 for r in vehicles.values())
             tp += found
             fn += not found
             if not found and draw is not None:
                 shown.append(_tile(p, None, None, heads[ks], d, -1))
         for r in vehicles.values():
-            if any(matched(heads[k], occ[r]) for k in true_heads):
+            if any(on_vehicle(heads[k], occ[r]) for k in true_heads):
                 right += 1
             else:
                 fp += 1
