@@ -3,6 +3,7 @@ cut into windows of at most --tile px at the scale the runtime feeds the detecto
 
     .train/bin/python models/train/prepare_finetune.py [--tile 640] [--corpus-dir models/build/corpus]
                                                        [--rider-conf 0.4] [--oversample thaigate-dev=2]
+                                                       [--oversample corpus:kaggle-bikeshelmets=0]  # 0 = leave out
                                                        # -> models/build/datasets/det-ft/ (det.yaml, train.txt)
 
 Why windows: training at imgsz 640 is what makes a CPU run fit (2.5x fewer pixels than 1024), but
@@ -132,7 +133,13 @@ def main() -> None:
     ap.add_argument("--no-corpus", action="store_true")
     ap.add_argument("--teacher", type=Path, default=MODELS / "onnx" / "anqi-rider-head.onnx")
     ap.add_argument("--rider-conf", type=float, default=0.4)
-    ap.add_argument("--oversample", action="append", default=["thaigate-dev=2"], metavar="DATASET=N")
+    ap.add_argument(
+        "--oversample",
+        action="append",
+        default=["thaigate-dev=2"],
+        metavar="DATASET=N",
+        help="list DATASET's training frames N times; N = 0 leaves the data set out",
+    )
     a = ap.parse_args()
     repeat = {k: int(v) for k, v in (s.split("=", 1) for s in a.oversample)}
     out = a.out.resolve()
@@ -158,6 +165,9 @@ def main() -> None:
                 train_list.extend([f"./images/train/{f}.jpg"] * n)
 
     for ds in sets:
+        if repeat.get(ds, 1) == 0:
+            print(f"{ds:32s} left out (--oversample {ds}=0)")
+            continue
         val = set(val_stems(ds))
         c = counts.setdefault(ds, {"frames": 0, "windows": 0, "pseudo_riders": 0, "heads": 0})
         for stem in stems(ds):
