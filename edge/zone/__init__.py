@@ -8,7 +8,7 @@ from __future__ import annotations
 from edge.config import EdgeConfig
 from edge.zone.capture import CaptureZone, WholeFrameZone, ground_anchor
 from edge.zone.geometry import CalibrationError, CalibrationMismatch, GroundMapper
-from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, theil_sen
+from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, repeated_median, theil_sen
 from edge.zone.overlay import BAND_BGR
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ground_anchor",
     "WholeFrameZone",
     "heading_of",
+    "repeated_median",
     "theil_sen",
 ]
 

@@ -44,10 +44,31 @@ def theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     return float(np.median((v[j] - v[i])[ok] / dt[ok]))
 
 
+def repeated_median(t: np.ndarray, v: np.ndarray) -> float:
+    """Siegel's repeated median slope: for each sample the median of its slopes to all others, then the median
+    of those. Half the samples can be wrong before it breaks (Theil-Sen: 29 %), and that holds for the few
+    points a rider has in the band: of 4 points with one badly ranged (a track's first head box, 20 % small),
+    Theil-Sen's median falls between a good and a bad pairwise slope (15.6 m/s for a cyclist at 8), this one
+    is the good points' slope."""
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    n = len(t)
+    if n < 2:
+        return 0.0
+    dt = t[None, :] - t[:, None]
+    ok = np.abs(dt) > 1e-9
+    if not ok.any():
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = np.where(ok, (v[None, :] - v[:, None]) / np.where(ok, dt, 1.0), np.nan)
+    has = ok.any(axis=1)
+    return float(np.median(np.nanmedian(slopes[has], axis=1)))
+
+
 def fit_motion(
     times: np.ndarray, ground: np.ndarray, window_s: float, min_samples: int = 2, min_span_s: float = 0.0
 ) -> GroundMotion | None:
-    """Robust constant velocity (Theil-Sen) over the last ``window_s`` seconds of (time, ground point) samples.
+    """Robust constant velocity (repeated median per ground axis) over the last ``window_s`` seconds of (time, ground point) samples.
 
     Returns None with fewer than ``min_samples`` (at least 2) finite samples or a span under
     ``min_span_s`` (a track's first few ground points are too noisy to call a speed).
@@ -65,5 +86,5 @@ def fit_motion(
     span = float(t[-1] - t[0])
     if span <= 0 or span < min_span_s or len(t) < max(2, min_samples):
         return None
-    vx, vy = theil_sen(t, g[:, 0]), theil_sen(t, g[:, 1])
+    vx, vy = repeated_median(t, g[:, 0]), repeated_median(t, g[:, 1])
     return GroundMotion(math.hypot(vx, vy), heading_of(vx, vy), span, int(len(t)))
