@@ -244,6 +244,7 @@ class Track:
     history: deque[TrackPoint]
     track_id: int | None = None  #: public id, given at confirmation
     hits: int = 1
+    confident_hits: int = 1  #: detections at or above track.high_conf (a track is created by one)
     rider_hits: int = 0
     matched_now: bool = True
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  #: d(cx, cy, w, h)/dt in px/s
@@ -379,6 +380,7 @@ class Track:
         self.box, self.velocity, self.last_t_s = new.box, new.velocity, new.last_t_s
         self.head, self.head_velocity, self.head_t_s = new.head, new.head_velocity, new.head_t_s
         self.hits += new.hits
+        self.confident_hits += new.confident_hits
         self.rider_hits += new.rider_hits
         self.matched_now = True
         if new.look is not None:
@@ -497,18 +499,27 @@ class RiderTracker:
         unmatched_high = associate(all_idx, high)
         # second pass: low-confidence detections extend confirmed tracks matched last frame, and those
         # the detector has just missed when their heads match (a head-gated match is specific enough
-        # that a weak detection of a followed head is still that head). Not tentative tracks (as in
-        # ByteTrack): min_hits counts confident detections, or one detection at the edge of high_conf
-        # followed by weak ones confirms a track - a car's windscreen scored 0.50 once and 0.46-0.49
-        # after became a no-helmet "rider" on the shared clip when its scores moved by 0.01 (another
-        # machine's kernels, benchmarks/trace_replay.py --jitter)
+        # that a weak detection of a followed head is still that head). A tentative track with a head,
+        # matched last frame, is kept alive by a weak detection of that head, but only confident
+        # detections confirm it (``confident_hits``; ByteTrack drops it): one detection at the edge of
+        # high_conf followed by weak ones must not confirm a track - a car's windscreen scored 0.50 once
+        # and 0.46-0.49 after became a no-helmet "rider" on the shared clip when its scores moved by 0.01
+        # (another machine's kernels, benchmarks/trace_replay.py --jitter) - and a rider whose second
+        # detection scores 0.49 instead of 0.54 (emulated arm64) must not lose the track and start again
+        # a frame before leaving the band
         second = [
             i
             for i in all_idx
             if i not in matches
-            and self.tracks[i].confirmed
-            and (self.tracks[i].key in prev_matched or self.tracks[i].head is not None)
+            and (
+                (
+                    self.tracks[i].confirmed
+                    and (self.tracks[i].key in prev_matched or self.tracks[i].head is not None)
+                )
+                or (self.tracks[i].key in prev_matched and self.tracks[i].head is not None)
+            )
         ]
+        strong = dict(matches)
         associate(second, low)
 
         size = frame_size
@@ -521,7 +532,9 @@ class RiderTracker:
             t.update(dets[dj], self._point(dets[dj], t_s, utc, None, 0, mono))
             t.matched_now = True
             matched.append(t)
-            if t.track_id is None and t.hits >= cfg.min_hits:
+            if ti in strong:
+                t.confident_hits += 1
+            if t.track_id is None and t.confident_hits >= cfg.min_hits:
                 confirming.append(t)
         for d in new_dets:
             p = self._point(d, t_s, utc, None, 0, mono)

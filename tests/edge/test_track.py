@@ -84,6 +84,34 @@ def test_weak_detections_never_confirm_a_tentative_track() -> None:
         assert [t.track_id for t in upd.active] == [1]
 
 
+def heads_only(box: Sequence[float], score: float) -> Dets:
+    e = np.zeros((0, 4), np.float32)
+    return Dets(
+        e,
+        np.zeros(0, np.float32),
+        np.array([box], np.float32),
+        np.array([score], np.float32),
+        np.array([0.9], np.float32),
+    )
+
+
+def test_a_weak_second_look_keeps_a_tentative_head_track_until_a_confident_one_confirms_it() -> None:
+    """The demo's teal-jacket head on emulated arm64 scored 0.61, 0.49, 0.40, 0.72 (x86: 0.61, 0.54, ...):
+    ByteTrack dropped the tentative track at the 0.49 and started again two frames later, a frame before she
+    left the band. A weak detection of the same head keeps a tentative track (and its observations) alive;
+    only confident ones count towards min_hits, so weak ones alone still confirm nothing."""
+    cfg = TrackConfig(high_conf=0.5, low_conf=0.15, min_hits=2)
+    tr = RiderTracker(cfg)
+    for i, s in enumerate((0.61, 0.49, 0.40)):
+        assert step(tr, heads_only([130 + 12 * i, 70, 160 + 12 * i, 100], s), i, dt=0.1).active == []
+    upd = step(tr, heads_only([166, 68, 198, 100], 0.72), 3, dt=0.1)
+    assert [t.track_id for t in upd.active] == [1]
+    assert len(upd.active[0].head_votes(in_zone_only=False)) == 4  # the weak looks' helmet votes are kept
+    tr = RiderTracker(cfg)  # a windscreen: one detection at the edge, weak ones after it
+    for i, s in enumerate((0.5, 0.49, 0.47, 0.46, 0.48)):
+        assert step(tr, heads_only([300 + 2 * i, 80, 330 + 2 * i, 110], s), i, dt=0.1).active == []
+
+
 def test_lost_track_is_recovered_within_max_lost_and_closed_after() -> None:
     tr = RiderTracker(TrackConfig(min_hits=1, max_lost_s=0.5))
     for i in range(4):
