@@ -22,7 +22,7 @@ from anqi_contract.sealed import KeyRing, SealError, generate_keypair, parse_pri
 from edge.config.device import DeviceConfig
 from edge.config.privacy import SealConfig
 from edge.evidence import EventAssembler, FaceCapture
-from edge.evidence.privacy import FaceBlur
+from edge.evidence.privacy import FaceBlur, _overlap
 from edge.relay import Outbox
 from edge.rules import Violation
 
@@ -256,6 +256,27 @@ def test_every_face_but_the_violators_is_blurred_beyond_recognition(tmp_path: Pa
         assert cosine(e0, e1) < 0.3, cosine(e0, e1)
     # the frame away from the faces is untouched
     assert np.array_equal(out[650:, :], frame[650:, :])
+
+
+def test_faces_are_searched_tile_by_tile_and_each_is_found_once() -> None:
+    """The bystander search runs on overlapping tiles (the detector's buffers stay one tile's): with tiles
+    smaller than the frame, seams through or beside the faces, it finds the faces a whole-frame pass finds,
+    each once."""
+    from anqi_contract.manifest import resolve
+    from edge.detect.faces import FaceDetector
+
+    frame, boxes = _street_frame()
+
+    def finder() -> FaceDetector:
+        return FaceDetector(resolve("yunet")[1], 0.5, min_face_px=6, max_input_px=4096)
+
+    whole = FaceBlur(finder(), tile_px=4096).faces(frame)
+    for tile in (960, 480, 320):
+        tiled = FaceBlur(finder(), tile_px=tile).faces(frame)
+        assert len(tiled) == len(whole), (tile, tiled, whole)
+        for b in boxes:  # each planted face: one box on it
+            on = [f for f in tiled if _overlap(f, tuple(float(v) for v in b)) >= 0.5]  # type: ignore[arg-type]
+            assert len(on) == 1, (tile, b, on)
 
 
 def test_the_assembler_blurs_context_and_deciding_frames_only(tmp_path: Path) -> None:
