@@ -296,8 +296,10 @@ def test_head_conf_alone_can_go_below_the_proposal_floor() -> None:
     loose = _detector(parse_config({"detect": {"head_conf": 0.05, "min_head_prob": 0.0}}))
     default = _detector(parse_config({"detect": {"min_head_prob": 0.0}}))
     n = {"loose": 0, "default": 0}
-    for stem in val_images_with("helmet9-dev", 3, 4):
-        img = load("helmet9-dev", stem)
+    for ds, stem in [("helmet9-dev", s) for s in val_images_with("helmet9-dev", 3, 4)] + [
+        ("thaigate-dev", s) for s in val_images_with("thaigate-dev", 1, 8)
+    ]:
+        img = load(ds, stem)
         n["loose"] += len(loose.detect(img).heads)
         n["default"] += len(default.detect(img).heads)
     assert n["loose"] > n["default"], n

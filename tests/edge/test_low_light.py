@@ -52,19 +52,41 @@ def test_daylight_black_and_switched_off_frames_are_left_exactly_as_they_are() -
     assert lift_low_light(dark, 0.0) is dark
 
 
+def _no_helmet_heads(label: Path, w: int, h: int) -> np.ndarray:
+    """The labelled no-helmet heads (class 1) of a thaigate-dev frame, pixel xyxy."""
+    rows = [r.split() for r in label.read_text().splitlines() if r.split()[:1] == ["1"]]
+    b = np.array([[float(v) for v in r[1:5]] for r in rows], np.float64).reshape(-1, 4)
+    return np.c_[
+        (b[:, 0] - b[:, 2] / 2) * w,
+        (b[:, 1] - b[:, 3] / 2) * h,
+        (b[:, 0] + b[:, 2] / 2) * w,
+        (b[:, 1] + b[:, 3] / 2) * h,
+    ]
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/thaigate-dev is not beside the checkout")
-def test_on_a_gate_camera_frame_at_dusk_the_lift_gives_back_heads_the_detector_lost() -> None:
+def test_on_gate_camera_frames_at_dusk_the_lift_gives_back_no_helmet_calls_the_models_lost() -> None:
+    """Darkened to the synthetic dusk, the gate camera's bare heads are still boxed but mostly called 'helmet'
+    (benchmarks/accuracy.py --darken: no_helmet recall 0.235 without the lift, 0.471 with it, 0.529 in
+    daylight): counted here on the validation frames with a labelled no-helmet head."""
+    from edge.track import iou_matrix
+
     cfg = load_config(ROOT / "config" / "edge.example.yaml")
     on = RiderDetector.from_config(cfg.detect, cfg.face)
     off = RiderDetector.from_config(cfg.detect.model_copy(update={"low_light_lift": 0.0}), cfg.face)
-    frames = sorted((SHARED / "images").glob("*"))[:12]
-    found_on = found_off = day = 0
-    for f in frames:
-        img = cv2.imread(str(f))
-        assert img is not None, f
-        day += len(on.detect(img).heads)
+    called = {"day": 0, "dusk_lifted": 0, "dusk": 0}
+    val = (ROOT / "models" / "train" / "splits" / "thaigate-dev.val.txt").read_text().split()
+    for stem in val:  # frames the models never trained on
+        img = cv2.imread(str(SHARED / "images" / f"{stem}.jpg"))
+        assert img is not None, stem
+        truth = _no_helmet_heads(SHARED / "labels" / f"{stem}.txt", img.shape[1], img.shape[0])
+        if not len(truth):
+            continue
         dark = dusk(img)
-        found_on += len(on.detect(dark).heads)
-        found_off += len(off.detect(dark).heads)
-    assert day > 0
-    assert found_on > found_off, (day, found_on, found_off)
+        for name, det, frame in (("day", on, img), ("dusk_lifted", on, dark), ("dusk", off, dark)):
+            d = det.detect(frame)
+            flagged = d.heads[d.head_no_helmet >= 0.5]
+            if len(flagged):
+                called[name] += int((iou_matrix(truth, flagged).max(axis=1) >= 0.3).sum())
+    assert called["day"] > 0, called
+    assert called["dusk_lifted"] > called["dusk"], called
