@@ -519,7 +519,7 @@ class RiderTracker:
                 or (self.tracks[i].key in prev_matched and self.tracks[i].head is not None)
             )
         ]
-        strong = dict(matches)
+        strong = set(matches)  # tracks matched by a confident detection
         associate(second, low)
 
         size = frame_size
