@@ -4,6 +4,7 @@ cut into windows of at most --tile px at the scale the runtime feeds the detecto
     .train/bin/python models/train/prepare_finetune.py [--tile 640] [--corpus-dir models/build/corpus]
                                                        [--rider-conf 0.4] [--oversample thaigate-dev=2]
                                                        [--oversample corpus:kaggle-bikeshelmets=0]  # 0 = leave out
+                                                       [--dusk 0.35]  # + dusk copies of 35 % of the frames
                                                        # -> models/build/datasets/det-ft/ (det.yaml, train.txt)
 
 Why windows: training at imgsz 640 is what makes a CPU run fit (2.5x fewer pixels than 1024), but
@@ -23,6 +24,14 @@ labels, as the shipped model was trained). Only training splits are written; the
 (``models/train/splits/*.val.txt``, the corpus's ``val/``) are never read here, except that
 det.yaml's ``val`` points at a folder of two shared validation frames that ultralytics requires
 to exist (the trainer runs with val=False and never reads it for training).
+
+``--dusk F``: an evening camera, as the runtime hands it to the detector. For a fraction F of the training
+frames (seeded) one more copy is written: the frame darkened by a random dusk (grey level x -> gain * x **
+gamma, gamma 1.4-2.6, gain 0.3-0.8, a colour cast, sensor noise, in a third of them grey like an IR-cut
+camera), then lifted back by the runtime's own ``lift_low_light`` at the default
+``detect.low_light_lift``, which is what the detector sees of such a camera at run time: flat contrast,
+noise and crushed shadows. Its parameters are drawn at random, unlike ``benchmarks/accuracy.py --darken``'s
+fixed curve (gamma 1.8, gain 0.55, noise 0.015), so that benchmark is not the training recipe.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BUILD, DATASETS, MODELS, load_image, read_labels, stems, val_stems  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from edge.config.detect import DetectConfig  # noqa: E402
+from edge.detect.rider import lift_low_light  # noqa: E402
 
 CLASSES = ["rider", "helmet", "no_helmet"]
 LABEL = {name: i for i, name in enumerate(CLASSES)}
@@ -80,6 +93,19 @@ def cut(img: np.ndarray, boxes: list[tuple[int, float, float, float, float]], ti
                     f"{(cx2 - cx1) / ow:.6f} {(cy2 - cy1) / oh:.6f}"
                 )
             yield f"{x0}_{y0}", crop, lines
+
+
+def dusk(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``img`` (BGR uint8) as an evening camera would give it, then lifted as the runtime lifts it (``--dusk``)."""
+    x = img.astype(np.float32) / 255.0
+    if rng.random() < 1 / 3:  # IR-cut / night mode: grey
+        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+    gamma, gain = rng.uniform(1.4, 2.6), rng.uniform(0.3, 0.8)
+    cast = rng.uniform(0.85, 1.15, size=3).astype(np.float32)  # sodium / LED / twilight tint
+    x = gain * cast * x**gamma
+    x = x + rng.normal(0.0, rng.uniform(0.005, 0.03), x.shape).astype(np.float32)
+    dark = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    return lift_low_light(dark, DetectConfig().low_light_lift)
 
 
 class RiderTeacher:
@@ -140,6 +166,13 @@ def main() -> None:
         metavar="DATASET=N",
         help="list DATASET's training frames N times; N = 0 leaves the data set out",
     )
+    ap.add_argument(
+        "--dusk",
+        type=float,
+        default=0.0,
+        help="fraction of training frames that get one more, dusk-then-lifted copy (see above)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --dusk draws")
     a = ap.parse_args()
     repeat = {k: int(v) for k, v in (s.split("=", 1) for s in a.oversample)}
     out = a.out.resolve()
@@ -149,7 +182,9 @@ def main() -> None:
         (out / sub).mkdir(parents=True)
     train_list: list[str] = []
     counts: dict[str, dict[str, int]] = {}
+    n_dusk = 0
     teacher = None if a.no_corpus else RiderTeacher(a.teacher, a.rider_conf)
+    rng = np.random.default_rng(a.seed)
     sets = list(DATASETS)
     if not a.no_corpus:
         sets += [
@@ -196,7 +231,11 @@ def main() -> None:
                 c["pseudo_riders"] += len(riders)
                 boxes += riders
             before = len(train_list)
-            write(ds.replace(":", "_") + "_" + stem.replace("/", "_"), img, boxes, repeat.get(ds, 1))
+            name = ds.replace(":", "_") + "_" + stem.replace("/", "_")
+            write(name, img, boxes, repeat.get(ds, 1))
+            if a.dusk > 0 and rng.random() < a.dusk:
+                write(name + "_dusk", dusk(img, rng), boxes, repeat.get(ds, 1))
+                n_dusk += 1
             c["frames"] += 1
             c["windows"] += len(train_list) - before
     # ultralytics insists that a val folder exists; val=False in training, so it is never read
@@ -212,7 +251,7 @@ def main() -> None:
         print(
             f"{ds:32s} frames {c['frames']:5d}  train entries {c['windows']:5d}  heads {c['heads']:5d}  pseudo riders {c['pseudo_riders']}"
         )
-    print(f"wrote {out}: {len(train_list)} training entries")
+    print(f"wrote {out}: {len(train_list)} training entries ({n_dusk} frames with a dusk copy)")
 
 
 if __name__ == "__main__":

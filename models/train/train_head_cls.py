@@ -11,10 +11,14 @@ bike, other body parts). Validation = the written split (models/train/splits/), 
 ``--members K`` trains K models (seeds seed .. seed+K-1) on the same crops and exports the mean of
 their logits as one ONNX file (tried, not shipped: see the model card).
 
-``--detector-crops`` adds, on the training frames only, crops of the boxes the committed detector
+``--detector-crops`` adds, on the training frames of every trained data set (../shared's and the
+``--corpus`` sources), crops of the boxes the committed detector
 (``anqi-rider-head``, the runtime's own path without the classifier) finds on labelled heads
 (IoU >= 0.3, with that head's label): the boxes the classifier is given at run time, misaligned as
 the detector misaligns them, rather than only jittered true boxes.
+
+``--dusk P`` turns a fraction P of the training crops into evening crops as the runtime lifts them
+(:func:`dusk`); its random curve is not ``benchmarks/accuracy.py --darken``'s fixed one.
 """
 
 from __future__ import annotations
@@ -166,9 +170,29 @@ def build_model(width: int = 1):  # type: ignore[no-untyped-def]
     )
 
 
-def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flip, brightness/contrast, blur-ish downscale: on NCHW float batches."""
+def dusk(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """NCHW crops in [0, 1] as an evening camera gives them after the runtime's low-light lift: darkened by a
+    random curve (gain * x ** gamma, gamma 1.4-2.6, gain 0.3-0.8) with sensor noise, then lifted back by one
+    gamma that brings each crop's median to 0.4 (``lift_low_light`` works on the whole frame; a crop's median is
+    the nearest thing a crop has). Flat contrast, noise and crushed shadows: what a dusk head looks like."""
+    n = len(x)
+    gamma = rng.uniform(1.4, 2.6, (n, 1, 1, 1)).astype(np.float32)
+    gain = rng.uniform(0.3, 0.8, (n, 1, 1, 1)).astype(np.float32)
+    sd = rng.uniform(0.005, 0.03, (n, 1, 1, 1)).astype(np.float32)
+    d = np.clip(gain * x**gamma + rng.normal(0.0, 1.0, x.shape).astype(np.float32) * sd, 1e-3, 1)
+    d = np.round(d * 255) / 255  # the 8-bit frame the camera delivers
+    m = np.clip(np.median(d.reshape(n, -1), axis=1), 1e-3, 0.999).reshape(n, 1, 1, 1)
+    lift = np.where(m < 0.4, np.log(0.4) / np.log(m), 1.0).astype(np.float32)
+    return np.clip(d**lift, 0, 1).astype(np.float32)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, dusk_p: float = 0.0) -> np.ndarray:
+    """Flip, brightness/contrast, blur-ish downscale, and (``dusk_p``) :func:`dusk`: on NCHW float batches."""
     x = x.copy()
+    if dusk_p > 0:
+        night = np.flatnonzero(rng.random(len(x)) < dusk_p)
+        if len(night):
+            x[night] = dusk(x[night], rng)
     flip = rng.random(len(x)) < 0.5
     x[flip] = x[flip][..., ::-1]
     a = rng.uniform(0.6, 1.4, (len(x), 1, 1, 1)).astype(np.float32)
@@ -202,6 +226,7 @@ def train_member(
     rng: np.random.Generator,
     width: int,
     epochs: int,
+    dusk_p: float = 0.0,
 ):  # type: ignore[no-untyped-def]
     """One classifier: AdamW + one-cycle, balanced sampling (``p_sample``), augmentation from ``rng``."""
     import torch
@@ -221,7 +246,7 @@ def train_member(
         total = 0.0
         for i in range(0, len(X), 128):
             idx = order[i : i + 128]
-            xb = torch.from_numpy(augment(X[idx], rng))
+            xb = torch.from_numpy(augment(X[idx], rng, dusk_p))
             yb = torch.from_numpy(Y[idx])
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
@@ -312,6 +337,12 @@ def main() -> None:
         help="Data sets left out of training (leave-one-source-out): ../shared names or corpus sources; "
         "their val split is still reported.",
     )
+    ap.add_argument(
+        "--dusk",
+        type=float,
+        default=0.0,
+        help="fraction of training crops turned into a lifted dusk crop (see dusk()); 0 = the committed recipe",
+    )
     a = ap.parse_args()
     import torch
 
@@ -329,7 +360,7 @@ def main() -> None:
             continue
         train_names = [s for s in stems(ds) if s not in val]
         x, y = collect(ds, train_names, rng, jitter=3, negatives=4)
-        if a.detector_crops and ds in DATASETS:
+        if a.detector_crops:
             dx, dy = detector_crops(ds, train_names)
             print(f"{ds}: detector crops {len(dx)} {np.bincount(dy, minlength=3).tolist()}", flush=True)
             x, y = np.concatenate([x, dx]), np.concatenate([y, dy])
@@ -352,7 +383,7 @@ def main() -> None:
             torch.manual_seed(a.seed + k)
             rng = np.random.default_rng(a.seed + k)
         print(f"member {k + 1}/{a.members} (seed {a.seed + k})", flush=True)
-        members.append(train_member(X, Y, p_sample, va, rng, a.width, a.epochs))
+        members.append(train_member(X, Y, p_sample, va, rng, a.width, a.epochs, a.dusk))
     model = members[0] if a.members == 1 else mean_logits_class()(members).eval()
     if a.members > 1:
         msgs = val_report(model, va)
