@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from labelled_data import labelled_heads, load, val_images_with
 
 from edge.config import load_config
 from edge.detect.rider import RiderDetector, lift_low_light
@@ -52,18 +52,6 @@ def test_daylight_black_and_switched_off_frames_are_left_exactly_as_they_are() -
     assert lift_low_light(dark, 0.0) is dark
 
 
-def _no_helmet_heads(label: Path, w: int, h: int) -> np.ndarray:
-    """The labelled no-helmet heads (class 1) of a thaigate-dev frame, pixel xyxy."""
-    rows = [r.split() for r in label.read_text().splitlines() if r.split()[:1] == ["1"]]
-    b = np.array([[float(v) for v in r[1:5]] for r in rows], np.float64).reshape(-1, 4)
-    return np.c_[
-        (b[:, 0] - b[:, 2] / 2) * w,
-        (b[:, 1] - b[:, 3] / 2) * h,
-        (b[:, 0] + b[:, 2] / 2) * w,
-        (b[:, 1] + b[:, 3] / 2) * h,
-    ]
-
-
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/thaigate-dev is not beside the checkout")
 def test_on_gate_camera_frames_at_dusk_the_lift_gives_back_no_helmet_calls_the_models_lost() -> None:
     """Darkened to the synthetic dusk, the gate camera's bare heads are still boxed but mostly called 'helmet'
@@ -75,13 +63,9 @@ def test_on_gate_camera_frames_at_dusk_the_lift_gives_back_no_helmet_calls_the_m
     on = RiderDetector.from_config(cfg.detect, cfg.face)
     off = RiderDetector.from_config(cfg.detect.model_copy(update={"low_light_lift": 0.0}), cfg.face)
     called = {"day": 0, "dusk_lifted": 0, "dusk": 0}
-    val = (ROOT / "models" / "train" / "splits" / "thaigate-dev.val.txt").read_text().split()
-    for stem in val:  # frames the models never trained on
-        img = cv2.imread(str(SHARED / "images" / f"{stem}.jpg"))
-        assert img is not None, stem
-        truth = _no_helmet_heads(SHARED / "labels" / f"{stem}.txt", img.shape[1], img.shape[0])
-        if not len(truth):
-            continue
+    for stem in val_images_with("thaigate-dev", 1):  # frames the models never trained on
+        img = load("thaigate-dev", stem)
+        truth = labelled_heads("thaigate-dev", stem, 1, img.shape[1], img.shape[0])
         dark = dusk(img)
         for name, det, frame in (("day", on, img), ("dusk_lifted", on, dark), ("dusk", off, dark)):
             d = det.detect(frame)
