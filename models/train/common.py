@@ -127,6 +127,11 @@ def load_image(name: str, stem: str) -> np.ndarray:
 
 DATASETS = ("helmet9-dev", "thaigate-dev")
 
+#: ``--dusk`` (prepare_finetune.py, train_head_cls.py): an evening camera's curve, grey x -> gain * x ** gamma
+#: plus sensor noise of this sd, each drawn uniformly from these ranges (not benchmarks/accuracy.py --darken's
+#: fixed 0.55 x ** 1.8 + 0.015, so that benchmark is not the training recipe)
+DUSK_GAMMA, DUSK_GAIN, DUSK_NOISE = (1.4, 2.6), (0.3, 0.8), (0.005, 0.03)
+
 
 def record_sha256(name: str, path: Path) -> str:
     """Write the SHA-256 of ``path`` into the manifest entry ``name`` (keeps the file's comments)."""

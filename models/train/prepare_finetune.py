@@ -45,7 +45,18 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BUILD, DATASETS, MODELS, load_image, read_labels, stems, val_stems  # noqa: E402
+from common import (  # noqa: E402
+    BUILD,
+    DATASETS,
+    DUSK_GAIN,
+    DUSK_GAMMA,
+    DUSK_NOISE,
+    MODELS,
+    load_image,
+    read_labels,
+    stems,
+    val_stems,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edge.config.detect import DetectConfig  # noqa: E402
@@ -100,10 +111,10 @@ def dusk(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = img.astype(np.float32) / 255.0
     if rng.random() < 1 / 3:  # IR-cut / night mode: grey
         x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
-    gamma, gain = rng.uniform(1.4, 2.6), rng.uniform(0.3, 0.8)
+    gamma, gain = rng.uniform(*DUSK_GAMMA), rng.uniform(*DUSK_GAIN)
     cast = rng.uniform(0.85, 1.15, size=3).astype(np.float32)  # sodium / LED / twilight tint
     x = gain * cast * x**gamma
-    x = x + rng.normal(0.0, rng.uniform(0.005, 0.03), x.shape).astype(np.float32)
+    x = x + rng.normal(0.0, rng.uniform(*DUSK_NOISE), x.shape).astype(np.float32)
     dark = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
     return lift_low_light(dark, DetectConfig().low_light_lift)
 

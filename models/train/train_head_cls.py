@@ -33,8 +33,20 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
-from common import DATASETS, MODELS, load_image, read_labels, record_sha256, stems, val_stems  # noqa: E402
+from common import (  # noqa: E402
+    DATASETS,
+    DUSK_GAIN,
+    DUSK_GAMMA,
+    DUSK_NOISE,
+    MODELS,
+    load_image,
+    read_labels,
+    record_sha256,
+    stems,
+    val_stems,
+)
 
+from edge.config.detect import DetectConfig  # noqa: E402
 from edge.detect.geometry import iou_matrix  # noqa: E402
 from edge.detect.heads import CROP_SIZE, HEAD_CLASSES, crops_to_tensor, head_crops  # noqa: E402
 
@@ -173,16 +185,17 @@ def build_model(width: int = 1):  # type: ignore[no-untyped-def]
 def dusk(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """NCHW crops in [0, 1] as an evening camera gives them after the runtime's low-light lift: darkened by a
     random curve (gain * x ** gamma, gamma 1.4-2.6, gain 0.3-0.8) with sensor noise, then lifted back by one
-    gamma that brings each crop's median to 0.4 (``lift_low_light`` works on the whole frame; a crop's median is
+    gamma that brings each crop's median to the ``detect.low_light_lift`` default (``lift_low_light`` works on the whole frame; a crop's median is
     the nearest thing a crop has). Flat contrast, noise and crushed shadows: what a dusk head looks like."""
     n = len(x)
-    gamma = rng.uniform(1.4, 2.6, (n, 1, 1, 1)).astype(np.float32)
-    gain = rng.uniform(0.3, 0.8, (n, 1, 1, 1)).astype(np.float32)
-    sd = rng.uniform(0.005, 0.03, (n, 1, 1, 1)).astype(np.float32)
+    gamma = rng.uniform(*DUSK_GAMMA, (n, 1, 1, 1)).astype(np.float32)
+    gain = rng.uniform(*DUSK_GAIN, (n, 1, 1, 1)).astype(np.float32)
+    sd = rng.uniform(*DUSK_NOISE, (n, 1, 1, 1)).astype(np.float32)
     d = np.clip(gain * x**gamma + rng.normal(0.0, 1.0, x.shape).astype(np.float32) * sd, 1e-3, 1)
     d = np.round(d * 255) / 255  # the 8-bit frame the camera delivers
+    target = DetectConfig().low_light_lift
     m = np.clip(np.median(d.reshape(n, -1), axis=1), 1e-3, 0.999).reshape(n, 1, 1, 1)
-    lift = np.where(m < 0.4, np.log(0.4) / np.log(m), 1.0).astype(np.float32)
+    lift = np.where(m < target, np.log(target) / np.log(m), 1.0).astype(np.float32)
     return np.clip(d**lift, 0, 1).astype(np.float32)
 
 
