@@ -208,10 +208,19 @@ class FramePipeline:
                     away = _moving_away(t)
                     # a vehicle with more than one person: the driver's face and the passenger's apart
                     heads = occupant_heads(t, self.motion_window_s)
-                    self.faces.offer(t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"))
+                    self.faces.offer(
+                        t, img, frame.pts_s, frame.utc, away, head=heads.get("driver"), heads_seen=dets.heads
+                    )
                     if "passenger" in heads:
                         self.faces.offer(
-                            t, img, frame.pts_s, frame.utc, away, head=heads["passenger"], slot="passenger"
+                            t,
+                            img,
+                            frame.pts_s,
+                            frame.utc,
+                            away,
+                            head=heads["passenger"],
+                            slot="passenger",
+                            heads_seen=dets.heads,
                         )
             self.stats.face_crops = self.faces.crops_run
         if upd.closed:

@@ -114,6 +114,13 @@ class _TrackFaces:
     best: FaceCandidate | None = None
     moving_away: int = 0
     approaching: int = 0
+    others_faces: int = 0  #: faces found in the search region but off this track's head
+
+
+#: how far (in head sizes, each side) a face's centre may lie off the track's head box and still be its face
+OWN_FACE_GROW = 0.5
+#: the same for one occupant of a vehicle with several: tighter, the next head is close
+OCCUPANT_FACE_GROW = 0.3
 
 
 def search_region(track: Track, width: int, height: int, head: Box | None = None) -> Box | None:
@@ -176,10 +183,12 @@ class FaceCapture:
         heading_away: bool | None = None,
         head: Box | None = None,
         slot: str = "",
+        heads_seen: np.ndarray | None = None,
     ) -> FaceCandidate | None:
         """Look for the track's face in this frame; returns the new best candidate if this frame gave one.
         ``head`` and ``slot``: the face of one occupant of a vehicle with several (``slot="passenger"``
-        keeps the passenger's best face apart from the driver's)."""
+        keeps the passenger's best face apart from the driver's). ``heads_seen``: every head box detected
+        in this frame, ``(M, 4)``; a face nearer another of them than this track's head is not its face."""
         if track.track_id is None:
             return None
         key: int | tuple[int, str] = (track.track_id, slot) if slot else track.track_id
@@ -208,11 +217,20 @@ class FaceCapture:
             return None
         st.faces_seen += 1
         best_here: FaceCandidate | None = None
+        # The search region is generous (a small head's box may sit on the hair or the collar), so it can hold
+        # another person's face: a fellow occupant's, or a rider's just behind or beside this one (the reversed
+        # demo clip: the helmeted woman's face, 1.3 heads above teal-jacket's head, won the wrong_way event).
+        # A face is this track's only when its centre lies on the track's own head box, grown a little.
+        own = head if head is not None else track.last.head_box
+        grow = OCCUPANT_FACE_GROW if head is not None else OWN_FACE_GROW
         for f in faces:
             fx0, fy0, fx1, fy1 = (float(v) / scale for v in f.box)
             box = (fx0 + x0, fy0 + y0, fx1 + x0, fy1 + y0)
-            if head is not None and not _centre_near(box, head, 0.3):
-                continue  # a fellow occupant's face, seen from this occupant's search region
+            if own is not None and (
+                not _centre_near(box, own, grow) or _nearer_other_head(box, own, heads_seen)
+            ):
+                st.others_faces += 1
+                continue
             size = int(round(max(box[2] - box[0], box[3] - box[1])))
             if size < self.min_face_px:
                 st.too_small += 1
@@ -248,6 +266,8 @@ class FaceCapture:
             return "rider never in view long enough for a face search"
         if st.too_small and st.faces_seen:
             return f"face too small (under {self.min_face_px} px)"
+        if st.others_faces and st.faces_seen:
+            return "the faces found near the rider were other people's (off the rider's head)"
         if st.moving_away > st.approaching:
             return "rider seen from behind"
         return f"no face detected in {st.crops_tried} head crops (face turned away or covered)"
@@ -266,6 +286,29 @@ def _centre_near(box: Box, head: Box, grow: float) -> bool:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     w, h = head[2] - head[0], head[3] - head[1]
     return head[0] - grow * w <= cx <= head[2] + grow * w and head[1] - grow * h <= cy <= head[3] + grow * h
+
+
+def _head_distance(cx: float, cy: float, head: np.ndarray) -> float:
+    """Distance of a point from a head box's centre, in that head's sizes."""
+    x0, y0, x1, y1 = (float(v) for v in head[:4])
+    return float(np.hypot(cx - (x0 + x1) / 2, cy - (y0 + y1) / 2) / max(x1 - x0, y1 - y0, 1.0))
+
+
+def _nearer_other_head(box: Box, own: Box, heads_seen: np.ndarray | None) -> bool:
+    """Does another head of this frame (not ``own``: IoU < 0.5 with it) hold ``box``'s centre nearer than
+    ``own`` does, in head sizes? Then the face is that person's: a rider just behind or beside this one."""
+    if heads_seen is None or len(heads_seen) == 0:
+        return False
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    o = np.asarray(own, np.float32)
+    hs = np.asarray(heads_seen, np.float32).reshape(-1, 4)
+    ix = np.clip(np.minimum(hs[:, 2], o[2]) - np.maximum(hs[:, 0], o[0]), 0, None)
+    iy = np.clip(np.minimum(hs[:, 3], o[3]) - np.maximum(hs[:, 1], o[1]), 0, None)
+    inter = ix * iy
+    union = (hs[:, 2] - hs[:, 0]) * (hs[:, 3] - hs[:, 1]) + (o[2] - o[0]) * (o[3] - o[1]) - inter
+    others = hs[inter / np.maximum(union, 1e-6) < 0.5]
+    mine = _head_distance(cx, cy, o)
+    return any(_head_distance(cx, cy, h) < mine for h in others)
 
 
 def crop_face(image: np.ndarray, box: Box, margin: float = 0.25) -> np.ndarray:

@@ -75,6 +75,31 @@ def test_best_face_of_a_track_is_the_largest_sharpest_frontal_one(frames: dict[i
     assert hb[0] - 5 <= cx <= hb[2] + 5 and hb[1] - 5 <= cy <= hb[3] + 5
 
 
+def test_a_face_nearer_another_head_is_not_the_tracks_face(frames: dict[int, np.ndarray]) -> None:
+    """The search region around a head is generous, so it can hold the face of a rider just behind or beside:
+    that face belongs to whichever head of the frame lies nearest it (the reversed demo clip once gave
+    teal-jacket's wrong_way event the helmeted woman's face)."""
+    beard = HEADS[200]
+    # a loose head box of another rider, below and around the bearded rider's head: his face is inside its
+    # search region and within half a head of the box
+    loose = (180.0, 40.0, 250.0, 110.0)
+    alone = FaceCapture(_yunet(), min_face_px=12)
+    alone.offer(head_track({200: loose}), frames[200], 200 / 30, T0, heads_seen=np.array([loose], np.float32))
+    assert alone.best(3) is not None  # nobody else's head seen: the face is taken (the old behaviour)
+    capture = FaceCapture(_yunet(), min_face_px=12)
+    seen = np.array([loose, beard], np.float32)
+    capture.offer(head_track({200: loose}), frames[200], 200 / 30, T0, heading_away=False, heads_seen=seen)
+    assert capture.best(3) is None
+    assert "other people's" in capture.no_face_reason(3)
+    # the bearded rider's own track, with the same heads seen, keeps his face
+    own = FaceCapture(_yunet(), min_face_px=12)
+    own.offer(head_track({200: beard}), frames[200], 200 / 30, T0, heading_away=False, heads_seen=seen)
+    best = own.best(3)
+    assert best is not None
+    cx, cy = (best.box[0] + best.box[2]) / 2, (best.box[1] + best.box[3]) / 2
+    assert beard[0] <= cx <= beard[2] and beard[1] <= cy <= beard[3]
+
+
 def test_no_face_reason_for_a_rider_seen_from_behind(frames: dict[int, np.ndarray]) -> None:
     capture = FaceCapture(_yunet())
     # a "head" on the empty road surface: nothing to find, and the track moves away
