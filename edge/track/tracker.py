@@ -482,6 +482,15 @@ class RiderTracker:
         matches: dict[int, int] = {}  # track index -> det index
 
         def associate(track_idx: list[int], det_idx: list[int]) -> list[int]:
+            # matching cascade (DeepSORT): tracks seen on the last detection frame choose first, tracks
+            # unseen for a while take what is left. A lost track's prediction is old and its gate wide, so
+            # it must not outbid the track that followed a head up to the last frame: at a receding road's
+            # vanishing point riders pass the spot where an earlier rider's track was lost
+            recent = [i for i in track_idx if self.tracks[i].key in prev_matched]
+            older = [i for i in track_idx if self.tracks[i].key not in prev_matched]
+            return assign(older, assign(recent, det_idx))
+
+        def assign(track_idx: list[int], det_idx: list[int]) -> list[int]:
             if not track_idx or not det_idx:
                 return det_idx
             sim = self._similarity(

@@ -293,6 +293,33 @@ def test_rider_missed_by_the_detector_for_half_a_second_keeps_its_track() -> Non
     assert seen == {1}
 
 
+def test_a_lost_track_does_not_take_the_head_of_a_rider_followed_up_to_the_last_frame() -> None:
+    # A rider (L) stops at x=300 and is hidden from frame 5; another (R) rides leftwards past that spot and
+    # slows at frame 9, so the head lands 7 px short of R's prediction and 3 px from where L was lost. L's
+    # gate has widened while unseen, so on similarity alone L would win and R lose its track (the reversed
+    # demo clip: a receding rider's lost track took the next rider's head at the vanishing point). Tracks
+    # seen on the last frame choose first (DeepSORT's matching cascade).
+    tr = RiderTracker(TrackConfig(min_hits=2, head_only_tracks=True, max_lost_s=1.5))
+    r_id = l_id = None
+    for i in range(16):
+        xr = 400 - 10 * i if i < 9 else 303 - 8 * (i - 9)
+        boxes = [([xr, 100, xr + 24, 124], 0.8)]
+        if i < 5:
+            boxes.append(([300, 100, 324, 124], 0.8))
+        for t in step(tr, heads(*boxes), i, dt=0.1).active:
+            assert t.track_id is not None and t.last.head_box is not None
+            x = float(t.last.head_box[0])
+            if i == 3:
+                if abs(x - xr) < 1:
+                    r_id = t.track_id
+                else:
+                    l_id = t.track_id
+            if i >= 9:
+                assert t.track_id == r_id, f"frame {i}: R's head (x={xr}) went to track {t.track_id}"
+                assert abs(x - xr) < 1
+    assert r_id is not None and l_id is not None and r_id != l_id
+
+
 def test_a_hand_below_a_head_makes_no_rider_of_its_own() -> None:
     from edge.track import attach_heads
 
