@@ -188,7 +188,7 @@ class FaceCapture:
         """Look for the track's face in this frame; returns the new best candidate if this frame gave one.
         ``head`` and ``slot``: the face of one occupant of a vehicle with several (``slot="passenger"``
         keeps the passenger's best face apart from the driver's). ``heads_seen``: every head box detected
-        in this frame, ``(M, 4)``; a face nearer another of them than this track's head is not its face."""
+        in this frame, ``(M, 4)``; a face nearer another person's head than this track's is not its face."""
         if track.track_id is None:
             return None
         key: int | tuple[int, str] = (track.track_id, slot) if slot else track.track_id
@@ -295,20 +295,21 @@ def _head_distance(cx: float, cy: float, head: np.ndarray) -> float:
 
 
 def _nearer_other_head(box: Box, own: Box, heads_seen: np.ndarray | None) -> bool:
-    """Does another head of this frame (not ``own``: IoU < 0.5 with it) hold ``box``'s centre nearer than
-    ``own`` does, in head sizes? Then the face is that person's: a rider just behind or beside this one."""
+    """Does another person's head of this frame hold ``box``'s centre nearer than ``own`` does, in head
+    sizes? Then the face is that person's: a rider just behind or beside this one. A box whose centre lies
+    on ``own`` (or that holds ``own``'s centre) is a second box of the same head (the detector and the
+    heatmap box a head twice at times, one on the hair, one loosely beside it), not another person."""
     if heads_seen is None or len(heads_seen) == 0:
         return False
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     o = np.asarray(own, np.float32)
     hs = np.asarray(heads_seen, np.float32).reshape(-1, 4)
-    ix = np.clip(np.minimum(hs[:, 2], o[2]) - np.maximum(hs[:, 0], o[0]), 0, None)
-    iy = np.clip(np.minimum(hs[:, 3], o[3]) - np.maximum(hs[:, 1], o[1]), 0, None)
-    inter = ix * iy
-    union = (hs[:, 2] - hs[:, 0]) * (hs[:, 3] - hs[:, 1]) + (o[2] - o[0]) * (o[3] - o[1]) - inter
-    others = hs[inter / np.maximum(union, 1e-6) < 0.5]
+    hx, hy = (hs[:, 0] + hs[:, 2]) / 2, (hs[:, 1] + hs[:, 3]) / 2
+    ox, oy = (o[0] + o[2]) / 2, (o[1] + o[3]) / 2
+    on_own = (o[0] <= hx) & (hx <= o[2]) & (o[1] <= hy) & (hy <= o[3])
+    holds_own = (hs[:, 0] <= ox) & (ox <= hs[:, 2]) & (hs[:, 1] <= oy) & (oy <= hs[:, 3])
     mine = _head_distance(cx, cy, o)
-    return any(_head_distance(cx, cy, h) < mine for h in others)
+    return any(_head_distance(cx, cy, h) < mine for h in hs[~on_own & ~holds_own])
 
 
 def crop_face(image: np.ndarray, box: Box, margin: float = 0.25) -> np.ndarray:

@@ -80,9 +80,9 @@ def test_a_face_nearer_another_head_is_not_the_tracks_face(frames: dict[int, np.
     that face belongs to whichever head of the frame lies nearest it (the reversed demo clip once gave
     teal-jacket's wrong_way event the helmeted woman's face)."""
     beard = HEADS[200]
-    # a loose head box of another rider, below and around the bearded rider's head: his face is inside its
-    # search region and within half a head of the box
-    loose = (180.0, 40.0, 250.0, 110.0)
+    # a loose head box of another rider just below the bearded rider's head (as on the reversed clip): his
+    # face is inside its search region and within half a head of the box
+    loose = (185.0, 52.0, 235.0, 102.0)
     alone = FaceCapture(_yunet(), min_face_px=12)
     alone.offer(head_track({200: loose}), frames[200], 200 / 30, T0, heads_seen=np.array([loose], np.float32))
     assert alone.best(3) is not None  # nobody else's head seen: the face is taken (the old behaviour)
@@ -98,6 +98,15 @@ def test_a_face_nearer_another_head_is_not_the_tracks_face(frames: dict[int, np.
     assert best is not None
     cx, cy = (best.box[0] + best.box[2]) / 2, (best.box[1] + best.box[3]) / 2
     assert beard[0] <= cx <= beard[2] and beard[1] <= cy <= beard[3]
+    # a second, tighter box on the same head (centre on the track's own box) is not another person: a track
+    # whose head box sits high on the hair keeps its face
+    hair = (188.0, 8.0, 234.0, 60.0)
+    tight = (199.0, 33.0, 223.0, 63.0)
+    same = FaceCapture(_yunet(), min_face_px=12)
+    same.offer(
+        head_track({200: hair}), frames[200], 200 / 30, T0, heads_seen=np.array([hair, tight], np.float32)
+    )
+    assert same.best(3) is not None
 
 
 def test_no_face_reason_for_a_rider_seen_from_behind(frames: dict[int, np.ndarray]) -> None:
