@@ -68,7 +68,7 @@ class DetectConfig(Section):
         0.4,
         ge=0,
         lt=1,
-        description="Evening / night frames: a frame whose median grey (0-1) is below this is lifted by one gamma that brings its median to it before the detector, head classifier and face proposals see it (the evidence keeps the frame as captured); 0 = off. On ../shared's gate camera darkened to a synthetic dusk (benchmarks/accuracy.py --darken) no_helmet recall falls from 0.647 in daylight to 0.353 without it and comes back to 0.529 with it (the models shipped 2026-12-06; the detector before them: 0.588, 0.176, 0.529); daylight frames (median grey about 0.5) are untouched.",
+        description="Evening / night frames: a frame whose median grey (0-1) is below this is lifted by one gamma that brings its median to it before the detector, head classifier and face proposals see it (the evidence keeps the frame as captured); 0 = off. On ../shared's gate camera darkened to a synthetic dusk (benchmarks/accuracy.py --darken) no_helmet recall falls from 0.706 in daylight to 0.412 without it and comes back to 0.588 with it (the models shipped 2026-12-06 06:30 UTC; those of 2026-12-06 02:50: 0.647, 0.353, 0.529); daylight frames (median grey about 0.5) are untouched.",
     )
     max_upscale: float = Field(
         1.0, ge=0.5, le=3.0, description="Never enlarge the region by more than this factor (small frames)."
