@@ -341,6 +341,19 @@ def test_several_boxes_on_one_head_make_one_rider() -> None:
     assert len(attach_heads(pair, TrackConfig(head_only_tracks=True))) == 2
 
 
+def test_a_loose_box_around_a_head_makes_no_rider_of_its_own() -> None:
+    # the demo clip, forwards, 2.9 s (recorded detections): a tight head box (21 px) and a loose one 1.7x its
+    # height around it; the two gave teal-jacket two tracks and two no_helmet events
+    tight, loose = [110.7, 63.3, 133.4, 84.0], [100.9, 68.2, 144.2, 103.8]
+    out = attach_heads(heads((tight, 0.6), (loose, 0.5)), TrackConfig(head_only_tracks=True))
+    assert len(out) == 1 and out[0].head_box is not None
+    np.testing.assert_allclose(out[0].head_box, tight)  # the more confident box stays
+    # a pillion's head beside the driver's, mostly outside the driver's box, stays a head of its own
+    driver, pillion = [200, 60, 230, 95], [222, 52, 246, 80]
+    both = attach_heads(heads((driver, 0.7), (pillion, 0.6)), TrackConfig(head_only_tracks=True))
+    assert len(both) == 2
+
+
 def test_a_chin_box_hanging_below_a_larger_head_makes_no_rider_of_its_own() -> None:
     from edge.track import attach_heads
 
