@@ -34,7 +34,7 @@ from edge.rules.signal import (
 )
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
-from edge.track import Track, look_alike
+from edge.track import Track, TrackPoint, look_alike
 
 logger = logging.getLogger("edge.rules")
 
@@ -93,6 +93,7 @@ class SameRiderGuard:
         self.radius_m = radius_m
         self.motion_window_s = motion_window_s
         self._reported: list[tuple[str, Track]] = []
+        self._reported_at: dict[tuple[str, int | None], float] = {}  #: (key, track id) -> t_s of the report
 
     def _predicted(self, old: Track, at_s: float) -> tuple[float, float] | None:
         pts = [p for p in old.history if p.ground is not None]
@@ -166,10 +167,76 @@ class SameRiderGuard:
                 return old.track_id
         return None
 
+    def shares_head(
+        self, v: Violation, track: Track, window_s: float = 1.0, within_s: float = 0.3
+    ) -> int | None:
+        """The track id of an earlier report of ``v``'s type whose rider's head ``track`` has taken: in the last
+        ``window_s`` of ``track``, one of its head boxes and one of the reported rider's, seen at most
+        ``within_s`` apart, are the same head (:func:`_same_head`). A lost track that comes back onto a rider
+        who has a reported track of their own (the demo clip played backwards: a track that had followed
+        another rider took teal-jacket's head while teal-jacket's own track was lost for a few frames, and
+        reported no_helmet and wrong_way a second time). :meth:`same_rider` cannot tell: that track began
+        long before. The reported rider's heads are the reported track's while it followed them without a
+        break (:func:`_followed_span` around the report): a track lost and matched again may have come back
+        on someone else. Two riders' heads are never in one place within a third of a second (a
+        two-wheeler is longer than a rider travels in that time), and a pillion's head is beside the
+        driver's, not on it; the clothes are not compared, because a track that jumped from another rider
+        carries that rider's colours."""
+        if self.gap_s <= 0:
+            return None
+        mine = [p for p in track.history if p.head_box is not None and p.t_s >= track.last.t_s - window_s]
+        if not mine:
+            return None
+        key = _guard_key(v)
+        for vtype, old in self._reported:
+            if vtype != key or old.track_id == track.track_id:
+                continue
+            at = self._reported_at.get((vtype, old.track_id))
+            theirs = _followed_span(old, at, within_s) if at is not None else []
+            for p in mine:
+                for q in theirs:
+                    if abs(p.t_s - q.t_s) <= within_s and _same_head(p.head_box, q.head_box):  # type: ignore[arg-type]
+                        return old.track_id
+        return None
+
     def reported(self, v: Violation, track: Track) -> None:
         self._reported.append((_guard_key(v), track))
+        self._reported_at[(_guard_key(v), track.track_id)] = v.t_s
         horizon = track.history[-1].t_s - max(30.0, 3 * self.gap_s)
         self._reported = [(k, t) for k, t in self._reported if t.history[-1].t_s >= horizon]
+        kept = {(k, t.track_id) for k, t in self._reported}
+        self._reported_at = {k: at for k, at in self._reported_at.items() if k in kept}
+
+
+def _followed_span(track: Track, at_s: float, max_gap_s: float) -> list[TrackPoint]:
+    """The track's head observations around ``at_s`` without a break longer than ``max_gap_s``: the stretch
+    in which it followed the rider it had at ``at_s``."""
+    pts = [p for p in track.history if p.head_box is not None]
+    if not pts:
+        return []
+    i = min(range(len(pts)), key=lambda k: abs(pts[k].t_s - at_s))
+    a = b = i
+    while a > 0 and pts[a].t_s - pts[a - 1].t_s <= max_gap_s:
+        a -= 1
+    while b + 1 < len(pts) and pts[b + 1].t_s - pts[b].t_s <= max_gap_s:
+        b += 1
+    return pts[a : b + 1]
+
+
+def _same_head(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    """Two head boxes of one head: overlapping by IoU 0.3 or more, or the smaller's centre inside the larger
+    and their heights within 2x (a tight box and a loose one around the same head)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
+    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+    union = area_a + area_b - ix * iy
+    if union > 0 and ix * iy / union >= 0.3:
+        return True
+    small, large = (a, b) if area_a <= area_b else (b, a)
+    hs, hl = small[3] - small[1], large[3] - large[1]
+    cx, cy = (small[0] + small[2]) / 2, (small[1] + small[3]) / 2
+    return hs > 0 and hl / hs <= 2.0 and large[0] <= cx <= large[2] and large[1] <= cy <= large[3]
 
 
 def _box_text(box: tuple[float, float, float, float] | None) -> str | None:
@@ -282,6 +349,10 @@ class RuleSet:
                     earlier = self.guard.same_rider(v, t)
                     if earlier is not None:
                         _log_suppressed("violation_same_rider", v, earlier)
+                        continue
+                    earlier = self.guard.shares_head(v, t)
+                    if earlier is not None:
+                        _log_suppressed("violation_same_head", v, earlier)
                         continue
                 if v.type == ViolationType.passenger:
                     vehicle = self.vehicles.same_vehicle(t)

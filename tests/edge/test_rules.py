@@ -504,8 +504,14 @@ def test_red_light_judges_only_the_controlled_direction(direction: float | None,
 def _segment(track_id: int, ground: list[tuple[float, float]], t0: float, dt: float = 0.125) -> Track:
     """A track whose whole history is ``ground`` from ``t0``, every head voting no helmet."""
     pts = [
-        dataclasses.replace(p, t_s=t0 + i * dt)
-        for i, p in enumerate(_points(ground, [0.9] * len(ground), "rider", dt))
+        # the head where the ground point puts it (40 px per metre across, 8 per metre along): riders a metre
+        # apart have heads apart in the image too
+        dataclasses.replace(
+            p, t_s=t0 + i * dt, head_box=(314 + 40 * g[0], 34 + 8 * g[1], 326 + 40 * g[0], 46 + 8 * g[1])
+        )
+        for i, (p, g) in enumerate(
+            zip(_points(ground, [0.9] * len(ground), "rider", dt), ground, strict=True)
+        )
     ]
     t = Track(
         key=track_id,
@@ -604,3 +610,93 @@ def test_no_helmet_judges_speed_inside_the_band_when_far_distances_were_ranged_c
     rule = NoHelmetRule(NoHelmetRuleConfig(min_observations=3, min_observed_s=0.0))
     (v,) = run_rule(rule, ground, [0.9] * len(ground), "head")
     assert v.speed_mps == pytest.approx(4.8, rel=0.05) and 15 <= (v.zone_distance_m or 0) <= 25
+
+
+def _head_track(track_id: int, heads: list[tuple[float, tuple[float, float, float, float]]]) -> Track:
+    """A head-only track observed at ``(t_s, head box)`` (pixels), every head voting no helmet."""
+    pts = [
+        TrackPoint(
+            t,
+            T0 + timedelta(seconds=t),
+            (h[0] - 20, h[1], h[2] + 20, h[3] + 200),
+            0.8,
+            "head",
+            None,
+            None,
+            True,
+            h,
+            0.8,
+            0.95,
+        )
+        for t, h in heads
+    ]
+    return Track(
+        key=track_id,
+        box=np.zeros(4),
+        first_t_s=pts[0].t_s,
+        first_utc=T0,
+        last_t_s=pts[-1].t_s,
+        history=deque(pts),
+        track_id=track_id,
+    )
+
+
+def _violation(track: Track) -> object:
+    from edge.rules import Violation
+
+    return Violation(
+        ViolationType.no_helmet,
+        int(track.track_id or 0),
+        track.last.t_s,
+        0.0,
+        T0,
+        0.9,
+        None,
+        None,
+        None,
+        {"role": "driver"},
+    )
+
+
+def test_a_track_that_takes_a_reported_riders_head_does_not_report_them_again() -> None:
+    """The demo clip played backwards, as recorded: teal-jacket's own track reported no_helmet at 4.2 s and was
+    lost at 4.5 s for a few frames; a track that had followed someone else until 3.8 s took teal-jacket's
+    head at 4.7 s (a loose box first, then the head) and decided no_helmet again at 5.0 s."""
+    from edge.rules import SameRiderGuard
+
+    guard = SameRiderGuard(gap_s=2.0, radius_m=3.0, motion_window_s=1.0)
+    teal = _head_track(
+        6,
+        [
+            (4.2, (156, 66, 189, 97)),
+            (4.3, (142, 71, 172, 101)),
+            (4.4, (130, 69, 162, 100)),
+            (4.5, (129, 66, 155, 89)),
+        ],
+    )
+    guard.reported(_violation(teal), teal)
+    taker = _head_track(
+        3,
+        [
+            (3.7, (300, 61, 327, 88)),
+            (3.8, (290, 61, 317, 88)),
+            (4.7, (112, 67, 148, 97)),
+            (4.8, (112, 63, 140, 84)),
+            (4.9, (100, 72, 145, 108)),
+            (5.0, (110, 63, 133, 86)),
+        ],
+    )
+    assert guard.shares_head(_violation(taker), taker) == 6
+    # a rider riding beside teal-jacket (heads two widths apart at the same moments) is someone else
+    beside = _head_track(4, [(4.2 + 0.1 * i, (216 - 9 * i, 66, 246 - 9 * i, 96)) for i in range(7)])
+    assert guard.shares_head(_violation(beside), beside) is None
+    # a rider who reaches that spot 0.8 s after teal-jacket left it is someone else too
+    later = _head_track(5, [(5.3, (135, 66, 162, 92)), (5.4, (128, 66, 156, 90))])
+    assert guard.shares_head(_violation(later), later) is None
+    # the guard looks at the reported track only while it followed its rider without a break: lost for
+    # 0.6 s and matched again on another rider's head, its later boxes are not the reported rider's
+    teal.history.append(dataclasses.replace(teal.last, t_s=5.1, head_box=(300, 60, 330, 90)))
+    other = _head_track(8, [(5.0, (302, 61, 331, 91)), (5.1, (299, 60, 329, 89))])
+    assert guard.shares_head(_violation(other), other) is None
+    # the same head from the guard's other side: off with same_rider_gap_s 0
+    assert SameRiderGuard(0.0, 3.0, 1.0).shares_head(_violation(taker), taker) is None
