@@ -17,6 +17,9 @@ their logits as one ONNX file (tried, not shipped: see the model card).
 (IoU >= 0.3, with that head's label): the boxes the classifier is given at run time, misaligned as
 the detector misaligns them, rather than only jittered true boxes.
 
+``--near-negatives K`` adds K not_head boxes per training frame right beside a labelled head
+(:func:`near_negatives`): the background behind a side-on rider's head, where a pillion's would be.
+
 ``--dusk P`` turns a fraction P of the training crops into evening crops as the runtime lifts them
 (:func:`dusk`); its random curve is not ``benchmarks/accuracy.py --darken``'s fixed one.
 """
@@ -54,7 +57,7 @@ SEED = 0
 
 
 def collect(
-    ds: str, names: list[str], rng: np.random.Generator, jitter: int, negatives: int
+    ds: str, names: list[str], rng: np.random.Generator, jitter: int, negatives: int, near: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     xs: list[np.ndarray] = []
     ys: list[int] = []
@@ -101,10 +104,41 @@ def collect(
             nb = np.array([[cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2]], np.float32)
             if iou_matrix(nb, hb).max() < 0.1:
                 negs.append(nb[0])
+        if near:  # drawn after the others: near=0 leaves the random stream (and the committed model) as it was
+            negs += near_negatives(hb, near, rng)
         if negs:
             xs.append(head_crops(img, np.array(negs, np.float32)))
             ys += [2] * len(negs)
     return np.concatenate(xs), np.array(ys, np.int64)
+
+
+def near_negatives(hb: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``n`` not_head boxes right beside a labelled head: the head's box moved 0.8-1.4 of its width
+    sideways (or of its height up, or both), resized 0.8-1.2x, overlapping no labelled head (IoU < 0.15) and
+    no nearer than 0.7 of a head's size to any labelled head's centre. The detector proposes such boxes on the
+    background behind a side-on rider's head (foliage, a backpack: jk-motor-thai-track), where a pillion's head
+    would be; the crop (1.5x the box) holds the edge of the real head, and a classifier that never saw such crops
+    as not_head called them bare heads (p_head ~0.85, p_no_helmet ~0.9)."""
+    out: list[np.ndarray] = []
+    if not len(hb):
+        return out
+    wh = np.stack([hb[:, 2] - hb[:, 0], hb[:, 3] - hb[:, 1]], 1)
+    centres = (hb[:, :2] + hb[:, 2:]) / 2
+    for _ in range(n * 10):
+        if len(out) >= n:
+            break
+        k = int(rng.integers(len(hb)))
+        side = rng.choice([-1.0, 1.0])
+        kind = rng.random()
+        dx = side * rng.uniform(0.8, 1.4) if kind < 0.7 else (side * rng.uniform(0.5, 1.0) if kind < 0.85 else 0.0)
+        dy = 0.0 if kind < 0.7 else -rng.uniform(0.8, 1.3)
+        c = centres[k] + np.array([dx, dy]) * wh[k]
+        half = wh[k] * rng.uniform(0.8, 1.2) / 2
+        nb = np.concatenate([c - half, c + half])[None].astype(np.float32)
+        far = (np.abs(centres - c) >= 0.7 * wh).any(axis=1).all()
+        if far and iou_matrix(nb, hb).max() < 0.15:
+            out.append(nb[0])
+    return out
 
 
 def detector_crops(ds: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -356,6 +390,12 @@ def main() -> None:
         default=0.0,
         help="fraction of training crops turned into a lifted dusk crop (see dusk()); 0 = the committed recipe",
     )
+    ap.add_argument(
+        "--near-negatives",
+        type=int,
+        default=0,
+        help="not_head boxes per training frame right beside a labelled head (near_negatives); 0 = the committed recipe",
+    )
     a = ap.parse_args()
     import torch
 
@@ -372,7 +412,7 @@ def main() -> None:
             print(f"{ds}: left out of training, all {len(va[ds][0])} crops evaluated", flush=True)
             continue
         train_names = [s for s in stems(ds) if s not in val]
-        x, y = collect(ds, train_names, rng, jitter=3, negatives=4)
+        x, y = collect(ds, train_names, rng, jitter=3, negatives=4, near=a.near_negatives)
         if a.detector_crops:
             dx, dy = detector_crops(ds, train_names)
             print(f"{ds}: detector crops {len(dx)} {np.bincount(dy, minlength=3).tolist()}", flush=True)
