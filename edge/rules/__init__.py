@@ -340,11 +340,16 @@ class RuleSet:
         """Violations decided on this update (each rule reports a track at most once)."""
         out: list[Violation] = []
         self.occupants.follow(tracks)
+        decided: list[tuple[Track, list[Violation]]] = []
         for t in tracks:
-            for rule in self.rules:
-                v = rule.check(t)
-                if v is None:
-                    continue
+            vs = [v for v in (rule.check(t) for rule in self.rules) if v is not None]
+            if vs:
+                decided.append((t, vs))
+        # two tracks on one rider deciding in the same frame (a tight box on the head and a loose one that
+        # drifted off it): the guards below keep the first, so the track holding the surer head goes first
+        decided.sort(key=lambda tv: -(tv[0].last.head_score or 0.0))
+        for t, vs in decided:
+            for v in vs:
                 if self.guard is not None:
                     earlier = self.guard.same_rider(v, t)
                     if earlier is not None:

@@ -700,3 +700,15 @@ def test_a_track_that_takes_a_reported_riders_head_does_not_report_them_again() 
     assert guard.shares_head(_violation(other), other) is None
     # the same head from the guard's other side: off with same_rider_gap_s 0
     assert SameRiderGuard(0.0, 3.0, 1.0).shares_head(_violation(taker), taker) is None
+
+
+def test_two_tracks_deciding_one_rider_in_one_frame_report_the_one_on_the_surer_head() -> None:
+    """A loose box that drifted off a rider's head and the tight box on it, each with a track, decide no_helmet on
+    the same frame (the demo clip, a jitter seed of the recorded detections): one event, from the track whose head
+    the detector is surer of, whatever order the tracker lists them in."""
+    rules = _ruleset(parse_config({"rules": {"no_helmet": {"min_observed_s": 0.0}}}))
+    ride = approach(n=40)
+    loose, tight = _segment(2, ride[4:16], 0.5), _segment(4, ride[4:16], 0.5)
+    loose.history[-1] = dataclasses.replace(loose.last, head_score=0.33)
+    tight.history[-1] = dataclasses.replace(tight.last, head_score=0.63)
+    assert [v.track_id for v in rules.check([loose, tight])] == [4]
