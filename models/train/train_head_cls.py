@@ -391,6 +391,12 @@ def main() -> None:
         help="fraction of training crops turned into a lifted dusk crop (see dusk()); 0 = the committed recipe",
     )
     ap.add_argument(
+        "--negatives",
+        type=int,
+        default=4,
+        help="not_head boxes per training frame anywhere in the frame (half inside rider boxes); 4 = the committed recipe",
+    )
+    ap.add_argument(
         "--near-negatives",
         type=int,
         default=0,
@@ -412,7 +418,7 @@ def main() -> None:
             print(f"{ds}: left out of training, all {len(va[ds][0])} crops evaluated", flush=True)
             continue
         train_names = [s for s in stems(ds) if s not in val]
-        x, y = collect(ds, train_names, rng, jitter=3, negatives=4, near=a.near_negatives)
+        x, y = collect(ds, train_names, rng, jitter=3, negatives=a.negatives, near=a.near_negatives)
         if a.detector_crops:
             dx, dy = detector_crops(ds, train_names)
             print(f"{ds}: detector crops {len(dx)} {np.bincount(dy, minlength=3).tolist()}", flush=True)
