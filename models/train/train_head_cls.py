@@ -104,7 +104,8 @@ def collect(
             nb = np.array([[cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2]], np.float32)
             if iou_matrix(nb, hb).max() < 0.1:
                 negs.append(nb[0])
-        if near:  # drawn after the others: near=0 leaves the random stream (and the committed model) as it was
+        # drawn after the others: near=0 leaves the random stream (and the committed model) as it was
+        if near:
             negs += near_negatives(hb, near, rng)
         if negs:
             xs.append(head_crops(img, np.array(negs, np.float32)))
@@ -130,7 +131,11 @@ def near_negatives(hb: np.ndarray, n: int, rng: np.random.Generator) -> list[np.
         k = int(rng.integers(len(hb)))
         side = rng.choice([-1.0, 1.0])
         kind = rng.random()
-        dx = side * rng.uniform(0.8, 1.4) if kind < 0.7 else (side * rng.uniform(0.5, 1.0) if kind < 0.85 else 0.0)
+        dx = (
+            side * rng.uniform(0.8, 1.4)
+            if kind < 0.7
+            else (side * rng.uniform(0.5, 1.0) if kind < 0.85 else 0.0)
+        )
         dy = 0.0 if kind < 0.7 else -rng.uniform(0.8, 1.3)
         c = centres[k] + np.array([dx, dy]) * wh[k]
         half = wh[k] * rng.uniform(0.8, 1.2) / 2

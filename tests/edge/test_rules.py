@@ -22,6 +22,7 @@ from edge.rules import (
     RuleSetError,
     SerialSignal,
     SignalState,
+    Violation,
     WrongWayRule,
 )
 from edge.track import Track, TrackKind, TrackPoint
@@ -641,9 +642,7 @@ def _head_track(track_id: int, heads: list[tuple[float, tuple[float, float, floa
     )
 
 
-def _violation(track: Track) -> object:
-    from edge.rules import Violation
-
+def _violation(track: Track) -> Violation:
     return Violation(
         ViolationType.no_helmet,
         int(track.track_id or 0),
