@@ -5,6 +5,9 @@ part: record on both, diff, and play one machine's detections through the other'
 
     .venv/bin/python benchmarks/trace_replay.py record CLIP --config C --trace T.json
     .venv/bin/python benchmarks/trace_replay.py play T.json --config C   # recorded detections, no models
+    .venv/bin/python benchmarks/trace_replay.py play T.json --config C --jitter 3   # scores moved by noise (sd 0.01)
+    .venv/bin/python benchmarks/trace_replay.py play R.json --config C --truth anqi_tools/demo/bikelane-cyclists.truth.yaml \
+        --backwards   # R recorded on a reversed copy: matched to the truth played backwards
     .venv/bin/python benchmarks/trace_replay.py diff A.json B.json       # detections and tracks, per frame
 """
 
@@ -78,6 +81,8 @@ def _run(
     frames: list[dict[str, Any]],
     play: list[dict[str, Any]] | None,
     jitter: np.random.Generator | None = None,
+    truth: Path | None = None,
+    backwards: bool = False,
 ) -> list[str]:
     """The daemon in replay mode over ``clip``; fills ``frames`` (one dict per detected frame). With
     ``play``, the recorded detections instead of the models' (``jitter``: moved a little, see
@@ -126,15 +131,33 @@ def _run(
     with tempfile.TemporaryDirectory() as out:
         daemon = EdgeDaemon(cfg, mode="replay", source_uri=str(clip.resolve()), out_dir=Path(out))
         daemon.run()
-        from edge.cli.pipeline import _print_truth
+        if truth is None:
+            from edge.cli.pipeline import _print_truth
 
-        _print_truth(daemon)  # against <clip>.truth.yaml beside the clip, when there is one
+            _print_truth(daemon)  # against <clip>.truth.yaml beside the clip, when there is one
+        else:
+            _print_truth_of(daemon, truth, backwards)
         events = [
             f"{e['violation_type']} track {e['track_id']} t {e['detail'].get('t_s')} s "
             f"at {e.get('zone_distance_m')} m"
             for e in (json.loads(p.read_text()) for p in sorted((Path(out) / "events").glob("*.json")))
         ]
     return sorted(events)
+
+
+def _print_truth_of(daemon: Any, truth_path: Path, backwards: bool) -> None:
+    """The run's events against ``truth_path`` (``backwards``: the truth of the clip played in reverse, for a
+    reversed copy that has no truth file beside it), as ``benchmarks/events.py`` matches them."""
+    from anqi_tools.eventtruth import load_truth, match_events, positions_file, report
+
+    truth = load_truth(truth_path, positions_file(truth_path), backwards=backwards)
+    cfg = daemon.cfg
+    band = (cfg.zone.near_m, cfg.zone.far_m) if cfg.zone.calibrated else (0.0, float("inf"))
+    rules = {k for k in ("no_helmet", "wrong_way", "red_light", "passenger") if getattr(cfg.rules, k).enabled}
+    score = match_events([json.loads(e.to_json()) for e in daemon.events], truth, band, rules)
+    title = f"against {truth_path.name}" + (" (played backwards)" if backwards else "")
+    for line in report(score, truth, title):
+        print(line)
 
 
 def _match(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int, float]]:
@@ -210,6 +233,15 @@ def main() -> None:
     r.add_argument("--config", type=Path, required=True)
     r.add_argument("--trace", type=Path, required=True)
     p = sub.add_parser("play")
+    for q in (r, p):
+        q.add_argument(
+            "--truth",
+            type=Path,
+            help="match the events to this truth file (default: <clip>.truth.yaml beside it)",
+        )
+        q.add_argument(
+            "--backwards", action="store_true", help="the clip is the truth's video reversed (with --truth)"
+        )
     p.add_argument("trace", type=Path)
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--clip", type=Path, help="the clip (default: the one recorded)")
@@ -228,14 +260,14 @@ def main() -> None:
         return
     frames: list[dict[str, Any]] = []
     if args.cmd == "record":
-        events = _run(args.clip, args.config, frames, None)
+        events = _run(args.clip, args.config, frames, None, None, args.truth, args.backwards)
         clip = args.clip
         out = args.trace
     else:
         rec = json.loads(args.trace.read_text())
         clip = args.clip or Path(rec["clip"])
         rng = None if args.jitter is None else np.random.default_rng(args.jitter)
-        events = _run(clip, args.config, frames, rec["frames"], rng)
+        events = _run(clip, args.config, frames, rec["frames"], rng, args.truth, args.backwards)
         out = args.save
     print("events:", *events, sep="\n   ")
     if out is not None:
