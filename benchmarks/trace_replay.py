@@ -131,33 +131,16 @@ def _run(
     with tempfile.TemporaryDirectory() as out:
         daemon = EdgeDaemon(cfg, mode="replay", source_uri=str(clip.resolve()), out_dir=Path(out))
         daemon.run()
-        if truth is None:
-            from edge.cli.pipeline import _print_truth
+        from edge.cli.pipeline import _print_truth
 
-            _print_truth(daemon)  # against <clip>.truth.yaml beside the clip, when there is one
-        else:
-            _print_truth_of(daemon, truth, backwards)
+        # against <clip>.truth.yaml beside the clip, when there is one, or the --truth file
+        _print_truth(daemon, truth, backwards)
         events = [
             f"{e['violation_type']} track {e['track_id']} t {e['detail'].get('t_s')} s "
             f"at {e.get('zone_distance_m')} m"
             for e in (json.loads(p.read_text()) for p in sorted((Path(out) / "events").glob("*.json")))
         ]
     return sorted(events)
-
-
-def _print_truth_of(daemon: Any, truth_path: Path, backwards: bool) -> None:
-    """The run's events against ``truth_path`` (``backwards``: the truth of the clip played in reverse, for a
-    reversed copy that has no truth file beside it), as ``benchmarks/events.py`` matches them."""
-    from anqi_tools.eventtruth import load_truth, match_events, positions_file, report
-
-    truth = load_truth(truth_path, positions_file(truth_path), backwards=backwards)
-    cfg = daemon.cfg
-    band = (cfg.zone.near_m, cfg.zone.far_m) if cfg.zone.calibrated else (0.0, float("inf"))
-    rules = {k for k in ("no_helmet", "wrong_way", "red_light", "passenger") if getattr(cfg.rules, k).enabled}
-    score = match_events([json.loads(e.to_json()) for e in daemon.events], truth, band, rules)
-    title = f"against {truth_path.name}" + (" (played backwards)" if backwards else "")
-    for line in report(score, truth, title):
-        print(line)
 
 
 def _match(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int, float]]:

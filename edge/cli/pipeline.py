@@ -205,10 +205,11 @@ def run(config: Path, source: str | None, until_eof: bool, relay_wait: float) ->
     _exit_if_no_video(daemon)
 
 
-def _print_truth(daemon: object) -> None:
+def _print_truth(daemon: object, truth_path: Path | None = None, backwards: bool = False) -> None:
     """The event-level result of this run against the truth file beside the video, when there is one
-    (``<video stem>.truth.yaml``, see :mod:`anqi_tools.eventtruth`): true, missed, duplicated and false
-    events, decisions outside the band, faces of someone else."""
+    (``<video stem>.truth.yaml``, see :mod:`anqi_tools.eventtruth`), or against ``truth_path`` (``backwards``:
+    the video is that truth's clip reversed): true, missed, duplicated and false events, decisions outside
+    the band, faces of someone else."""
     import json
 
     from edge.daemon import EdgeDaemon
@@ -218,11 +219,11 @@ def _print_truth(daemon: object) -> None:
         return
     from anqi_tools.eventtruth import load_truth, match_events, positions_file, report, truth_beside
 
-    tpath = truth_beside(Path(daemon.source.uri))
+    tpath = truth_path or truth_beside(Path(daemon.source.uri))
     if tpath is None:
         return
     try:
-        truth = load_truth(tpath, positions_file(tpath))
+        truth = load_truth(tpath, positions_file(tpath), backwards=backwards)
     except Exception as e:  # noqa: BLE001 - a truth file we cannot read must not fail the run
         click.echo(f"truth file {tpath}: cannot read it ({type(e).__name__}: {e})")
         return
@@ -231,7 +232,8 @@ def _print_truth(daemon: object) -> None:
     rules = {k for k in ("no_helmet", "wrong_way", "red_light", "passenger") if getattr(cfg.rules, k).enabled}
     score = match_events([json.loads(e.to_json()) for e in daemon.events], truth, band, rules)
     click.echo("")
-    for line in report(score, truth, f"against {tpath.name} (the clip as it is)"):
+    how = "played backwards" if backwards else "the clip as it is"
+    for line in report(score, truth, f"against {tpath.name} ({how})"):
         click.echo(line)
 
 
