@@ -12,6 +12,7 @@ from anqi_contract.event import ViolationType
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
+from edge.detect.geometry import iou_matrix
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.passenger import (
     DRIVER,
@@ -92,8 +93,7 @@ class SameRiderGuard:
         self.gap_s = gap_s
         self.radius_m = radius_m
         self.motion_window_s = motion_window_s
-        self._reported: list[tuple[str, Track]] = []
-        self._reported_at: dict[tuple[str, int | None], float] = {}  #: (key, track id) -> t_s of the report
+        self._reported: list[tuple[str, Track, float]] = []  #: (guard key, track, t_s of the report)
 
     def _predicted(self, old: Track, at_s: float) -> tuple[float, float] | None:
         pts = [p for p in old.history if p.ground is not None]
@@ -133,7 +133,7 @@ class SameRiderGuard:
             if any(p.ground is not None for p in track.history) or not track.history:
                 return None
             return self._same_rider_in_image(v, track)
-        for vtype, old in self._reported:
+        for vtype, old, _ in self._reported:
             if vtype != _guard_key(v) or old.track_id == track.track_id:
                 continue
             old_last = old.history[-1].t_s
@@ -154,7 +154,7 @@ class SameRiderGuard:
 
     def _same_rider_in_image(self, v: Violation, track: Track) -> int | None:
         t0 = track.history[0].t_s
-        for vtype, old in self._reported:
+        for vtype, old, _ in self._reported:
             if vtype != v.type.value or old.track_id == track.track_id:
                 continue
             old_last = old.history[-1].t_s
@@ -188,11 +188,10 @@ class SameRiderGuard:
         if not mine:
             return None
         key = _guard_key(v)
-        for vtype, old in self._reported:
+        for vtype, old, at in self._reported:
             if vtype != key or old.track_id == track.track_id:
                 continue
-            at = self._reported_at.get((vtype, old.track_id))
-            theirs = _followed_span(old, at, within_s) if at is not None else []
+            theirs = _followed_span(old, at, within_s)
             for p in mine:
                 for q in theirs:
                     if abs(p.t_s - q.t_s) <= within_s and _same_head(p.head_box, q.head_box):  # type: ignore[arg-type]
@@ -200,12 +199,9 @@ class SameRiderGuard:
         return None
 
     def reported(self, v: Violation, track: Track) -> None:
-        self._reported.append((_guard_key(v), track))
-        self._reported_at[(_guard_key(v), track.track_id)] = v.t_s
+        self._reported.append((_guard_key(v), track, v.t_s))
         horizon = track.history[-1].t_s - max(30.0, 3 * self.gap_s)
-        self._reported = [(k, t) for k, t in self._reported if t.history[-1].t_s >= horizon]
-        kept = {(k, t.track_id) for k, t in self._reported}
-        self._reported_at = {k: at for k, at in self._reported_at.items() if k in kept}
+        self._reported = [r for r in self._reported if r[1].history[-1].t_s >= horizon]
 
 
 def _followed_span(track: Track, at_s: float, max_gap_s: float) -> list[TrackPoint]:
@@ -226,13 +222,10 @@ def _followed_span(track: Track, at_s: float, max_gap_s: float) -> list[TrackPoi
 def _same_head(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     """Two head boxes of one head: overlapping by IoU 0.3 or more, or the smaller's centre inside the larger
     and their heights within 2x (a tight box and a loose one around the same head)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    if iou_matrix(np.array([a], np.float32), np.array([b], np.float32))[0, 0] >= 0.3:
+        return True
     area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
     area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
-    union = area_a + area_b - ix * iy
-    if union > 0 and ix * iy / union >= 0.3:
-        return True
     small, large = (a, b) if area_a <= area_b else (b, a)
     hs, hl = small[3] - small[1], large[3] - large[1]
     cx, cy = (small[0] + small[2]) / 2, (small[1] + small[3]) / 2
