@@ -12,7 +12,6 @@ from anqi_contract.event import ViolationType
 from anqi_contract.logs import log
 from edge.config import EdgeConfig
 from edge.config.rules import RulesConfig
-from edge.detect.geometry import iou_matrix
 from edge.rules.no_helmet import NoHelmetRule
 from edge.rules.passenger import (
     DRIVER,
@@ -35,7 +34,7 @@ from edge.rules.signal import (
 )
 from edge.rules.violation import Rule, Violation
 from edge.rules.wrong_way import WrongWayRule
-from edge.track import Track, TrackPoint, look_alike
+from edge.track import Track, TrackPoint, iou_matrix, look_alike
 
 logger = logging.getLogger("edge.rules")
 
@@ -222,7 +221,7 @@ def _followed_span(track: Track, at_s: float, max_gap_s: float) -> list[TrackPoi
 def _same_head(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     """Two head boxes of one head: overlapping by IoU 0.3 or more, or the smaller's centre inside the larger
     and their heights within 2x (a tight box and a loose one around the same head)."""
-    if iou_matrix(np.array([a], np.float32), np.array([b], np.float32))[0, 0] >= 0.3:
+    if iou_matrix(np.asarray(a), np.asarray(b))[0, 0] >= 0.3:
         return True
     area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
     area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
