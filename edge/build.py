@@ -34,7 +34,7 @@ from edge.pipeline import Detector
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
 from edge.rules import RuleSet, RuleSetError
 from edge.track import RiderTracker
-from edge.zone import CaptureZone
+from edge.zone import CaptureZone, LanePolygonError
 
 if TYPE_CHECKING:
     from anqi_contract.localbroker import LocalBroker
@@ -283,7 +283,8 @@ def build_stages(
     try:
         zone = CaptureZone.from_config(cfg.zone)
     except ValueError as e:
-        raise StartupError(f"zone.calibration: {e}") from None
+        key = "zone.lane_polygon" if isinstance(e, LanePolygonError) else "zone.calibration"
+        raise StartupError(f"{key}: {e}") from None
     try:
         source = FrameSource(cfg.source, base_dir=cfg.base_dir, health=health)
     except ValueError as e:

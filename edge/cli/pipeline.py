@@ -68,7 +68,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     import cv2
     import numpy as np
 
-    from edge.zone import CalibrationError, CaptureZone, check_config
+    from edge.zone import CalibrationError, CaptureZone, LanePolygonError, check_config
 
     cfg = config_or_exit(config)
     if (snapshot is None) == (video is None):
@@ -78,7 +78,8 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     try:
         zone = CaptureZone.from_config(cfg.zone)
     except CalibrationError as e:
-        click.echo(f"{config.name}: zone.calibration: {e}", err=True)
+        key = "zone.lane_polygon" if isinstance(e, LanePolygonError) else "zone.calibration"
+        click.echo(f"{config.name}: {key}: {e}", err=True)
         sys.exit(1)
     h, w = image.shape[:2]
     if cfg.zone.image_size is not None and tuple(cfg.zone.image_size) != (w, h):
@@ -101,7 +102,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
         )
     roi = framed.image_region(w, h)
     click.echo(
-        f"band {cfg.zone.near_m:g}-{cfg.zone.far_m:g} m covers {100 * framed.visible_fraction(w, h):.1f}% of the image; detector region {roi}"
+        f"band {cfg.zone.near_m:g}-{cfg.zone.far_m:g} m{' (inside zone.lane_polygon)' if cfg.zone.lane_polygon else ''} covers {100 * framed.visible_fraction(w, h):.1f}% of the image; detector region {roi}"
     )
     overlay = draw_overlay(image, zone, points)
     out.parent.mkdir(parents=True, exist_ok=True)

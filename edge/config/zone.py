@@ -7,6 +7,24 @@ from pydantic import Field, ValidationInfo, field_validator
 from anqi_contract.config import Section
 
 
+def _first_crossing(xy: list[tuple[float, float]]) -> tuple[int, int] | None:
+    """The first pair of non-adjacent sides (i, j) of the closed polygon ``xy`` that cross, or None."""
+
+    def orient(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    n = len(xy)
+    for i in range(n):
+        a, b = xy[i], xy[(i + 1) % n]
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # adjacent through the closing side
+            c, d = xy[j], xy[(j + 1) % n]
+            if orient(a, b, c) * orient(a, b, d) < 0 and orient(c, d, a) * orient(c, d, b) < 0:
+                return i, j
+    return None
+
+
 class CalibrationPoint(Section):
     image: tuple[float, float] = Field(..., description="Pixel (x, y) in the full camera frame.")
     ground: tuple[float, float] = Field(
@@ -47,6 +65,10 @@ class ZoneConfig(Section):
         le=50,
         description="The detector's image region covers the band widened by this much on both sides, so tracks exist before riders enter it.",
     )
+    lane_polygon: list[tuple[float, float]] | None = Field(
+        None,
+        description="Image points (x, y), in the calibration's pixels, around the part of the road the node watches (the non-motorised lane): a road user whose ground point lies outside it is not in the capture zone, so cars and vans in the motor lane beside it are never judged. At least 3 points, all on the road below the horizon. Left out: the band's whole width.",
+    )
     rider_height_m: float = Field(
         2.0,
         gt=0.5,
@@ -60,6 +82,25 @@ class ZoneConfig(Section):
         near = info.data.get("near_m")
         if near is not None and v <= near:
             raise ValueError(f"must be greater than zone.near_m (got {v:g} <= {near:g})")
+        return v
+
+    @field_validator("lane_polygon")
+    @classmethod
+    def _a_polygon(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if v is None:
+            return v
+        if len(v) < 3:
+            raise ValueError(f"needs at least 3 image points around the lane (got {len(v)})")
+        xy = [(float(x), float(y)) for x, y in v]
+        crossing = _first_crossing(xy)
+        if crossing is not None:
+            i, j = crossing
+            raise ValueError(
+                f"its sides {i}-{i + 1} and {j}-{(j + 1) % len(xy)} cross: list the points in order around the lane"
+            )
+        twice_area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(xy, xy[1:] + xy[:1], strict=True))
+        if abs(twice_area) < 1.0:
+            raise ValueError("the points enclose no area (they lie on one line or repeat one point)")
         return v
 
     @field_validator("calibration")

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from edge.config import EdgeConfig
-from edge.zone.capture import CaptureZone, WholeFrameZone, ground_anchor
+from edge.zone.capture import CaptureZone, LanePolygonError, WholeFrameZone, ground_anchor
 from edge.zone.geometry import CalibrationError, CalibrationMismatch, GroundMapper
 from edge.zone.motion import GroundMotion, angle_between, fit_motion, heading_of, repeated_median, theil_sen
 from edge.zone.overlay import BAND_BGR
@@ -18,6 +20,7 @@ __all__ = [
     "CaptureZone",
     "GroundMapper",
     "GroundMotion",
+    "LanePolygonError",
     "angle_between",
     "check_config",
     "fit_motion",
@@ -42,6 +45,10 @@ def check_config(cfg: EdgeConfig) -> list[str]:
             needs_metres.append(
                 "rules.red_light.enabled: crossing the stop line needs a calibrated zone (zone.calibrated is false): turn it off"
             )
+        if z.lane_polygon is not None:
+            needs_metres.append(
+                "zone.lane_polygon: a lane is placed on the ground through the calibration (zone.calibrated is false): survey the zone or leave the lane out"
+            )
         return needs_metres
     if not z.calibration:
         return [
@@ -49,6 +56,8 @@ def check_config(cfg: EdgeConfig) -> list[str]:
         ]
     try:
         zone = CaptureZone.from_config(z)
+    except LanePolygonError as e:
+        return [f"zone.lane_polygon: {e}"]
     except CalibrationError as e:
         return [f"zone.calibration: {e}"]
     problems: list[str] = []
@@ -62,8 +71,15 @@ def check_config(cfg: EdgeConfig) -> list[str]:
         size = (int(max(xs)) + 1, int(max(ys)) + 1)
     else:
         size = (int(z.image_size[0]), int(z.image_size[1]))
-    if zone.visible_fraction(*size) <= 0.0:
+    d = zone.distance_map(*size, max(1, min(size) // 180))
+    with np.errstate(invalid="ignore"):
+        band_seen = bool(((d >= z.near_m) & (d <= z.far_m)).any())
+    if not band_seen:
         problems.append(
             f"zone.near_m: the band {z.near_m:g}-{z.far_m:g} m from zone.camera_ground is not visible in the {size[0]}x{size[1]} image"
+        )
+    elif zone.visible_fraction(*size) <= 0.0:  # the band is seen, but not where the lane crosses it
+        problems.append(
+            f"zone.lane_polygon: the lane does not cross the band {z.near_m:g}-{z.far_m:g} m in the {size[0]}x{size[1]} image: nothing could ever be judged"
         )
     return problems

@@ -9,9 +9,38 @@ import cv2
 import numpy as np
 
 from edge.config.zone import ZoneConfig
-from edge.zone.geometry import GroundMapper
+from edge.zone.geometry import CalibrationError, GroundMapper
 
 Box = tuple[int, int, int, int]
+
+
+class LanePolygonError(CalibrationError):
+    """``zone.lane_polygon`` cannot be placed on the ground (a point above the horizon)."""
+
+
+def inside_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd test: which of the (N, 2) points lie inside the closed (K, 2) polygon (NaN points: none)."""
+    p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    b = np.roll(a, -1, axis=0)
+    x, y = p[:, :1], p[:, 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straddle = (a[:, 1] > y) != (b[:, 1] > y)
+        x_cross = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1])
+        hits = straddle & (x < x_cross)
+    return (hits.sum(axis=1) % 2).astype(bool)
+
+
+def distance_to_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance of each (N, 2) point to the closed (K, 2) polygon: 0 inside, to the nearest side outside."""
+    p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    ab = np.roll(a, -1, axis=0) - a
+    ap = p[:, None, :] - a[None, :, :]
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    d = np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(axis=1)
+    d[inside_polygon(p, a)] = 0.0
+    return d
 
 
 def ground_anchor(boxes: np.ndarray) -> np.ndarray:
@@ -53,6 +82,9 @@ class CaptureZone:
     far_m: float = 25.0
     roi_margin_m: float = 3.0
     rider_height_m: float = 2.0
+    lane: np.ndarray | None = (
+        None  #: (K, 2) ground polygon (metres) the zone is limited to; None: the band's whole width
+    )
     _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False, compare=False)
     _scaled: dict[tuple[int, int], CaptureZone] = field(default_factory=dict, repr=False, compare=False)
     _edges: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(
@@ -65,13 +97,26 @@ class CaptureZone:
     def from_config(cls, cfg: ZoneConfig) -> CaptureZone:
         if not cfg.calibrated:
             return WholeFrameZone.uncalibrated()
+        mapper = GroundMapper.from_config(cfg)
+        lane = None
+        if cfg.lane_polygon is not None:
+            px = np.asarray(cfg.lane_polygon, dtype=np.float64)
+            behind = np.flatnonzero(~mapper.in_front(px))
+            if len(behind):
+                i = int(behind[0])
+                raise LanePolygonError(
+                    f"point {i} ({px[i, 0]:g}, {px[i, 1]:g}) lies above the horizon, where no road is: "
+                    "keep every point on the road surface (anqi-edge calibrate draws the band to help)"
+                )
+            lane = mapper.image_to_ground(px)
         return cls(
-            GroundMapper.from_config(cfg),
+            mapper,
             cfg.camera_ground,
             cfg.near_m,
             cfg.far_m,
             cfg.roi_margin_m,
             cfg.rider_height_m,
+            lane,
         )
 
     def for_frame(self, width: int, height: int) -> CaptureZone:
@@ -90,6 +135,7 @@ class CaptureZone:
                     self.far_m,
                     self.roi_margin_m,
                     self.rider_height_m,
+                    self.lane,
                 )
             )
             self._scaled[key] = zone
@@ -101,8 +147,14 @@ class CaptureZone:
         return np.linalg.norm(g - np.asarray(self.camera_ground, dtype=np.float64), axis=1)
 
     def contains_ground(self, ground_pts: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-        d = self.distance(ground_pts)
-        return (d >= self.near_m) & (d <= self.far_m)
+        """Which (N, 2) ground points lie in the band (and in the lane, where one is set)."""
+        g = np.asarray(ground_pts, dtype=np.float64).reshape(-1, 2)
+        d = self.distance(g)
+        with np.errstate(invalid="ignore"):
+            inside = (d >= self.near_m) & (d <= self.far_m)
+        if self.lane is not None:
+            inside &= inside_polygon(g, self.lane)
+        return inside
 
     def locate_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For (N, 4) image boxes: ground points (N, 2), distances (N,), in-zone mask (N,).
@@ -116,7 +168,7 @@ class CaptureZone:
         d = self.distance(g)
         inside = np.zeros(len(d), dtype=bool)
         ok = np.isfinite(d)
-        inside[ok] = (d[ok] >= self.near_m) & (d[ok] <= self.far_m)
+        inside[ok] = self.contains_ground(g[ok])
         return g, d, inside
 
     def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
@@ -129,6 +181,27 @@ class CaptureZone:
         d[~self.mapper.in_front(pts)] = np.nan
         return d.reshape(gy.shape)
 
+    def zone_map(self, width: int, height: int, step: int = 1, margin_m: float = 0.0) -> np.ndarray:
+        """:meth:`distance_map`, NaN where the ground lies farther than ``margin_m`` outside the lane."""
+        d = self.distance_map(width, height, step)
+        if self.lane is None:
+            return d
+        xs = np.arange(0, width, step, dtype=np.float64) + 0.5
+        ys = np.arange(0, height, step, dtype=np.float64) + 0.5
+        gx, gy = np.meshgrid(xs, ys)
+        flat = d.ravel()
+        ok = np.flatnonzero(np.isfinite(flat))
+        g = self.mapper.image_to_ground(np.c_[gx.ravel()[ok], gy.ravel()[ok]])
+        for a in range(0, len(g), 65536):  # in slices: a full-size overlay has a million pixels
+            part = g[a : a + 65536]
+            off = (
+                ~inside_polygon(part, self.lane)
+                if margin_m <= 0
+                else distance_to_polygon(part, self.lane) > margin_m
+            )
+            flat[ok[a : a + 65536][off]] = np.nan
+        return flat.reshape(d.shape)
+
     def image_region(self, width: int, height: int) -> Box | None:
         """Pixel region (x0, y0, x1, y1) the detector must see: the band widened by ``roi_margin_m``
         and raised by ``rider_height_m`` so riders standing in it are whole; None if not visible."""
@@ -139,7 +212,7 @@ class CaptureZone:
 
     def _compute_region(self, width: int, height: int) -> Box | None:
         step = max(1, min(width, height) // 180)
-        d = self.distance_map(width, height, step)
+        d = self.zone_map(width, height, step, self.roi_margin_m)
         lo, hi = max(0.0, self.near_m - self.roi_margin_m), self.far_m + self.roi_margin_m
         with np.errstate(invalid="ignore"):
             mask = (d >= lo) & (d <= hi)
@@ -161,7 +234,7 @@ class CaptureZone:
         key = (width, height)
         if key not in self._edges:
             step = max(1, min(width, height) // 360)
-            d = self.distance_map(width, height, step)
+            d = self.zone_map(width, height, step)
             self._edges[key] = tuple(
                 line * step + step // 2 for m in (self.near_m, self.far_m) for line in iso_lines(d, m)
             )
@@ -169,7 +242,7 @@ class CaptureZone:
 
     def visible_fraction(self, width: int, height: int) -> float:
         """Share of the frame's pixels that lie in the band (0 when the band is out of view)."""
-        d = self.distance_map(width, height, max(1, min(width, height) // 180))
+        d = self.zone_map(width, height, max(1, min(width, height) // 180))
         with np.errstate(invalid="ignore"):
             return float(((d >= self.near_m) & (d <= self.far_m)).mean())
 

@@ -14,6 +14,7 @@ TICK_BGR = (255, 255, 255)
 POINT_BGR = (0, 0, 255)
 REPROJ_BGR = (0, 255, 0)
 ROI_BGR = (255, 160, 0)
+LANE_BGR = (255, 0, 255)
 
 
 def draw_overlay(
@@ -23,15 +24,17 @@ def draw_overlay(
     tick_m: float = 5.0,
 ) -> np.ndarray:
     """A copy of ``image`` with the band tinted, iso-distance lines every ``tick_m`` metres (labelled),
-    the calibration points (red) with their ground points mapped back (green), and the detector's region."""
+    the calibration points (red) with their ground points mapped back (green), the lane polygon (magenta)
+    where one is set, and the detector's region."""
     h, w = image.shape[:2]
     zone = zone.for_frame(w, h)
     out = image.copy()
     k = max(1.0, w / 640.0)  # text and lines grow with the snapshot
     font, thin, thick = 0.45 * k, max(1, round(k)), max(2, round(2 * k))
     d = zone.distance_map(w, h)
+    in_lane = zone.zone_map(w, h) if zone.lane is not None else d
     with np.errstate(invalid="ignore"):
-        band = (d >= zone.near_m) & (d <= zone.far_m)
+        band = (in_lane >= zone.near_m) & (in_lane <= zone.far_m)
     tint = out.copy()
     tint[band] = BAND_BGR
     out = cv2.addWeighted(tint, 0.35, out, 0.65, 0)
@@ -55,6 +58,9 @@ def draw_overlay(
                 thin,
                 cv2.LINE_AA,
             )
+    if zone.lane is not None:
+        lane_px = zone.mapper.ground_to_image(zone.lane)
+        cv2.polylines(out, [np.round(lane_px).astype(np.int32)], True, LANE_BGR, thick, cv2.LINE_AA)
     roi = zone.image_region(w, h)
     if roi is not None:
         cv2.rectangle(out, (roi[0], roi[1]), (roi[2] - 1, roi[3] - 1), ROI_BGR, thin)

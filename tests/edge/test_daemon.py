@@ -295,6 +295,21 @@ def test_run_refuses_an_unusable_calibration_naming_the_key(tmp_path: Path) -> N
     assert "cannot start: zone.calibration: the image points all lie on one line" in res.output
 
 
+def test_run_refuses_a_lane_polygon_above_the_horizon_naming_the_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    # the demo camera's horizon is at y = 66 px: a lane drawn up to y = 20 reaches the sky
+    lane = {"lane_polygon": [[0, 360], [330, 360], [165, 20], [75, 20]]}
+    cfg = site_config(tmp_path, zone=lane)
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--until-eof"])
+    assert res.exit_code == 3
+    assert "cannot start: zone.lane_polygon: point 2 (165, 20) lies above the horizon" in res.output
+    res = CliRunner().invoke(main, ["validate", str(cfg)])
+    assert res.exit_code != 0 and "zone.lane_polygon: point 2 (165, 20) lies above the horizon" in res.output
+
+
 def test_run_refuses_a_signal_port_that_does_not_exist(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

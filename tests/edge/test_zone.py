@@ -308,3 +308,116 @@ def test_validate_refuses_rules_that_need_metres_on_an_uncalibrated_zone() -> No
     bad = parse_config({"zone": {"calibrated": False}, "rules": {"wrong_way": {"enabled": True}}})
     (problem,) = check_config(bad)
     assert problem.startswith("rules.wrong_way.enabled: ") and "zone.calibrated is false" in problem
+
+
+# the lane the node watches: ground x in [-2, 1] m (a 3 m non-motorised lane), y from 12 to 30 m
+LANE_GROUND = np.array([[-2.0, 12.0], [1.0, 12.0], [1.0, 30.0], [-2.0, 30.0]])
+
+
+def lane_cfg(**kw: object) -> ZoneConfig:
+    return zone_cfg(lane_polygon=project(LANE_GROUND).tolist(), **kw)
+
+
+@pytest.mark.parametrize(
+    "ground, inside",
+    [
+        ((0, 20), True),
+        ((-1.5, 16), True),
+        ((0.9, 24.5), True),
+        ((2.5, 20), False),  # in the band, in the motor lane beside it
+        ((-3, 18), False),  # in the band, on the pavement
+        ((0, 14), False),  # in the lane, nearer than the band
+        ((0, 27), False),  # in the lane, beyond it
+    ],
+)
+def test_lane_polygon_limits_the_zone_across_the_road(ground: tuple[float, float], inside: bool) -> None:
+    zone = CaptureZone.from_config(lane_cfg())
+    assert bool(zone.contains_ground([ground])[0]) is inside
+    px = project(np.array([ground]))[0]
+    box = np.array([[px[0] - 20, px[1] - 80, px[0] + 20, px[1]]])
+    g, d, ins = zone.locate_boxes(box)
+    assert bool(ins[0]) is inside
+    np.testing.assert_allclose(g[0], ground, atol=1e-3)  # the ground point itself is still measured
+    # the same zone on half-size frames: the lane scales with the calibration
+    half = zone.for_frame(640, 360)
+    assert bool(half.locate_boxes(box / 2)[2][0]) is inside
+
+
+def test_lane_polygon_narrows_the_detector_region_and_the_drawn_band() -> None:
+    whole = CaptureZone.from_config(zone_cfg(roi_margin_m=1.0))
+    lane = CaptureZone.from_config(lane_cfg(roi_margin_m=1.0))
+    x0, y0, x1, y1 = lane.image_region(1280, 720)  # type: ignore[misc]
+    assert whole.image_region(1280, 720)[::2] == (0, 1280)  # type: ignore[index]
+    # the lane (plus the 1 m margin) seen from 14-26 m spans about 4 m across: far less than the width
+    left = project(np.array([[-3.0, 14.0]]))[0, 0]
+    right = project(np.array([[2.0, 14.0]]))[0, 0]
+    assert left - 8 <= x0 <= left + 8 and right - 8 <= x1 <= right + 8, (x0, x1, left, right)
+    # every pixel of band and lane is inside the region
+    d = lane.zone_map(1280, 720)
+    ys, xs = np.nonzero((d >= 15) & (d <= 25))
+    assert len(xs) > 1000 and x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    assert 0 < lane.visible_fraction(1280, 720) < 0.5 * whole.visible_fraction(1280, 720)
+    # the near and far edges run across the lane only
+    pts = np.concatenate(lane.band_edges(1280, 720)).astype(np.float64) + 0.5
+    g = lane.mapper.image_to_ground(pts)
+    assert len(pts) > 100 and g[:, 0].min() > -2.3 and g[:, 0].max() < 1.3, (g[:, 0].min(), g[:, 0].max())
+
+
+def test_overlay_draws_the_lane() -> None:
+    from edge.zone.overlay import LANE_BGR, draw_overlay
+
+    image = np.full((720, 1280, 3), 90, np.uint8)
+    plain = draw_overlay(image, CaptureZone.from_config(zone_cfg()))
+    laned = draw_overlay(image, CaptureZone.from_config(lane_cfg()))
+    magenta = np.all(laned == LANE_BGR, axis=2)
+    assert magenta.sum() > 500 and not np.all(plain == LANE_BGR, axis=2).any()
+    # the lane's left side runs where the camera model puts ground x = -2 m
+    y = int(project(np.array([[-2.0, 20.0]]))[0, 1])
+    x = project(np.array([[-2.0, 20.0]]))[0, 0]
+    row = np.flatnonzero(magenta[y])
+    assert np.min(np.abs(row - x)) < 3
+
+
+@pytest.mark.parametrize(
+    "lane, message",
+    [
+        (
+            [[100, 700], [300, 700], [300, 100], [100, 100]],
+            "zone.lane_polygon: point 2 (300, 100) lies above the horizon",
+        ),
+        (
+            project(np.array([[5.0, 30.0], [9.0, 30.0], [9.0, 40.0], [5.0, 40.0]])).tolist(),
+            "zone.lane_polygon: the lane does not cross the band 15-25 m",
+        ),
+    ],
+)
+def test_check_config_names_the_lane_when_it_cannot_work(lane: list, message: str) -> None:
+    cfg = parse_config({"zone": zone_cfg(lane_polygon=lane).model_dump()})
+    problems = check_config(cfg)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+@pytest.mark.parametrize(
+    "lane, message",
+    [
+        ([[0, 600], [100, 600]], "needs at least 3 image points"),
+        ([[0, 600], [100, 600], [200, 600]], "enclose no area"),
+        ([[0, 600], [100, 700], [100, 600], [0, 700]], "sides 0-1 and 2-3 cross"),
+    ],
+)
+def test_bad_lane_polygons_are_refused_naming_the_key(lane: list, message: str) -> None:
+    from edge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_config({"zone": {"lane_polygon": lane}})
+    assert "zone.lane_polygon" in str(e.value) and message in str(e.value)
+
+
+def test_lane_polygon_needs_a_calibrated_zone() -> None:
+    cfg = parse_config(
+        {
+            "zone": {"calibrated": False, "lane_polygon": [[0, 600], [100, 600], [50, 700]]},
+            "rules": {"wrong_way": {"enabled": False}},
+        }
+    )
+    assert [p for p in check_config(cfg) if p.startswith("zone.lane_polygon:")]
