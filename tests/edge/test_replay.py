@@ -32,9 +32,12 @@ def clip_span(path: Path) -> tuple[float, float, int]:
     return min(times), max(times) + float(1 / rate), len(times)
 
 
-def replay_example(tmp: Path, video: Path, rules: dict | None = None, *extra: str) -> tuple[Path, str]:
+def replay_example(
+    tmp: Path, video: Path, rules: dict | None = None, *extra: str, zone: dict | None = None
+) -> tuple[Path, str]:
     """``anqi-edge replay`` of ``video`` with the shipped bike-lane config (speaker off: the CI machine
-    has no sound card, prompts are tested in test_speaker; ``rules`` sections replaced): (out dir, output)."""
+    has no sound card, prompts are tested in test_speaker; ``rules`` sections and ``zone`` keys
+    replaced): (out dir, output)."""
     from click.testing import CliRunner
 
     from edge.cli import main
@@ -43,6 +46,7 @@ def replay_example(tmp: Path, video: Path, rules: dict | None = None, *extra: st
     data["speaker"] = {"enabled": False}
     data["device"]["data_dir"] = str(tmp / "data")
     data["rules"].update(rules or {})
+    data["zone"].update(zone or {})
     cfg = tmp / "bikelane.yaml"
     cfg.write_text(yaml.safe_dump(data))
     out = tmp / "out"
@@ -141,26 +145,13 @@ def test_uncalibrated_config_replays_the_clip_with_the_whole_frame_as_zone(tmp_p
 )
 def test_lane_polygon_judges_only_riders_in_that_lane(tmp_path: Path, lane: list, reported: int) -> None:
     """zone.lane_polygon through the daemon: the same clip, the zone limited to one lane."""
-    from click.testing import CliRunner
-
-    from edge.cli import main
-
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["speaker"] = {"enabled": False}
-    data["device"]["data_dir"] = str(tmp_path / "data")
-    data["zone"]["lane_polygon"] = lane
-    cfg = tmp_path / "lane.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    res = CliRunner().invoke(
-        main, ["replay", str(VIDEO), "--config", str(cfg), "--out", str(tmp_path / "out")]
-    )
-    assert res.exit_code == 0, res.output
-    evs = events(tmp_path / "out")
-    assert len(evs) == reported and {e.violation_type.value for e in evs} <= {"no_helmet"}, res.output
-    tracks = int(re.search(r"(\d+) rider tracks", res.output).group(1))  # type: ignore[union-attr]
-    assert tracks >= 3, res.output  # the riders were seen and tracked either way
+    out, output = replay_example(tmp_path, VIDEO, None, zone={"lane_polygon": lane})
+    evs = events(out)
+    assert len(evs) == reported and {e.violation_type.value for e in evs} <= {"no_helmet"}, output
+    tracks = int(re.search(r"(\d+) rider tracks", output).group(1))  # type: ignore[union-attr]
+    assert tracks >= 3, output  # the riders were seen and tracked either way
     if reported:
-        assert "2 true, 0 missed, 0 duplicated, 0 false" in res.output
+        assert "2 true, 0 missed, 0 duplicated, 0 false" in output
 
 
 def test_replay_prints_the_event_level_result_against_the_truth_beside_the_video(replay_out: Path) -> None:

@@ -102,6 +102,12 @@ def zone_cfg(**kw: object) -> ZoneConfig:
     return ZoneConfig(image_size=(1280, 720), calibration=pts, **kw)  # type: ignore[arg-type]
 
 
+def standing_box(ground: tuple[float, float]) -> np.ndarray:
+    """A (1, 4) image box of a road user standing on ``ground`` (its bottom centre on that point)."""
+    px = project(np.array([ground]))[0]
+    return np.array([[px[0] - 20, px[1] - 80, px[0] + 20, px[1]]])
+
+
 @pytest.mark.parametrize(
     "ground, inside",
     [
@@ -118,9 +124,7 @@ def test_zone_membership_by_distance_from_camera(ground: tuple[float, float], in
     zone = CaptureZone.from_config(zone_cfg())
     assert bool(zone.contains_ground([ground])[0]) is inside
     # the same through an image box standing on that ground point
-    px = project(np.array([ground]))[0]
-    box = np.array([[px[0] - 20, px[1] - 80, px[0] + 20, px[1]]])
-    _, d, ins = zone.locate_boxes(box)
+    _, d, ins = zone.locate_boxes(standing_box(ground))
     assert bool(ins[0]) is inside
     assert d[0] == pytest.approx(math.hypot(*ground), abs=1e-4)
 
@@ -339,8 +343,7 @@ def lane_cfg(**kw: object) -> ZoneConfig:
 def test_lane_polygon_limits_the_zone_across_the_road(ground: tuple[float, float], inside: bool) -> None:
     zone = CaptureZone.from_config(lane_cfg())
     assert bool(zone.contains_ground([ground])[0]) is inside
-    px = project(np.array([ground]))[0]
-    box = np.array([[px[0] - 20, px[1] - 80, px[0] + 20, px[1]]])
+    box = standing_box(ground)
     g, d, ins = zone.locate_boxes(box)
     assert bool(ins[0]) is inside
     np.testing.assert_allclose(g[0], ground, atol=1e-3)  # the ground point itself is still measured
