@@ -82,9 +82,8 @@ class CaptureZone:
     far_m: float = 25.0
     roi_margin_m: float = 3.0
     rider_height_m: float = 2.0
-    lane: np.ndarray | None = (
-        None  #: (K, 2) ground polygon (metres) the zone is limited to; None: the band's whole width
-    )
+    #: (K, 2) ground polygon (metres) the zone is limited to (zone.lane_polygon); None: the band's whole width
+    lane: np.ndarray | None = None
     _regions: dict[tuple[int, int], Box | None] = field(default_factory=dict, repr=False, compare=False)
     _scaled: dict[tuple[int, int], CaptureZone] = field(default_factory=dict, repr=False, compare=False)
     _edges: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(
