@@ -67,7 +67,7 @@ class ZoneConfig(Section):
     )
     lane_polygon: list[tuple[float, float]] | None = Field(
         None,
-        description="Image points (x, y), in the calibration's pixels, around the part of the road the node watches (the non-motorised lane): a road user whose ground point lies outside it is not in the capture zone, so cars and vans in the motor lane beside it are never judged. At least 3 points, all on the road below the horizon. Left out: the band's whole width.",
+        description="Image points (x, y), in the calibration's pixels, around the part of the road the node watches (the non-motorised lane): a road user whose ground point lies outside it is not in the capture zone, so cars and vans in the motor lane beside it are never judged. At least 3 points, all on the road below the horizon; points may lie outside the frame (where the lane leaves the view, draw it on past the frame edge: a rider whose feet are cut off by the edge stands on it). Left out: the band's whole width.",
     )
     rider_height_m: float = Field(
         2.0,

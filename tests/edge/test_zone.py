@@ -430,3 +430,15 @@ def test_lane_polygon_needs_a_calibrated_zone() -> None:
         }
     )
     assert [p for p in check_config(cfg) if p.startswith("zone.lane_polygon:")]
+
+
+def test_lane_polygon_may_run_past_the_frame_edge() -> None:
+    # the lane drawn on below the bottom of the 1280x720 frame (ground 5 m ahead, out of view) and past its left
+    wide = np.array([[-6.0, 5.0], [1.0, 5.0], [1.0, 30.0], [-6.0, 30.0]])
+    px = project(wide)
+    assert px[0, 1] > 720 and px[0, 0] < 0 and px[1, 1] > 720
+    cfg = parse_config({"zone": zone_cfg(lane_polygon=px.tolist()).model_dump()})
+    assert check_config(cfg) == []
+    zone = CaptureZone.from_config(cfg.zone)
+    _, _, ins = zone.locate_boxes(np.concatenate([standing_box((-5.0, 16.0)), standing_box((0.5, 24.0))]))
+    assert ins.all()
