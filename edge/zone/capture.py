@@ -148,7 +148,10 @@ class CaptureZone:
     def contains_ground(self, ground_pts: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """Which (N, 2) ground points lie in the band (and in the lane, where one is set)."""
         g = np.asarray(ground_pts, dtype=np.float64).reshape(-1, 2)
-        d = self.distance(g)
+        return self._inside(g, self.distance(g))
+
+    def _inside(self, g: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """In the zone: ground points ``g`` (N, 2) at distances ``d`` (N,) in the band and in the lane."""
         with np.errstate(invalid="ignore"):
             inside = (d >= self.near_m) & (d <= self.far_m)
         if self.lane is not None:
@@ -167,7 +170,7 @@ class CaptureZone:
         d = self.distance(g)
         inside = np.zeros(len(d), dtype=bool)
         ok = np.isfinite(d)
-        inside[ok] = self.contains_ground(g[ok])
+        inside[ok] = self._inside(g[ok], d[ok])
         return g, d, inside
 
     def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
