@@ -34,7 +34,7 @@ from edge.pipeline import Detector
 from edge.relay import AlarmBeacon, DiskReserve, OutboxError, ram_outbox_dir
 from edge.rules import RuleSet, RuleSetError
 from edge.track import RiderTracker
-from edge.zone import CaptureZone, LanePolygonError
+from edge.zone import CalibrationError, CaptureZone
 
 if TYPE_CHECKING:
     from anqi_contract.localbroker import LocalBroker
@@ -283,7 +283,7 @@ def build_stages(
     try:
         zone = CaptureZone.from_config(cfg.zone)
     except ValueError as e:
-        key = "zone.lane_polygon" if isinstance(e, LanePolygonError) else "zone.calibration"
+        key = e.key if isinstance(e, CalibrationError) else "zone.calibration"
         raise StartupError(f"{key}: {e}") from None
     try:
         source = FrameSource(cfg.source, base_dir=cfg.base_dir, health=health)

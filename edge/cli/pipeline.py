@@ -68,7 +68,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     import cv2
     import numpy as np
 
-    from edge.zone import CalibrationError, CaptureZone, LanePolygonError, check_config
+    from edge.zone import CalibrationError, CaptureZone, check_config
 
     cfg = config_or_exit(config)
     if (snapshot is None) == (video is None):
@@ -78,8 +78,7 @@ def calibrate(config: Path, snapshot: Path | None, video: Path | None, frame_ind
     try:
         zone = CaptureZone.from_config(cfg.zone)
     except CalibrationError as e:
-        key = "zone.lane_polygon" if isinstance(e, LanePolygonError) else "zone.calibration"
-        click.echo(f"{config.name}: {key}: {e}", err=True)
+        click.echo(f"{config.name}: {e.key}: {e}", err=True)
         sys.exit(1)
     h, w = image.shape[:2]
     if cfg.zone.image_size is not None and tuple(cfg.zone.image_size) != (w, h):

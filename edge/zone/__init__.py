@@ -56,10 +56,8 @@ def check_config(cfg: EdgeConfig) -> list[str]:
         ]
     try:
         zone = CaptureZone.from_config(z)
-    except LanePolygonError as e:
-        return [f"zone.lane_polygon: {e}"]
     except CalibrationError as e:
-        return [f"zone.calibration: {e}"]
+        return [f"{e.key}: {e}"]
     problems: list[str] = []
     if zone.mapper.reprojection_m > z.max_reprojection_m:
         problems.append(

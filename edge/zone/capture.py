@@ -17,6 +17,8 @@ Box = tuple[int, int, int, int]
 class LanePolygonError(CalibrationError):
     """``zone.lane_polygon`` cannot be placed on the ground (a point above the horizon)."""
 
+    key = "zone.lane_polygon"
+
 
 def inside_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """Even-odd test: which of the (N, 2) points lie inside the closed (K, 2) polygon (NaN points: none)."""

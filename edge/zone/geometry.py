@@ -14,6 +14,8 @@ from edge.config.zone import ZoneConfig
 class CalibrationError(ValueError):
     """The calibration points cannot give a usable homography; the message says why."""
 
+    key = "zone.calibration"  #: the config key the message is about
+
 
 class CalibrationMismatch(CalibrationError):
     """Frames whose shape is not the one the calibration was surveyed on (another aspect: a rotated
