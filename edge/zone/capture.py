@@ -175,36 +175,37 @@ class CaptureZone:
         inside[ok] = self._inside(g[ok], d[ok])
         return g, d, inside
 
-    def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
-        """Ground distance (m) of every ``step``-th pixel of a ``width`` x ``height`` frame; NaN above the horizon."""
+    def _ground_map(self, width: int, height: int, step: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """The ground point (N, 2) of every ``step``-th pixel, NaN above the horizon, and the map's shape."""
         xs = np.arange(0, width, step, dtype=np.float64) + 0.5
         ys = np.arange(0, height, step, dtype=np.float64) + 0.5
         gx, gy = np.meshgrid(xs, ys)
         pts = np.c_[gx.ravel(), gy.ravel()]
-        d = self.distance(self.mapper.image_to_ground(pts))
-        d[~self.mapper.in_front(pts)] = np.nan
-        return d.reshape(gy.shape)
+        g = self.mapper.image_to_ground(pts)
+        g[~self.mapper.in_front(pts)] = np.nan
+        return g, (len(ys), len(xs))
+
+    def distance_map(self, width: int, height: int, step: int = 1) -> np.ndarray:
+        """Ground distance (m) of every ``step``-th pixel of a ``width`` x ``height`` frame; NaN above the horizon."""
+        g, shape = self._ground_map(width, height, step)
+        return self.distance(g).reshape(shape)
 
     def zone_map(self, width: int, height: int, step: int = 1, margin_m: float = 0.0) -> np.ndarray:
         """:meth:`distance_map`, NaN where the ground lies farther than ``margin_m`` outside the lane."""
-        d = self.distance_map(width, height, step)
         if self.lane is None:
-            return d
-        xs = np.arange(0, width, step, dtype=np.float64) + 0.5
-        ys = np.arange(0, height, step, dtype=np.float64) + 0.5
-        gx, gy = np.meshgrid(xs, ys)
-        flat = d.ravel()
-        ok = np.flatnonzero(np.isfinite(flat))
-        g = self.mapper.image_to_ground(np.c_[gx.ravel()[ok], gy.ravel()[ok]])
-        for a in range(0, len(g), 65536):  # in slices: a full-size overlay has a million pixels
-            part = g[a : a + 65536]
+            return self.distance_map(width, height, step)
+        g, shape = self._ground_map(width, height, step)
+        d = self.distance(g)
+        ok = np.flatnonzero(np.isfinite(d))
+        for a in range(0, len(ok), 65536):  # in slices: a full-size overlay has a million pixels
+            idx = ok[a : a + 65536]
             off = (
-                ~inside_polygon(part, self.lane)
+                ~inside_polygon(g[idx], self.lane)
                 if margin_m <= 0
-                else distance_to_polygon(part, self.lane) > margin_m
+                else distance_to_polygon(g[idx], self.lane) > margin_m
             )
-            flat[ok[a : a + 65536][off]] = np.nan
-        return flat.reshape(d.shape)
+            d[idx[off]] = np.nan
+        return d.reshape(shape)
 
     def image_region(self, width: int, height: int) -> Box | None:
         """Pixel region (x0, y0, x1, y1) the detector must see: the band widened by ``roi_margin_m``
